@@ -1,0 +1,10 @@
+"""trafficgen: packet-level traffic of AI-inference services, from statistical models to pcap,
+Parquet and (later) network interfaces."""
+__version__ = "0.1.0"
+
+from .api import Batch, batches, generate, load_scenario  # noqa: E402
+from .config import Scenario  # noqa: E402
+from .errors import ConfigError, TrafficgenError  # noqa: E402
+
+__all__ = ["__version__", "Batch", "batches", "generate", "load_scenario", "Scenario",
+           "ConfigError", "TrafficgenError"]

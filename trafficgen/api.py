@@ -1,0 +1,92 @@
+"""The library API: load a scenario, iterate its packet batches, or write it to sinks.
+
+    import trafficgen as tg
+    sc = tg.load_scenario("chat", {"chat.rate": "5/s"}, duration="30s", seed=7)
+    for batch in tg.batches(sc):            # nothing touches the disk
+        batch.packets["ts_ns"], batch.packets["wire_len"], batch.frame(0)
+    report = tg.generate(sc, pcap="chat.pcap", flows="flows.parquet")
+
+The CLI calls the same functions.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+from typing import Callable, Iterator
+
+from .config import Scenario, load_scenario
+from .engine import DEFAULT_BATCH_PACKETS, Batch, Engine
+from .errors import TrafficgenError
+from .sinks import check_writable
+from .sinks.parquet import ParquetSink
+from .sinks.pcap import PcapSink
+
+__all__ = ["load_scenario", "batches", "generate", "Batch"]
+
+
+def batches(scenario: Scenario | str | dict, *, frames: bool = True,
+            batch_packets: int = DEFAULT_BATCH_PACKETS) -> Iterator[Batch]:
+    """Iterate the scenario's packets in timestamp order, in batches (see ``Batch``)."""
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    return iter(Engine(scenario, frames=frames, batch_packets=batch_packets))
+
+
+def _check_outputs(paths: dict[str, object]) -> None:
+    seen: dict[str, str] = {}
+    for what, dest in paths.items():
+        if dest is None or hasattr(dest, "write"):
+            continue
+        real = os.path.realpath(os.fspath(dest))
+        if real in seen:
+            raise TrafficgenError(f"{dest}: given as both the {seen[real]} and the {what} output")
+        seen[real] = what
+        check_writable(__import__("pathlib").Path(dest))
+
+
+def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests=None,
+             packets=None, batch_packets: int = DEFAULT_BATCH_PACKETS,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate a scenario into the given sinks (paths or binary file objects).
+
+    Frames are built only when ``pcap`` is given. Each path is written under a temporary name
+    and renamed when whole; on any error none of them appears. ``progress(done_ns, total_ns)``
+    is called as the stream advances. Returns a report dict (counts, bytes, seconds).
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    outputs = {"capture": pcap, "flows": flows, "requests": requests, "packets": packets}
+    _check_outputs(outputs)
+    if pcap is not None and not hasattr(pcap, "write"):
+        suffix = os.fspath(pcap).lower().rsplit(".", 1)[-1] if "." in os.fspath(pcap) else ""
+        if suffix != "pcap":
+            raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap "
+                                  f"(pcapng comes with the wire-formats work)")
+    t0 = time.perf_counter()
+    totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
+    with ExitStack() as stack:
+        sinks = []
+        if pcap is not None:
+            sinks.append(stack.enter_context(PcapSink(pcap)))
+        for table, dest in (("flows", flows), ("requests", requests), ("packets", packets)):
+            if dest is not None:
+                sinks.append(stack.enter_context(ParquetSink(dest, table, scenario)))
+        for batch in batches(scenario, frames=pcap is not None, batch_packets=batch_packets):
+            for sink in sinks:
+                sink.write(batch)
+            totals["packets"] += batch.packets.shape[0]
+            totals["wire_bytes"] += int(batch.packets["wire_len"].sum())
+            totals["flows"] += batch.flows.shape[0]
+            totals["requests"] += batch.requests.shape[0]
+            if progress is not None:
+                progress(batch.progress_ns, scenario.duration_ns)
+    elapsed = time.perf_counter() - t0
+    return {
+        "scenario": scenario.name, "seed": scenario.seed,
+        "duration_s": scenario.duration_ns / 1e9, **totals,
+        "elapsed_s": round(elapsed, 3),
+        "packets_per_s": round(totals["packets"] / elapsed) if elapsed > 0 else None,
+        "outputs": {k: os.fspath(v) for k, v in outputs.items()
+                    if v is not None and not hasattr(v, "write")},
+    }

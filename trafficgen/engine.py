@@ -1,0 +1,186 @@
+"""The generation loop: epochs of every class -> global ids -> one time-ordered packet stream,
+emitted in batches, with frames built per batch.
+
+Time is cut into fixed epochs that belong to the model (``EPOCH_NS``), never to how a run is
+chunked: each epoch's sessions, with all their flows and packets, come from keys derived from
+(seed, class, epoch, session). After epoch ``e`` is generated every packet before the start of
+epoch ``e + 1`` is final (later sessions start later), so it is merged with what was pending
+and emitted; memory is bounded by the sessions still open, not by the duration. Batches only
+slice that stream, so the batch size never changes a byte.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+from typing import Iterator
+
+import numpy as np
+
+from .config import Scenario
+from .kernels import frames as kf
+from .kernels.order import merge_index
+from .kernels.rng import derive_range, fill_bytes, key_of
+from .models.chat import ChatModel
+from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE
+
+EPOCH_NS = 60 * 10**9
+DEFAULT_BATCH_PACKETS = 1 << 18
+POOL_BYTES = (4 << 20) + 65536
+
+
+@dataclass
+class Batch:
+    """A slice of the packet stream, in timestamp order.
+
+    ``packets``: schedule rows (the packet table's columns and a few encoder fields);
+    ``frames``/``offsets``: the frames as pcap records in one buffer (``None`` when frames are
+    not built); frame ``i`` is ``frames[offsets[i]:offsets[i] + packets['wire_len'][i]]``;
+    ``flows``/``requests``: table rows that became final with this batch (may be empty);
+    ``progress_ns``: how far into the scenario the stream is now complete.
+    """
+
+    packets: np.ndarray
+    frames: np.ndarray | None
+    offsets: np.ndarray | None
+    flows: np.ndarray
+    requests: np.ndarray
+    progress_ns: int
+
+    def frame(self, i: int) -> bytes:
+        o = int(self.offsets[i])
+        return self.frames[o:o + int(self.packets["wire_len"][i])].tobytes()
+
+
+class _FlowAttrs:
+    """Header fields of the flows that pending packets may still reference, by global id."""
+
+    def __init__(self):
+        self.base = 0
+        self.cols = {k: np.empty(0, t) for k, t in
+                     (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
+                      ("key", "u8"), ("hops", "u1"))}
+
+    def add(self, new: dict, keep_from: int):
+        drop = max(0, keep_from - self.base)
+        for k in self.cols:
+            self.cols[k] = np.concatenate((self.cols[k][drop:], new[k]))
+        self.base += drop
+
+
+def _port_permutation(lo: int, hi: int):
+    """A bijection on [lo, hi] walked by flow id: ports look random, never repeat within a
+    cycle of (hi - lo + 1) flows."""
+    span = hi - lo + 1
+    mult = int(span * 0.6180339887) | 1
+    while gcd(mult, span) != 1:
+        mult += 2
+    return lambda ids: (lo + (ids * mult + 7919) % span).astype(np.uint16)
+
+
+class Engine:
+    """Iterate a scenario's packet stream in batches (see :class:`Batch`)."""
+
+    def __init__(self, scenario: Scenario, *, frames: bool = True,
+                 batch_packets: int = DEFAULT_BATCH_PACKETS):
+        if batch_packets < 1:
+            raise ValueError("batch_packets must be at least 1")
+        self.sc = scenario
+        self.frames = frames
+        self.batch_packets = batch_packets
+        self.models = [ChatModel(scenario)] if scenario.chat is not None else []
+        self.n_epochs = -(-scenario.duration_ns // EPOCH_NS)
+        self.seed_key = key_of(scenario.seed, 0xF10)
+        self.ports = _port_permutation(*scenario.topology.ephemeral_ports)
+        self.pool = np.empty(POOL_BYTES, np.uint8)
+        fill_bytes(key_of(scenario.seed, 0xB17E5), self.pool)
+        self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
+        self.capture_side = 0 if scenario.topology.capture == "client" else 1
+
+    def __iter__(self) -> Iterator[Batch]:
+        next_id = {"flow": 0, "session": 0, "request": 0}
+        pending = np.empty(0, SCHED_DTYPE)
+        attrs = _FlowAttrs()
+        warmup = max((m.warmup_epochs for m in self.models), default=0)
+        for e in range(-warmup, self.n_epochs):
+            new_parts, flows_parts, req_parts = [], [], []
+            for model in self.models:
+                if e < -model.warmup_epochs:
+                    continue
+                ep = model.epoch(e, EPOCH_NS)
+                self._globalise(ep, next_id)
+                new_parts.append(ep.sched)
+                flows_parts.append(ep.flows)
+                req_parts.append(ep.requests)
+            flows = np.concatenate(flows_parts) if flows_parts else np.empty(0, FLOW_DTYPE)
+            reqs = np.concatenate(req_parts) if req_parts else np.empty(0, REQUEST_DTYPE)
+            new = _merge_runs(new_parts)
+            attrs.add(self._flow_attrs(flows),
+                      int(pending["flow_id"].min()) if pending.shape[0] else next_id["flow"] - flows.shape[0])
+            pending = _merge_runs([pending, new])
+            last = e == self.n_epochs - 1
+            boundary = self.sc.start_ns + (e + 1) * EPOCH_NS
+            cut = pending.shape[0] if last else int(np.searchsorted(pending["ts_ns"], boundary, "left"))
+            progress = min((e + 1) * EPOCH_NS, self.sc.duration_ns) if not last else self.sc.duration_ns
+            ready, pending = pending[:cut], pending[cut:]
+            first = True
+            for lo in range(0, max(cut, 1), self.batch_packets):
+                part = ready[lo:lo + self.batch_packets]
+                if part.shape[0] == 0 and not (first and (flows.shape[0] or reqs.shape[0])):
+                    break
+                yield self._batch(part, attrs, flows if first else flows[:0],
+                                  reqs if first else reqs[:0], progress)
+                first = False
+
+    def _globalise(self, ep, next_id):
+        """Local ids of one epoch schedule -> global ids; ports follow the global flow id."""
+        f0, s0, r0 = next_id["flow"], next_id["session"], next_id["request"]
+        ep.sched["flow_id"] += f0
+        ep.sched["request_id"] = np.where(ep.sched["request_id"] >= 0, ep.sched["request_id"] + r0, -1)
+        ep.flows["flow_id"] += f0
+        ep.flows["session_id"] += s0
+        ep.flows["src_port"] = self.ports(ep.flows["flow_id"])
+        ep.requests["request_id"] += r0
+        ep.requests["flow_id"] += f0
+        ep.requests["session_id"] += s0
+        next_id["flow"] += ep.flows.shape[0]
+        next_id["session"] += ep.n_sessions
+        next_id["request"] += ep.requests.shape[0]
+
+    def _flow_attrs(self, flows) -> dict:
+        keys = np.empty(flows.shape[0], np.uint64)
+        if flows.shape[0]:
+            derive_range(self.seed_key, int(flows["flow_id"][0]), keys)
+        cip, sip = flows["src_ip"].astype(np.uint32), flows["dst_ip"].astype(np.uint32)
+        return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
+                "sport": flows["dst_port"].astype(np.uint16), "key": keys,
+                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8)}
+
+    def _batch(self, part, attrs: _FlowAttrs, flows, reqs, progress) -> Batch:
+        if not self.frames or part.shape[0] == 0:
+            return Batch(part, None, None, flows, reqs, progress)
+        space = kf.frame_space(part["wire_len"], True)
+        buf = np.empty(space, np.uint8)
+        offsets = np.empty(part.shape[0], np.int64)
+        a = attrs.cols
+        tpl = self.models[0].templates
+        end = kf.build(buf, True, 0, part["ts_ns"], part["flow_id"] - attrs.base, part["direction"],
+                       part["seq"], part["ack"], part["tcp_flags"], part["payload_len"], part["ipid"],
+                       part["layout"], part["segoff"], part["writelen"], part["wire_len"],
+                       a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
+                       self.capture_side, self.gw_mac, self.sc.topology.mss, self.pool,
+                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets)
+        assert end == space
+        return Batch(part, buf, offsets, flows, reqs, progress)
+
+
+def _merge_runs(runs: list) -> np.ndarray:
+    """Merge ts-sorted runs given in flow-id order into one (ts, flow_id, order)-sorted run."""
+    runs = [r for r in runs if r.shape[0]]
+    if not runs:
+        return np.empty(0, SCHED_DTYPE)
+    out = runs[0]
+    for r in runs[1:]:
+        idx = np.empty(out.shape[0] + r.shape[0], np.int64)
+        merge_index(out["ts_ns"], r["ts_ns"], idx)
+        out = np.concatenate((out, r))[idx]
+    return out

@@ -1,0 +1,227 @@
+"""The chat flow class: sessions -> turns -> connections and their application writes.
+
+A session is a conversation of ``n`` turns (geometric). Turn ``k`` waits ``think`` after the
+previous reply; a wait longer than the keep-alive means the old connection has closed and the
+turn opens a new one. Each connection carries: ClientHello, the server's flight, the client's
+Finished, session tickets, then per turn the request upload and one TLS record per token chunk,
+and finally close_notify + FIN. The transport kernel (``tcp.simulate``) turns this into packets.
+
+Draw indices per session key: 0 client, 1 server, 2 turns, 16+8k.. turn k (think, prompt,
+output, ttft). Sessions that began before the capture (warm-up epochs) keep only the turns
+whose nominal start falls inside it; the first of those opens the connection. Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s token
+gaps derive(session, 1_000_000+k). Changing one draw never shifts another.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+from .rng import bits, derive, uniform
+from .sampling import sample
+from .tcp import W_CLOSE, W_REQ, W_TURN
+
+TLS_OVERHEAD = 22  # record header 5 + inner content type 1 + AEAD tag 16
+TLS_MAX_PLAIN = 16384
+DONE_PLAIN = 23  # "data: [DONE]\n\n" + HTTP/2 DATA frame header
+FINISHED_WIRE = 64  # ChangeCipherSpec (6) + encrypted Finished record (58)
+CLOSE_NOTIFY_WIRE = 24
+# write layouts: how the frame kernel fills a write's bytes (see kernels/frames.py)
+L_APPDATA, L_CLIENT_HELLO, L_SERVER_FLIGHT, L_CLIENT_FINISHED = 0, 1, 2, 3
+# processing delays (ns)
+D_CLIENT_HELLO, D_SERVER_FLIGHT, D_CLIENT_FIN, D_TICKET, D_REQUEST = 50_000, 300_000, 150_000, 50_000, 10_000
+
+
+@njit(cache=True, inline="always")
+def tls_wire(plain):
+    """Wire bytes of ``plain`` application bytes sent as TLS 1.3 records."""
+    return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
+
+
+@njit(cache=True)
+def arrivals(key, t0, t1, rate_per_ns, out):
+    """Poisson arrival times in [t0, t1) into ``out``; returns how many there are (may be more
+    than ``out`` holds: call again with a larger buffer)."""
+    if rate_per_ns <= 0.0:
+        return 0
+    t = float(t0)
+    n = 0
+    i = 0
+    while True:
+        t += -math.log(uniform(key, i)) / rate_per_ns
+        i += 1
+        if t >= t1:
+            return n
+        if n < out.shape[0]:
+            out[n] = np.int64(t)
+        n += 1
+
+
+@njit(cache=True, inline="always")
+def _turns(u, mean):
+    if mean <= 1.0:
+        return 1
+    n = 1 + int(math.floor(math.log(u) / math.log(1.0 - 1.0 / mean)))
+    return min(n, 100_000)
+
+
+@njit(cache=True)
+def turn_counts(s_key, turns_mean, s_turns):
+    """Turns per session."""
+    for s in range(s_key.shape[0]):
+        s_turns[s] = _turns(uniform(s_key[s], 2), turns_mean)
+
+
+@njit(cache=True, inline="always")
+def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
+    base = 16 + 8 * k
+    think = np.int64(sample(think_p, uniform(k_s, base))) if k > 0 else np.int64(0)
+    prompt = max(1, int(round(sample(prompt_p, uniform(k_s, base + 1)))))
+    out = max(1, int(round(sample(output_p, uniform(k_s, base + 2)))))
+    ttft = np.int64(sample(ttft_p, uniform(k_s, base + 3)))
+    return think, prompt, out, ttft
+
+
+@njit(cache=True)
+def _token_time(k_t, idx, itl_p, stall_prob, stall_p):
+    """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
+    if uniform(k_t, 3 * idx + 1) < stall_prob:
+        return np.int64(sample(stall_p, uniform(k_t, 3 * idx + 2)))
+    return np.int64(sample(itl_p, uniform(k_t, 3 * idx)))
+
+
+@njit(cache=True)
+def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, itl_p,
+         stall_prob, stall_p, keepalive, tokens_per_chunk, has_ticket, nominal_rtt,
+         r_think, r_prompt, r_out, r_ttft, r_at, r_keep, r_new, s_kept, s_conns, s_writes):
+    """Per turn: draws, nominal start time, whether it is kept and opens a connection.
+
+    A turn is kept if its nominal start is at or after ``t_min`` (0 for warm sessions that
+    began before the capture; their first kept turn opens the connection). Per session:
+    kept turns, connections and writes.
+    """
+    for s in range(s_key.shape[0]):
+        k_s = s_key[s]
+        t = s_start[s]
+        kept = conns = writes = 0
+        for k in range(s_turns_of(s_turn0, s, r_think.shape[0])):
+            r = s_turn0[s] + k
+            think, prompt, out, ttft = _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p)
+            t += think
+            r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, t
+            r_keep[r] = t >= t_min
+            r_new[r] = r_keep[r] and (kept == 0 or think > keepalive)
+            if r_keep[r]:
+                kept += 1
+                if r_new[r]:
+                    conns += 1
+                    writes += 4 + has_ticket  # hello, server flight, finished, [ticket], close
+                writes += 2 + (out + tokens_per_chunk - 1) // tokens_per_chunk
+            # the reply's nominal length: first token, then the token gaps
+            k_t = derive(k_s, 1_000_000 + k)
+            t += nominal_rtt + ttft
+            for idx in range(1, out):
+                t += _token_time(k_t, idx, itl_p, stall_prob, stall_p)
+        s_kept[s], s_conns[s], s_writes[s] = kept, conns, writes
+
+
+@njit(cache=True, inline="always")
+def s_turns_of(s_turn0, s, total):
+    return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]
+
+
+@njit(cache=True)
+def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_key,
+         itl_p, stall_prob, stall_p, rtt_p, keepalive, tokens_per_chunk, bytes_per_token,
+         req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
+         t_think, t_prompt, t_out, t_ttft, t_at, t_keep, t_new,
+         s_client, s_server,
+         r_session, r_turn, r_conn, r_prompt, r_output, r_ttft,
+         c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter,
+         w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout):
+    """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized."""
+    for s in range(s_key.shape[0]):
+        k_s = s_key[s]
+        client = min(int(uniform(k_s, 0) * n_clients), n_clients - 1)
+        server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
+        s_client[s], s_server[s] = client, server
+        rtt = np.int64(sample(rtt_p, uniform(derive(paths_key, client * n_servers + server), 0)))
+        c = s_conn0[s] - 1
+        w = s_write0[s]
+        r = s_req0[s]
+        last_done = -1  # local index of the previous turn's last write on this connection
+        for k in range(s_turns_of(s_turn0, s, t_think.shape[0])):
+            tr = s_turn0[s] + k
+            if not t_keep[tr]:
+                continue
+            if t_new[tr]:
+                if c >= s_conn0[s]:
+                    w = _close(c, w, last_done, keepalive, c_w0, c_wn, w_dir, w_bytes, w_dep,
+                               w_delay, w_req, w_phase, w_flags, w_layout)
+                c += 1
+                k_c = derive(k_s, 100 + c - s_conn0[s])
+                c_session[c] = s
+                c_open_dep[c] = -1 if c == s_conn0[s] else c - 1
+                c_open_at[c] = t_at[tr] if c == s_conn0[s] else t_think[tr]
+                c_rtt[c] = max(rtt, np.int64(2))
+                c_isn[c, 0] = bits(k_c, 0) & 0xFFFFFFFF
+                c_isn[c, 1] = bits(k_c, 1) & 0xFFFFFFFF
+                c_ipid[c, 0] = bits(k_c, 2) & 0xFFFF
+                c_ipid[c, 1] = bits(k_c, 3) & 0xFFFF
+                c_jitter[c] = np.int64(uniform(k_c, 4) * 100_000_000)
+                c_w0[c] = w
+                w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
+                           L_CLIENT_HELLO, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
+                           L_SERVER_FLIGHT, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
+                           L_CLIENT_FINISHED, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                if ticket_wire > 0:
+                    w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
+                               L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                req_dep, req_delay, req_flags = 2, D_REQUEST, W_REQ
+            else:
+                req_dep, req_delay, req_flags = last_done, t_think[tr], W_REQ | W_TURN
+            out = t_out[tr]
+            r_session[r], r_turn[r], r_conn[r] = s, k, c
+            r_prompt[r], r_output[r], r_ttft[r] = t_prompt[tr], out, t_ttft[tr]
+            req_local = w - c_w0[c]
+            w = _write(w, DIR_UP, tls_wire(int(round(t_prompt[tr] * bytes_per_token)) + req_overhead),
+                       req_dep, req_delay, r, PH_REQUEST, req_flags, L_APPDATA,
+                       w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+            k_t = derive(k_s, 1_000_000 + k)
+            t_tok = t_ttft[tr]
+            done_tokens = 0
+            while done_tokens < out:
+                ntok = min(tokens_per_chunk, out - done_tokens)
+                for g in range(ntok):
+                    if done_tokens + g > 0:  # the first token comes at ttft
+                        t_tok += _token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
+                plain = chunk_overhead + int(round(ntok * bytes_per_token))
+                w = _write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, r, PH_STREAM, 0,
+                           L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                done_tokens += ntok
+            w = _write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, r, PH_STREAM, 0,
+                       L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+            last_done = w - 1 - c_w0[c]
+            r += 1
+        if c >= s_conn0[s]:
+            _close(c, w, last_done, keepalive, c_w0, c_wn, w_dir, w_bytes, w_dep, w_delay,
+                   w_req, w_phase, w_flags, w_layout)
+
+
+@njit(cache=True)
+def _close(c, w, last_done, keepalive, c_w0, c_wn, w_dir, w_bytes, w_dep, w_delay, w_req,
+           w_phase, w_flags, w_layout):
+    w = _write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
+               L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+    c_wn[c] = w - c_w0[c]
+    return w
+
+
+@njit(cache=True, inline="always")
+def _write(w, d, nbytes, dep, delay, req, phase, flags, layout,
+           w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout):
+    w_dir[w], w_bytes[w], w_dep[w], w_delay[w] = d, nbytes, dep, delay
+    w_req[w], w_phase[w], w_flags[w], w_layout[w] = req, phase, flags, layout
+    return w + 1

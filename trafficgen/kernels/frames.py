@@ -1,0 +1,201 @@
+"""Frame encoder: packet schedule rows in, Ethernet/IPv4/TCP frames (optionally as pcap records)
+out, with correct IPv4 and TCP checksums, into one caller-allocated buffer.
+
+Payload bytes are a slice of a pseudo-random pool at an offset derived from (flow, direction,
+sequence number), overlaid with the write's template prefix (TLS handshake messages) and the
+TLS record headers that fall inside the segment. No per-packet allocation.
+"""
+import numpy as np
+from numba import njit
+
+from ..schema import SYN
+
+REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
+PCAP_REC = 16  # pcap record header
+WIN_SYN = (64240, 65160)  # Linux SYN / SYN-ACK windows
+WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
+WSCALE = 7
+
+
+@njit(cache=True)
+def frame_space(wire_len, pcap):
+    """Bytes needed for these frames (plus pcap record headers if ``pcap``)."""
+    total = 0
+    for i in range(wire_len.shape[0]):
+        total += wire_len[i]
+    return total + (PCAP_REC * wire_len.shape[0] if pcap else 0)
+
+
+@njit(cache=True, inline="always")
+def _put16(buf, o, v):
+    buf[o] = (v >> 8) & 0xFF
+    buf[o + 1] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _put32(buf, o, v):
+    buf[o] = (v >> 24) & 0xFF
+    buf[o + 1] = (v >> 16) & 0xFF
+    buf[o + 2] = (v >> 8) & 0xFF
+    buf[o + 3] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _sum16(buf, o, n):
+    s = np.uint64(0)
+    end = o + n - 1
+    j = o
+    while j < end:
+        s += (np.uint64(buf[j]) << np.uint64(8)) | np.uint64(buf[j + 1])
+        j += 2
+    if n & 1:
+        s += np.uint64(buf[o + n - 1]) << np.uint64(8)
+    return s
+
+
+@njit(cache=True, inline="always")
+def _fold(s):
+    while s >> np.uint64(16):
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return (~np.int64(s)) & 0xFFFF
+
+
+@njit(cache=True, inline="always")
+def _mac(buf, o, kind, ip, gw_mac):
+    """kind 0: gateway MAC; 1: a client's (02:00 + IPv4); 2: a server's (02:01 + IPv4)."""
+    if kind == 0:
+        for k in range(6):
+            buf[o + k] = gw_mac[k]
+    else:
+        buf[o] = 0x02
+        buf[o + 1] = kind - 1
+        _put32(buf, o + 2, ip)
+
+
+@njit(cache=True)
+def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
+          writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, capture_side,
+          gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets):
+    """Encode ``n`` packets into ``out`` (uint8); ``offsets[i]`` gets frame i's start.
+
+    Per packet: ts int64 ns since ``start_ns``; flow_row index into the f_* flow arrays;
+    dirs 0 up / 1 down; seq/ack absolute; plen payload bytes; layout/segoff/writelen place the
+    payload inside its application write. Returns the bytes written.
+    """
+    o = 0
+    pool_span = pool.shape[0] - 65536
+    for i in range(ts.shape[0]):
+        wl = wire_len[i]
+        if pcap:
+            t = start_ns + ts[i]
+            sec = t // 1_000_000_000
+            nsec = t - sec * 1_000_000_000
+            for k in range(4):
+                out[o + k] = (sec >> (8 * k)) & 0xFF
+                out[o + 4 + k] = (nsec >> (8 * k)) & 0xFF
+                out[o + 8 + k] = (wl >> (8 * k)) & 0xFF
+                out[o + 12 + k] = (wl >> (8 * k)) & 0xFF
+            o += PCAP_REC
+        offsets[i] = o
+        f = flow_row[i]
+        d = dirs[i]
+        up = d == 0
+        cip, sip = f_cip[f], f_sip[f]
+        # Ethernet: at the client side, client <-> gateway; at the server side, router <-> server
+        if capture_side == 0:
+            _mac(out, o, 0 if up else 1, cip, gw_mac)
+            _mac(out, o + 6, 1 if up else 0, cip, gw_mac)
+        else:
+            _mac(out, o, 2 if up else 0, sip, gw_mac)
+            _mac(out, o + 6, 0 if up else 2, sip, gw_mac)
+        out[o + 12] = 0x08
+        out[o + 13] = 0x00
+        # IPv4
+        ip = o + 14
+        fl = flags[i]
+        thl = 32 if fl & SYN else 20
+        n = plen[i]
+        out[ip] = 0x45
+        out[ip + 1] = 0
+        _put16(out, ip + 2, 20 + thl + n)
+        _put16(out, ip + 4, ipid[i])
+        out[ip + 6] = 0x40  # DF
+        out[ip + 7] = 0
+        out[ip + 8] = 64 if d == capture_side else 64 - f_hops[f]
+        out[ip + 9] = 6
+        out[ip + 10] = 0
+        out[ip + 11] = 0
+        _put32(out, ip + 12, cip if up else sip)
+        _put32(out, ip + 16, sip if up else cip)
+        _put16(out, ip + 10, _fold(_sum16(out, ip, 20)))
+        # TCP
+        tp = ip + 20
+        _put16(out, tp, f_cport[f] if up else f_sport[f])
+        _put16(out, tp + 2, f_sport[f] if up else f_cport[f])
+        _put32(out, tp + 4, seq[i])
+        _put32(out, tp + 8, ack[i])
+        out[tp + 12] = (thl // 4) << 4
+        out[tp + 13] = fl
+        _put16(out, tp + 14, WIN_SYN[d] if fl & SYN else WIN_SCALED)
+        out[tp + 16] = 0
+        out[tp + 17] = 0
+        out[tp + 18] = 0
+        out[tp + 19] = 0
+        if fl & SYN:  # MSS, NOP, window scale, NOP, NOP, SACK permitted
+            out[tp + 20] = 2
+            out[tp + 21] = 4
+            _put16(out, tp + 22, mss)
+            out[tp + 24] = 1
+            out[tp + 25] = 3
+            out[tp + 26] = 3
+            out[tp + 27] = WSCALE
+            out[tp + 28] = 1
+            out[tp + 29] = 1
+            out[tp + 30] = 4
+            out[tp + 31] = 2
+        pl = tp + thl
+        if n > 0:
+            _payload(out, pl, n, layout[i], segoff[i], writelen[i],
+                     (f_key[f] + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq[i]))
+                     % np.uint64(pool_span), pool, tpl, tpl_mask, tpl_start, tpl_len)
+        # pseudo-header + TCP header + payload
+        s = _sum16(out, ip + 12, 8) + np.uint64(6) + np.uint64(thl + n) + _sum16(out, tp, thl + n)
+        _put16(out, tp + 16, _fold(s))
+        o = pl + n
+    return o
+
+
+@njit(cache=True)
+def _payload(out, pl, n, lay, segoff, writelen, pool_off, pool, tpl, tpl_mask, tpl_start, tpl_len):
+    po = np.int64(pool_off)
+    out[pl:pl + n] = pool[po:po + n]
+    # template prefix of the write (handshake messages), where it overlaps this segment
+    plen_t = tpl_len[lay]
+    if segoff < plen_t:
+        t0 = tpl_start[lay]
+        for k in range(segoff, min(plen_t, segoff + n)):
+            if tpl_mask[t0 + k]:
+                out[pl + k - segoff] = tpl[t0 + k]
+    # TLS application-data record headers after the prefix
+    app_total = writelen - plen_t
+    if app_total <= 0:
+        return
+    lo = max(segoff, plen_t) - plen_t  # first app-data byte of this segment
+    hi = segoff + n - plen_t  # one past the last
+    r = lo // REC_SPAN
+    while r * REC_SPAN < hi:
+        rs = r * REC_SPAN
+        rlen = min(REC_SPAN, app_total - rs) - 5
+        for k in range(5):
+            pos = rs + k
+            if lo <= pos < hi:
+                if k == 0:
+                    b = 0x17
+                elif k < 3:
+                    b = 0x03
+                elif k == 3:
+                    b = (rlen >> 8) & 0xFF
+                else:
+                    b = rlen & 0xFF
+                out[pl + pos + plen_t - segoff] = b
+        r += 1

@@ -1,0 +1,114 @@
+"""What every TCP flow class shares: run the transport kernel over an epoch's connections and
+turn its output into a sorted packet schedule plus flow and request rows (local ids)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Scenario
+from ..kernels import stats, tcp
+from ..kernels.tcp import (P_ACK, P_COLS, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE,
+                           P_PLEN, P_REQ, P_SEGOFF, P_SEQ, P_TS, P_WLEN, P_WRITELEN, W_REQ)
+from ..schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
+
+
+@dataclass
+class EpochSchedule:
+    """One epoch of one class. Ids (flow, session, request) are local, from 0."""
+
+    sched: np.ndarray  # SCHED_DTYPE, sorted by (ts_ns, flow_id, packet order)
+    flows: np.ndarray  # FLOW_DTYPE
+    requests: np.ndarray  # REQUEST_DTYPE
+    n_sessions: int
+
+
+def _renumber(keep: np.ndarray) -> np.ndarray:
+    """Map old index -> new dense index among kept ones (-1 where dropped)."""
+    return np.where(keep, np.cumsum(keep) - 1, -1)
+
+
+def schedule_from_sim(sc: Scenario, class_id: int, templates, s_client, s_server, r, c,
+                      c_isn, c_ipid, w) -> EpochSchedule:
+    topo = sc.topology
+    n_conn, n_writes = c["session"].shape[0], w["dir"].shape[0]
+    out = np.empty((P_COLS, int(tcp.total_bound(c["w0"], c["wn"], w["bytes"], topo.mss))), np.int64)
+    c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
+    w_deliv, w_issued = np.empty(n_writes, np.int64), np.empty(n_writes, np.int64)
+    rwnd = 2052 << 7
+    n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
+                     c["jitter"], w["dir"], w["bytes"], w["dep"], w["delay"], w["req"], w["phase"],
+                     w["flags"], w["layout"], sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
+                     0 if topo.capture == "client" else 1, rwnd, out, c_npk, c_resp_end, w_deliv,
+                     w_issued)
+    if n < 0:
+        raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
+    out = out[:, :n]
+    flow_of_conn = _renumber(c_npk > 0)
+    is_req = (w["flags"] & W_REQ) != 0
+    issued = np.zeros(r["session"].shape[0], bool)
+    issued[w["req"][is_req]] = w_issued[is_req] > 0
+    req_map = _renumber(issued)
+
+    order = np.argsort(out[P_TS], kind="stable")
+    sched = np.empty(n, SCHED_DTYPE)
+    ts = out[P_TS][order] + sc.start_ns
+    sched["ts_ns"] = ts
+    sched["flow_id"] = flow_of_conn[out[P_CONN][order]]
+    req = out[P_REQ][order]
+    sched["request_id"] = np.where(req >= 0, req_map[np.maximum(req, 0)], -1)
+    for col, src in (("direction", P_DIR), ("wire_len", P_WLEN), ("phase", P_PHASE),
+                     ("tcp_flags", P_FLAGS), ("seq", P_SEQ), ("ack", P_ACK), ("payload_len", P_PLEN),
+                     ("ipid", P_IPID), ("layout", P_LAYOUT), ("segoff", P_SEGOFF),
+                     ("writelen", P_WRITELEN)):
+        sched[col] = out[src][order]
+    sched["class"] = class_id
+
+    # flows
+    conns = np.flatnonzero(c_npk > 0)
+    nf = conns.shape[0]
+    flows = empty("flows", nf)
+    start, end = np.empty(nf, np.int64), np.empty(nf, np.int64)
+    fbytes, fpk = np.empty((nf, 2), np.int64), np.empty((nf, 2), np.int64)
+    stats.flow_totals(sched["flow_id"], sched["direction"], sched["wire_len"], ts, nf, start, end,
+                      fbytes, fpk)
+    sess = c["session"][conns]
+    clients = s_client[sess]
+    net = int(topo.clients.network_address)
+    room = 1 if topo.clients.num_addresses > topo.client_count + 1 else 0
+    flows["flow_id"] = np.arange(nf)
+    flows["session_id"] = sess
+    flows["class"] = class_id
+    flows["start_ns"], flows["end_ns"] = start, end
+    flows["src_ip"] = net + room + clients
+    flows["dst_ip"] = np.asarray(topo.servers, np.int64)[s_server[sess]]
+    flows["dst_port"] = topo.server_port
+    flows["protocol"] = PROTO_TCP
+    flows["bytes_up"], flows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
+    flows["packets_up"], flows["packets_down"] = fpk[:, 0], fpk[:, 1]
+    flows["client_id"] = clients
+    conn_reqs = np.bincount(r["conn"][issued], minlength=n_conn)
+    flows["requests"] = conn_reqs[conns]
+
+    # requests
+    keep = np.flatnonzero(issued)
+    nr = keep.shape[0]
+    requests = empty("requests", nr)
+    rs, rf, re_ = (np.empty(nr, np.int64) for _ in range(3))
+    rbytes = np.empty((nr, 2), np.int64)
+    stats.request_totals(sched["request_id"], sched["direction"], sched["payload_len"],
+                         sched["phase"], sched["wire_len"], ts, nr, rs, rf, re_, rbytes)
+    requests["request_id"] = np.arange(nr)
+    requests["flow_id"] = flow_of_conn[r["conn"][keep]]
+    requests["session_id"] = r["session"][keep]
+    requests["class"] = class_id
+    requests["kind"] = KIND_CODE["llm"]
+    requests["start_ns"], requests["first_byte_ns"], requests["end_ns"] = rs, rf, re_
+    requests["bytes_up"], requests["bytes_down"] = rbytes[:, 0], rbytes[:, 1]
+    requests["prompt_tokens"] = r["prompt"][keep]
+    requests["output_tokens"] = r["output"][keep]
+    requests["turn"] = r["turn"][keep]
+    requests["llm_call"] = 0
+    requests["tool_call"] = -1
+    requests["client_id"] = s_client[r["session"][keep]]
+    return EpochSchedule(sched, flows, requests, int(s_client.shape[0]))

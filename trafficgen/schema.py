@@ -1,0 +1,139 @@
+"""The one schema module: numpy dtypes for the flow, request and packet tables, the matching
+Arrow schemas, and the label codes both sides share.
+
+Inside the engine every table is a numpy structured array; at the edges (Parquet, the library's
+Arrow output) it becomes an Arrow record batch. Label columns (class, kind, direction, phase) are
+``uint8`` codes inside and dictionary-encoded strings outside; IPv4 addresses are ``uint32``
+inside and dotted strings outside. :func:`to_arrow` is the only conversion, and
+``tests/test_schema.py`` checks that the two descriptions agree column by column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+# Label vocabularies. The position of a name is its code; append only, never reorder.
+CLASSES = ("chat", "coding", "multimodal", "reasoning", "agentic", "rag", "kv_transfer")
+KINDS = ("llm", "tool", "embed", "search", "rerank", "kv_transfer", "media")
+DIRECTIONS = ("up", "down")
+PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown")
+
+CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
+KIND_CODE = {name: i for i, name in enumerate(KINDS)}
+DIR_UP, DIR_DOWN = 0, 1
+PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
+PH_HANDSHAKE, PH_REQUEST, PH_PREFILL_WAIT, PH_STREAM, PH_TOOL, PH_TRANSFER, PH_TEARDOWN = range(7)
+
+# TCP flag bits, as on the wire.
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+PROTO_TCP, PROTO_UDP = 6, 17
+
+VOCABULARIES = {"class": CLASSES, "kind": KINDS, "direction": DIRECTIONS, "phase": PHASES}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its numpy dtype inside, its Arrow type outside, and how to convert."""
+
+    name: str
+    np_dtype: str
+    arrow_type: pa.DataType
+    vocab: tuple[str, ...] | None = None  # dictionary-encoded label column
+    ipv4: bool = False  # uint32 inside, dotted string outside
+
+
+def _label(name: str) -> Column:
+    return Column(name, "u1", pa.dictionary(pa.int8(), pa.string()), vocab=VOCABULARIES[name])
+
+
+def _ip(name: str) -> Column:
+    return Column(name, "u4", pa.string(), ipv4=True)
+
+
+def _i8(name: str) -> Column:
+    return Column(name, "i8", pa.int64())
+
+
+FLOW_COLUMNS = (
+    _i8("flow_id"), _i8("session_id"), _label("class"), _i8("start_ns"), _i8("end_ns"),
+    _ip("src_ip"), _ip("dst_ip"),
+    Column("src_port", "u2", pa.uint16()), Column("dst_port", "u2", pa.uint16()),
+    Column("protocol", "u1", pa.uint8()),
+    _i8("bytes_up"), _i8("bytes_down"), _i8("packets_up"), _i8("packets_down"),
+    _i8("client_id"), _i8("requests"),
+)
+
+REQUEST_COLUMNS = (
+    _i8("request_id"), _i8("flow_id"), _i8("session_id"), _label("class"), _label("kind"),
+    _i8("start_ns"), _i8("first_byte_ns"), _i8("end_ns"), _i8("bytes_up"), _i8("bytes_down"),
+    Column("prompt_tokens", "i4", pa.int32()), Column("output_tokens", "i4", pa.int32()),
+    Column("reasoning_tokens", "i4", pa.int32()), Column("images", "i2", pa.int16()),
+    Column("turn", "i4", pa.int32()), Column("llm_call", "i4", pa.int32()),
+    Column("tool_call", "i4", pa.int32()), _i8("client_id"),
+)
+
+PACKET_COLUMNS = (
+    _i8("ts_ns"), _i8("flow_id"), _i8("request_id"), _label("direction"),
+    Column("wire_len", "u4", pa.uint32()), _label("phase"), _label("class"),
+    Column("tcp_flags", "u1", pa.uint8()), Column("seq", "u4", pa.uint32()),
+    Column("ack", "u4", pa.uint32()), Column("payload_len", "u4", pa.uint32()),
+)
+
+TABLES = {"flows": FLOW_COLUMNS, "requests": REQUEST_COLUMNS, "packets": PACKET_COLUMNS}
+
+
+def _dtype(columns: tuple[Column, ...]) -> np.dtype:
+    return np.dtype([(c.name, c.np_dtype) for c in columns])
+
+
+def _schema(columns: tuple[Column, ...], table: str) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c in columns],
+                     metadata={b"trafficgen.table": table.encode()})
+
+
+FLOW_DTYPE = _dtype(FLOW_COLUMNS)
+REQUEST_DTYPE = _dtype(REQUEST_COLUMNS)
+PACKET_DTYPE = _dtype(PACKET_COLUMNS)
+DTYPES = {"flows": FLOW_DTYPE, "requests": REQUEST_DTYPE, "packets": PACKET_DTYPE}
+FLOW_SCHEMA = _schema(FLOW_COLUMNS, "flows")
+REQUEST_SCHEMA = _schema(REQUEST_COLUMNS, "requests")
+PACKET_SCHEMA = _schema(PACKET_COLUMNS, "packets")
+SCHEMAS = {"flows": FLOW_SCHEMA, "requests": REQUEST_SCHEMA, "packets": PACKET_SCHEMA}
+
+# The engine's packet schedule: the packet table's columns plus what the frame encoder needs.
+SCHED_DTYPE = np.dtype(PACKET_DTYPE.descr + [
+    ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4")])
+
+_DICTS = {name: pa.array(vocab, pa.string()) for name, vocab in VOCABULARIES.items()}
+
+
+def ipv4_to_str(addrs: np.ndarray) -> pa.Array:
+    """uint32 addresses (host order) to dotted-quad strings, vectorised."""
+    a = np.asarray(addrs, dtype=np.uint32)
+    octets = [((a >> s) & 0xFF).astype(str) for s in (24, 16, 8, 0)]
+    dotted = np.char.add(np.char.add(np.char.add(np.char.add(octets[0], "."), octets[1]), "."),
+                         np.char.add(np.char.add(octets[2], "."), octets[3]))
+    return pa.array(dotted, pa.string())
+
+
+def to_arrow(rows: np.ndarray, table: str) -> pa.RecordBatch:
+    """Convert a structured array of one of the three tables to an Arrow record batch."""
+    arrays = []
+    for col in TABLES[table]:
+        values = rows[col.name]
+        if col.vocab is not None:
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.array(values.astype(np.int8), pa.int8()), _DICTS[col.name]))
+        elif col.ipv4:
+            arrays.append(ipv4_to_str(values))
+        else:
+            arrays.append(pa.array(values, col.arrow_type))
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMAS[table])
+
+
+def empty(table: str, n: int = 0) -> np.ndarray:
+    """A zero-filled structured array of ``n`` rows of ``table``."""
+    return np.zeros(n, dtype=DTYPES[table])

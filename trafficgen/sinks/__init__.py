@@ -1,0 +1,78 @@
+"""Sinks: where batches go. Each accepts a path or a binary file object, works as a context
+manager, reports rows and bytes, and (for paths) writes under a temporary name in the same
+folder, renamed into place only when whole: a failed run leaves the user's files untouched."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import TrafficgenError
+
+
+class AtomicFile:
+    """A binary file at ``target`` that appears only on :meth:`commit`."""
+
+    def __init__(self, target: str | os.PathLike):
+        self.target = Path(target)
+        check_writable(self.target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part",
+                                   dir=self.target.parent)
+        self.tmp = Path(tmp)
+        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+
+    def commit(self):
+        self.file.close()
+        os.replace(self.tmp, self.target)
+
+    def abort(self):
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def check_writable(target: Path) -> None:
+    """One-line error for an output path that cannot be written (before any work is done)."""
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise TrafficgenError(f"{target}: is a directory (expected an output file path)")
+    if not parent.is_dir():
+        raise TrafficgenError(f"{target}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TrafficgenError(f"{target}: folder {parent} is not writable")
+
+
+class Sink:
+    """Base: ``write(batch)``, ``close()`` (commit), ``abort()``; ``rows`` and ``bytes``."""
+
+    rows = 0
+    bytes = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    def write(self, batch) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def open_output(dest) -> tuple[BinaryIO, AtomicFile | None]:
+    """A writable binary stream for a path (atomic) or a file object (used as is)."""
+    if hasattr(dest, "write"):
+        return dest, None
+    af = AtomicFile(dest)
+    return af.file, af

@@ -1,0 +1,75 @@
+"""Parquet sinks for the flow, request and packet tables (schemas in ``trafficgen.schema``).
+
+Each file's key-value metadata carries ``trafficgen.scenario`` (the scenario as JSON),
+``trafficgen.seed`` and ``trafficgen.version``. Rows are written as they become final, one
+row group per batch (or more), so memory stays bounded."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..schema import PACKET_COLUMNS, SCHEMAS, to_arrow
+from . import Sink, open_output
+
+_PACKET_FIELDS = [c.name for c in PACKET_COLUMNS]
+
+
+def _json_default(value):
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def file_metadata(scenario) -> dict[bytes, bytes]:
+    from .. import __version__
+    return {b"trafficgen.scenario": json.dumps(scenario.to_dict(), default=_json_default,
+                                               sort_keys=True).encode(),
+            b"trafficgen.scenario_name": scenario.name.encode(),
+            b"trafficgen.seed": str(scenario.seed).encode(),
+            b"trafficgen.version": __version__.encode()}
+
+
+class ParquetSink(Sink):
+    """Write one table (``"flows"``, ``"requests"`` or ``"packets"``) of the batches."""
+
+    def __init__(self, dest, table: str, scenario):
+        if table not in SCHEMAS:
+            raise ValueError(f"table must be one of {', '.join(SCHEMAS)}")
+        self.table = table
+        self.stream, self._atomic = open_output(dest)
+        schema = SCHEMAS[table].with_metadata({**SCHEMAS[table].metadata, **file_metadata(scenario)})
+        self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, batch) -> None:
+        if self.table == "packets":
+            rows = batch.packets[_PACKET_FIELDS]
+        else:
+            rows = getattr(batch, self.table)
+        if rows.shape[0] == 0:
+            return
+        self.writer.write_batch(to_arrow(rows, self.table))
+        self.rows += rows.shape[0]
+
+    def close(self) -> None:
+        self.writer.close()
+        self.bytes = self.stream.tell() if hasattr(self.stream, "tell") else 0
+        if self._atomic:
+            self._atomic.commit()
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            if self._atomic:
+                self._atomic.abort()
+
+
+def write_table(path, rows, table: str, scenario) -> None:
+    """Write a whole structured array as one table (small tables, tests)."""
+    with ParquetSink(path, table, scenario) as sink:
+        sink.writer.write_table(pa.Table.from_batches([to_arrow(rows, table)]))
+        sink.rows = rows.shape[0]
