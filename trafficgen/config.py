@@ -334,7 +334,17 @@ def load_scenario(src: "str | Path | dict | Scenario", overrides=None, *, durati
         extra["scenario.seed"] = seed
     data = apply_overrides(data, overrides if isinstance(overrides, list) else None)
     data = apply_overrides(data, extra)
-    return _build(data, where)
+    given = [parse_override(o)[0] for o in overrides] if isinstance(overrides, list) else []
+    try:
+        return _build(data, where)
+    except ConfigError as e:
+        # a bad value that came from an override is reported against the override
+        if any(e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + ".")
+               for k in given + list(extra)) and e.key:
+            src = "-t" if any(e.key == k or k.startswith(e.key + ".") or e.key.startswith(k + ".")
+                              for k in given) else "<overrides>"
+            raise ConfigError(src, e.key, e.problem) from None
+        raise
 
 
 def _section(data: dict, name: str, where: str) -> dict:

@@ -173,31 +173,18 @@ def _conn(conn, t_open, rtt, isn, ipid0, w0, wn, jitter,
         guard += 1
         if guard > 64 * (wn + 64) + 8 * (i - base + 64):
             break
-        # candidate events
-        ta = np.empty(2, np.int64)
-        for d in range(2):
-            ta[d] = out[P_SEND, head[d]] + owd if head[d] >= 0 else INF
-        tw = np.full(2, INF, np.int64)
-        for d in range(2):
-            w = next_w[d]
-            if w < wend:
-                dep = w_dep[w]
-                # a write waits for a write of its own side to be written, or for one of
-                # the other side's to be delivered
-                base_t = t_est if dep < 0 else (
-                    w_qtime[dep] if w_dir[w0 + dep] == d else w_deliv[w0 + dep])
-                if base_t >= 0:
-                    tw[d] = max(base_t + w_delay[w], last_q[d])
-                if w_flags[w] & W_CLOSE:
-                    if truncated:
-                        tw[d] = max(max(dur_end + jitter, last_down_deliv), last_q[d])
-                    elif tw[d] < INF:
-                        tw[d] = min(tw[d], max(max(dur_end + jitter, base_t), last_q[d]))
-        t = min(min(ta[0], ta[1]), min(min(timer[0], timer[1]), min(tw[0], tw[1])))
+        # candidate events: arrivals (FIFO per direction), delayed-ACK timers, writes
+        ta0 = out[P_SEND, head[0]] + owd if head[0] >= 0 else INF
+        ta1 = out[P_SEND, head[1]] + owd if head[1] >= 0 else INF
+        tw0 = _ready(0, next_w, wend, w0, w_dep, w_dir, w_delay, w_flags, w_qtime, w_deliv,
+                     t_est, last_q, truncated, dur_end, jitter, last_down_deliv)
+        tw1 = _ready(1, next_w, wend, w0, w_dep, w_dir, w_delay, w_flags, w_qtime, w_deliv,
+                     t_est, last_q, truncated, dur_end, jitter, last_down_deliv)
+        t = min(min(ta0, ta1), min(min(timer[0], timer[1]), min(tw0, tw1)))
         if t >= INF:
             break
-        if ta[0] == t or ta[1] == t:
-            d = 0 if ta[0] == t else 1
+        if ta0 == t or ta1 == t:
+            d = 0 if ta0 == t else 1
             p = head[d]
             # advance the in-flight head to the next packet of the same direction
             q = p + 1
@@ -258,7 +245,7 @@ def _conn(conn, t_open, rtt, isn, ipid0, w0, wn, jitter,
             i = _pure_ack(out, i, conn, 1 - d, t, nxt, rcv, isn, st_req, st_phase, ipid0, cnt,
                           unacked, timer, link_free, ns_per_byte, owd, capture_side, head)
             continue
-        d = 0 if tw[0] == t else 1
+        d = 0 if tw0 == t else 1
         w = next_w[d]
         if w_flags[w] & W_TURN and t >= dur_end:
             # the run has ended: no more turns on this connection; go straight to the close
@@ -286,6 +273,30 @@ def _conn(conn, t_open, rtt, isn, ipid0, w0, wn, jitter,
                       head, send_w, w_start, w_end, w0, wend, w_dir, w_req, w_phase, w_layout,
                       fin_pending, fin_sent, mss, rwnd, rto)
     return i - base
+
+
+@njit(cache=True, inline="always")
+def _ready(d, next_w, wend, w0, w_dep, w_dir, w_delay, w_flags, w_qtime, w_deliv, t_est, last_q,
+           truncated, dur_end, jitter, last_down_deliv):
+    """When side ``d``'s next write is ready (INF if it waits on something not yet done).
+
+    A write waits for a write of its own side to be written, or for one of the other side's
+    to be delivered; writes of one side stay in order. A close happens at the run's end at the
+    latest (after the reply in flight, if any)."""
+    w = next_w[d]
+    if w >= wend:
+        return INF
+    dep = w_dep[w]
+    base_t = t_est if dep < 0 else (w_qtime[dep] if w_dir[w0 + dep] == d else w_deliv[w0 + dep])
+    t = INF
+    if base_t >= 0:
+        t = max(base_t + w_delay[w], last_q[d])
+    if w_flags[w] & W_CLOSE:
+        if truncated:
+            t = max(max(dur_end + jitter, last_down_deliv), last_q[d])
+        elif t < INF:
+            t = min(t, max(max(dur_end + jitter, base_t), last_q[d]))
+    return t
 
 
 @njit(cache=True)

@@ -11,6 +11,15 @@ from typing import BinaryIO
 from ..errors import TrafficgenError
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would have given the file
+
+
 class AtomicFile:
     """A binary file at ``target`` that appears only on :meth:`commit`."""
 
@@ -24,6 +33,7 @@ class AtomicFile:
 
     def commit(self):
         self.file.close()
+        os.chmod(self.tmp, _FILE_MODE)
         os.replace(self.tmp, self.target)
 
     def abort(self):

@@ -1,0 +1,187 @@
+"""Command line: argument parsing -> the same config objects -> the library API.
+
+Exit status: 0 success; 2 bad input (one ``error: ...`` line on stderr naming the file, key or
+value and what is allowed); 1 anything unexpected; 130 interrupted. Outputs appear whole or not
+at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .errors import TrafficgenError
+from .units import parse_duration
+
+EXAMPLES = {
+    "generate": """examples:
+  trafficgen generate chat --duration 60s --seed 7 -o chat.pcap
+  trafficgen generate chat -o chat.pcap --flows flows.parquet --requests requests.parquet \\
+      --packets packets.parquet
+  trafficgen generate chat --duration 10m --requests requests.parquet   # tables only: fast
+  trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
+""",
+    "inspect": """examples:
+  trafficgen inspect chat.pcap
+  trafficgen inspect requests.parquet --json | jq .classes
+""",
+    "models": """examples:
+  trafficgen models
+  trafficgen models --json
+""",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="trafficgen",
+                description="Packet-level traffic of AI-inference services: statistical models "
+                            "to pcap and Parquet with ground-truth labels.",
+                epilog="run 'trafficgen COMMAND --help' for examples of each command",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"trafficgen {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    g = sub.add_parser("generate", help="generate a scenario to pcap and/or Parquet tables",
+                       epilog=EXAMPLES["generate"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("scenario", metavar="SCENARIO", help="built-in name (see 'trafficgen models') or TOML path")
+    g.add_argument("-o", "--output", metavar="OUT", help="capture file; the suffix picks the format (.pcap)")
+    g.add_argument("--duration", help="how long requests keep starting, e.g. 90s, 5m, 1h "
+                                      "(in-flight requests then finish and connections close)")
+    g.add_argument("--seed", help="random seed (same seed, same bytes)")
+    g.add_argument("--flows", metavar="F.parquet", help="write the flow table")
+    g.add_argument("--requests", metavar="R.parquet", help="write the request table")
+    g.add_argument("--packets", metavar="P.parquet", help="write the packet table")
+    g.add_argument("-t", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario value by its dotted key (repeatable)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    g.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+    i = sub.add_parser("inspect", help="what is in a pcap, pcapng or Parquet file",
+                       epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    m = sub.add_parser("models", help="list the built-in scenarios", epilog=EXAMPLES["models"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("--json", action="store_true", help="print the list as JSON")
+    return p
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}")
+    return value
+
+
+def _duration(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as e:
+        raise TrafficgenError(f"--duration: {e}") from None
+    return text
+
+
+class _Progress:
+    """A tqdm bar over simulated seconds, on stderr, only for a terminal."""
+
+    def __init__(self, total_ns: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=round(total_ns / 1e9, 3), unit="s", unit_scale=False,
+                            desc="loading kernels", file=sys.stderr, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                                       "simulated [{elapsed}<{remaining}]")
+
+    def __call__(self, done_ns: int, total_ns: int):
+        if self.bar is not None:
+            self.bar.set_description_str("generating", refresh=False)
+            self.bar.update(round(done_ns / 1e9, 3) - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_generate(args) -> int:
+    from .api import generate, load_scenario
+    duration = _duration(args.duration) if args.duration is not None else None
+    seed = _seed(args.seed) if args.seed is not None else None
+    if not any((args.output, args.flows, args.requests, args.packets)):
+        raise TrafficgenError("nothing to write: give -o OUT.pcap and/or --flows, --requests, "
+                              "--packets")
+    scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
+    progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
+    try:
+        report = generate(scenario, pcap=args.output, flows=args.flows, requests=args.requests,
+                          packets=args.packets, progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not args.quiet:
+        outs = ", ".join(report["outputs"].values())
+        print(f"wrote {outs}: {report['packets']:,} packets, {report['wire_bytes'] / 1e6:,.1f} MB "
+              f"on the wire, {report['flows']:,} flows, {report['requests']:,} requests "
+              f"({report['duration_s']:g} s of '{report['scenario']}', seed {report['seed']}) "
+              f"in {report['elapsed_s']:.1f} s")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .inspect import format_report, inspect_file
+    info = inspect_file(args.file)
+    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .config import builtin_names, load_scenario
+    rows = []
+    for name in builtin_names():
+        sc = load_scenario(name)
+        rows.append({"name": name, "classes": list(sc.classes), "description": sc.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['description']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models}[args.command]
+    try:
+        return handler(args)
+    except TrafficgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, status 1
+        if os.environ.get("TRAFFICGEN_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (set TRAFFICGEN_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
