@@ -18,13 +18,13 @@ import numpy as np
 
 from .config import Scenario
 from .kernels import frames as kf
-from .kernels.order import merge_index
 from .kernels.rng import derive_range, fill_bytes, key_of
+from .kernels.stats import gather_rows
 from .models.chat import ChatModel
 from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE
 
 EPOCH_NS = 60 * 10**9
-DEFAULT_BATCH_PACKETS = 1 << 18
+DEFAULT_BATCH_PACKETS = 1 << 16
 POOL_BYTES = (4 << 20) + 65536
 
 
@@ -98,10 +98,11 @@ class Engine:
 
     def __iter__(self) -> Iterator[Batch]:
         next_id = {"flow": 0, "session": 0, "request": 0}
-        pending = np.empty(0, SCHED_DTYPE)
+        runs: list[tuple[int, np.ndarray]] = []  # (first flow id, ts-sorted packets) per epoch
         attrs = _FlowAttrs()
         warmup = max((m.warmup_epochs for m in self.models), default=0)
         for e in range(-warmup, self.n_epochs):
+            first_flow = next_id["flow"]
             new_parts, flows_parts, req_parts = [], [], []
             for model in self.models:
                 if e < -model.warmup_epochs:
@@ -113,23 +114,33 @@ class Engine:
                 req_parts.append(ep.requests)
             flows = np.concatenate(flows_parts) if flows_parts else np.empty(0, FLOW_DTYPE)
             reqs = np.concatenate(req_parts) if req_parts else np.empty(0, REQUEST_DTYPE)
-            new = _merge_runs(new_parts)
-            attrs.add(self._flow_attrs(flows),
-                      int(pending["flow_id"].min()) if pending.shape[0] else next_id["flow"] - flows.shape[0])
-            pending = _merge_runs([pending, new])
+            new = _merge_sorted(new_parts)
+            if new.shape[0]:
+                runs.append((first_flow, new))
+            attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
             last = e == self.n_epochs - 1
             boundary = self.sc.start_ns + (e + 1) * EPOCH_NS
-            cut = pending.shape[0] if last else int(np.searchsorted(pending["ts_ns"], boundary, "left"))
-            progress = min((e + 1) * EPOCH_NS, self.sc.duration_ns) if not last else self.sc.duration_ns
-            ready, pending = pending[:cut], pending[cut:]
-            first = True
-            for lo in range(0, max(cut, 1), self.batch_packets):
-                part = ready[lo:lo + self.batch_packets]
-                if part.shape[0] == 0 and not (first and (flows.shape[0] or reqs.shape[0])):
-                    break
-                yield self._batch(part, attrs, flows if first else flows[:0],
-                                  reqs if first else reqs[:0], progress)
-                first = False
+            heads, tails = [], []
+            for run_first, run in runs:
+                cut = run.shape[0] if last else int(np.searchsorted(run["ts_ns"], boundary, "left"))
+                heads.append(run[:cut])
+                if cut < run.shape[0]:
+                    tails.append((run_first, run[cut:]))
+            runs = tails
+            ready = _merge_sorted(heads)
+            progress = self.sc.duration_ns if last else min((e + 1) * EPOCH_NS, self.sc.duration_ns)
+            yield from self._batches(ready, attrs, flows, reqs, max(progress, 0))
+
+    def _batches(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
+        """Slice the emitted packets into batches; the epoch's table rows go with the first."""
+        if ready.shape[0] == 0:
+            if flows.shape[0] or reqs.shape[0]:
+                yield Batch(ready, None, None, flows, reqs, progress)
+            return
+        for lo in range(0, ready.shape[0], self.batch_packets):
+            part = ready[lo:lo + self.batch_packets]
+            yield self._batch(part, attrs, flows if lo == 0 else flows[:0],
+                              reqs if lo == 0 else reqs[:0], progress)
 
     def _globalise(self, ep, next_id):
         """Local ids of one epoch schedule -> global ids; ports follow the global flow id."""
@@ -173,14 +184,24 @@ class Engine:
         return Batch(part, buf, offsets, flows, reqs, progress)
 
 
-def _merge_runs(runs: list) -> np.ndarray:
-    """Merge ts-sorted runs given in flow-id order into one (ts, flow_id, order)-sorted run."""
+def _merge_sorted(runs: list) -> np.ndarray:
+    """Merge ts-sorted runs, given in flow-id order, into one run sorted by (ts, flow_id,
+    packet order): a stable sort of the concatenation (timsort merges the runs in linear time
+    per level) keeps earlier runs first on equal timestamps."""
     runs = [r for r in runs if r.shape[0]]
     if not runs:
         return np.empty(0, SCHED_DTYPE)
-    out = runs[0]
-    for r in runs[1:]:
-        idx = np.empty(out.shape[0] + r.shape[0], np.int64)
-        merge_index(out["ts_ns"], r["ts_ns"], idx)
-        out = np.concatenate((out, r))[idx]
+    if len(runs) == 1:
+        return runs[0]
+    cat = np.concatenate(runs)
+    return take_rows(cat, np.argsort(cat["ts_ns"], kind="stable"))
+
+
+def take_rows(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``rows[order]`` for a structured array, copying whole rows in a kernel (numpy's fancy
+    indexing of structured rows goes field by field)."""
+    out = np.empty(order.shape[0], rows.dtype)
+    if order.shape[0]:
+        gather_rows(rows.view(np.uint8).reshape(rows.shape[0], rows.dtype.itemsize), order,
+                    out.view(np.uint8).reshape(order.shape[0], rows.dtype.itemsize))
     return out

@@ -19,7 +19,8 @@ from numba import njit
 from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from .rng import bits, derive, uniform
 from .sampling import sample
-from .tcp import W_CLOSE, W_REQ, W_TURN
+from .tcp import (W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS,
+                  WF_LAYOUT, WF_PHASE, WF_REQ)
 
 TLS_OVERHEAD = 22  # record header 5 + inner content type 1 + AEAD tag 16
 TLS_MAX_PLAIN = 16384
@@ -38,7 +39,7 @@ def tls_wire(plain):
     return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def arrivals(key, t0, t1, rate_per_ns, out):
     """Poisson arrival times in [t0, t1) into ``out``; returns how many there are (may be more
     than ``out`` holds: call again with a larger buffer)."""
@@ -65,7 +66,7 @@ def _turns(u, mean):
     return min(n, 100_000)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def turn_counts(s_key, turns_mean, s_turns):
     """Turns per session."""
     for s in range(s_key.shape[0]):
@@ -90,7 +91,7 @@ def _token_time(k_t, idx, itl_p, stall_prob, stall_p):
     return np.int64(sample(itl_p, uniform(k_t, 3 * idx)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, itl_p,
          stall_prob, stall_p, keepalive, tokens_per_chunk, has_ticket, nominal_rtt,
          r_think, r_prompt, r_out, r_ttft, r_at, r_keep, r_new, s_kept, s_conns, s_writes):
@@ -117,6 +118,8 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, it
                     conns += 1
                     writes += 4 + has_ticket  # hello, server flight, finished, [ticket], close
                 writes += 2 + (out + tokens_per_chunk - 1) // tokens_per_chunk
+            if s_start[s] >= t_min:
+                continue  # every turn is kept: later nominal times are not needed
             # the reply's nominal length: first token, then the token gaps
             k_t = derive(k_s, 1_000_000 + k)
             t += nominal_rtt + ttft
@@ -130,7 +133,7 @@ def s_turns_of(s_turn0, s, total):
     return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_key,
          itl_p, stall_prob, stall_p, rtt_p, keepalive, tokens_per_chunk, bytes_per_token,
          req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
@@ -138,7 +141,7 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_
          s_client, s_server,
          r_session, r_turn, r_conn, r_prompt, r_output, r_ttft,
          c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter,
-         w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout):
+         wd):
     """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized."""
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
@@ -156,8 +159,7 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_
                 continue
             if t_new[tr]:
                 if c >= s_conn0[s]:
-                    w = _close(c, w, last_done, keepalive, c_w0, c_wn, w_dir, w_bytes, w_dep,
-                               w_delay, w_req, w_phase, w_flags, w_layout)
+                    w = _close(c, w, last_done, keepalive, c_w0, c_wn, wd)
                 c += 1
                 k_c = derive(k_s, 100 + c - s_conn0[s])
                 c_session[c] = s
@@ -171,14 +173,14 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_
                 c_jitter[c] = np.int64(uniform(k_c, 4) * 100_000_000)
                 c_w0[c] = w
                 w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
-                           L_CLIENT_HELLO, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                           L_CLIENT_HELLO, wd)
                 w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
-                           L_SERVER_FLIGHT, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                           L_SERVER_FLIGHT, wd)
                 w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
-                           L_CLIENT_FINISHED, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                           L_CLIENT_FINISHED, wd)
                 if ticket_wire > 0:
                     w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
-                               L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                               L_APPDATA, wd)
                 req_dep, req_delay, req_flags = 2, D_REQUEST, W_REQ
             else:
                 req_dep, req_delay, req_flags = last_done, t_think[tr], W_REQ | W_TURN
@@ -188,7 +190,7 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_
             req_local = w - c_w0[c]
             w = _write(w, DIR_UP, tls_wire(int(round(t_prompt[tr] * bytes_per_token)) + req_overhead),
                        req_dep, req_delay, r, PH_REQUEST, req_flags, L_APPDATA,
-                       w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                       wd)
             k_t = derive(k_s, 1_000_000 + k)
             t_tok = t_ttft[tr]
             done_tokens = 0
@@ -199,29 +201,26 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_
                         t_tok += _token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
                 plain = chunk_overhead + int(round(ntok * bytes_per_token))
                 w = _write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, r, PH_STREAM, 0,
-                           L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                           L_APPDATA, wd)
                 done_tokens += ntok
             w = _write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, r, PH_STREAM, 0,
-                       L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+                       L_APPDATA, wd)
             last_done = w - 1 - c_w0[c]
             r += 1
         if c >= s_conn0[s]:
-            _close(c, w, last_done, keepalive, c_w0, c_wn, w_dir, w_bytes, w_dep, w_delay,
-                   w_req, w_phase, w_flags, w_layout)
+            _close(c, w, last_done, keepalive, c_w0, c_wn, wd)
 
 
 @njit(cache=True)
-def _close(c, w, last_done, keepalive, c_w0, c_wn, w_dir, w_bytes, w_dep, w_delay, w_req,
-           w_phase, w_flags, w_layout):
+def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
     w = _write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
-               L_APPDATA, w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout)
+               L_APPDATA, wd)
     c_wn[c] = w - c_w0[c]
     return w
 
 
 @njit(cache=True, inline="always")
-def _write(w, d, nbytes, dep, delay, req, phase, flags, layout,
-           w_dir, w_bytes, w_dep, w_delay, w_req, w_phase, w_flags, w_layout):
-    w_dir[w], w_bytes[w], w_dep[w], w_delay[w] = d, nbytes, dep, delay
-    w_req[w], w_phase[w], w_flags[w], w_layout[w] = req, phase, flags, layout
+def _write(w, d, nbytes, dep, delay, req, phase, flags, layout, wd):
+    wd[w, WF_DIR], wd[w, WF_BYTES], wd[w, WF_DEP], wd[w, WF_DELAY] = d, nbytes, dep, delay
+    wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_FLAGS], wd[w, WF_LAYOUT] = req, phase, flags, layout
     return w + 1

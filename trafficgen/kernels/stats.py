@@ -3,9 +3,11 @@ import numpy as np
 from numba import njit
 
 from ..schema import PH_REQUEST, PH_STREAM
+from .tcp import (P_ACK, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE, P_PLEN, P_REQ,
+                  P_SEGOFF, P_SEQ, P_TS, P_WLEN, P_WRITELEN)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
     """start/end: int64[n]; bytes_/packets: int64[n, 2] by direction."""
     for f in range(n_flows):
@@ -21,7 +23,7 @@ def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
         end[f] = max(end[f], ts[i])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def request_totals(req, dirs, plen, phase, wire_len, ts, n_req, start, first_byte, end, bytes_):
     """start: first request byte seen; first_byte/end: first/last response byte seen."""
     for r in range(n_req):
@@ -41,3 +43,41 @@ def request_totals(req, dirs, plen, phase, wire_len, ts, n_req, start, first_byt
             if first_byte[r] < 0:
                 first_byte[r] = ts[i]
             end[r] = ts[i]
+
+
+@njit(cache=True, nogil=True)
+def gather_rows(src, order, dst):
+    """``dst[i] = src[order[i]]`` for rows of bytes (uint8[n, itemsize] views of structured
+    arrays): one contiguous copy per row, vectorised."""
+    width = src.shape[1]
+    for i in range(order.shape[0]):
+        s = src[order[i]]
+        d = dst[i]
+        for k in range(width):
+            d[k] = s[k]
+
+
+@njit(cache=True, nogil=True)
+def fill_schedule(out, order, flow_of_conn, req_map, class_id, start_ns, sched):
+    """Sorted schedule rows from the transport kernel's int64[n, P_COLS] output.
+
+    Row i of ``sched`` is row ``order[i]`` of ``out``, with connection and request indexes
+    mapped to the epoch's dense flow and request ids and the time made absolute."""
+    for i in range(order.shape[0]):
+        r = out[order[i]]
+        rec = sched[i]
+        rec["ts_ns"] = r[P_TS] + start_ns
+        rec["flow_id"] = flow_of_conn[r[P_CONN]]
+        rec["request_id"] = req_map[r[P_REQ]] if r[P_REQ] >= 0 else -1
+        rec["direction"] = r[P_DIR]
+        rec["wire_len"] = r[P_WLEN]
+        rec["phase"] = r[P_PHASE]
+        rec["class"] = class_id
+        rec["tcp_flags"] = r[P_FLAGS]
+        rec["seq"] = r[P_SEQ]
+        rec["ack"] = r[P_ACK]
+        rec["payload_len"] = r[P_PLEN]
+        rec["ipid"] = r[P_IPID]
+        rec["layout"] = r[P_LAYOUT]
+        rec["segoff"] = r[P_SEGOFF]
+        rec["writelen"] = r[P_WRITELEN]

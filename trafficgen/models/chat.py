@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import Scenario
 from ..kernels import chat as kc
+from ..kernels.tcp import WF_COLS
 from ..kernels.rng import derive, derive_range, key_of
 from ..schema import CLASS_CODE
 from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
@@ -75,7 +76,7 @@ class ChatModel:
         r = {k: np.empty(R, np.int64) for k in ("session", "turn", "conn", "prompt", "output", "ttft")}
         c = {k: np.empty(C, np.int64) for k in ("session", "open_dep", "open_at", "rtt", "w0", "wn", "jitter")}
         c_isn, c_ipid = np.empty((C, 2), np.int64), np.empty((C, 2), np.int64)
-        w = {k: np.empty(W, np.int64) for k in ("dir", "bytes", "dep", "delay", "req", "phase", "flags", "layout")}
+        wd = np.empty((W, WF_COLS), np.int64)
         kc.fill(s_key, turn0, _offsets(s_kept), _offsets(s_conns), _offsets(s_writes),
                 topo.client_count, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
                 d["stall"], self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
@@ -85,10 +86,8 @@ class ChatModel:
                 s_client, s_server,
                 r["session"], r["turn"], r["conn"], r["prompt"], r["output"], r["ttft"],
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
-                c["jitter"], w["dir"], w["bytes"], w["dep"], w["delay"], w["req"], w["phase"],
-                w["flags"], w["layout"])
-        return schedule_from_sim(
-            sc, CLASS_ID, self.templates, s_client, s_server, r, c, c_isn, c_ipid, w)
+                c["jitter"], wd)
+        return schedule_from_sim(sc, CLASS_ID, s_client, s_server, r, c, c_isn, c_ipid, wd)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..config import Scenario
 from ..kernels import stats, tcp
-from ..kernels.tcp import (P_ACK, P_COLS, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE,
-                           P_PLEN, P_REQ, P_SEGOFF, P_SEQ, P_TS, P_WLEN, P_WRITELEN, W_REQ)
+from ..kernels.tcp import P_COLS, P_TS, W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
+from ..kernels.frames import WIN_SCALED, WSCALE
 from ..schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 
 
@@ -23,46 +23,39 @@ class EpochSchedule:
     n_sessions: int
 
 
+RWND_BYTES = WIN_SCALED << WSCALE  # the receive window both sides advertise
+
+
 def _renumber(keep: np.ndarray) -> np.ndarray:
     """Map old index -> new dense index among kept ones (-1 where dropped)."""
     return np.where(keep, np.cumsum(keep) - 1, -1)
 
 
-def schedule_from_sim(sc: Scenario, class_id: int, templates, s_client, s_server, r, c,
-                      c_isn, c_ipid, w) -> EpochSchedule:
+def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_isn, c_ipid,
+                      wd) -> EpochSchedule:
+    """Run the transport kernel over an epoch's connections (``c``) and writes (``wd``) and
+    build the sorted schedule and the flow and request rows."""
     topo = sc.topology
-    n_conn, n_writes = c["session"].shape[0], w["dir"].shape[0]
-    out = np.empty((P_COLS, int(tcp.total_bound(c["w0"], c["wn"], w["bytes"], topo.mss))), np.int64)
+    n_conn = c["session"].shape[0]
+    out = np.empty((int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)), P_COLS), np.int64)
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
-    w_deliv, w_issued = np.empty(n_writes, np.int64), np.empty(n_writes, np.int64)
-    rwnd = 2052 << 7
+    wo = np.empty((wd.shape[0], 2), np.int64)
     n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
-                     c["jitter"], w["dir"], w["bytes"], w["dep"], w["delay"], w["req"], w["phase"],
-                     w["flags"], w["layout"], sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
-                     0 if topo.capture == "client" else 1, rwnd, out, c_npk, c_resp_end, w_deliv,
-                     w_issued)
+                     c["jitter"], wd, sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
+                     0 if topo.capture == "client" else 1, RWND_BYTES, out, c_npk, c_resp_end, wo)
     if n < 0:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
-    out = out[:, :n]
+    out = out[:n]
     flow_of_conn = _renumber(c_npk > 0)
-    is_req = (w["flags"] & W_REQ) != 0
+    is_req = (wd[:, WF_FLAGS] & W_REQ) != 0
     issued = np.zeros(r["session"].shape[0], bool)
-    issued[w["req"][is_req]] = w_issued[is_req] > 0
+    issued[wd[is_req, WF_REQ]] = wo[is_req, WO_ISSUED] > 0
     req_map = _renumber(issued)
 
-    order = np.argsort(out[P_TS], kind="stable")
+    order = np.argsort(out[:, P_TS], kind="stable")
     sched = np.empty(n, SCHED_DTYPE)
-    ts = out[P_TS][order] + sc.start_ns
-    sched["ts_ns"] = ts
-    sched["flow_id"] = flow_of_conn[out[P_CONN][order]]
-    req = out[P_REQ][order]
-    sched["request_id"] = np.where(req >= 0, req_map[np.maximum(req, 0)], -1)
-    for col, src in (("direction", P_DIR), ("wire_len", P_WLEN), ("phase", P_PHASE),
-                     ("tcp_flags", P_FLAGS), ("seq", P_SEQ), ("ack", P_ACK), ("payload_len", P_PLEN),
-                     ("ipid", P_IPID), ("layout", P_LAYOUT), ("segoff", P_SEGOFF),
-                     ("writelen", P_WRITELEN)):
-        sched[col] = out[src][order]
-    sched["class"] = class_id
+    stats.fill_schedule(out, order, flow_of_conn, req_map, class_id, sc.start_ns, sched)
+    ts = sched["ts_ns"]
 
     # flows
     conns = np.flatnonzero(c_npk > 0)

@@ -1,10 +1,14 @@
 """pcap sink: classic libpcap format with nanosecond timestamps (magic 0xa1b23c4d), Ethernet.
 
 Batches arrive with their frames already laid out as pcap records, so writing is one
-``write`` call per batch."""
+``write`` per batch. Writes happen on a background thread (a queue of at most ``depth``
+batches), so generating the next batch overlaps writing this one: the file's write speed,
+not the sum of both, bounds the run."""
 from __future__ import annotations
 
+import queue
 import struct
+import threading
 
 from . import Sink, open_output
 
@@ -17,30 +21,72 @@ def global_header(snaplen: int = SNAPLEN, linktype: int = LINKTYPE_ETHERNET) -> 
     return struct.pack("<IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, snaplen, linktype)
 
 
+class _BackgroundWriter:
+    """Write buffers to a stream on a thread; errors surface on the next call."""
+
+    def __init__(self, stream, depth: int):
+        self.stream = stream
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="trafficgen-pcap-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            buf = self.q.get()
+            if buf is None:
+                return
+            if self.error is None:
+                try:
+                    self.stream.write(buf)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    self.error = e
+
+    def put(self, buf):
+        self._raise()
+        self.q.put(buf)
+
+    def finish(self):
+        self.q.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self):
+        if self.error is not None:
+            raise self.error
+
+
 class PcapSink(Sink):
     """Write batches (with frames) to a pcap file or binary stream."""
 
-    def __init__(self, dest):
+    def __init__(self, dest, depth: int = 2):
         self.stream, self._atomic = open_output(dest)
         self.stream.write(global_header())
         self.bytes = 24
         self.rows = 0
+        self._writer = _BackgroundWriter(self.stream, depth)
 
     def write(self, batch) -> None:
         if batch.packets.shape[0] == 0:
             return
         if batch.frames is None:
             raise ValueError("this batch has no frames: generate with frames=True for a capture")
-        self.stream.write(memoryview(batch.frames))
+        self._writer.put(memoryview(batch.frames))
         self.rows += batch.packets.shape[0]
         self.bytes += batch.frames.shape[0]
 
     def close(self) -> None:
+        self._writer.finish()
         if self._atomic:
             self._atomic.commit()
         else:
             self.stream.flush()
 
     def abort(self) -> None:
-        if self._atomic:
-            self._atomic.abort()
+        try:
+            self._writer.finish()
+        except BaseException:  # noqa: BLE001 - already failing; the first error wins
+            pass
+        finally:
+            if self._atomic:
+                self._atomic.abort()
