@@ -12,25 +12,47 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from contextlib import ExitStack
 from typing import Callable, Iterator
 
 from .config import Scenario, load_scenario
-from .engine import DEFAULT_BATCH_PACKETS, Batch, Engine
+from .engine import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, MIN_WINDOW_NS, Batch, Engine
 from .errors import TrafficgenError
 from .sinks import check_writable
+from .units import parse_duration
 from .sinks.parquet import ParquetSink
 from .sinks.pcap import PcapSink
 
 __all__ = ["load_scenario", "batches", "generate", "Batch"]
 
 
+def _window_ns(window) -> int:
+    """A generation window given as ns (int) or a duration string; at least 1 ms."""
+    if isinstance(window, str):
+        try:
+            window = parse_duration(window)
+        except ValueError as e:
+            raise TrafficgenError(f"window: {e}") from None
+    if isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW_NS:
+        raise TrafficgenError(f"window: expected a duration of at least 1ms, got {window!r}")
+    return window
+
+
 def batches(scenario: Scenario | str | dict, *, frames: bool = True,
-            batch_packets: int = DEFAULT_BATCH_PACKETS) -> Iterator[Batch]:
-    """Iterate the scenario's packets in timestamp order, in batches (see ``Batch``)."""
+            batch_packets: int = DEFAULT_BATCH_PACKETS,
+            window: int | str = DEFAULT_WINDOW_NS) -> Iterator[Batch]:
+    """Iterate the scenario's packets in timestamp order, in batches (see ``Batch``).
+
+    ``frames=False`` skips building frame bytes (labels and tables only). ``batch_packets`` and
+    ``window`` (ns or a duration such as ``"10s"``: how much session time is generated at once)
+    trade memory against overhead and never change the output."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    return iter(Engine(scenario, frames=frames, batch_packets=batch_packets))
+    if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
+        raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
+    return iter(Engine(scenario, frames=frames, batch_packets=batch_packets,
+                       window_ns=_window_ns(window)))
 
 
 def _check_outputs(paths: dict[str, object]) -> None:
@@ -42,12 +64,12 @@ def _check_outputs(paths: dict[str, object]) -> None:
         if real in seen:
             raise TrafficgenError(f"{dest}: given as both the {seen[real]} and the {what} output")
         seen[real] = what
-        check_writable(__import__("pathlib").Path(dest))
+        check_writable(Path(dest))
 
 
 def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests=None,
              packets=None, batch_packets: int = DEFAULT_BATCH_PACKETS,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+             window: int | str = DEFAULT_WINDOW_NS, progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate a scenario into the given sinks (paths or binary file objects).
 
     Frames are built only when ``pcap`` is given. Each path is written under a temporary name
@@ -72,7 +94,8 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         for table, dest in (("flows", flows), ("requests", requests), ("packets", packets)):
             if dest is not None:
                 sinks.append(stack.enter_context(ParquetSink(dest, table, scenario)))
-        for batch in batches(scenario, frames=pcap is not None, batch_packets=batch_packets):
+        for batch in batches(scenario, frames=pcap is not None, batch_packets=batch_packets,
+                             window=window):
             for sink in sinks:
                 sink.write(batch)
             totals["packets"] += batch.packets.shape[0]

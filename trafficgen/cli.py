@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--packets", metavar="P.parquet", help="write the packet table")
     g.add_argument("-t", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario value by its dotted key (repeatable)")
+    g.add_argument("--window", metavar="DURATION", default="10s",
+                   help="session time generated at once (default 10s): smaller uses less memory; "
+                        "never changes the output")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
 
@@ -128,7 +131,7 @@ def cmd_generate(args) -> int:
     progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
     try:
         report = generate(scenario, pcap=args.output, flows=args.flows, requests=args.requests,
-                          packets=args.packets, progress=progress)
+                          packets=args.packets, window=args.window, progress=progress)
     finally:
         progress.close()
     if args.json:

@@ -1,15 +1,17 @@
-"""The generation loop: epochs of every class -> global ids -> one time-ordered packet stream,
+"""The generation loop: windows of every class -> global ids -> one time-ordered packet stream,
 emitted in batches, with frames built per batch.
 
-Time is cut into fixed epochs that belong to the model (``EPOCH_NS``), never to how a run is
-chunked: each epoch's sessions, with all their flows and packets, come from keys derived from
-(seed, class, epoch, session). After epoch ``e`` is generated every packet before the start of
-epoch ``e + 1`` is final (later sessions start later), so it is merged with what was pending
-and emitted; memory is bounded by the sessions still open, not by the duration. Batches only
-slice that stream, so the batch size never changes a byte.
+Time is cut into windows (``window_ns``, 10 s by default). Each window's sessions, with
+all their flows and packets, come from keys that belong to the model (seed, class, arrival
+block, session index), never to the window. After window [t0, t1) is generated, every packet
+before t1 is final (later sessions start later), so it is merged with what was pending and
+emitted; memory is bounded by the sessions still open, not by the duration. Ids are given in
+session-start order and ties in time are broken by (flow id, packet order), so neither the
+window nor the batch size changes a byte: they only trade memory against overhead.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import gcd
 from typing import Iterator
@@ -23,7 +25,8 @@ from .kernels.stats import gather_rows
 from .models.chat import ChatModel
 from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE
 
-EPOCH_NS = 60 * 10**9
+DEFAULT_WINDOW_NS = 10 * 10**9
+MIN_WINDOW_NS = 10**6
 DEFAULT_BATCH_PACKETS = 1 << 16
 POOL_BYTES = (4 << 20) + 65536
 
@@ -81,14 +84,16 @@ class Engine:
     """Iterate a scenario's packet stream in batches (see :class:`Batch`)."""
 
     def __init__(self, scenario: Scenario, *, frames: bool = True,
-                 batch_packets: int = DEFAULT_BATCH_PACKETS):
+                 batch_packets: int = DEFAULT_BATCH_PACKETS, window_ns: int = DEFAULT_WINDOW_NS):
         if batch_packets < 1:
             raise ValueError("batch_packets must be at least 1")
+        if window_ns < MIN_WINDOW_NS:
+            raise ValueError(f"the window must be at least {MIN_WINDOW_NS // 10**6} ms")
         self.sc = scenario
         self.frames = frames
         self.batch_packets = batch_packets
         self.models = [ChatModel(scenario)] if scenario.chat is not None else []
-        self.n_epochs = -(-scenario.duration_ns // EPOCH_NS)
+        self.window_ns = int(window_ns)
         self.seed_key = key_of(scenario.seed, 0xF10)
         self.ports = _port_permutation(*scenario.topology.ephemeral_ports)
         self.pool = np.empty(POOL_BYTES, np.uint8)
@@ -96,18 +101,44 @@ class Engine:
         self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
         self.capture_side = 0 if scenario.topology.capture == "client" else 1
 
+    def windows(self) -> Iterator[tuple[int, int]]:
+        """The generation windows [t0, t1) (ns from the capture start), warm-up first."""
+        w = self.window_ns
+        warmup = max((m.warmup_ns for m in self.models), default=0)
+        for k in range(-(warmup // w) - (1 if warmup % w else 0), -(-self.sc.duration_ns // w)):
+            yield max(k * w, -warmup), min((k + 1) * w, self.sc.duration_ns)
+
+    def _generate(self, t0: int, t1: int) -> list:
+        """Every model's schedule of the sessions that start in [t0, t1) (local ids)."""
+        return [m.window(max(t0, -m.warmup_ns), t1) for m in self.models if t1 > -m.warmup_ns]
+
+    def _prefetched(self) -> Iterator[tuple[int, int, list]]:
+        """``(t0, t1, schedules)`` per window, the next window generated on a worker thread
+        (the kernels release the GIL) while the caller merges, builds and writes this one."""
+        windows = list(self.windows())
+        if len(windows) < 2:
+            for t0, t1 in windows:
+                yield t0, t1, self._generate(t0, t1)
+            return
+        pool = ThreadPoolExecutor(1, thread_name_prefix="trafficgen-gen")
+        try:
+            ahead = pool.submit(self._generate, *windows[0])
+            for k, (t0, t1) in enumerate(windows):
+                schedules = ahead.result()
+                if k + 1 < len(windows):
+                    ahead = pool.submit(self._generate, *windows[k + 1])
+                yield t0, t1, schedules
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def __iter__(self) -> Iterator[Batch]:
         next_id = {"flow": 0, "session": 0, "request": 0}
-        runs: list[tuple[int, np.ndarray]] = []  # (first flow id, ts-sorted packets) per epoch
+        runs: list[tuple[int, np.ndarray]] = []  # (first flow id, ts-sorted packets) per window
         attrs = _FlowAttrs()
-        warmup = max((m.warmup_epochs for m in self.models), default=0)
-        for e in range(-warmup, self.n_epochs):
+        for t0, t1, schedules in self._prefetched():
             first_flow = next_id["flow"]
             new_parts, flows_parts, req_parts = [], [], []
-            for model in self.models:
-                if e < -model.warmup_epochs:
-                    continue
-                ep = model.epoch(e, EPOCH_NS)
+            for ep in schedules:
                 self._globalise(ep, next_id)
                 new_parts.append(ep.sched)
                 flows_parts.append(ep.flows)
@@ -118,21 +149,24 @@ class Engine:
             if new.shape[0]:
                 runs.append((first_flow, new))
             attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
-            last = e == self.n_epochs - 1
-            boundary = self.sc.start_ns + (e + 1) * EPOCH_NS
+            last = t1 >= self.sc.duration_ns
+            boundary = self.sc.start_ns + t1
             heads, tails = [], []
             for run_first, run in runs:
                 cut = run.shape[0] if last else int(np.searchsorted(run["ts_ns"], boundary, "left"))
                 heads.append(run[:cut])
                 if cut < run.shape[0]:
-                    tails.append((run_first, run[cut:]))
+                    tail = run[cut:]
+                    # a view pins its whole base until the run's last flow ends: copy once the
+                    # base is more than twice the tail (each row is copied O(1) times)
+                    base = tail.base if tail.base is not None else tail
+                    tails.append((run_first, tail.copy() if base.nbytes > 2 * tail.nbytes else tail))
             runs = tails
             ready = _merge_sorted(heads)
-            progress = self.sc.duration_ns if last else min((e + 1) * EPOCH_NS, self.sc.duration_ns)
-            yield from self._batches(ready, attrs, flows, reqs, max(progress, 0))
+            yield from self._batches(ready, attrs, flows, reqs, max(t1, 0))
 
     def _batches(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
-        """Slice the emitted packets into batches; the epoch's table rows go with the first."""
+        """Slice the emitted packets into batches; the window's table rows go with the first."""
         if ready.shape[0] == 0:
             if flows.shape[0] or reqs.shape[0]:
                 yield Batch(ready, None, None, flows, reqs, progress)
@@ -143,7 +177,7 @@ class Engine:
                               reqs if lo == 0 else reqs[:0], progress)
 
     def _globalise(self, ep, next_id):
-        """Local ids of one epoch schedule -> global ids; ports follow the global flow id."""
+        """Local ids of one window's schedule -> global ids; ports follow the global flow id."""
         f0, s0, r0 = next_id["flow"], next_id["session"], next_id["request"]
         ep.sched["flow_id"] += f0
         ep.sched["request_id"] = np.where(ep.sched["request_id"] >= 0, ep.sched["request_id"] + r0, -1)

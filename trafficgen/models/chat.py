@@ -1,7 +1,8 @@
-"""Python side of the chat flow class: one generation epoch to a schedule.
+"""Python side of the chat flow class: the sessions that start in a time window, to a schedule.
 
-Everything random comes from keys derived from (seed, class, epoch, session), so an epoch can
-be generated alone, in any order, in any process. The heavy lifting is in ``kernels.chat``
+Session arrivals are drawn per fixed block of the model's (``BLOCK_NS``); everything else
+random comes from keys derived from (seed, class, block, session index), so any window of
+sessions can be generated alone, in any order, in any process, with the same result. The heavy lifting is in ``kernels.chat``
 (sessions -> writes) and ``kernels.tcp`` (writes -> packets).
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .common import EpochSchedule, schedule_from_sim
 
 CLASS = "chat"
 CLASS_ID = CLASS_CODE[CLASS]
-EPOCH_ID_OFFSET = 1 << 20  # epochs may be negative (warm-up); their key ids may not
+BLOCK_NS = 60 * 10**9  # arrivals are drawn per block: part of the model, not of the run
+BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
 
 
 class ChatModel:
@@ -38,26 +40,46 @@ class ChatModel:
         sh_len = len(server_hello_prefix(is_hybrid(client_hello(p.client_hello_bytes)[0]))[0])
         self.flight_wire = sh_len + int(kc.tls_wire(max(1, p.server_flight_bytes - sh_len - 22)))
         self.nominal_rtt = int(topo.rtt.quantile(0.5))
-        # Conversations last minutes: start this many epochs early so the capture opens in
-        # steady state (sessions in progress at t=0 open their connection at their next turn).
-        self.warmup_epochs = 10
+        # Conversations last minutes: start this early so the capture opens in steady state
+        # (sessions in progress at t=0 open their connection at their next turn).
+        self.warmup_ns = 10 * BLOCK_NS
         self.ticket_wire = int(kc.tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
 
-    def epoch(self, e: int, epoch_ns: int) -> EpochSchedule:
-        """Sessions that start in epoch ``e`` (negative: warm-up before the capture starts)."""
-        sc, p, topo = self.scenario, self.scenario.chat, self.scenario.topology
-        t0 = e * epoch_ns
-        t1 = min((e + 1) * epoch_ns, sc.duration_ns)
-        k_e = np.uint64(derive(self.key, e + EPOCH_ID_OFFSET))
+    def block_arrivals(self, b: int) -> tuple[np.uint64, np.ndarray]:
+        """Block ``b``'s key and the start times of its sessions (ns from capture start),
+        cut at the end of the run (a Poisson stream's prefix does not depend on where it
+        stops)."""
+        k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
+        t0 = b * BLOCK_NS
+        t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
         expect = self.session_rate_per_ns * max(t1 - t0, 0)
         starts = np.empty(int(expect + 10 * np.sqrt(expect) + 64), np.int64)
-        n = kc.arrivals(np.uint64(derive(k_e, 0)), t0, t1, self.session_rate_per_ns, starts)
+        n = kc.arrivals(np.uint64(derive(k_b, 0)), t0, t1, self.session_rate_per_ns, starts)
         if n > starts.shape[0]:
             starts = np.empty(n, np.int64)
-            kc.arrivals(np.uint64(derive(k_e, 0)), t0, t1, self.session_rate_per_ns, starts)
-        starts = starts[:n]
-        s_key = np.empty(n, np.uint64)
-        derive_range(k_e, 1, s_key)
+            kc.arrivals(np.uint64(derive(k_b, 0)), t0, t1, self.session_rate_per_ns, starts)
+        return k_b, starts[:n]
+
+    def sessions(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and start times of the sessions that start in [t0, t1), in start order."""
+        keys, starts = [], []
+        for b in range(t0 // BLOCK_NS, -(-t1 // BLOCK_NS)):
+            k_b, arr = self.block_arrivals(b)
+            lo, hi = np.searchsorted(arr, [t0, t1], "left")
+            k = np.empty(hi - lo, np.uint64)
+            derive_range(k_b, 1 + int(lo), k)
+            keys.append(k)
+            starts.append(arr[lo:hi])
+        if not keys:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        return np.concatenate(keys), np.concatenate(starts)
+
+    def window(self, t0: int, t1: int) -> EpochSchedule:
+        """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
+        capture start; negative: warm-up before it)."""
+        sc, p, topo = self.scenario, self.scenario.chat, self.scenario.topology
+        s_key, starts = self.sessions(t0, t1)
+        n = s_key.shape[0]
         s_turns = np.empty(n, np.int64)
         kc.turn_counts(s_key, p.turns, s_turns)
         turn0 = _offsets(s_turns)

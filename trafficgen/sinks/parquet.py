@@ -1,13 +1,15 @@
 """Parquet sinks for the flow, request and packet tables (schemas in ``trafficgen.schema``).
 
 Each file's key-value metadata carries ``trafficgen.scenario`` (the scenario as JSON),
-``trafficgen.seed`` and ``trafficgen.version``. Rows are written as they become final, one
-row group per batch (or more), so memory stays bounded."""
+``trafficgen.seed`` and ``trafficgen.version``. Rows are written as they become final, in
+row groups of exactly ``ROW_GROUP_ROWS`` (the last one shorter), so memory stays bounded and
+the file's bytes do not depend on how the stream was batched."""
 from __future__ import annotations
 
 import datetime as _dt
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -15,6 +17,7 @@ from ..schema import PACKET_COLUMNS, SCHEMAS, to_arrow
 from . import Sink, open_output
 
 _PACKET_FIELDS = [c.name for c in PACKET_COLUMNS]
+ROW_GROUP_ROWS = 1 << 17
 
 
 def _json_default(value):
@@ -43,6 +46,8 @@ class ParquetSink(Sink):
         schema = SCHEMAS[table].with_metadata({**SCHEMAS[table].metadata, **file_metadata(scenario)})
         self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd")
         self.rows = 0
+        self._held: list[np.ndarray] = []  # rows not yet written (fewer than a row group)
+        self._held_rows = 0
 
     def write(self, batch) -> None:
         if self.table == "packets":
@@ -51,10 +56,25 @@ class ParquetSink(Sink):
             rows = getattr(batch, self.table)
         if rows.shape[0] == 0:
             return
-        self.writer.write_batch(to_arrow(rows, self.table))
+        self._held.append(rows)
+        self._held_rows += rows.shape[0]
         self.rows += rows.shape[0]
+        if self._held_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._held_rows:
+            return
+        rows = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+        n = rows.shape[0] if final else rows.shape[0] - rows.shape[0] % ROW_GROUP_ROWS
+        for lo in range(0, n, ROW_GROUP_ROWS):
+            self.writer.write_batch(to_arrow(rows[lo:min(lo + ROW_GROUP_ROWS, n)], self.table))
+        rest = rows[n:]
+        self._held = [rest] if rest.shape[0] else []
+        self._held_rows = rest.shape[0]
 
     def close(self) -> None:
+        self._flush(final=True)
         self.writer.close()
         self.bytes = self.stream.tell() if hasattr(self.stream, "tell") else 0
         if self._atomic:
