@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import struct
 import sys
 import tempfile
@@ -122,6 +123,15 @@ def run_raw(size: int, path: Path, repeat: int) -> dict:
     return {"bytes": size, "seconds": seconds, "mb_per_s": size / seconds / 1e6}
 
 
+def _default_dir() -> str | None:
+    """/dev/shm (memory, so the disk is out of the picture) unless it is missing or small, as
+    in a container's 64 MB default; then the system's temporary folder."""
+    try:
+        return "/dev/shm" if shutil.disk_usage("/dev/shm").free > (4 << 30) else None
+    except OSError:
+        return None
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -142,8 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dpkt-packets", type=int, default=None,
                     help="packets for the dpkt writer (default 200000)")
     ap.add_argument("--repeat", type=int, default=None, help="runs per figure, best kept (default 3)")
-    ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
-                    help="where the files go (default /dev/shm)")
+    ap.add_argument("--dir", default=_default_dir(),
+                    help="where the files go (default /dev/shm when it has room)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = ap.parse_args(argv)
     duration = a.duration or ("20s" if a.quick else "5m")
@@ -160,7 +170,7 @@ def main(argv=None) -> int:
         raw = run_raw(ours["bytes"], tmp / "raw.bin", repeat)
     result = {
         "command": "python bench/bench_generate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(), "scenario": f"chat, {duration}, seed 7", "dir": a.dir,
+        "machine": machine(), "scenario": f"chat, {duration}, seed 7", "dir": a.dir or tempfile.gettempdir(),
         "trafficgen": ours, "dpkt": peer, "raw_write": raw,
         "ratio_packets_per_s_vs_dpkt": ours["packets_per_s"] / peer["packets_per_s"],
         "ratio_raw_write_vs_trafficgen_mb_per_s": raw["mb_per_s"] / ours["mb_per_s"],
@@ -168,7 +178,7 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"machine: {result['machine']}\nscenario: {result['scenario']} -> {a.dir}")
+        print(f"machine: {result['machine']}\nscenario: {result['scenario']} -> {result['dir']}")
         print(f"{'':22}{'packets':>12}{'MB':>10}{'seconds':>10}{'packets/s':>14}{'MB/s':>10}")
         for name, r in (("trafficgen generate", ours), ("dpkt per packet", peer)):
             print(f"{name:22}{r['packets']:>12,}{r['bytes'] / 1e6:>10.1f}{r['seconds']:>10.3f}"

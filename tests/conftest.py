@@ -1,0 +1,89 @@
+"""Shared fixtures: small generated runs (made once per session) and the tshark binary."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import trafficgen as tg
+
+# The shared chat run: small enough that tshark and the pure-Python checks stay fast.
+CHAT_RUN_ARGS = dict(overrides={"chat.rate": "8/s"}, duration="20s", seed=7)
+CHAT_RUN_MAX_PACKETS = 100_000
+
+
+@dataclass(frozen=True)
+class Run:
+    """One generated run: its scenario, output paths (``None`` if not written) and report."""
+
+    scenario: object
+    dir: Path
+    pcap: Path | None
+    flows: Path | None
+    requests: Path | None
+    packets: Path | None
+    report: dict
+
+
+def generate_run(dest: Path, scenario, *, pcap=True, tables=True, **kwargs) -> Run:
+    """Generate ``scenario`` into ``dest`` (a folder) and return the :class:`Run`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "pcap": dest / "capture.pcap" if pcap else None,
+        "flows": dest / "flows.parquet" if tables else None,
+        "requests": dest / "requests.parquet" if tables else None,
+        "packets": dest / "packets.parquet" if tables else None,
+    }
+    report = tg.generate(scenario, **paths, **kwargs)
+    return Run(scenario=scenario, dir=dest, report=report, **paths)
+
+
+@pytest.fixture(scope="session")
+def chat_run(tmp_path_factory) -> Run:
+    """The chat scenario at 8 calls/s for 20 s, seed 7: pcap and all three tables."""
+    a = CHAT_RUN_ARGS
+    sc = tg.load_scenario("chat", dict(a["overrides"]), duration=a["duration"], seed=a["seed"])
+    run = generate_run(tmp_path_factory.mktemp("chat_run"), sc)
+    n = run.report["packets"]
+    assert 1_000 < n < CHAT_RUN_MAX_PACKETS, (
+        f"the shared chat run has {n} packets: retune CHAT_RUN_ARGS to stay well under "
+        f"{CHAT_RUN_MAX_PACKETS} (tshark and the Python checks must stay fast)")
+    assert run.report["flows"] > 0 and run.report["requests"] > 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def server_run(tmp_path_factory) -> Run:
+    """A small chat run captured at the server side (``-t topology.capture=server``)."""
+    sc = tg.load_scenario("chat", ["chat.rate=4/s", "topology.capture=server"],
+                          duration="15s", seed=11)
+    assert sc.topology.capture == "server"
+    run = generate_run(tmp_path_factory.mktemp("server_run"), sc)
+    assert run.report["packets"] > 0 and run.report["flows"] > 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    """Path of the tshark binary; tests that need it are skipped when it is not installed."""
+    return require_tool("tshark")
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; skip when it is missing, fail when TRAFFICGEN_REQUIRE_TOOLS
+    is set (CI installs every tool, so a skip there would hide a broken install)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
+            pytest.fail(f"{name} is not installed and TRAFFICGEN_REQUIRE_TOOLS is set")
+        pytest.skip(f"{name} is not installed (apt-get install {'tshark' if name == 'capinfos' else name})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_run():
+    """``make_run(folder, scenario, pcap=True, tables=True, **generate_kwargs) -> Run``."""
+    return generate_run

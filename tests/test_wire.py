@@ -1,0 +1,569 @@
+"""The capture on the wire: what independent decoders (tshark, dpkt, scapy, plain Python) make
+of the generated pcap, and whether it agrees with the Parquet tables row for row.
+
+Everything here is recomputed from the bytes of the file: checksums, sequence spaces,
+handshakes and teardowns, per-flow totals. The shared runs come from ``conftest.py``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import struct
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dpkt
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from trafficgen.schema import ACK, FIN, PSH, RST, SYN
+
+PCAP_NS_MAGIC = 0xA1B23C4D
+M32 = 0xFFFFFFFF
+
+TSHARK_PROBLEMS = (
+    '_ws.malformed || _ws.expert.severity >= warning || ip.checksum.status == "Bad" || '
+    'tcp.checksum.status == "Bad" || tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment || '
+    'tcp.analysis.retransmission || tcp.analysis.fast_retransmission || '
+    'tcp.analysis.spurious_retransmission || tcp.analysis.out_of_order || '
+    'tcp.analysis.duplicate_ack || tcp.analysis.zero_window || tcp.analysis.window_full')
+
+
+# --- independent helpers -------------------------------------------------------------------
+
+def ones_complement_sum(data: bytes) -> int:
+    """RFC 1071 sum of big-endian 16-bit words (odd length padded with a zero byte), folded."""
+    if len(data) % 2:
+        data += b"\x00"
+    s = int(np.frombuffer(data, dtype=">u2").sum(dtype=np.uint64))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def ipv4_checksum(header: bytes) -> int:
+    """The checksum an IPv4 header should carry (its checksum field taken as zero)."""
+    return ~ones_complement_sum(header[:10] + b"\x00\x00" + header[12:]) & 0xFFFF
+
+
+def tcp_checksum(src: bytes, dst: bytes, segment: bytes) -> int:
+    """The checksum a TCP segment should carry, over the IPv4 pseudo-header and the segment."""
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(segment))
+    return ~ones_complement_sum(pseudo + segment[:16] + b"\x00\x00" + segment[18:]) & 0xFFFF
+
+
+def test_checksum_helpers_against_known_values():
+    # RFC 1071 section 3 example: words 0001 f203 f4f5 f6f7 sum to ddf2 (folded)
+    assert ones_complement_sum(bytes.fromhex("0001f203f4f5f6f7")) == 0xDDF2
+    # a textbook IPv4 header (checksum b861)
+    hdr = bytes.fromhex("450000730000400040110000c0a80001c0a800c7")
+    assert ipv4_checksum(hdr) == 0xB861
+    assert ones_complement_sum(bytes.fromhex("01")) == 0x0100
+
+
+def ip_u32(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+@dataclass
+class Capture:
+    """A pcap parsed record by record, with every frame decoded by dpkt."""
+
+    path: Path
+    header: tuple
+    ts_ns: np.ndarray
+    caplen: np.ndarray
+    origlen: np.ndarray
+    frames: list
+    src: np.ndarray = field(default=None)
+    dst: np.ndarray = field(default=None)
+    sport: np.ndarray = field(default=None)
+    dport: np.ndarray = field(default=None)
+    seq: np.ndarray = field(default=None)
+    ack: np.ndarray = field(default=None)
+    flags: np.ndarray = field(default=None)
+    plen: np.ndarray = field(default=None)
+    decode_errors: list = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.frames)
+
+
+def read_pcap(path: Path) -> Capture:
+    """Parse a classic pcap by hand (exact ns timestamps, both length fields)."""
+    data = path.read_bytes()
+    assert len(data) >= 24, "no pcap global header"
+    header = struct.unpack_from("<IHHiIII", data, 0)
+    o = 24
+    ts, cap, orig, frames = [], [], [], []
+    while o < len(data):
+        assert o + 16 <= len(data), f"truncated record header at byte {o}"
+        sec, frac, incl, wire = struct.unpack_from("<IIII", data, o)
+        o += 16
+        assert o + incl <= len(data), f"truncated record at byte {o}"
+        ts.append(sec * 1_000_000_000 + frac)
+        cap.append(incl)
+        orig.append(wire)
+        frames.append(data[o:o + incl])
+        o += incl
+    c = Capture(path, header, np.array(ts, np.int64), np.array(cap, np.int64),
+                np.array(orig, np.int64), frames)
+    _decode(c)
+    return c
+
+
+def _decode(c: Capture) -> None:
+    n = c.n
+    cols = {k: np.zeros(n, np.int64) for k in
+            ("src", "dst", "sport", "dport", "seq", "ack", "flags", "plen")}
+    for i, buf in enumerate(c.frames):
+        try:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if eth.type != dpkt.ethernet.ETH_TYPE_IP or not isinstance(ip, dpkt.ip.IP):
+                raise ValueError(f"not IPv4 (ethertype {eth.type:#06x})")
+            tcp = ip.data
+            if ip.p != 6 or not isinstance(tcp, dpkt.tcp.TCP):
+                raise ValueError(f"not TCP (protocol {ip.p})")
+            if ip.v != 4 or ip.hl != 5:
+                raise ValueError(f"IPv4 version/IHL {ip.v}/{ip.hl}")
+            if 14 + ip.len != len(buf):
+                raise ValueError(f"IP total length {ip.len} + 14 != frame length {len(buf)}")
+            if ip.mf or ip.offset:
+                raise ValueError("fragment")
+        except (dpkt.UnpackError, ValueError) as e:
+            c.decode_errors.append((i + 1, repr(e)))
+            continue
+        cols["src"][i] = int.from_bytes(ip.src, "big")
+        cols["dst"][i] = int.from_bytes(ip.dst, "big")
+        cols["sport"][i] = tcp.sport
+        cols["dport"][i] = tcp.dport
+        cols["seq"][i] = tcp.seq
+        cols["ack"][i] = tcp.ack
+        cols["flags"][i] = tcp.flags
+        cols["plen"][i] = len(tcp.data)
+    for k, v in cols.items():
+        setattr(c, k, v)
+
+
+_CAPTURES: dict[Path, Capture] = {}
+
+
+def capture_of(run) -> Capture:
+    if run.pcap not in _CAPTURES:
+        _CAPTURES[run.pcap] = read_pcap(run.pcap)
+    return _CAPTURES[run.pcap]
+
+
+@dataclass
+class Tables:
+    flows: dict
+    requests: dict
+    packets: dict
+
+
+def _np_columns(path: Path) -> dict:
+    t = pq.read_table(path)
+    return {name: t.column(name).to_numpy() for name in t.column_names}
+
+
+_TABLES: dict[Path, Tables] = {}
+
+
+def tables_of(run) -> Tables:
+    if run.flows not in _TABLES:
+        flows = _np_columns(run.flows)
+        flows["src_ip"] = np.array([ip_u32(s) for s in flows["src_ip"]], np.int64)
+        flows["dst_ip"] = np.array([ip_u32(s) for s in flows["dst_ip"]], np.int64)
+        _TABLES[run.flows] = Tables(flows, _np_columns(run.requests), _np_columns(run.packets))
+    return _TABLES[run.flows]
+
+
+@pytest.fixture(params=["client", "server"])
+def run(request):
+    """Each test taking ``run`` checks both the client-side and the server-side capture."""
+    return request.getfixturevalue("chat_run" if request.param == "client" else "server_run")
+
+
+def run_tshark(tshark: str, path: Path, *args: str) -> str:
+    """Run tshark; a non-zero exit (a bad filter, an unreadable file) fails the test."""
+    proc = subprocess.run([tshark, "-n", "-r", str(path), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, f"tshark failed ({proc.returncode}): {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def tshark_problem_frames(tshark: str, path: Path) -> list[int]:
+    out = run_tshark(tshark, path, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+                     "-Y", TSHARK_PROBLEMS, "-T", "fields", "-e", "frame.number")
+    return [int(x) for x in out.split()]
+
+
+# --- tshark ----------------------------------------------------------------------------------
+
+def test_tshark_reports_no_problems(tshark, run):
+    problems = tshark_problem_frames(tshark, run.pcap)
+    assert problems == [], f"tshark flags {len(problems)} frames, first {problems[:20]}"
+
+
+def test_tshark_problem_filter_is_live(tshark, chat_run, tmp_path):
+    """Corrupt a copy: one payload byte (bad TCP checksum), one TTL (bad IPv4 checksum); the
+    same command must then report exactly those two frames."""
+    cap = capture_of(chat_run)
+    data = bytearray(chat_run.pcap.read_bytes())
+    starts = 24 + np.concatenate(([0], np.cumsum(cap.caplen[:-1] + 16))) + 16
+    payload_frame = next(i for i in range(10, cap.n) if cap.plen[i] >= 64)
+    ack_frame = next(i for i in range(payload_frame + 1, cap.n)
+                     if cap.plen[i] == 0 and cap.flags[i] == ACK)
+    pos = int(starts[payload_frame]) + cap.caplen[payload_frame] - 1  # last payload byte
+    data[pos] ^= 0x5A
+    data[int(starts[ack_frame]) + 14 + 8] ^= 0x01  # TTL
+    bad = tmp_path / "corrupt.pcap"
+    bad.write_bytes(bytes(data))
+    assert tshark_problem_frames(tshark, bad) == sorted([payload_frame + 1, ack_frame + 1])
+    status = run_tshark(tshark, bad, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+                        "-Y", f"frame.number == {payload_frame + 1} || frame.number == {ack_frame + 1}",
+                        "-T", "fields", "-e", "frame.number", "-e", "ip.checksum.status",
+                        "-e", "tcp.checksum.status")
+    rows = {int(r.split("\t")[0]): r.split("\t")[1:] for r in status.strip().splitlines()}
+    # checksum status: 0 bad, 1 good
+    assert rows[payload_frame + 1] == ["1", "0"]
+    assert rows[ack_frame + 1] == ["0", "1"]
+
+
+def test_tshark_rejects_a_bad_filter(tshark, chat_run):
+    """The helper fails loudly on a filter tshark cannot compile (so typos cannot pass)."""
+    with pytest.raises(AssertionError, match="tshark failed"):
+        run_tshark(tshark, chat_run.pcap, "-Y", "tcp.analysis.no_such_field", "-T", "fields",
+                   "-e", "frame.number")
+
+
+@pytest.fixture(scope="module")
+def tshark_fields(tshark, chat_run):
+    out = run_tshark(tshark, chat_run.pcap, "-T", "fields", "-E", "separator=\t",
+                     "-e", "frame.number", "-e", "tcp.stream", "-e", "frame.len",
+                     "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport",
+                     "-e", "tls.handshake.type")
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert len(rows) == capture_of(chat_run).n
+    return rows
+
+
+def test_tshark_conversations_match_flow_table(tshark, chat_run, tshark_fields):
+    t = tables_of(chat_run)
+    flows = t.flows
+    by_tuple = {(int(flows["src_ip"][k]), int(flows["src_port"][k]), int(flows["dst_ip"][k]),
+                 int(flows["dst_port"][k])): k for k in range(flows["flow_id"].shape[0])}
+    assert len(by_tuple) == flows["flow_id"].shape[0], "two flows share a 4-tuple"
+    stats: dict[int, dict] = defaultdict(lambda: {"tuple": set(), "pk": [0, 0], "bytes": [0, 0]})
+    for _num, stream, flen, src, sport, dst, dport, _hs in tshark_fields:
+        s = stats[int(stream)]
+        up = (ip_u32(src), int(sport), ip_u32(dst), int(dport))
+        if up in by_tuple:
+            d = 0
+        else:
+            up = (ip_u32(dst), int(dport), ip_u32(src), int(sport))
+            assert up in by_tuple, f"stream {stream}: {src}:{sport} -> {dst}:{dport} is no flow"
+            d = 1
+        s["tuple"].add(up)
+        s["pk"][d] += 1
+        s["bytes"][d] += int(flen)
+    assert len(stats) == flows["flow_id"].shape[0]
+    seen = set()
+    for stream, s in stats.items():
+        assert len(s["tuple"]) == 1, f"tshark stream {stream} mixes flows"
+        k = by_tuple[next(iter(s["tuple"]))]
+        assert k not in seen, "one flow split over several tshark streams"
+        seen.add(k)
+        assert s["pk"] == [flows["packets_up"][k], flows["packets_down"][k]], f"flow {k}"
+        assert s["bytes"] == [flows["bytes_up"][k], flows["bytes_down"][k]], f"flow {k}"
+
+
+def test_tshark_conv_table_count(tshark, chat_run):
+    out = run_tshark(tshark, chat_run.pcap, "-q", "-z", "conv,tcp")
+    lines = [ln for ln in out.splitlines() if "<->" in ln]
+    assert len(lines) == tables_of(chat_run).flows["flow_id"].shape[0]
+
+
+def test_tshark_one_client_and_server_hello_per_flow(tshark, chat_run, tshark_fields):
+    n_flows = tables_of(chat_run).flows["flow_id"].shape[0]
+    hello: dict[int, list] = {1: [], 2: []}
+    for _num, stream, *_rest, hs in tshark_fields:
+        types = {int(x) for x in hs.split(",") if x}
+        for t in (1, 2):
+            if t in types:
+                hello[t].append(int(stream))
+    for t in (1, 2):
+        assert len(hello[t]) == n_flows, f"handshake type {t}"
+        assert len(set(hello[t])) == n_flows, f"handshake type {t}: a stream has two"
+
+
+# --- dpkt and plain Python ---------------------------------------------------------------------
+
+def test_pcap_global_header(chat_run):
+    magic, major, minor, _tz, _sig, snaplen, linktype = capture_of(chat_run).header
+    assert magic == PCAP_NS_MAGIC  # little-endian, nanosecond timestamps
+    assert (major, minor) == (2, 4)
+    assert linktype == 1  # Ethernet
+    assert snaplen >= 65535
+
+
+def test_every_frame_decodes_and_records_are_whole(run):
+    cap = capture_of(run)
+    assert cap.n == run.report["packets"]
+    assert cap.decode_errors == [], cap.decode_errors[:10]
+    assert np.array_equal(cap.caplen, cap.origlen), "truncated frames"
+    assert (cap.caplen >= 54).all()
+    # SYNs carry 12 option bytes, everything else a bare 20-byte TCP header
+    syn = (cap.flags & SYN) != 0
+    assert np.array_equal(cap.caplen, np.where(syn, 66, 54) + cap.plen)
+    assert (cap.plen[syn] == 0).all()
+    assert run.pcap.stat().st_size == 24 + 16 * cap.n + int(cap.caplen.sum())
+
+
+def test_dpkt_reader_agrees(chat_run):
+    """dpkt's own pcap reader (nanosecond magic: exact Decimal timestamps) sees the same."""
+    cap = capture_of(chat_run)
+    with open(chat_run.pcap, "rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        assert reader.datalink() == dpkt.pcap.DLT_EN10MB
+        got = list(reader)
+    assert len(got) == cap.n
+    for i, (ts, buf) in enumerate(got):
+        assert int(ts * 1_000_000_000) == cap.ts_ns[i], i
+        assert buf == cap.frames[i], i
+
+
+def test_timestamps_nondecreasing_and_inside_the_run(run):
+    cap = capture_of(run)
+    assert (np.diff(cap.ts_ns) >= 0).all()
+    assert cap.ts_ns[0] >= run.scenario.start_ns
+    # requests start before the duration ends; only their tails and the teardowns run past it
+    assert cap.ts_ns[0] < run.scenario.start_ns + run.scenario.duration_ns
+
+
+def test_checksums_recomputed_independently(run):
+    cap = capture_of(run)
+    bad_ip, bad_tcp = [], []
+    for i, buf in enumerate(cap.frames):
+        ip = buf[14:34]
+        if ipv4_checksum(ip) != struct.unpack_from("!H", ip, 10)[0]:
+            bad_ip.append(i + 1)
+        seg = buf[34:]
+        if tcp_checksum(ip[12:16], ip[16:20], seg) != struct.unpack_from("!H", seg, 16)[0]:
+            bad_tcp.append(i + 1)
+    assert bad_ip == [], f"bad IPv4 checksums in frames {bad_ip[:20]}"
+    assert bad_tcp == [], f"bad TCP checksums in frames {bad_tcp[:20]}"
+
+
+def test_pcap_equals_packet_table_row_for_row(run):
+    cap = capture_of(run)
+    t = tables_of(run)
+    p, flows = t.packets, t.flows
+    assert p["ts_ns"].shape[0] == cap.n
+    assert np.array_equal(p["ts_ns"], cap.ts_ns)
+    assert np.array_equal(p["wire_len"].astype(np.int64), cap.caplen)
+    assert np.array_equal(p["seq"].astype(np.int64), cap.seq)
+    assert np.array_equal(p["ack"].astype(np.int64), cap.ack)
+    assert np.array_equal(p["tcp_flags"].astype(np.int64), cap.flags)
+    assert np.array_equal(p["payload_len"].astype(np.int64), cap.plen)
+    # join to the flow table: direction, addresses and ports
+    order = np.argsort(flows["flow_id"])
+    fid_sorted = flows["flow_id"][order]
+    k = np.searchsorted(fid_sorted, p["flow_id"])
+    assert (k < fid_sorted.shape[0]).all(), "packets reference flows missing from the flow table"
+    assert np.array_equal(fid_sorted[k], p["flow_id"]), "packets reference missing flows"
+    row = order[k]
+    cip, sip = flows["src_ip"][row], flows["dst_ip"][row]
+    cport, sport = flows["src_port"][row].astype(np.int64), flows["dst_port"][row].astype(np.int64)
+    down = p["direction"] == "down"
+    assert set(np.unique(p["direction"])) <= {"up", "down"}
+    assert np.array_equal(cap.src, np.where(down, sip, cip))
+    assert np.array_equal(cap.dst, np.where(down, cip, sip))
+    assert np.array_equal(cap.sport, np.where(down, sport, cport))
+    assert np.array_equal(cap.dport, np.where(down, cport, sport))
+    assert (flows["protocol"] == 6).all()
+
+
+def test_flow_totals_equal_packet_sums(run):
+    cap = capture_of(run)
+    t = tables_of(run)
+    p, flows = t.packets, t.flows
+    nf = flows["flow_id"].shape[0]
+    assert np.unique(flows["flow_id"]).shape[0] == nf
+    down = (p["direction"] == "down").astype(np.int64)
+    wl = p["wire_len"].astype(np.int64)
+    for k in range(nf):
+        fid = flows["flow_id"][k]
+        m = p["flow_id"] == fid
+        assert m.any(), f"flow {fid} has no packets"
+        assert flows["bytes_up"][k] == wl[m & (down == 0)].sum(), fid
+        assert flows["bytes_down"][k] == wl[m & (down == 1)].sum(), fid
+        assert flows["packets_up"][k] == (m & (down == 0)).sum(), fid
+        assert flows["packets_down"][k] == (m & (down == 1)).sum(), fid
+        assert flows["start_ns"][k] == p["ts_ns"][m].min(), fid
+        assert flows["end_ns"][k] == p["ts_ns"][m].max(), fid
+    total = int(flows["bytes_up"].sum() + flows["bytes_down"].sum())
+    assert total == int(cap.caplen.sum()) == run.report["wire_bytes"]
+    assert int(flows["packets_up"].sum() + flows["packets_down"].sum()) == cap.n
+    assert run.report["flows"] == nf
+
+
+def test_requests_agree_with_packets(run):
+    t = tables_of(run)
+    p, r, flows = t.packets, t.requests, t.flows
+    nr = r["request_id"].shape[0]
+    assert nr == run.report["requests"] and nr > 0
+    assert np.unique(r["request_id"]).shape[0] == nr
+    known = set(r["request_id"].tolist())
+    assert set(np.unique(p["request_id"]).tolist()) <= known | {-1}
+    flow_row = {int(f): k for k, f in enumerate(flows["flow_id"])}
+    assert (r["start_ns"] <= r["first_byte_ns"]).all()
+    assert (r["first_byte_ns"] <= r["end_ns"]).all()
+    down = p["direction"] == "down"
+    wl = p["wire_len"].astype(np.int64)
+    data = p["payload_len"] > 0
+    order = np.argsort(p["request_id"], kind="stable")
+    rid_sorted = p["request_id"][order]
+    per_flow = defaultdict(int)
+    for j in range(nr):
+        rid, fid = int(r["request_id"][j]), int(r["flow_id"][j])
+        assert fid in flow_row, f"request {rid}: flow {fid} missing"
+        per_flow[fid] += 1
+        f = flow_row[fid]
+        lo, hi = np.searchsorted(rid_sorted, [rid, rid + 1])
+        idx = order[lo:hi]
+        assert idx.shape[0] > 0, f"request {rid} has no packets"
+        assert (p["flow_id"][idx] == fid).all(), f"request {rid}: packets of another flow"
+        ts = p["ts_ns"][idx]
+        assert flows["start_ns"][f] <= ts.min() and ts.max() <= flows["end_ns"][f], rid
+        assert r["bytes_up"][j] == wl[idx][~down[idx]].sum(), rid
+        assert r["bytes_down"][j] == wl[idx][down[idx]].sum(), rid
+        up_data = idx[~down[idx] & data[idx]]
+        down_data = idx[down[idx] & data[idx]]
+        assert up_data.shape[0] and down_data.shape[0], f"request {rid}: no upload or no reply"
+        # start: first request byte seen; first_byte/end: first/last response byte seen
+        assert r["start_ns"][j] == p["ts_ns"][up_data].min(), rid
+        assert r["first_byte_ns"][j] == p["ts_ns"][down_data].min(), rid
+        assert r["end_ns"][j] == p["ts_ns"][down_data].max(), rid
+        assert r["client_id"][j] == flows["client_id"][f], rid
+        assert r["session_id"][j] == flows["session_id"][f], rid
+    for k, fid in enumerate(flows["flow_id"]):
+        assert flows["requests"][k] == per_flow.get(int(fid), 0), f"flow {fid}"
+
+
+# --- TCP semantics, from the capture alone -------------------------------------------------------
+
+def test_tcp_sequence_and_ack_consistency(run):
+    """Per connection (4-tuple from the bytes): SYN, SYN-ACK, ACK first; every segment's seq
+    continues its direction's sequence space; ACKs never run ahead of what the other side has
+    sent earlier in the capture, nor go backwards; one FIN each way, both acknowledged."""
+    cap = capture_of(run)
+    conns: dict[tuple, list[int]] = defaultdict(list)
+    for i in range(cap.n):
+        a = (int(cap.src[i]), int(cap.sport[i]))
+        b = (int(cap.dst[i]), int(cap.dport[i]))
+        conns[(a, b) if a < b else (b, a)].append(i)
+    flows = tables_of(run).flows
+    flow_tuples = {((int(flows["src_ip"][k]), int(flows["src_port"][k])),
+                    (int(flows["dst_ip"][k]), int(flows["dst_port"][k])))
+                   for k in range(flows["flow_id"].shape[0])}
+    assert len(conns) == len(flow_tuples)
+    assert (cap.flags & RST).sum() == 0, "RST seen"
+    for key, idx in conns.items():
+        s0, s1, s2 = idx[:3]
+        where = f"connection {key}"
+        client = (int(cap.src[s0]), int(cap.sport[s0]))
+        assert (client, key[1] if key[0] == client else key[0]) in flow_tuples, where
+        assert cap.flags[s0] == SYN and cap.ack[s0] == 0, where
+        isn = [int(cap.seq[s0]), None]
+        assert (int(cap.src[s1]), int(cap.sport[s1])) != client, where
+        assert cap.flags[s1] == SYN | ACK and cap.ack[s1] == (isn[0] + 1) & M32, where
+        isn[1] = int(cap.seq[s1])
+        assert (int(cap.src[s2]), int(cap.sport[s2])) == client, where
+        assert cap.flags[s2] == ACK and cap.plen[s2] == 0, where
+        assert cap.seq[s2] == (isn[0] + 1) & M32 and cap.ack[s2] == (isn[1] + 1) & M32, where
+        nxt = [0, 0]  # sequence space used so far, relative to the ISN
+        last_ack = [0, 0]
+        fin_at = [None, None]  # relative sequence number of each side's FIN
+        for i in idx:
+            d = 0 if (int(cap.src[i]), int(cap.sport[i])) == client else 1
+            fl = int(cap.flags[i])
+            rel_seq = (int(cap.seq[i]) - isn[d]) & M32
+            assert rel_seq == nxt[d], f"{where} frame {i + 1}: seq {rel_seq} != expected {nxt[d]}"
+            if fin_at[d] is not None:
+                assert cap.plen[i] == 0 and not fl & (SYN | FIN), f"{where}: data after FIN"
+            if fl & ACK:
+                rel_ack = (int(cap.ack[i]) - isn[1 - d]) & M32
+                assert rel_ack <= nxt[1 - d], \
+                    f"{where} frame {i + 1}: acks {rel_ack}, other side sent {nxt[1 - d]}"
+                assert rel_ack >= last_ack[d], f"{where} frame {i + 1}: ACK went backwards"
+                last_ack[d] = rel_ack
+            else:
+                assert i == s0, f"{where} frame {i + 1}: no ACK flag after the SYN"
+            if fl & PSH:
+                assert cap.plen[i] > 0, f"{where} frame {i + 1}: PSH without data"
+            nxt[d] += int(cap.plen[i]) + (1 if fl & SYN else 0)
+            if fl & FIN:
+                assert fin_at[d] is None, f"{where}: two FINs from one side"
+                fin_at[d] = nxt[d]
+                nxt[d] += 1
+        assert fin_at[0] is not None and fin_at[1] is not None, f"{where}: missing FIN"
+        # both FINs (and so everything before them) acknowledged by the end
+        assert last_ack[0] == nxt[1] and last_ack[1] == nxt[0], f"{where}: not all acknowledged"
+        assert cap.flags[idx[-1]] == ACK, f"{where}: does not end with the last FIN's ACK"
+
+
+def test_syn_options(run):
+    cap = capture_of(run)
+    mss = run.scenario.topology.mss
+    for i in np.flatnonzero(cap.flags & SYN):
+        tcp = dpkt.ethernet.Ethernet(cap.frames[i]).data.data
+        opts = dpkt.tcp.parse_opts(tcp.opts)
+        kinds = [k for k, _ in opts]
+        assert kinds == [dpkt.tcp.TCP_OPT_MSS, dpkt.tcp.TCP_OPT_NOP, dpkt.tcp.TCP_OPT_WSCALE,
+                         dpkt.tcp.TCP_OPT_NOP, dpkt.tcp.TCP_OPT_NOP, dpkt.tcp.TCP_OPT_SACKOK], i
+        assert struct.unpack("!H", opts[0][1])[0] == mss
+        assert opts[2][1] == b"\x07"
+
+
+# --- scapy ---------------------------------------------------------------------------------------
+
+SCAPY_PREFIX = 2000
+
+
+def test_scapy_decodes_and_agrees_on_checksums(chat_run):
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Padding, Raw
+    from scapy.utils import PcapReader
+
+    cap = capture_of(chat_run)
+    n = 0
+    with PcapReader(str(chat_run.pcap)) as reader:
+        for i, pkt in enumerate(reader):
+            if i >= SCAPY_PREFIX:
+                break
+            n += 1
+            assert int(pkt.time * 1_000_000_000) == cap.ts_ns[i], i
+            assert bytes(pkt) == cap.frames[i], i
+            assert isinstance(pkt, Ether) and isinstance(pkt.payload, IP), i
+            assert isinstance(pkt[IP].payload, TCP), f"frame {i + 1}: IP payload not TCP"
+            assert not pkt.haslayer(Padding), f"frame {i + 1}: padding after the IP packet"
+            tcp_payload = pkt[TCP].payload
+            assert len(bytes(tcp_payload)) == cap.plen[i], i
+            if cap.plen[i]:
+                assert isinstance(tcp_payload, Raw), i
+            rebuilt = pkt[IP].copy()
+            del rebuilt.chksum
+            del rebuilt[TCP].chksum
+            rebuilt = IP(bytes(rebuilt))
+            assert rebuilt.chksum == pkt[IP].chksum, f"frame {i + 1}: IPv4 checksum"
+            assert rebuilt[TCP].chksum == pkt[TCP].chksum, f"frame {i + 1}: TCP checksum"
+            if pkt[TCP].flags.S:
+                assert [name for name, _ in pkt[TCP].options] == \
+                    ["MSS", "NOP", "WScale", "NOP", "NOP", "SAckOK"], i
+    assert n == min(SCAPY_PREFIX, cap.n)
+
