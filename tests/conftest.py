@@ -72,6 +72,12 @@ def tshark() -> str:
     return require_tool("tshark")
 
 
+@pytest.fixture(scope="session")
+def capinfos() -> str:
+    """Path of capinfos (it comes with tshark); skipped or failed like ``tshark``."""
+    return require_tool("capinfos")
+
+
 def require_tool(name: str) -> str:
     """Path of an external tool; skip when it is missing, fail when TRAFFICGEN_REQUIRE_TOOLS
     is set (CI installs every tool, so a skip there would hide a broken install)."""

@@ -11,6 +11,8 @@ window nor the batch size changes a byte: they only trade memory against overhea
 """
 from __future__ import annotations
 
+import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import gcd
@@ -27,6 +29,7 @@ from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE
 
 DEFAULT_WINDOW_NS = 10 * 10**9
 MIN_WINDOW_NS = 10**6
+GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
 DEFAULT_BATCH_PACKETS = 1 << 16
 POOL_BYTES = (4 << 20) + 65536
 
@@ -113,20 +116,21 @@ class Engine:
         return [m.window(max(t0, -m.warmup_ns), t1) for m in self.models if t1 > -m.warmup_ns]
 
     def _prefetched(self) -> Iterator[tuple[int, int, list]]:
-        """``(t0, t1, schedules)`` per window, the next window generated on a worker thread
-        (the kernels release the GIL) while the caller merges, builds and writes this one."""
+        """``(t0, t1, schedules)`` per window, in order, the next windows generated on worker
+        threads (the kernels release the GIL) while the caller merges, builds and writes."""
         windows = list(self.windows())
         if len(windows) < 2:
             for t0, t1 in windows:
                 yield t0, t1, self._generate(t0, t1)
             return
-        pool = ThreadPoolExecutor(1, thread_name_prefix="trafficgen-gen")
+        workers = min(GEN_WORKERS, len(windows))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="trafficgen-gen")
         try:
-            ahead = pool.submit(self._generate, *windows[0])
+            ahead = deque(pool.submit(self._generate, *w) for w in windows[:workers])
             for k, (t0, t1) in enumerate(windows):
-                schedules = ahead.result()
-                if k + 1 < len(windows):
-                    ahead = pool.submit(self._generate, *windows[k + 1])
+                schedules = ahead.popleft().result()
+                if k + workers < len(windows):
+                    ahead.append(pool.submit(self._generate, *windows[k + workers]))
                 yield t0, t1, schedules
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
