@@ -28,14 +28,15 @@ __all__ = ["load_scenario", "batches", "generate", "Batch"]
 
 
 def _window_ns(window) -> int:
-    """A generation window given as ns (int) or a duration string; at least 1 ms."""
+    """A generation window given as ns (int) or a duration string; at least 100 ms."""
+    given = window
     if isinstance(window, str):
         try:
             window = parse_duration(window)
         except ValueError as e:
             raise TrafficgenError(f"window: {e}") from None
     if isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW_NS:
-        raise TrafficgenError(f"window: expected a duration of at least 1ms, got {window!r}")
+        raise TrafficgenError(f"window: expected a duration of at least 100ms, got {given!r}")
     return window
 
 

@@ -28,7 +28,7 @@ from .models.chat import ChatModel
 from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE
 
 DEFAULT_WINDOW_NS = 10 * 10**9
-MIN_WINDOW_NS = 10**6
+MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
 GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
 DEFAULT_BATCH_PACKETS = 1 << 16
 POOL_BYTES = (4 << 20) + 65536
