@@ -140,6 +140,8 @@ def _dist(unit: str, positive: bool = True):
 
 
 def _network(v) -> ipaddress.IPv4Network:
+    if not isinstance(v, str):
+        raise ValueError(f"expected an IPv4 network like '10.1.0.0/16', got {v!r}")
     try:
         return ipaddress.IPv4Network(v, strict=False)
     except (ValueError, TypeError) as e:
@@ -160,7 +162,7 @@ def _addresses(v) -> tuple[int, ...]:
 
 
 def _port_range(v) -> tuple[int, int]:
-    if (not isinstance(v, list) or len(v) != 2 or not all(isinstance(p, int) for p in v)
+    if (not isinstance(v, list) or len(v) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) for p in v)
             or not 1024 <= v[0] < v[1] <= 65535):
         raise ValueError(f"expected [low, high] with 1024 <= low < high <= 65535, got {v!r}")
     return (v[0], v[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_HALF_EVEN, Decimal
 
 _NUM = r"([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
 
@@ -24,7 +25,7 @@ _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
 _DURATION_RE = re.compile(rf"^\s*{_NUM}\s*(ns|us|µs|ms|s|min|m|h|d)\s*$")
 _RATE_RE = re.compile(rf"^\s*{_NUM}\s*/\s*(s|sec|min|m|h|d)\s*$")
 _BW_RE = re.compile(rf"^\s*{_NUM}\s*([kmgt]?bps)\s*$", re.IGNORECASE)
-_SIZE_RE = re.compile(rf"^\s*{_NUM}\s*([kmg]i?b|b)\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(rf"^\s*{_NUM}\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
 
 DURATION_HELP = "a duration like '90s', '5m', '1h', '250ms' or a number of seconds"
 RATE_HELP = "a rate like '40/s', '2000/min', '10/h' or a number per second"
@@ -51,9 +52,14 @@ def parse_duration(value) -> int:
         return int(round(seconds * 1e9))
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
-        if m:
-            ns = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-            return int(round(_finite(ns, DURATION_HELP)))
+        if m:  # exact decimal arithmetic: '1.1s' is 1_100_000_000 ns, '2**62ns' stays exact
+            try:
+                ns = Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            except ArithmeticError:  # an exponent beyond Decimal's range
+                ns = Decimal(2**63)
+            if ns >= 2**63:
+                raise ValueError(f"expected {DURATION_HELP} (below 292 years), got {value!r}")
+            return int(ns.to_integral_value(rounding=ROUND_HALF_EVEN))
     raise ValueError(f"expected {DURATION_HELP}, got {value!r}")
 
 
@@ -89,7 +95,7 @@ def parse_size(value) -> int:
     if _is_number(value):
         size = _finite(float(value), SIZE_HELP)
     elif isinstance(value, str) and (m := _SIZE_RE.match(value)):
-        size = _finite(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()], SIZE_HELP)
+        size = _finite(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()], SIZE_HELP)
     else:
         raise ValueError(f"expected {SIZE_HELP}, got {value!r}")
     if size < 0:
