@@ -29,13 +29,11 @@ def ndtri(p):
         return -np.inf
     if p >= 1.0:
         return np.inf
+    if p > 0.5:  # by symmetry: 1 - p is exact here (Sterbenz), p's own tail would lose digits
+        return -ndtri(1.0 - p)
     if p < 0.02425:
         q = math.sqrt(-2.0 * math.log(p))
         x = (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / \
-            ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
-    elif p > 1.0 - 0.02425:
-        q = math.sqrt(-2.0 * math.log(1.0 - p))
-        x = -(((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / \
             ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
     else:
         q = p - 0.5
