@@ -105,6 +105,10 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
             totals["requests"] += batch.requests.shape[0]
             if progress is not None:
                 progress(batch.progress_ns, scenario.duration_ns)
+        for sink in sinks:  # every file whole under its temporary name before any is renamed
+            sink.finish()
+        for sink in sinks:
+            sink.commit()
     elapsed = time.perf_counter() - t0
     return {
         "scenario": scenario.name, "seed": scenario.seed,

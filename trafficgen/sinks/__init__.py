@@ -55,10 +55,15 @@ def check_writable(target: Path) -> None:
 
 
 class Sink:
-    """Base: ``write(batch)``, ``close()`` (commit), ``abort()``; ``rows`` and ``bytes``."""
+    """Base: ``write(batch)``, then ``finish()`` (trailers; the file is whole under its temporary
+    name) and ``commit()`` (renamed into place), or ``abort()``. ``close()`` does both steps;
+    several sinks that must appear together are finished first and committed last."""
 
     rows = 0
     bytes = 0
+    _atomic: "AtomicFile | None" = None
+    _finished = False
+    _committed = False
 
     def __enter__(self):
         return self
@@ -73,8 +78,23 @@ class Sink:
     def write(self, batch) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - interface
+    def _finish(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finish()
+            self._finished = True
+
+    def commit(self) -> None:
+        self.finish()
+        if not self._committed:
+            if self._atomic is not None:
+                self._atomic.commit()
+            self._committed = True
+
+    def close(self) -> None:
+        self.commit()
 
     def abort(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -73,12 +73,10 @@ class ParquetSink(Sink):
         self._held = [rest] if rest.shape[0] else []
         self._held_rows = rest.shape[0]
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         self._flush(final=True)
         self.writer.close()
         self.bytes = self.stream.tell() if hasattr(self.stream, "tell") else 0
-        if self._atomic:
-            self._atomic.commit()
 
     def abort(self) -> None:
         try:

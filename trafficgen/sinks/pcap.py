@@ -75,11 +75,9 @@ class PcapSink(Sink):
         self.rows += batch.packets.shape[0]
         self.bytes += batch.frames.shape[0]
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         self._writer.finish()
-        if self._atomic:
-            self._atomic.commit()
-        else:
+        if not self._atomic:
             self.stream.flush()
 
     def abort(self) -> None:
