@@ -294,3 +294,42 @@ def test_library_refuses_bad_arguments_with_trafficgen_errors(tmp_path):
     with pytest.raises(TrafficgenError, match="window"):
         tg.generate("chat", pcap=tmp_path / "x.pcap", window=5)
     assert _listing(tmp_path) == []
+
+
+# --- special outputs ----------------------------------------------------------------------------
+
+def test_capture_to_standard_output(tmp_path):
+    """``-o -`` streams the pcap to stdout (for tcpdump -r -, tshark -r -); talk goes to stderr."""
+    done = subprocess.run([sys.executable, "-m", "trafficgen", "generate", "chat", *SMALL,
+                           "-o", "-", "--json"], capture_output=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stderr)
+    assert report["outputs"] == {"capture": "-"}
+    cli("generate", "chat", *SMALL, "-o", tmp_path / "f.pcap", "-q")
+    assert done.stdout == (tmp_path / "f.pcap").read_bytes()
+
+
+def test_devices_and_fifos_are_written_in_place(tmp_path):
+    """/dev/null stays a device (as root, a rename would have replaced it); a FIFO is fed."""
+    import stat
+    import threading
+    done = cli("generate", "chat", *SMALL, "-o", "/dev/null", "-q")
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "feed.pcap"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    done = cli("generate", "chat", *SMALL, "-o", fifo, "-q")
+    reader.join(60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    cli("generate", "chat", *SMALL, "-o", tmp_path / "f.pcap", "-q")
+    assert got == [(tmp_path / "f.pcap").read_bytes()]
+    assert _listing(tmp_path) == ["f.pcap", "feed.pcap"]
+
+
+def test_tables_need_regular_files(tmp_path):
+    refused(cli("generate", "chat", *SMALL, "--flows", "/dev/null"), "/dev/null", "regular file")

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 from .config import Scenario, load_scenario
 from .engine import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, MIN_WINDOW_NS, Batch, Engine
 from .errors import TrafficgenError
-from .sinks import check_writable
+from .sinks import check_writable, is_special
 from .units import parse_duration
 from .sinks.parquet import ParquetSink
 from .sinks.pcap import PcapSink
@@ -65,7 +65,7 @@ def _check_outputs(paths: dict[str, object]) -> None:
         if real in seen:
             raise TrafficgenError(f"{dest}: given as both the {seen[real]} and the {what} output")
         seen[real] = what
-        check_writable(Path(dest))
+        check_writable(Path(dest), allow_special=what == "capture")
 
 
 def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests=None,
@@ -74,14 +74,15 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     """Generate a scenario into the given sinks (paths or binary file objects).
 
     Frames are built only when ``pcap`` is given. Each path is written under a temporary name
-    and renamed when whole; on any error none of them appears. ``progress(done_ns, total_ns)``
+    and renamed when whole; on any error none of them appears. A capture path that is an
+    existing FIFO or device (``/dev/null``) is written in place. ``progress(done_ns, total_ns)``
     is called as the stream advances. Returns a report dict (counts, bytes, seconds).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     outputs = {"capture": pcap, "flows": flows, "requests": requests, "packets": packets}
     _check_outputs(outputs)
-    if pcap is not None and not hasattr(pcap, "write"):
+    if pcap is not None and not hasattr(pcap, "write") and not is_special(Path(pcap)):
         suffix = os.fspath(pcap).lower().rsplit(".", 1)[-1] if "." in os.fspath(pcap) else ""
         if suffix != "pcap":
             raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap "

@@ -22,6 +22,7 @@ EXAMPLES = {
       --packets packets.parquet
   trafficgen generate chat --duration 10m --requests requests.parquet   # tables only: fast
   trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
+  trafficgen generate chat --duration 30s -o - | tshark -r - -q -z conv,tcp
 """,
     "inspect": """examples:
   trafficgen inspect chat.pcap
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate a scenario to pcap and/or Parquet tables",
                        epilog=EXAMPLES["generate"], formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("scenario", metavar="SCENARIO", help="built-in name (see 'trafficgen models') or TOML path")
-    g.add_argument("-o", "--output", metavar="OUT", help="capture file; the suffix picks the format (.pcap)")
+    g.add_argument("-o", "--output", metavar="OUT", help="capture file; the suffix picks the format (.pcap); '-' writes the pcap "
+                        "to standard output, and a FIFO or device is written in place")
     g.add_argument("--duration", help="how long requests keep starting, e.g. 90s, 5m, 1h "
                                       "(in-flight requests then finish and connections close)")
     g.add_argument("--seed", help="random seed (same seed, same bytes)")
@@ -121,27 +123,37 @@ class _Progress:
 
 
 def cmd_generate(args) -> int:
+    from ._malloc import tune_malloc
     from .api import generate, load_scenario
+    tune_malloc()
     duration = _duration(args.duration) if args.duration is not None else None
     seed = _seed(args.seed) if args.seed is not None else None
     if not any((args.output, args.flows, args.requests, args.packets)):
         raise TrafficgenError("nothing to write: give -o OUT.pcap and/or --flows, --requests, "
                               "--packets")
+    capture, say = args.output, sys.stdout
+    if capture == "-":  # the capture on standard output (e.g. into tcpdump -r -); talk on stderr
+        if sys.stdout.isatty():
+            raise TrafficgenError("-o -: standard output is a terminal; pipe it into a program "
+                                  "or give a file name")
+        capture, say = sys.stdout.buffer, sys.stderr
     scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
     try:
-        report = generate(scenario, pcap=args.output, flows=args.flows, requests=args.requests,
+        report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
                           packets=args.packets, window=args.window, progress=progress)
     finally:
         progress.close()
+    if capture is not args.output:
+        report["outputs"] = {"capture": "-", **report["outputs"]}
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2), file=say)
     elif not args.quiet:
         outs = ", ".join(report["outputs"].values())
         print(f"wrote {outs}: {report['packets']:,} packets, {report['wire_bytes'] / 1e6:,.1f} MB "
               f"on the wire, {report['flows']:,} flows, {report['requests']:,} requests "
               f"({report['duration_s']:g} s of '{report['scenario']}', seed {report['seed']}) "
-              f"in {report['elapsed_s']:.1f} s")
+              f"in {report['elapsed_s']:.1f} s", file=say)
     return 0
 
 

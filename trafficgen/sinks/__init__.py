@@ -43,11 +43,37 @@ class AtomicFile:
             self.tmp.unlink(missing_ok=True)
 
 
-def check_writable(target: Path) -> None:
+class DirectFile:
+    """An existing special file (a FIFO, a character device such as /dev/null) written in place:
+    it cannot be replaced by a rename, and replacing it would be wrong."""
+
+    def __init__(self, target: str | os.PathLike):
+        self.target = Path(target)
+        self.file: BinaryIO = open(self.target, "wb", buffering=0)  # noqa: SIM115 - closed below
+
+    def commit(self):
+        self.file.close()
+
+    def abort(self):
+        self.file.close()
+
+
+def is_special(target: Path) -> bool:
+    """An existing path that is neither a regular file nor a folder."""
+    return target.exists() and not target.is_file() and not target.is_dir()
+
+
+def check_writable(target: Path, allow_special: bool = False) -> None:
     """One-line error for an output path that cannot be written (before any work is done)."""
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise TrafficgenError(f"{target}: is a directory (expected an output file path)")
+    if is_special(target):
+        if not allow_special:
+            raise TrafficgenError(f"{target}: is not a regular file (tables need a file path)")
+        if not os.access(target, os.W_OK):
+            raise TrafficgenError(f"{target}: is not writable")
+        return
     if not parent.is_dir():
         raise TrafficgenError(f"{target}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
@@ -61,7 +87,7 @@ class Sink:
 
     rows = 0
     bytes = 0
-    _atomic: "AtomicFile | None" = None
+    _atomic: "AtomicFile | DirectFile | None" = None
     _finished = False
     _committed = False
 
@@ -100,9 +126,13 @@ class Sink:
         raise NotImplementedError
 
 
-def open_output(dest) -> tuple[BinaryIO, AtomicFile | None]:
-    """A writable binary stream for a path (atomic) or a file object (used as is)."""
+def open_output(dest, allow_special: bool = False) -> tuple[BinaryIO, AtomicFile | DirectFile | None]:
+    """A writable binary stream for a path (atomic; written in place if it is an existing
+    special file and ``allow_special``) or a file object (used as is)."""
     if hasattr(dest, "write"):
         return dest, None
+    if allow_special and is_special(Path(dest)):
+        df = DirectFile(dest)
+        return df.file, df
     af = AtomicFile(dest)
     return af.file, af

@@ -60,7 +60,7 @@ class PcapSink(Sink):
     """Write batches (with frames) to a pcap file or binary stream."""
 
     def __init__(self, dest, depth: int = 2):
-        self.stream, self._atomic = open_output(dest)
+        self.stream, self._atomic = open_output(dest, allow_special=True)
         self.stream.write(global_header())
         self.bytes = 24
         self.rows = 0
