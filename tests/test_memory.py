@@ -2,8 +2,8 @@
 with the duration. Each run is a fresh process (a child of a small wrapper that reports its
 children's peak RSS), writing a capture and all three tables.
 
-Measured on the development machine (bench/RESULTS.md): 1 min 315 MiB, 10 min 386 MiB,
-60 min 350 MiB (capture only). The 1-minute run sits lower because it is not yet in steady
+Measured on the development machine (bench/RESULTS.md), all outputs: 1 min 311 MiB, 10 min
+392 MiB, 60 min 419 MiB. The 1-minute run sits lower because it is not yet in steady
 state: conversations last minutes, and a short run drops the turns that fall after its end.
 """
 from __future__ import annotations
