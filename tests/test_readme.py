@@ -46,8 +46,19 @@ def test_main_command_runs(tmp_path):
     assert "packets" in done.stdout  # inspect's report
 
 
-def test_library_example_runs(tmp_path):
-    (code,) = blocks("python")
+def test_library_examples_run(tmp_path):
+    code, sinks = blocks("python")
+    done = subprocess.run([sys.executable, "-c", sinks], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_metadata(tmp_path / "first.parquet").num_rows
+    data = (tmp_path / "first.pcap").read_bytes()
+    assert rows >= 10_000 and len(data) > 24 + rows * (16 + 54)
+    o, records = 24, 0
+    while o < len(data):  # walk the pcap records: exactly the table's rows
+        o += 16 + int.from_bytes(data[o + 8:o + 12], "little")
+        records += 1
+    assert o == len(data) and records == rows
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
