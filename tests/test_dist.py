@@ -164,3 +164,16 @@ def test_kernel_and_python_quantiles_agree(median, ratio, lo_f, hi_f, q):
     v = sample(d.params(), q)
     assert v == pytest.approx(d.quantile(q), rel=1e-9)
     assert median * lo_f * (1 - 1e-12) <= v <= median * hi_f * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("spec", [
+    1020, {"dist": "uniform", "min": 10, "max": 20}, {"median": 1020, "p90": 2735},
+    {"median": 15, "p90": 30, "min": 2, "max": 100}, {"median": 5, "p90": 9, "min": 3},
+    {"dist": "quantiles", "points": [[0.0, 29], [0.5, 1020], [0.9, 4000], [1.0, 14050]]},
+    {"dist": "quantiles", "points": [[0.0, 7], [0.3, 7], [1.0, 70]]},
+])
+def test_mean_is_the_mean_of_the_draws(spec):
+    d = parse_dist(spec)
+    x = draws(spec, 400_000)
+    se = x.std() / math.sqrt(x.shape[0])
+    assert abs(d.mean() - x.mean()) <= 5 * se + 1e-9 * abs(x.mean())

@@ -221,4 +221,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "219ab4eb381526f57cae34ab1d30d7d54d503d20b777a9d027108c02867ff255"
+GOLDEN_SHA256 = "27efa47546ac1ac762472d26c8db4a088c0aba20d4f3883e2cdaaf32c415bf19"

@@ -69,6 +69,24 @@ class Dist:
             out[6 + i], out[6 + MAX_KNOTS + i] = p, v
         return out
 
+    def mean(self) -> float:
+        """The exact mean (truncated lognormal in closed form; quantile tables segment by
+        segment, each log-linear)."""
+        if self.kind == CONSTANT:
+            return self.a
+        if self.kind == UNIFORM:
+            return (self.a + self.b) / 2
+        if self.kind == LOGNORMAL:
+            mu, sg = self.a, self.b
+            lo = (math.log(self.lo) - mu) / sg if self.lo > 0 else -math.inf
+            hi = (math.log(self.hi) - mu) / sg if math.isfinite(self.hi) else math.inf
+            mass = _norm_cdf(hi) - _norm_cdf(lo)
+            return math.exp(mu + sg * sg / 2) * (_norm_cdf(hi - sg) - _norm_cdf(lo - sg)) / mass
+        total = 0.0
+        for (p0, v0), (p1, v1) in zip(self.knots, self.knots[1:]):
+            total += (p1 - p0) * (v0 if v1 == v0 else (v1 - v0) / math.log(v1 / v0))
+        return total
+
     def quantile(self, q: float) -> float:
         """The q-quantile (for documentation and tests; the kernels have their own)."""
         if self.kind == CONSTANT:

@@ -40,6 +40,7 @@ class ChatModel:
         sh_len = len(server_hello_prefix(is_hybrid(client_hello(p.client_hello_bytes)[0]))[0])
         self.flight_wire = sh_len + int(kc.tls_wire(max(1, p.server_flight_bytes - sh_len - 22)))
         self.nominal_rtt = int(topo.rtt.quantile(0.5))
+        self.mean_gap = int(round((1 - p.stall_prob) * p.itl.mean() + p.stall_prob * p.stall.mean()))
         # Conversations last minutes: start this early so the capture opens in steady state
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
@@ -89,7 +90,7 @@ class ChatModel:
         s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
         d = self.dists
         kc.plan(s_key, starts, turn0, 0, d["think_time"], d["prompt_tokens"], d["output_tokens"],
-                d["ttft"], d["itl"], p.stall_prob, d["stall"], p.keepalive, p.tokens_per_chunk,
+                d["ttft"], self.mean_gap, p.keepalive, p.tokens_per_chunk,
                 1 if self.ticket_wire else 0, self.nominal_rtt,
                 t["think"], t["prompt"], t["out"], t["ttft"], t["at"], t_keep, t_new,
                 s_kept, s_conns, s_writes)
