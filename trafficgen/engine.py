@@ -25,7 +25,7 @@ from .kernels import frames as kf
 from .kernels.rng import derive_range, fill_bytes, key_of
 from .kernels.stats import gather_rows
 from .models.chat import ChatModel
-from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE
+from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
 DEFAULT_WINDOW_NS = 10 * 10**9
 MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
@@ -231,7 +231,7 @@ def _merge_sorted(runs: list) -> np.ndarray:
         return np.empty(0, SCHED_DTYPE)
     if len(runs) == 1:
         return runs[0]
-    cat = np.concatenate(runs)
+    cat = concat_rows(runs)
     return take_rows(cat, np.argsort(cat["ts_ns"], kind="stable"))
 
 

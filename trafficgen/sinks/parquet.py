@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schema import PACKET_COLUMNS, SCHEMAS, to_arrow
+from ..schema import PACKET_COLUMNS, SCHEMAS, concat_rows, to_arrow
 from . import Sink, open_output
 
 _PACKET_FIELDS = [c.name for c in PACKET_COLUMNS]
@@ -65,7 +65,7 @@ class ParquetSink(Sink):
     def _flush(self, final: bool) -> None:
         if not self._held_rows:
             return
-        rows = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+        rows = concat_rows(self._held) if len(self._held) > 1 else self._held[0]
         n = rows.shape[0] if final else rows.shape[0] - rows.shape[0] % ROW_GROUP_ROWS
         for lo in range(0, n, ROW_GROUP_ROWS):
             self.writer.write_batch(to_arrow(rows[lo:min(lo + ROW_GROUP_ROWS, n)], self.table))
