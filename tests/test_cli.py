@@ -16,6 +16,7 @@ import sys
 import termios
 import time
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -333,3 +334,41 @@ def test_devices_and_fifos_are_written_in_place(tmp_path):
 
 def test_tables_need_regular_files(tmp_path):
     refused(cli("generate", "chat", *SMALL, "--flows", "/dev/null"), "/dev/null", "regular file")
+
+
+def test_short_writes_are_completed(tmp_path):
+    """An unbuffered stream (a FIFO, a device) may take fewer bytes than offered: all get written."""
+    import io
+
+    class Dribble(io.RawIOBase):
+        def __init__(self):
+            self.data = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            n = min(len(b), 4093)
+            self.data += bytes(memoryview(b)[:n])
+            return n
+
+    sc = tg.load_scenario("chat", ["chat.rate=4/s"], duration="3s", seed=3)
+    sink = Dribble()
+    tg.generate(sc, pcap=sink)
+    tg.generate(sc, pcap=tmp_path / "x.pcap")
+    assert bytes(sink.data) == (tmp_path / "x.pcap").read_bytes()
+
+
+def test_buffer_pool_reuses_released_buffers():
+    from trafficgen.engine import BufferPool
+    pool = BufferPool(keep=2)
+    a = pool.get(1000)
+    assert a.shape == (1000,) and a.dtype == np.uint8
+    pool.release(a)
+    b = pool.get(900)  # fits in the released one: the same memory
+    assert np.shares_memory(a, b) and b.shape == (900,)
+    c = pool.get(900)  # none free: a new one
+    assert not np.shares_memory(b, c)
+    for buf in (b, c, pool.get(10)):
+        pool.release(buf)
+    assert len(pool._free) == 2  # keeps at most `keep` spares

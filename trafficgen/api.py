@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from typing import Callable, Iterator
 
 from .config import Scenario, load_scenario
-from .engine import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, MIN_WINDOW_NS, Batch, Engine
+from .engine import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, MIN_WINDOW_NS, Batch, BufferPool, Engine
 from .errors import TrafficgenError
 from .sinks import check_writable, is_special
 from .units import parse_duration
@@ -50,10 +50,14 @@ def batches(scenario: Scenario | str | dict, *, frames: bool = True,
     trade memory against overhead and never change the output."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
+    return iter(_engine(scenario, frames, batch_packets, window))
+
+
+def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None) -> Engine:
     if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
         raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
-    return iter(Engine(scenario, frames=frames, batch_packets=batch_packets,
-                       window_ns=_window_ns(window)))
+    return Engine(scenario, frames=frames, batch_packets=batch_packets,
+                  window_ns=_window_ns(window), alloc=alloc)
 
 
 def _check_outputs(paths: dict[str, object]) -> None:
@@ -87,17 +91,18 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         if suffix != "pcap":
             raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap "
                                   f"(pcapng comes with the wire-formats work)")
+    buffers = BufferPool()  # frame buffers go back to the pool once written
+    engine = _engine(scenario, pcap is not None, batch_packets, window, buffers.get)
     t0 = time.perf_counter()
     totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
     with ExitStack() as stack:
         sinks = []
         if pcap is not None:
-            sinks.append(stack.enter_context(PcapSink(pcap)))
+            sinks.append(stack.enter_context(PcapSink(pcap, release=buffers.release)))
         for table, dest in (("flows", flows), ("requests", requests), ("packets", packets)):
             if dest is not None:
                 sinks.append(stack.enter_context(ParquetSink(dest, table, scenario)))
-        for batch in batches(scenario, frames=pcap is not None, batch_packets=batch_packets,
-                             window=window):
+        for batch in engine:
             for sink in sinks:
                 sink.write(batch)
             totals["packets"] += batch.packets.shape[0]

@@ -21,11 +21,22 @@ def global_header(snaplen: int = SNAPLEN, linktype: int = LINKTYPE_ETHERNET) -> 
     return struct.pack("<IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, snaplen, linktype)
 
 
+def write_all(stream, buf) -> None:
+    """Write every byte: an unbuffered file (a FIFO, a device) may take fewer than asked."""
+    view = memoryview(buf).cast("B")
+    while view.nbytes:
+        n = stream.write(view)
+        if n is None:  # a non-blocking stream that took nothing: not one we open
+            raise BlockingIOError("the capture stream would block")
+        view = view[n:]
+
+
 class _BackgroundWriter:
     """Write buffers to a stream on a thread; errors surface on the next call."""
 
-    def __init__(self, stream, depth: int):
+    def __init__(self, stream, depth: int, release=None):
         self.stream = stream
+        self.release = release  # called with each buffer once it is written
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="trafficgen-pcap-writer", daemon=True)
@@ -38,9 +49,11 @@ class _BackgroundWriter:
                 return
             if self.error is None:
                 try:
-                    self.stream.write(buf)
+                    write_all(self.stream, buf)
                 except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
                     self.error = e
+            if self.release is not None:
+                self.release(buf)
 
     def put(self, buf):
         self._raise()
@@ -59,19 +72,21 @@ class _BackgroundWriter:
 class PcapSink(Sink):
     """Write batches (with frames) to a pcap file or binary stream."""
 
-    def __init__(self, dest, depth: int = 2):
+    def __init__(self, dest, depth: int = 2, release=None):
+        """``release(frames)``, if given, is called (on the writer thread) with each batch's
+        frame buffer once it is written, so a buffer pool can reuse it."""
         self.stream, self._atomic = open_output(dest, allow_special=True)
-        self.stream.write(global_header())
+        write_all(self.stream, global_header())
         self.bytes = 24
         self.rows = 0
-        self._writer = _BackgroundWriter(self.stream, depth)
+        self._writer = _BackgroundWriter(self.stream, depth, release)
 
     def write(self, batch) -> None:
         if batch.packets.shape[0] == 0:
             return
         if batch.frames is None:
             raise ValueError("this batch has no frames: generate with frames=True for a capture")
-        self._writer.put(memoryview(batch.frames))
+        self._writer.put(batch.frames)
         self.rows += batch.packets.shape[0]
         self.bytes += batch.frames.shape[0]
 
