@@ -30,15 +30,16 @@ RWND_BYTES = WIN_SCALED << WSCALE  # the receive window both sides advertise
 _SCRATCH = threading.local()
 
 
-def _scratch_packets(rows: int) -> np.ndarray:
+def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
     """The transport kernel's output buffer: one per thread, grown as needed and reused by
     every window (a fresh one per window cost a page fault per 4 KiB, about 0.2 s of system
-    time per 5 minutes of chat). Only ``schedule_from_sim`` uses it, and copies out of it."""
+    time per 5 minutes of chat). Only ``schedule_from_sim`` uses it, and copies out of it.
+    ``whole``: all of it, however large."""
     buf = getattr(_SCRATCH, "packets", None)
     if buf is None or buf.shape[0] < rows:
         buf = np.empty((max(rows, 1 << 16) * 5 // 4, P_COLS), np.int64)
         _SCRATCH.packets = buf
-    return buf[:rows]
+    return buf if whole else buf[:rows]
 
 
 def _renumber(keep: np.ndarray) -> np.ndarray:
@@ -52,13 +53,20 @@ def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_i
     build the sorted schedule and the flow and request rows."""
     topo = sc.topology
     n_conn = c["session"].shape[0]
-    out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
     wo = np.empty((wd.shape[0], 2), np.int64)
-    n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
-                     c["jitter"], wd, sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
-                     0 if topo.capture == "client" else 1, RWND_BYTES, out, c_npk, c_resp_end, wo)
-    if n < 0:
+    # the thread's scratch as it is; simulate() checks each connection's bound before it
+    # runs it and returns -1 if the buffer could overflow: then size it by the total bound
+    out = _scratch_packets(0, whole=True)
+    for _attempt in range(2):
+        n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
+                         c["jitter"], wd, sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
+                         0 if topo.capture == "client" else 1, RWND_BYTES, out, c_npk, c_resp_end,
+                         wo)
+        if n >= 0:
+            break
+        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))
+    else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
     flow_of_conn = _renumber(c_npk > 0)
