@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from .dist import Dist, parse_dist
 from .errors import ConfigError
+from .arrivals import ArrivalSpec, parse_arrivals
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
@@ -63,6 +64,7 @@ class ChatParams:
     client_hello_bytes: int
     server_flight_bytes: int
     session_ticket_bytes: int
+    arrivals: ArrivalSpec  # of sessions
 
 
 @dataclass(frozen=True)
@@ -217,10 +219,12 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "request_overhead_bytes": _size_in(0, 1 << 20), "chunk_overhead_bytes": _size_in(0, 16000),
         "tokens_per_chunk": _int_in(1, 4096), "client_hello_bytes": _size_in(64, 16000),
         "server_flight_bytes": _size_in(64, 1 << 20), "session_ticket_bytes": _size_in(0, 16000),
+        "arrivals": parse_arrivals,
     },
 }
 OPTIONAL = {"scenario": {"description", "base", "start_time"}}
-DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"}}
+DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
+            "chat": {"arrivals": {"process": "poisson"}}}
 
 
 # --- loading ------------------------------------------------------------------------------

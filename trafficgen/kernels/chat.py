@@ -39,25 +39,6 @@ def tls_wire(plain):
     return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
 
 
-@njit(cache=True, nogil=True)
-def arrivals(key, t0, t1, rate_per_ns, out):
-    """Poisson arrival times in [t0, t1) into ``out``; returns how many there are (may be more
-    than ``out`` holds: call again with a larger buffer)."""
-    if rate_per_ns <= 0.0:
-        return 0
-    t = float(t0)
-    n = 0
-    i = 0
-    while True:
-        t += -math.log(uniform(key, i)) / rate_per_ns
-        i += 1
-        if t >= t1:
-            return n
-        if n < out.shape[0]:
-            out[n] = np.int64(t)
-        n += 1
-
-
 @njit(cache=True, inline="always")
 def _turns(u, mean):
     if mean <= 1.0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from ..config import Scenario
 from ..kernels import chat as kc
 from ..kernels.tcp import WF_COLS
@@ -19,7 +20,7 @@ from .common import EpochSchedule, schedule_from_sim
 
 CLASS = "chat"
 CLASS_ID = CLASS_CODE[CLASS]
-BLOCK_NS = 60 * 10**9  # arrivals are drawn per block: part of the model, not of the run
+BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
 BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
 
 
@@ -32,6 +33,7 @@ class ChatModel:
         self.scenario = scenario
         self.key = key_of(scenario.seed, CLASS_ID)
         self.paths_key = key_of(scenario.seed, 0xFFFF)  # path RTTs are shared by all classes
+        self.levels_key = key_of(scenario.seed, CLASS_ID, 0xB0257)  # burst levels, all blocks
         self.session_rate_per_ns = p.rate / p.turns / 1e9
         self.dists = {name: getattr(p, name).params() for name in
                       ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall")}
@@ -53,13 +55,9 @@ class ChatModel:
         k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
         t0 = b * BLOCK_NS
         t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
-        expect = self.session_rate_per_ns * max(t1 - t0, 0)
-        starts = np.empty(int(expect + 10 * np.sqrt(expect) + 64), np.int64)
-        n = kc.arrivals(np.uint64(derive(k_b, 0)), t0, t1, self.session_rate_per_ns, starts)
-        if n > starts.shape[0]:
-            starts = np.empty(n, np.int64)
-            kc.arrivals(np.uint64(derive(k_b, 0)), t0, t1, self.session_rate_per_ns, starts)
-        return k_b, starts[:n]
+        starts = self.scenario.chat.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
+                                                   self.session_rate_per_ns, BLOCK_NS)
+        return k_b, starts
 
     def sessions(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
         """Keys and start times of the sessions that start in [t0, t1), in start order."""

@@ -1,0 +1,172 @@
+"""Arrival processes against their targets: Gamma variates and renewal gaps (KS against scipy),
+the equilibrium start at block edges, batches, the multi-scale burst levels and the index of
+dispersion they produce, block independence, and the scenario syntax."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import trafficgen as tg
+from trafficgen.arrivals import BLOCK_NS, parse_arrivals
+from trafficgen.errors import ConfigError
+from trafficgen.kernels import arrivals as ka
+from trafficgen.kernels.rng import derive, key_of
+from trafficgen.models.chat import ChatModel
+
+ALPHA = 1e-3
+S = 10**9
+
+
+def stream(spec, rate_per_s, blocks, seed=1):
+    """Arrival times (ns) over ``blocks`` consecutive blocks, drawn block by block."""
+    sp = parse_arrivals(spec)
+    lk = key_of(seed, 77)
+    parts = [sp.times(lk, derive(key_of(seed, 78), b), b * BLOCK_NS, (b + 1) * BLOCK_NS,
+                      rate_per_s / S, BLOCK_NS) for b in range(blocks)]
+    return np.concatenate(parts), parts
+
+
+def idc(t_ns, scale_s, span_s):
+    counts = np.bincount((t_ns // (scale_s * S)).astype(np.int64), minlength=int(span_s // scale_s))
+    counts = counts[: int(span_s // scale_s)]
+    return counts.var() / counts.mean()
+
+
+@pytest.mark.parametrize("shape", [0.05, 0.3, 1.0, 2.5, 20.0])
+def test_gamma_variates(shape):
+    k = key_of(5, 1)
+    x = np.array([ka.gamma_variate(np.uint64(derive(k, i)), shape) for i in range(20_000)])
+    assert stats.kstest(x, stats.gamma(shape).cdf).pvalue > ALPHA
+    assert stats.kstest(x, stats.gamma(shape * 1.05).cdf).pvalue < ALPHA
+
+
+@pytest.mark.parametrize("cv", [0.5, 1.0, 2.0, 4.0])
+def test_gamma_renewal_gaps(cv):
+    t, parts = stream({"process": "gamma", "cv": cv}, 50, 40)
+    gaps = np.concatenate([np.diff(p) for p in parts]) / S  # within blocks only
+    k = 1 / cv**2
+    target = stats.gamma(k, scale=1 / (k * 50))
+    # times are whole nanoseconds: compare the mass below 1 us, and the shape above it
+    lo = 1e-6
+    below = np.mean(gaps < lo)
+    assert below == pytest.approx(target.cdf(lo), abs=4 * math.sqrt(target.cdf(lo) / gaps.size) + 1e-3)
+    rest = gaps[gaps >= lo]
+    assert stats.kstest(rest, lambda x: (target.cdf(x) - target.cdf(lo)) / target.sf(lo)).pvalue > ALPHA
+    assert gaps.std() / gaps.mean() == pytest.approx(cv, rel=0.08)
+    assert t.shape[0] == pytest.approx(50 * 40 * 60, rel=6 * cv / math.sqrt(50 * 40 * 60))
+
+
+def test_poisson_is_the_default_and_matches_the_exponential():
+    t, parts = stream({}, 30, 20)
+    gaps = np.concatenate([np.diff(p) for p in parts]) / S
+    assert stats.kstest(gaps, stats.expon(scale=1 / 30).cdf).pvalue > ALPHA
+    assert parse_arrivals({}) == parse_arrivals({"process": "poisson"})
+
+
+def test_blocks_start_in_equilibrium():
+    """The first arrival after a block edge is a forward-recurrence time: mean (1 + cv**2) / 2
+    gaps, not one gap (a renewal process restarted at each edge would show seams)."""
+    cv, rate = 3.0, 2.0
+    sp = parse_arrivals({"process": "gamma", "cv": cv})
+    firsts = []
+    for b in range(3000):
+        t = sp.times(key_of(1, 77), derive(key_of(2, 78), b), 0, BLOCK_NS, rate / S, BLOCK_NS)
+        if t.shape[0]:
+            firsts.append(t[0] / S)
+    # the residual of a gamma renewal process has mean E[X^2] / (2 E[X])
+    assert np.mean(firsts) == pytest.approx((1 + cv**2) / (2 * rate), rel=0.1)
+
+
+def test_batches_keep_the_mean_rate_and_stay_within_the_spread():
+    t, parts = stream({"process": "poisson", "batch": 4.0, "spread": "200ms"}, 40, 20)
+    assert t.shape[0] == pytest.approx(40 * 20 * 60, rel=0.06)
+    for p in parts:
+        assert np.all(np.diff(p) >= 0)
+    # near-simultaneous groups: most gaps are inside a spread
+    gaps = np.concatenate([np.diff(p) for p in parts])
+    assert np.mean(gaps < 200 * 10**6) > 0.7
+    single, _ = stream({"process": "poisson"}, 40, 20)
+    assert idc(t, 1, 20 * 60) > 3 * idc(single, 1, 20 * 60)
+
+
+def test_burst_levels_are_mean_one_lognormals_shared_across_blocks():
+    k = key_of(9, 9)
+    scales = np.array([60 * S], np.int64)
+    out = np.empty(2000, np.float64)
+    ka.levels(k, 1, scales, np.array([0.5]), 0, 60 * S, out)
+    z = np.log(out)
+    assert stats.kstest(z, stats.norm(-0.125, 0.5).cdf).pvalue > ALPHA
+    assert out.mean() == pytest.approx(1.0, abs=0.05)
+    # the level for a time does not depend on where the block starts
+    a = np.empty(10, np.float64)
+    ka.levels(k, 1, scales, np.array([0.5]), 5 * 60 * S, 60 * S, a)
+    assert np.array_equal(a, out[5:15])
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.6])
+def test_burstiness_across_time_scales(sigma):
+    """With a 60 s level of sigma s, counts per 60 s have index of dispersion
+    1 + rate * 60 * (exp(s**2) - 1); a plain Poisson stream stays near 1 at every scale."""
+    rate, blocks = 5.0, 400
+    t, _ = stream({"process": "poisson", "burst": [["60s", sigma]]}, rate, blocks)
+    expected = 1 + rate * 60 * (math.exp(sigma**2) - 1)
+    assert idc(t, 60, blocks * 60) == pytest.approx(expected, rel=0.25)
+    flat, _ = stream({"process": "poisson"}, rate, blocks)
+    for scale in (1, 10, 60):
+        assert idc(flat, scale, blocks * 60) == pytest.approx(1.0, abs=0.35)
+    assert idc(t, 1, blocks * 60) < idc(t, 10, blocks * 60) < idc(t, 60, blocks * 60)
+
+
+def test_multi_scale_levels_correlate_blocks():
+    """A 10-minute level makes neighbouring minutes alike: counts per minute correlate."""
+    t, _ = stream({"process": "poisson", "burst": [["10m", 0.6]]}, 5.0, 600)
+    counts = np.bincount((t // (60 * S)).astype(np.int64))[:600]
+    assert np.corrcoef(counts[:-1], counts[1:])[0, 1] > 0.3
+    flat, _ = stream({"process": "poisson"}, 5.0, 600)
+    c = np.bincount((flat // (60 * S)).astype(np.int64))[:600]
+    assert abs(np.corrcoef(c[:-1], c[1:])[0, 1]) < 0.15
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"process": "weibull"}, "poisson or gamma"),
+    ({"process": "gamma"}, "needs cv"),
+    ({"process": "poisson", "cv": 2}, "cv is for"),
+    ({"process": "gamma", "cv": 0}, "cv must be from"),
+    ({"burst": [["7ms", 0.3]]}, "from 10ms"),
+    ({"burst": [["1s", 0.3], ["1s", 0.2]]}, "twice"),
+    ({"burst": [["1.003s", 0.3]]}, "share a step"),
+    ({"burst": [["1s", 5]]}, "sigma"),
+    ({"burst": "60s"}, "pairs"),
+    ({"spread": "10ms"}, "set batch"),
+    ({"batch": 0.5}, "batch"),
+    ({"rate": 3}, "unknown key 'rate'"),
+])
+def test_bad_specs_say_what_is_allowed(spec, words):
+    with pytest.raises(ValueError, match=words):
+        parse_arrivals(spec)
+
+
+def test_scenario_syntax_and_overrides():
+    sc = tg.load_scenario("chat", ['chat.arrivals={process="gamma", cv=2, burst=[["60s", 0.4]]}'])
+    a = sc.chat.arrivals
+    assert a.shape == pytest.approx(0.25) and a.scales_ns == (60 * S,) and a.sigmas == (0.4,)
+    assert tg.load_scenario("chat").chat.arrivals == parse_arrivals({"process": "poisson"})
+    with pytest.raises(ConfigError) as e:
+        tg.load_scenario("chat", ['chat.arrivals={process="gamma"}'])
+    assert e.value.key == "chat.arrivals"
+
+
+def test_chat_sessions_follow_the_configured_process():
+    sc = tg.load_scenario("chat", ['chat.arrivals={process="gamma", cv=2.5}', "chat.rate=90/s"],
+                          duration="30m", seed=4)
+    model = ChatModel(sc)
+    blocks = [model.block_arrivals(b)[1] for b in range(30)]
+    gaps = np.concatenate([np.diff(a) for a in blocks]).astype(float)
+    assert gaps.std() / gaps.mean() == pytest.approx(2.5, rel=0.1)
+    # and a run with it is still window-independent (sessions cut any way agree)
+    k_all, s_all = model.sessions(0, 5 * BLOCK_NS)
+    parts = [model.sessions(a, b) for a, b in [(0, 7 * S), (7 * S, 3 * BLOCK_NS), (3 * BLOCK_NS, 5 * BLOCK_NS)]]
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), s_all)

@@ -1,0 +1,127 @@
+"""Arrival processes as scenario values (see ``kernels/arrivals.py`` for the model)::
+
+    arrivals = { process = "poisson" }
+    arrivals = { process = "gamma", cv = 1.1 }
+    arrivals = { process = "gamma", cv = 3, burst = [["10s", 0.3], ["60s", 0.4], ["10m", 0.5]],
+                 batch = 2.5, spread = "200ms" }
+
+``process``: ``poisson`` or ``gamma`` (a renewal process whose gaps have coefficient of
+variation ``cv``). ``burst``: [time scale, sigma] pairs; the rate is multiplied, per period of
+each scale, by an independent mean-one lognormal level of that sigma (0 = off). ``batch``: mean
+requests per arrival event (1 + geometric; 1 = single arrivals), spread uniformly over
+``spread`` after the event. The configured rate is the mean rate of arrivals, batches included.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from math import gcd
+
+import numpy as np
+
+from .kernels import arrivals as ka
+from .units import parse_duration
+
+MIN_SEGMENT_NS = 10**7  # 10 ms: the intensity's finest step
+MAX_SCALES = 8
+BLOCK_NS = 60 * 10**9  # arrivals are drawn per block of model time: part of the model, not the run
+
+
+@dataclass(frozen=True)
+class ArrivalSpec:
+    """A validated arrival process."""
+
+    shape: float = 1.0  # Gamma shape of the gaps: 1 / cv**2 (1: Poisson)
+    scales_ns: tuple[int, ...] = ()
+    sigmas: tuple[float, ...] = ()
+    batch_mean: float = 1.0
+    spread_ns: int = 0
+
+    def segment_ns(self, block_ns: int) -> int:
+        """The intensity's step inside a block: every level is constant over it."""
+        g = block_ns
+        for s in self.scales_ns:
+            g = gcd(g, s)
+        return g
+
+    def times(self, level_key, block_key, t0: int, t1: int, rate_per_ns: float,
+              block_ns: int) -> np.ndarray:
+        """Sorted arrival times (int64 ns) in [t0, t1), a block that starts at a multiple of
+        ``block_ns``. ``level_key`` is the class's (shared by all blocks: the slow levels
+        correlate them); ``block_key`` is this block's."""
+        if t1 <= t0 or rate_per_ns <= 0:
+            return np.empty(0, np.int64)
+        seg = self.segment_ns(block_ns) if self.scales_ns else max(t1 - t0, 1)
+        level = np.ones(-(-(t1 - t0) // seg), np.float64)
+        if self.scales_ns:
+            ka.levels(np.uint64(level_key), len(self.scales_ns),
+                      np.array(self.scales_ns, np.int64), np.array(self.sigmas, np.float64),
+                      t0, seg, level)
+        rate_ns = rate_per_ns / self.batch_mean  # events; batches restore the mean
+        expect = rate_per_ns * float(level.sum()) * seg
+        out = np.empty(int(expect + 10 * math.sqrt(expect) * max(1.0, self.batch_mean) + 64),
+                       np.int64)
+        args = (np.uint64(block_key), t0, t1, seg, rate_ns, level, self.shape, self.batch_mean,
+                self.spread_ns)
+        n = ka.block(*args, out)
+        if n > out.shape[0]:
+            out = np.empty(n, np.int64)
+            ka.block(*args, out)
+        out = out[:n]
+        if self.batch_mean > 1.0 and self.spread_ns > 0:
+            out.sort(kind="stable")
+        return out
+
+
+def _number(v, what: str, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{what} must be a number from {lo:g} to {hi:g}, got {v!r}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{what} must be from {lo:g} to {hi:g}, got {v!r}")
+    return float(v)
+
+
+def parse_arrivals(value) -> ArrivalSpec:
+    """Validate an ``arrivals`` table; raise ValueError saying what is allowed."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table like {{ process = \"poisson\" }}, got {value!r}")
+    allowed = {"process", "cv", "burst", "batch", "spread"}
+    extra = sorted(set(value) - allowed)
+    if extra:
+        raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    process = value.get("process", "poisson")
+    if process not in ("poisson", "gamma"):
+        raise ValueError(f"process must be poisson or gamma, got {process!r}")
+    if process == "poisson":
+        if "cv" in value:
+            raise ValueError("cv is for process = \"gamma\" (a Poisson process has cv 1)")
+        shape = 1.0
+    else:
+        if "cv" not in value:
+            raise ValueError("a gamma process needs cv (the gaps' coefficient of variation)")
+        shape = 1.0 / _number(value["cv"], "cv", 0.05, 100.0) ** 2
+    scales, sigmas = [], []
+    burst = value.get("burst", [])
+    if not isinstance(burst, list) or len(burst) > MAX_SCALES:
+        raise ValueError(f"burst must be a list of up to {MAX_SCALES} [time scale, sigma] pairs")
+    for pair in burst:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"burst must be a list of [time scale, sigma] pairs, got {pair!r}")
+        scale = parse_duration(pair[0])
+        if not MIN_SEGMENT_NS <= scale <= 86_400 * 10**9 * 366:
+            raise ValueError(f"burst time scales must be from 10ms to a year, got {pair[0]!r}")
+        if scale in scales:
+            raise ValueError(f"burst time scale {pair[0]!r} is given twice")
+        scales.append(scale)
+        sigmas.append(_number(pair[1], "burst sigma", 0.0, 3.0))
+    batch = _number(value.get("batch", 1.0), "batch", 1.0, 1000.0)
+    spread = parse_duration(value.get("spread", 0)) if value.get("spread", 0) != 0 else 0
+    if spread > 60 * 10**9:
+        raise ValueError(f"spread must be at most 60s, got {value['spread']!r}")
+    if spread and batch == 1.0:
+        raise ValueError("spread is for batches: set batch above 1")
+    spec = ArrivalSpec(shape, tuple(scales), tuple(sigmas), batch, spread)
+    if spec.scales_ns and spec.segment_ns(BLOCK_NS) < MIN_SEGMENT_NS:
+        raise ValueError("burst time scales must share a step of at least 10ms with each other "
+                         "and with the model's 60s blocks (e.g. 1s, 10s, 60s, 10m)")
+    return spec
