@@ -27,6 +27,7 @@ EXAMPLES = {
     "inspect": """examples:
   trafficgen inspect chat.pcap
   trafficgen inspect requests.parquet --json | jq .classes
+  trafficgen inspect requests.parquet --stats      # what to check a model with
 """,
     "models": """examples:
   trafficgen models
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
     i.add_argument("file", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
+    i.add_argument("--stats", action="store_true",
+                   help="for a request table: per class, token medians and p90s, bytes, the "
+                        "arrivals' gap cv, index of dispersion at 1/10/60 s and Hurst estimate")
 
     m = sub.add_parser("models", help="list the built-in scenarios", epilog=EXAMPLES["models"],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,7 +163,7 @@ def cmd_generate(args) -> int:
 
 def cmd_inspect(args) -> int:
     from .inspect import format_report, inspect_file
-    info = inspect_file(args.file)
+    info = inspect_file(args.file, stats=args.stats)
     print(json.dumps(info, indent=2) if args.json else format_report(info))
     return 0
 

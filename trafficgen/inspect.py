@@ -28,9 +28,42 @@ LINKTYPES = {1: "Ethernet", 101: "raw IP", 113: "Linux cooked", 276: "Linux cook
 KIND_NAMES = {1: "tcp", 2: "udp", 3: "other_ip", 0: "non_ip"}
 
 
-def inspect_file(path) -> dict:
-    """A JSON-ready summary of a pcap, pcapng or trafficgen Parquet file."""
+STATS_COLUMNS = ("class", "kind", "start_ns", "prompt_tokens", "output_tokens", "bytes_up",
+                 "bytes_down", "session_id", "turn")
+
+
+def inspect_file(path, stats: bool = False) -> dict:
+    """A JSON-ready summary of a pcap, pcapng or trafficgen Parquet file; with ``stats``, a
+    request table's per-class model statistics too (see ``trafficgen.stats``)."""
     path = Path(path)
+    info = _inspect(path)
+    if stats:
+        if info.get("table") != "requests":
+            raise TrafficgenError(f"{path}: --stats reads a request table (generate one with "
+                                  f"--requests R.parquet)")
+        info["stats"] = _request_stats(path)
+    return info
+
+
+def _request_stats(path: Path) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .stats import request_stats
+    try:
+        t = pq.read_table(path, columns=list(STATS_COLUMNS))
+    except (pa.ArrowException, OSError, KeyError) as e:
+        raise TrafficgenError(f"{path}: unreadable request table: {str(e).splitlines()[0]}") from None
+    cols = {}
+    for name in STATS_COLUMNS:
+        col = t.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        cols[name] = np.asarray(col.to_numpy())
+    return request_stats(cols)
+
+
+def _inspect(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
@@ -387,6 +420,9 @@ def format_report(info: dict) -> str:
         rows.append((f"class {name}", f"{row['rows']:,} rows, {_si(row['wire_bytes'], 'B')}{extra}"))
     for name, count in (info.get("kinds") or {}).items():
         rows.append((f"kind {name}", f"{count:,} requests"))
+    if info.get("stats"):
+        from .stats import format_request_stats
+        rows += format_request_stats(info["stats"])
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in rows)
 

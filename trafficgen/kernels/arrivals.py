@@ -3,8 +3,8 @@ target coefficient of variation) in operational time, under an intensity modulat
 scales, with optional batches of near-simultaneous arrivals.
 
 Why this shape. Real LLM request streams stay bursty when counted per 1 s, 10 s and 60 s
-(the Azure 2023 traces: index of dispersion 1.4 / 4.0 / 20.6 for conversation, 13 / 71 / 161
-for code), which a renewal process cannot do: its counts smooth out as the window grows. A
+(the Azure 2023 traces: index of dispersion 1.4 / 3.9 / 16.4 for conversation, 13 / 72 / 167
+for code, per ``trafficgen.stats``), which a renewal process cannot do: its counts smooth out as the window grows. A
 doubly stochastic process can: the rate is ``rate * M(t)``, where ``M`` is a product of
 independent mean-one lognormal levels, one per time scale, each held for one period of its scale
 (a multiplicative cascade). Every level is a pure function of (key, scale, period index), so any
