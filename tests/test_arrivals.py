@@ -153,7 +153,13 @@ def test_scenario_syntax_and_overrides():
     sc = tg.load_scenario("chat", ['chat.arrivals={process="gamma", cv=2, burst=[["60s", 0.4]]}'])
     a = sc.chat.arrivals
     assert a.shape == pytest.approx(0.25) and a.scales_ns == (60 * S,) and a.sigmas == (0.4,)
-    assert tg.load_scenario("chat").chat.arrivals == parse_arrivals({"process": "poisson"})
+    assert tg.load_scenario("chat").chat.arrivals == parse_arrivals(
+        {"process": "gamma", "cv": 1.2, "burst": [["10m", 0.24]]})  # models/chat.toml
+    bare = tg.Scenario.from_dict({k: v for k, v in tg.load_scenario("chat").to_dict().items()})
+    assert bare.chat.arrivals.shape == pytest.approx(1 / 1.2**2)
+    no_key = tg.load_scenario("chat").to_dict()
+    del no_key["chat"]["arrivals"]
+    assert tg.Scenario.from_dict(no_key).chat.arrivals == parse_arrivals({})  # the default
     with pytest.raises(ConfigError) as e:
         tg.load_scenario("chat", ['chat.arrivals={process="gamma"}'])
     assert e.value.key == "chat.arrivals"

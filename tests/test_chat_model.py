@@ -23,6 +23,7 @@ from trafficgen.schema import DIR_DOWN, DIR_UP, PHASE_CODE
 ALPHA = 1e-3
 RATE, DURATION_S = 40, 120
 AZURE_CONV = "azure-llm-2023-conv.csv"
+POISSON = 'chat.arrivals={process="poisson"}'  # for tests of rates, where bursts are noise
 
 
 def traces_dir() -> Path:
@@ -48,7 +49,7 @@ def table_cdf(d):
 @pytest.fixture(scope="module")
 def run():
     """40 calls/s for 2 minutes, captured at the server: tables only (no frames are built)."""
-    sc = tg.load_scenario("chat", [f"chat.rate={RATE}/s", "topology.capture=server"],
+    sc = tg.load_scenario("chat", [f"chat.rate={RATE}/s", "topology.capture=server", POISSON],
                           duration=f"{DURATION_S}s", seed=5)
     packets, requests, flows = [], [], []
     for b in batches(sc, frames=False):
@@ -62,7 +63,7 @@ def run():
 # --- arrivals and sessions ------------------------------------------------------------------------
 
 def test_session_arrivals_are_poisson():
-    sc = tg.load_scenario("chat", ["chat.rate=30/s"], duration="3h", seed=2)
+    sc = tg.load_scenario("chat", ["chat.rate=30/s", POISSON], duration="3h", seed=2)
     model = ChatModel(sc)
     rate = model.session_rate_per_ns * 1e9
     blocks = [model.block_arrivals(b)[1] for b in range(120)]
@@ -112,7 +113,8 @@ def test_request_rate_matches_and_scales(run):
     # after any handshake and the path delay
     assert start.min() >= 0 and start.max() < sc.duration_ns + 5 * 10**9
     assert np.mean(start < sc.duration_ns) > 0.99
-    slow = tg.load_scenario("chat", [f"chat.rate={RATE // 4}/s"], duration=f"{DURATION_S}s", seed=5)
+    slow = tg.load_scenario("chat", [f"chat.rate={RATE // 4}/s", POISSON], duration=f"{DURATION_S}s",
+                            seed=5)
     n_slow = sum(b.requests.shape[0] for b in batches(slow, frames=False))
     assert n / n_slow == pytest.approx(4, rel=0.2)
 

@@ -221,4 +221,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "27efa47546ac1ac762472d26c8db4a088c0aba20d4f3883e2cdaaf32c415bf19"
+GOLDEN_SHA256 = "75fdf17cb944483cbc5b2546232f4b2d153ae1cd501bfa3b83dceb4a856830d4"

@@ -97,7 +97,8 @@ def test_azure_traces(name, cv, idcs):
 
 
 def test_inspect_stats(tmp_path):
-    sc = tg.load_scenario("chat", ["chat.rate=30/s"], duration="4m", seed=2)
+    sc = tg.load_scenario("chat", ["chat.rate=30/s", 'chat.arrivals={process="poisson"}'],
+                          duration="4m", seed=2)
     tg.generate(sc, requests=tmp_path / "r.parquet", pcap=tmp_path / "c.pcap")
     done = subprocess.run([sys.executable, "-m", "trafficgen", "inspect", str(tmp_path / "r.parquet"),
                            "--stats", "--json"], capture_output=True, text=True)
@@ -123,3 +124,21 @@ def test_inspect_stats(tmp_path):
 def test_hurst_needs_enough_data():
     assert hurst(np.arange(5, dtype=np.int64)) is None
     assert arrival_stats(np.array([5], np.int64))["gap_cv"] is None
+
+
+def test_default_chat_matches_the_conversation_trace():
+    """models/chat.toml's arrivals, at the trace's rate for an hour, against the trace itself."""
+    trace = arrival_stats(_trace_times("azure-llm-2023-conv.csv"))
+    sc = tg.load_scenario("chat", [f"chat.rate={trace['rate_per_s']:.2f}/s"], duration="1h", seed=1)
+    starts = np.concatenate([b.requests["start_ns"] for b in tg.batches(sc, frames=False)])
+    ours = arrival_stats(starts)
+    assert ours["rate_per_s"] == pytest.approx(trace["rate_per_s"], rel=0.15)
+    assert ours["gap_cv"] == pytest.approx(trace["gap_cv"], rel=0.08)
+    for scale in ("1s", "10s", "60s"):
+        assert ours["idc"][scale] == pytest.approx(trace["idc"][scale], rel=0.3), scale
+    assert ours["hurst"] == pytest.approx(trace["hurst"], abs=0.08)
+    # negative control: Poisson sessions miss the trace's burstiness by far
+    flat = tg.load_scenario("chat", [f"chat.rate={trace['rate_per_s']:.2f}/s",
+                                     'chat.arrivals={process="poisson"}'], duration="1h", seed=1)
+    starts = np.concatenate([b.requests["start_ns"] for b in tg.batches(flat, frames=False)])
+    assert arrival_stats(starts)["idc"]["60s"] < trace["idc"]["60s"] / 4
