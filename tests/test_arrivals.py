@@ -176,3 +176,37 @@ def test_chat_sessions_follow_the_configured_process():
     k_all, s_all = model.sessions(0, 5 * BLOCK_NS)
     parts = [model.sessions(a, b) for a, b in [(0, 7 * S), (7 * S, 3 * BLOCK_NS), (3 * BLOCK_NS, 5 * BLOCK_NS)]]
     assert np.array_equal(np.concatenate([p[1] for p in parts]), s_all)
+
+
+def test_daily_profile_shapes_the_hours_and_keeps_the_mean():
+    sp = parse_arrivals({"process": "poisson", "daily": "human"})
+    rate = 5.0
+    t = np.concatenate([sp.times(key_of(3, 1), derive(key_of(3, 2), b), b * BLOCK_NS,
+                                 (b + 1) * BLOCK_NS, rate / S, BLOCK_NS) for b in range(1440)])
+    per_hour = np.bincount((t // (3600 * S)).astype(np.int64), minlength=24)[:24]
+    expect = np.array([rate * 3600 * sp.daily_factor((np.arange(3600) + 0.5 + 3600 * h) * S).mean()
+                       for h in range(24)])
+    assert np.all(np.abs(per_hour - expect) < 5 * np.sqrt(expect))
+    assert per_hour.sum() == pytest.approx(rate * 86400, rel=0.01)
+    assert per_hour[14] > 6 * per_hour[4]  # afternoon against the small hours
+    flat = parse_arrivals({"daily": "flat"})
+    assert flat == parse_arrivals({}) and flat.daily == ()
+
+
+def test_daily_profile_follows_the_scenario_clock():
+    """The same profile, a scenario that starts at noon: its first hour is the noon hour."""
+    custom = [1.0] * 24
+    custom[12] = 5.0
+    sc = tg.load_scenario("chat", [f"chat.arrivals={{process=\"poisson\", daily={custom}}}",
+                                   "scenario.start_time=2026-03-01T12:00:00Z", "chat.rate=60/s"],
+                          duration="2h", seed=1)
+    model = ChatModel(sc)
+    first = sum(model.block_arrivals(b)[1].shape[0] for b in range(60))
+    second = sum(model.block_arrivals(b)[1].shape[0] for b in range(60, 120))
+    assert first > 2 * second
+
+
+@pytest.mark.parametrize("daily", ["weekly", [1.0] * 23, [-1.0] + [1.0] * 23, [0] * 24, [True] * 24])
+def test_bad_daily_profiles(daily):
+    with pytest.raises(ValueError, match="daily must be"):
+        parse_arrivals({"daily": daily})

@@ -6,7 +6,12 @@
                  batch = 2.5, spread = "200ms" }
 
 ``process``: ``poisson`` or ``gamma`` (a renewal process whose gaps have coefficient of
-variation ``cv``). ``burst``: [time scale, sigma] pairs; the rate is multiplied, per period of
+variation ``cv``). ``daily``: a 24-hour profile of the rate, ``"human"`` (people: a trough
+around 04:00 and a peak in the afternoon, about 9:1), ``"flat"`` (the default: machines and
+agents), or 24 relative rates for the hours 00-23 of the scenario clock (UTC from
+``start_time``);
+it is interpolated between hour centres and scaled to a mean of 1, so ``rate`` stays the daily
+mean. ``burst``: [time scale, sigma] pairs; the rate is multiplied, per period of
 each scale, by an independent mean-one lognormal level of that sigma (0 = off). ``batch``: mean
 requests per arrival event (1 + geometric; 1 = single arrivals), spread uniformly over
 ``spread`` after the event. The configured rate is the mean rate of arrivals, batches included.
@@ -36,6 +41,7 @@ class ArrivalSpec:
     sigmas: tuple[float, ...] = ()
     batch_mean: float = 1.0
     spread_ns: int = 0
+    daily: tuple[float, ...] = ()  # 24 hourly factors with mean 1, or () for flat
 
     def segment_ns(self, block_ns: int) -> int:
         """The intensity's step inside a block: every level is constant over it."""
@@ -45,18 +51,22 @@ class ArrivalSpec:
         return g
 
     def times(self, level_key, block_key, t0: int, t1: int, rate_per_ns: float,
-              block_ns: int) -> np.ndarray:
+              block_ns: int, day0_ns: int = 0) -> np.ndarray:
         """Sorted arrival times (int64 ns) in [t0, t1), a block that starts at a multiple of
         ``block_ns``. ``level_key`` is the class's (shared by all blocks: the slow levels
-        correlate them); ``block_key`` is this block's."""
+        correlate them); ``block_key`` is this block's; ``day0_ns`` is the time of day (ns
+        after midnight) at time 0, for the daily profile."""
         if t1 <= t0 or rate_per_ns <= 0:
             return np.empty(0, np.int64)
-        seg = self.segment_ns(block_ns) if self.scales_ns else max(t1 - t0, 1)
+        seg = self.segment_ns(block_ns) if self.scales_ns or self.daily else max(t1 - t0, 1)
         level = np.ones(-(-(t1 - t0) // seg), np.float64)
         if self.scales_ns:
             ka.levels(np.uint64(level_key), len(self.scales_ns),
                       np.array(self.scales_ns, np.int64), np.array(self.sigmas, np.float64),
                       t0, seg, level)
+        if self.daily:
+            mid = day0_ns + t0 + (np.arange(level.shape[0]) + 0.5) * seg
+            level *= self.daily_factor(mid)
         rate_ns = rate_per_ns / self.batch_mean  # events; batches restore the mean
         expect = rate_per_ns * float(level.sum()) * seg
         out = np.empty(int(expect + 10 * math.sqrt(expect) * max(1.0, self.batch_mean) + 64),
@@ -73,6 +83,39 @@ class ArrivalSpec:
         return out
 
 
+    def daily_factor(self, ns_after_midnight) -> np.ndarray:
+        """The daily profile at these times of day (ns; any multiple of days is ignored)."""
+        if not self.daily:
+            return np.ones(np.shape(ns_after_midnight))
+        hours = (np.asarray(ns_after_midnight, np.float64) % DAY_NS) / 3.6e12
+        return np.interp(hours, np.arange(24) + 0.5, self.daily, period=24)
+
+
+# People: low at night (trough 04:00), rising through the morning, peak mid-afternoon, an
+# evening shoulder; hourly peak:trough about 9:1 (MODELS.md: ~2:1 to ~30:1 by service).
+HUMAN_DAY = (0.35, 0.25, 0.2, 0.18, 0.18, 0.25, 0.45, 0.75, 1.1, 1.35, 1.5, 1.55,
+             1.5, 1.55, 1.6, 1.55, 1.45, 1.3, 1.2, 1.15, 1.05, 0.9, 0.7, 0.5)
+DAY_NS = 86_400 * 10**9
+
+
+def _daily(value) -> tuple[float, ...]:
+    if value == "flat":
+        return ()
+    if value == "human":
+        factors = HUMAN_DAY
+    elif (isinstance(value, list) and len(value) == 24
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and v >= 0 for v in value) and sum(value) > 0):
+        factors = tuple(float(v) for v in value)
+    else:
+        raise ValueError(f"daily must be \"human\", \"flat\" or 24 rates (>= 0, not all 0) for the "
+                         f"hours 00-23, got {value!r}")
+    # scale so the day's mean of the interpolated curve is exactly 1
+    mean = float(np.mean(np.interp(np.arange(0, 24, 1 / 360) + 1 / 720, np.arange(24) + 0.5,
+                                   factors, period=24)))
+    return tuple(f / mean for f in factors)
+
+
 def _number(v, what: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise ValueError(f"{what} must be a number from {lo:g} to {hi:g}, got {v!r}")
@@ -85,7 +128,7 @@ def parse_arrivals(value) -> ArrivalSpec:
     """Validate an ``arrivals`` table; raise ValueError saying what is allowed."""
     if not isinstance(value, dict):
         raise ValueError(f"expected a table like {{ process = \"poisson\" }}, got {value!r}")
-    allowed = {"process", "cv", "burst", "batch", "spread"}
+    allowed = {"process", "cv", "burst", "batch", "spread", "daily"}
     extra = sorted(set(value) - allowed)
     if extra:
         raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
@@ -120,7 +163,8 @@ def parse_arrivals(value) -> ArrivalSpec:
         raise ValueError(f"spread must be at most 60s, got {value['spread']!r}")
     if spread and batch == 1.0:
         raise ValueError("spread is for batches: set batch above 1")
-    spec = ArrivalSpec(shape, tuple(scales), tuple(sigmas), batch, spread)
+    spec = ArrivalSpec(shape, tuple(scales), tuple(sigmas), batch, spread,
+                       _daily(value.get("daily", "flat")))
     if spec.scales_ns and spec.segment_ns(BLOCK_NS) < MIN_SEGMENT_NS:
         raise ValueError("burst time scales must share a step of at least 10ms with each other "
                          "and with the model's 60s blocks (e.g. 1s, 10s, 60s, 10m)")

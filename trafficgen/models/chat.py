@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
+from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS, DAY_NS
 from ..config import Scenario
 from ..kernels import chat as kc
 from ..kernels.tcp import WF_COLS
@@ -56,7 +56,8 @@ class ChatModel:
         t0 = b * BLOCK_NS
         t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
         starts = self.scenario.chat.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
-                                                   self.session_rate_per_ns, BLOCK_NS)
+                                                   self.session_rate_per_ns, BLOCK_NS,
+                                                   self.scenario.start_ns % DAY_NS)
         return k_b, starts
 
     def sessions(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
