@@ -210,3 +210,38 @@ def test_daily_profile_follows_the_scenario_clock():
 def test_bad_daily_profiles(daily):
     with pytest.raises(ValueError, match="daily must be"):
         parse_arrivals({"daily": daily})
+
+
+@pytest.mark.parametrize("skew", [0.5, 1.0, 1.8])
+def test_client_ranks_follow_the_power_law(skew):
+    from trafficgen.kernels.chat import client_rank
+    n = 1000
+    k = key_of(4, 4)
+    from trafficgen.kernels.rng import uniform
+    ranks = np.array([client_rank(uniform(k, i), n, skew) for i in range(100_000)])
+    assert ranks.min() >= 0 and ranks.max() < n
+    # the continuous power law over [1, n + 1), binned at the integers
+    e = 1 - skew
+    edges = np.arange(1, n + 2, dtype=float)
+    if e == 0:
+        cdf = np.log(edges) / np.log(n + 1.0)
+    else:
+        cdf = (edges**e - 1) / ((n + 1.0) ** e - 1)
+    p = np.diff(cdf)
+    top = 20
+    observed = np.append(np.bincount(ranks, minlength=n)[:top], (ranks >= top).sum())
+    expected = np.append(p[:top], p[top:].sum()) * ranks.shape[0]
+    assert stats.chisquare(observed, expected).pvalue > ALPHA
+    assert client_rank(0.5, n, 0.0) == 500  # skew 0: uniform, as before
+
+
+def test_skewed_clients_in_a_run():
+    sc = tg.load_scenario("chat", ["topology.client_skew=1.2", "chat.rate=40/s"], duration="2m",
+                          seed=3)
+    flows = np.concatenate([b.flows for b in tg.batches(sc, frames=False)])
+    per_client = np.sort(np.bincount(flows["client_id"]))[::-1]
+    assert per_client[:20].sum() > 0.4 * per_client.sum()  # 1% of 2000 clients: > 40% of flows
+    even = tg.load_scenario("chat", ["chat.rate=40/s"], duration="2m", seed=3)
+    flows = np.concatenate([b.flows for b in tg.batches(even, frames=False)])
+    per_client = np.sort(np.bincount(flows["client_id"]))[::-1]
+    assert per_client[:20].sum() < 0.05 * per_client.sum()

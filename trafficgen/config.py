@@ -31,6 +31,7 @@ MAX_DURATION_NS = 30 * 86_400 * 10**9
 class Topology:
     clients: ipaddress.IPv4Network
     client_count: int
+    client_skew: float  # 0: clients equally active; s > 0: activity ~ rank ** -s
     servers: tuple[int, ...]  # IPv4 addresses as ints
     server_port: int
     ephemeral_ports: tuple[int, int]
@@ -203,7 +204,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "seed": _int_in(0, 2**63 - 1), "start_time": _start_time,
     },
     "topology": {
-        "clients": _network, "client_count": _int_in(1, 1 << 24), "servers": _addresses,
+        "clients": _network, "client_count": _int_in(1, 1 << 24),
+        "client_skew": _float_in(0.0, 3.0), "servers": _addresses,
         "server_port": _int_in(1, 65535), "ephemeral_ports": _port_range,
         "rtt": _dist("duration"), "bandwidth": _bounded(parse_bandwidth, 1e5, 1e12, lambda x: f"{x:g}bps"),
         "mtu": _int_in(576, 9216), "capture": _str(("client", "server")), "gateway_mac": _mac,
@@ -224,6 +226,7 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
 }
 OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
+            "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}}}
 
 
@@ -396,7 +399,8 @@ def _build(data: dict, where: str) -> Scenario:
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
         topology=Topology(
-            clients=topo["clients"], client_count=topo["client_count"], servers=topo["servers"],
+            clients=topo["clients"], client_count=topo["client_count"],
+            client_skew=topo["client_skew"], servers=topo["servers"],
             server_port=topo["server_port"], ephemeral_ports=topo["ephemeral_ports"],
             rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
             capture=topo["capture"], gateway_mac=topo["gateway_mac"]),

@@ -113,8 +113,23 @@ def s_turns_of(s_turn0, s, total):
     return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]
 
 
+@njit(cache=True, inline="always")
+def client_rank(u, n, skew):
+    """A client index in [0, n) for the uniform ``u``: uniform for ``skew`` 0, else a
+    power law over ranks (client 0 the most active): P(rank r) ~ (r + 1) ** -skew (a
+    continuous Zipf, sampled by its inverse CDF)."""
+    if skew == 0.0:
+        return min(int(u * n), n - 1)
+    if skew == 1.0:
+        x = (n + 1.0) ** u
+    else:
+        e = 1.0 - skew
+        x = (u * ((n + 1.0) ** e - 1.0) + 1.0) ** (1.0 / e)
+    return min(max(int(x) - 1, 0), n - 1)
+
+
 @njit(cache=True, nogil=True)
-def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_key,
+def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_servers, paths_key,
          itl_p, stall_prob, stall_p, rtt_p, keepalive, tokens_per_chunk, bytes_per_token,
          req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
          t_think, t_prompt, t_out, t_ttft, t_at, t_keep, t_new,
@@ -125,7 +140,7 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, n_servers, paths_
     """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized."""
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
-        client = min(int(uniform(k_s, 0) * n_clients), n_clients - 1)
+        client = client_rank(uniform(k_s, 0), n_clients, client_skew)
         server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
         s_client[s], s_server[s] = client, server
         rtt = np.int64(sample(rtt_p, uniform(derive(paths_key, client * n_servers + server), 0)))

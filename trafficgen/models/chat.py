@@ -100,7 +100,7 @@ class ChatModel:
         c_isn, c_ipid = np.empty((C, 2), np.int64), np.empty((C, 2), np.int64)
         wd = np.empty((W, WF_COLS), np.int64)
         kc.fill(s_key, turn0, _offsets(s_kept), _offsets(s_conns), _offsets(s_writes),
-                topo.client_count, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
+                topo.client_count, topo.client_skew, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
                 d["stall"], self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
                 p.request_overhead_bytes, p.chunk_overhead_bytes, p.client_hello_bytes,
                 self.flight_wire, self.ticket_wire,
