@@ -76,8 +76,14 @@ class Scenario:
     seed: int
     start_ns: int  # capture start, Unix epoch ns
     topology: Topology
-    chat: ChatParams | None
+    params: dict  # flow class -> its validated parameters, for the classes configured
     source: dict = field(compare=False, repr=False)
+
+    def __getattr__(self, name: str):
+        """``scenario.chat``, ``scenario.coding``, ...: a class's parameters, or None."""
+        if name in CLASS_SECTIONS:
+            return self.params.get(name)
+        raise AttributeError(name)
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.source)
@@ -88,7 +94,7 @@ class Scenario:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(c for c in ("chat",) if getattr(self, c) is not None)
+        return tuple(c for c in CLASS_SECTIONS if c in self.params)
 
 
 # --- field specs --------------------------------------------------------------------------
@@ -228,6 +234,16 @@ OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}}}
+
+# Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
+# whose section of that name supplies every key a scenario leaves out). In generation order.
+CLASS_SECTIONS: dict[str, tuple[type, str]] = {
+    "chat": (ChatParams, "chat"),
+    "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
+}
+for _cls in CLASS_SECTIONS:
+    SECTIONS.setdefault(_cls, SECTIONS["chat"])
+    DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -392,9 +408,15 @@ def _build(data: dict, where: str) -> Scenario:
     if topo["client_count"] > topo["clients"].num_addresses:
         raise ConfigError(where, "topology.client_count",
                           f"{topo['client_count']} clients do not fit in {topo['clients']}")
-    chat = ChatParams(**_section(data, "chat", where)) if "chat" in data else None
-    if chat is None:
-        raise ConfigError(where, "", "no flow class configured (add a [chat] table)")
+    params = {}
+    for cls, (ptype, builtin) in CLASS_SECTIONS.items():
+        if cls in data:
+            if isinstance(data[cls], dict):
+                data[cls] = {**class_defaults(cls), **data[cls]}
+            params[cls] = ptype(**_section(data, cls, where))
+    if not params:
+        raise ConfigError(where, "", "no flow class configured (add a table for one of: "
+                          f"{', '.join(CLASS_SECTIONS)})")
     return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
@@ -404,4 +426,21 @@ def _build(data: dict, where: str) -> Scenario:
             server_port=topo["server_port"], ephemeral_ports=topo["ephemeral_ports"],
             rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
             capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
-        chat=chat, source=data)
+        params=params, source=data)
+
+
+_CLASS_DEFAULTS: dict[str, dict] = {}
+
+
+def class_defaults(cls: str) -> dict:
+    """The ``[cls]`` section of the class's built-in scenario (empty if there is none): a
+    scenario that names a class takes every key it leaves out from there, so a mix can say
+    just ``[coding] rate = "5/s"``."""
+    if cls not in _CLASS_DEFAULTS:
+        builtin = CLASS_SECTIONS[cls][1]
+        section: dict = {}
+        if builtin in builtin_names():
+            data, where = read_toml(builtin)
+            section = resolve_base(data, where).get(cls, {})
+        _CLASS_DEFAULTS[cls] = section if isinstance(section, dict) else {}
+    return copy.deepcopy(_CLASS_DEFAULTS[cls])

@@ -25,7 +25,8 @@ from .config import Scenario
 from .kernels import frames as kf
 from .kernels.rng import derive_range, fill_bytes, key_of
 from .kernels.stats import gather_rows
-from .models.chat import ChatModel
+from .models import make_model
+from .tls import CombinedTemplates
 from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
 DEFAULT_WINDOW_NS = 10 * 10**9
@@ -99,7 +100,9 @@ class Engine:
         self.frames = frames
         self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
         self.batch_packets = batch_packets
-        self.models = [ChatModel(scenario)] if scenario.chat is not None else []
+        self.models = [make_model(scenario, cls, CombinedTemplates.PER_MODEL * k)
+                       for k, cls in enumerate(scenario.classes)]
+        self.templates = CombinedTemplates([m.templates for m in self.models])
         self.window_ns = int(window_ns)
         self.seed_key = key_of(scenario.seed, 0xF10)
         self.ports = _port_permutation(*scenario.topology.ephemeral_ports)
@@ -215,7 +218,7 @@ class Engine:
         buf = self.alloc(space)
         offsets = np.empty(part.shape[0], np.int64)
         a = attrs.cols
-        tpl = self.models[0].templates
+        tpl = self.templates
         end = kf.build(buf, True, 0, part["ts_ns"], part["flow_id"] - attrs.base, part["direction"],
                        part["seq"], part["ack"], part["tcp_flags"], part["payload_len"], part["ipid"],
                        part["layout"], part["segoff"], part["writelen"], part["wire_len"],

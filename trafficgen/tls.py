@@ -121,3 +121,24 @@ class Templates:
         lens = [len(p[0]) for p in parts]
         self.start = np.cumsum([0] + lens[:-1]).astype(np.int64)
         self.length = np.array(lens, dtype=np.int64)
+
+
+class CombinedTemplates:
+    """Several models' templates in one table for the frame encoder: layout 0 is "no
+    template"; model k's layout j (1..3) is at ``3 * k + j`` (its ``layout_base`` is ``3 * k``)."""
+
+    PER_MODEL = 3
+
+    def __init__(self, parts: list[Templates]):
+        data, mask, start, length = [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], [0], [0]
+        offset = 0
+        for t in parts:
+            data.append(t.data)
+            mask.append(t.mask)
+            start.extend(int(offset + x) for x in t.start[1:])
+            length.extend(int(x) for x in t.length[1:])
+            offset += t.data.shape[0]
+        self.data = np.concatenate(data)
+        self.mask = np.concatenate(mask)
+        self.start = np.array(start, np.int64)
+        self.length = np.array(length, np.int64)

@@ -12,14 +12,13 @@ import numpy as np
 from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS, DAY_NS
 from ..config import Scenario
 from ..kernels import chat as kc
-from ..kernels.tcp import WF_COLS
+from ..kernels.tcp import WF_COLS, WF_LAYOUT
 from ..kernels.rng import derive, derive_range, key_of
 from ..schema import CLASS_CODE
 from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
 from .common import EpochSchedule, schedule_from_sim
 
-CLASS = "chat"
-CLASS_ID = CLASS_CODE[CLASS]
+CLASSES = ("chat", "coding")  # flow classes with this shape (each has its own scenario section)
 BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
 BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
 
@@ -27,13 +26,19 @@ BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may
 class ChatModel:
     """Prepared parameters of the chat class for one scenario."""
 
-    def __init__(self, scenario: Scenario):
-        p = scenario.chat
+    def __init__(self, scenario: Scenario, cls: str = "chat", layout_base: int = 0):
+        """``cls``: the flow class (its section of the scenario); ``layout_base``: where this
+        model's TLS templates start in the engine's combined table (see ``Templates``)."""
+        if cls not in CLASSES:
+            raise ValueError(f"ChatModel serves {CLASSES}, not {cls!r}")
+        p = getattr(scenario, cls)
+        self.cls, self.class_id, self.params = cls, CLASS_CODE[cls], p
+        self.layout_base = layout_base
         topo = scenario.topology
         self.scenario = scenario
-        self.key = key_of(scenario.seed, CLASS_ID)
+        self.key = key_of(scenario.seed, self.class_id)
         self.paths_key = key_of(scenario.seed, 0xFFFF)  # path RTTs are shared by all classes
-        self.levels_key = key_of(scenario.seed, CLASS_ID, 0xB0257)  # burst levels, all blocks
+        self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)  # burst levels, all blocks
         self.session_rate_per_ns = p.rate / p.turns / 1e9
         self.dists = {name: getattr(p, name).params() for name in
                       ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall")}
@@ -55,7 +60,7 @@ class ChatModel:
         k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
         t0 = b * BLOCK_NS
         t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
-        starts = self.scenario.chat.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
+        starts = self.params.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
                                                    self.session_rate_per_ns, BLOCK_NS,
                                                    self.scenario.start_ns % DAY_NS)
         return k_b, starts
@@ -77,7 +82,7 @@ class ChatModel:
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
         capture start; negative: warm-up before it)."""
-        sc, p, topo = self.scenario, self.scenario.chat, self.scenario.topology
+        sc, p, topo = self.scenario, self.params, self.scenario.topology
         s_key, starts = self.sessions(t0, t1)
         n = s_key.shape[0]
         s_turns = np.empty(n, np.int64)
@@ -109,7 +114,10 @@ class ChatModel:
                 r["session"], r["turn"], r["conn"], r["prompt"], r["output"], r["ttft"],
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                 c["jitter"], wd)
-        return schedule_from_sim(sc, CLASS_ID, s_client, s_server, r, c, c_isn, c_ipid, wd)
+        if self.layout_base:  # template layouts index the engine's combined table
+            lay = wd[:, WF_LAYOUT]
+            lay[lay > 0] += self.layout_base
+        return schedule_from_sim(sc, self.class_id, s_client, s_server, r, c, c_isn, c_ipid, wd)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
