@@ -159,7 +159,8 @@ def test_scenario_syntax_and_overrides():
     assert bare.chat.arrivals.shape == pytest.approx(1 / 1.2**2)
     no_key = tg.load_scenario("chat").to_dict()
     del no_key["chat"]["arrivals"]
-    assert tg.Scenario.from_dict(no_key).chat.arrivals == parse_arrivals({})  # the default
+    # a key the scenario leaves out comes from the class's built-in scenario (models/chat.toml)
+    assert tg.Scenario.from_dict(no_key).chat.arrivals == tg.load_scenario("chat").chat.arrivals
     with pytest.raises(ConfigError) as e:
         tg.load_scenario("chat", ['chat.arrivals={process="gamma"}'])
     assert e.value.key == "chat.arrivals"
@@ -245,3 +246,62 @@ def test_skewed_clients_in_a_run():
     flows = np.concatenate([b.flows for b in tg.batches(even, frames=False)])
     per_client = np.sort(np.bincount(flows["client_id"]))[::-1]
     assert per_client[:20].sum() < 0.05 * per_client.sum()
+
+
+@pytest.mark.parametrize("tail", [0.0, 1.4])
+def test_onoff_period_lengths(tail):
+    """Exponential periods (a Markov-modulated source) or Pareto ones of that shape, each with
+    the configured mean (KS against scipy)."""
+    key = key_of(3, 9)
+    mean = 20 * S
+    x = np.array([ka.onoff_length(key, i, mean, tail) for i in range(20_000)], np.float64)
+    if tail == 0.0:
+        target = stats.expon(scale=mean).cdf
+    else:
+        target = stats.pareto(b=tail, scale=mean * (tail - 1) / tail).cdf
+    x = x[x < 1000 * mean * 0.999]  # the cap
+    assert stats.kstest(x, target).pvalue > ALPHA
+    assert stats.kstest(x, stats.expon(scale=mean).cdf if tail else
+                        stats.pareto(b=1.4, scale=mean * 0.4 / 1.4).cdf).pvalue < ALPHA
+
+
+def test_onoff_source_keeps_the_mean_and_goes_silent():
+    spec = {"process": "poisson", "onoff": {"on": "5s", "off": "15s"}}
+    t, _ = stream(spec, 200, 60)  # an hour at 200/s
+    assert t.shape[0] / 3600 == pytest.approx(200, rel=0.15)
+    per_100ms = np.bincount((t // (S // 10)).astype(np.int64), minlength=36_000)[:36_000]
+    silent = np.mean(per_100ms == 0)
+    assert silent == pytest.approx(0.75, abs=0.06)  # off 15 s of every 20 s
+    busy = per_100ms[per_100ms > 0]
+    assert busy.mean() == pytest.approx(200 / 10 / 0.25, rel=0.1)  # 4x the rate while on
+    # negative control: no gate, no silence
+    t2, _ = stream({"process": "poisson"}, 200, 10)
+    assert np.mean(np.bincount((t2 // (S // 10)).astype(np.int64))[:6000] == 0) < 0.01
+
+
+def test_onoff_blocks_are_found_alone():
+    """Any block of an on/off source is drawn alone (as another process would) with the same
+    result as walking the blocks in order."""
+    from trafficgen import arrivals as arr
+    spec = {"process": "gamma", "cv": 1.5, "onoff": {"on": "15s", "off": "45s", "tail": 1.4}}
+    _, in_order = stream(spec, 20, 40)
+    arr._ONOFF_MARKS.clear()
+    alone = stream(spec, 20, 40)[1]
+    for b in (37, 5, 22):
+        arr._ONOFF_MARKS.clear()
+        sp = parse_arrivals(spec)
+        got = sp.times(key_of(1, 77), derive(key_of(1, 78), b), b * BLOCK_NS, (b + 1) * BLOCK_NS,
+                       20 / S, BLOCK_NS)
+        assert np.array_equal(got, in_order[b]) and np.array_equal(got, alone[b])
+    assert sum(p.shape[0] == 0 for p in in_order) >= 3  # whole silent minutes happen
+
+
+@pytest.mark.parametrize("onoff, words", [
+    ({"on": "1s"}, "onoff must be a table"),
+    ({"on": "1s", "off": "10ms"}, "onoff.off must be from 100ms"),
+    ({"on": "1s", "off": "2s", "tail": 0.5}, "onoff.tail"),
+    ("1s", "onoff must be a table"),
+])
+def test_bad_onoff(onoff, words):
+    with pytest.raises(ValueError, match=words):
+        parse_arrivals({"onoff": onoff})

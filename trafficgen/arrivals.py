@@ -19,6 +19,7 @@ requests per arrival event (1 + geometric; 1 = single arrivals), spread uniforml
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from math import gcd
 
@@ -30,6 +31,11 @@ from .units import parse_duration
 MIN_SEGMENT_NS = 10**7  # 10 ms: the intensity's finest step
 MAX_SCALES = 8
 BLOCK_NS = 60 * 10**9  # arrivals are drawn per block of model time: part of the model, not the run
+ONOFF_STEP_NS = 10**8  # an on/off source's gate is resolved per 100 ms
+ONOFF_ORIGIN_NS = -86_400 * 10**9  # where each class's chain of on/off periods starts (model time)
+ONOFF_ID = 0x0F0F
+_ONOFF_MARKS: dict = {}  # (key, on, off, tail) -> {block: (period index, period start)}
+_ONOFF_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,17 @@ class ArrivalSpec:
     batch_mean: float = 1.0
     spread_ns: int = 0
     daily: tuple[float, ...] = ()  # 24 hourly factors with mean 1, or () for flat
+    on_ns: int = 0  # on/off source: mean on and off period lengths (0: always on)
+    off_ns: int = 0
+    tail: float = 0.0  # Pareto shape of the periods (0: exponential, a Markov-modulated source)
 
     def segment_ns(self, block_ns: int) -> int:
         """The intensity's step inside a block: every level is constant over it."""
         g = block_ns
         for s in self.scales_ns:
             g = gcd(g, s)
+        if self.on_ns:
+            g = gcd(g, ONOFF_STEP_NS)
         return g
 
     def times(self, level_key, block_key, t0: int, t1: int, rate_per_ns: float,
@@ -58,7 +69,8 @@ class ArrivalSpec:
         after midnight) at time 0, for the daily profile."""
         if t1 <= t0 or rate_per_ns <= 0:
             return np.empty(0, np.int64)
-        seg = self.segment_ns(block_ns) if self.scales_ns or self.daily else max(t1 - t0, 1)
+        modulated = self.scales_ns or self.daily or self.on_ns
+        seg = self.segment_ns(block_ns) if modulated else max(t1 - t0, 1)
         level = np.ones(-(-(t1 - t0) // seg), np.float64)
         if self.scales_ns:
             ka.levels(np.uint64(level_key), len(self.scales_ns),
@@ -67,6 +79,8 @@ class ArrivalSpec:
         if self.daily:
             mid = day0_ns + t0 + (np.arange(level.shape[0]) + 0.5) * seg
             level *= self.daily_factor(mid)
+        if self.on_ns:
+            self._gate(level_key, t0, seg, block_ns, level)
         rate_ns = rate_per_ns / self.batch_mean  # events; batches restore the mean
         expect = rate_per_ns * float(level.sum()) * seg
         out = np.empty(int(expect + 10 * math.sqrt(expect) * max(1.0, self.batch_mean) + 64),
@@ -82,6 +96,29 @@ class ArrivalSpec:
             out.sort(kind="stable")
         return out
 
+
+    def _gate(self, level_key, t0: int, seg: int, block_ns: int, level: np.ndarray) -> None:
+        """Switch ``level`` off where the on/off source is off (and up by (on + off) / on where it
+        is on, keeping the mean rate). The periods are one chain per class from ``ONOFF_ORIGIN_NS``;
+        where it stands at each block start is cached, so any block is found without walking
+        the chain from its origin each time."""
+        key = np.uint64(ka.derive(np.uint64(level_key), ONOFF_ID))
+        first_on = bool(ka.uniform(key, ONOFF_ID) < self.on_ns / (self.on_ns + self.off_ns))
+        b = t0 // block_ns
+        with _ONOFF_LOCK:
+            marks = _ONOFF_MARKS.setdefault((int(key), self.on_ns, self.off_ns, self.tail), {})
+            known = [k for k in marks if k <= b]
+            if known:
+                i, t_i = marks[max(known)]
+            else:
+                i, t_i = 0, ONOFF_ORIGIN_NS
+            for k in range(max(known) + 1 if known else ONOFF_ORIGIN_NS // block_ns, b + 1):
+                i, t_i = ka.onoff_walk(key, self.on_ns, self.off_ns, self.tail, first_on, i, t_i,
+                                       k * block_ns)
+                marks[k] = (int(i), int(t_i))
+            i, t_i = marks[b]
+        ka.onoff_gate(key, self.on_ns, self.off_ns, self.tail, first_on, i, t_i, t0, seg,
+                      (self.on_ns + self.off_ns) / self.on_ns, level)
 
     def daily_factor(self, ns_after_midnight) -> np.ndarray:
         """The daily profile at these times of day (ns; any multiple of days is ignored)."""
@@ -116,6 +153,23 @@ def _daily(value) -> tuple[float, ...]:
     return tuple(f / mean for f in factors)
 
 
+def _onoff(value) -> tuple[int, int, float]:
+    """``{ on = "20s", off = "60s" [, tail = 1.5] }``: mean on and off period lengths."""
+    if value is None:
+        return 0, 0, 0.0
+    if not isinstance(value, dict) or not {"on", "off"} <= set(value) <= {"on", "off", "tail"}:
+        raise ValueError(f"onoff must be a table like {{ on = \"20s\", off = \"60s\", tail = 1.5 }} "
+                         f"(tail optional), got {value!r}")
+    out = []
+    for k in ("on", "off"):
+        ns = parse_duration(value[k])
+        if not ONOFF_STEP_NS <= ns <= 86_400 * 10**9:
+            raise ValueError(f"onoff.{k} must be from 100ms to 1 day, got {value[k]!r}")
+        out.append(ns)
+    tail = _number(value["tail"], "onoff.tail", 1.05, 3.0) if "tail" in value else 0.0
+    return out[0], out[1], tail
+
+
 def _number(v, what: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise ValueError(f"{what} must be a number from {lo:g} to {hi:g}, got {v!r}")
@@ -128,7 +182,7 @@ def parse_arrivals(value) -> ArrivalSpec:
     """Validate an ``arrivals`` table; raise ValueError saying what is allowed."""
     if not isinstance(value, dict):
         raise ValueError(f"expected a table like {{ process = \"poisson\" }}, got {value!r}")
-    allowed = {"process", "cv", "burst", "batch", "spread", "daily"}
+    allowed = {"process", "cv", "burst", "batch", "spread", "daily", "onoff"}
     extra = sorted(set(value) - allowed)
     if extra:
         raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
@@ -163,8 +217,9 @@ def parse_arrivals(value) -> ArrivalSpec:
         raise ValueError(f"spread must be at most 60s, got {value['spread']!r}")
     if spread and batch == 1.0:
         raise ValueError("spread is for batches: set batch above 1")
+    on_ns, off_ns, tail = _onoff(value.get("onoff"))
     spec = ArrivalSpec(shape, tuple(scales), tuple(sigmas), batch, spread,
-                       _daily(value.get("daily", "flat")))
+                       _daily(value.get("daily", "flat")), on_ns, off_ns, tail)
     if spec.scales_ns and spec.segment_ns(BLOCK_NS) < MIN_SEGMENT_NS:
         raise ValueError("burst time scales must share a step of at least 10ms with each other "
                          "and with the model's 60s blocks (e.g. 1s, 10s, 60s, 10m)")

@@ -131,3 +131,51 @@ def block(key, t0, t1, seg_ns, rate_per_ns, level, shape, batch_mean, spread_ns,
         else:
             need = gamma_variate(derive(k_gap, ev), shape) / shape
     return n
+
+
+@njit(cache=True, inline="always")
+def onoff_length(key, i, mean_ns, tail):
+    """Length (ns) of on/off period ``i``: exponential with that mean (a Markov-modulated
+    source), or Pareto of shape ``tail`` > 1 with that mean (heavy-tailed periods give
+    long-range dependence, H = (3 - tail) / 2 for 1 < tail < 2), capped at 1000 means."""
+    u = uniform(key, i)
+    if tail <= 0.0:
+        x = -math.log(u) * mean_ns
+    else:
+        x = mean_ns * (tail - 1.0) / tail * u ** (-1.0 / tail)
+    return max(np.int64(1), np.int64(min(x, 1000.0 * mean_ns)))
+
+
+@njit(cache=True)
+def onoff_walk(key, on_ns, off_ns, tail, first_on, i, t_i, t_end):
+    """From period ``i`` starting at ``t_i``, the period that contains ``t_end``: (index, start).
+    Even periods are on when ``first_on``, odd ones off (and the other way round)."""
+    while True:
+        on = (i % 2 == 0) == first_on
+        n = onoff_length(key, i, on_ns if on else off_ns, tail)
+        if t_i + n > t_end:
+            return i, t_i
+        t_i += n
+        i += 1
+
+
+@njit(cache=True)
+def onoff_gate(key, on_ns, off_ns, tail, first_on, i, t_i, t0, seg_ns, gain, level):
+    """Multiply ``level[j]`` (segment j of ``seg_ns`` from ``t0``) by ``gain`` times the share of
+    the segment the source is on; period ``i`` starts at ``t_i`` <= ``t0``."""
+    t1 = t0 + seg_ns * level.shape[0]
+    cover = np.zeros(level.shape[0], np.float64)
+    while t_i < t1:
+        on = (i % 2 == 0) == first_on
+        n = onoff_length(key, i, on_ns if on else off_ns, tail)
+        if on:
+            a, b = max(t_i, t0), min(t_i + n, t1)
+            while a < b:
+                j = (a - t0) // seg_ns
+                e = min(b, t0 + (j + 1) * seg_ns)
+                cover[j] += e - a
+                a = e
+        t_i += n
+        i += 1
+    for j in range(level.shape[0]):
+        level[j] *= gain * cover[j] / seg_ns
