@@ -66,6 +66,22 @@ def server_run(tmp_path_factory) -> Run:
     return run
 
 
+# Every TCP flow class at once, on the chat topology: each class section beyond chat takes what
+# it leaves out from its built-in scenario (models/<class>.toml).
+MIX_RUN_OVERRIDES = ["chat.rate=3/s", "coding.rate=4/s", "reasoning.rate=1/s",
+                     "multimodal.rate=0.4/s"]
+
+
+@pytest.fixture(scope="session")
+def mix_run(tmp_path_factory) -> Run:
+    """Chat, coding, reasoning and multimodal together for 20 s, seed 5: every table and pcap."""
+    sc = tg.load_scenario("chat", MIX_RUN_OVERRIDES, duration="20s", seed=5)
+    run = generate_run(tmp_path_factory.mktemp("mix_run"), sc)
+    n = run.report["packets"]
+    assert 1_000 < n < CHAT_RUN_MAX_PACKETS, f"the mixed run has {n} packets: retune it"
+    return run
+
+
 @pytest.fixture(scope="session")
 def tshark() -> str:
     """Path of the tshark binary; tests that need it are skipped when it is not installed."""

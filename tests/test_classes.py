@@ -66,3 +66,118 @@ def test_coding_arrivals_are_as_bursty_as_the_code_trace(coding_hour):
         "coding", ["coding.rate=2.45/s", 'coding.arrivals={process="gamma", cv=1.5}'],
         duration="1h", seed=1))
     assert arrival_stats(np.sort(flat["start_ns"]))["gap_cv"] < trace["gap_cv"] / 3
+
+
+def tables(sc):
+    """(packets, requests) of a run, tables only."""
+    packets, requests = [], []
+    for b in tg.batches(sc, frames=False):
+        packets.append(b.packets)
+        requests.append(b.requests)
+    return np.concatenate(packets), np.concatenate(requests)
+
+
+def per_request(packets, mask, values, n):
+    """Sum of ``values`` over the packets in ``mask``, per request id (0..n-1)."""
+    sel = mask & (packets["request_id"] >= 0)
+    return np.bincount(packets["request_id"][sel], weights=values[sel].astype(np.float64),
+                       minlength=n)
+
+
+@pytest.fixture(scope="module")
+def reasoning_run():
+    sc = tg.load_scenario("reasoning", ["reasoning.rate=20/s", "topology.capture=server"],
+                          duration="3m", seed=3)
+    return (sc, *tables(sc))
+
+
+def test_reasoning_output_lengths_have_the_second_mode(reasoning_run):
+    """Output tokens (reasoning included) against ServeGen's DeepSeek-R1 figures."""
+    _, _, req = reasoning_run
+    out = req["output_tokens"].astype(np.float64)
+    assert np.median(out) == pytest.approx(792, rel=0.08)
+    assert out.mean() == pytest.approx(1527, rel=0.12)
+    assert np.quantile(out, 0.99) == pytest.approx(12607, rel=0.2)
+    assert np.mean(out >= 8000) == pytest.approx(0.04, abs=0.012)  # the long second mode
+    prompt = req["prompt_tokens"].astype(np.float64)
+    assert np.median(prompt) == pytest.approx(208, rel=0.12)
+    assert np.quantile(prompt, 0.9) == pytest.approx(2092, rel=0.2)
+
+
+def test_reasoning_share_follows_its_distribution(reasoning_run):
+    sc, _, req = reasoning_run
+    share = req["reasoning_tokens"] / req["output_tokens"]
+    big = req["output_tokens"] >= 200  # rounding to whole tokens blurs short answers
+    d = sc.reasoning.reasoning
+    assert stats.kstest(share[big], stats.uniform(d.a, d.b - d.a).cdf).pvalue > 1e-3
+    assert share.mean() == pytest.approx(0.70, abs=0.02)  # ServeGen: mean ~0.70
+    assert (req["reasoning_tokens"] < req["output_tokens"]).all()
+
+
+def test_reasoning_is_silent_then_streams(reasoning_run):
+    """Between the request and the first visible token: the first-token wait plus the hidden
+    tokens at the mean gap, broken only by keep-alive comments every ``keepalive_every``."""
+    sc, packets, req = reasoning_run
+    from trafficgen.models.chat import ChatModel
+    mean_gap = ChatModel(sc, "reasoning").mean_gap
+    p = sc.reasoning
+    n = int(req["request_id"].max()) + 1
+    data_down = (packets["direction"] == 1) & (packets["payload_len"] > 0)
+    phase = packets["phase"]
+    from trafficgen.schema import PHASE_CODE
+    thinking = per_request(packets, data_down & (phase == PHASE_CODE["thinking"]),
+                           np.ones(packets.shape[0]), n)
+    rid = req["request_id"]
+    silence = req["reasoning_tokens"].astype(np.int64) * mean_gap
+    want = np.maximum(0, (silence - 1) // p.keepalive_every)
+    assert np.array_equal(thinking[rid].astype(np.int64), want)
+    assert want.max() >= 2  # long silences are in the run
+    # the first visible token: at least the silence after the upload was seen (server side)
+    vis = data_down & (phase == PHASE_CODE["stream"]) & (packets["request_id"] >= 0)
+    first_vis = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first_vis, packets["request_id"][vis], packets["ts_ns"][vis])
+    up_end = np.zeros(n, np.int64)
+    up = (packets["direction"] == 0) & (phase == PHASE_CODE["request"]) & (packets["request_id"] >= 0)
+    np.maximum.at(up_end, packets["request_id"][up], packets["ts_ns"][up])
+    wait = first_vis[rid] - up_end[rid]
+    assert (wait >= silence + p.ttft.lo).all()
+    assert np.median(wait - silence) == pytest.approx(p.ttft.quantile(0.5), rel=0.15)
+    # negative control: chat has no thinking phase
+    chat_packets, _ = tables(tg.load_scenario("chat", ["chat.rate=10/s"], duration="20s", seed=3))
+    assert not (chat_packets["phase"] == PHASE_CODE["thinking"]).any()
+
+
+@pytest.fixture(scope="module")
+def multimodal_run():
+    """Text and image tokens fixed, so each upload gives back its images' bytes."""
+    sc = tg.load_scenario("multimodal", ["multimodal.rate=6/s", "multimodal.prompt_tokens=100",
+                                         "multimodal.image_tokens=500"], duration="3m", seed=4)
+    return (sc, *tables(sc))
+
+
+def test_images_per_request_follow_the_weights(multimodal_run):
+    sc, _, req = multimodal_run
+    counts = np.bincount(req["images"], minlength=7)[1:7]
+    weights = np.array([80, 7, 8, 2, 2, 1], np.float64)
+    expected = weights / weights.sum() * counts.sum()
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+    assert (req["images"] >= 1).all()
+    assert np.array_equal(req["prompt_tokens"], 100 + 500 * req["images"])
+
+
+def test_image_bytes_ride_upstream_base64(multimodal_run):
+    """Each one-image upload, less its text and envelope and TLS records, is 4/3 of one image
+    drawn from ``image_bytes`` (KS against the truncated lognormal)."""
+    sc, packets, req = multimodal_run
+    from .test_chat_model import lognormal_cdf
+    p = sc.multimodal
+    n = int(req["request_id"].max()) + 1
+    up = (packets["direction"] == 0) & (packets["phase"] == 1)  # request phase
+    wire = per_request(packets, up, packets["payload_len"], n)[req["request_id"]]
+    plain = wire - 22 * np.ceil(wire / (16384 + 22))  # TLS 1.3 records of up to 16 KiB
+    text = round(100 * p.bytes_per_token) + p.request_overhead_bytes
+    one = req["images"] == 1
+    image = (plain[one] - text) * 3 / 4
+    assert stats.kstest(image, lognormal_cdf(p.image_bytes)).pvalue > 1e-3
+    assert stats.kstest(image * 3 / 4, lognormal_cdf(p.image_bytes)).pvalue < 1e-3  # not raw
+    assert np.median(req["bytes_up"] / req["bytes_down"]) > 3  # upstream dominates

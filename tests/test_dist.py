@@ -177,3 +177,31 @@ def test_mean_is_the_mean_of_the_draws(spec):
     x = draws(spec, 400_000)
     se = x.std() / math.sqrt(x.shape[0])
     assert abs(d.mean() - x.mean()) <= 5 * se + 1e-9 * abs(x.mean())
+
+
+def test_weights_are_a_discrete_distribution():
+    spec = {"dist": "weights", "values": [1, 2, 3, 4, 5, 6], "weights": [80, 7, 8, 2, 2, 1]}
+    x = draws(spec)
+    values, counts = np.unique(x, return_counts=True)
+    assert values.tolist() == [1, 2, 3, 4, 5, 6]
+    p = np.array([80, 7, 8, 2, 2, 1]) / 100
+    assert stats.chisquare(counts, p * N).pvalue > ALPHA
+    # negative control: a slightly different table is rejected
+    q = np.array([78, 9, 8, 2, 2, 1]) / 100
+    assert stats.chisquare(counts, q * N).pvalue < ALPHA
+    d = parse_dist(spec)
+    assert d.mean() == pytest.approx((p * np.arange(1, 7)).sum())
+    assert x.mean() == pytest.approx(d.mean(), rel=0.02)
+    assert [d.quantile(q) for q in (0.5, 0.8, 0.81, 0.9, 1.0)] == [1, 1, 2, 3, 6]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"dist": "weights", "values": [1, 2], "weights": [1]}, "same length"),
+    ({"dist": "weights", "values": [2, 1], "weights": [1, 1]}, "strictly increasing"),
+    ({"dist": "weights", "values": [1, 2], "weights": [0, 0]}, "not all zero"),
+    ({"dist": "weights", "values": [1, 2], "weights": [-1, 2]}, "at least zero"),
+    ({"dist": "weights", "values": [1]}, "needs values and weights"),
+])
+def test_bad_weights(spec, words):
+    with pytest.raises(ValueError, match=words):
+        parse_dist(spec)

@@ -182,10 +182,11 @@ def tables_of(run) -> Tables:
     return _TABLES[run.flows]
 
 
-@pytest.fixture(params=["client", "server"])
+@pytest.fixture(params=["client", "server", "mix"])
 def run(request):
     """Each test taking ``run`` checks both the client-side and the server-side capture."""
-    return request.getfixturevalue("chat_run" if request.param == "client" else "server_run")
+    return request.getfixturevalue({"client": "chat_run", "server": "server_run",
+                                    "mix": "mix_run"}[request.param])
 
 
 def run_tshark(tshark: str, path: Path, *args: str) -> str:

@@ -66,6 +66,11 @@ class ChatParams:
     server_flight_bytes: int
     session_ticket_bytes: int
     arrivals: ArrivalSpec  # of sessions
+    reasoning: Dist  # share of the output tokens that are hidden reasoning (0: none)
+    keepalive_every: int  # ns between SSE keep-alive comments while reasoning (0: none)
+    images: Dist  # images per request (0: none)
+    image_bytes: Dist  # bytes per image before base64
+    image_tokens: Dist  # prompt tokens per image
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,25 @@ def _dist(unit: str, positive: bool = True):
     return lambda v: parse_dist(v, unit, positive)
 
 
+def _dist_within(lo: float, hi: float):
+    """A distribution of plain numbers (a share, a count) whose values lie in [lo, hi]."""
+    def conv(v):
+        d = parse_dist(v, "count", positive=False)
+        if d.lo < lo or d.hi > hi:
+            raise ValueError(f"values must lie from {lo:g} to {hi:g}")
+        return d
+    return conv
+
+
+def _duration_or_zero(hi: int):
+    def conv(v):
+        ns = 0 if v == 0 else parse_duration(v)
+        if not (ns == 0 or 10**6 <= ns <= hi):
+            raise ValueError(f"expected 0 (off) or a duration from 1ms to {hi // 10**9}s, got {v!r}")
+        return ns
+    return conv
+
+
 def _network(v) -> ipaddress.IPv4Network:
     if not isinstance(v, str):
         raise ValueError(f"expected an IPv4 network like '10.1.0.0/16', got {v!r}")
@@ -228,18 +252,24 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "tokens_per_chunk": _int_in(1, 4096), "client_hello_bytes": _size_in(64, 16000),
         "server_flight_bytes": _size_in(64, 1 << 20), "session_ticket_bytes": _size_in(0, 16000),
         "arrivals": parse_arrivals,
+        "reasoning": _dist_within(0.0, 1.0), "keepalive_every": _duration_or_zero(3600 * 10**9),
+        "images": _dist_within(0, 64), "image_bytes": _dist("bytes", positive=False),
+        "image_tokens": _dist("count", positive=False),
     },
 }
 OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
-            "chat": {"arrivals": {"process": "poisson"}}}
+            "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
+                     "images": 0, "image_bytes": 0, "image_tokens": 0}}
 
 # Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
 # whose section of that name supplies every key a scenario leaves out). In generation order.
 CLASS_SECTIONS: dict[str, tuple[type, str]] = {
     "chat": (ChatParams, "chat"),
     "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
+    "reasoning": (ChatParams, "reasoning"),  # a silent thinking phase, then a long answer
+    "multimodal": (ChatParams, "multimodal"),  # images (base64 in the JSON body) upstream
 }
 for _cls in CLASS_SECTIONS:
     SECTIONS.setdefault(_cls, SECTIONS["chat"])

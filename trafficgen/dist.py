@@ -6,6 +6,7 @@ A distribution in a scenario is one of::
     { median = 1020, p90 = 2735, max = 32000 }  lognormal fitted to a median and p90
     { dist = "uniform", min = 10, max = 20 }
     { dist = "quantiles", points = [[0.0, 29], [0.5, 1020], [1.0, 14050]] }
+    { dist = "weights", values = [1, 2, 3], weights = [80, 7, 8] }   discrete
 
 ``min``/``max`` truncate a lognormal (exactly, by inverse-CDF sampling, not by clipping).
 Values may carry units (``"600ms"``) where the field is a duration. The kernels see a
@@ -21,7 +22,7 @@ import numpy as np
 
 from .units import parse_duration, parse_size
 
-CONSTANT, UNIFORM, LOGNORMAL, QUANTILES = 0, 1, 2, 3
+CONSTANT, UNIFORM, LOGNORMAL, QUANTILES, WEIGHTS = 0, 1, 2, 3, 4
 MAX_KNOTS = 64
 DIST_LEN = 6 + 2 * MAX_KNOTS
 _Z90 = 1.2815515655446004  # standard normal 90th percentile
@@ -82,6 +83,8 @@ class Dist:
             hi = (math.log(self.hi) - mu) / sg if math.isfinite(self.hi) else math.inf
             mass = _norm_cdf(hi) - _norm_cdf(lo)
             return math.exp(mu + sg * sg / 2) * (_norm_cdf(hi - sg) - _norm_cdf(lo - sg)) / mass
+        if self.kind == WEIGHTS:
+            return sum((p1 - p0) * v for (p0, _), (p1, v) in zip(((0.0, 0.0),) + self.knots, self.knots))
         total = 0.0
         for (p0, v0), (p1, v1) in zip(self.knots, self.knots[1:]):
             total += (p1 - p0) * (v0 if v1 == v0 else (v1 - v0) / math.log(v1 / v0))
@@ -98,6 +101,8 @@ class Dist:
             p = self.params()
             u = p[3] + q * (p[4] - p[3])
             return math.exp(self.a + self.b * NormalDist().inv_cdf(min(max(u, 1e-300), 1 - 1e-16)))
+        if self.kind == WEIGHTS:
+            return next(v for p, v in self.knots if p >= q)
         ps = [k[0] for k in self.knots]
         lv = [math.log(k[1]) for k in self.knots]
         return math.exp(float(np.interp(q, ps, lv)))
@@ -117,7 +122,7 @@ def parse_dist(value, unit: str = "count", positive: bool = True) -> Dist:
     kind = value.get("dist", "lognormal")
     allowed = {"lognormal": {"dist", "median", "p90", "min", "max"},
                "uniform": {"dist", "min", "max"}, "constant": {"dist", "value"},
-               "quantiles": {"dist", "points"}}
+               "quantiles": {"dist", "points"}, "weights": {"dist", "values", "weights"}}
     if kind not in allowed:
         raise ValueError(f"dist must be one of {', '.join(allowed)}, got {kind!r}")
     extra = set(value) - allowed[kind]
@@ -125,7 +130,8 @@ def parse_dist(value, unit: str = "count", positive: bool = True) -> Dist:
         raise ValueError(f"unknown key {sorted(extra)[0]!r} for a {kind} distribution "
                          f"(allowed: {', '.join(sorted(allowed[kind] - {'dist'}))})")
     missing = {"lognormal": ("median", "p90"), "uniform": ("min", "max"),
-               "constant": ("value",), "quantiles": ("points",)}[kind]
+               "constant": ("value",), "quantiles": ("points",),
+               "weights": ("values", "weights")}[kind]
     for key in missing:
         if key not in value:
             raise ValueError(f"a {kind} distribution needs {' and '.join(missing)}")
@@ -151,7 +157,31 @@ def parse_dist(value, unit: str = "count", positive: bool = True) -> Dist:
         if lo < 0 or hi <= lo or (math.isfinite(hi) and not (lo < median < hi)):
             raise ValueError("lognormal min and max must satisfy 0 <= min < median < max")
         return Dist(LOGNORMAL, a=math.log(median), b=math.log(p90 / median) / _Z90, lo=lo, hi=hi)
+    if kind == "weights":
+        return _parse_weights(value["values"], value["weights"], conv, positive)
     return _parse_quantiles(value["points"], conv)
+
+
+def _parse_weights(values, weights, conv, positive) -> Dist:
+    """A discrete distribution: ``values`` (increasing) with relative ``weights``; packed as
+    knots (cumulative probability, value)."""
+    help_ = "values and weights must be lists of the same length (1 to 64)"
+    if (not isinstance(values, list) or not isinstance(weights, list)
+            or not 1 <= len(values) == len(weights) <= MAX_KNOTS):
+        raise ValueError(help_)
+    vs = [conv(v) for v in values]
+    ws = [_plain_number(w) for w in weights]
+    if any(w < 0 for w in ws) or sum(ws) <= 0:
+        raise ValueError("weights must be at least zero and not all zero")
+    if any(b <= a for a, b in zip(vs, vs[1:])):
+        raise ValueError("values must be strictly increasing")
+    _check_positive(vs[0], positive, "values")
+    total, cum, knots = sum(ws), 0.0, []
+    for v, w in zip(vs, ws):
+        cum += w
+        knots.append((min(cum / total, 1.0), v))
+    knots[-1] = (1.0, knots[-1][1])
+    return Dist(WEIGHTS, lo=vs[0], hi=vs[-1], knots=tuple(knots))
 
 
 def _parse_quantiles(points, conv) -> Dist:

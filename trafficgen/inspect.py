@@ -29,7 +29,8 @@ KIND_NAMES = {1: "tcp", 2: "udp", 3: "other_ip", 0: "non_ip"}
 
 
 STATS_COLUMNS = ("class", "kind", "start_ns", "prompt_tokens", "output_tokens", "bytes_up",
-                 "bytes_down", "session_id", "turn")
+                 "bytes_down", "session_id", "turn", "reasoning_tokens", "images", "llm_call",
+                 "tool_call")
 
 
 def inspect_file(path, stats: bool = False) -> dict:

@@ -18,13 +18,15 @@ import pyarrow as pa
 CLASSES = ("chat", "coding", "multimodal", "reasoning", "agentic", "rag", "kv_transfer")
 KINDS = ("llm", "tool", "embed", "search", "rerank", "kv_transfer", "media")
 DIRECTIONS = ("up", "down")
-PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown")
+PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown",
+          "thinking")
 
 CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
 DIR_UP, DIR_DOWN = 0, 1
 PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
-PH_HANDSHAKE, PH_REQUEST, PH_PREFILL_WAIT, PH_STREAM, PH_TOOL, PH_TRANSFER, PH_TEARDOWN = range(7)
+PH_HANDSHAKE, PH_REQUEST, PH_PREFILL_WAIT, PH_STREAM, PH_TOOL, PH_TRANSFER, PH_TEARDOWN, \
+    PH_THINKING = range(8)
 
 # TCP flag bits, as on the wire.
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10

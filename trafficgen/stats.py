@@ -103,6 +103,14 @@ def request_stats(cols: dict[str, np.ndarray]) -> dict:
         for tok in ("prompt_tokens", "output_tokens"):
             x = cols[tok][llm]
             row[tok] = {"median": _q(x, 0.5), "p90": _q(x, 0.9), "mean": float(x.mean()) if x.size else None}
+        if "reasoning_tokens" in cols and cols["reasoning_tokens"][llm].any():
+            x = cols["reasoning_tokens"][llm]
+            share = x / np.maximum(cols["output_tokens"][llm], 1)
+            row["reasoning_tokens"] = {"median": _q(x, 0.5), "p90": _q(x, 0.9),
+                                       "mean_share": float(share.mean())}
+        if "images" in cols and cols["images"][sel].any():
+            x = cols["images"][sel]
+            row["images"] = {"mean": float(x.mean()), "share_with": float((x > 0).mean())}
         for b in ("bytes_up", "bytes_down"):
             x = cols[b][sel]
             row[b] = {"total": int(x.sum()), "median": _q(x, 0.5), "p90": _q(x, 0.9)}
@@ -131,6 +139,13 @@ def format_request_stats(stats: dict) -> list[tuple[str, str]]:
             t = r[tok]
             rows.append((f"{name} {tok.replace('_', ' ')}",
                          f"median {num(t['median'])}, p90 {num(t['p90'])}, mean {num(t['mean'], '{:,.1f}')}"))
+        if r.get("reasoning_tokens"):
+            t = r["reasoning_tokens"]
+            rows.append((f"{name} reasoning tokens", f"median {num(t['median'])}, p90 {num(t['p90'])}, "
+                                                     f"mean share of output {t['mean_share']:.2f}"))
+        if r.get("images"):
+            rows.append((f"{name} images", f"{r['images']['mean']:.2f} per request "
+                                           f"({r['images']['share_with']:.0%} with any)"))
         rows.append((f"{name} bytes up / down",
                      f"{r['bytes_up']['total']:,} / {r['bytes_down']['total']:,} "
                      f"(median per request {num(r['bytes_up']['median'])} / {num(r['bytes_down']['median'])})"))

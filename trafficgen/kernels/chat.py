@@ -6,8 +6,15 @@ turn opens a new one. Each connection carries: ClientHello, the server's flight,
 Finished, session tickets, then per turn the request upload and one TLS record per token chunk,
 and finally close_notify + FIN. The transport kernel (``tcp.simulate``) turns this into packets.
 
+Reasoning replies (``reasoning`` share > 0) stay silent while the hidden tokens are decoded
+(``reasoning_tokens`` x the mean token gap after the first-token wait), with an SSE keep-alive
+comment every ``keepalive_every`` if set, then stream the visible tokens. Multimodal requests
+carry images: each one's bytes, base64-encoded (x 4/3), ride in the request upload, and its
+tokens count into the prompt tokens.
+
 Draw indices per session key: 0 client, 1 server, 2 turns, 16+8k.. turn k (think, prompt,
-output, ttft). Sessions that began before the capture (warm-up epochs) keep only the turns
+output, ttft, reasoning share, image count); turn k's images derive(session, 2_000_000+k)
+(2i bytes, 2i+1 tokens of image i). Sessions that began before the capture (warm-up epochs) keep only the turns
 whose nominal start falls inside it; the first of those opens the connection. Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s token
 gaps derive(session, 1_000_000+k). Changing one draw never shifts another.
 """
@@ -16,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import (W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS,
@@ -27,6 +34,8 @@ TLS_MAX_PLAIN = 16384
 DONE_PLAIN = 23  # "data: [DONE]\n\n" + HTTP/2 DATA frame header
 FINISHED_WIRE = 64  # ChangeCipherSpec (6) + encrypted Finished record (58)
 CLOSE_NOTIFY_WIRE = 24
+KEEPALIVE_PLAIN = 9 + 13  # HTTP/2 DATA frame header + ": keep-alive\n\n"
+BASE64 = 4.0 / 3.0
 # write layouts: how the frame kernel fills a write's bytes (see kernels/frames.py)
 L_APPDATA, L_CLIENT_HELLO, L_SERVER_FLIGHT, L_CLIENT_FINISHED = 0, 1, 2, 3
 # processing delays (ns)
@@ -64,6 +73,34 @@ def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
     return think, prompt, out, ttft
 
 
+@njit(cache=True, inline="always")
+def _turn_extras(k_s, k, out, reason_p, images_p):
+    """Reasoning tokens (inside ``out``, at least one token stays visible) and images of turn
+    ``k``: zero, and no draw, where the distributions are the constant 0."""
+    base = 16 + 8 * k
+    reason = 0
+    if reason_p[0] != 0 or reason_p[1] != 0:
+        share = sample(reason_p, uniform(k_s, base + 4))
+        reason = min(int(round(out * share)), out - 1)
+    images = 0
+    if images_p[0] != 0 or images_p[1] != 0:
+        images = max(0, int(round(sample(images_p, uniform(k_s, base + 5)))))
+    return reason, images
+
+
+@njit(cache=True, inline="always")
+def _silence(reason, mean_gap):
+    """How long the hidden reasoning tokens keep the stream silent after the first-token wait."""
+    return np.int64(reason) * mean_gap
+
+
+@njit(cache=True, inline="always")
+def _keepalives(reason, mean_gap, keepalive_every):
+    if keepalive_every <= 0 or reason == 0:
+        return 0
+    return int((_silence(reason, mean_gap) - 1) // keepalive_every)
+
+
 @njit(cache=True)
 def _token_time(k_t, idx, itl_p, stall_prob, stall_p):
     """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
@@ -73,9 +110,10 @@ def _token_time(k_t, idx, itl_p, stall_prob, stall_p):
 
 
 @njit(cache=True, nogil=True)
-def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, mean_gap,
-         keepalive, tokens_per_chunk, has_ticket, nominal_rtt,
-         r_think, r_prompt, r_out, r_ttft, r_at, r_keep, r_new, s_kept, s_conns, s_writes):
+def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, reason_p, images_p,
+         mean_gap, keepalive_every, keepalive, tokens_per_chunk, has_ticket, nominal_rtt,
+         r_think, r_prompt, r_out, r_ttft, r_reason, r_images, r_at, r_keep, r_new, s_kept,
+         s_conns, s_writes):
     """Per turn: draws, nominal start time, whether it is kept and opens a connection.
 
     A turn is kept if its nominal start is at or after ``t_min`` (0 for warm sessions that
@@ -92,8 +130,10 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, me
         for k in range(s_turns_of(s_turn0, s, r_think.shape[0])):
             r = s_turn0[s] + k
             think, prompt, out, ttft = _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p)
+            reason, images = _turn_extras(k_s, k, out, reason_p, images_p)
             t += think
             r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, t
+            r_reason[r], r_images[r] = reason, images
             r_keep[r] = t >= t_min
             r_new[r] = r_keep[r] and (kept == 0 or think > keepalive)
             if r_keep[r]:
@@ -101,7 +141,8 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, me
                 if r_new[r]:
                     conns += 1
                     writes += 4 + has_ticket  # hello, server flight, finished, [ticket], close
-                writes += 2 + (out + tokens_per_chunk - 1) // tokens_per_chunk
+                writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
+                writes += _keepalives(reason, mean_gap, keepalive_every)
             if s_start[s] >= t_min:
                 continue  # every turn is kept: later nominal times are not needed
             t += nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
@@ -132,9 +173,10 @@ def client_rank(u, n, skew):
 def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_servers, paths_key,
          itl_p, stall_prob, stall_p, rtt_p, keepalive, tokens_per_chunk, bytes_per_token,
          req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
-         t_think, t_prompt, t_out, t_ttft, t_at, t_keep, t_new,
+         mean_gap, keepalive_every, image_bytes_p, image_tokens_p,
+         t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new,
          s_client, s_server,
-         r_session, r_turn, r_conn, r_prompt, r_output, r_ttft,
+         r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images,
          c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter,
          wd):
     """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized."""
@@ -180,19 +222,31 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
             else:
                 req_dep, req_delay, req_flags = last_done, t_think[tr], W_REQ | W_TURN
             out = t_out[tr]
+            reason = t_reason[tr]
+            upload = int(round(t_prompt[tr] * bytes_per_token)) + req_overhead
+            image_tokens = 0
+            if t_images[tr] > 0:
+                k_i = derive(k_s, 2_000_000 + k)
+                for i in range(t_images[tr]):
+                    upload += int(round(sample(image_bytes_p, uniform(k_i, 2 * i)) * BASE64))
+                    image_tokens += int(round(sample(image_tokens_p, uniform(k_i, 2 * i + 1))))
             r_session[r], r_turn[r], r_conn[r] = s, k, c
-            r_prompt[r], r_output[r], r_ttft[r] = t_prompt[tr], out, t_ttft[tr]
+            r_prompt[r], r_output[r], r_ttft[r] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
+            r_reason[r], r_images[r] = reason, t_images[tr]
             req_local = w - c_w0[c]
-            w = _write(w, DIR_UP, tls_wire(int(round(t_prompt[tr] * bytes_per_token)) + req_overhead),
-                       req_dep, req_delay, r, PH_REQUEST, req_flags, L_APPDATA,
-                       wd)
+            w = _write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, r, PH_REQUEST, req_flags,
+                       L_APPDATA, wd)
             k_t = derive(k_s, 1_000_000 + k)
             t_tok = t_ttft[tr]
-            done_tokens = 0
+            for j in range(_keepalives(reason, mean_gap, keepalive_every)):
+                w = _write(w, DIR_DOWN, tls_wire(KEEPALIVE_PLAIN), req_local,
+                           t_tok + (j + 1) * keepalive_every, r, PH_THINKING, 0, L_APPDATA, wd)
+            t_tok += _silence(reason, mean_gap)
+            done_tokens = reason  # hidden: no bytes on the wire
             while done_tokens < out:
                 ntok = min(tokens_per_chunk, out - done_tokens)
                 for g in range(ntok):
-                    if done_tokens + g > 0:  # the first token comes at ttft
+                    if done_tokens + g > reason:  # the first visible token comes at ttft + silence
                         t_tok += _token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
                 plain = chunk_overhead + int(round(ntok * bytes_per_token))
                 w = _write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, r, PH_STREAM, 0,

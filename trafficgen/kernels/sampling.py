@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..dist import CONSTANT, LOGNORMAL, MAX_KNOTS, QUANTILES, UNIFORM
+from ..dist import CONSTANT, LOGNORMAL, MAX_KNOTS, QUANTILES, UNIFORM, WEIGHTS
 from .rng import uniform
 
 # Acklam's rational approximation to the normal quantile, refined by one Halley step.
@@ -56,8 +56,13 @@ def sample(params, u):
     if kind == LOGNORMAL:
         uu = params[3] + u * (params[4] - params[3])
         return math.exp(params[1] + params[2] * ndtri(uu))
-    # QUANTILES: log-linear interpolation between knots (p_i, v_i)
     n = int(params[5])
+    if kind == WEIGHTS:  # the first value whose cumulative probability reaches u
+        for i in range(n - 1):
+            if u <= params[6 + i]:
+                return params[6 + MAX_KNOTS + i]
+        return params[6 + MAX_KNOTS + n - 1]
+    # QUANTILES: log-linear interpolation between knots (p_i, v_i)
     lo, hi = 0, n - 1
     while hi - lo > 1:
         mid = (lo + hi) // 2

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from ..schema import PH_REQUEST, PH_STREAM
+from ..schema import PH_REQUEST, PH_STREAM, PH_THINKING
 from .tcp import (P_ACK, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE, P_PLEN, P_REQ,
                   P_SEGOFF, P_SEQ, P_TS, P_WLEN, P_WRITELEN)
 
@@ -25,7 +25,8 @@ def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
 
 @njit(cache=True, nogil=True)
 def request_totals(req, dirs, plen, phase, wire_len, ts, n_req, start, first_byte, end, bytes_):
-    """start: first request byte seen; first_byte/end: first/last response byte seen."""
+    """start: first request byte seen; first_byte/end: first/last response byte seen (a
+    reasoning reply's keep-alive comments are response bytes)."""
     for r in range(n_req):
         start[r] = first_byte[r] = end[r] = -1
         bytes_[r, 0] = bytes_[r, 1] = 0
@@ -39,7 +40,7 @@ def request_totals(req, dirs, plen, phase, wire_len, ts, n_req, start, first_byt
             continue
         if d == 0 and phase[i] == PH_REQUEST and start[r] < 0:
             start[r] = ts[i]
-        elif d == 1 and phase[i] == PH_STREAM:
+        elif d == 1 and (phase[i] == PH_STREAM or phase[i] == PH_THINKING):  # keep-alives count
             if first_byte[r] < 0:
                 first_byte[r] = ts[i]
             end[r] = ts[i]

@@ -12,7 +12,7 @@ from __future__ import annotations
 def model_types() -> dict:
     """Class name -> model type (imported here, late: the models import the config)."""
     from .chat import ChatModel
-    return {"chat": ChatModel, "coding": ChatModel}
+    return {"chat": ChatModel, "coding": ChatModel, "reasoning": ChatModel, "multimodal": ChatModel}
 
 
 def make_model(scenario, cls: str, layout_base: int):

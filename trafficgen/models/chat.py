@@ -18,7 +18,7 @@ from ..schema import CLASS_CODE
 from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
 from .common import EpochSchedule, schedule_from_sim
 
-CLASSES = ("chat", "coding")  # flow classes with this shape (each has its own scenario section)
+CLASSES = ("chat", "coding", "reasoning", "multimodal")  # flow classes with this shape (each has its own scenario section)
 BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
 BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
 
@@ -41,7 +41,8 @@ class ChatModel:
         self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)  # burst levels, all blocks
         self.session_rate_per_ns = p.rate / p.turns / 1e9
         self.dists = {name: getattr(p, name).params() for name in
-                      ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall")}
+                      ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall",
+                       "reasoning", "images", "image_bytes", "image_tokens")}
         self.rtt_params = topo.rtt.params()
         self.templates = Templates(p.client_hello_bytes, p.server_flight_bytes)
         sh_len = len(server_hello_prefix(is_hybrid(client_hello(p.client_hello_bytes)[0]))[0])
@@ -89,18 +90,19 @@ class ChatModel:
         kc.turn_counts(s_key, p.turns, s_turns)
         turn0 = _offsets(s_turns)
         T = int(s_turns.sum())
-        t = {k: np.empty(T, np.int64) for k in ("think", "prompt", "out", "ttft", "at")}
+        t = {k: np.empty(T, np.int64) for k in ("think", "prompt", "out", "ttft", "reason", "images", "at")}
         t_keep, t_new = np.empty(T, np.bool_), np.empty(T, np.bool_)
         s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
         d = self.dists
         kc.plan(s_key, starts, turn0, 0, d["think_time"], d["prompt_tokens"], d["output_tokens"],
-                d["ttft"], self.mean_gap, p.keepalive, p.tokens_per_chunk,
-                1 if self.ticket_wire else 0, self.nominal_rtt,
-                t["think"], t["prompt"], t["out"], t["ttft"], t["at"], t_keep, t_new,
-                s_kept, s_conns, s_writes)
+                d["ttft"], d["reasoning"], d["images"], self.mean_gap, p.keepalive_every,
+                p.keepalive, p.tokens_per_chunk, 1 if self.ticket_wire else 0, self.nominal_rtt,
+                t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
+                t_keep, t_new, s_kept, s_conns, s_writes)
         R, C, W = int(s_kept.sum()), int(s_conns.sum()), int(s_writes.sum())
         s_client, s_server = np.empty(n, np.int64), np.empty(n, np.int64)
-        r = {k: np.empty(R, np.int64) for k in ("session", "turn", "conn", "prompt", "output", "ttft")}
+        r = {k: np.empty(R, np.int64) for k in
+             ("session", "turn", "conn", "prompt", "output", "ttft", "reasoning", "images")}
         c = {k: np.empty(C, np.int64) for k in ("session", "open_dep", "open_at", "rtt", "w0", "wn", "jitter")}
         c_isn, c_ipid = np.empty((C, 2), np.int64), np.empty((C, 2), np.int64)
         wd = np.empty((W, WF_COLS), np.int64)
@@ -108,10 +110,12 @@ class ChatModel:
                 topo.client_count, topo.client_skew, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
                 d["stall"], self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
                 p.request_overhead_bytes, p.chunk_overhead_bytes, p.client_hello_bytes,
-                self.flight_wire, self.ticket_wire,
-                t["think"], t["prompt"], t["out"], t["ttft"], t["at"], t_keep, t_new,
-                s_client, s_server,
+                self.flight_wire, self.ticket_wire, self.mean_gap, p.keepalive_every,
+                d["image_bytes"], d["image_tokens"],
+                t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
+                t_keep, t_new, s_client, s_server,
                 r["session"], r["turn"], r["conn"], r["prompt"], r["output"], r["ttft"],
+                r["reasoning"], r["images"],
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                 c["jitter"], wd)
         if self.layout_base:  # template layouts index the engine's combined table

@@ -123,6 +123,9 @@ def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_i
     requests["bytes_up"], requests["bytes_down"] = rbytes[:, 0], rbytes[:, 1]
     requests["prompt_tokens"] = r["prompt"][keep]
     requests["output_tokens"] = r["output"][keep]
+    if "reasoning" in r:
+        requests["reasoning_tokens"] = r["reasoning"][keep]
+        requests["images"] = r["images"][keep]
     requests["turn"] = r["turn"][keep]
     requests["llm_call"] = 0
     requests["tool_call"] = -1
