@@ -2,7 +2,6 @@
 import numpy as np
 from numba import njit
 
-from ..schema import PH_REQUEST, PH_STREAM, PH_THINKING
 from .tcp import (P_ACK, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE, P_PLEN, P_REQ,
                   P_SEGOFF, P_SEQ, P_TS, P_WLEN, P_WRITELEN)
 
@@ -24,9 +23,9 @@ def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
 
 
 @njit(cache=True, nogil=True)
-def request_totals(req, dirs, plen, phase, wire_len, ts, n_req, start, first_byte, end, bytes_):
-    """start: first request byte seen; first_byte/end: first/last response byte seen (a
-    reasoning reply's keep-alive comments are response bytes)."""
+def request_totals(req, dirs, plen, wire_len, ts, n_req, start, first_byte, end, bytes_):
+    """start: first request byte seen; first_byte/end: first/last response byte seen (any
+    payload of the request's: a reasoning reply's keep-alives and a tool's answer count)."""
     for r in range(n_req):
         start[r] = first_byte[r] = end[r] = -1
         bytes_[r, 0] = bytes_[r, 1] = 0
@@ -38,9 +37,10 @@ def request_totals(req, dirs, plen, phase, wire_len, ts, n_req, start, first_byt
         bytes_[r, d] += wire_len[i]
         if plen[i] == 0:
             continue
-        if d == 0 and phase[i] == PH_REQUEST and start[r] < 0:
-            start[r] = ts[i]
-        elif d == 1 and (phase[i] == PH_STREAM or phase[i] == PH_THINKING):  # keep-alives count
+        if d == 0:
+            if start[r] < 0:
+                start[r] = ts[i]
+        else:
             if first_byte[r] < 0:
                 first_byte[r] = ts[i]
             end[r] = ts[i]

@@ -33,6 +33,7 @@ HDR_SYN = 66  # + 12 bytes of options: MSS, NOP, WS, NOP, NOP, SACK_PERM
 W_TURN = 1  # a later turn: skipped (and the connection closed) if ready at or after the end
 W_CLOSE = 2  # close_notify then FIN; ready at min(dep + delay, the run's end)
 W_REQ = 4  # a request upload: its delivery starts the prefill wait
+W_ABS = 8  # ready at the absolute time in its delay (model clock), not relative to its dep
 
 # write matrix columns (int64[W, WF_COLS]); dep is an index local to the connection
 WF_DIR, WF_BYTES, WF_DEP, WF_DELAY, WF_REQ, WF_PHASE, WF_FLAGS, WF_LAYOUT = range(8)
@@ -173,7 +174,9 @@ def _ready(S, wd, wo, ws, w0, wend, d, t_est, dur_end, jitter):
     if w >= wend:
         return INF
     dep = wd[w, WF_DEP]
-    if dep < 0:
+    if wd[w, WF_FLAGS] & W_ABS:
+        base_t = 0
+    elif dep < 0:
         base_t = t_est
     elif wd[w0 + dep, WF_DIR] == d:
         base_t = ws[dep, WS_QTIME]

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS, DAY_NS
+from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from ..config import Scenario
 from ..kernels import chat as kc
 from ..kernels.tcp import WF_COLS, WF_LAYOUT
-from ..kernels.rng import derive, derive_range, key_of
+from ..kernels.rng import key_of
 from ..schema import CLASS_CODE
 from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
-from .common import EpochSchedule, schedule_from_sim
+from .common import EpochSchedule, SessionModel, offsets as _offsets, schedule_from_sim
 
 CLASSES = ("chat", "coding", "reasoning", "multimodal")  # flow classes with this shape (each has its own scenario section)
 BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
-BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
 
 
-class ChatModel:
+class ChatModel(SessionModel):
     """Prepared parameters of the chat class for one scenario."""
 
     def __init__(self, scenario: Scenario, cls: str = "chat", layout_base: int = 0):
@@ -53,32 +52,6 @@ class ChatModel:
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
         self.ticket_wire = int(kc.tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
-
-    def block_arrivals(self, b: int) -> tuple[np.uint64, np.ndarray]:
-        """Block ``b``'s key and the start times of its sessions (ns from capture start),
-        cut at the end of the run (a Poisson stream's prefix does not depend on where it
-        stops)."""
-        k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
-        t0 = b * BLOCK_NS
-        t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
-        starts = self.params.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
-                                                   self.session_rate_per_ns, BLOCK_NS,
-                                                   self.scenario.start_ns % DAY_NS)
-        return k_b, starts
-
-    def sessions(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Keys and start times of the sessions that start in [t0, t1), in start order."""
-        keys, starts = [], []
-        for b in range(t0 // BLOCK_NS, -(-t1 // BLOCK_NS)):
-            k_b, arr = self.block_arrivals(b)
-            lo, hi = np.searchsorted(arr, [t0, t1], "left")
-            k = np.empty(hi - lo, np.uint64)
-            derive_range(k_b, 1 + int(lo), k)
-            keys.append(k)
-            starts.append(arr[lo:hi])
-        if not keys:
-            return np.empty(0, np.uint64), np.empty(0, np.int64)
-        return np.concatenate(keys), np.concatenate(starts)
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
@@ -122,10 +95,3 @@ class ChatModel:
             lay = wd[:, WF_LAYOUT]
             lay[lay > 0] += self.layout_base
         return schedule_from_sim(sc, self.class_id, s_client, s_server, r, c, c_isn, c_ipid, wd)
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    """Exclusive prefix sum: where each session's rows start."""
-    out = np.zeros(counts.shape[0], np.int64)
-    np.cumsum(counts[:-1], out=out[1:])
-    return out

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrivals import BLOCK_NS, DAY_NS
 from ..config import Scenario
 from ..kernels import stats, tcp
+from ..kernels.rng import derive, derive_range
 from ..kernels.tcp import P_COLS, P_TS, W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
 from ..kernels.frames import WIN_SCALED, WSCALE
 from ..schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
@@ -22,6 +24,49 @@ class EpochSchedule:
     flows: np.ndarray  # FLOW_DTYPE
     requests: np.ndarray  # REQUEST_DTYPE
     n_sessions: int
+
+
+BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
+
+
+class SessionModel:
+    """Sessions of one class, drawn per fixed arrival block of the model's (``BLOCK_NS``):
+    block ``b``'s key is derive(class key, b + BLOCK_ID_OFFSET), its session ``i``'s
+    derive(block key, 1 + i). Needs ``scenario``, ``params`` (with ``arrivals``), ``key``,
+    ``levels_key`` and ``session_rate_per_ns``."""
+
+    def block_arrivals(self, b: int) -> tuple[np.uint64, np.ndarray]:
+        """Block ``b``'s key and the start times of its sessions (ns from capture start),
+        cut at the end of the run (a Poisson stream's prefix does not depend on where it
+        stops)."""
+        k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
+        t0 = b * BLOCK_NS
+        t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
+        starts = self.params.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
+                                                   self.session_rate_per_ns, BLOCK_NS,
+                                                   self.scenario.start_ns % DAY_NS)
+        return k_b, starts
+
+    def sessions(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and start times of the sessions that start in [t0, t1), in start order."""
+        keys, starts = [], []
+        for b in range(t0 // BLOCK_NS, -(-t1 // BLOCK_NS)):
+            k_b, arr = self.block_arrivals(b)
+            lo, hi = np.searchsorted(arr, [t0, t1], "left")
+            k = np.empty(hi - lo, np.uint64)
+            derive_range(k_b, 1 + int(lo), k)
+            keys.append(k)
+            starts.append(arr[lo:hi])
+        if not keys:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        return np.concatenate(keys), np.concatenate(starts)
+
+
+def offsets(counts: np.ndarray) -> np.ndarray:
+    """Exclusive prefix sum: where each session's rows start."""
+    out = np.zeros(counts.shape[0], np.int64)
+    np.cumsum(counts[:-1], out=out[1:])
+    return out
 
 
 RWND_BYTES = WIN_SCALED << WSCALE  # the receive window both sides advertise
@@ -97,8 +142,11 @@ def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_i
     flows["class"] = class_id
     flows["start_ns"], flows["end_ns"] = start, end
     flows["src_ip"] = net + room + clients
-    flows["dst_ip"] = np.asarray(topo.servers, np.int64)[s_server[sess]]
-    flows["dst_port"] = topo.server_port
+    if "dst_ip" in c:  # per connection (chains: services and tool servers)
+        flows["dst_ip"], flows["dst_port"] = c["dst_ip"][conns], c["dst_port"][conns]
+    else:
+        flows["dst_ip"] = np.asarray(topo.servers, np.int64)[s_server[sess]]
+        flows["dst_port"] = topo.server_port
     flows["protocol"] = PROTO_TCP
     flows["bytes_up"], flows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
     flows["packets_up"], flows["packets_down"] = fpk[:, 0], fpk[:, 1]
@@ -113,12 +161,12 @@ def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_i
     rs, rf, re_ = (np.empty(nr, np.int64) for _ in range(3))
     rbytes = np.empty((nr, 2), np.int64)
     stats.request_totals(sched["request_id"], sched["direction"], sched["payload_len"],
-                         sched["phase"], sched["wire_len"], ts, nr, rs, rf, re_, rbytes)
+                         sched["wire_len"], ts, nr, rs, rf, re_, rbytes)
     requests["request_id"] = np.arange(nr)
     requests["flow_id"] = flow_of_conn[r["conn"][keep]]
     requests["session_id"] = r["session"][keep]
     requests["class"] = class_id
-    requests["kind"] = KIND_CODE["llm"]
+    requests["kind"] = r["kind"][keep] if "kind" in r else KIND_CODE["llm"]
     requests["start_ns"], requests["first_byte_ns"], requests["end_ns"] = rs, rf, re_
     requests["bytes_up"], requests["bytes_down"] = rbytes[:, 0], rbytes[:, 1]
     requests["prompt_tokens"] = r["prompt"][keep]
@@ -127,7 +175,7 @@ def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_i
         requests["reasoning_tokens"] = r["reasoning"][keep]
         requests["images"] = r["images"][keep]
     requests["turn"] = r["turn"][keep]
-    requests["llm_call"] = 0
-    requests["tool_call"] = -1
+    requests["llm_call"] = r["llm_call"][keep] if "llm_call" in r else 0
+    requests["tool_call"] = r["tool_call"][keep] if "tool_call" in r else -1
     requests["client_id"] = s_client[r["session"][keep]]
     return EpochSchedule(sched, flows, requests, int(s_client.shape[0]))
