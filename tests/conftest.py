@@ -69,12 +69,12 @@ def server_run(tmp_path_factory) -> Run:
 # Every TCP flow class at once, on the chat topology: each class section beyond chat takes what
 # it leaves out from its built-in scenario (models/<class>.toml).
 MIX_RUN_OVERRIDES = ["chat.rate=3/s", "coding.rate=4/s", "reasoning.rate=1/s",
-                     "multimodal.rate=0.4/s"]
+                     "multimodal.rate=0.4/s", "agentic.rate=1.5/s", "rag.rate=3/s"]
 
 
 @pytest.fixture(scope="session")
 def mix_run(tmp_path_factory) -> Run:
-    """Chat, coding, reasoning and multimodal together for 20 s, seed 5: every table and pcap."""
+    """Every TCP class together for 20 s, seed 5: every table and the pcap."""
     sc = tg.load_scenario("chat", MIX_RUN_OVERRIDES, duration="20s", seed=5)
     run = generate_run(tmp_path_factory.mktemp("mix_run"), sc)
     n = run.report["packets"]

@@ -181,3 +181,140 @@ def test_image_bytes_ride_upstream_base64(multimodal_run):
     assert stats.kstest(image, lognormal_cdf(p.image_bytes)).pvalue > 1e-3
     assert stats.kstest(image * 3 / 4, lognormal_cdf(p.image_bytes)).pvalue < 1e-3  # not raw
     assert np.median(req["bytes_up"] / req["bytes_down"]) > 3  # upstream dominates
+
+
+@pytest.fixture(scope="module")
+def agentic_run():
+    """Agents at 12 LLM calls/s for 20 minutes, captured at the agent runtime."""
+    sc = tg.load_scenario("agentic", ["agentic.rate=12/s"], duration="20m", seed=6)
+    return (sc, *tables(sc))
+
+
+def test_agentic_calls_per_turn_and_context(agentic_run):
+    """Copilot coding-agent figures: 7.83 LLM calls and 7.3 tool calls per turn, ~68K prompt
+    tokens and ~527 output tokens per LLM call."""
+    _, _, req = agentic_run
+    llm = req["kind"] == 0
+    tool = req["kind"] == 1
+    # whole turns only: those whose session started inside the run and that ended before it
+    turn = req["session_id"] * 4096 + req["turn"]
+    _, idx, inv = np.unique(turn, return_index=True, return_inverse=True)
+    first_t = np.full(idx.shape[0], np.iinfo(np.int64).max)
+    np.minimum.at(first_t, inv, req["start_ns"])
+    whole = (first_t > req["start_ns"].min() + 40 * 60 * S // 20) & \
+            (first_t < req["start_ns"].min() + 10 * 60 * S)
+    keep = whole[inv]
+    n_turns = int(whole.sum())
+    assert n_turns > 200
+    assert (llm & keep).sum() / n_turns == pytest.approx(7.83, rel=0.15)
+    assert (tool & keep).sum() / n_turns == pytest.approx(7.3, rel=0.15)
+    assert req["prompt_tokens"][llm].mean() == pytest.approx(68_000, rel=0.2)
+    assert req["output_tokens"][llm].mean() == pytest.approx(527, rel=0.1)
+    assert (req["bytes_up"][llm].sum() > req["bytes_down"][llm].sum())  # upstream dominates
+    assert (req["tool_call"][llm] == -1).all() and (req["tool_call"][tool] >= 0).all()
+
+
+def test_agentic_context_grows_along_the_chain(agentic_run):
+    sc, _, req = agentic_run
+    llm = req[req["kind"] == 0]
+    order = np.lexsort((llm["llm_call"], llm["turn"], llm["session_id"]))
+    a = llm[order]
+    same = (a["session_id"][1:] == a["session_id"][:-1]) & (a["turn"][1:] == a["turn"][:-1]) \
+        & (a["llm_call"][1:] == a["llm_call"][:-1] + 1)
+    grew = a["prompt_tokens"][1:] >= a["prompt_tokens"][:-1] + a["output_tokens"][:-1]
+    capped = a["prompt_tokens"][1:] == sc.agentic.max_context_tokens
+    assert same.sum() > 1000 and (grew | capped)[same].all()
+
+
+def test_agentic_chain_is_causal_on_the_wire(agentic_run):
+    """At the agent: each tool call starts after the reply that asked for it has ended, and the
+    next LLM call after every tool answer of the step has arrived (planned on the clock)."""
+    sc, _, req = agentic_run
+    llm, tool = req[req["kind"] == 0], req[req["kind"] == 1]
+    end_of = {(int(r["session_id"]), int(r["turn"]), int(r["llm_call"])): int(r["end_ns"]) for r in llm}
+    start_of = {k: None for k in end_of}
+    for r in llm:
+        start_of[(int(r["session_id"]), int(r["turn"]), int(r["llm_call"]))] = int(r["start_ns"])
+    checked = 0
+    tools_done = {}
+    for r in tool:
+        k = (int(r["session_id"]), int(r["turn"]), int(r["llm_call"]))
+        if k in end_of:
+            assert r["start_ns"] > end_of[k], k
+            checked += 1
+        tools_done[k] = max(tools_done.get(k, 0), int(r["end_ns"]))
+    for (s, t, j), done in tools_done.items():
+        nxt = start_of.get((s, t, j + 1))
+        if nxt is not None:
+            assert nxt > done, (s, t, j)
+    assert checked > 1000
+    assert tool["flow_id"].shape[0] == np.unique(tool["flow_id"]).shape[0]  # a connection each
+
+
+def test_agentic_parallel_tools_follow_their_weights(agentic_run):
+    sc, _, req = agentic_run
+    llm, tool = req[req["kind"] == 0], req[req["kind"] == 1]
+    step = lambda a: a["session_id"] * 2**24 + a["turn"] * 4096 + a["llm_call"]  # noqa: E731
+    last = {}
+    for r in llm:
+        key = (int(r["session_id"]), int(r["turn"]))
+        last[key] = max(last.get(key, -1), int(r["llm_call"]))
+    # steps followed by another call in the same turn: their tools are complete in the run
+    ks = step(llm)
+    nxt = set(ks.tolist())
+    followed = np.array([k + 1 in nxt for k in ks.tolist()])
+    counts = np.bincount(np.searchsorted(np.sort(ks[followed]), step(tool))
+                         [np.isin(step(tool), ks[followed])], minlength=int(followed.sum()))
+    hist = np.bincount(counts, minlength=4)[:4]
+    w = np.array([15, 65, 17, 3], np.float64)
+    assert stats.chisquare(hist, w / w.sum() * hist.sum()).pvalue > 1e-3
+
+
+@pytest.fixture(scope="module")
+def rag_run():
+    sc = tg.load_scenario("rag", ["rag.rate=40/s", "topology.capture=server"], duration="3m", seed=8)
+    return (sc, *tables(sc))
+
+
+def test_rag_chains_embed_search_rerank(rag_run):
+    sc, packets, req = rag_run
+    p = sc.rag
+    kinds = {k: req[req["kind"] == code] for k, code in (("embed", 2), ("search", 3), ("rerank", 4))}
+    assert kinds["rerank"].shape[0] / kinds["search"].shape[0] == pytest.approx(p.rerank_share, abs=0.03)
+    by = {k: {(int(r["session_id"]), int(r["turn"])): r for r in v} for k, v in kinds.items()}
+    n = 0
+    for key, e in by["embed"].items():
+        s = by["search"].get(key)
+        if s is None:
+            continue
+        assert s["start_ns"] > e["end_ns"]
+        r = by["rerank"].get(key)
+        if r is not None:
+            assert r["start_ns"] > s["end_ns"]
+            assert r["prompt_tokens"] == e["prompt_tokens"] + s["output_tokens"]
+        n += 1
+    assert n > 3000
+    # a search returns top-k chunks of 512..1024 tokens
+    chunks = kinds["search"]["output_tokens"]
+    assert chunks.min() >= 2 * 512 and chunks.max() <= 10 * 1024
+    # the gateway keeps a conversation's connection to each backend alive (a connection per
+    # call would make this 1)
+    flows_per_request = np.unique(req["flow_id"]).shape[0] / req.shape[0]
+    assert flows_per_request < 0.7
+
+
+def test_rag_service_latency_at_the_server(rag_run):
+    """Captured at the backends: from a request's last byte to its answer's first byte is the
+    service's latency (KS against the configured lognormal)."""
+    sc, packets, req = rag_run
+    from .test_chat_model import lognormal_cdf
+    n = int(req["request_id"].max()) + 1
+    up = (packets["direction"] == 0) & (packets["payload_len"] > 0) & (packets["request_id"] >= 0)
+    last_up = np.zeros(n, np.int64)
+    np.maximum.at(last_up, packets["request_id"][up], packets["ts_ns"][up])
+    for code, svc in ((2, sc.rag.embed), (4, sc.rag.rerank)):
+        r = req[req["kind"] == code]
+        lat = (r["first_byte_ns"] - last_up[r["request_id"]]).astype(np.float64)
+        assert stats.kstest(lat, lognormal_cdf(svc.latency)).pvalue > 1e-3, code
+    wrong = (req[req["kind"] == 2]["first_byte_ns"] - last_up[req[req["kind"] == 2]["request_id"]]) * 1.3
+    assert stats.kstest(wrong, lognormal_cdf(sc.rag.embed.latency)).pvalue < 1e-3

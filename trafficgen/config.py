@@ -74,6 +74,67 @@ class ChatParams:
 
 
 @dataclass(frozen=True)
+class Service:
+    """A backend a chain calls: its addresses and port, the RTT of each path to it, how long it
+    takes to answer, and the sizes of a request and its answer (bytes before TLS)."""
+
+    servers: tuple[int, ...]
+    port: int
+    rtt: Dist
+    latency: Dist
+    request_bytes: Dist
+    response_bytes: Dist
+
+
+@dataclass(frozen=True)
+class AgenticParams:
+    rate: float  # LLM calls per second, all sessions together
+    arrivals: ArrivalSpec  # of sessions
+    turns: float  # mean turns per session (geometric)
+    llm_calls: float  # mean LLM calls per turn (geometric)
+    think_time: Dist  # between turns
+    keepalive: int
+    context_tokens: Dist  # the context the first call sends
+    turn_tokens: Dist  # what each later turn adds (the user's next task)
+    max_context_tokens: int  # compaction: the context sent never exceeds this
+    output_tokens: Dist
+    ttft: Dist
+    itl: Dist
+    stall_prob: float
+    stall: Dist
+    tools_per_step: Dist  # parallel tool calls after each LLM call but the turn's last
+    agent_delay: Dist  # the agent's own time before each step
+    tools: Service
+    bytes_per_token: float
+    request_overhead_bytes: int
+    chunk_overhead_bytes: int
+    tokens_per_chunk: int
+    client_hello_bytes: int
+    server_flight_bytes: int
+    session_ticket_bytes: int
+
+
+@dataclass(frozen=True)
+class RagParams:
+    rate: float  # retrievals per second, all sessions together
+    arrivals: ArrivalSpec  # of sessions
+    turns: float  # mean retrievals per session (geometric)
+    think_time: Dist
+    keepalive: int
+    query_tokens: Dist
+    top_k: Dist
+    chunk_tokens: Dist
+    rerank_share: float  # share of retrievals that rerank
+    embed: Service
+    search: Service
+    rerank: Service
+    bytes_per_token: float
+    client_hello_bytes: int
+    server_flight_bytes: int
+    session_ticket_bytes: int
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -172,6 +233,28 @@ def _duration_or_zero(hi: int):
     return conv
 
 
+def _service(v) -> Service:
+    """``{ servers = "10.60.1.0/29", port = 443, rtt = ..., latency = ..., request_bytes = ...,
+    response_bytes = ... }`` (port defaults to 443)."""
+    keys = {"servers", "port", "rtt", "latency", "request_bytes", "response_bytes"}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a service table with {', '.join(sorted(keys))}, got {v!r}")
+    extra, missing = sorted(set(v) - keys), sorted(keys - {"port"} - set(v))
+    if extra:
+        raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(sorted(keys))})")
+    if missing:
+        raise ValueError(f"missing {missing[0]!r} (a service has {', '.join(sorted(keys))})")
+    out = {}
+    for key, conv in (("servers", _addresses), ("port", _int_in(1, 65535)),
+                      ("rtt", _dist("duration")), ("latency", _dist("duration", positive=False)),
+                      ("request_bytes", _dist("bytes")), ("response_bytes", _dist("bytes"))):
+        try:
+            out[key] = conv(v.get(key, 443))
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
+    return Service(**out)
+
+
 def _network(v) -> ipaddress.IPv4Network:
     if not isinstance(v, str):
         raise ValueError(f"expected an IPv4 network like '10.1.0.0/16', got {v!r}")
@@ -257,6 +340,29 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "image_tokens": _dist("count", positive=False),
     },
 }
+_rate = _bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s")
+_keepalive = _bounded(parse_duration, 10**6, 86_400 * 10**9, _ns)
+_TLS_KEYS = {"client_hello_bytes": _size_in(64, 16000), "server_flight_bytes": _size_in(64, 1 << 20),
+             "session_ticket_bytes": _size_in(0, 16000)}
+SECTIONS["agentic"] = {
+    "rate": _rate, "arrivals": parse_arrivals, "turns": _float_in(1.0, 1000.0),
+    "llm_calls": _float_in(1.0, 1000.0), "think_time": _dist("duration"), "keepalive": _keepalive,
+    "context_tokens": _dist("count"), "turn_tokens": _dist("count"),
+    "max_context_tokens": _int_in(1, 10_000_000), "output_tokens": _dist("count"),
+    "ttft": _dist("duration"), "itl": _dist("duration"), "stall_prob": _float_in(0.0, 1.0),
+    "stall": _dist("duration"), "tools_per_step": _dist_within(0, 64),
+    "agent_delay": _dist("duration", positive=False), "tools": _service,
+    "bytes_per_token": _float_in(0.5, 64.0), "request_overhead_bytes": _size_in(0, 1 << 20),
+    "chunk_overhead_bytes": _size_in(0, 16000), "tokens_per_chunk": _int_in(1, 4096), **_TLS_KEYS,
+}
+SECTIONS["rag"] = {
+    "rate": _rate, "arrivals": parse_arrivals, "turns": _float_in(1.0, 1000.0),
+    "think_time": _dist("duration"), "keepalive": _keepalive, "query_tokens": _dist("count"),
+    "top_k": _dist_within(1, 1000), "chunk_tokens": _dist("count"),
+    "rerank_share": _float_in(0.0, 1.0), "embed": _service, "search": _service,
+    "rerank": _service, "bytes_per_token": _float_in(0.5, 64.0), **_TLS_KEYS,
+}
+
 OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
@@ -270,10 +376,14 @@ CLASS_SECTIONS: dict[str, tuple[type, str]] = {
     "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
     "reasoning": (ChatParams, "reasoning"),  # a silent thinking phase, then a long answer
     "multimodal": (ChatParams, "multimodal"),  # images (base64 in the JSON body) upstream
+    "agentic": (AgenticParams, "agentic"),  # chains of LLM calls and tool calls
+    "rag": (RagParams, "rag"),  # embed -> vector search -> rerank, east-west
 }
-for _cls in CLASS_SECTIONS:
-    SECTIONS.setdefault(_cls, SECTIONS["chat"])
-    DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
+for _cls, (_ptype, _) in CLASS_SECTIONS.items():
+    if _ptype is ChatParams:
+        SECTIONS.setdefault(_cls, SECTIONS["chat"])
+        DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
+DEFAULTS["agentic"] = DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}}
 
 
 # --- loading ------------------------------------------------------------------------------

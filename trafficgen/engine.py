@@ -144,7 +144,9 @@ class Engine:
 
     def __iter__(self) -> Iterator[Batch]:
         next_id = {"flow": 0, "session": 0, "request": 0}
-        runs: list[tuple[int, np.ndarray]] = []  # (first flow id, ts-sorted packets) per window
+        # (first flow id, ts-sorted packets, their ts_ns contiguous) per window: searching a
+        # structured field would copy it, once per pending run per window
+        runs: list[tuple[int, np.ndarray, np.ndarray]] = []
         attrs = _FlowAttrs()
         for t0, t1, schedules in self._prefetched():
             first_flow = next_id["flow"]
@@ -158,20 +160,22 @@ class Engine:
             reqs = np.concatenate(req_parts) if req_parts else np.empty(0, REQUEST_DTYPE)
             new = _merge_sorted(new_parts)
             if new.shape[0]:
-                runs.append((first_flow, new))
+                runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
             attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
             last = t1 >= self.sc.duration_ns
             boundary = self.sc.start_ns + t1
             heads, tails = [], []
-            for run_first, run in runs:
-                cut = run.shape[0] if last else int(np.searchsorted(run["ts_ns"], boundary, "left"))
+            for run_first, run, run_ts in runs:
+                cut = run.shape[0] if last else int(np.searchsorted(run_ts, boundary, "left"))
                 heads.append(run[:cut])
                 if cut < run.shape[0]:
-                    tail = run[cut:]
+                    tail, tail_ts = run[cut:], run_ts[cut:]
                     # a view pins its whole base until the run's last flow ends: copy once the
                     # base is more than twice the tail (each row is copied O(1) times)
                     base = tail.base if tail.base is not None else tail
-                    tails.append((run_first, tail.copy() if base.nbytes > 2 * tail.nbytes else tail))
+                    if base.nbytes > 2 * tail.nbytes:
+                        tail, tail_ts = tail.copy(), tail_ts.copy()
+                    tails.append((run_first, tail, tail_ts))
             runs = tails
             ready = _merge_sorted(heads)
             yield from self._batches(ready, attrs, flows, reqs, max(t1, 0))

@@ -93,15 +93,20 @@ def _q(x: np.ndarray, q: float):
 
 def request_stats(cols: dict[str, np.ndarray]) -> dict:
     """Per class: request count, token medians and p90s, bytes up and down, arrival statistics
-    of the ``llm`` requests' start times, and for sessions with turns the LLM and tool calls
-    per turn. ``cols``: numpy columns of a request table (class and kind as strings)."""
+    of the class's first kind of call (LLM calls; a retrieval's embed calls; transfers), and
+    for sessions with turns the calls of each kind per turn. ``cols``: numpy columns of a
+    request table (class and kind as strings)."""
+    from .schema import KINDS
     out = {}
     for name in sorted(set(cols["class"].tolist())):
         sel = cols["class"] == name
+        kinds = [k for k in KINDS if (sel & (cols["kind"] == k)).any()]
         llm = sel & (cols["kind"] == "llm")
-        row = {"requests": int(sel.sum()), "llm_calls": int(llm.sum())}
+        head = sel & (cols["kind"] == kinds[0]) if kinds else llm
+        row = {"requests": int(sel.sum()), "llm_calls": int(llm.sum()),
+               "kinds": {k: int((sel & (cols["kind"] == k)).sum()) for k in kinds}}
         for tok in ("prompt_tokens", "output_tokens"):
-            x = cols[tok][llm]
+            x = cols[tok][head]
             row[tok] = {"median": _q(x, 0.5), "p90": _q(x, 0.9), "mean": float(x.mean()) if x.size else None}
         if "reasoning_tokens" in cols and cols["reasoning_tokens"][llm].any():
             x = cols["reasoning_tokens"][llm]
@@ -114,15 +119,16 @@ def request_stats(cols: dict[str, np.ndarray]) -> dict:
         for b in ("bytes_up", "bytes_down"):
             x = cols[b][sel]
             row[b] = {"total": int(x.sum()), "median": _q(x, 0.5), "p90": _q(x, 0.9)}
-        row["arrivals"] = arrival_stats(cols["start_ns"][llm]) if llm.any() else None
+        row["arrivals_of"] = kinds[0] if kinds else None
+        row["arrivals"] = arrival_stats(cols["start_ns"][head]) if head.any() else None
         turn_key = cols["session_id"][sel] * (1 << 20) + cols["turn"][sel]
         if turn_key.shape[0]:
-            _, per_turn_llm = np.unique(turn_key[cols["kind"][sel] == "llm"], return_counts=True)
-            tools = cols["kind"][sel] == "tool"
             turns = np.unique(turn_key).shape[0]
-            row["per_turn"] = {"turns": int(turns),
-                               "llm_calls": float(per_turn_llm.sum() / turns),
-                               "tool_calls": float(tools.sum() / turns)}
+            per_kind = {k: float((cols["kind"][sel] == k).sum() / turns) for k in kinds}
+            row["per_turn"] = {"turns": int(turns), "llm_calls": per_kind.get("llm", 0.0),
+                               "tool_calls": per_kind.get("tool", 0.0)}
+            if set(kinds) - {"llm", "tool"}:
+                row["per_turn"]["calls"] = per_kind
         out[name] = row
     return out
 
@@ -134,9 +140,12 @@ def format_request_stats(stats: dict) -> list[tuple[str, str]]:
 
     rows = []
     for name, r in stats.items():
-        rows.append((f"{name} requests", f"{r['requests']:,} ({r['llm_calls']:,} LLM calls)"))
+        kinds = ", ".join(f"{n:,} {k}" for k, n in r["kinds"].items())
+        rows.append((f"{name} requests", f"{r['requests']:,} ({kinds})"))
         for tok in ("prompt_tokens", "output_tokens"):
             t = r[tok]
+            if not t["mean"]:
+                continue
             rows.append((f"{name} {tok.replace('_', ' ')}",
                          f"median {num(t['median'])}, p90 {num(t['p90'])}, mean {num(t['mean'], '{:,.1f}')}"))
         if r.get("reasoning_tokens"):
@@ -152,11 +161,14 @@ def format_request_stats(stats: dict) -> list[tuple[str, str]]:
         a = r["arrivals"]
         if a:
             idcs = ", ".join(f"{k} {num(v, '{:.2f}')}" for k, v in a["idc"].items())
-            rows.append((f"{name} arrivals",
+            rows.append((f"{name} arrivals" + (f" ({r['arrivals_of']})" if r["arrivals_of"] != "llm" else ""),
                          f"{num(a['rate_per_s'], '{:.2f}')}/s, gap cv {num(a['gap_cv'], '{:.2f}')}, "
                          f"IDC {idcs}, Hurst {num(a['hurst'], '{:.2f}')}"))
         if r.get("per_turn"):
             p = r["per_turn"]
-            rows.append((f"{name} per turn", f"{p['llm_calls']:.2f} LLM calls, "
-                                            f"{p['tool_calls']:.2f} tool calls ({p['turns']:,} turns)"))
+            if "calls" in p:
+                calls = ", ".join(f"{v:.2f} {k}" for k, v in p["calls"].items())
+            else:
+                calls = f"{p['llm_calls']:.2f} LLM calls, {p['tool_calls']:.2f} tool calls"
+            rows.append((f"{name} per turn", f"{calls} ({p['turns']:,} turns)"))
     return rows

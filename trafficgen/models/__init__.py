@@ -11,8 +11,10 @@ from __future__ import annotations
 
 def model_types() -> dict:
     """Class name -> model type (imported here, late: the models import the config)."""
+    from .chain import ChainModel
     from .chat import ChatModel
-    return {"chat": ChatModel, "coding": ChatModel, "reasoning": ChatModel, "multimodal": ChatModel}
+    return {"chat": ChatModel, "coding": ChatModel, "reasoning": ChatModel, "multimodal": ChatModel,
+            "agentic": ChainModel, "rag": ChainModel}
 
 
 def make_model(scenario, cls: str, layout_base: int):

@@ -12,11 +12,11 @@ import numpy as np
 from ..arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from ..config import Scenario
 from ..kernels import chat as kc
-from ..kernels.tcp import WF_COLS, WF_LAYOUT
+from ..kernels.tcp import WF_COLS
 from ..kernels.rng import key_of
 from ..schema import CLASS_CODE
-from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
-from .common import EpochSchedule, SessionModel, offsets as _offsets, schedule_from_sim
+from .common import (EpochSchedule, SessionModel, offsets as _offsets, schedule_from_sim,
+                     shift_layouts, tls_setup)
 
 CLASSES = ("chat", "coding", "reasoning", "multimodal")  # flow classes with this shape (each has its own scenario section)
 BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
@@ -43,15 +43,12 @@ class ChatModel(SessionModel):
                       ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall",
                        "reasoning", "images", "image_bytes", "image_tokens")}
         self.rtt_params = topo.rtt.params()
-        self.templates = Templates(p.client_hello_bytes, p.server_flight_bytes)
-        sh_len = len(server_hello_prefix(is_hybrid(client_hello(p.client_hello_bytes)[0]))[0])
-        self.flight_wire = sh_len + int(kc.tls_wire(max(1, p.server_flight_bytes - sh_len - 22)))
+        self.templates, self.flight_wire, self.ticket_wire = tls_setup(p)
         self.nominal_rtt = int(topo.rtt.quantile(0.5))
         self.mean_gap = int(round((1 - p.stall_prob) * p.itl.mean() + p.stall_prob * p.stall.mean()))
         # Conversations last minutes: start this early so the capture opens in steady state
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
-        self.ticket_wire = int(kc.tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
@@ -91,7 +88,5 @@ class ChatModel(SessionModel):
                 r["reasoning"], r["images"],
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                 c["jitter"], wd)
-        if self.layout_base:  # template layouts index the engine's combined table
-            lay = wd[:, WF_LAYOUT]
-            lay[lay > 0] += self.layout_base
+        shift_layouts(wd, self.layout_base)
         return schedule_from_sim(sc, self.class_id, s_client, s_server, r, c, c_isn, c_ipid, wd)

@@ -10,9 +10,11 @@ import numpy as np
 from ..arrivals import BLOCK_NS, DAY_NS
 from ..config import Scenario
 from ..kernels import stats, tcp
+from ..kernels.chat import tls_wire
 from ..kernels.rng import derive, derive_range
 from ..kernels.tcp import P_COLS, P_TS, W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
 from ..kernels.frames import WIN_SCALED, WSCALE
+from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
 from ..schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 
 
@@ -60,6 +62,24 @@ class SessionModel:
         if not keys:
             return np.empty(0, np.uint64), np.empty(0, np.int64)
         return np.concatenate(keys), np.concatenate(starts)
+
+
+def tls_setup(p) -> tuple[Templates, int, int]:
+    """A class's TLS templates, the wire bytes of the server's flight and of its session
+    tickets (0: none), from its ``client_hello_bytes``/``server_flight_bytes``/
+    ``session_ticket_bytes``."""
+    templates = Templates(p.client_hello_bytes, p.server_flight_bytes)
+    sh_len = len(server_hello_prefix(is_hybrid(client_hello(p.client_hello_bytes)[0]))[0])
+    flight = sh_len + int(tls_wire(max(1, p.server_flight_bytes - sh_len - 22)))
+    ticket = int(tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
+    return templates, flight, ticket
+
+
+def shift_layouts(wd: np.ndarray, base: int) -> None:
+    """Template layouts of a model's writes index the engine's combined table from ``base``."""
+    if base:
+        lay = wd[:, tcp.WF_LAYOUT]
+        lay[lay > 0] += base
 
 
 def offsets(counts: np.ndarray) -> np.ndarray:
