@@ -84,7 +84,8 @@ def encode(flows, rows, mss, side, start_ns, pcap=True):
     end = kf.build(buf, pcap, start_ns, rows["ts_ns"], rows["flow_id"], rows["direction"],
                    rows["seq"], rows["ack"], rows["tcp_flags"], rows["payload_len"], rows["ipid"],
                    rows["layout"], rows["segoff"], rows["writelen"], rows["wire_len"],
-                   f["cip"], f["sip"], f["cport"], f["sport"], f["key"], f["hops"], side, GW_MAC,
+                   f["cip"], f["sip"], f["cport"], f["sport"], f["key"], f["hops"],
+                   np.full(len(flows), side, np.uint8), GW_MAC,
                    mss, POOL, TEMPLATES.data, TEMPLATES.mask, TEMPLATES.start, TEMPLATES.length,
                    offsets)
     assert end == buf.shape[0]

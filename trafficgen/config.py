@@ -9,6 +9,7 @@ validated input, and ``Scenario.from_dict(s.to_dict()) == s``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as _dt
 import ipaddress
 import math
@@ -38,8 +39,13 @@ class Topology:
     rtt: Dist  # ns, one draw per client-server path
     bandwidth_bps: float
     mtu: int
-    capture: str  # "client" or "server"
+    capture: str  # a capture point: client, server, gateway, fabric or dci (CAPTURE_POINTS)
     gateway_mac: bytes
+
+    def side(self, cls: str) -> int | None:
+        """The end of ``cls``'s connections the capture is on (0 client, 1 server), or None
+        where the class is not seen at this capture point."""
+        return SEEN_AT.get(cls, {}).get(self.capture)
 
     @property
     def mss(self) -> int:
@@ -143,7 +149,14 @@ class Scenario:
     start_ns: int  # capture start, Unix epoch ns
     topology: Topology
     params: dict  # flow class -> its validated parameters, for the classes configured
+    endpoints: dict  # flow class -> its own clients/servers/rtt where it has them (ENDPOINT_KEYS)
     source: dict = field(compare=False, repr=False)
+
+    def topology_of(self, cls: str) -> Topology:
+        """The topology as ``cls`` sees it: its own endpoints where its section gives them
+        (a retrieval's clients are the gateways, an agent's the agent runtimes)."""
+        own = self.endpoints.get(cls)
+        return dataclasses.replace(self.topology, **own) if own else self.topology
 
     def __getattr__(self, name: str):
         """``scenario.chat``, ``scenario.coding``, ...: a class's parameters, or None."""
@@ -160,7 +173,9 @@ class Scenario:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(c for c in CLASS_SECTIONS if c in self.params)
+        """The classes configured and seen at the capture point, in generation order."""
+        return tuple(c for c in CLASS_SECTIONS
+                     if c in self.params and self.topology.side(c) is not None)
 
 
 # --- field specs --------------------------------------------------------------------------
@@ -310,6 +325,19 @@ def _start_time(v) -> int:
 
 _ns = lambda ns: f"{ns / 1e9:g}s"  # noqa: E731
 
+# Capture points, and where each class is seen there: the side of its connections the tap is
+# on (0 the client's end, 1 the server's), or absent where the class never passes. `client`:
+# the client edge (people's and agents' hosts: no east-west traffic); `server`: every class at
+# its servers' end; `gateway`: the inference gateway, which terminates the user-facing TLS
+# (their server end) and is the client of the retrieval backends (rag at its client end);
+# `fabric`: the data-centre fabric between gateways, backends and GPU servers; `dci`: the link
+# between data centres (disaggregated KV transfers).
+CAPTURE_POINTS = ("client", "server", "gateway", "fabric", "dci")
+_FRONT = {"client": 0, "server": 1, "gateway": 1}
+SEEN_AT = {"chat": _FRONT, "coding": _FRONT, "reasoning": _FRONT, "multimodal": _FRONT,
+           "agentic": _FRONT, "rag": {"server": 1, "gateway": 0, "fabric": 1},
+           "kv_transfer": {"server": 1, "fabric": 0, "dci": 0}}
+
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "scenario": {
         "name": _str(pattern=r"[A-Za-z0-9_.\-]{1,64}"), "description": _str(), "base": _str(),
@@ -321,7 +349,7 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "client_skew": _float_in(0.0, 3.0), "servers": _addresses,
         "server_port": _int_in(1, 65535), "ephemeral_ports": _port_range,
         "rtt": _dist("duration"), "bandwidth": _bounded(parse_bandwidth, 1e5, 1e12, lambda x: f"{x:g}bps"),
-        "mtu": _int_in(576, 9216), "capture": _str(("client", "server")), "gateway_mac": _mac,
+        "mtu": _int_in(576, 9216), "capture": _str(CAPTURE_POINTS), "gateway_mac": _mac,
     },
     "chat": {
         "rate": _bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s"),
@@ -363,6 +391,12 @@ SECTIONS["rag"] = {
     "rerank": _service, "bytes_per_token": _float_in(0.5, 64.0), **_TLS_KEYS,
 }
 
+# Every class section may name its own endpoints (else the topology's): a site of its own.
+ENDPOINT_KEYS = ("clients", "client_count", "client_skew", "servers", "server_port", "rtt")
+for _spec in [SECTIONS["chat"], SECTIONS["agentic"], SECTIONS["rag"]]:
+    for _k in ENDPOINT_KEYS:
+        _spec[_k] = SECTIONS["topology"][_k]
+
 OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
@@ -383,6 +417,7 @@ for _cls, (_ptype, _) in CLASS_SECTIONS.items():
     if _ptype is ChatParams:
         SECTIONS.setdefault(_cls, SECTIONS["chat"])
         DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
+    OPTIONAL[_cls] = set(ENDPOINT_KEYS)
 DEFAULTS["agentic"] = DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}}
 
 
@@ -548,15 +583,28 @@ def _build(data: dict, where: str) -> Scenario:
     if topo["client_count"] > topo["clients"].num_addresses:
         raise ConfigError(where, "topology.client_count",
                           f"{topo['client_count']} clients do not fit in {topo['clients']}")
-    params = {}
+    params, endpoints = {}, {}
     for cls, (ptype, builtin) in CLASS_SECTIONS.items():
         if cls in data:
             if isinstance(data[cls], dict):
                 data[cls] = {**class_defaults(cls), **data[cls]}
-            params[cls] = ptype(**_section(data, cls, where))
+            values = _section(data, cls, where)
+            own = {k: values.pop(k) for k in ENDPOINT_KEYS if k in values}
+            if own:
+                own = {("bandwidth_bps" if k == "bandwidth" else k): v for k, v in own.items()}
+                net, count = own.get("clients", topo["clients"]), own.get("client_count", topo["client_count"])
+                if count > net.num_addresses:
+                    raise ConfigError(where, f"{cls}.client_count", f"{count} clients do not fit in {net}")
+                endpoints[cls] = own
+            params[cls] = ptype(**values)
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
+    if not any(topo["capture"] in SEEN_AT.get(c, {}) for c in params):
+        there = [c for c in CLASS_SECTIONS if topo["capture"] in SEEN_AT.get(c, {})]
+        raise ConfigError(where, "topology.capture",
+                          f"none of the classes configured ({', '.join(params)}) is seen at "
+                          f"{topo['capture']!r} (seen there: {', '.join(there)})")
     return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
@@ -566,7 +614,7 @@ def _build(data: dict, where: str) -> Scenario:
             server_port=topo["server_port"], ephemeral_ports=topo["ephemeral_ports"],
             rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
             capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
-        params=params, source=data)
+        params=params, endpoints=endpoints, source=data)
 
 
 _CLASS_DEFAULTS: dict[str, dict] = {}

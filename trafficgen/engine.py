@@ -27,7 +27,7 @@ from .kernels.rng import derive_range, fill_bytes, key_of
 from .kernels.stats import gather_rows
 from .models import make_model
 from .tls import CombinedTemplates
-from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
+from .schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
 DEFAULT_WINDOW_NS = 10 * 10**9
 MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
@@ -66,7 +66,7 @@ class _FlowAttrs:
         self.base = 0
         self.cols = {k: np.empty(0, t) for k, t in
                      (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
-                      ("key", "u8"), ("hops", "u1"))}
+                      ("key", "u8"), ("hops", "u1"), ("side", "u1"))}
 
     def add(self, new: dict, keep_from: int):
         drop = max(0, keep_from - self.base)
@@ -109,7 +109,7 @@ class Engine:
         self.pool = np.empty(POOL_BYTES, np.uint8)
         fill_bytes(key_of(scenario.seed, 0xB17E5), self.pool)
         self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
-        self.capture_side = 0 if scenario.topology.capture == "client" else 1
+        self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
 
     def windows(self) -> Iterator[tuple[int, int]]:
         """The generation windows [t0, t1) (ns from the capture start), warm-up first."""
@@ -213,7 +213,8 @@ class Engine:
         cip, sip = flows["src_ip"].astype(np.uint32), flows["dst_ip"].astype(np.uint32)
         return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
                 "sport": flows["dst_port"].astype(np.uint16), "key": keys,
-                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8)}
+                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
+                "side": self.side_of_class[flows["class"]]}
 
     def _batch(self, part, attrs: _FlowAttrs, flows, reqs, progress) -> Batch:
         if not self.frames or part.shape[0] == 0:
@@ -227,7 +228,7 @@ class Engine:
                        part["seq"], part["ack"], part["tcp_flags"], part["payload_len"], part["ipid"],
                        part["layout"], part["segoff"], part["writelen"], part["wire_len"],
                        a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
-                       self.capture_side, self.gw_mac, self.sc.topology.mss, self.pool,
+                       a["side"], self.gw_mac, self.sc.topology.mss, self.pool,
                        tpl.data, tpl.mask, tpl.start, tpl.length, offsets)
         assert end == space
         return Batch(part, buf, offsets, flows, reqs, progress)

@@ -49,6 +49,8 @@ def parse_duration(value) -> int:
         seconds = _finite(float(value), DURATION_HELP)
         if seconds < 0:
             raise ValueError(f"expected {DURATION_HELP} (not negative), got {value!r}")
+        if seconds * 1e9 >= 2**63:
+            raise ValueError(f"expected {DURATION_HELP} shorter than 292 years, got {value!r}")
         return int(round(seconds * 1e9))
     if isinstance(value, str):
         m = _DURATION_RE.match(value)

@@ -147,9 +147,9 @@ def walk(fill, mode, s_key, s_start, t_min, t_end, n_clients, client_skew, paths
 
 
 # agentic parameters: ip = [turns x1000, llm calls x1000, keepalive, max context, overhead,
-# chunk overhead, tokens per chunk]; dp rows = [think, turn tokens, first context, output,
+# chunk overhead, tokens per chunk, tools seen (0: the tools' flows are not captured)]; dp rows = [think, turn tokens, first context, output,
 # ttft, itl, stall, tools per step, agent delay]; fp = [bytes per token, stall prob]
-AI_TURNS, AI_CALLS, AI_KEEPALIVE, AI_MAXCTX, AI_OVERHEAD, AI_CHUNK, AI_TPC = range(7)
+AI_TURNS, AI_CALLS, AI_KEEPALIVE, AI_MAXCTX, AI_OVERHEAD, AI_CHUNK, AI_TPC, AI_TOOLS_SEEN = range(8)
 AD_THINK, AD_TURN_TOKENS, AD_CONTEXT, AD_OUTPUT, AD_TTFT, AD_ITL, AD_STALL, AD_TOOLS, AD_DELAY = range(9)
 
 
@@ -212,7 +212,7 @@ def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_add
                 req = max(1, int(round(sample(svc_req[1], uniform(k_g, 0)))))
                 resp = max(1, int(round(sample(svc_resp[1], uniform(k_g, 2)))))
                 lat = np.int64(sample(svc_lat[1], uniform(k_g, 1)))
-                if t_min <= t_tools < t_end:
+                if t_min <= t_tools < t_end and ip[AI_TOOLS_SEEN]:
                     tc = c
                     c = _conn(fill, cn, c, s, 1, svc_addr[svc_addr0[1] + ts], t_tools, r_t, 1,
                               derive(k_s, 100_000 + c - c0))

@@ -76,13 +76,14 @@ def _mac(buf, o, kind, ip, gw_mac):
 
 @njit(cache=True, nogil=True)
 def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
-          writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, capture_side,
+          writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side,
           gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets):
     """Encode ``n`` packets into ``out`` (uint8); ``offsets[i]`` gets frame i's start.
 
     Per packet: ts int64 ns since ``start_ns``; flow_row index into the f_* flow arrays;
     dirs 0 up / 1 down; seq/ack absolute; plen payload bytes; layout/segoff/writelen place the
-    payload inside its application write. Returns the bytes written.
+    payload inside its application write; f_side is the end of each flow the capture is on
+    (0 client, 1 server). Returns the bytes written.
     """
     o = 0
     pool_span = pool.shape[0] - 65536
@@ -103,6 +104,7 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
         d = dirs[i]
         up = d == 0
         cip, sip = f_cip[f], f_sip[f]
+        capture_side = f_side[f]
         # Ethernet: at the client side, client <-> gateway; at the server side, router <-> server
         if capture_side == 0:
             _mac(out, o, 0 if up else 1, cip, gw_mac)

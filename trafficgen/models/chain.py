@@ -23,9 +23,10 @@ class ChainModel(SessionModel):
 
     def __init__(self, scenario: Scenario, cls: str, layout_base: int = 0):
         p = scenario.params[cls]
-        topo = scenario.topology
+        topo = self.topo = scenario.topology_of(cls)
         self.scenario, self.cls, self.params, self.layout_base = scenario, cls, p, layout_base
         self.class_id = CLASS_CODE[cls]
+        self.side = topo.side(cls) or 0  # the end of its connections seen
         self.key = key_of(scenario.seed, self.class_id)
         self.paths_key = key_of(scenario.seed, 0xFFFF)
         self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)
@@ -37,7 +38,9 @@ class ChainModel(SessionModel):
             self.session_rate_per_ns = p.rate / (p.turns * p.llm_calls) / 1e9
             self.ip = np.array([round(p.turns * 1000), round(p.llm_calls * 1000), p.keepalive,
                                 p.max_context_tokens, p.request_overhead_bytes,
-                                p.chunk_overhead_bytes, p.tokens_per_chunk], np.int64)
+                                p.chunk_overhead_bytes, p.tokens_per_chunk,
+                                # the tools' connections bypass the inference gateway
+                                0 if topo.capture == "gateway" else 1], np.int64)
             self.dp = np.stack([d.params() for d in (
                 p.think_time, p.turn_tokens, p.context_tokens, p.output_tokens, p.ttft, p.itl,
                 p.stall, p.tools_per_step, p.agent_delay)])
@@ -63,7 +66,7 @@ class ChainModel(SessionModel):
             (_ZERO.params(), 0.0, _ZERO.params())
 
     def _walk(self, fill, s_key, starts, s_client, s_calls, s_conns, cm, cn):
-        sc, topo = self.scenario, self.scenario.topology
+        sc, topo = self.scenario, self.topo
         kch.walk(fill, self.mode, s_key, starts, 0, sc.duration_ns, topo.client_count,
                  topo.client_skew, self.paths_key, self.svc_addr, self.svc_addr0, self.svc_naddr,
                  *self.svc, self.ip, self.dp, self.fp, topo.mss, 8e9 / topo.bandwidth_bps,
@@ -107,5 +110,5 @@ class ChainModel(SessionModel):
              "output": cm[:, kch.CM_OUTPUT], "reasoning": np.zeros(R, np.int64),
              "images": np.zeros(R, np.int64), "kind": cm[:, kch.CM_KIND],
              "llm_call": cm[:, kch.CM_LLM], "tool_call": cm[:, kch.CM_TOOL]}
-        return schedule_from_sim(self.scenario, self.class_id, s_client, np.zeros(n, np.int64),
+        return schedule_from_sim(self.scenario, self.topo, self.class_id, self.side, s_client, np.zeros(n, np.int64),
                                  r, c, c_isn, c_ipid, wd)

@@ -33,7 +33,8 @@ class ChatModel(SessionModel):
         p = getattr(scenario, cls)
         self.cls, self.class_id, self.params = cls, CLASS_CODE[cls], p
         self.layout_base = layout_base
-        topo = scenario.topology
+        self.side = scenario.topology.side(cls) or 0  # the end of its connections seen
+        topo = self.topo = scenario.topology_of(cls)
         self.scenario = scenario
         self.key = key_of(scenario.seed, self.class_id)
         self.paths_key = key_of(scenario.seed, 0xFFFF)  # path RTTs are shared by all classes
@@ -53,7 +54,7 @@ class ChatModel(SessionModel):
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
         capture start; negative: warm-up before it)."""
-        sc, p, topo = self.scenario, self.params, self.scenario.topology
+        sc, p, topo = self.scenario, self.params, self.topo
         s_key, starts = self.sessions(t0, t1)
         n = s_key.shape[0]
         s_turns = np.empty(n, np.int64)
@@ -89,4 +90,4 @@ class ChatModel(SessionModel):
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                 c["jitter"], wd)
         shift_layouts(wd, self.layout_base)
-        return schedule_from_sim(sc, self.class_id, s_client, s_server, r, c, c_isn, c_ipid, wd)
+        return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd)

@@ -112,11 +112,11 @@ def _renumber(keep: np.ndarray) -> np.ndarray:
     return np.where(keep, np.cumsum(keep) - 1, -1)
 
 
-def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_isn, c_ipid,
-                      wd) -> EpochSchedule:
+def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_server, r, c,
+                      c_isn, c_ipid, wd) -> EpochSchedule:
     """Run the transport kernel over an epoch's connections (``c``) and writes (``wd``) and
-    build the sorted schedule and the flow and request rows."""
-    topo = sc.topology
+    build the sorted schedule and the flow and request rows. ``topo``: the class's topology
+    (``Scenario.topology_of``); ``side``: the end of the connections the capture is on."""
     n_conn = c["session"].shape[0]
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
     wo = np.empty((wd.shape[0], 2), np.int64)
@@ -126,7 +126,7 @@ def schedule_from_sim(sc: Scenario, class_id: int, s_client, s_server, r, c, c_i
     for _attempt in range(2):
         n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                          c["jitter"], wd, sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
-                         0 if topo.capture == "client" else 1, RWND_BYTES, out, c_npk, c_resp_end,
+                         side, RWND_BYTES, out, c_npk, c_resp_end,
                          wo)
         if n >= 0:
             break
