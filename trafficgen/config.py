@@ -22,6 +22,7 @@ from typing import Any, Callable
 from .dist import Dist, parse_dist
 from .errors import ConfigError
 from .arrivals import ArrivalSpec, parse_arrivals
+from .kvcache import KVModel, parse_kv_model
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
@@ -66,6 +67,26 @@ class ChatParams:
     server_flight_bytes: int
     session_ticket_bytes: int
     arrivals: ArrivalSpec  # of sessions
+
+
+@dataclass(frozen=True)
+class KVParams:
+    """``[kv_transfer]``: prefill-to-decode KV-cache transfers over RoCEv2 (models/kv-transfer.toml)."""
+
+    rate: float  # transfers per second
+    arrivals: ArrivalSpec  # of transfers
+    model: KVModel  # layers and KV bytes per token per layer
+    prompt_tokens: Dist
+    shared_prefix_tokens: int  # cached for every request (a common system prompt)
+    cache_hit_prob: float  # share of requests that continue a cached context
+    hit_uncached_tokens: Dist  # tokens to prefill on such a hit (the rest is cached)
+    link_rate: float  # bits per second
+    path_mtu: int  # RDMA payload bytes per packet
+    prefill_servers: tuple[int, ...]
+    decode_servers: tuple[int, ...]
+    layers_per_message: int
+    ack_every: int  # WRITE packets per coalesced ACK (and one at each message's end)
+    rtt: int  # ns, the fabric's round trip
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,12 @@ def _str(choices: tuple[str, ...] | None = None, pattern: str | None = None):
             raise ValueError(f"got {v!r}")
         return v
     return conv
+
+
+def _one_of(v, allowed: tuple[int, ...]) -> int:
+    if isinstance(v, bool) or v not in allowed:
+        raise ValueError(f"must be one of {', '.join(map(str, allowed))}, got {v!r}")
+    return int(v)
 
 
 def _size_in(lo: int, hi: int):
@@ -230,10 +257,21 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "arrivals": parse_arrivals,
     },
 }
+SECTIONS["kv_transfer"] = {
+    "rate": SECTIONS["chat"]["rate"], "arrivals": parse_arrivals, "model": parse_kv_model,
+    "prompt_tokens": _dist("count"), "shared_prefix_tokens": _int_in(0, 1 << 20),
+    "cache_hit_prob": _float_in(0.0, 1.0), "hit_uncached_tokens": _dist("count"),
+    "link_rate": _bounded(parse_bandwidth, 1e6, 1.6e12, lambda x: f"{x:g}bps"),
+    "path_mtu": lambda v: _one_of(v, (256, 512, 1024, 2048, 4096)),
+    "prefill_servers": _addresses, "decode_servers": _addresses,
+    "layers_per_message": _int_in(1, 1024), "ack_every": _int_in(1, 1 << 20),
+    "rtt": _bounded(parse_duration, 0, 10**9, _ns),
+}
 OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
-            "chat": {"arrivals": {"process": "poisson"}}}
+            "chat": {"arrivals": {"process": "poisson"}},
+            "kv_transfer": {"arrivals": {"process": "poisson"}}}
 
 # Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
 # whose section of that name supplies every key a scenario leaves out). In generation order.
@@ -241,6 +279,7 @@ CLASS_SECTIONS: dict[str, tuple[type, str]] = {
     "chat": (ChatParams, "chat"),
     "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
 }
+CLASS_SECTIONS["kv_transfer"] = (KVParams, "kv-transfer")
 for _cls in CLASS_SECTIONS:
     SECTIONS.setdefault(_cls, SECTIONS["chat"])
     DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
@@ -417,7 +456,7 @@ def _build(data: dict, where: str) -> Scenario:
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
-    return Scenario(
+    scenario = Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
         topology=Topology(
@@ -427,6 +466,26 @@ def _build(data: dict, where: str) -> Scenario:
             rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
             capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
         params=params, source=data)
+    if "kv_transfer" in params:
+        _check_kv(scenario, where)
+    return scenario
+
+
+def ip_mtu(scenario: Scenario) -> int:
+    """The IP MTU of the scenario's links (read here only: it is moving to ``network.mtu``)."""
+    return scenario.topology.mtu
+
+
+def _check_kv(scenario: Scenario, where: str) -> None:
+    """What ``[kv_transfer]`` must agree on with the rest of the scenario."""
+    kv = scenario.kv_transfer
+    if kv.path_mtu + 60 > ip_mtu(scenario):  # IPv4 20, UDP 8, BTH 12, RETH 16, ICRC 4
+        raise ConfigError(where, "kv_transfer.path_mtu",
+                          f"{kv.path_mtu} needs an IP MTU of at least {kv.path_mtu + 60}, the "
+                          f"scenario's is {ip_mtu(scenario)} (topology.mtu)")
+    if set(kv.prefill_servers) & set(kv.decode_servers):
+        raise ConfigError(where, "kv_transfer.decode_servers",
+                          "must not share an address with kv_transfer.prefill_servers")
 
 
 _CLASS_DEFAULTS: dict[str, dict] = {}

@@ -66,7 +66,7 @@ class _FlowAttrs:
         self.base = 0
         self.cols = {k: np.empty(0, t) for k, t in
                      (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
-                      ("key", "u8"), ("hops", "u1"))}
+                      ("key", "u8"), ("hops", "u1"), ("proto", "u1"))}
 
     def add(self, new: dict, keep_from: int):
         drop = max(0, keep_from - self.base)
@@ -209,7 +209,8 @@ class Engine:
         cip, sip = flows["src_ip"].astype(np.uint32), flows["dst_ip"].astype(np.uint32)
         return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
                 "sport": flows["dst_port"].astype(np.uint16), "key": keys,
-                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8)}
+                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
+                "proto": flows["protocol"].astype(np.uint8)}
 
     def _batch(self, part, attrs: _FlowAttrs, flows, reqs, progress) -> Batch:
         if not self.frames or part.shape[0] == 0:
@@ -224,7 +225,7 @@ class Engine:
                        part["layout"], part["segoff"], part["writelen"], part["wire_len"],
                        a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
                        self.capture_side, self.gw_mac, self.sc.topology.mss, self.pool,
-                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets)
+                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
         assert end == space
         return Batch(part, buf, offsets, flows, reqs, progress)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 def model_types() -> dict:
     """Class name -> model type (imported here, late: the models import the config)."""
     from .chat import ChatModel
-    return {"chat": ChatModel, "coding": ChatModel}
+    from .kv_transfer import KVTransferModel
+    return {"chat": ChatModel, "coding": ChatModel, "kv_transfer": KVTransferModel}
 
 
 def make_model(scenario, cls: str, layout_base: int):
