@@ -1,0 +1,437 @@
+"""The kv_transfer class and the encoder's UDP path: RoCEv2 frames read back by independent
+decoders (zlib's CRC-32 over masked bytes built here, dpkt, tshark), the transfers' volume,
+PSNs and pacing against the model, the samplers against their targets and the Mooncake trace,
+determinism, a mix with chat, and RTP / opaque UDP frames through ``schedule_from_packets``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+
+import dpkt
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+import trafficgen as tg
+from trafficgen.engine import Engine
+from trafficgen.kernels import kv as kk
+from trafficgen.kernels import udp as ku
+from trafficgen.kernels.rng import derive_range, key_of
+from trafficgen.kvcache import KV_MODELS
+from trafficgen.models.kv_transfer import KVTransferModel
+from trafficgen.schema import KIND_CODE
+
+from .test_chat_model import traces_dir
+from .test_wire import TSHARK_PROBLEMS, ones_complement_sum, run_tshark
+
+# A small run: a made-up model of 186 B per token per layer (odd token counts need RoCE pad
+# bytes), 3 layers in 2 messages, short prompts with prefix hits, several packets per message.
+KV_OVERRIDES = {
+    "kv_transfer.rate": "6/s", "kv_transfer.model": {"layers": 3, "kv_heads": 1, "head_dim": 93,
+                                                     "bytes_per_value": 1},
+    "kv_transfer.prompt_tokens": {"median": 40, "p90": 120, "min": 20, "max": 400},
+    "kv_transfer.shared_prefix_tokens": 8, "kv_transfer.cache_hit_prob": 0.4,
+    "kv_transfer.hit_uncached_tokens": {"median": 6, "p90": 30, "max": 200},
+    "kv_transfer.layers_per_message": 2, "kv_transfer.path_mtu": 1024, "kv_transfer.ack_every": 4,
+}
+KV_ARGS = dict(duration="4s", seed=5)
+ROCE_OPS = {ku.OP_WRITE_FIRST, ku.OP_WRITE_MIDDLE, ku.OP_WRITE_LAST, ku.OP_WRITE_ONLY}
+
+
+def kv_scenario(**extra):
+    return tg.load_scenario("kv-transfer", {**KV_OVERRIDES, **extra}, **KV_ARGS)
+
+
+@pytest.fixture(scope="module")
+def kv_run(make_run, tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("kv_run"), kv_scenario())
+    assert 500 < run.report["packets"] < 40_000 and run.report["requests"] > 10
+    return run
+
+
+def table(path) -> dict:
+    t = pq.read_table(path)
+    return {c: t.column(c).to_numpy() for c in t.column_names}
+
+
+def frames_of(path) -> list[tuple[int, bytes]]:
+    """(ts ns, frame) per record of a nanosecond pcap, read by hand."""
+    data, o, out = path.read_bytes(), 24, []
+    while o < len(data):
+        sec, ns, incl, _wire = struct.unpack_from("<IIII", data, o)
+        out.append((sec * 10**9 + ns, data[o + 16:o + 16 + incl]))
+        o += 16 + incl
+    return out
+
+
+# --- independent checks of the bytes -------------------------------------------------------
+
+def icrc_of(frame: bytes) -> int:
+    """IBTA A17 invariant CRC of a RoCEv2/IPv4 frame, built plainly: 8 bytes of ones for the
+    LRH, IP TOS/TTL/checksum, UDP checksum and BTH byte 4 masked to ones, the rest as is."""
+    ip = bytearray(frame[14:34])
+    ip[1], ip[8], ip[10:12] = 0xFF, 0xFF, b"\xff\xff"
+    udp = bytearray(frame[34:42])
+    udp[6:8] = b"\xff\xff"
+    bth = bytearray(frame[42:54])
+    bth[4] = 0xFF
+    return zlib.crc32(b"\xff" * 8 + bytes(ip) + bytes(udp) + bytes(bth) + frame[54:-4])
+
+
+def test_crc_kernel_matches_zlib():
+    assert (~ku.crc32_update(np.int64(0xFFFFFFFF), np.frombuffer(b"123456789", np.uint8), 0, 9)
+            & 0xFFFFFFFF) == 0xCBF43926  # the CRC-32 check value
+    rng = np.random.default_rng(1)
+    buf = rng.integers(0, 256, 5000, dtype=np.uint8)
+    for n in [0, 1, 7, 8, 9, 63, 1024, 4999]:
+        o = int(rng.integers(0, 5000 - n + 1))
+        got = ~ku.crc32_update(np.int64(0xFFFFFFFF), buf, o, n) & 0xFFFFFFFF
+        assert got == zlib.crc32(buf[o:o + n].tobytes()), n
+
+
+def test_icrc_and_checksums_recomputed_independently(kv_run):
+    frames = frames_of(kv_run.pcap)
+    assert len(frames) == kv_run.report["packets"]
+    for k, (_ts, f) in enumerate(frames):
+        assert struct.unpack("<I", f[-4:])[0] == icrc_of(f), f"frame {k + 1}: bad ICRC"
+        assert ones_complement_sum(f[14:34]) == 0xFFFF, f"frame {k + 1}: bad IPv4 checksum"
+        pseudo = f[26:34] + struct.pack("!BBH", 0, 17, len(f) - 34)
+        assert ones_complement_sum(pseudo + f[34:]) == 0xFFFF, f"frame {k + 1}: bad UDP checksum"
+    # negative control: one flipped payload bit breaks the ICRC
+    f = bytearray(frames[0][1])
+    f[60] ^= 1
+    assert struct.unpack("<I", f[-4:])[0] != icrc_of(bytes(f))
+
+
+def test_dpkt_decodes_and_agrees_with_packet_table(kv_run):
+    pk = table(kv_run.packets)
+    flows = table(kv_run.flows)
+    entropy = dict(zip(flows["flow_id"], flows["src_port"]))
+    frames = frames_of(kv_run.pcap)
+    assert len(frames) == len(pk["ts_ns"])
+    for i, (ts, f) in enumerate(frames):
+        eth = dpkt.ethernet.Ethernet(f)
+        ip, udp = eth.data, eth.data.data
+        assert isinstance(udp, dpkt.udp.UDP) and ip.len + 14 == len(f) and udp.ulen == ip.len - 20
+        assert udp.dport == ku.ROCE_PORT and udp.sport == entropy[pk["flow_id"][i]]
+        assert ts == pk["ts_ns"][i] and len(f) == pk["wire_len"][i]
+        bth = bytes(udp.data)
+        assert bth[0] == pk["tcp_flags"][i]
+        assert int.from_bytes(bth[9:12], "big") == pk["seq"][i]
+        assert len(bth) == ku.roce_bth_len(bth[0]) + pk["payload_len"][i] + (bth[1] >> 4 & 3) + 4
+
+
+def test_tshark_dissects_every_frame_as_infiniband(tshark, kv_run):
+    problems = run_tshark(tshark, kv_run.pcap, "-o", "udp.check_checksum:TRUE",
+                          "-o", "ip.check_checksum:TRUE", "-Y",
+                          '_ws.malformed || _ws.expert.severity >= warning || !infiniband || '
+                          'ip.checksum.status == "Bad" || udp.checksum.status == "Bad"',
+                          "-T", "fields", "-e", "frame.number")
+    assert problems.split() == []
+    out = run_tshark(tshark, kv_run.pcap, "-T", "fields", "-E", "separator=,", "-E", "occurrence=f",
+                     "-e", "infiniband.bth.opcode", "-e", "infiniband.bth.psn",
+                     "-e", "infiniband.bth.a", "-e", "infiniband.bth.padcnt",
+                     "-e", "infiniband.reth.dmalen", "-e", "infiniband.reth.va",
+                     "-e", "infiniband.aeth.msn", "-e", "udp.checksum.status")
+    rows = [line.split(",") for line in out.splitlines()]
+    pk = table(kv_run.packets)
+    assert len(rows) == len(pk["ts_ns"])
+    open_msgs = {}  # flow -> [DMA length, bytes so far]
+    for i, (op, psn, areq, pad, dma, va, msn, ck) in enumerate(rows):
+        op, f, n = int(op), int(pk["flow_id"][i]), int(pk["payload_len"][i])
+        assert op == pk["tcp_flags"][i] and int(psn) == pk["seq"][i] and ck == "2"
+        if op == ku.OP_ACK:
+            assert pk["direction"][i] == "down" and int(msn) == pk["ack"][i]
+            continue
+        assert op in ROCE_OPS and pk["direction"][i] == "up" and int(pad) == -n % 4
+        assert (areq in ("1", "True")) == bool(pk["ack"][i] >> 31)
+        if op in (ku.OP_WRITE_FIRST, ku.OP_WRITE_ONLY):
+            assert f not in open_msgs and int(va, 16) % 4096 == 0
+            open_msgs[f] = [int(dma), 0]
+        open_msgs[f][1] += n
+        if op in (ku.OP_WRITE_LAST, ku.OP_WRITE_ONLY):
+            dma_len, got = open_msgs.pop(f)
+            assert got == dma_len
+    assert not open_msgs
+
+
+# --- the transfers against the model -------------------------------------------------------
+
+def by_request(pk) -> dict:
+    order = np.lexsort((np.arange(len(pk["ts_ns"])), pk["request_id"]))
+    cuts = np.flatnonzero(np.diff(pk["request_id"][order])) + 1
+    return {int(pk["request_id"][g[0]]): g for g in np.split(order, cuts)}
+
+
+def test_bytes_written_follow_the_model(kv_run):
+    pk, req = table(kv_run.packets), table(kv_run.requests)
+    sc = kv_run.scenario
+    per_token = sc.kv_transfer.model.bytes_per_token
+    assert per_token == 3 * 2 * 93
+    assert set(req["kind"]) == {"kv_transfer"} and set(pk["phase"]) == {"transfer"}
+    groups = by_request(pk)
+    assert sorted(groups) == list(req["request_id"])
+    for r, tok, prompt in zip(req["request_id"], req["output_tokens"], req["prompt_tokens"]):
+        g = groups[int(r)]
+        up = g[pk["direction"][g] == "up"]
+        assert pk["payload_len"][up].sum() == tok * per_token
+        assert 1 <= tok <= prompt
+        # one message per 2 layers: 2 messages, each a First..Last run or an Only
+        ops = pk["tcp_flags"][up]
+        assert (ops == ku.OP_WRITE_ONLY).sum() + (ops == ku.OP_WRITE_FIRST).sum() == 2
+    assert (req["output_tokens"] < req["prompt_tokens"] - 8).any()  # some prefix hits
+    assert (req["output_tokens"] % 2 == 1).any()  # some need pad bytes
+
+
+@pytest.mark.parametrize("name", sorted(KV_MODELS))
+def test_named_models_volume(name):
+    sc = tg.load_scenario("kv-transfer", {"kv_transfer.rate": "3/s", "kv_transfer.model": name,
+                                          "kv_transfer.prompt_tokens": 3,
+                                          "kv_transfer.shared_prefix_tokens": 0,
+                                          "kv_transfer.cache_hit_prob": 0.0}, duration="2s", seed=2)
+    per_token = {"llama-3-8b": 128 << 10, "llama-3-70b": 320 << 10, "llama-3.1-405b": 504 << 10,
+                 "deepseek-v3": 70_272}[name]
+    total, reqs = 0, 0
+    for b in tg.batches(sc, frames=False):
+        up = b.packets["direction"] == 0
+        total += int(b.packets["payload_len"][up].sum())
+        reqs += b.requests.shape[0]
+        assert (b.requests["output_tokens"] == 3).all()
+    assert reqs > 0 and total == reqs * 3 * per_token
+
+
+def test_psns_consecutive_and_acks_coalesced(kv_run):
+    pk = table(kv_run.packets)
+    every = kv_run.scenario.kv_transfer.ack_every
+    for g in by_request(pk).values():
+        up, down = g[pk["direction"][g] == "up"], g[pk["direction"][g] == "down"]
+        psn = pk["seq"][up].astype(np.int64)
+        assert (np.diff(psn) % (1 << 24) == 1).all()
+        areq = (pk["ack"][up] >> 31).astype(bool)
+        # one ACK per AckReq packet, for that PSN, after it; MSN counts finished messages
+        assert np.array_equal(pk["seq"][down], pk["seq"][up][areq])
+        assert (pk["ts_ns"][down] > pk["ts_ns"][up][areq]).all()
+        last = np.isin(pk["tcp_flags"][up], (ku.OP_WRITE_LAST, ku.OP_WRITE_ONLY))
+        assert np.array_equal(pk["ack"][down], np.cumsum(last)[areq])
+        gaps = np.diff(np.flatnonzero(areq | last))
+        assert (gaps <= every).all()
+
+
+def test_packets_are_paced_at_the_link_rate(kv_run):
+    pk = table(kv_run.packets)
+    ns_per_byte = 8e9 / kv_run.scenario.kv_transfer.link_rate
+    for g in by_request(pk).values():
+        up = g[pk["direction"][g] == "up"]
+        want = np.cumsum((pk["wire_len"][up].astype(np.int64) + 24) * ns_per_byte)
+        got = pk["ts_ns"][up] - pk["ts_ns"][up][0]
+        assert np.abs(got[1:] - want[:-1]).max() < 1.0
+
+
+# --- samplers and the Mooncake fit --------------------------------------------------------
+
+def draws(sc, n=40_000):
+    model = KVTransferModel(sc)
+    keys = np.empty(n, np.uint64)
+    derive_range(key_of(12345), 0, keys)
+    return model.draws(keys)
+
+
+def uncached_cdf(p, x):
+    """P(uncached <= x) of the model: prompt - prefix, or on a hit min(that, new tokens)."""
+    fp = np.interp(np.log(x + 0.5 + p.shared_prefix_tokens), *quantile_axes(p.prompt_tokens))
+    fn = np.interp(np.log(x + 0.5), *quantile_axes(p.hit_uncached_tokens))
+    h = p.cache_hit_prob
+    return (1 - h) * fp + h * (1 - (1 - fp) * (1 - fn))
+
+
+def quantile_axes(d):
+    ps = np.array([k[0] for k in d.knots])
+    return np.log([k[1] for k in d.knots]), ps
+
+
+def test_samplers_match_their_targets():
+    sc = tg.load_scenario("kv-transfer")
+    p = sc.kv_transfer
+    d = draws(sc)
+    prompt_cdf = lambda x: np.interp(np.log(np.asarray(x) + 0.5), *quantile_axes(p.prompt_tokens))
+    assert stats.kstest(d["prompt"], prompt_cdf).statistic < 0.012
+    assert stats.kstest(d["uncached"], lambda x: uncached_cdf(p, np.asarray(x))).statistic < 0.012
+    # negative control: the same draws against the model without prefix hits
+    no_hits = tg.load_scenario("kv-transfer", {"kv_transfer.cache_hit_prob": 0.0}).kv_transfer
+    assert stats.kstest(d["uncached"], lambda x: uncached_cdf(no_hits, np.asarray(x))).statistic > 0.1
+    # servers uniform over the pools
+    for key, pool in (("prefill", p.prefill_servers), ("decode", p.decode_servers)):
+        counts = np.bincount(d[key], minlength=len(pool))
+        assert stats.chisquare(counts).pvalue > 1e-3 and counts.shape[0] == len(pool)
+
+
+def mooncake():
+    path = traces_dir() / "mooncake-conversation.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
+    seen, prompt, uncached = set(), [], []
+    with open(path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            cached = 0
+            for h in r["hash_ids"]:
+                if h not in seen:
+                    break
+                cached += 1
+            seen.update(r["hash_ids"])
+            prompt.append(r["input_length"])
+            uncached.append(max(1, r["input_length"] - min(cached * 512, r["input_length"])))
+    return np.array(prompt), np.array(uncached)
+
+
+def test_mooncake_fit_against_the_trace():
+    prompt, uncached = mooncake()
+    d = draws(tg.load_scenario("kv-transfer"))
+    assert stats.ks_2samp(d["prompt"], prompt).statistic < 0.02
+    assert stats.ks_2samp(d["uncached"], uncached).statistic < 0.045
+    share = lambda u, p: np.mean(1 - u / p)  # noqa: E731
+    assert abs(share(d["uncached"], d["prompt"]) - share(uncached, prompt)) < 0.05
+    assert abs(d["uncached"].mean() / uncached.mean() - 1) < 0.1
+    # negative control: the trace's prompts sent whole (no prefix cache) are far off
+    assert stats.ks_2samp(d["prompt"], uncached).statistic > 0.2
+
+
+# --- determinism, mixing, configuration ---------------------------------------------------
+
+def digest(sc, **kw) -> tuple[str, str]:
+    frames, rows = hashlib.sha256(), hashlib.sha256()
+    for b in Engine(sc, **kw):
+        if b.frames is not None:
+            frames.update(b.frames.tobytes())
+        rows.update(b.packets.tobytes())
+    return frames.hexdigest(), rows.hexdigest()
+
+
+def test_same_seed_same_bytes_whatever_the_window(kv_run):
+    sc = kv_scenario()
+    ref = hashlib.sha256(kv_run.pcap.read_bytes()).hexdigest()
+    tmp = kv_run.dir / "again.pcap"
+    tg.generate(sc, pcap=tmp)
+    assert hashlib.sha256(tmp.read_bytes()).hexdigest() == ref
+    base = digest(sc)
+    assert digest(sc, window_ns=300_000_000, batch_packets=777) == base
+    assert digest(tg.load_scenario(sc, seed=6)) != base
+
+
+def test_mix_with_chat_passes_the_tcp_checks(tshark, make_run, tmp_path):
+    data = tg.load_scenario("chat").to_dict()
+    data["topology"]["mtu"] = 9000
+    data["kv_transfer"] = {k.split(".", 1)[1]: v for k, v in KV_OVERRIDES.items()}
+    sc = tg.load_scenario(data, {"chat.rate": "4/s"}, duration="3s", seed=9)
+    assert sc.classes == ("chat", "kv_transfer")
+    run = make_run(tmp_path, sc)
+    flows, req, pk = table(run.flows), table(run.requests), table(run.packets)
+    assert set(flows["class"]) == {"chat", "kv_transfer"}
+    assert set(flows["protocol"][flows["class"] == "kv_transfer"]) == {17}
+    assert set(flows["protocol"][flows["class"] == "chat"]) == {6}
+    assert set(req["kind"][req["class"] == "kv_transfer"]) == {"kv_transfer"}
+    size = run.pcap.stat().st_size
+    assert size == 24 + 16 * len(pk["ts_ns"]) + int(pk["wire_len"].sum())
+    assert int(flows["bytes_up"].sum() + flows["bytes_down"].sum()) == int(pk["wire_len"].sum())
+    assert run_tshark(tshark, run.pcap, "-o", "tcp.check_checksum:TRUE", "-o",
+                      "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-Y",
+                      f'({TSHARK_PROBLEMS}) || udp.checksum.status == "Bad"',
+                      "-T", "fields", "-e", "frame.number").split() == []
+    n_ib = run_tshark(tshark, run.pcap, "-Y", "infiniband", "-T", "fields", "-e", "frame.number")
+    assert len(n_ib.split()) == int((pk["class"] == "kv_transfer").sum())
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["kv_transfer.path_mtu=4096", "topology.mtu=1500"], "kv_transfer.path_mtu"),
+    (["kv_transfer.path_mtu=1000"], "kv_transfer.path_mtu"),
+    (["kv_transfer.model=\"gpt-5\""], "kv_transfer.model"),
+    (["kv_transfer.model={layers=4, kv_heads=0, head_dim=64}"], "kv_transfer.model"),
+    (["kv_transfer.decode_servers=\"10.62.0.1\""], "kv_transfer.decode_servers"),
+    (["kv_transfer.link_rate=\"fast\""], "kv_transfer.link_rate"),
+    (["kv_transfer.cache_hit_prob=1.5"], "kv_transfer.cache_hit_prob"),
+])
+def test_bad_values_are_one_line_errors_naming_the_key(overrides, key):
+    with pytest.raises(tg.ConfigError) as e:
+        tg.load_scenario("kv-transfer", overrides)
+    assert e.value.key == key and "\n" not in str(e.value)
+
+
+def test_defaults_stay_lab_sized():
+    """The TOML's promise: a 10-minute capture at the defaults is a few GB on average."""
+    sc = tg.load_scenario("kv-transfer")
+    p = sc.kv_transfer
+    d = draws(sc, 100_000)
+    frames = lambda tok: tok * p.model.bytes_per_token * (1 + 72 / p.path_mtu)  # noqa: E731
+    mean_gb = sc.duration_ns / 1e9 * p.rate * frames(d["uncached"]).mean() / 1e9
+    assert sc.duration_ns == 600 * 10**9 and 2.5 < mean_gb < 4.0
+
+
+# --- RTP and opaque UDP through schedule_from_packets and the encoder ----------------------
+
+def test_rtp_and_opaque_udp_frames(tmp_path):
+    from trafficgen.models.udp import schedule_from_packets
+    n = 6
+    pk = np.zeros((n, ku.U_COLS), np.int64)
+    pk[:, ku.U_TS] = np.arange(n) * 20_000_000 + [5, 5, 0, 0, 9, 9]
+    pk[:, ku.U_FLOW] = [0, 0, 1, 1, 0, 1]
+    pk[:, ku.U_REQ] = [0, 0, -1, -1, 0, -1]
+    pk[:, ku.U_DIR] = [0, 1, 0, 1, 0, 0]
+    pk[:, ku.U_LAYOUT] = [ku.L_RTP, ku.L_RTP, ku.L_OPAQUE, ku.L_OPAQUE, ku.L_RTP, ku.L_OPAQUE]
+    pk[:, ku.U_PLEN] = [80, 120, 33, 0, 81, 1]
+    pk[:, ku.U_FLAGS] = [0x80 | 111, 111, 0, 0, 111, 0]
+    pk[:, ku.U_SEQ] = [7, 900, 0, 0, 8, 0]
+    pk[:, ku.U_ACK] = [960, 48000, 0, 0, 1920, 0]
+    pk[:, ku.U_WLEN] = 42 + pk[:, ku.U_PLEN] + np.where(pk[:, ku.U_LAYOUT] == ku.L_RTP, 12, 0)
+    flows = {"session": np.array([0, 1]), "src_ip": np.array([0x0A000001, 0x0A000002]),
+             "dst_ip": np.array([0xC6336401, 0xC6336402]), "dst_port": np.array([3478, 9999]),
+             "client_id": np.array([0, 1])}
+    requests = {"flow": np.array([0]), "session": np.array([0]), "kind": KIND_CODE["media"]}
+    ep = schedule_from_packets(10**18, 0, pk, flows, requests, 2)
+    assert np.array_equal(ep.flows["protocol"], [17, 17]) and ep.requests.shape[0] == 1
+    assert ep.requests["bytes_up"][0] == pk[[0, 4], ku.U_WLEN].sum()
+    assert (np.diff(ep.sched["ts_ns"]) >= 0).all()
+    ep.flows["src_port"] = [50000, 50001]
+    frames = encode(ep.sched, ep.flows)
+    for rec, f in zip(ep.sched, frames):
+        eth = dpkt.ethernet.Ethernet(f)
+        ip, udp = eth.data, eth.data.data
+        assert ip.p == 17 and len(f) == rec["wire_len"] and ip.len + 14 == len(f)
+        assert ones_complement_sum(f[26:34] + struct.pack("!BBH", 0, 17, len(f) - 34) + f[34:]) == 0xFFFF
+        fl = ep.flows[rec["flow_id"]]
+        ports = (udp.sport, udp.dport) if rec["direction"] == 0 else (udp.dport, udp.sport)
+        assert ports == (fl["src_port"], fl["dst_port"])
+        if rec["layout"] == ku.L_RTP:
+            rtp = dpkt.rtp.RTP(bytes(udp.data))
+            assert (rtp.version, rtp.pt, rtp.seq, rtp.ts) == (2, 111, rec["seq"], rec["ack"])
+            assert rtp.m == (rec["tcp_flags"] >> 7) and len(rtp.data) == rec["payload_len"]
+        else:
+            assert len(udp.data) == rec["payload_len"]
+    from scapy.all import Ether  # the second decoder agrees on the UDP checksum
+    for f in frames:
+        s = Ether(f)
+        want = s["UDP"].chksum
+        del s["UDP"].chksum
+        assert Ether(bytes(s))["UDP"].chksum == want
+
+
+def encode(sched, flows) -> list[bytes]:
+    from trafficgen.kernels import frames as kf
+    pool = np.zeros(4 << 20 | 65536, np.uint8)
+    pool[:] = np.arange(pool.shape[0]) * 7 % 251
+    buf = np.empty(kf.frame_space(sched["wire_len"], False), np.uint8)
+    off = np.empty(sched.shape[0], np.int64)
+    z8 = np.zeros(1, np.uint8)
+    kf.build(buf, False, 0, sched["ts_ns"], sched["flow_id"], sched["direction"], sched["seq"],
+             sched["ack"], sched["tcp_flags"], sched["payload_len"], sched["ipid"], sched["layout"],
+             sched["segoff"], sched["writelen"], sched["wire_len"], flows["src_ip"].astype(np.uint32),
+             flows["dst_ip"].astype(np.uint32), flows["src_port"].astype(np.uint16),
+             flows["dst_port"].astype(np.uint16), np.array([11, 12], np.uint64),
+             np.array([3, 4], np.uint8), 0, np.zeros(6, np.uint8), 1460, pool, z8, z8,
+             np.zeros(1, np.int64), np.zeros(1, np.int64), off,
+             flows["protocol"].astype(np.uint8))
+    return [bytes(buf[o:o + w]) for o, w in zip(off, sched["wire_len"])]
+
