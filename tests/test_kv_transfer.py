@@ -23,7 +23,7 @@ from trafficgen.kernels import udp as ku
 from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.kvcache import KV_MODELS
 from trafficgen.models.kv_transfer import KVTransferModel
-from trafficgen.schema import KIND_CODE
+from trafficgen.schema import KIND_CODE, SCHED_DTYPE
 
 from .test_chat_model import traces_dir
 from .test_wire import TSHARK_PROBLEMS, ones_complement_sum, run_tshark
@@ -374,25 +374,25 @@ def test_defaults_stay_lab_sized():
 
 def test_rtp_and_opaque_udp_frames(tmp_path):
     from trafficgen.models.udp import schedule_from_packets
-    n = 6
-    pk = np.zeros((n, ku.U_COLS), np.int64)
-    pk[:, ku.U_TS] = np.arange(n) * 20_000_000 + [5, 5, 0, 0, 9, 9]
-    pk[:, ku.U_FLOW] = [0, 0, 1, 1, 0, 1]
-    pk[:, ku.U_REQ] = [0, 0, -1, -1, 0, -1]
-    pk[:, ku.U_DIR] = [0, 1, 0, 1, 0, 0]
-    pk[:, ku.U_LAYOUT] = [ku.L_RTP, ku.L_RTP, ku.L_OPAQUE, ku.L_OPAQUE, ku.L_RTP, ku.L_OPAQUE]
-    pk[:, ku.U_PLEN] = [80, 120, 33, 0, 81, 1]
-    pk[:, ku.U_FLAGS] = [0x80 | 111, 111, 0, 0, 111, 0]
-    pk[:, ku.U_SEQ] = [7, 900, 0, 0, 8, 0]
-    pk[:, ku.U_ACK] = [960, 48000, 0, 0, 1920, 0]
-    pk[:, ku.U_WLEN] = 42 + pk[:, ku.U_PLEN] + np.where(pk[:, ku.U_LAYOUT] == ku.L_RTP, 12, 0)
+    pk = np.zeros(6, SCHED_DTYPE)
+    pk["ts_ns"] = np.arange(6) * 20_000_000 + [5, 5, 0, 0, 9, 9]
+    pk["flow_id"] = [0, 0, 1, 1, 0, 1]
+    pk["request_id"] = [0, 0, -1, -1, 0, -1]
+    pk["direction"] = [0, 1, 0, 1, 0, 0]
+    pk["layout"] = [ku.L_RTP, ku.L_RTP, ku.L_OPAQUE, ku.L_OPAQUE, ku.L_RTP, ku.L_OPAQUE]
+    pk["payload_len"] = [80, 120, 33, 0, 81, 1]
+    pk["tcp_flags"] = [0x80 | 111, 111, 0, 0, 111, 0]
+    pk["seq"] = [7, 900, 0, 0, 8, 0]
+    pk["ack"] = [960, 48000, 0, 0, 1920, 0]
+    pk["wire_len"] = 42 + pk["payload_len"] + np.where(pk["layout"] == ku.L_RTP, 12, 0)
+    want_up = int(pk["wire_len"][[0, 4]].sum())
     flows = {"session": np.array([0, 1]), "src_ip": np.array([0x0A000001, 0x0A000002]),
              "dst_ip": np.array([0xC6336401, 0xC6336402]), "dst_port": np.array([3478, 9999]),
              "client_id": np.array([0, 1])}
     requests = {"flow": np.array([0]), "session": np.array([0]), "kind": KIND_CODE["media"]}
     ep = schedule_from_packets(10**18, 0, pk, flows, requests, 2)
     assert np.array_equal(ep.flows["protocol"], [17, 17]) and ep.requests.shape[0] == 1
-    assert ep.requests["bytes_up"][0] == pk[[0, 4], ku.U_WLEN].sum()
+    assert ep.requests["bytes_up"][0] == want_up
     assert (np.diff(ep.sched["ts_ns"]) >= 0).all()
     ep.flows["src_port"] = [50000, 50001]
     frames = encode(ep.sched, ep.flows)

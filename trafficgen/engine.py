@@ -33,6 +33,7 @@ DEFAULT_WINDOW_NS = 10 * 10**9
 MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
 GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
 DEFAULT_BATCH_PACKETS = 1 << 16
+BATCH_FRAME_BYTES = 64 << 20  # a batch also ends before its frames pass this (jumbo RoCE frames)
 POOL_BYTES = (4 << 20) + 65536
 
 
@@ -182,10 +183,14 @@ class Engine:
             if flows.shape[0] or reqs.shape[0]:
                 yield Batch(ready, None, None, flows, reqs, progress)
             return
-        for lo in range(0, ready.shape[0], self.batch_packets):
-            part = ready[lo:lo + self.batch_packets]
-            yield self._batch(part, attrs, flows if lo == 0 else flows[:0],
+        ends = np.cumsum(ready["wire_len"], dtype=np.int64)
+        lo = 0
+        while lo < ready.shape[0]:
+            room = (ends[lo - 1] if lo else 0) + BATCH_FRAME_BYTES
+            hi = min(lo + self.batch_packets, max(lo + 1, int(np.searchsorted(ends, room, "right"))))
+            yield self._batch(ready[lo:hi], attrs, flows if lo == 0 else flows[:0],
                               reqs if lo == 0 else reqs[:0], progress)
+            lo = hi
 
     def _globalise(self, ep, next_id):
         """Local ids of one window's schedule -> global ids; ports follow the global flow id."""

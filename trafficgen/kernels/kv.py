@@ -1,5 +1,5 @@
 """KV-cache transfer kernels: per-transfer draws, then the RoCEv2 packets of each transfer
-(RDMA WRITEs paced at the link rate, the responder's coalesced ACKs) into ``udp.U_*`` rows.
+(RDMA WRITEs paced at the link rate, the responder's coalesced ACKs) as schedule rows.
 
 A transfer moves ``uncached x layer_bytes`` bytes per layer, ``layers_per_msg`` layers per WRITE
 message (a group over ``MAX_MESSAGE_BYTES`` goes as several), ``pmtu`` payload bytes per packet.
@@ -12,9 +12,7 @@ from ..schema import PH_TRANSFER
 from .rng import bits, uniform
 from .sampling import sample
 from .udp import (ACK_REQ, ETH_IP_UDP, ETH_OVERHEAD, L_ROCE, OP_ACK, OP_WRITE_FIRST,
-                  OP_WRITE_LAST, OP_WRITE_MIDDLE, OP_WRITE_ONLY, U_ACK, U_DIR, U_FLAGS, U_FLOW,
-                  U_IPID, U_LAYOUT, U_PHASE, U_PLEN, U_REQ, U_SEGOFF, U_SEQ, U_TS, U_WLEN,
-                  U_WRITELEN, roce_bth_len)
+                  OP_WRITE_LAST, OP_WRITE_MIDDLE, OP_WRITE_ONLY, roce_bth_len)
 
 # draw indexes of a transfer's key
 D_PROMPT, D_HIT, D_NEW, D_PREFILL, D_DECODE, D_PSN, D_IPID = range(7)
@@ -66,9 +64,10 @@ def count(uncached, layer_bytes, layers, per_msg, pmtu, ack_every, out_rows):
 
 @njit(cache=True, nogil=True)
 def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_every,
-         ns_per_byte, ack_lag_ns, out):
+         ns_per_byte, ack_lag_ns, class_id, out):
     """The packets of each transfer t (flow t, request t) from row ``row0[t]`` of ``out``
-    (int64[rows, U_COLS]); starts int64 ns; ns_per_byte: link time of one byte on the wire.
+    (SCHED_DTYPE rows, unsorted, ts in ns from the capture start); starts int64 ns;
+    ns_per_byte: link time of one byte on the wire.
 
     WRITEs leave back to back at the link rate (each frame holds the link for its wire bytes
     plus ETH_OVERHEAD); the responder ACKs every ``ack_every``-th packet of a message and its
@@ -103,14 +102,14 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
                     link_bytes += wl + ETH_OVERHEAD
                     areq = (j + 1) % ack_every == 0 or j == npk - 1
                     _row(out[r], ts, t, 0, wl, op, psn, msg | (ACK_REQ if areq else 0), plen,
-                         ipid, j * pmtu, m)
+                         ipid, j * pmtu, m, class_id)
                     r += 1
                     ipid = (ipid + 1) & 0xFFFF
                     if areq:
                         done = msg + 1 if j == npk - 1 else msg
                         t_ack = starts[t] + np.int64(link_bytes * ns_per_byte) + ack_lag_ns
                         _row(out[r], t_ack, t, 1, ETH_IP_UDP + 16 + 4, OP_ACK, psn,
-                             done & 0xFFFFFF, 0, ipid_ack, 0, 0)
+                             done & 0xFFFFFF, 0, ipid_ack, 0, 0, class_id)
                         r += 1
                         ipid_ack = (ipid_ack + 1) & 0xFFFF
                     psn = (psn + 1) & 0xFFFFFF
@@ -119,18 +118,19 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
 
 
 @njit(cache=True, inline="always")
-def _row(rec, ts, t, d, wl, op, psn, ack, plen, ipid, segoff, writelen):
-    rec[U_TS] = ts
-    rec[U_FLOW] = t
-    rec[U_REQ] = t
-    rec[U_DIR] = d
-    rec[U_WLEN] = wl
-    rec[U_PHASE] = PH_TRANSFER
-    rec[U_FLAGS] = op
-    rec[U_SEQ] = psn
-    rec[U_ACK] = ack
-    rec[U_PLEN] = plen
-    rec[U_IPID] = ipid
-    rec[U_LAYOUT] = L_ROCE
-    rec[U_SEGOFF] = segoff
-    rec[U_WRITELEN] = writelen
+def _row(rec, ts, t, d, wl, op, psn, ack, plen, ipid, segoff, writelen, class_id):
+    rec["ts_ns"] = ts
+    rec["flow_id"] = t
+    rec["request_id"] = t
+    rec["direction"] = d
+    rec["wire_len"] = wl
+    rec["phase"] = PH_TRANSFER
+    rec["class"] = class_id
+    rec["tcp_flags"] = op
+    rec["seq"] = psn
+    rec["ack"] = ack
+    rec["payload_len"] = plen
+    rec["ipid"] = ipid
+    rec["layout"] = L_ROCE
+    rec["segoff"] = segoff
+    rec["writelen"] = writelen

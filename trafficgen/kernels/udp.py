@@ -1,5 +1,4 @@
-"""UDP frames for the encoder: IPv4/UDP and a payload by layout (opaque, RTP, RoCEv2), and the
-UDP packet-array layout models fill (``U_*`` columns) before ``models.udp`` sorts them.
+"""UDP frames for the encoder: IPv4/UDP and a payload by layout (opaque, RTP, RoCEv2).
 
 RoCEv2 (IBTA Annex A17): BTH (12 B), RETH (16 B) on RDMA WRITE First/Only, AETH (4 B) on
 Acknowledge, the payload padded to 4 bytes, and the invariant CRC: CRC-32 (the Ethernet
@@ -7,7 +6,8 @@ polynomial) over 8 bytes of 0xFF standing for the LRH, the IPv4 header with TOS,
 checksum masked to ones, the UDP header with its checksum masked to ones, the BTH with its
 FECN/BECN/reserved byte masked to ones, then the rest of the packet; stored little-endian.
 The UDP checksum is the full one (RFC 768), computed after the ICRC.
-How the schedule's columns read for UDP rows is in ``schema.py``.
+How the schedule's columns read for UDP rows is in ``schema.py``; ``request_spans`` tabulates
+a UDP class's requests.
 """
 import numpy as np
 from numba import njit
@@ -22,11 +22,6 @@ ROCE_TOS = 0x6A  # DSCP 26 (the usual lossless RoCE class), ECT(0) for DCQCN
 AETH_SYNDROME = 0x1F  # ACK, credit count "invalid" (as RC NICs commonly send)
 ETH_IP_UDP = 42  # Ethernet + IPv4 + UDP header bytes
 ETH_OVERHEAD = 24  # preamble + SFD (8), FCS (4), inter-frame gap (12): link time per frame
-
-# The packet arrays a UDP model fills: int64[n, U_COLS], one row per packet, any order
-(U_TS, U_FLOW, U_REQ, U_DIR, U_WLEN, U_PHASE, U_FLAGS, U_SEQ, U_ACK, U_PLEN, U_IPID, U_LAYOUT,
- U_SEGOFF, U_WRITELEN) = range(14)
-U_COLS = 14
 
 
 def _crc_tables() -> np.ndarray:
@@ -246,30 +241,6 @@ def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, a
     c = _fold(s)
     _put16(out, u + 6, 0xFFFF if c == 0 else c)
     return end
-
-
-@njit(cache=True, nogil=True)
-def fill_schedule(pk, order, flow_map, req_map, class_id, start_ns, sched):
-    """Schedule row i from row ``order[i]`` of ``pk`` (int64[n, U_COLS]): flow and request
-    indexes through ``flow_map``/``req_map`` (dense ids), time made absolute."""
-    for i in range(order.shape[0]):
-        r = pk[order[i]]
-        rec = sched[i]
-        rec["ts_ns"] = r[U_TS] + start_ns
-        rec["flow_id"] = flow_map[r[U_FLOW]]
-        rec["request_id"] = req_map[r[U_REQ]] if r[U_REQ] >= 0 else -1
-        rec["direction"] = r[U_DIR]
-        rec["wire_len"] = r[U_WLEN]
-        rec["phase"] = r[U_PHASE]
-        rec["class"] = class_id
-        rec["tcp_flags"] = r[U_FLAGS]
-        rec["seq"] = r[U_SEQ]
-        rec["ack"] = r[U_ACK]
-        rec["payload_len"] = r[U_PLEN]
-        rec["ipid"] = r[U_IPID]
-        rec["layout"] = r[U_LAYOUT]
-        rec["segoff"] = r[U_SEGOFF]
-        rec["writelen"] = r[U_WRITELEN]
 
 
 @njit(cache=True, nogil=True)

@@ -26,8 +26,8 @@ from ..arrivals import BLOCK_NS, DAY_NS
 from ..config import Scenario
 from ..kernels import kv as kk
 from ..kernels.rng import derive, derive_range, key_of
-from ..kernels.udp import ROCE_PORT, U_COLS
-from ..schema import CLASS_CODE, KIND_CODE
+from ..kernels.udp import ROCE_PORT
+from ..schema import CLASS_CODE, KIND_CODE, SCHED_DTYPE
 from .common import EpochSchedule
 from .udp import EmptyTemplates, schedule_from_packets
 
@@ -95,9 +95,9 @@ class KVTransferModel:
                          p.path_mtu, p.ack_every, rows)
         row0 = np.zeros(n, np.int64)
         np.cumsum(rows[:-1], out=row0[1:])
-        pk = np.empty((total, U_COLS), np.int64)
+        pk = np.empty(total, SCHED_DTYPE)
         kk.fill(keys, starts, d["uncached"], row0, m.layer_bytes, m.layers, p.layers_per_message,
-                p.path_mtu, p.ack_every, self.ns_per_byte, self.ack_lag_ns, pk)
+                p.path_mtu, p.ack_every, self.ns_per_byte, self.ack_lag_ns, self.class_id, pk)
         ids = np.arange(n)
         flows = {"session": ids, "src_ip": self.prefill[d["prefill"]],
                  "dst_ip": self.decode[d["decode"]], "dst_port": np.full(n, ROCE_PORT),

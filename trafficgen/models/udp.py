@@ -1,10 +1,11 @@
-"""What every UDP flow class shares: a model's filled packet rows (``kernels.udp.U_*``) plus
-its per-flow and per-request columns -> one sorted EpochSchedule (local ids).
+"""What every UDP flow class shares: a model's filled schedule rows plus its per-flow and
+per-request columns -> one sorted EpochSchedule (local ids).
 
-A model fills ``pk`` (int64[n, U_COLS], any order; flow and request columns index the model's
-own flow and request arrays, request -1 for none; times in ns from the capture start) and
-calls :func:`schedule_from_packets`. Packets before the capture start are dropped, and flows
-and requests left without packets with them; ids are renumbered densely in the model's order.
+A model's kernel fills SCHED_DTYPE rows in any order (``ts_ns`` in ns from the capture start,
+``flow_id``/``request_id`` indexing the model's own flow and request arrays, request -1 for
+none; the other columns as ``schema.py`` says for UDP rows) and calls
+:func:`schedule_from_packets`. Packets before the capture start are dropped, and flows and
+requests left without packets with them; ids are renumbered densely in the model's order.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..kernels import stats
 from ..kernels import udp as ku
-from ..schema import PROTO_UDP, SCHED_DTYPE, empty
+from ..schema import PROTO_UDP, empty
 from .common import EpochSchedule
 
 REQUEST_LABELS = ("prompt_tokens", "output_tokens", "reasoning_tokens", "images", "turn",
@@ -34,31 +35,34 @@ def _renumber(keep: np.ndarray) -> np.ndarray:
     return np.where(keep, np.cumsum(keep) - 1, -1)
 
 
-def schedule_from_packets(start_ns: int, class_id: int, pk: np.ndarray, flows: dict,
+def schedule_from_packets(start_ns: int, class_id: int, rows: np.ndarray, flows: dict,
                           requests: dict, n_sessions: int) -> EpochSchedule:
     """The sorted schedule, flow rows and request rows of one window of a UDP class.
 
     Parameters
     ----------
-    start_ns : the capture start (Unix ns); packet times in ``pk`` are relative to it.
-    class_id : the class code of every row.
-    pk : int64[n, U_COLS] packet rows (see ``kernels.udp``).
+    start_ns : the capture start (Unix ns); ``rows["ts_ns"]`` are relative to it.
+    class_id : the class code of the flow and request rows (the kernel labels the packets).
+    rows : SCHED_DTYPE packet rows, any order, local flow and request indexes (changed here).
     flows : per model flow: ``session``, ``src_ip``, ``dst_ip``, ``dst_port``, ``client_id``
         (arrays of one length). ``src_port`` is the engine's (from the global flow id).
     requests : per model request: ``flow``, ``session``, ``kind`` and any of REQUEST_LABELS
         (absent labels are 0, ``tool_call`` -1).
     n_sessions : sessions of the window (the engine's session ids advance by this).
     """
-    pk = pk[pk[:, ku.U_TS] >= 0]
-    n_flow, n_req = flows["session"].shape[0], requests["flow"].shape[0]
-    f_seen = np.zeros(n_flow, bool)
-    f_seen[pk[:, ku.U_FLOW]] = True
-    r_seen = np.zeros(n_req, bool)
-    r_seen[pk[pk[:, ku.U_REQ] >= 0, ku.U_REQ]] = True
+    from ..engine import take_rows  # late: the engine imports the models
+    if rows.shape[0] and rows["ts_ns"].min() < 0:
+        rows = rows[rows["ts_ns"] >= 0]
+    f_seen = np.zeros(flows["session"].shape[0], bool)
+    f_seen[rows["flow_id"]] = True
+    r_seen = np.zeros(requests["flow"].shape[0], bool)
+    req = rows["request_id"]
+    r_seen[req[req >= 0]] = True
     flow_map, req_map = _renumber(f_seen), _renumber(r_seen)
-    order = np.argsort(pk[:, ku.U_TS], kind="stable")
-    sched = np.empty(pk.shape[0], SCHED_DTYPE)
-    ku.fill_schedule(pk, order, flow_map, req_map, class_id, start_ns, sched)
+    rows["flow_id"] = flow_map[rows["flow_id"]]
+    rows["request_id"] = np.where(req >= 0, req_map[req], -1)
+    rows["ts_ns"] += start_ns
+    sched = take_rows(rows, np.argsort(rows["ts_ns"], kind="stable"))
     return EpochSchedule(sched, _flow_rows(sched, class_id, flows, f_seen),
                          _request_rows(sched, class_id, requests, r_seen, flow_map), n_sessions)
 
