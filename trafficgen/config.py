@@ -480,9 +480,11 @@ def _check_kv(scenario: Scenario, where: str) -> None:
     """What ``[kv_transfer]`` must agree on with the rest of the scenario."""
     kv = scenario.kv_transfer
     if kv.path_mtu + 60 > ip_mtu(scenario):  # IPv4 20, UDP 8, BTH 12, RETH 16, ICRC 4
+        fits = [m for m in (256, 512, 1024, 2048, 4096) if m + 60 <= ip_mtu(scenario)]
         raise ConfigError(where, "kv_transfer.path_mtu",
                           f"{kv.path_mtu} needs an IP MTU of at least {kv.path_mtu + 60}, the "
-                          f"scenario's is {ip_mtu(scenario)} (topology.mtu)")
+                          f"scenario's is {ip_mtu(scenario)} (topology.mtu): use "
+                          f"{fits[-1] if fits else 'a larger topology.mtu'} or raise topology.mtu")
     if set(kv.prefill_servers) & set(kv.decode_servers):
         raise ConfigError(where, "kv_transfer.decode_servers",
                           "must not share an address with kv_transfer.prefill_servers")
