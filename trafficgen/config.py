@@ -81,6 +81,7 @@ class KVParams:
     cache_hit_prob: float  # share of requests that continue a cached context
     hit_uncached_tokens: Dist  # tokens to prefill on such a hit (the rest is cached)
     link_rate: float  # bits per second
+    prefill_rate: float  # prefill tokens per second (0: the KV is all ready at the start)
     path_mtu: int  # RDMA payload bytes per packet
     prefill_servers: tuple[int, ...]
     decode_servers: tuple[int, ...]
@@ -262,6 +263,7 @@ SECTIONS["kv_transfer"] = {
     "prompt_tokens": _dist("count"), "shared_prefix_tokens": _int_in(0, 1 << 20),
     "cache_hit_prob": _float_in(0.0, 1.0), "hit_uncached_tokens": _dist("count"),
     "link_rate": _bounded(parse_bandwidth, 1e6, 1.6e12, lambda x: f"{x:g}bps"),
+    "prefill_rate": _bounded(parse_rate, 0.0, 1e9, lambda x: f"{x:g}/s"),
     "path_mtu": lambda v: _one_of(v, (256, 512, 1024, 2048, 4096)),
     "prefill_servers": _addresses, "decode_servers": _addresses,
     "layers_per_message": _int_in(1, 1024), "ack_every": _int_in(1, 1 << 20),

@@ -64,14 +64,16 @@ def count(uncached, layer_bytes, layers, per_msg, pmtu, ack_every, out_rows):
 
 @njit(cache=True, nogil=True)
 def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_every,
-         ns_per_byte, ack_lag_ns, class_id, out):
+         ns_per_byte, layer_ns_per_token, ack_lag_ns, class_id, out):
     """The packets of each transfer t (flow t, request t) from row ``row0[t]`` of ``out``
     (SCHED_DTYPE rows, unsorted, ts in ns from the capture start); starts int64 ns;
     ns_per_byte: link time of one byte on the wire.
 
-    WRITEs leave back to back at the link rate (each frame holds the link for its wire bytes
-    plus ETH_OVERHEAD); the responder ACKs every ``ack_every``-th packet of a message and its
-    last, seen ``ack_lag_ns`` after the acknowledged frame has been sent.
+    A message leaves once its layers are computed (layer l at ``(l + 1) x uncached x
+    layer_ns_per_token`` after the start; 0: at once) and the link is free; its WRITEs go back
+    to back at the link rate (each frame holds the link for its wire bytes plus ETH_OVERHEAD).
+    The responder ACKs every ``ack_every``-th packet of a message and its last, seen
+    ``ack_lag_ns`` after the acknowledged frame has been sent.
     """
     for t in range(keys.shape[0]):
         k = keys[t]
@@ -79,10 +81,12 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
         psn = np.int64(bits(k, D_PSN) & np.uint64(0xFFFFFF))
         ipid = np.int64(bits(k, D_IPID) & np.uint64(0xFFFF))
         ipid_ack = (ipid * 7 + 12345) & 0xFFFF
-        link_bytes = 0.0
+        clock = 0.0  # ns after the start when the link is free
         msg = 0
         for g in range(0, layers, per_msg):
-            gb = uncached[t] * layer_bytes * min(per_msg, layers - g)
+            nl = min(per_msg, layers - g)
+            gb = uncached[t] * layer_bytes * nl
+            clock = max(clock, (g + nl) * uncached[t] * layer_ns_per_token)
             off = 0
             while off < gb:
                 m = _msg_len(gb, off)
@@ -98,8 +102,8 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
                     else:
                         op = OP_WRITE_MIDDLE
                     wl = ETH_IP_UDP + roce_bth_len(op) + plen + ((-plen) & 3) + 4
-                    ts = starts[t] + np.int64(link_bytes * ns_per_byte)
-                    link_bytes += wl + ETH_OVERHEAD
+                    ts = starts[t] + np.int64(clock)
+                    clock += (wl + ETH_OVERHEAD) * ns_per_byte
                     areq = (j + 1) % ack_every == 0 or j == npk - 1
                     _row(out[r], ts, t, 0, wl, op, psn, msg | (ACK_REQ if areq else 0), plen,
                          ipid, j * pmtu, m, class_id)
@@ -107,7 +111,7 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
                     ipid = (ipid + 1) & 0xFFFF
                     if areq:
                         done = msg + 1 if j == npk - 1 else msg
-                        t_ack = starts[t] + np.int64(link_bytes * ns_per_byte) + ack_lag_ns
+                        t_ack = starts[t] + np.int64(clock) + ack_lag_ns
                         _row(out[r], t_ack, t, 1, ETH_IP_UDP + 16 + 4, OP_ACK, psn,
                              done & 0xFFFFFF, 0, ipid_ack, 0, 0, class_id)
                         r += 1

@@ -4,7 +4,8 @@ One transfer per request of a disaggregated server (Mooncake, DistServe, Splitwi
 prefill server writes the KV cache of the prompt's uncached tokens into the decode server's
 memory with RDMA WRITEs on a reliable-connected QP of its own (one flow: prefill -> decode, UDP
 to 4791, the source port as the RoCE entropy), one message per ``layers_per_message`` layers,
-paced at the link rate; the decode server's coalesced ACKs come back on the same flow.
+each as soon as prefill has computed its layers (``prefill_rate``) and paced at the link rate;
+the decode server's coalesced ACKs come back on the same flow.
 
 Transfers arrive per fixed 60 s block (``arrivals.BLOCK_NS``); every draw comes from keys of
 (seed, class, block, transfer index), so any window is generated alone with the same result.
@@ -47,6 +48,8 @@ class KVTransferModel:
         self.rate_per_ns = p.rate / 1e9
         self.dists = {k: getattr(p, k).params() for k in ("prompt_tokens", "hit_uncached_tokens")}
         self.ns_per_byte = 8e9 / p.link_rate
+        # prefill compute per token per layer: a layer's KV is ready this long after the last
+        self.layer_ns_per_token = 1e9 / p.prefill_rate / p.model.layers if p.prefill_rate else 0.0
         # client-side capture (at the prefill server): an ACK is seen a round trip after the
         # WRITE it acknowledges; server-side: right after the WRITE arrives
         self.ack_lag_ns = p.rtt if scenario.topology.capture == "client" else ACK_TURNAROUND_NS
@@ -97,7 +100,8 @@ class KVTransferModel:
         np.cumsum(rows[:-1], out=row0[1:])
         pk = np.empty(total, SCHED_DTYPE)
         kk.fill(keys, starts, d["uncached"], row0, m.layer_bytes, m.layers, p.layers_per_message,
-                p.path_mtu, p.ack_every, self.ns_per_byte, self.ack_lag_ns, self.class_id, pk)
+                p.path_mtu, p.ack_every, self.ns_per_byte, self.layer_ns_per_token,
+                self.ack_lag_ns, self.class_id, pk)
         ids = np.arange(n)
         flows = {"session": ids, "src_ip": self.prefill[d["prefill"]],
                  "dst_ip": self.decode[d["decode"]], "dst_port": np.full(n, ROCE_PORT),
