@@ -95,7 +95,7 @@ def test_rtp_and_opaque_udp_frames(tmp_path):
     pk["direction"] = [0, 1, 0, 1, 0, 0]
     pk["layout"] = [ku.L_RTP, ku.L_RTP, ku.L_OPAQUE, ku.L_OPAQUE, ku.L_RTP, ku.L_OPAQUE]
     pk["payload_len"] = [80, 120, 33, 0, 81, 1]
-    pk["tcp_flags"] = [0x80 | 111, 111, 0, 0, 111, 0]
+    pk["tcp_flags"] = [0x80 | ku.RTP_PT_OPUS, ku.RTP_PT_OPUS, 0, 0, ku.RTP_PT_OPUS, 0]
     pk["seq"] = [7, 900, 0, 0, 8, 0]
     pk["ack"] = [960, 48000, 0, 0, 1920, 0]
     pk["wire_len"] = 42 + pk["payload_len"] + np.where(pk["layout"] == ku.L_RTP, 12, 0)

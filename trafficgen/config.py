@@ -455,10 +455,12 @@ def _build(data: dict, where: str) -> Scenario:
             if isinstance(data[cls], dict):
                 data[cls] = {**class_defaults(cls), **data[cls]}
             params[cls] = ptype(**_section(data, cls, where))
+    if "kv_transfer" in params:  # the one place the IP MTU is read for it (moving to network.mtu)
+        _check_kv(params["kv_transfer"], topo["mtu"], where)
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
-    scenario = Scenario(
+    return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
         topology=Topology(
@@ -468,24 +470,15 @@ def _build(data: dict, where: str) -> Scenario:
             rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
             capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
         params=params, source=data)
-    if "kv_transfer" in params:
-        _check_kv(scenario, where)
-    return scenario
 
 
-def ip_mtu(scenario: Scenario) -> int:
-    """The IP MTU of the scenario's links (read here only: it is moving to ``network.mtu``)."""
-    return scenario.topology.mtu
-
-
-def _check_kv(scenario: Scenario, where: str) -> None:
+def _check_kv(kv: KVParams, ip_mtu: int, where: str) -> None:
     """What ``[kv_transfer]`` must agree on with the rest of the scenario."""
-    kv = scenario.kv_transfer
-    if kv.path_mtu + 60 > ip_mtu(scenario):  # IPv4 20, UDP 8, BTH 12, RETH 16, ICRC 4
-        fits = [m for m in (256, 512, 1024, 2048, 4096) if m + 60 <= ip_mtu(scenario)]
+    if kv.path_mtu + 60 > ip_mtu:  # IPv4 20, UDP 8, BTH 12, RETH 16, ICRC 4
+        fits = [m for m in (256, 512, 1024, 2048, 4096) if m + 60 <= ip_mtu]
         raise ConfigError(where, "kv_transfer.path_mtu",
                           f"{kv.path_mtu} needs an IP MTU of at least {kv.path_mtu + 60}, the "
-                          f"scenario's is {ip_mtu(scenario)} (topology.mtu): use "
+                          f"scenario's is {ip_mtu} (topology.mtu): use "
                           f"{fits[-1] if fits else 'a larger topology.mtu'} or raise topology.mtu")
     if set(kv.prefill_servers) & set(kv.decode_servers):
         raise ConfigError(where, "kv_transfer.decode_servers",

@@ -20,6 +20,7 @@ ROCE_PORT = 4791
 ACK_REQ = 1 << 31  # ``ack`` bit of a WRITE row: the BTH AckReq bit
 ROCE_TOS = 0x6A  # DSCP 26 (the usual lossless RoCE class), ECT(0) for DCQCN
 AETH_SYNDROME = 0x1F  # ACK, credit count "invalid" (as RC NICs commonly send)
+RTP_PT_OPUS = 111  # the dynamic payload type WebRTC gives Opus: a voice row's tcp_flags (| 0x80 marker)
 ETH_IP_UDP = 42  # Ethernet + IPv4 + UDP header bytes
 ETH_OVERHEAD = 24  # preamble + SFD (8), FCS (4), inter-frame gap (12): link time per frame
 
