@@ -90,35 +90,45 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
             off = 0
             while off < gb:
                 m = _msg_len(gb, off)
-                npk = (m + pmtu - 1) // pmtu
-                for j in range(npk):
-                    plen = min(pmtu, m - j * pmtu)
-                    if npk == 1:
-                        op = OP_WRITE_ONLY
-                    elif j == 0:
-                        op = OP_WRITE_FIRST
-                    elif j == npk - 1:
-                        op = OP_WRITE_LAST
-                    else:
-                        op = OP_WRITE_MIDDLE
-                    wl = ETH_IP_UDP + roce_bth_len(op) + plen + ((-plen) & 3) + 4
-                    ts = starts[t] + np.int64(clock)
-                    clock += (wl + ETH_OVERHEAD) * ns_per_byte
-                    areq = (j + 1) % ack_every == 0 or j == npk - 1
-                    _row(out[r], ts, t, 0, wl, op, psn, msg | (ACK_REQ if areq else 0), plen,
-                         ipid, j * pmtu, m, class_id)
-                    r += 1
-                    ipid = (ipid + 1) & 0xFFFF
-                    if areq:
-                        done = msg + 1 if j == npk - 1 else msg
-                        t_ack = starts[t] + np.int64(clock) + ack_lag_ns
-                        _row(out[r], t_ack, t, 1, ETH_IP_UDP + 16 + 4, OP_ACK, psn,
-                             done & 0xFFFFFF, 0, ipid_ack, 0, 0, class_id)
-                        r += 1
-                        ipid_ack = (ipid_ack + 1) & 0xFFFF
-                    psn = (psn + 1) & 0xFFFFFF
+                r, clock, psn, ipid, ipid_ack = _message(
+                    out, r, t, starts[t], clock, m, msg, psn, ipid, ipid_ack, pmtu, ack_every,
+                    ns_per_byte, ack_lag_ns, class_id)
                 msg += 1
                 off += m
+
+
+@njit(cache=True)
+def _message(out, r, t, start, clock, m, msg, psn, ipid, ipid_ack, pmtu, ack_every, ns_per_byte,
+             ack_lag_ns, class_id):
+    """One WRITE message of ``m`` bytes (and its ACKs) from row ``r``, the link free at
+    ``clock``; returns the next row, clock, PSN and IPv4 ids."""
+    npk = (m + pmtu - 1) // pmtu
+    for j in range(npk):
+        plen = min(pmtu, m - j * pmtu)
+        if npk == 1:
+            op = OP_WRITE_ONLY
+        elif j == 0:
+            op = OP_WRITE_FIRST
+        elif j == npk - 1:
+            op = OP_WRITE_LAST
+        else:
+            op = OP_WRITE_MIDDLE
+        wl = ETH_IP_UDP + roce_bth_len(op) + plen + ((-plen) & 3) + 4
+        ts = start + np.int64(clock)
+        clock += (wl + ETH_OVERHEAD) * ns_per_byte
+        areq = (j + 1) % ack_every == 0 or j == npk - 1
+        _row(out[r], ts, t, 0, wl, op, psn, msg | (ACK_REQ if areq else 0), plen, ipid,
+             j * pmtu, m, class_id)
+        r += 1
+        ipid = (ipid + 1) & 0xFFFF
+        if areq:  # MSN: the messages completed, this one once its last packet is in
+            done = msg + 1 if j == npk - 1 else msg
+            _row(out[r], start + np.int64(clock) + ack_lag_ns, t, 1, ETH_IP_UDP + 16 + 4, OP_ACK,
+                 psn, done & 0xFFFFFF, 0, ipid_ack, 0, 0, class_id)
+            r += 1
+            ipid_ack = (ipid_ack + 1) & 0xFFFF
+        psn = (psn + 1) & 0xFFFFFF
+    return r, clock, psn, ipid, ipid_ack
 
 
 @njit(cache=True, inline="always")
