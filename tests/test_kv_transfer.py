@@ -348,6 +348,7 @@ def test_mix_with_chat_passes_the_tcp_checks(tshark, make_run, tmp_path):
     flows, req, pk = table(run.flows), table(run.requests), table(run.packets)
     assert set(flows["class"]) == {"chat", "kv_transfer"}
     assert set(flows["protocol"][flows["class"] == "kv_transfer"]) == {17}
+    assert set(flows["requests"][flows["class"] == "kv_transfer"]) == {1}  # one transfer per QP
     assert set(flows["protocol"][flows["class"] == "chat"]) == {6}
     assert set(req["kind"][req["class"] == "kv_transfer"]) == {"kv_transfer"}
     size = run.pcap.stat().st_size

@@ -106,6 +106,7 @@ def test_rtp_and_opaque_udp_frames(tmp_path):
     requests = {"flow": np.array([0]), "session": np.array([0]), "kind": KIND_CODE["media"]}
     ep = schedule_from_packets(10**18, 0, pk, flows, requests, 2)
     assert np.array_equal(ep.flows["protocol"], [17, 17]) and ep.requests.shape[0] == 1
+    assert np.array_equal(ep.flows["requests"], [1, 0])
     assert ep.requests["bytes_up"][0] == want_up
     assert (np.diff(ep.sched["ts_ns"]) >= 0).all()
     ep.flows["src_port"] = [50000, 50001]

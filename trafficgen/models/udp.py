@@ -63,8 +63,10 @@ def schedule_from_packets(start_ns: int, class_id: int, rows: np.ndarray, flows:
     rows["request_id"] = np.where(req >= 0, req_map[req], -1)
     rows["ts_ns"] += start_ns
     sched = take_rows(rows, np.argsort(rows["ts_ns"], kind="stable"))
-    return EpochSchedule(sched, _flow_rows(sched, class_id, flows, f_seen),
-                         _request_rows(sched, class_id, requests, r_seen, flow_map), n_sessions)
+    reqs = _request_rows(sched, class_id, requests, r_seen, flow_map)
+    frows = _flow_rows(sched, class_id, flows, f_seen)
+    frows["requests"] = np.bincount(reqs["flow_id"], minlength=frows.shape[0])
+    return EpochSchedule(sched, frows, reqs, n_sessions)
 
 
 def _flow_rows(sched, class_id, flows, seen):
