@@ -312,8 +312,13 @@ def test_mooncake_fit_against_the_trace():
     share = lambda u, p: np.mean(1 - u / p)  # noqa: E731
     assert abs(share(d["uncached"], d["prompt"]) - share(uncached, prompt)) < 0.05
     assert abs(d["uncached"].mean() / uncached.mean() - 1) < 0.1
-    # negative control: the trace's prompts sent whole (no prefix cache) are far off
+    # negative controls: the trace's prompts sent whole (no prefix cache) are far off, and so
+    # is the cached share of the prompt drawn on its own (the TOML's reason for its shape)
     assert stats.ks_2samp(d["prompt"], uncached).statistic > 0.2
+    rng = np.random.default_rng(3)
+    p, share = rng.choice(prompt, 40_000), rng.choice(1 - uncached / prompt, 40_000)
+    alone = np.maximum(1, p - np.round(share * p / 512) * 512)
+    assert stats.ks_2samp(alone, uncached).statistic > 0.1
 
 
 # --- determinism, mixing, configuration ---------------------------------------------------
