@@ -71,7 +71,7 @@ class ChatParams:
 
 @dataclass(frozen=True)
 class KVParams:
-    """``[kv_transfer]``: prefill-to-decode KV-cache transfers over RoCEv2 (models/kv-transfer.toml)."""
+    """``[kv_transfer]``: prefill-to-decode KV-cache transfers over RoCEv2 (kv-transfer.toml)."""
 
     rate: float  # transfers per second
     arrivals: ArrivalSpec  # of transfers

@@ -186,8 +186,8 @@ class Engine:
         ends = np.cumsum(ready["wire_len"], dtype=np.int64)
         lo = 0
         while lo < ready.shape[0]:
-            room = (ends[lo - 1] if lo else 0) + BATCH_FRAME_BYTES
-            hi = min(lo + self.batch_packets, max(lo + 1, int(np.searchsorted(ends, room, "right"))))
+            cap = (ends[lo - 1] if lo else 0) + BATCH_FRAME_BYTES
+            hi = min(lo + self.batch_packets, max(lo + 1, int(np.searchsorted(ends, cap, "right"))))
             yield self._batch(ready[lo:hi], attrs, flows if lo == 0 else flows[:0],
                               reqs if lo == 0 else reqs[:0], progress)
             lo = hi

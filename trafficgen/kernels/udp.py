@@ -20,7 +20,7 @@ ROCE_PORT = 4791
 ACK_REQ = 1 << 31  # ``ack`` bit of a WRITE row: the BTH AckReq bit
 ROCE_TOS = 0x6A  # DSCP 26 (the usual lossless RoCE class), ECT(0) for DCQCN
 AETH_SYNDROME = 0x1F  # ACK, credit count "invalid" (as RC NICs commonly send)
-RTP_PT_OPUS = 111  # the dynamic payload type WebRTC gives Opus: a voice row's tcp_flags (| 0x80 marker)
+RTP_PT_OPUS = 111  # WebRTC's dynamic payload type for Opus: an RTP row's tcp_flags (| 0x80: marker)
 ETH_IP_UDP = 42  # Ethernet + IPv4 + UDP header bytes
 ETH_OVERHEAD = 24  # preamble + SFD (8), FCS (4), inter-frame gap (12): link time per frame
 
@@ -221,8 +221,8 @@ def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, a
     out[u + 6] = 0
     out[u + 7] = 0
     p = u + 8
-    off = np.int64((key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15)
-                    + np.uint64(seq) * np.uint64(0x10001) + np.uint64(segoff)) % np.uint64(pool_span))
+    off = np.int64((key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq)
+                    * np.uint64(0x10001) + np.uint64(segoff)) % np.uint64(pool_span))
     if layout == L_ROCE:
         end = _roce(out, p, d, flags, seq, ack, plen, segoff, writelen, key, off, pool)
         crc = _icrc(out, ip, end)
