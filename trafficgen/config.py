@@ -23,6 +23,7 @@ from typing import Any, Callable
 from .dist import Dist, parse_dist
 from .errors import ConfigError
 from .arrivals import ArrivalSpec, parse_arrivals
+from .kvcache import KVModel, parse_kv_model
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
@@ -141,6 +142,27 @@ class RagParams:
 
 
 @dataclass(frozen=True)
+class KVParams:
+    """``[kv_transfer]``: prefill-to-decode KV-cache transfers over RoCEv2 (kv-transfer.toml)."""
+
+    rate: float  # transfers per second
+    arrivals: ArrivalSpec  # of transfers
+    model: KVModel  # layers and KV bytes per token per layer
+    prompt_tokens: Dist
+    shared_prefix_tokens: int  # cached for every request (a common system prompt)
+    cache_hit_prob: float  # share of requests that continue a cached context
+    hit_uncached_tokens: Dist  # tokens to prefill on such a hit (the rest is cached)
+    link_rate: float  # bits per second
+    prefill_rate: float  # prefill tokens per second (0: the KV is all ready at the start)
+    path_mtu: int  # RDMA payload bytes per packet
+    prefill_servers: tuple[int, ...]
+    decode_servers: tuple[int, ...]
+    layers_per_message: int
+    ack_every: int  # WRITE packets per coalesced ACK (and one at each message's end)
+    rtt: int  # ns, the fabric's round trip
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -219,6 +241,12 @@ def _str(choices: tuple[str, ...] | None = None, pattern: str | None = None):
             raise ValueError(f"got {v!r}")
         return v
     return conv
+
+
+def _one_of(v, allowed: tuple[int, ...]) -> int:
+    if isinstance(v, bool) or v not in allowed:
+        raise ValueError(f"must be one of {', '.join(map(str, allowed))}, got {v!r}")
+    return int(v)
 
 
 def _size_in(lo: int, hi: int):
@@ -368,6 +396,17 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "image_tokens": _dist("count", positive=False),
     },
 }
+SECTIONS["kv_transfer"] = {
+    "rate": SECTIONS["chat"]["rate"], "arrivals": parse_arrivals, "model": parse_kv_model,
+    "prompt_tokens": _dist("count"), "shared_prefix_tokens": _int_in(0, 1 << 20),
+    "cache_hit_prob": _float_in(0.0, 1.0), "hit_uncached_tokens": _dist("count"),
+    "link_rate": _bounded(parse_bandwidth, 1e6, 1.6e12, lambda x: f"{x:g}bps"),
+    "prefill_rate": _bounded(parse_rate, 0.0, 1e9, lambda x: f"{x:g}/s"),
+    "path_mtu": lambda v: _one_of(v, (256, 512, 1024, 2048, 4096)),
+    "prefill_servers": _addresses, "decode_servers": _addresses,
+    "layers_per_message": _int_in(1, 1024), "ack_every": _int_in(1, 1 << 20),
+    "rtt": _bounded(parse_duration, 0, 10**9, _ns),
+}
 _rate = _bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s")
 _keepalive = _bounded(parse_duration, 10**6, 86_400 * 10**9, _ns)
 _TLS_KEYS = {"client_hello_bytes": _size_in(64, 16000), "server_flight_bytes": _size_in(64, 1 << 20),
@@ -393,6 +432,7 @@ SECTIONS["rag"] = {
 
 # Every class section may name its own endpoints (else the topology's): a site of its own.
 ENDPOINT_KEYS = ("clients", "client_count", "client_skew", "servers", "server_port", "rtt")
+ENDPOINT_CLASSES = ("chat", "coding", "reasoning", "multimodal", "agentic", "rag")
 for _spec in [SECTIONS["chat"], SECTIONS["agentic"], SECTIONS["rag"]]:
     for _k in ENDPOINT_KEYS:
         _spec[_k] = SECTIONS["topology"][_k]
@@ -401,7 +441,8 @@ OPTIONAL = {"scenario": {"description", "base", "start_time"}}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
-                     "images": 0, "image_bytes": 0, "image_tokens": 0}}
+                     "images": 0, "image_bytes": 0, "image_tokens": 0},
+            "kv_transfer": {"arrivals": {"process": "poisson"}}}
 
 # Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
 # whose section of that name supplies every key a scenario leaves out). In generation order.
@@ -413,11 +454,13 @@ CLASS_SECTIONS: dict[str, tuple[type, str]] = {
     "agentic": (AgenticParams, "agentic"),  # chains of LLM calls and tool calls
     "rag": (RagParams, "rag"),  # embed -> vector search -> rerank, east-west
 }
+CLASS_SECTIONS["kv_transfer"] = (KVParams, "kv-transfer")
 for _cls, (_ptype, _) in CLASS_SECTIONS.items():
     if _ptype is ChatParams:
         SECTIONS.setdefault(_cls, SECTIONS["chat"])
         DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
-    OPTIONAL[_cls] = set(ENDPOINT_KEYS)
+    if _cls in ENDPOINT_CLASSES:
+        OPTIONAL[_cls] = set(ENDPOINT_KEYS)
 DEFAULTS["agentic"] = DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}}
 
 
@@ -589,7 +632,7 @@ def _build(data: dict, where: str) -> Scenario:
             if isinstance(data[cls], dict):
                 data[cls] = {**class_defaults(cls), **data[cls]}
             values = _section(data, cls, where)
-            own = {k: values.pop(k) for k in ENDPOINT_KEYS if k in values}
+            own = {k: values.pop(k) for k in ENDPOINT_KEYS if k in values} if cls in ENDPOINT_CLASSES else {}
             if own:
                 own = {("bandwidth_bps" if k == "bandwidth" else k): v for k, v in own.items()}
                 net, count = own.get("clients", topo["clients"]), own.get("client_count", topo["client_count"])
@@ -597,6 +640,8 @@ def _build(data: dict, where: str) -> Scenario:
                     raise ConfigError(where, f"{cls}.client_count", f"{count} clients do not fit in {net}")
                 endpoints[cls] = own
             params[cls] = ptype(**values)
+    if "kv_transfer" in params:  # the one place the IP MTU is read for it (moving to network.mtu)
+        _check_kv(params["kv_transfer"], topo["mtu"], where)
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
@@ -615,6 +660,19 @@ def _build(data: dict, where: str) -> Scenario:
             rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
             capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
         params=params, endpoints=endpoints, source=data)
+
+
+def _check_kv(kv: KVParams, ip_mtu: int, where: str) -> None:
+    """What ``[kv_transfer]`` must agree on with the rest of the scenario."""
+    if kv.path_mtu + 60 > ip_mtu:  # IPv4 20, UDP 8, BTH 12, RETH 16, ICRC 4
+        fits = [m for m in (256, 512, 1024, 2048, 4096) if m + 60 <= ip_mtu]
+        raise ConfigError(where, "kv_transfer.path_mtu",
+                          f"{kv.path_mtu} needs an IP MTU of at least {kv.path_mtu + 60}, the "
+                          f"scenario's is {ip_mtu} (topology.mtu): use "
+                          f"{fits[-1] if fits else 'a larger topology.mtu'} or raise topology.mtu")
+    if set(kv.prefill_servers) & set(kv.decode_servers):
+        raise ConfigError(where, "kv_transfer.decode_servers",
+                          "must not share an address with kv_transfer.prefill_servers")
 
 
 _CLASS_DEFAULTS: dict[str, dict] = {}

@@ -33,6 +33,7 @@ DEFAULT_WINDOW_NS = 10 * 10**9
 MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
 GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
 DEFAULT_BATCH_PACKETS = 1 << 16
+BATCH_FRAME_BYTES = 64 << 20  # a batch also ends before its frames pass this (jumbo RoCE frames)
 POOL_BYTES = (4 << 20) + 65536
 
 
@@ -66,7 +67,7 @@ class _FlowAttrs:
         self.base = 0
         self.cols = {k: np.empty(0, t) for k, t in
                      (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
-                      ("key", "u8"), ("hops", "u1"), ("side", "u1"))}
+                      ("key", "u8"), ("hops", "u1"), ("side", "u1"), ("proto", "u1"))}
 
     def add(self, new: dict, keep_from: int):
         drop = max(0, keep_from - self.base)
@@ -186,10 +187,14 @@ class Engine:
             if flows.shape[0] or reqs.shape[0]:
                 yield Batch(ready, None, None, flows, reqs, progress)
             return
-        for lo in range(0, ready.shape[0], self.batch_packets):
-            part = ready[lo:lo + self.batch_packets]
-            yield self._batch(part, attrs, flows if lo == 0 else flows[:0],
+        ends = np.cumsum(ready["wire_len"], dtype=np.int64)
+        lo = 0
+        while lo < ready.shape[0]:
+            cap = (ends[lo - 1] if lo else 0) + BATCH_FRAME_BYTES
+            hi = min(lo + self.batch_packets, max(lo + 1, int(np.searchsorted(ends, cap, "right"))))
+            yield self._batch(ready[lo:hi], attrs, flows if lo == 0 else flows[:0],
                               reqs if lo == 0 else reqs[:0], progress)
+            lo = hi
 
     def _globalise(self, ep, next_id):
         """Local ids of one window's schedule -> global ids; ports follow the global flow id."""
@@ -214,7 +219,8 @@ class Engine:
         return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
                 "sport": flows["dst_port"].astype(np.uint16), "key": keys,
                 "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
-                "side": self.side_of_class[flows["class"]]}
+                "side": self.side_of_class[flows["class"]],
+                "proto": flows["protocol"].astype(np.uint8)}
 
     def _batch(self, part, attrs: _FlowAttrs, flows, reqs, progress) -> Batch:
         if not self.frames or part.shape[0] == 0:
@@ -229,7 +235,7 @@ class Engine:
                        part["layout"], part["segoff"], part["writelen"], part["wire_len"],
                        a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
                        a["side"], self.gw_mac, self.sc.topology.mss, self.pool,
-                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets)
+                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
         assert end == space
         return Batch(part, buf, offsets, flows, reqs, progress)
 

@@ -106,6 +106,13 @@ PACKET_SCHEMA = _schema(PACKET_COLUMNS, "packets")
 SCHEMAS = {"flows": FLOW_SCHEMA, "requests": REQUEST_SCHEMA, "packets": PACKET_SCHEMA}
 
 # The engine's packet schedule: the packet table's columns plus what the frame encoder needs.
+# Rows of UDP flows (flow protocol 17; kernels/udp.py encodes them) read ``layout`` as the
+# payload layout: 0 opaque (payload_len bytes of payload), 1 RTP (tcp_flags = RTP byte 1, the
+# marker bit and payload type; seq = sequence number; ack = timestamp; payload_len = bytes after
+# the 12-byte header), 2 RoCEv2 (tcp_flags = BTH opcode; seq = PSN; payload_len = RDMA payload
+# bytes, without headers, pad and ICRC; on WRITEs ack = the message's index in its transfer,
+# bit 31 the BTH AckReq bit, segoff = the packet's offset in its message, writelen = the
+# message length (RETH DMA length); on ACKs ack = the AETH MSN). ipid is the IPv4 id.
 SCHED_DTYPE = np.dtype(PACKET_DTYPE.descr + [
     ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4")])
 

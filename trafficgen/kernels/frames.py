@@ -8,7 +8,8 @@ TLS record headers that fall inside the segment. No per-packet allocation.
 import numpy as np
 from numba import njit
 
-from ..schema import SYN
+from ..schema import PROTO_UDP, SYN
+from . import udp as _udp
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PCAP_REC = 16  # pcap record header
@@ -77,13 +78,15 @@ def _mac(buf, o, kind, ip, gw_mac):
 @njit(cache=True, nogil=True)
 def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
           writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side,
-          gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets):
+          gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets, f_proto=None):
     """Encode ``n`` packets into ``out`` (uint8); ``offsets[i]`` gets frame i's start.
 
     Per packet: ts int64 ns since ``start_ns``; flow_row index into the f_* flow arrays;
     dirs 0 up / 1 down; seq/ack absolute; plen payload bytes; layout/segoff/writelen place the
     payload inside its application write; f_side is the end of each flow the capture is on
-    (0 client, 1 server). Returns the bytes written.
+    (0 client, 1 server). ``f_proto`` (uint8 per flow, optional): flows of protocol 17 are
+    UDP, encoded by ``kernels.udp`` (see schema.py for their columns). Returns the bytes
+    written.
     """
     o = 0
     pool_span = pool.shape[0] - 65536
@@ -114,6 +117,12 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
             _mac(out, o + 6, 0 if up else 2, sip, gw_mac)
         out[o + 12] = 0x08
         out[o + 13] = 0x00
+        if f_proto is not None and f_proto[f] == PROTO_UDP:
+            o = _udp.udp_frame(out, o + 14, d, up, cip, sip, f_cport[f], f_sport[f],
+                               64 if d == capture_side else 64 - f_hops[f], layout[i], flags[i],
+                               seq[i], ack[i], plen[i], ipid[i], segoff[i], writelen[i], f_key[f],
+                               pool, pool_span)
+            continue
         # IPv4
         ip = o + 14
         fl = flags[i]

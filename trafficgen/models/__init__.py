@@ -13,8 +13,9 @@ def model_types() -> dict:
     """Class name -> model type (imported here, late: the models import the config)."""
     from .chain import ChainModel
     from .chat import ChatModel
+    from .kv_transfer import KVTransferModel
     return {"chat": ChatModel, "coding": ChatModel, "reasoning": ChatModel, "multimodal": ChatModel,
-            "agentic": ChainModel, "rag": ChainModel}
+            "agentic": ChainModel, "rag": ChainModel, "kv_transfer": KVTransferModel}
 
 
 def make_model(scenario, cls: str, layout_base: int):

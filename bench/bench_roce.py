@@ -1,0 +1,133 @@
+"""RoCEv2 frame speed: the CRC-32 kernel, the frame encoder on kv_transfer rows, the pipeline.
+
+    python bench/bench_roce.py            # 10 minutes of the kv-transfer scenario (~3.4 GB)
+    python bench/bench_roce.py --quick    # 60 s at 0.05/s: what CI can afford
+    python bench/bench_roce.py --json
+
+Three figures, each the best of ``--repeat`` rounds:
+
+1. **crc32**: ``kernels.udp.crc32_update`` (slicing-by-16) over a 64 MiB buffer, beside
+   ``zlib.crc32`` on the same bytes (the ICRC is the same CRC, so zlib is the ceiling to beat).
+2. **encoder**: ``kernels.frames.build`` alone over the scenario's schedule rows (ICRC, IPv4
+   and UDP checksums, payload copy), frames/s and MB/s of frames, no pcap headers.
+3. **pipeline**: ``trafficgen.generate(kv-transfer, pcap=...)`` into ``--dir`` (``/dev/shm``),
+   the whole thing: transfers, packets, merge, frames, pcap writing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+import trafficgen as tg
+from trafficgen.engine import POOL_BYTES, Engine
+from trafficgen.kernels import frames as kf
+from trafficgen.kernels import udp as ku
+from trafficgen.kernels.rng import fill_bytes, key_of
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def crc_figures(repeat: int) -> dict:
+    buf = np.random.default_rng(0).integers(0, 256, 64 << 20, dtype=np.uint8)
+    ku.crc32_update(np.int64(0xFFFFFFFF), buf, 0, 64)  # compile / load
+    raw = buf.tobytes()
+    ours = best(lambda: ku.crc32_update(np.int64(0xFFFFFFFF), buf, 0, buf.shape[0]), repeat)
+    theirs = best(lambda: zlib.crc32(raw), repeat)
+    return {"bytes": buf.shape[0], "crc32_MBps": buf.shape[0] / ours / 1e6,
+            "zlib_MBps": buf.shape[0] / theirs / 1e6}
+
+
+def schedule(sc, limit: int):
+    """The first ``limit`` schedule rows and the flow rows of the scenario (no frames)."""
+    rows, flows, n = [], [], 0
+    for b in tg.batches(sc, frames=False):
+        flows.append(b.flows)
+        rows.append(b.packets[:limit - n])
+        n += rows[-1].shape[0]
+        if n >= limit:
+            break
+    return np.concatenate(rows), np.concatenate(flows)
+
+
+def encoder_figures(sc, limit: int, repeat: int) -> dict:
+    rows, flows = schedule(sc, limit)
+    eng = Engine(sc)
+    a = eng._flow_attrs(flows)
+    pool = np.empty(POOL_BYTES, np.uint8)
+    fill_bytes(key_of(1), pool)
+    tpl = eng.templates
+    buf = np.empty(kf.frame_space(rows["wire_len"], False), np.uint8)
+    offsets = np.empty(rows.shape[0], np.int64)
+
+    def once():
+        kf.build(buf, False, 0, rows["ts_ns"], rows["flow_id"], rows["direction"], rows["seq"],
+                 rows["ack"], rows["tcp_flags"], rows["payload_len"], rows["ipid"], rows["layout"],
+                 rows["segoff"], rows["writelen"], rows["wire_len"], a["cip"], a["sip"],
+                 a["cport"], a["sport"], a["key"], a["hops"], a["side"], eng.gw_mac, 1460, pool,
+                 tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
+    once()
+    t = best(once, repeat)
+    return {"frames": int(rows.shape[0]), "MB": buf.shape[0] / 1e6, "seconds": t,
+            "frames_per_s": rows.shape[0] / t, "MBps": buf.shape[0] / t / 1e6}
+
+
+def pipeline_figures(sc, where: Path, repeat: int) -> dict:
+    path = where / "bench_roce.pcap"
+    report = {}
+
+    def once():
+        path.unlink(missing_ok=True)
+        report.update(tg.generate(sc, pcap=path))
+    try:
+        once()
+        t = best(once, repeat)
+        size = path.stat().st_size
+    finally:
+        path.unlink(missing_ok=True)
+    return {"packets": report["packets"], "MB": size / 1e6, "seconds": t,
+            "packets_per_s": report["packets"] / t, "MBps": size / t / 1e6}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    over = {"kv_transfer.rate": "0.05/s"} if args.quick else {}
+    sc = tg.load_scenario("kv-transfer", over, duration="60s" if args.quick else None)
+    out = {"scenario": "kv-transfer", "overrides": over, "duration_s": sc.duration_ns / 1e9,
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                      f"{platform.platform()}",
+           "crc": crc_figures(args.repeat),
+           "encoder": encoder_figures(sc, 200_000 if args.quick else 1_000_000, args.repeat),
+           "pipeline": pipeline_figures(sc, Path(args.dir), 1 if args.quick else args.repeat)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    c, e, p = out["crc"], out["encoder"], out["pipeline"]
+    print(f"crc32 slicing-by-16: {c['crc32_MBps']:,.0f} MB/s (zlib {c['zlib_MBps']:,.0f} MB/s)")
+    print(f"encoder, RoCE rows: {e['frames']:,} frames, {e['MB']:,.0f} MB in {e['seconds']:.3f} s: "
+          f"{e['frames_per_s']:,.0f} frames/s, {e['MBps']:,.0f} MB/s")
+    print(f"pipeline to {args.dir}: {p['packets']:,} packets, {p['MB']:,.0f} MB in "
+          f"{p['seconds']:.2f} s: {p['packets_per_s']:,.0f} packets/s, {p['MBps']:,.0f} MB/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""UDP frames for the encoder: IPv4/UDP and a payload by layout (opaque, RTP, RoCEv2).
+
+RoCEv2 (IBTA Annex A17): BTH (12 B), RETH (16 B) on RDMA WRITE First/Only, AETH (4 B) on
+Acknowledge, the payload padded to 4 bytes, and the invariant CRC: CRC-32 (the Ethernet
+polynomial) over 8 bytes of 0xFF standing for the LRH, the IPv4 header with TOS, TTL and
+checksum masked to ones, the UDP header with its checksum masked to ones, the BTH with its
+FECN/BECN/reserved byte masked to ones, then the rest of the packet; stored little-endian.
+The UDP checksum is the full one (RFC 768), computed after the ICRC.
+How the schedule's columns read for UDP rows is in ``schema.py``; ``request_spans`` tabulates
+a UDP class's requests.
+"""
+import numpy as np
+from numba import njit
+
+# payload layouts of UDP rows (the ``layout`` column)
+L_OPAQUE, L_RTP, L_ROCE = 0, 1, 2
+# RC opcodes (BTH byte 0)
+OP_WRITE_FIRST, OP_WRITE_MIDDLE, OP_WRITE_LAST, OP_WRITE_ONLY, OP_ACK = 0x06, 0x07, 0x08, 0x0A, 0x11
+ROCE_PORT = 4791
+ACK_REQ = 1 << 31  # ``ack`` bit of a WRITE row: the BTH AckReq bit
+ROCE_TOS = 0x6A  # DSCP 26 (the usual lossless RoCE class), ECT(0) for DCQCN
+AETH_SYNDROME = 0x1F  # ACK, credit count "invalid" (as RC NICs commonly send)
+RTP_PT_OPUS = 111  # WebRTC's dynamic payload type for Opus: an RTP row's tcp_flags (| 0x80: marker)
+ETH_IP_UDP = 42  # Ethernet + IPv4 + UDP header bytes
+ETH_OVERHEAD = 24  # preamble + SFD (8), FCS (4), inter-frame gap (12): link time per frame
+
+
+def _crc_tables() -> np.ndarray:
+    """Slicing-by-16 tables of the reflected CRC-32 (poly 0xEDB88320), int64[16, 256]."""
+    t = np.zeros((16, 256), np.int64)
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
+        t[0, b] = c
+    for k in range(1, 16):
+        for b in range(256):
+            t[k, b] = (t[k - 1, b] >> 8) ^ t[0, t[k - 1, b] & 0xFF]
+    return t
+
+
+CRC_T = _crc_tables()
+
+
+@njit(cache=True, inline="always")
+def _crc_byte(c, b):
+    return CRC_T[0, (c ^ b) & 0xFF] ^ (c >> 8)
+
+
+@njit(cache=True, nogil=True)
+def crc32_update(c, buf, o, n):
+    """CRC-32 register ``c`` (int64, not inverted) advanced over ``buf[o:o+n]``, 16 bytes a
+    step (slicing-by-16: ~1.9 GB/s here, against ~1.45 for slicing-by-8)."""
+    v = buf[o:o + n]
+    k = 0
+    while k + 16 <= n:
+        a = c ^ (np.int64(v[k]) | (np.int64(v[k + 1]) << 8) | (np.int64(v[k + 2]) << 16)
+                 | (np.int64(v[k + 3]) << 24))
+        c = (CRC_T[15, a & 0xFF] ^ CRC_T[14, (a >> 8) & 0xFF] ^ CRC_T[13, (a >> 16) & 0xFF]
+             ^ CRC_T[12, (a >> 24) & 0xFF] ^ CRC_T[11, v[k + 4]] ^ CRC_T[10, v[k + 5]]
+             ^ CRC_T[9, v[k + 6]] ^ CRC_T[8, v[k + 7]] ^ CRC_T[7, v[k + 8]] ^ CRC_T[6, v[k + 9]]
+             ^ CRC_T[5, v[k + 10]] ^ CRC_T[4, v[k + 11]] ^ CRC_T[3, v[k + 12]]
+             ^ CRC_T[2, v[k + 13]] ^ CRC_T[1, v[k + 14]] ^ CRC_T[0, v[k + 15]])
+        k += 16
+    while k < n:
+        c = _crc_byte(c, v[k])
+        k += 1
+    return c
+
+
+@njit(cache=True, inline="always")
+def _put16(buf, o, v):
+    buf[o] = (v >> 8) & 0xFF
+    buf[o + 1] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _put24(buf, o, v):
+    buf[o] = (v >> 16) & 0xFF
+    buf[o + 1] = (v >> 8) & 0xFF
+    buf[o + 2] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _put32(buf, o, v):
+    buf[o] = (v >> 24) & 0xFF
+    buf[o + 1] = (v >> 16) & 0xFF
+    buf[o + 2] = (v >> 8) & 0xFF
+    buf[o + 3] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _sum16(buf, o, n):
+    """Ones'-complement partial sum of n bytes as big-endian words (see frames._sum16)."""
+    v = buf[o:o + n]
+    hi = np.uint64(0)
+    lo = np.uint64(0)
+    for k in range(n >> 1):
+        hi += np.uint64(v[2 * k])
+        lo += np.uint64(v[2 * k + 1])
+    if n & 1:
+        hi += np.uint64(v[n - 1])
+    return (hi << np.uint64(8)) + lo
+
+
+@njit(cache=True, inline="always")
+def _fold(s):
+    while s >> np.uint64(16):
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return (~np.int64(s)) & 0xFFFF
+
+
+@njit(cache=True, inline="always")
+def _copy_pool(out, o, n, pool, off):
+    dst = out[o:o + n]
+    src = pool[off:off + n]
+    for k in range(n):
+        dst[k] = src[k]
+
+
+@njit(cache=True, inline="always")
+def roce_bth_len(opcode):
+    """Bytes of BTH plus extension headers of a RoCE opcode we write."""
+    if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY:
+        return 28
+    if opcode == OP_ACK:
+        return 16
+    return 12
+
+
+@njit(cache=True, inline="always")
+def udp_payload_len(layout, opcode, plen):
+    """UDP payload bytes of a row (what follows the UDP header)."""
+    if layout == L_ROCE:
+        return roce_bth_len(opcode) + plen + ((-plen) & 3) + 4
+    if layout == L_RTP:
+        return 12 + plen
+    return plen
+
+
+@njit(cache=True)
+def _roce(out, p, d, opcode, psn, ack, plen, segoff, writelen, key, pool_off, pool):
+    """BTH, extension header and payload at ``p``; returns the end (before the ICRC)."""
+    pad = (-plen) & 3
+    qp_req = 0x100 | ((key >> np.uint64(40)) & np.uint64(0xFFFEFF))
+    qp_resp = 0x100 | ((key >> np.uint64(8)) & np.uint64(0xFFFEFF))
+    out[p] = opcode
+    out[p + 1] = pad << 4  # SE 0, MigReq 0, pad count, TVer 0
+    _put16(out, p + 2, 0xFFFF)  # default P_Key
+    out[p + 4] = 0  # FECN, BECN, reserved
+    _put24(out, p + 5, np.int64(qp_resp if d == 0 else qp_req))
+    out[p + 8] = 0x80 if (d == 0 and (ack & ACK_REQ)) else 0
+    _put24(out, p + 9, psn & 0xFFFFFF)
+    q = p + 12
+    if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY:
+        va = (np.uint64(0x7F00) << np.uint64(32)) + ((key & np.uint64(0xFFF)) << np.uint64(21)) \
+            + (np.uint64(ack & 0x7FFFFFFF) << np.uint64(32))
+        _put32(out, q, np.int64(va >> np.uint64(32)))
+        _put32(out, q + 4, np.int64(va & np.uint64(0xFFFFFFFF)))
+        _put32(out, q + 8, np.int64((key >> np.uint64(16)) & np.uint64(0xFFFFFFFF)))  # R_Key
+        _put32(out, q + 12, writelen)
+        q += 16
+    elif opcode == OP_ACK:
+        out[q] = AETH_SYNDROME
+        _put24(out, q + 1, ack & 0xFFFFFF)  # MSN
+        q += 4
+    if plen > 0:
+        _copy_pool(out, q, plen, pool, pool_off)
+        q += plen
+    for k in range(pad):
+        out[q + k] = 0
+    return q + pad
+
+
+@njit(cache=True)
+def _icrc(out, ip, end):
+    """The RoCEv2 invariant CRC of the packet whose IPv4 header is at ``ip`` (payload up to
+    ``end``), as the value to store little-endian."""
+    c = np.int64(0xFFFFFFFF)
+    for _ in range(8):  # the masked LRH
+        c = _crc_byte(c, 0xFF)
+    for k in range(28):  # IPv4 and UDP headers, masked
+        if k == 1 or k == 8 or k == 10 or k == 11 or k == 26 or k == 27:
+            c = _crc_byte(c, 0xFF)
+        else:
+            c = _crc_byte(c, out[ip + k])
+    b = ip + 28
+    for k in range(12):  # BTH, its byte 4 masked
+        c = _crc_byte(c, 0xFF if k == 4 else out[b + k])
+    c = crc32_update(c, out, b + 12, end - b - 12)
+    return (~c) & 0xFFFFFFFF
+
+
+@njit(cache=True)
+def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, ack, plen,
+              ipid, segoff, writelen, key, pool, pool_span):
+    """IPv4 + UDP + payload at ``ip`` (just after the Ethernet header); returns the frame end.
+
+    cip/sip: the flow's addresses (up = cip -> sip); ports: RoCE rows always go to
+    ``sport`` (4791) from ``cport`` (the entropy); other layouts swap them going down.
+    """
+    n = udp_payload_len(layout, flags, plen)
+    out[ip] = 0x45
+    out[ip + 1] = ROCE_TOS if layout == L_ROCE else 0
+    _put16(out, ip + 2, 28 + n)
+    _put16(out, ip + 4, ipid)
+    out[ip + 6] = 0x40  # DF
+    out[ip + 7] = 0
+    out[ip + 8] = ttl
+    out[ip + 9] = 17
+    out[ip + 10] = 0
+    out[ip + 11] = 0
+    _put32(out, ip + 12, cip if up else sip)
+    _put32(out, ip + 16, sip if up else cip)
+    _put16(out, ip + 10, _fold(_sum16(out, ip, 20)))
+    u = ip + 20
+    fwd = up or layout == L_ROCE
+    _put16(out, u, cport if fwd else sport)
+    _put16(out, u + 2, sport if fwd else cport)
+    _put16(out, u + 4, 8 + n)
+    out[u + 6] = 0
+    out[u + 7] = 0
+    p = u + 8
+    off = np.int64((key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq)
+                    * np.uint64(0x10001) + np.uint64(segoff)) % np.uint64(pool_span))
+    if layout == L_ROCE:
+        end = _roce(out, p, d, flags, seq, ack, plen, segoff, writelen, key, off, pool)
+        crc = _icrc(out, ip, end)
+        for k in range(4):
+            out[end + k] = (crc >> (8 * k)) & 0xFF
+        end += 4
+    elif layout == L_RTP:
+        out[p] = 0x80  # V=2, no padding, extension or CSRC
+        out[p + 1] = flags  # marker bit and payload type
+        _put16(out, p + 2, seq & 0xFFFF)
+        _put32(out, p + 4, ack)
+        _put32(out, p + 8, np.int64((key >> np.uint64(20) ^ np.uint64(d * 0x5BD1E995))
+                                    & np.uint64(0xFFFFFFFF)))  # SSRC
+        _copy_pool(out, p + 12, plen, pool, off)
+        end = p + 12 + plen
+    else:
+        _copy_pool(out, p, plen, pool, off)
+        end = p + plen
+    s = _sum16(out, ip + 12, 8) + np.uint64(17) + np.uint64(8 + n) + _sum16(out, u, 8 + n)
+    c = _fold(s)
+    _put16(out, u + 6, 0xFFFF if c == 0 else c)
+    return end
+
+
+@njit(cache=True, nogil=True)
+def request_spans(req, dirs, wire_len, ts, n_req, start, first_down, end, bytes_):
+    """Per request: first packet, first packet down (-1 if none), last packet (int64 ns) and
+    wire bytes by direction (int64[n, 2])."""
+    for r in range(n_req):
+        start[r] = first_down[r] = end[r] = -1
+        bytes_[r, 0] = bytes_[r, 1] = 0
+    for i in range(req.shape[0]):
+        r = req[i]
+        if r < 0:
+            continue
+        bytes_[r, dirs[i]] += wire_len[i]
+        if start[r] < 0:
+            start[r] = ts[i]
+        if dirs[i] == 1 and first_down[r] < 0:
+            first_down[r] = ts[i]
+        end[r] = ts[i]
