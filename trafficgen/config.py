@@ -22,6 +22,8 @@ from typing import Any, Callable
 from .dist import Dist, parse_dist
 from .errors import ConfigError
 from .arrivals import ArrivalSpec, parse_arrivals
+from . import network as _net
+from .network import PLAIN, Network
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
@@ -40,10 +42,13 @@ class Topology:
     mtu: int
     capture: str  # "client" or "server"
     gateway_mac: bytes
+    ipv6_mss: bool = False  # some flows are IPv6: segments leave room for its 40-byte header
 
     @property
     def mss(self) -> int:
-        return self.mtu - 40
+        """TCP MSS for the IP MTU (``network.mtu``): IPv4 or IPv6 header and a 20-byte TCP
+        header fit in it. Under ``ip = "dual"`` every flow uses the IPv6 MSS."""
+        return self.mtu - (60 if self.ipv6_mss else 40)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Scenario:
     topology: Topology
     params: dict  # flow class -> its validated parameters, for the classes configured
     source: dict = field(compare=False, repr=False)
+    network: Network = PLAIN  # the [network] section (plain IPv4 without one)
 
     def __getattr__(self, name: str):
         """``scenario.chat``, ``scenario.coding``, ...: a class's parameters, or None."""
@@ -230,10 +236,14 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "arrivals": parse_arrivals,
     },
 }
-OPTIONAL = {"scenario": {"description", "base", "start_time"}}
+SECTIONS["network"] = _net.SPEC  # optional section: see trafficgen.network
+OPTIONAL = {"scenario": {"description", "base", "start_time"},
+            "topology": {"mtu"},  # moved to network.mtu; still read (see _legacy_mtu)
+            "network": _net.OPTIONAL}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
-            "chat": {"arrivals": {"process": "poisson"}}}
+            "chat": {"arrivals": {"process": "poisson"}},
+            "network": _net.DEFAULTS}
 
 # Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
 # whose section of that name supplies every key a scenario leaves out). In generation order.
@@ -404,6 +414,7 @@ def _build(data: dict, where: str) -> Scenario:
         if name not in SECTIONS:
             raise ConfigError(where, name, f"unknown section (allowed: {', '.join(SECTIONS)})")
     sc = _section(data, "scenario", where)
+    _legacy_mtu(data, where)
     topo = _section(data, "topology", where)
     if topo["client_count"] > topo["clients"].num_addresses:
         raise ConfigError(where, "topology.client_count",
@@ -417,6 +428,10 @@ def _build(data: dict, where: str) -> Scenario:
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
+    net = PLAIN
+    if "network" in data:
+        net = _net.build_network(_section(data, "network", where), tuple(params),
+                                 lambda key, problem: ConfigError(where, key, problem))
     return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
@@ -424,9 +439,25 @@ def _build(data: dict, where: str) -> Scenario:
             clients=topo["clients"], client_count=topo["client_count"],
             client_skew=topo["client_skew"], servers=topo["servers"],
             server_port=topo["server_port"], ephemeral_ports=topo["ephemeral_ports"],
-            rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
-            capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
-        params=params, source=data)
+            rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=net.mtu,
+            capture=topo["capture"], gateway_mac=topo["gateway_mac"], ipv6_mss=net.ip != "4"),
+        params=params, source=data, network=net)
+
+
+def _legacy_mtu(data: dict, where: str) -> None:
+    """``topology.mtu`` (before the network section) moves to ``network.mtu`` in the source,
+    checked under its own name; given in both places it is refused."""
+    topo, net = data.get("topology"), data.get("network", {})
+    if not isinstance(topo, dict) or "mtu" not in topo or not isinstance(net, dict):
+        return
+    if "mtu" in net:
+        raise ConfigError(where, "topology.mtu", "the MTU is network.mtu now: set it there "
+                          "only (drop topology.mtu)")
+    try:
+        SECTIONS["topology"]["mtu"](topo["mtu"])
+    except ValueError as e:
+        raise ConfigError(where, "topology.mtu", str(e)) from None
+    data["network"] = {**net, "mtu": topo.pop("mtu")}
 
 
 _CLASS_DEFAULTS: dict[str, dict] = {}
