@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import TrafficgenError
 from .kernels import encap as ke
 from .kernels.rng import derive_range, key_of
 from .network import IPV4_ONLY_CLASSES, MAX_LABELS, MAX_SEGMENTS, Network
@@ -57,6 +58,13 @@ class NetPlan:
         self.macsec_mode = (ke.MACSEC_OFF if not net.macsec else ke.MACSEC_OPAQUE
                             if net.macsec_key is None else ke.MACSEC_ENCRYPT
                             if net.macsec_encrypt else ke.MACSEC_INTEGRITY)
+        if self.macsec_mode in (ke.MACSEC_ENCRYPT, ke.MACSEC_INTEGRITY):
+            try:
+                import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
+            except ImportError:
+                raise TrafficgenError("network.macsec_key: MACsec with a key needs the "
+                                      "cryptography package (pip install 'trafficgen[macsec]')"
+                                      ) from None
         cfg = np.zeros(ke.C_LEN, np.int64)
         cfg[ke.C_ENCAP] = _ENCAP_CODE[net.encap]
         cfg[ke.C_NVLAN] = len(net.vlan)
