@@ -143,13 +143,11 @@ def _reference(runs, name):
                 + ("_server" if sc.topology.capture == "server" else ""))
 
 
-@pytest.mark.parametrize("name", list(OPTIONS))
+@pytest.mark.parametrize("name", [n for n in OPTIONS if n != "jumbo"])  # jumbo: another MSS
 def test_inner_packets_are_the_plain_ones(runs, name):
     """Walk every frame independently; the inner IP packet is the plain run's, with the
     class's DSCP/ECN (and, for IPv6, the prefixes' addresses and a re-made checksum)."""
     run = runs(name)
-    if name == "jumbo":
-        pytest.skip("another MSS: segments differ from the plain run by design")
     ref = _reference(runs, name)
     net = run.sc.network
     assert np.array_equal(run.ts, ref.ts) and len(run.frames) == len(ref.frames)

@@ -107,6 +107,8 @@ def _bool(v) -> bool:
 
 
 def _v4(v) -> int:
+    if not isinstance(v, str):
+        raise ValueError(f"expected an IPv4 address like '192.0.2.1', got {v!r}")
     try:
         return int(ipaddress.IPv4Address(v))
     except (ValueError, TypeError):
@@ -114,6 +116,8 @@ def _v4(v) -> int:
 
 
 def _v6(v) -> bytes:
+    if not isinstance(v, str):
+        raise ValueError(f"expected an IPv6 address like '2001:db8::1', got {v!r}")
     try:
         return ipaddress.IPv6Address(v).packed
     except (ValueError, TypeError):
@@ -121,6 +125,8 @@ def _v6(v) -> bytes:
 
 
 def _v6_prefix(v) -> bytes:
+    if not isinstance(v, str):
+        raise ValueError(f"expected an IPv6 prefix like '2001:db8:c::/96', got {v!r}")
     try:
         net = ipaddress.IPv6Network(v, strict=False)
     except (ValueError, TypeError):
