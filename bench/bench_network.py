@@ -41,6 +41,7 @@ OPTIONS = {
     "encap = srv6 (2 segments)": ["network.encap=srv6", 'network.srv6_segments=["fc00:0:2::", "fc00:0:7::"]'],
     "dscp/ecn per class": ["network.dscp={chat=34, default=10}", "network.ecn=ect0"],
     "macsec (no key)": ["network.macsec=true"],
+    "quic = 0.5 (HTTP/3 share)": ["network.quic=0.5"],
     "dual + QinQ + vxlan + macsec": ["network.ip=dual", "network.vlan=[100, 200]", "network.encap=vxlan",
                                      "network.macsec=true"],
     "macsec with key (GCM-AES-128)": ["network.macsec=true", f"network.macsec_key={KEY}"],

@@ -67,7 +67,8 @@ class _FlowAttrs:
         self.base = 0
         self.cols = {k: np.empty(0, t) for k, t in
                      (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
-                      ("key", "u8"), ("hops", "u1"), ("v6", "u1"), ("ovh", "i8"))}
+                      ("key", "u8"), ("hops", "u1"), ("v6", "u1"), ("quic", "u1"),
+                      ("ovh", "i8"))}
 
     def add(self, new: dict, keep_from: int):
         drop = max(0, keep_from - self.base)
@@ -213,9 +214,7 @@ class Engine:
         cip, sip = flows["src_ip"].astype(np.uint32), flows["dst_ip"].astype(np.uint32)
         return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
                 "sport": flows["dst_port"].astype(np.uint16), "key": keys,
-                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
-                "v6": (flows["ip_version"] == 6).astype(np.uint8),
-                "ovh": self.net.flow_overhead(flows)}
+                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8), **self.net.flow_cols(flows)}
 
     def _batch(self, part, attrs: _FlowAttrs, flows, reqs, progress) -> Batch:
         first_packet = self._emitted
@@ -227,12 +226,13 @@ class Engine:
         net = self.net
         # with a network section, plain frames are built first, then rewritten (netplan)
         wire = part["wire_len"] if net.plain else net.plain_lengths(part, a, rows)
+        plen = part["payload_len"] if net.plain else net.build_payload(part, a, rows)
         space = kf.frame_space(wire, True)
         buf = self.alloc(space) if net.plain else net.scratch(space)
         offsets = np.empty(part.shape[0], np.int64)
         tpl = self.templates
         end = kf.build(buf, True, 0, part["ts_ns"], rows, part["direction"],
-                       part["seq"], part["ack"], part["tcp_flags"], part["payload_len"], part["ipid"],
+                       part["seq"], part["ack"], part["tcp_flags"], plen, part["ipid"],
                        part["layout"], part["segoff"], part["writelen"], wire,
                        a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
                        self.capture_side, self.gw_mac, self.sc.topology.mss, self.pool,

@@ -18,13 +18,15 @@ import numpy as np
 
 from .errors import TrafficgenError
 from .kernels import encap as ke
+from .kernels import quic as kq
 from .kernels.rng import derive_range, key_of
 from .network import IPV4_ONLY_CLASSES, MAX_LABELS, MAX_SEGMENTS, Network
-from .schema import CLASS_CODE, CLASSES
+from .schema import CLASSES, PROTO_UDP
 
 _ENCAP_CODE = {"none": ke.ENCAP_NONE, "mpls": ke.ENCAP_MPLS, "vxlan": ke.ENCAP_VXLAN,
                "gre": ke.ENCAP_GRE, "srv6": ke.ENCAP_SRV6}
 _V6_ID = 0x1F6  # key id of the per-flow family draw under "dual"
+_QUIC_ID = 0x9C1C  # key id of the per-flow transport draw (network.quic)
 
 
 def class_overheads(net: Network) -> np.ndarray:
@@ -52,6 +54,8 @@ class NetPlan:
         self.net = net
         self.plain = net.plain
         self.v6_key = key_of(scenario.seed, _V6_ID)
+        self.quic_key = key_of(scenario.seed, _QUIC_ID)
+        self.quic_share = np.array(net.quic, np.float64)
         self.class_ovh = class_overheads(net)
         self._v4_only = np.array([c in IPV4_ONLY_CLASSES for c in CLASSES])
         self._scratch = np.empty(0, np.uint8)
@@ -103,6 +107,22 @@ class NetPlan:
         u = (keys >> np.uint64(11)).astype(np.float64) * 2.0**-53
         return (u < self.net.ipv6_share) & ~self._v4_only[classes]
 
+    def flow_quic(self, first_flow: int, classes: np.ndarray) -> np.ndarray:
+        """Which of these flows (global ids from ``first_flow``) are HTTP/3 over QUIC."""
+        n = classes.shape[0]
+        if n == 0 or not self.quic_share.any():
+            return np.zeros(n, bool)
+        keys = np.empty(n, np.uint64)
+        derive_range(self.quic_key, first_flow, keys)
+        return (keys >> np.uint64(11)).astype(np.float64) * 2.0**-53 < self.quic_share[classes]
+
+    def flow_cols(self, flows) -> dict:
+        """The engine's per-flow frame attributes: family, QUIC, overhead."""
+        first = int(flows["flow_id"][0]) if flows.shape[0] else 0
+        return {"v6": (flows["ip_version"] == 6).astype(np.uint8),
+                "quic": self.flow_quic(first, flows["class"]).astype(np.uint8),
+                "ovh": self.flow_overhead(flows)}
+
     def flow_overhead(self, flows) -> np.ndarray:
         """Per-packet bytes each flow row gains on the wire (int64)."""
         return self.class_ovh[flows["class"]] + 20 * (flows["ip_version"] == 6)
@@ -117,6 +137,10 @@ class NetPlan:
         f["ip_version"] = np.where(self.flow_v6(f0, f["class"]), 6, 4)
         if self.plain:
             return
+        quic = self.flow_quic(f0, f["class"])
+        if quic.any():
+            self._to_quic(ep, f0, quic)
+            sched = ep.sched
         ovh = self.flow_overhead(f)
         sched["wire_len"] += ovh[sched["flow_id"] - f0].astype(np.uint32)
         f["bytes_up"] += ovh * f["packets_up"]
@@ -130,6 +154,56 @@ class NetPlan:
             rows = ovh[r["flow_id"] - f0]
             r["bytes_up"] += rows * np.bincount(rid[inside & ~down] - r0, minlength=nr)[:nr]
             r["bytes_down"] += rows * np.bincount(rid[inside & down] - r0, minlength=nr)[:nr]
+
+    def _to_quic(self, ep, f0: int, quic: np.ndarray) -> None:
+        """The QUIC flows' TCP packets as QUIC packets (``kernels.quic.plan``): some go, the
+        rest get their QUIC length, packet number (in ``seq``) and kind (in ``segoff``, an
+        encoder field); the flow and request totals are recounted from what is left."""
+        from .engine import take_rows
+        sched, f, r = ep.sched, ep.flows, ep.requests
+        n = sched.shape[0]
+        fr = sched["flow_id"] - f0
+        kind, qlen, pn = np.empty(n, np.uint8), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        kq.plan(fr, quic, sched["direction"], sched["tcp_flags"], sched["payload_len"],
+                sched["phase"], kind, qlen, pn)
+        q = kind != 255
+        sched["payload_len"][q] = qlen[q]
+        sched["wire_len"][q] = 42 + qlen[q]
+        sched["tcp_flags"][q] = 0
+        sched["seq"][q] = pn[q]
+        sched["ack"][q] = 0
+        sched["layout"][q] = 0
+        sched["writelen"][q] = 0
+        sched["segoff"][q] = kind[q]
+        sched = take_rows(sched, np.flatnonzero(kind != kq.Q_DROP))
+        ep.sched = sched
+        f["protocol"][quic] = PROTO_UDP
+        fr = sched["flow_id"] - f0
+        down = sched["direction"] == 1
+        wl = sched["wire_len"].astype(np.int64)
+        nf = f.shape[0]
+        for d, col in ((~down, "up"), (down, "down")):
+            f[f"bytes_{col}"] = np.bincount(fr[d], wl[d], minlength=nf).astype(np.int64)
+            f[f"packets_{col}"] = np.bincount(fr[d], minlength=nf)
+        _, first = np.unique(fr, return_index=True)
+        _, last = np.unique(fr[::-1], return_index=True)
+        f["start_ns"] = sched["ts_ns"][first]
+        f["end_ns"] = sched["ts_ns"][sched.shape[0] - 1 - last]
+        if r.shape[0]:
+            r0 = int(r["request_id"][0])
+            rid = sched["request_id"]
+            inside = rid >= 0
+            for d, col in ((~down, "up"), (down, "down")):
+                m = inside & d
+                r[f"bytes_{col}"] = np.bincount(rid[m] - r0, wl[m], minlength=r.shape[0]).astype(np.int64)
+
+    def build_payload(self, part, cols: dict, rows: np.ndarray) -> np.ndarray:
+        """Payload lengths for the plain encoder: a QUIC packet's plain TCP frame has its
+        length, so its TCP payload is 12 bytes short of the QUIC packet."""
+        q = cols["quic"][rows] != 0
+        if not q.any():
+            return part["payload_len"]
+        return (part["payload_len"] - np.where(q, kq.UDP_MORE, 0)).astype(part["payload_len"].dtype)
 
     # --- frames ------------------------------------------------------------------------------
 
@@ -154,7 +228,8 @@ class NetPlan:
         end = ke.rewrite(plain, plain_off, out, offsets, part["wire_len"], part["direction"],
                          rows, part["class"], first_packet, cols["v6"], cols["key"], self.cfg,
                          self.dscp, self.ecn, self.labels, self.nlabels, self.vni, self.segs,
-                         self.nsegs, self.under6, self.pre6)
+                         self.nsegs, self.under6, self.pre6, cols["quic"], part["segoff"],
+                         part["seq"])
         if end != space:
             raise RuntimeError(f"network rewrite: frame {-1 - end} does not match its wire_len")
         if self.macsec_mode in (ke.MACSEC_ENCRYPT, ke.MACSEC_INTEGRITY):

@@ -177,6 +177,7 @@ SPEC: dict[str, Callable[[Any], Any]] = {
     "mtu": _int(576, 9216),
     "dscp": _per_class(_int(0, 63, "a DSCP"), "DSCP"),
     "ecn": _per_class(_ecn, "ECN codepoint"),
+    "quic": _per_class(_share, "share of the class's flows on HTTP/3 over QUIC"),
 }
 DEFAULTS: dict[str, Any] = {
     "ip": 4, "ipv6_share": 0.5,
@@ -189,7 +190,7 @@ DEFAULTS: dict[str, Any] = {
     # a low-latency path for interactive classes, a bulk path for KV-cache transfers
     "srv6_segments": {"default": ["fc00:0:2::"], "kv_transfer": ["fc00:0:5::", "fc00:0:6::"]},
     "macsec": False, "macsec_encrypt": True, "mtu": 1500,
-    "dscp": {"default": 0}, "ecn": {"default": 0},
+    "dscp": {"default": 0}, "ecn": {"default": 0}, "quic": {"default": 0},
 }
 OPTIONAL = {"macsec_key"}
 
@@ -223,13 +224,14 @@ class Network:
     mtu: int
     dscp: tuple
     ecn: tuple
+    quic: tuple  # share of each class's flows carried as HTTP/3 over QUIC
 
     @property
     def plain(self) -> bool:
         """Nothing to change on the wire: plain IPv4, untagged, no encapsulation or MACsec,
         DSCP and ECN 0 (the MTU alone changes only segment sizes)."""
         return (self.ip == "4" and not self.vlan and self.encap == "none" and not self.macsec
-                and not any(self.dscp) and not any(self.ecn))
+                and not any(self.dscp) and not any(self.ecn) and not any(self.quic))
 
     @property
     def any_ipv6(self) -> bool:
@@ -251,7 +253,15 @@ def build_network(values: dict, classes: tuple[str, ...], fail: Callable[[str, s
     if values["ip"] != "4" and values["mtu"] < 1280:
         raise fail("network.mtu", f"IPv6 needs an MTU of at least 1280, got {values['mtu']}")
     per = {k: _by_class(values[k], SPEC[k](DEFAULTS[k]))
-           for k in ("mpls_labels", "vni", "srv6_segments", "dscp", "ecn")}
+           for k in ("mpls_labels", "vni", "srv6_segments", "dscp", "ecn", "quic")}
+    if any(per["quic"]) and values["mtu"] < 1280:
+        raise fail("network.mtu", f"QUIC needs an MTU of at least 1280, got {values['mtu']}")
+    quic = list(per["quic"])
+    for cls in IPV4_ONLY_CLASSES:  # a share for every class means every TCP/TLS class
+        if values["quic"].get(cls):
+            raise fail("network.quic", f"{cls} is not a TCP/TLS class: its share must be 0")
+        quic[CLASSES.index(cls)] = 0.0
+    per["quic"] = tuple(quic)
     return Network(
         ip=values["ip"], ipv6_share=values["ipv6_share"], ipv6_clients=values["ipv6_clients"],
         ipv6_servers=values["ipv6_servers"], vlan=values["vlan"], encap=values["encap"],

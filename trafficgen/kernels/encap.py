@@ -14,6 +14,7 @@ constant overhead to ``wire_len``, and this kernel must land exactly on those le
 import numpy as np
 from numba import njit
 
+from . import quic as kq
 from .frames import PCAP_REC, _fold, _put16, _put32, _sum16
 from .rng import GOLDEN, mix64
 
@@ -80,15 +81,17 @@ def _v6_header(out, o, tos, label, plen, nh, hop):
 
 
 @njit(cache=True)
-def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d):
+def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
     """The inner IP packet at ``q`` from the plain IPv4 one at ``src[ip4:]``; returns its
-    length. IPv6: addresses are the side's /96 prefix + the IPv4 address."""
+    length. IPv6: addresses are the side's /96 prefix + the IPv4 address. ``quic``: the
+    protocol becomes UDP (the caller writes the QUIC packet and the UDP checksum)."""
     tot4 = _get16(src, ip4 + 2)
-    proto = src[ip4 + 9]
+    proto = 17 if quic else src[ip4 + 9]
     l4 = tot4 - 20
     if not v6:
         _copy(out, q, src, ip4, tot4)
         out[q + 1] = tos
+        out[q + 9] = proto
         out[q + 10] = 0
         out[q + 11] = 0
         _put16(out, q + 10, _fold(_sum16(out, q, 20)))
@@ -101,7 +104,7 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d):
         out[q + 20 + k] = src[ip4 + 12 + k]
         out[q + 36 + k] = src[ip4 + 16 + k]
     _copy(out, q + 40, src, ip4 + 20, l4)
-    if proto == 6 or proto == 17:
+    if not quic and (proto == 6 or proto == 17):
         cs = q + 40 + (16 if proto == 6 else 6)
         old = _get16(out, cs)
         new = _sum16(out, q + 8, 32)
@@ -159,7 +162,7 @@ def _flow_hash(src, ip4):
 
 @njit(cache=True, nogil=True)
 def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6, f_key, cfg,
-            dscp, ecn, labels, nlabels, vni, segs, nsegs, under6, pre6):
+            dscp, ecn, labels, nlabels, vni, segs, nsegs, under6, pre6, f_quic, qkind, qpn):
     """Rewrite ``n`` plain frames (pcap records in ``src``, frame i at ``src_off[i]``) into
     ``out`` as pcap records of ``wire_len[i]`` bytes; ``out_off[i]`` gets frame i's start.
 
@@ -167,6 +170,8 @@ def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6
     the class code into the per-class tables (dscp, ecn uint8[C]; labels int64[C, L], nlabels;
     vni int64[C]; segs uint8[C, S, 16], nsegs). ``cfg``: int64[C_LEN]; ``pn0``: MACsec packet
     number of frame 0, minus 1. under6, pre6: uint8[2, 16] (client side, server side).
+    QUIC flows (f_quic uint8 per flow): the packet's kind (``kernels.quic`` Q_*) in ``qkind``
+    and its packet number in ``qpn``; its plain TCP frame has the QUIC packet's length.
     Returns the bytes written, or -1 - i if frame i's length disagrees with ``wire_len[i]``.
     """
     encap, nvlan, macsec, side = cfg[C_ENCAP], cfg[C_NVLAN], cfg[C_MACSEC], cfg[C_SIDE]
@@ -242,7 +247,11 @@ def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6
             q += 2
             q += _srv6(out, q, tos, np.int64(_flow_hash(src, ip4) & np.uint64(0xFFFFF)),
                        inner_len, v6, ttl, c, d, side, segs, nsegs, under6)
-        q += _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d)
+        ipq = q
+        quic = f_quic[f] != 0
+        q += _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic)
+        if quic:
+            _quic(out, ipq, q, v6, qkind[i], qpn[i], d, f_key[f])
         if udp >= 0:  # VXLAN: the UDP checksum covers the whole inner frame
             n = q - udp
             cs = _fold(_sum16(out, udp - 8, 8) + np.uint64(17) + np.uint64(n) + _sum16(out, udp, n))
@@ -253,6 +262,19 @@ def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6
             return -1 - i
         o = q
     return o
+
+
+@njit(cache=True)
+def _quic(out, ip, end, v6, kind, pn, d, key):
+    """UDP + QUIC in place of the TCP segment of the IP packet ``out[ip:end]``."""
+    u = ip + (40 if v6 else 20)
+    n = end - u
+    kq.write(out, u, n - 8, kind, pn, d, key)
+    out[u + 6] = 0
+    out[u + 7] = 0
+    ps = _sum16(out, ip + 8, 32) if v6 else _sum16(out, ip + 12, 8)
+    cs = _fold(ps + np.uint64(17) + np.uint64(n) + _sum16(out, u, n))
+    _put16(out, u + 6, 0xFFFF if cs == 0 else cs)
 
 
 @njit(cache=True)
