@@ -253,15 +253,43 @@ def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6
         if quic:
             _quic(out, ipq, q, v6, qkind[i], qpn[i], d, f_key[f])
         if udp >= 0:  # VXLAN: the UDP checksum covers the whole inner frame
-            n = q - udp
-            cs = _fold(_sum16(out, udp - 8, 8) + np.uint64(17) + np.uint64(n) + _sum16(out, udp, n))
-            _put16(out, udp + 6, 0xFFFF if cs == 0 else cs)
+            _vxlan_checksum(out, udp, ipq, q, v6)
         if macsec != MACSEC_OFF:
             q = _sectag(out, p, sec, q, macsec, pn0 + i + 1, f_key[f])
         if q - p != wl:
             return -1 - i
         o = q
     return o
+
+
+@njit(cache=True, inline="always")
+def _fold16(s):
+    while s >> np.uint64(16):
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return s
+
+
+@njit(cache=True)
+def _vxlan_checksum(out, udp, ip, end, v6):
+    """The outer UDP checksum of a VXLAN packet (UDP header at ``udp``, inner IP packet
+    ``out[ip:end]``). An inner TCP/UDP segment with a checksum sums, by that checksum, to the
+    complement of its pseudo-header (RFC 1071), so only headers are read; a segment without
+    one (UDP checksum 0) is summed in full."""
+    hl = 40 if v6 else 20
+    proto = out[ip + 6] if v6 else out[ip + 9]
+    seg = ip + hl
+    n4 = end - seg
+    cs_at = seg + (16 if proto == 6 else 6)
+    if (proto == 6 or (proto == 17 and _get16(out, cs_at) != 0)) and n4 >= (20 if proto == 6 else 8):
+        pseudo = (_sum16(out, ip + 8, 32) if v6 else _sum16(out, ip + 12, 8)) \
+            + np.uint64(proto) + np.uint64(n4)
+        body = _sum16(out, ip, hl) + (~_fold16(pseudo) & np.uint64(0xFFFF))
+    else:
+        body = _sum16(out, ip, end - ip)
+    n = end - udp
+    cs = _fold(_sum16(out, udp - 8, 8) + np.uint64(17) + np.uint64(n) + _sum16(out, udp, ip - udp)
+               + body)
+    _put16(out, udp + 6, 0xFFFF if cs == 0 else cs)
 
 
 @njit(cache=True)
