@@ -62,13 +62,14 @@ class NetPlan:
         self.macsec_mode = (ke.MACSEC_OFF if not net.macsec else ke.MACSEC_OPAQUE
                             if net.macsec_key is None else ke.MACSEC_ENCRYPT
                             if net.macsec_encrypt else ke.MACSEC_INTEGRITY)
-        if self.macsec_mode in (ke.MACSEC_ENCRYPT, ke.MACSEC_INTEGRITY):
+        if self.macsec_mode in (ke.MACSEC_ENCRYPT, ke.MACSEC_INTEGRITY) or any(net.quic):
             try:
                 import cryptography.hazmat.primitives.ciphers.aead  # noqa: F401
             except ImportError:
-                raise TrafficgenError("network.macsec_key: MACsec with a key needs the "
-                                      "cryptography package (pip install 'trafficgen[macsec]')"
-                                      ) from None
+                raise TrafficgenError(("network.macsec_key: MACsec with a key" if
+                                       net.macsec_key else "network.quic: QUIC Initials")
+                                      + " need the cryptography package (pip install "
+                                      "'trafficgen[crypto]')") from None
         cfg = np.zeros(ke.C_LEN, np.int64)
         cfg[ke.C_ENCAP] = _ENCAP_CODE[net.encap]
         cfg[ke.C_NVLAN] = len(net.vlan)
@@ -225,11 +226,14 @@ class NetPlan:
         space = frame_space(part["wire_len"], True)
         out = alloc(space)
         offsets = np.empty(part.shape[0], np.int64)
+        kinds = part["segoff"]
+        if self.quic_share.any():  # Initials sealed with their real keys, in the plain frames
+            from .quic_initial import seal_initials
+            kinds = seal_initials(plain, plain_off, part, cols, rows)
         end = ke.rewrite(plain, plain_off, out, offsets, part["wire_len"], part["direction"],
                          rows, part["class"], first_packet, cols["v6"], cols["key"], self.cfg,
                          self.dscp, self.ecn, self.labels, self.nlabels, self.vni, self.segs,
-                         self.nsegs, self.under6, self.pre6, cols["quic"], part["segoff"],
-                         part["seq"])
+                         self.nsegs, self.under6, self.pre6, cols["quic"], kinds, part["seq"])
         if end != space:
             raise RuntimeError(f"network rewrite: frame {-1 - end} does not match its wire_len")
         if self.macsec_mode in (ke.MACSEC_ENCRYPT, ke.MACSEC_INTEGRITY):

@@ -14,6 +14,7 @@ per direction and packet-number space.
 Frames (``write``): the plain TCP frame of the same length becomes UDP + QUIC: long headers
 (version 1, 8-byte connection ids from the flow key, token length 0, Length) or a short header
 (the peer's connection id), then opaque protected bytes (the frame's payload pool bytes).
+Initials come already sealed with their real keys (``trafficgen.quic_initial``: Q_SEALED).
 """
 import numpy as np
 from numba import njit
@@ -23,6 +24,7 @@ from .frames import _put16, _put32
 from .rng import mix64
 
 Q_DROP, Q_INITIAL, Q_HANDSHAKE, Q_SHORT = 0, 1, 2, 3
+Q_SEALED = 4  # an Initial already sealed in the plain frame (``quic_initial``): keep its bytes
 UDP_MORE = 12  # QUIC bytes beyond a TCP header's 20, in a packet of the TCP frame's size
 ACK_LEN, HS_ACK_LEN, INITIAL_MIN = 32, 48, 1200
 # per-flow state columns
@@ -79,9 +81,15 @@ def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
     return 0
 
 
+@njit(cache=True)
+def cid_value(key, which):
+    """Connection id ``which`` (CID_*) of the flow with this key, as a uint64."""
+    return mix64(np.uint64(key) ^ np.uint64(which * 0x51ED27))
+
+
 @njit(cache=True, inline="always")
 def _cid(out, o, key, which):
-    x = mix64(key ^ np.uint64(which * 0x51ED27))
+    x = cid_value(key, which)
     for k in range(8):
         out[o + k] = (x >> np.uint64(8 * (7 - k))) & np.uint64(0xFF)
 
@@ -92,6 +100,8 @@ def write(out, u, qlen, kind, pn, d, key):
     whose length is set here; its checksum comes after). Protected bytes already there."""
     _put16(out, u + 4, qlen + 8)
     q = u + 8
+    if kind == Q_SEALED:
+        return
     if kind == Q_SHORT:
         out[q] = 0x40 | (out[q + 9] & 0x3C) | 0x01  # fixed bit, spin/key phase bits, 2-byte PN
         _cid(out, q + 1, key, CID_SERVER if d == 0 else CID_CLIENT)
