@@ -4,7 +4,9 @@
     python bench/bench_network.py --quick      # 10 s, 1 round: what CI runs so this never rots
     python bench/bench_network.py --json
 
-Every option runs the whole pipeline (sessions, TCP/TLS emulation, merging, frame building,
+Besides wall seconds, each run's CPU seconds (all threads) and the seconds its main thread
+spent building frames (the encoder plus the network post-pass: what an option adds) are
+recorded. Every option runs the whole pipeline (sessions, TCP/TLS emulation, merging, frame building,
 the network rewrite, pcap writing) into the same directory (``/dev/shm`` by default), in
 interleaved rounds: plain IPv4, then each option, then again. Each figure is the best round;
 each ratio (option seconds / plain seconds, per packet) the median of the rounds' own ratios,
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import _default_dir, machine  # noqa: E402
 
 import trafficgen as tg  # noqa: E402
+from trafficgen.engine import Engine  # noqa: E402
 
 KEY = "000102030405060708090a0b0c0d0e0f"  # a benchmark key, not a secret
 OPTIONS = {
@@ -47,6 +50,20 @@ OPTIONS = {
     "macsec with key (GCM-AES-128)": ["network.macsec=true", f"network.macsec_key={KEY}"],
 }
 KEYED = "macsec with key (GCM-AES-128)"
+_FRAME_S = [0.0]  # seconds spent building frames (encoder + network post-pass), main thread
+
+
+def _timed_batches():
+    """Time Engine._batch (frame building, the network rewrite, sealing) inside each run."""
+    inner = Engine._batch
+
+    def batch(self, *args, **kw):
+        t0 = time.perf_counter()
+        try:
+            return inner(self, *args, **kw)
+        finally:
+            _FRAME_S[0] += time.perf_counter() - t0
+    Engine._batch = batch
 
 
 def main(argv=None) -> int:
@@ -61,7 +78,10 @@ def main(argv=None) -> int:
     repeat = a.repeat or (1 if a.quick else 3)
     scenarios = {name: tg.load_scenario("chat", over, duration=duration, seed=7)
                  for name, over in OPTIONS.items()}
+    _timed_batches()
     times: dict[str, list[float]] = {name: [] for name in OPTIONS}
+    cpu: dict[str, list[float]] = {name: [] for name in OPTIONS}
+    frame_s: dict[str, list[float]] = {name: [] for name in OPTIONS}
     reports: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(dir=a.dir, prefix="tg-bench-net-") as tmp:
         path = Path(tmp) / "net.pcap"
@@ -70,18 +90,24 @@ def main(argv=None) -> int:
         for _ in range(repeat):
             for name, sc in scenarios.items():
                 path.unlink(missing_ok=True)
-                t0 = time.perf_counter()
+                _FRAME_S[0] = 0.0
+                t0, c0 = time.perf_counter(), time.process_time()
                 reports[name] = tg.generate(sc, pcap=path)
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                frame_s[name].append(_FRAME_S[0])
     plain = "plain IPv4"
     rows = {}
     for name in OPTIONS:
         r = reports[name]
         best = min(times[name])
-        ratio = [(t / r["packets"]) / (p / reports[plain]["packets"])
-                 for t, p in zip(times[name], times[plain])]
+        def ratio(fig):
+            return float(np.median([(t / r["packets"]) / (p / reports[plain]["packets"])
+                                    for t, p in zip(fig[name], fig[plain])]))
         rows[name] = {"packets": r["packets"], "mb": r["wire_bytes"] / 1e6, "seconds": best,
-                      "packets_per_s": r["packets"] / best, "ratio_vs_plain": float(np.median(ratio))}
+                      "packets_per_s": r["packets"] / best, "ratio_vs_plain": ratio(times),
+                      "cpu_s": min(cpu[name]), "cpu_ratio_vs_plain": ratio(cpu),
+                      "frame_stage_s": min(frame_s[name])}
     result = {"command": "python bench/bench_network.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine(), "scenario": f"chat, {duration}, seed 7",
               "dir": a.dir or tempfile.gettempdir(), "rounds": repeat, "options": rows}
@@ -90,10 +116,12 @@ def main(argv=None) -> int:
     else:
         print(f"machine: {result['machine']}\nscenario: {result['scenario']} -> {result['dir']}, "
               f"{repeat} interleaved rounds")
-        print(f"{'option':34}{'packets':>10}{'MB':>8}{'seconds':>9}{'packets/s':>12}{'x plain':>9}")
+        print(f"{'option':34}{'packets':>10}{'MB':>8}{'seconds':>9}{'packets/s':>12}{'x plain':>9}"
+              f"{'cpu s':>8}{'x plain':>9}{'frames s':>10}")
         for name, r in rows.items():
             print(f"{name:34}{r['packets']:>10,}{r['mb']:>8.1f}{r['seconds']:>9.3f}"
-                  f"{r['packets_per_s']:>12,.0f}{r['ratio_vs_plain']:>9.2f}")
+                  f"{r['packets_per_s']:>12,.0f}{r['ratio_vs_plain']:>9.2f}{r['cpu_s']:>8.3f}"
+                  f"{r['cpu_ratio_vs_plain']:>9.2f}{r['frame_stage_s']:>10.3f}")
     over = [n for n, r in rows.items() if n != KEYED and r["ratio_vs_plain"] > 1.5]
     if over and not a.quick:
         print(f"over the 1.5x target: {', '.join(over)}", file=sys.stderr)
