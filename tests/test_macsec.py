@@ -137,6 +137,8 @@ def test_the_key_appears_in_no_error_or_repr():
     assert sc.network.macsec_key == KEY
     assert not _leaks(repr(sc).encode()) and not _leaks(repr(sc.network).encode())
     for bad in ([f"network.macsec_key={KEY_HEX}0"],  # 33 digits
+                [f"network.macsec_key.x={KEY_HEX}"],  # not a table
+                [f"network..macsec_key={KEY_HEX}"],  # not a dotted key
                 [f"network.macsec_key={KEY_HEX[:-1]}x"],
                 [f"network.macsec_key={KEY_HEX}", "network.macsec=false"]):
         done = subprocess.run([sys.executable, "-m", "trafficgen", "generate", "chat", "-o",

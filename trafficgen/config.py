@@ -325,7 +325,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+", key):
-        raise ConfigError("-t", text, "expected dotted.key=value, e.g. chat.rate=80/s")
+        shown = f"{key}=<redacted>" if any(k in key for k in _net.SECRET_KEYS) else text
+        raise ConfigError("-t", shown, "expected dotted.key=value, e.g. chat.rate=80/s")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
