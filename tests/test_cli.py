@@ -146,7 +146,6 @@ def test_progress_bar_on_a_terminal(tmp_path):
     (["generate", "chat", "--seed", "seven", "-o", "x.pcap"], ["--seed", "seven"]),
     (["generate", "chat", "--window", "1ms", "-o", "x.pcap"], ["window", "1ms"]),
     (["generate", "chat"], ["nothing to write"]),
-    (["generate", "chat", "-o", "x.pcapng"], ["x.pcapng", ".pcap"]),
     (["generate", "chat", "-o", "x.txt"], ["x.txt", ".pcap"]),
     (["generate", "chat", "-o", "same.pcap", "--flows", "same.pcap"], ["same.pcap", "both"]),
     (["generate", "chat", "-o", "no/such/dir/x.pcap"], ["no/such/dir", "does not exist"]),

@@ -345,7 +345,7 @@ def test_same_seed_same_bytes_whatever_the_window(kv_run):
 
 def test_mix_with_chat_passes_the_tcp_checks(tshark, make_run, tmp_path):
     data = tg.load_scenario("chat").to_dict()
-    data["topology"]["mtu"] = 9000
+    data["network"]["mtu"] = 9000
     data["topology"]["capture"] = "server"  # where both are seen (chat's front door, the fabric)
     data["kv_transfer"] = {k.split(".", 1)[1]: v for k, v in KV_OVERRIDES.items()}
     sc = tg.load_scenario(data, {"chat.rate": "4/s"}, duration="3s", seed=9)
@@ -369,7 +369,7 @@ def test_mix_with_chat_passes_the_tcp_checks(tshark, make_run, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, key", [
-    (["kv_transfer.path_mtu=4096", "topology.mtu=1500"], "kv_transfer.path_mtu"),
+    (["kv_transfer.path_mtu=4096", "network.mtu=1500"], "kv_transfer.path_mtu"),
     (["kv_transfer.path_mtu=1000"], "kv_transfer.path_mtu"),
     (["kv_transfer.model=\"gpt-5\""], "kv_transfer.model"),
     (["kv_transfer.model={layers=4, kv_heads=0, head_dim=64}"], "kv_transfer.model"),

@@ -7,6 +7,7 @@ from .config import Scenario  # noqa: E402
 from .errors import ConfigError, TrafficgenError  # noqa: E402
 from .sinks.parquet import ParquetSink  # noqa: E402
 from .sinks.pcap import PcapSink  # noqa: E402
+from .sinks.pcapng import PcapngSink  # noqa: E402
 
 __all__ = ["__version__", "Batch", "batches", "generate", "load_scenario", "Scenario",
-           "ConfigError", "TrafficgenError", "PcapSink", "ParquetSink"]
+           "ConfigError", "TrafficgenError", "PcapSink", "PcapngSink", "ParquetSink"]

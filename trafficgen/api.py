@@ -23,6 +23,7 @@ from .sinks import check_writable, is_special
 from .units import parse_duration
 from .sinks.parquet import ParquetSink
 from .sinks.pcap import PcapSink
+from .sinks.pcapng import PcapngSink
 
 __all__ = ["load_scenario", "batches", "generate", "Batch"]
 
@@ -72,12 +73,28 @@ def _check_outputs(paths: dict[str, object]) -> None:
         check_writable(Path(dest), allow_special=what == "capture")
 
 
+def _capture_format(pcap) -> str | None:
+    """``"pcap"`` or ``"pcapng"`` from the capture path's suffix (a file object, or an existing
+    FIFO or device not named ``.pcapng``, gets pcap); anything else is refused."""
+    if pcap is None:
+        return None
+    if hasattr(pcap, "write"):
+        return "pcap"
+    suffix = os.fspath(pcap).lower().rsplit(".", 1)[-1] if "." in os.fspath(pcap) else ""
+    if suffix in ("pcap", "pcapng"):
+        return suffix
+    if is_special(Path(pcap)):
+        return "pcap"
+    raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap or .pcapng")
+
+
 def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests=None,
              packets=None, batch_packets: int = DEFAULT_BATCH_PACKETS,
              window: int | str = DEFAULT_WINDOW_NS, progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate a scenario into the given sinks (paths or binary file objects).
 
-    Frames are built only when ``pcap`` is given. Each path is written under a temporary name
+    Frames are built only when ``pcap`` is given; a path ending in ``.pcapng`` is written as
+    pcapng with the labels as packet comments, anything else as pcap. Each path is written under a temporary name
     and renamed when whole; on any error none of them appears. A capture path that is an
     existing FIFO or device (``/dev/null``) is written in place. ``progress(done_ns, total_ns)``
     is called as the stream advances. Returns a report dict (counts, bytes, seconds).
@@ -86,18 +103,16 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         scenario = load_scenario(scenario)
     outputs = {"capture": pcap, "flows": flows, "requests": requests, "packets": packets}
     _check_outputs(outputs)
-    if pcap is not None and not hasattr(pcap, "write") and not is_special(Path(pcap)):
-        suffix = os.fspath(pcap).lower().rsplit(".", 1)[-1] if "." in os.fspath(pcap) else ""
-        if suffix != "pcap":
-            raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap "
-                                  f"(pcapng comes with the wire-formats work)")
+    fmt = _capture_format(pcap)
     buffers = BufferPool()  # frame buffers go back to the pool once written
     engine = _engine(scenario, pcap is not None, batch_packets, window, buffers.get)
     t0 = time.perf_counter()
     totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
     with ExitStack() as stack:
         sinks = []
-        if pcap is not None:
+        if fmt == "pcapng":
+            sinks.append(stack.enter_context(PcapngSink(pcap, scenario, release=buffers.release)))
+        elif pcap is not None:
             sinks.append(stack.enter_context(PcapSink(pcap, release=buffers.release)))
         for table, dest in (("flows", flows), ("requests", requests), ("packets", packets)):
             if dest is not None:

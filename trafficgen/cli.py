@@ -23,6 +23,7 @@ EXAMPLES = {
   trafficgen generate chat --duration 10m --requests requests.parquet   # tables only: fast
   trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
   trafficgen generate chat --duration 30s -o - | tshark -r - -q -z conv,tcp
+  trafficgen generate chat -t network.encap=vxlan -t network.vlan=100 -o lab.pcapng
 """,
     "inspect": """examples:
   trafficgen inspect chat.pcap
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate a scenario to pcap and/or Parquet tables",
                        epilog=EXAMPLES["generate"], formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("scenario", metavar="SCENARIO", help="built-in name (see 'trafficgen models') or TOML path")
-    g.add_argument("-o", "--output", metavar="OUT", help="capture file; the suffix picks the format (.pcap); '-' writes the pcap "
+    g.add_argument("-o", "--output", metavar="OUT", help="capture file; the suffix picks the format (.pcap, or .pcapng with each "
+                        "packet's labels as a comment); '-' writes the pcap "
                         "to standard output, and a FIFO or device is written in place")
     g.add_argument("--duration", help="how long requests keep starting, e.g. 90s, 5m, 1h "
                                       "(in-flight requests then finish and connections close)")

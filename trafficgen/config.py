@@ -24,6 +24,8 @@ from .dist import Dist, parse_dist
 from .errors import ConfigError
 from .arrivals import ArrivalSpec, parse_arrivals
 from .kvcache import KVModel, parse_kv_model
+from . import network as _net
+from .network import PLAIN, Network
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
@@ -42,6 +44,7 @@ class Topology:
     mtu: int
     capture: str  # a capture point: client, server, gateway, fabric or dci (CAPTURE_POINTS)
     gateway_mac: bytes
+    ipv6_mss: bool = False  # some flows are IPv6: segments leave room for its 40-byte header
 
     def side(self, cls: str) -> int | None:
         """The end of ``cls``'s connections the capture is on (0 client, 1 server), or None
@@ -50,7 +53,9 @@ class Topology:
 
     @property
     def mss(self) -> int:
-        return self.mtu - 40
+        """TCP MSS for the IP MTU (``network.mtu``): IPv4 or IPv6 header and a 20-byte TCP
+        header fit in it. Under ``ip = "dual"`` every flow uses the IPv6 MSS."""
+        return self.mtu - (60 if self.ipv6_mss else 40)
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,7 @@ class Scenario:
     params: dict  # flow class -> its validated parameters, for the classes configured
     endpoints: dict  # flow class -> its own clients/servers/rtt where it has them (ENDPOINT_KEYS)
     source: dict = field(compare=False, repr=False)
+    network: Network = PLAIN  # the [network] section (plain IPv4 without one)
 
     def topology_of(self, cls: str) -> Topology:
         """The topology as ``cls`` sees it: its own endpoints where its section gives them
@@ -437,12 +443,16 @@ for _spec in [SECTIONS["chat"], SECTIONS["agentic"], SECTIONS["rag"]]:
     for _k in ENDPOINT_KEYS:
         _spec[_k] = SECTIONS["topology"][_k]
 
-OPTIONAL = {"scenario": {"description", "base", "start_time"}}
+SECTIONS["network"] = _net.SPEC  # optional section: see trafficgen.network
+OPTIONAL = {"scenario": {"description", "base", "start_time"},
+            "topology": {"mtu"},  # moved to network.mtu; still read (see _legacy_mtu)
+            "network": _net.OPTIONAL}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
                      "images": 0, "image_bytes": 0, "image_tokens": 0},
-            "kv_transfer": {"arrivals": {"process": "poisson"}}}
+            "kv_transfer": {"arrivals": {"process": "poisson"}},
+            "network": _net.DEFAULTS}
 
 # Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
 # whose section of that name supplies every key a scenario leaves out). In generation order.
@@ -533,7 +543,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+", key):
-        raise ConfigError("-t", text, "expected dotted.key=value, e.g. chat.rate=80/s")
+        shown = f"{key}=<redacted>" if any(k in key for k in _net.SECRET_KEYS) else text
+        raise ConfigError("-t", shown, "expected dotted.key=value, e.g. chat.rate=80/s")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -622,6 +633,7 @@ def _build(data: dict, where: str) -> Scenario:
         if name not in SECTIONS:
             raise ConfigError(where, name, f"unknown section (allowed: {', '.join(SECTIONS)})")
     sc = _section(data, "scenario", where)
+    _legacy_mtu(data, where)
     topo = _section(data, "topology", where)
     if topo["client_count"] > topo["clients"].num_addresses:
         raise ConfigError(where, "topology.client_count",
@@ -635,13 +647,12 @@ def _build(data: dict, where: str) -> Scenario:
             own = {k: values.pop(k) for k in ENDPOINT_KEYS if k in values} if cls in ENDPOINT_CLASSES else {}
             if own:
                 own = {("bandwidth_bps" if k == "bandwidth" else k): v for k, v in own.items()}
-                net, count = own.get("clients", topo["clients"]), own.get("client_count", topo["client_count"])
-                if count > net.num_addresses:
-                    raise ConfigError(where, f"{cls}.client_count", f"{count} clients do not fit in {net}")
+                pool = own.get("clients", topo["clients"])
+                count = own.get("client_count", topo["client_count"])
+                if count > pool.num_addresses:
+                    raise ConfigError(where, f"{cls}.client_count", f"{count} clients do not fit in {pool}")
                 endpoints[cls] = own
             params[cls] = ptype(**values)
-    if "kv_transfer" in params:  # the one place the IP MTU is read for it (moving to network.mtu)
-        _check_kv(params["kv_transfer"], topo["mtu"], where)
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
@@ -650,6 +661,12 @@ def _build(data: dict, where: str) -> Scenario:
         raise ConfigError(where, "topology.capture",
                           f"none of the classes configured ({', '.join(params)}) is seen at "
                           f"{topo['capture']!r} (seen there: {', '.join(there)})")
+    net = PLAIN
+    if "network" in data:
+        net = _net.build_network(_section(data, "network", where), tuple(params),
+                                 lambda key, problem: ConfigError(where, key, problem))
+    if "kv_transfer" in params:  # the IP MTU its RDMA path MTU must fit
+        _check_kv(params["kv_transfer"], net.mtu, where)
     return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
@@ -657,9 +674,9 @@ def _build(data: dict, where: str) -> Scenario:
             clients=topo["clients"], client_count=topo["client_count"],
             client_skew=topo["client_skew"], servers=topo["servers"],
             server_port=topo["server_port"], ephemeral_ports=topo["ephemeral_ports"],
-            rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=topo["mtu"],
-            capture=topo["capture"], gateway_mac=topo["gateway_mac"]),
-        params=params, endpoints=endpoints, source=data)
+            rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=net.mtu,
+            capture=topo["capture"], gateway_mac=topo["gateway_mac"], ipv6_mss=net.ip != "4"),
+        params=params, endpoints=endpoints, source=data, network=net)
 
 
 def _check_kv(kv: KVParams, ip_mtu: int, where: str) -> None:
@@ -668,11 +685,27 @@ def _check_kv(kv: KVParams, ip_mtu: int, where: str) -> None:
         fits = [m for m in (256, 512, 1024, 2048, 4096) if m + 60 <= ip_mtu]
         raise ConfigError(where, "kv_transfer.path_mtu",
                           f"{kv.path_mtu} needs an IP MTU of at least {kv.path_mtu + 60}, the "
-                          f"scenario's is {ip_mtu} (topology.mtu): use "
-                          f"{fits[-1] if fits else 'a larger topology.mtu'} or raise topology.mtu")
+                          f"scenario's is {ip_mtu} (network.mtu): use "
+                          f"{fits[-1] if fits else 'a larger network.mtu'} or raise network.mtu")
     if set(kv.prefill_servers) & set(kv.decode_servers):
         raise ConfigError(where, "kv_transfer.decode_servers",
                           "must not share an address with kv_transfer.prefill_servers")
+
+
+def _legacy_mtu(data: dict, where: str) -> None:
+    """``topology.mtu`` (before the network section) moves to ``network.mtu`` in the source,
+    checked under its own name; given in both places it is refused."""
+    topo, net = data.get("topology"), data.get("network", {})
+    if not isinstance(topo, dict) or "mtu" not in topo or not isinstance(net, dict):
+        return
+    if "mtu" in net:
+        raise ConfigError(where, "topology.mtu", "the MTU is network.mtu now: set it there "
+                          "only (drop topology.mtu)")
+    try:
+        SECTIONS["topology"]["mtu"](topo["mtu"])
+    except ValueError as e:
+        raise ConfigError(where, "topology.mtu", str(e)) from None
+    data["network"] = {**net, "mtu": topo.pop("mtu")}
 
 
 _CLASS_DEFAULTS: dict[str, dict] = {}

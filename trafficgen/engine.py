@@ -26,6 +26,7 @@ from .kernels import frames as kf
 from .kernels.rng import derive_range, fill_bytes, key_of
 from .kernels.stats import gather_rows
 from .models import make_model
+from .netplan import NetPlan
 from .tls import CombinedTemplates
 from .schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
@@ -67,7 +68,8 @@ class _FlowAttrs:
         self.base = 0
         self.cols = {k: np.empty(0, t) for k, t in
                      (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
-                      ("key", "u8"), ("hops", "u1"), ("side", "u1"), ("proto", "u1"))}
+                      ("key", "u8"), ("hops", "u1"), ("side", "u1"), ("proto", "u1"),
+                      ("v6", "u1"), ("quic", "u1"), ("ovh", "i8"))}
 
     def add(self, new: dict, keep_from: int):
         drop = max(0, keep_from - self.base)
@@ -111,6 +113,8 @@ class Engine:
         fill_bytes(key_of(scenario.seed, 0xB17E5), self.pool)
         self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
         self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
+        self.net = NetPlan(scenario)  # the [network] section: overheads, frame rewrite
+        self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
 
     def windows(self) -> Iterator[tuple[int, int]]:
         """The generation windows [t0, t1) (ns from the capture start), warm-up first."""
@@ -154,6 +158,7 @@ class Engine:
             new_parts, flows_parts, req_parts = [], [], []
             for ep in schedules:
                 self._globalise(ep, next_id)
+                self.net.account(ep)
                 new_parts.append(ep.sched)
                 flows_parts.append(ep.flows)
                 req_parts.append(ep.requests)
@@ -216,27 +221,38 @@ class Engine:
         if flows.shape[0]:
             derive_range(self.seed_key, int(flows["flow_id"][0]), keys)
         cip, sip = flows["src_ip"].astype(np.uint32), flows["dst_ip"].astype(np.uint32)
+        net = self.net.flow_cols(flows)
+        # the encoder's protocol: QUIC flows are built as TCP frames, then rewritten (netplan)
+        proto = np.where(net["quic"] != 0, 6, flows["protocol"]) if "quic" in net else flows["protocol"]
         return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
                 "sport": flows["dst_port"].astype(np.uint16), "key": keys,
                 "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
-                "side": self.side_of_class[flows["class"]],
-                "proto": flows["protocol"].astype(np.uint8)}
+                "side": self.side_of_class[flows["class"]], "proto": proto.astype(np.uint8), **net}
 
     def _batch(self, part, attrs: _FlowAttrs, flows, reqs, progress) -> Batch:
+        first_packet = self._emitted
+        self._emitted += part.shape[0]
         if not self.frames or part.shape[0] == 0:
             return Batch(part, None, None, flows, reqs, progress)
-        space = kf.frame_space(part["wire_len"], True)
-        buf = self.alloc(space)
-        offsets = np.empty(part.shape[0], np.int64)
         a = attrs.cols
+        rows = part["flow_id"] - attrs.base
+        net = self.net
+        # with a network section, plain frames are built first, then rewritten (netplan)
+        wire = part["wire_len"] if net.plain else net.plain_lengths(part, a, rows)
+        plen = part["payload_len"] if net.plain else net.build_payload(part, a, rows)
+        space = kf.frame_space(wire, True)
+        buf = self.alloc(space) if net.plain else net.scratch(space)
+        offsets = np.empty(part.shape[0], np.int64)
         tpl = self.templates
-        end = kf.build(buf, True, 0, part["ts_ns"], part["flow_id"] - attrs.base, part["direction"],
-                       part["seq"], part["ack"], part["tcp_flags"], part["payload_len"], part["ipid"],
-                       part["layout"], part["segoff"], part["writelen"], part["wire_len"],
+        end = kf.build(buf, True, 0, part["ts_ns"], rows, part["direction"],
+                       part["seq"], part["ack"], part["tcp_flags"], plen, part["ipid"],
+                       part["layout"], part["segoff"], part["writelen"], wire,
                        a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
                        a["side"], self.gw_mac, self.sc.topology.mss, self.pool,
                        tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
         assert end == space
+        if not net.plain:
+            buf, offsets = net.wire(buf, offsets, part, a, rows, self.alloc, first_packet)
         return Batch(part, buf, offsets, flows, reqs, progress)
 
 

@@ -66,6 +66,7 @@ FLOW_COLUMNS = (
     Column("protocol", "u1", pa.uint8()),
     _i8("bytes_up"), _i8("bytes_down"), _i8("packets_up"), _i8("packets_down"),
     _i8("client_id"), _i8("requests"),
+    Column("ip_version", "u1", pa.uint8()),  # 4 or 6 (network.ip); addresses shown in it
 )
 
 REQUEST_COLUMNS = (
@@ -128,14 +129,34 @@ def ipv4_to_str(addrs: np.ndarray) -> pa.Array:
     return pa.array(dotted, pa.string())
 
 
-def to_arrow(rows: np.ndarray, table: str) -> pa.RecordBatch:
-    """Convert a structured array of one of the three tables to an Arrow record batch."""
+def ip_to_str(addrs: np.ndarray, v6: np.ndarray, prefix: bytes) -> pa.Array:
+    """Addresses as strings: dotted quads, and where ``v6`` the IPv6 address of the 16-byte
+    ``prefix`` (a /96 or shorter) with the IPv4 address in its last 32 bits."""
+    text = ipv4_to_str(addrs)
+    if not v6.any():
+        return text
+    import ipaddress
+    base = int.from_bytes(prefix, "big")
+    out = text.to_numpy(zero_copy_only=False).astype(object)
+    for k in np.flatnonzero(v6):  # per IPv6 flow row, at the table's edge only
+        out[k] = str(ipaddress.IPv6Address(base | int(addrs[k])))
+    return pa.array(out, pa.string())
+
+
+def to_arrow(rows: np.ndarray, table: str, ipv6_prefixes: tuple[bytes, bytes] | None = None
+             ) -> pa.RecordBatch:
+    """Convert a structured array of one of the three tables to an Arrow record batch.
+    ``ipv6_prefixes`` (client, server: ``network.ipv6_clients/servers``) render the addresses
+    of the flow rows with ``ip_version`` 6."""
     arrays = []
+    v6 = rows["ip_version"] == 6 if table == "flows" and ipv6_prefixes else None
     for col in TABLES[table]:
         values = rows[col.name]
         if col.vocab is not None:
             arrays.append(pa.DictionaryArray.from_arrays(
                 pa.array(values.astype(np.int8), pa.int8()), _DICTS[col.name]))
+        elif col.ipv4 and v6 is not None:
+            arrays.append(ip_to_str(values, v6, ipv6_prefixes[col.name == "dst_ip"]))
         elif col.ipv4:
             arrays.append(ipv4_to_str(values))
         else:

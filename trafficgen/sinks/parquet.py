@@ -28,7 +28,8 @@ def _json_default(value):
 
 def file_metadata(scenario) -> dict[bytes, bytes]:
     from .. import __version__
-    return {b"trafficgen.scenario": json.dumps(scenario.to_dict(), default=_json_default,
+    from ..network import redact
+    return {b"trafficgen.scenario": json.dumps(redact(scenario.to_dict()), default=_json_default,
                                                sort_keys=True).encode(),
             b"trafficgen.scenario_name": scenario.name.encode(),
             b"trafficgen.seed": str(scenario.seed).encode(),
@@ -42,6 +43,8 @@ class ParquetSink(Sink):
         if table not in SCHEMAS:
             raise ValueError(f"table must be one of {', '.join(SCHEMAS)}")
         self.table = table
+        net = scenario.network
+        self.ipv6 = (net.ipv6_clients, net.ipv6_servers) if net.any_ipv6 else None
         self.stream, self._atomic = open_output(dest)
         schema = SCHEMAS[table].with_metadata({**SCHEMAS[table].metadata, **file_metadata(scenario)})
         self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd")
@@ -68,7 +71,8 @@ class ParquetSink(Sink):
         rows = concat_rows(self._held) if len(self._held) > 1 else self._held[0]
         n = rows.shape[0] if final else rows.shape[0] - rows.shape[0] % ROW_GROUP_ROWS
         for lo in range(0, n, ROW_GROUP_ROWS):
-            self.writer.write_batch(to_arrow(rows[lo:min(lo + ROW_GROUP_ROWS, n)], self.table))
+            self.writer.write_batch(to_arrow(rows[lo:min(lo + ROW_GROUP_ROWS, n)], self.table,
+                                             self.ipv6))
         rest = rows[n:]
         self._held = [rest] if rest.shape[0] else []
         self._held_rows = rest.shape[0]
@@ -89,5 +93,5 @@ class ParquetSink(Sink):
 def write_table(path, rows, table: str, scenario) -> None:
     """Write a whole structured array as one table (small tables, tests)."""
     with ParquetSink(path, table, scenario) as sink:
-        sink.writer.write_table(pa.Table.from_batches([to_arrow(rows, table)]))
+        sink.writer.write_table(pa.Table.from_batches([to_arrow(rows, table, sink.ipv6)]))
         sink.rows = rows.shape[0]
