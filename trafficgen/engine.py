@@ -25,7 +25,7 @@ from .config import Scenario
 from .kernels import frames as kf
 from .kernels.rng import derive_range, fill_bytes, key_of
 from .kernels.stats import gather_rows
-from .models import make_model
+from .models import make_models
 from .netplan import NetPlan
 from .tls import CombinedTemplates
 from .schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
@@ -103,8 +103,7 @@ class Engine:
         self.frames = frames
         self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
         self.batch_packets = batch_packets
-        self.models = [make_model(scenario, cls, CombinedTemplates.PER_MODEL * k)
-                       for k, cls in enumerate(scenario.classes)]
+        self.models = make_models(scenario, CombinedTemplates.PER_MODEL)
         self.templates = CombinedTemplates([m.templates for m in self.models])
         self.window_ns = int(window_ns)
         self.seed_key = key_of(scenario.seed, 0xF10)

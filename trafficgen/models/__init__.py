@@ -10,14 +10,20 @@ from __future__ import annotations
 
 
 def model_types() -> dict:
-    """Class name -> model type (imported here, late: the models import the config)."""
+    """Class name -> its model types (imported here, late: the models import the config). A
+    class may have several models (e.g. a class's request sessions and its media sessions);
+    each must draw from keys of its own."""
     from .chain import ChainModel
     from .chat import ChatModel
     from .kv_transfer import KVTransferModel
-    return {"chat": ChatModel, "coding": ChatModel, "reasoning": ChatModel, "multimodal": ChatModel,
-            "agentic": ChainModel, "rag": ChainModel, "kv_transfer": KVTransferModel}
+    return {"chat": (ChatModel,), "coding": (ChatModel,), "reasoning": (ChatModel,),
+            "multimodal": (ChatModel,), "agentic": (ChainModel,), "rag": (ChainModel,),
+            "kv_transfer": (KVTransferModel,)}
 
 
-def make_model(scenario, cls: str, layout_base: int):
-    """The model of flow class ``cls`` for ``scenario``."""
-    return model_types()[cls](scenario, cls, layout_base)
+def make_models(scenario, layouts_per_model: int) -> list:
+    """Every model of the scenario's classes, in generation order; model ``k``'s template
+    layouts start at ``layouts_per_model * k`` in the engine's combined table."""
+    types = model_types()
+    pairs = [(cls, t) for cls in scenario.classes for t in types[cls]]
+    return [t(scenario, cls, layouts_per_model * k) for k, (cls, t) in enumerate(pairs)]
