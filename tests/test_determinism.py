@@ -109,3 +109,25 @@ def test_longer_run_shares_the_shorter_runs_sessions():
     a, b = first_requests("20s"), first_requests("40s")
     for col in ("start_ns", "prompt_tokens", "output_tokens", "client_id"):
         assert np.array_equal(a[col], b[col]), col
+
+
+@pytest.mark.parametrize("scenario, over", [
+    ("enterprise-mix", ["topology.capture=gateway"]),
+    ("agentic", []),
+    ("chat", ["network.encap=vxlan", "network.quic=0.3"]),  # the network counts the packets
+    ("kv-transfer", ["kv_transfer.rate=0.5/s", 'kv_transfer.model="llama-3-8b"',
+                     "kv_transfer.prompt_tokens={median=300, p90=900, min=10, max=4000}"]),
+])
+def test_request_tables_alone_are_the_same_tables(tmp_path, scenario, over):
+    """Without a capture or a packet table the packets are never sorted or merged: the flow and
+    request tables, and the report's counts, are those of a run that writes everything."""
+    sc = tg.load_scenario(scenario, over, duration="40s", seed=4)
+    full = generate_run(tmp_path / "full", sc)
+    (tmp_path / "alone").mkdir()
+    alone = tg.generate(sc, flows=tmp_path / "alone" / "f.parquet",
+                        requests=tmp_path / "alone" / "r.parquet")
+    assert digest(tmp_path / "alone" / "r.parquet") == digest(full.requests)
+    assert digest(tmp_path / "alone" / "f.parquet") == digest(full.flows)
+    for k in ("packets", "wire_bytes", "flows", "requests"):
+        assert alone[k] == full.report[k], k
+    assert full.report["requests"] > 10

@@ -54,11 +54,12 @@ def batches(scenario: Scenario | str | dict, *, frames: bool = True,
     return iter(_engine(scenario, frames, batch_packets, window))
 
 
-def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None) -> Engine:
+def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
+            packets: bool = True) -> Engine:
     if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
         raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
     return Engine(scenario, frames=frames, batch_packets=batch_packets,
-                  window_ns=_window_ns(window), alloc=alloc)
+                  window_ns=_window_ns(window), alloc=alloc, packets=packets)
 
 
 def _check_outputs(paths: dict[str, object]) -> None:
@@ -105,7 +106,9 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     _check_outputs(outputs)
     fmt = _capture_format(pcap)
     buffers = BufferPool()  # frame buffers go back to the pool once written
-    engine = _engine(scenario, pcap is not None, batch_packets, window, buffers.get)
+    # without a capture or a packet table, the packets are counted but never sorted or merged
+    with_packets = pcap is not None or packets is not None
+    engine = _engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets)
     t0 = time.perf_counter()
     totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
     with ExitStack() as stack:
@@ -120,8 +123,13 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         for batch in engine:
             for sink in sinks:
                 sink.write(batch)
-            totals["packets"] += batch.packets.shape[0]
-            totals["wire_bytes"] += int(batch.packets["wire_len"].sum())
+            if with_packets:
+                totals["packets"] += batch.packets.shape[0]
+                totals["wire_bytes"] += int(batch.packets["wire_len"].sum())
+            else:  # every flow's packets are in the run: its totals are theirs
+                f = batch.flows
+                totals["packets"] += int(f["packets_up"].sum() + f["packets_down"].sum())
+                totals["wire_bytes"] += int(f["bytes_up"].sum() + f["bytes_down"].sum())
             totals["flows"] += batch.flows.shape[0]
             totals["requests"] += batch.requests.shape[0]
             if progress is not None:

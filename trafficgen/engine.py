@@ -93,8 +93,13 @@ class Engine:
 
     def __init__(self, scenario: Scenario, *, frames: bool = True,
                  batch_packets: int = DEFAULT_BATCH_PACKETS, window_ns: int = DEFAULT_WINDOW_NS,
-                 alloc=None):
-        """``alloc(nbytes)`` supplies each batch's frame buffer (uint8); default a new array."""
+                 alloc=None, packets: bool = True):
+        """``alloc(nbytes)`` supplies each batch's frame buffer (uint8); default a new array.
+        ``packets=False`` (only with ``frames=False``): batches carry the flow and request
+        rows alone, the same rows, without sorting and merging every packet (a day of request
+        tables in a fraction of the time)."""
+        if frames and not packets:
+            raise ValueError("frames need packets")
         if batch_packets < 1:
             raise ValueError("batch_packets must be at least 1")
         if window_ns < MIN_WINDOW_NS:
@@ -104,6 +109,7 @@ class Engine:
         self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
         self.batch_packets = batch_packets
         self.models = make_models(scenario, CombinedTemplates.PER_MODEL)
+        self.packets = packets
         self.templates = CombinedTemplates([m.templates for m in self.models])
         self.window_ns = int(window_ns)
         self.seed_key = key_of(scenario.seed, 0xF10)
@@ -114,6 +120,9 @@ class Engine:
         self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
         self.net = NetPlan(scenario)  # the [network] section: overheads, frame rewrite
         self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
+        if not packets and self.net.plain:  # the network's accounting needs the packets
+            for m in self.models:
+                m.packets = False
 
     def windows(self) -> Iterator[tuple[int, int]]:
         """The generation windows [t0, t1) (ns from the capture start), warm-up first."""
@@ -158,7 +167,7 @@ class Engine:
             for ep in schedules:
                 self._globalise(ep, next_id)
                 self.net.account(ep)
-                new_parts.append(ep.sched)
+                new_parts.append(ep.sched if self.packets else ep.sched[:0])
                 flows_parts.append(ep.flows)
                 req_parts.append(ep.requests)
             flows = np.concatenate(flows_parts) if flows_parts else np.empty(0, FLOW_DTYPE)

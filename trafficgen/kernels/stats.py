@@ -8,7 +8,7 @@ from .tcp import (P_ACK, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE, P_PL
 
 @njit(cache=True, nogil=True)
 def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
-    """start/end: int64[n]; bytes_/packets: int64[n, 2] by direction."""
+    """start/end: int64[n]; bytes_/packets: int64[n, 2] by direction (packets in any order)."""
     for f in range(n_flows):
         start[f] = np.iinfo(np.int64).max
         end[f] = np.iinfo(np.int64).min
@@ -25,7 +25,8 @@ def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
 @njit(cache=True, nogil=True)
 def request_totals(req, dirs, plen, wire_len, ts, n_req, start, first_byte, end, bytes_):
     """start: first request byte seen; first_byte/end: first/last response byte seen (any
-    payload of the request's: a reasoning reply's keep-alives and a tool's answer count)."""
+    payload of the request's: a reasoning reply's keep-alives and a tool's answer count).
+    Packets in any order (the earliest and latest times are taken)."""
     for r in range(n_req):
         start[r] = first_byte[r] = end[r] = -1
         bytes_[r, 0] = bytes_[r, 1] = 0
@@ -37,13 +38,14 @@ def request_totals(req, dirs, plen, wire_len, ts, n_req, start, first_byte, end,
         bytes_[r, d] += wire_len[i]
         if plen[i] == 0:
             continue
+        t = ts[i]
         if d == 0:
-            if start[r] < 0:
-                start[r] = ts[i]
+            if start[r] < 0 or t < start[r]:
+                start[r] = t
         else:
-            if first_byte[r] < 0:
-                first_byte[r] = ts[i]
-            end[r] = ts[i]
+            if first_byte[r] < 0 or t < first_byte[r]:
+                first_byte[r] = t
+            end[r] = max(end[r], t)
 
 
 @njit(cache=True, nogil=True)

@@ -90,4 +90,5 @@ class ChatModel(SessionModel):
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                 c["jitter"], wd)
         shift_layouts(wd, self.layout_base)
-        return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd)
+        return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
+                                 packets=self.packets)

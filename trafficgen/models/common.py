@@ -12,7 +12,8 @@ from ..config import Scenario
 from ..kernels import stats, tcp
 from ..kernels.chat import tls_wire
 from ..kernels.rng import derive, derive_range
-from ..kernels.tcp import P_COLS, P_TS, W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
+from ..kernels.tcp import (P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN, W_REQ, WF_FLAGS,
+                           WF_REQ, WO_ISSUED)
 from ..kernels.frames import WIN_SCALED, WSCALE
 from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
 from ..schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
@@ -35,7 +36,10 @@ class SessionModel:
     """Sessions of one class, drawn per fixed arrival block of the model's (``BLOCK_NS``):
     block ``b``'s key is derive(class key, b + BLOCK_ID_OFFSET), its session ``i``'s
     derive(block key, 1 + i). Needs ``scenario``, ``params`` (with ``arrivals``), ``key``,
-    ``levels_key`` and ``session_rate_per_ns``."""
+    ``levels_key`` and ``session_rate_per_ns``. ``packets``: False when only the flow and
+    request rows are wanted (the engine says so)."""
+
+    packets = True
 
     def block_arrivals(self, b: int) -> tuple[np.uint64, np.ndarray]:
         """Block ``b``'s key and the start times of its sessions (ns from capture start),
@@ -113,10 +117,12 @@ def _renumber(keep: np.ndarray) -> np.ndarray:
 
 
 def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_server, r, c,
-                      c_isn, c_ipid, wd) -> EpochSchedule:
+                      c_isn, c_ipid, wd, packets: bool = True) -> EpochSchedule:
     """Run the transport kernel over an epoch's connections (``c``) and writes (``wd``) and
     build the sorted schedule and the flow and request rows. ``topo``: the class's topology
-    (``Scenario.topology_of``); ``side``: the end of the connections the capture is on."""
+    (``Scenario.topology_of``); ``side``: the end of the connections the capture is on.
+    ``packets=False``: the flow and request rows only, counted straight from the kernel's
+    rows (the same figures, without sorting them into a schedule)."""
     n_conn = c["session"].shape[0]
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
     wo = np.empty((wd.shape[0], 2), np.int64)
@@ -140,10 +146,20 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     issued[wd[is_req, WF_REQ]] = wo[is_req, WO_ISSUED] > 0
     req_map = _renumber(issued)
 
-    order = np.argsort(out[:, P_TS], kind="stable")
-    sched = np.empty(n, SCHED_DTYPE)
-    stats.fill_schedule(out, order, flow_of_conn, req_map, class_id, sc.start_ns, sched)
-    ts = sched["ts_ns"]
+    if packets:
+        order = np.argsort(out[:, P_TS], kind="stable")
+        sched = np.empty(n, SCHED_DTYPE)
+        stats.fill_schedule(out, order, flow_of_conn, req_map, class_id, sc.start_ns, sched)
+        cols = {k: sched[k] for k in ("flow_id", "direction", "wire_len", "payload_len",
+                                      "request_id", "ts_ns")}
+    else:
+        sched = np.empty(0, SCHED_DTYPE)
+        p_req = out[:, P_REQ]
+        cols = {"flow_id": flow_of_conn[out[:, P_CONN]], "direction": out[:, P_DIR],
+                "wire_len": out[:, P_WLEN], "payload_len": out[:, P_PLEN],
+                "request_id": np.where(p_req >= 0, req_map[np.maximum(p_req, 0)], -1),
+                "ts_ns": out[:, P_TS] + sc.start_ns}
+    ts = cols["ts_ns"]
 
     # flows
     conns = np.flatnonzero(c_npk > 0)
@@ -151,7 +167,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     flows = empty("flows", nf)
     start, end = np.empty(nf, np.int64), np.empty(nf, np.int64)
     fbytes, fpk = np.empty((nf, 2), np.int64), np.empty((nf, 2), np.int64)
-    stats.flow_totals(sched["flow_id"], sched["direction"], sched["wire_len"], ts, nf, start, end,
+    stats.flow_totals(cols["flow_id"], cols["direction"], cols["wire_len"], ts, nf, start, end,
                       fbytes, fpk)
     sess = c["session"][conns]
     clients = s_client[sess]
@@ -180,8 +196,8 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     requests = empty("requests", nr)
     rs, rf, re_ = (np.empty(nr, np.int64) for _ in range(3))
     rbytes = np.empty((nr, 2), np.int64)
-    stats.request_totals(sched["request_id"], sched["direction"], sched["payload_len"],
-                         sched["wire_len"], ts, nr, rs, rf, re_, rbytes)
+    stats.request_totals(cols["request_id"], cols["direction"], cols["payload_len"],
+                         cols["wire_len"], ts, nr, rs, rf, re_, rbytes)
     requests["request_id"] = np.arange(nr)
     requests["flow_id"] = flow_of_conn[r["conn"][keep]]
     requests["session_id"] = r["session"][keep]
