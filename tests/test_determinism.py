@@ -131,3 +131,15 @@ def test_request_tables_alone_are_the_same_tables(tmp_path, scenario, over):
     for k in ("packets", "wire_bytes", "flows", "requests"):
         assert alone[k] == full.report[k], k
     assert full.report["requests"] > 10
+
+
+def test_a_mix_of_classes_is_window_independent_too(tmp_path):
+    """Several models: ids go block by block, model by model, so neither the window nor the
+    batch size changes a byte of the capture or the tables (a window of 10 s, 45 s or 150 s
+    gives the same order as whole 60 s blocks do)."""
+    sc = tg.load_scenario("enterprise-mix", ["topology.capture=gateway", "rag.rate=3/s",
+                                             "agentic.rate=2/s", "chat.rate=4/s"],
+                          duration="130s", seed=2)
+    ref = digests(generate_run(tmp_path / "ref", sc))
+    for k, kw in enumerate([dict(window="45s"), dict(window="150s", batch_packets=777)]):
+        assert digests(generate_run(tmp_path / f"w{k}", sc, **kw)) == ref, kw

@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from .config import Scenario
 from .kernels import frames as kf
 from .kernels.rng import derive_range, fill_bytes, key_of
@@ -31,6 +32,7 @@ from .tls import CombinedTemplates
 from .schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
 DEFAULT_WINDOW_NS = 10 * 10**9
+BLOCK_NS = ARRIVAL_BLOCK_NS  # the models' arrival blocks: ids go block by block
 MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
 GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
 DEFAULT_BATCH_PACKETS = 1 << 16
@@ -125,15 +127,28 @@ class Engine:
                 m.packets = False
 
     def windows(self) -> Iterator[tuple[int, int]]:
-        """The generation windows [t0, t1) (ns from the capture start), warm-up first."""
+        """The generation windows [t0, t1) (ns from the capture start), warm-up first. With
+        several models, whole arrival blocks (see ``_generate``)."""
         w = self.window_ns
+        if len(self.models) > 1:
+            w = -(-w // BLOCK_NS) * BLOCK_NS
         warmup = max((m.warmup_ns for m in self.models), default=0)
         for k in range(-(warmup // w) - (1 if warmup % w else 0), -(-self.sc.duration_ns // w)):
             yield max(k * w, -warmup), min((k + 1) * w, self.sc.duration_ns)
 
     def _generate(self, t0: int, t1: int) -> list:
-        """Every model's schedule of the sessions that start in [t0, t1) (local ids)."""
-        return [m.window(max(t0, -m.warmup_ns), t1) for m in self.models if t1 > -m.warmup_ns]
+        """Every model's schedule of the sessions that start in [t0, t1) (local ids). Ids are
+        given in the order of this list, so with several models it goes block by block (the
+        models' 60 s arrival blocks), each block model by model: the same order whatever
+        the window, as a single model's session-start order is."""
+        if len(self.models) == 1:
+            m = self.models[0]
+            return [m.window(max(t0, -m.warmup_ns), t1)] if t1 > -m.warmup_ns else []
+        out = []
+        for b0 in range(t0 - t0 % BLOCK_NS, t1, BLOCK_NS):
+            lo, hi = max(b0, t0), min(b0 + BLOCK_NS, t1)
+            out += [m.window(max(lo, -m.warmup_ns), hi) for m in self.models if hi > -m.warmup_ns]
+        return out
 
     def _prefetched(self) -> Iterator[tuple[int, int, list]]:
         """``(t0, t1, schedules)`` per window, in order, the next windows generated on worker
