@@ -122,7 +122,7 @@ class Engine:
         self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
         self.net = NetPlan(scenario)  # the [network] section: overheads, frame rewrite
         self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
-        if not packets and self.net.plain:  # the network's accounting needs the packets
+        if not packets and not self.net.counts_packets:  # else the network counts the packets
             for m in self.models:
                 m.packets = False
 

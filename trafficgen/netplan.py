@@ -93,6 +93,12 @@ class NetPlan:
         self.under6 = np.frombuffer(b"".join(net.underlay6), np.uint8).reshape(2, 16).copy()
         self.pre6 = np.frombuffer(net.ipv6_clients + net.ipv6_servers, np.uint8).reshape(2, 16).copy()
 
+    @property
+    def counts_packets(self) -> bool:
+        """Whether ``account`` needs a window's packets: some add bytes on the wire (IPv6, tags,
+        tunnels, MACsec) or turn into QUIC packets. DSCP/ECN alone change no count."""
+        return bool(self.quic_share.any() or self.net.ip != "4" or np.any(self.class_ovh))
+
     # --- tables ------------------------------------------------------------------------------
 
     def flow_v6(self, first_flow: int, classes: np.ndarray) -> np.ndarray:
