@@ -10,6 +10,7 @@ from numba import njit
 
 from ..schema import PROTO_UDP, SYN
 from . import udp as _udp
+from .wire import _fold, _put16, _put32, _sum16  # noqa: F401 (encap imports them from here)
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PCAP_REC = 16  # pcap record header
@@ -25,42 +26,6 @@ def frame_space(wire_len, pcap):
     for i in range(wire_len.shape[0]):
         total += wire_len[i]
     return total + (PCAP_REC * wire_len.shape[0] if pcap else 0)
-
-
-@njit(cache=True, inline="always")
-def _put16(buf, o, v):
-    buf[o] = (v >> 8) & 0xFF
-    buf[o + 1] = v & 0xFF
-
-
-@njit(cache=True, inline="always")
-def _put32(buf, o, v):
-    buf[o] = (v >> 24) & 0xFF
-    buf[o + 1] = (v >> 16) & 0xFF
-    buf[o + 2] = (v >> 8) & 0xFF
-    buf[o + 3] = v & 0xFF
-
-
-@njit(cache=True, inline="always")
-def _sum16(buf, o, n):
-    """Ones'-complement partial sum of ``n`` bytes at ``o`` as big-endian 16-bit words:
-    even and odd bytes are summed apart (a loop LLVM vectorises), then combined."""
-    v = buf[o:o + n]  # loops over a view vectorise; ``buf[o + k]`` (wraparound checks) does not
-    hi = np.uint64(0)
-    lo = np.uint64(0)
-    for k in range(n >> 1):
-        hi += np.uint64(v[2 * k])
-        lo += np.uint64(v[2 * k + 1])
-    if n & 1:
-        hi += np.uint64(v[n - 1])
-    return (hi << np.uint64(8)) + lo
-
-
-@njit(cache=True, inline="always")
-def _fold(s):
-    while s >> np.uint64(16):
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-    return (~np.int64(s)) & 0xFFFF
 
 
 @njit(cache=True, inline="always")

@@ -12,6 +12,8 @@ a UDP class's requests.
 import numpy as np
 from numba import njit
 
+from .wire import _fold, _put16, _put24, _put32, _sum16
+
 # payload layouts of UDP rows (the ``layout`` column)
 L_OPAQUE, L_RTP, L_ROCE = 0, 1, 2
 # RC opcodes (BTH byte 0)
@@ -66,48 +68,6 @@ def crc32_update(c, buf, o, n):
         c = _crc_byte(c, v[k])
         k += 1
     return c
-
-
-@njit(cache=True, inline="always")
-def _put16(buf, o, v):
-    buf[o] = (v >> 8) & 0xFF
-    buf[o + 1] = v & 0xFF
-
-
-@njit(cache=True, inline="always")
-def _put24(buf, o, v):
-    buf[o] = (v >> 16) & 0xFF
-    buf[o + 1] = (v >> 8) & 0xFF
-    buf[o + 2] = v & 0xFF
-
-
-@njit(cache=True, inline="always")
-def _put32(buf, o, v):
-    buf[o] = (v >> 24) & 0xFF
-    buf[o + 1] = (v >> 16) & 0xFF
-    buf[o + 2] = (v >> 8) & 0xFF
-    buf[o + 3] = v & 0xFF
-
-
-@njit(cache=True, inline="always")
-def _sum16(buf, o, n):
-    """Ones'-complement partial sum of n bytes as big-endian words (see frames._sum16)."""
-    v = buf[o:o + n]
-    hi = np.uint64(0)
-    lo = np.uint64(0)
-    for k in range(n >> 1):
-        hi += np.uint64(v[2 * k])
-        lo += np.uint64(v[2 * k + 1])
-    if n & 1:
-        hi += np.uint64(v[n - 1])
-    return (hi << np.uint64(8)) + lo
-
-
-@njit(cache=True, inline="always")
-def _fold(s):
-    while s >> np.uint64(16):
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-    return (~np.int64(s)) & 0xFFFF
 
 
 @njit(cache=True, inline="always")

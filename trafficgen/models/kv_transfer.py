@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrivals import BLOCK_NS, DAY_NS
 from ..config import Scenario
 from ..kernels import kv as kk
-from ..kernels.rng import derive, derive_range, key_of
+from ..kernels.rng import key_of
 from ..kernels.udp import ROCE_PORT
 from ..schema import CLASS_CODE, KIND_CODE, SCHED_DTYPE
-from .common import EpochSchedule
+from .common import EpochSchedule, SessionModel
 from .udp import EmptyTemplates, schedule_from_packets
 
-BLOCK_ID_OFFSET = 1 << 20  # as chat: block ids stay non-negative
 ACK_TURNAROUND_NS = 1_000  # a responder NIC's ACK turnaround, seen at the decode side (est)
 
 
-class KVTransferModel:
+class KVTransferModel(SessionModel):
     """Prepared parameters of the kv_transfer class for one scenario."""
 
     def __init__(self, scenario: Scenario, cls: str = "kv_transfer", layout_base: int = 0):
@@ -45,7 +43,7 @@ class KVTransferModel:
         self.class_id = CLASS_CODE[cls]
         self.key = key_of(scenario.seed, self.class_id)
         self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)
-        self.rate_per_ns = p.rate / 1e9
+        self.session_rate_per_ns = p.rate / 1e9  # a transfer is a session of one request
         self.dists = {k: getattr(p, k).params() for k in ("prompt_tokens", "hit_uncached_tokens")}
         self.ns_per_byte = 8e9 / p.link_rate
         # prefill compute per token per layer: a layer's KV is ready this long after the last
@@ -57,26 +55,6 @@ class KVTransferModel:
         self.decode = np.asarray(p.decode_servers, np.int64)
         self.templates = EmptyTemplates()
         self.warmup_ns = 0
-
-    def transfers(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Keys and start times (ns from the capture start) of the transfers that start in
-        [t0, t1), in start order."""
-        keys, starts = [], []
-        sc = self.scenario
-        for b in range(t0 // BLOCK_NS, -(-t1 // BLOCK_NS)):
-            k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
-            b0 = b * BLOCK_NS
-            arr = self.params.arrivals.times(self.levels_key, derive(k_b, 0), b0,
-                                             min(b0 + BLOCK_NS, sc.duration_ns), self.rate_per_ns,
-                                             BLOCK_NS, sc.start_ns % DAY_NS)
-            lo, hi = np.searchsorted(arr, [t0, t1], "left")
-            k = np.empty(hi - lo, np.uint64)
-            derive_range(k_b, 1 + int(lo), k)
-            keys.append(k)
-            starts.append(arr[lo:hi])
-        if not keys:
-            return np.empty(0, np.uint64), np.empty(0, np.int64)
-        return np.concatenate(keys), np.concatenate(starts)
 
     def draws(self, keys: np.ndarray) -> dict:
         """Per transfer: ``prompt``, ``uncached`` tokens and ``prefill``/``decode`` indexes."""
@@ -90,7 +68,7 @@ class KVTransferModel:
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the transfers that start in [t0, t1)."""
         p, m = self.params, self.params.model
-        keys, starts = self.transfers(t0, t1)
+        keys, starts = self.sessions(t0, t1)
         n = keys.shape[0]
         d = self.draws(keys)
         rows = np.empty(n, np.int64)

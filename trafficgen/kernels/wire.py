@@ -1,0 +1,47 @@
+"""Byte helpers shared by the frame kernels: big-endian stores and the Internet checksum
+(RFC 1071) as a ones'-complement sum that LLVM vectorises."""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _put16(buf, o, v):
+    buf[o] = (v >> 8) & 0xFF
+    buf[o + 1] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _put24(buf, o, v):
+    buf[o] = (v >> 16) & 0xFF
+    buf[o + 1] = (v >> 8) & 0xFF
+    buf[o + 2] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _put32(buf, o, v):
+    buf[o] = (v >> 24) & 0xFF
+    buf[o + 1] = (v >> 16) & 0xFF
+    buf[o + 2] = (v >> 8) & 0xFF
+    buf[o + 3] = v & 0xFF
+
+
+@njit(cache=True, inline="always")
+def _sum16(buf, o, n):
+    """Ones'-complement partial sum of ``n`` bytes at ``o`` as big-endian 16-bit words:
+    even and odd bytes are summed apart (a loop LLVM vectorises), then combined."""
+    v = buf[o:o + n]  # loops over a view vectorise; ``buf[o + k]`` (wraparound checks) does not
+    hi = np.uint64(0)
+    lo = np.uint64(0)
+    for k in range(n >> 1):
+        hi += np.uint64(v[2 * k])
+        lo += np.uint64(v[2 * k + 1])
+    if n & 1:
+        hi += np.uint64(v[n - 1])
+    return (hi << np.uint64(8)) + lo
+
+
+@njit(cache=True, inline="always")
+def _fold(s):
+    while s >> np.uint64(16):
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return (~np.int64(s)) & 0xFFFF
