@@ -157,10 +157,11 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
                 fl = W_ABS | (W_TURN if i == 0 else 0) | (W_REQ if i == n_app - 1 else 0)
                 w = _write(w, DIR_UP, tls_wire(ws_client(APPEND_JSON + b64(audio))), -1, t_end,
                            r, PH_REQUEST, fl, 0, wd)
+            # the voice detector's events: outside the request (its first byte is the answer's)
             w = _write(w, DIR_DOWN, tls_wire(ws_server(SPEECH_STARTED)), -1,
-                       u0 + owd + VAD_NS, r, PH_REQUEST, W_ABS, 0, wd)
+                       u0 + owd + VAD_NS, -1, PH_REQUEST, W_ABS, 0, wd)
             w = _write(w, DIR_DOWN, tls_wire(ws_server(COMMITTED)), -1,
-                       u1 + owd + (r0 - u1 - owd) // 2, r, PH_PREFILL_WAIT, W_ABS, 0, wd)
+                       u1 + owd + (r0 - u1 - owd) // 2, -1, PH_PREFILL_WAIT, W_ABS, 0, wd)
             w = _write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_START)), -1, r0, r, PH_STREAM,
                        W_ABS, 0, wd)
             n_d = _ceil(sent, down_chunk)

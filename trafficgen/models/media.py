@@ -90,8 +90,14 @@ class MediaModel:
         fs = self._sessions(fk, fstart, _ZERO, 0.0, self.fd["session"])
         ex = self._exchanges(vk, vs)
         nv, nf = vk.shape[0], fk.shape[0]
-        s_client = np.concatenate((vs["client"], fs["client"]))
-        s_server = np.concatenate((vs["server"], fs["server"]))
+        # one session order for both streams, by start (voice first on a tie): a window's ids
+        # then follow session starts, so no window size changes them
+        rank = np.empty(nv + nf, np.int64)
+        rank[np.lexsort((np.arange(nv + nf), np.concatenate((vstart, fstart))))] = np.arange(nv + nf)
+        vs["sess"], fs["sess"] = rank[:nv], rank[nv:]
+        s_client, s_server = np.empty(nv + nf, np.int64), np.empty(nv + nf, np.int64)
+        for st in (vs, fs):
+            s_client[st["sess"]], s_server[st["sess"]] = st["client"], st["server"]
         tcp = self._tcp(vk, vs, ex, fk, fs, s_client, s_server)
         udp = self._rtp(vk, vs, ex)
         return _join(tcp, udp, nv + nf)
@@ -138,7 +144,7 @@ class MediaModel:
                                                 "reasoning", "images")}
         xw = np.concatenate([np.arange(a, a + b) for a, b in zip(ex["x0"][ws], nxw)] or [z])
         nvr = xw.shape[0]
-        r["session"][:nvr] = np.repeat(ws, nxw)
+        r["session"][:nvr] = np.repeat(vs["sess"][ws], nxw)
         r["conn"][:nvr] = np.repeat(np.arange(nw), nxw)
         r["turn"][:nvr] = xw - np.repeat(ex["x0"][ws], nxw)
         r["prompt"][:nvr] = np.round((ex["u1"][xw] - ex["u0"][xw]) / 1e9 * v.input_tokens_per_s)
@@ -148,13 +154,13 @@ class MediaModel:
                      c_next[:nw], wd)
         kv.video(1, *vargs, freq0, c_next, fw, fr, ftend, wd, r["session"], r["turn"], r["conn"],
                  r["prompt"], r["output"], r["images"])
-        r["session"][nvr:] += nv
+        r["session"][nvr:] = fs["sess"][r["session"][nvr:]]
         r["kind"] = np.full(R, KIND_CODE["media"], np.int64)
         tend = np.concatenate((ex["last"][ws] + 200_000_000, ftend))
         c_wn = np.empty(C, np.int64)
         kv.ws_close(c_w0, c_next, tend, wd, c_wn)
         shift_layouts(wd, self.layout_base)
-        sess = np.concatenate((ws, nv + np.arange(nf)))
+        sess = np.concatenate((vs["sess"][ws], fs["sess"]))
         rtt = np.concatenate((vs["rtt"][ws], fs["rtt"]))
         c = {"session": sess, "open_dep": np.full(C, -1, np.int64),
              "open_at": np.concatenate((vs["start"][ws], fs["start"])),
@@ -163,6 +169,12 @@ class MediaModel:
         c_isn = np.stack([(keys >> np.uint64(s)).astype(np.int64) & 0xFFFFFFFF for s in (0, 32)], 1)
         c_ipid = np.stack([(keys >> np.uint64(s)).astype(np.int64) & 0xFFFF for s in (7, 23)], 1)
         c["jitter"] = ((keys >> np.uint64(40)) % np.uint64(100_000_000)).astype(np.int64)
+        perm = np.argsort(sess, kind="stable")  # connections in session order
+        c = {k: a[perm] for k, a in c.items()}
+        c_isn, c_ipid = c_isn[perm], c_ipid[perm]
+        inv = np.empty(C, np.int64)
+        inv[perm] = np.arange(C)
+        r["conn"] = inv[r["conn"]]
         ep = schedule_from_sim(self.scenario, self.topo, self.class_id, self.side, s_client,
                                s_server, r, c, c_isn, c_ipid, wd)
         _end_unanswered(ep)
@@ -171,7 +183,7 @@ class MediaModel:
     def _rtp(self, vk, vs, ex) -> EpochSchedule:
         """The RTP sessions: one UDP flow each."""
         v, t = self.params.voice, self.topo
-        rs = np.flatnonzero(vs["rtp"] == 1)
+        rs = np.flatnonzero((vs["rtp"] == 1) & (ex["nx"] > 0))  # none: no packets at all
         n = rs.shape[0]
         nx = ex["nx"][rs]
         args = (vk[rs], ex["x0"][rs], nx, vs["rtt"][rs], vs["first"][rs], ex["last"][rs],
@@ -183,12 +195,12 @@ class MediaModel:
         km.rtp_rows(*args, offsets(counts), counts, rows, 1)
         net = int(t.clients.network_address)
         room = 1 if t.clients.num_addresses > t.client_count + 1 else 0
-        flows = {"session": rs, "src_ip": net + room + vs["client"][rs],
+        flows = {"session": vs["sess"][rs], "src_ip": net + room + vs["client"][rs],
                  "dst_ip": np.asarray(t.servers, np.int64)[vs["server"][rs]],
                  "dst_port": np.full(n, v.rtp_port), "client_id": vs["client"][rs]}
         xr = np.concatenate([np.arange(a, a + b) for a, b in zip(ex["x0"][rs], nx)]
                             or [np.empty(0, np.int64)])
-        requests = {"flow": np.repeat(np.arange(n), nx), "session": np.repeat(rs, nx),
+        requests = {"flow": np.repeat(np.arange(n), nx), "session": np.repeat(vs["sess"][rs], nx),
                     "kind": KIND_CODE["media"], "turn": xr - np.repeat(ex["x0"][rs], nx),
                     "prompt_tokens": np.round((ex["u1"][xr] - ex["u0"][xr]) / 1e9
                                               * v.input_tokens_per_s).astype(np.int64),
@@ -213,14 +225,27 @@ def _end_unanswered(ep: EpochSchedule) -> None:
 
 
 def _join(a: EpochSchedule, b: EpochSchedule, n_sessions: int) -> EpochSchedule:
-    """One schedule of two (local ids): ``b``'s flows and requests after ``a``'s."""
-    from ..engine import _merge_sorted  # late: the engine imports the models
+    """One schedule of two (local ids): flows in session order (a session has one flow),
+    requests by (session, turn), packets by (time, flow, packet order)."""
+    from ..engine import take_rows  # late: the engine imports the models
+    flows, reqs = concat_rows([a.flows, b.flows]), concat_rows([a.requests, b.requests])
     nf, nr = a.flows.shape[0], a.requests.shape[0]
     b.sched["flow_id"] += nf
     b.sched["request_id"] = np.where(b.sched["request_id"] >= 0, b.sched["request_id"] + nr, -1)
-    b.flows["flow_id"] += nf
-    b.requests["request_id"] += nr
-    b.requests["flow_id"] += nf
-    sched = _merge_sorted([a.sched, b.sched])
-    return EpochSchedule(sched, concat_rows([a.flows, b.flows]),
-                         concat_rows([a.requests, b.requests]), n_sessions)
+    reqs["flow_id"][nr:] += nf
+    f_order = np.argsort(flows["session_id"], kind="stable")
+    f_new = np.empty(f_order.shape[0], np.int64)
+    f_new[f_order] = np.arange(f_order.shape[0])
+    r_order = np.lexsort((reqs["turn"], reqs["session_id"]))
+    r_new = np.empty(r_order.shape[0], np.int64)
+    r_new[r_order] = np.arange(r_order.shape[0])
+    flows, reqs = take_rows(flows, f_order), take_rows(reqs, r_order)
+    flows["flow_id"] = np.arange(flows.shape[0])
+    reqs["request_id"] = np.arange(reqs.shape[0])
+    reqs["flow_id"] = f_new[reqs["flow_id"]]
+    sched = concat_rows([a.sched, b.sched])
+    sched["flow_id"] = f_new[sched["flow_id"]]
+    rid = sched["request_id"]
+    sched["request_id"] = np.where(rid >= 0, r_new[np.maximum(rid, 0)], -1) if nr + b.requests.shape[0] else -1
+    sched = take_rows(sched, np.lexsort((sched["flow_id"], sched["ts_ns"])))
+    return EpochSchedule(sched, flows, reqs, n_sessions)
