@@ -157,29 +157,46 @@ def test_tshark_sees_tls_and_rtp_without_problems(tshark, media_run):
 
 
 def test_rtp_sequence_timestamps_and_spacing(tshark, media_run):
+    """Per stream: consecutive sequence numbers, the 48 kHz timestamp 960 per 20 ms frame,
+    speech every 20 ms, DTX comfort noise every 400 ms, the marker on each talk spurt's first
+    packet. The client's packets are seen as sent (exact 20 ms multiples), the server's a
+    little late (up to ``voice.jitter``)."""
     run, sc, flows, req, pk = media_run
+    v = sc.multimodal.voice
     out = run_tshark(tshark, run.pcap, "-d", f"udp.port=={RTP_PORT},rtp", "-Y", "rtp", "-T",
                      "fields", "-e", "rtp.ssrc", "-e", "rtp.seq", "-e", "rtp.timestamp",
-                     "-e", "frame.time_epoch", "-e", "rtp.marker", "-e", "udp.length")
+                     "-e", "frame.time_epoch", "-e", "rtp.marker", "-e", "udp.length",
+                     "-e", "udp.dstport")
     streams: dict = {}
     for line in out.splitlines():
-        ssrc, seq, ts, t, marker, ulen = line.split("\t")
+        ssrc, seq, ts, t, marker, ulen, dport = line.split("\t")
         sec, _, frac = t.partition(".")
-        streams.setdefault(ssrc, []).append((int(seq), int(ts), int(sec) * 10**9 + int(frac.ljust(9, "0")[:9]),
-                                             marker in ("1", "True"), int(ulen)))
+        streams.setdefault((ssrc, dport == str(RTP_PORT)), []).append(
+            (int(seq), int(ts), int(sec) * 10**9 + int(frac.ljust(9, "0")[:9]),
+             marker in ("1", "True"), int(ulen)))
     assert len(streams) >= 4
-    for rows in streams.values():
+    late = []
+    for (_, up), rows in streams.items():
         a = np.array([r[:3] for r in rows], np.int64)
         assert ((np.diff(a[:, 0]) % 65536) == 1).all()  # consecutive sequence numbers
         dt = np.diff(a[:, 2])
-        assert (dt % 20_000_000 == 0).all() and (dt > 0).all()  # 20 ms frames, some left out (DTX)
-        assert ((np.diff(a[:, 1]) % 2**32) == dt // 20_000_000 * 960).all()  # 48 kHz clock
-        big = np.array([r[4] for r in rows]) > 8 + 12 + sc.multimodal.voice.silence_bytes
-        assert big.any() and (dt[big[1:] & big[:-1]] == 20_000_000).all()  # speech: every 20 ms
+        frames = np.round(dt / 20_000_000).astype(np.int64)
+        assert (frames > 0).all()
+        assert ((np.diff(a[:, 1]) % 2**32) == frames * 960).all()  # the 48 kHz clock
+        off = dt - frames * 20_000_000
+        if up:
+            assert (off == 0).all()  # the client's own packets: exact 20 ms multiples
+        else:
+            assert (np.abs(off) <= v.jitter).all()
+            late.append(off)
+        big = np.array([r[4] for r in rows]) > 8 + 12 + v.silence_bytes
+        assert big.any() and (frames[big[1:] & big[:-1]] == 1).all()  # speech: every 20 ms
         quiet = ~big[1:] & ~big[:-1]
-        assert (dt[quiet] % 400_000_000 == 0).all()  # DTX: one comfort-noise frame per 400 ms
+        assert (frames[quiet] % 20 == 0).all()  # DTX: one comfort-noise frame per 400 ms
         marks = np.array([r[3] for r in rows])
         assert (marks[1:] == (big[1:] & ~big[:-1])).all()  # the marker opens each talk spurt
+    late = np.concatenate(late)
+    assert late.std() > v.jitter / 6  # the server's packets do jitter (uniform: jitter / 2.45)
 
 
 def test_opus_frame_sizes(media_run):

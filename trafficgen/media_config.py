@@ -29,6 +29,7 @@ class VoiceParams:
     silence_bytes: int  # Opus payload bytes of a silence (comfort noise) frame
     dtx: bool  # discontinuous transmission: one silence frame per 400 ms, not per 20 ms
     rtp_port: int  # the media server's UDP port
+    jitter: int  # ns: the far side's RTP packets arrive up to this much late (uniform)
     input_tokens_per_s: float  # audio tokens per second of user speech
     output_tokens_per_s: float  # audio tokens per second of model audio
 
@@ -88,7 +89,7 @@ VOICE_KEYS: dict[str, Callable[[Any], Any]] = {
     "down_speed": _num(0.5, 20.0), "session": _d("duration"), "user_spurt": _d("duration"),
     "model_spurt": _d("duration"), "latency": _d("duration"), "pause": _d("duration"),
     "barge_in": _num(0.0, 1.0), "opus_bytes": _d("bytes"), "silence_bytes": _num(1, 1275, whole=True),
-    "dtx": _bool, "rtp_port": _num(1024, 65535, whole=True),
+    "dtx": _bool, "rtp_port": _num(1024, 65535, whole=True), "jitter": _dur(0, 10 * 10**6),
     "input_tokens_per_s": _num(0.0, 1000.0), "output_tokens_per_s": _num(0.0, 1000.0),
 }
 VOICE_DEFAULTS = {
@@ -99,7 +100,7 @@ VOICE_DEFAULTS = {
     "latency": {"median": "800ms", "p90": "1.6s", "min": "300ms", "max": "10s"},
     "pause": {"median": "1s", "p90": "5s", "min": "100ms", "max": "120s"},
     "barge_in": 0.1, "opus_bytes": {"median": 80, "p90": 110, "min": 20, "max": 400},
-    "silence_bytes": 3, "dtx": True, "rtp_port": 49170,
+    "silence_bytes": 3, "dtx": True, "rtp_port": 49170, "jitter": "2ms",
     "input_tokens_per_s": 10.0, "output_tokens_per_s": 20.0,
 }
 VIDEO_KEYS: dict[str, Callable[[Any], Any]] = {

@@ -17,10 +17,9 @@ the server's for the model's sending (one way ``owd`` = rtt / 2 apart).
 Draws per session key: 0 client, 1 server, 2 session length, 3 transport, 4 first pause,
 5 the RTP server's frame phase, 6/7 RTP sequence and timestamp starts (per direction);
 exchange j: 16+8j.. (user spurt, latency, model spurt, barge-in, where it cuts, pause);
-the connection derive(session, 100); Opus frame sizes derive(session, 3_000_000 + direction).
+the connection derive(session, 100); Opus frame sizes derive(session, 3_000_000 + direction),
+arrival jitter derive(session, 3_100_000 + direction).
 """
-import math
-
 import numpy as np
 from numba import njit
 
@@ -181,10 +180,12 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
 
 @njit(cache=True, nogil=True)
 def rtp_rows(s_key, s_x0, s_nx, s_rtt, s_first, s_last, e_u0, e_u1, e_r0, e_sent, opus_p,
-             silence_bytes, dtx, side, class_id, flow0, req0, row0, s_rows, rows, store):
+             silence_bytes, dtx, jitter, side, class_id, flow0, req0, row0, s_rows, rows, store):
     """RTP packets of each RTP session (flow ``flow0[s]``, requests from ``req0[s]``) from its
     first speech to its end, both ways: counted into ``s_rows`` (``store`` 0) or filled into
-    ``rows`` (SCHED_DTYPE) at ``row0`` (``store`` 1). ``side``: the capture's end."""
+    ``rows`` (SCHED_DTYPE) at ``row0`` (``store`` 1). ``side``: the capture's end; the far
+    end's packets arrive ``owd`` plus up to ``jitter`` ns late (uniform, less than a frame:
+    they stay in order)."""
     for s in range(s_key.shape[0]):
         k = s_key[s]
         owd = s_rtt[s] // 2
@@ -192,7 +193,7 @@ def rtp_rows(s_key, s_x0, s_nx, s_rtt, s_first, s_last, e_u0, e_u1, e_r0, e_sent
         o = row0[s]
         cnt = 0
         for d in range(2):
-            k_f = derive(k, 3_000_000 + d)
+            k_f, k_j = derive(k, 3_000_000 + d), derive(k, 3_100_000 + d)
             seq = np.int64(bits(k, 6) >> np.uint64(16 * d)) & 0xFFFF
             ts0 = np.int64(bits(k, 7) >> np.uint64(32 * d)) & 0xFFFFFFFF
             ipid = np.int64(bits(k, 8) >> np.uint64(16 * d)) & 0xFFFF
@@ -223,7 +224,8 @@ def rtp_rows(s_key, s_x0, s_nx, s_rtt, s_first, s_last, e_u0, e_u1, e_r0, e_sent
                         if speech:
                             plen = max(1, int(round(sample(opus_p, uniform(k_f, n)))))
                         marker = speech and (first or (dtx and quiet > 0))
-                        rows[i]["ts_ns"] = t + (owd if d != side else 0)
+                        late = owd + np.int64(uniform(k_j, n) * jitter) if d != side else 0
+                        rows[i]["ts_ns"] = t + late
                         rows[i]["flow_id"] = flow0[s]
                         rows[i]["request_id"] = req0[s] + x - s_x0[s] if speech else -1
                         rows[i]["direction"] = d

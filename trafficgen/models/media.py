@@ -119,7 +119,7 @@ class MediaModel:
         """The WebSocket connections: voice sessions on WebSocket, then every video session."""
         p, v, f = self.params, self.params.voice, self.params.video
         ws = np.flatnonzero(vs["rtp"] == 0)
-        nw, nf, nv = ws.shape[0], fk.shape[0], vk.shape[0]
+        nw, nf = ws.shape[0], fk.shape[0]
         setup = kv.SETUP_WRITES + (1 if self.ticket_wire else 0) + kv.CLOSE_WRITES
         vw = np.empty(nw, np.int64)
         km.ws_count(ex["x0"][ws], ex["nx"][ws], ex["u0"], ex["u1"], ex["sent"], v.chunk,
@@ -188,7 +188,7 @@ class MediaModel:
         nx = ex["nx"][rs]
         args = (vk[rs], ex["x0"][rs], nx, vs["rtt"][rs], vs["first"][rs], ex["last"][rs],
                 ex["u0"], ex["u1"], ex["r0"], ex["sent"], self.vd["opus_bytes"], v.silence_bytes,
-                v.dtx, self.side, self.class_id, np.arange(n), offsets(nx))
+                v.dtx, v.jitter, self.side, self.class_id, np.arange(n), offsets(nx))
         counts = np.empty(n, np.int64)
         km.rtp_rows(*args, counts, counts, np.empty(0, SCHED_DTYPE), 0)
         rows = np.empty(int(counts.sum()), SCHED_DTYPE)
