@@ -291,6 +291,15 @@ def test_same_seed_same_bytes_however_cut():
     assert all(a != b for a, b in zip(other, base))
 
 
+@pytest.mark.xfail(strict=True, reason="the engine numbers each window's flows model by model "
+                   "(engine._globalise): with two models (or classes) at once, another window "
+                   "size interleaves their ids differently. Each model alone is invariant.")
+def test_image_requests_and_media_together_however_cut():
+    sc = tg.load_scenario("multimodal", ["multimodal.rate=1/s", "multimodal.voice_rate=0.3/s"],
+                          duration="25s", seed=4)
+    assert _digest(sc, window="3s") == _digest(sc)
+
+
 def test_media_keys_leave_the_image_requests_alone():
     """The chat-shaped image requests are the same with and without media sessions."""
     on = tables(tg.load_scenario("multimodal", ["multimodal.rate=2/s", "multimodal.voice_rate=0.5/s",
