@@ -17,7 +17,8 @@ the server's for the model's sending (one way ``owd`` = rtt / 2 apart).
 Draws per session key: 0 client, 1 server, 2 session length, 3 transport, 4 first pause,
 5 the RTP server's frame phase, 6/7 RTP sequence and timestamp starts (per direction);
 exchange j: 16+8j.. (user spurt, latency, model spurt, barge-in, where it cuts, pause);
-the connection derive(session, 100); Opus frame sizes derive(session, 3_000_000 + direction),
+a WebSocket connection's ISNs, IP ids and close jitter are bits of the session key itself
+(models/media.py); Opus frame sizes derive(session, 3_000_000 + direction),
 arrival jitter derive(session, 3_100_000 + direction).
 """
 import numpy as np

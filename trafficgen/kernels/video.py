@@ -59,6 +59,7 @@ def ws_setup(c_w0, hello_wire, flight_wire, ticket_wire, wd, c_next):
                    PH_HANDSHAKE, 0, L_APPDATA, wd)
         w = _write(w, DIR_UP, tls_wire(ws_client(SESSION_UPDATE)), g + 2, 5_000_000, -1,
                    PH_HANDSHAKE, 0, L_APPDATA, wd)
+        # session.updated: the whole configuration again, as large as session.created
         w = _write(w, DIR_DOWN, tls_wire(ws_server(SESSION_CREATED)), g + 3, 1_000_000, -1,
                    PH_HANDSHAKE, 0, L_APPDATA, wd)
         c_next[c] = w

@@ -142,7 +142,7 @@ class MediaModel:
         R = int(nxw.sum() + fr.sum())
         r = {k: np.zeros(R, np.int64) for k in ("session", "turn", "conn", "prompt", "output",
                                                 "reasoning", "images")}
-        xw = np.concatenate([np.arange(a, a + b) for a, b in zip(ex["x0"][ws], nxw)] or [z])
+        xw = _runs(ex["x0"][ws], nxw)  # their exchanges' rows
         nvr = xw.shape[0]
         r["session"][:nvr] = np.repeat(vs["sess"][ws], nxw)
         r["conn"][:nvr] = np.repeat(np.arange(nw), nxw)
@@ -198,8 +198,7 @@ class MediaModel:
         flows = {"session": vs["sess"][rs], "src_ip": net + room + vs["client"][rs],
                  "dst_ip": np.asarray(t.servers, np.int64)[vs["server"][rs]],
                  "dst_port": np.full(n, v.rtp_port), "client_id": vs["client"][rs]}
-        xr = np.concatenate([np.arange(a, a + b) for a, b in zip(ex["x0"][rs], nx)]
-                            or [np.empty(0, np.int64)])
+        xr = _runs(ex["x0"][rs], nx)
         requests = {"flow": np.repeat(np.arange(n), nx), "session": np.repeat(vs["sess"][rs], nx),
                     "kind": KIND_CODE["media"], "turn": xr - np.repeat(ex["x0"][rs], nx),
                     "prompt_tokens": np.round((ex["u1"][xr] - ex["u0"][xr]) / 1e9
@@ -208,6 +207,11 @@ class MediaModel:
                                               * v.output_tokens_per_s).astype(np.int64),
                     "client_id": np.repeat(vs["client"][rs], nx)}
         return schedule_from_packets(self.scenario.start_ns, self.class_id, rows, flows, requests, 0)
+
+
+def _runs(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenated ranges first[i] .. first[i] + counts[i] - 1."""
+    return np.repeat(first - offsets(counts), counts) + np.arange(int(counts.sum()))
 
 
 def _end_unanswered(ep: EpochSchedule) -> None:
