@@ -69,7 +69,10 @@ def server_run(tmp_path_factory) -> Run:
 # Every TCP flow class at once, on the chat topology: each class section beyond chat takes what
 # it leaves out from its built-in scenario (models/<class>.toml).
 MIX_RUN_OVERRIDES = ["chat.rate=3/s", "coding.rate=4/s", "reasoning.rate=1/s",
-                     "multimodal.rate=0.4/s", "agentic.rate=1.5/s", "rag.rate=3/s"]
+                     "multimodal.rate=0.4/s", "agentic.rate=1.5/s", "rag.rate=3/s",
+                     # realtime voice over WebSocket/TLS (RTP and video: tests/test_media.py)
+                     "multimodal.voice_rate=0.15/s", "multimodal.voice.rtp_share=0",
+                     "multimodal.video_rate=0"]
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,8 @@ def test_reasoning_is_silent_then_streams(reasoning_run):
 def multimodal_run():
     """Text and image tokens fixed, so each upload gives back its images' bytes."""
     sc = tg.load_scenario("multimodal", ["multimodal.rate=6/s", "multimodal.prompt_tokens=100",
-                                         "multimodal.image_tokens=500"], duration="3m", seed=4)
+                                         "multimodal.image_tokens=500", "multimodal.voice_rate=0",
+                                         "multimodal.video_rate=0"], duration="3m", seed=4)
     return (sc, *tables(sc))
 
 

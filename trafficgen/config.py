@@ -25,6 +25,8 @@ from .errors import ConfigError
 from .arrivals import ArrivalSpec, parse_arrivals
 from .kvcache import KVModel, parse_kv_model
 from . import network as _net
+from . import media_config as _media
+from .media_config import VideoParams, VoiceParams
 from .network import PLAIN, Network
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
@@ -83,6 +85,16 @@ class ChatParams:
     images: Dist  # images per request (0: none)
     image_bytes: Dist  # bytes per image before base64
     image_tokens: Dist  # prompt tokens per image
+
+
+@dataclass(frozen=True)
+class MultimodalParams(ChatParams):
+    """``[multimodal]``: the chat-shaped image requests plus voice and video sessions."""
+
+    voice_rate: float  # voice sessions per second (0: none)
+    voice: VoiceParams
+    video_rate: float  # video sessions per second (0: none)
+    video: VideoParams
 
 
 @dataclass(frozen=True)
@@ -460,7 +472,7 @@ CLASS_SECTIONS: dict[str, tuple[type, str]] = {
     "chat": (ChatParams, "chat"),
     "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
     "reasoning": (ChatParams, "reasoning"),  # a silent thinking phase, then a long answer
-    "multimodal": (ChatParams, "multimodal"),  # images (base64 in the JSON body) upstream
+    "multimodal": (MultimodalParams, "multimodal"),  # images upstream; voice and video sessions
     "agentic": (AgenticParams, "agentic"),  # chains of LLM calls and tool calls
     "rag": (RagParams, "rag"),  # embed -> vector search -> rerank, east-west
 }
@@ -472,6 +484,8 @@ for _cls, (_ptype, _) in CLASS_SECTIONS.items():
     if _cls in ENDPOINT_CLASSES:
         OPTIONAL[_cls] = set(ENDPOINT_KEYS)
 DEFAULTS["agentic"] = DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}}
+SECTIONS["multimodal"] = {**SECTIONS["chat"], **_media.SPEC}
+DEFAULTS["multimodal"] = {**DEFAULTS["chat"], **_media.DEFAULTS}
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -665,6 +679,11 @@ def _build(data: dict, where: str) -> Scenario:
     if "network" in data:
         net = _net.build_network(_section(data, "network", where), tuple(params),
                                  lambda key, problem: ConfigError(where, key, problem))
+    mm = params.get("multimodal")
+    if mm is not None and mm.voice_rate > 0 and mm.voice.rtp_share > 0 \
+            and net.quic[_net.CLASSES.index("multimodal")]:
+        raise ConfigError(where, "network.quic", "multimodal's RTP voice flows are UDP already: "
+                          "set multimodal.voice.rtp_share = 0 to carry multimodal over QUIC")
     if "kv_transfer" in params:  # the IP MTU its RDMA path MTU must fit
         _check_kv(params["kv_transfer"], net.mtu, where)
     return Scenario(

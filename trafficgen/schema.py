@@ -19,14 +19,14 @@ CLASSES = ("chat", "coding", "multimodal", "reasoning", "agentic", "rag", "kv_tr
 KINDS = ("llm", "tool", "embed", "search", "rerank", "kv_transfer", "media")
 DIRECTIONS = ("up", "down")
 PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown",
-          "thinking", "response")
+          "thinking", "response", "silence")
 
 CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
 DIR_UP, DIR_DOWN = 0, 1
 PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
 PH_HANDSHAKE, PH_REQUEST, PH_PREFILL_WAIT, PH_STREAM, PH_TOOL, PH_TRANSFER, PH_TEARDOWN, \
-    PH_THINKING, PH_RESPONSE = range(9)
+    PH_THINKING, PH_RESPONSE, PH_SILENCE = range(10)
 
 # TCP flag bits, as on the wire.
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10

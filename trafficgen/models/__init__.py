@@ -16,8 +16,9 @@ def model_types() -> dict:
     from .chain import ChainModel
     from .chat import ChatModel
     from .kv_transfer import KVTransferModel
+    from .media import MediaModel
     return {"chat": (ChatModel,), "coding": (ChatModel,), "reasoning": (ChatModel,),
-            "multimodal": (ChatModel,), "agentic": (ChainModel,), "rag": (ChainModel,),
+            "multimodal": (ChatModel, MediaModel), "agentic": (ChainModel,), "rag": (ChainModel,),
             "kv_transfer": (KVTransferModel,)}
 
 
