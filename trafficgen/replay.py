@@ -1,0 +1,285 @@
+"""Replay a capture onto an interface, or send a scenario live as it is generated.
+
+    import threading, trafficgen as tg
+    r = tg.Replay("lab.pcap", iface="veth0", rate=tg.Rate("pps", 20_000), loop=3)
+    r.prepare()                       # checks the file and the interface; nothing sent yet
+    t = threading.Thread(target=r.run); t.start()
+    r.stats()                         # counters so far, from any thread
+    r.abort(); t.join()               # stop early (within ~50 ms)
+    r.report                          # what run() returned
+
+The CLI (``trafficgen replay``, ``trafficgen generate --iface``) calls the same class.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from .capture import CaptureFile, Chunk, Prefetch, SlotPool
+from .config import Scenario, load_scenario
+from .errors import TrafficgenError
+from .rate import Rate
+from .sinks.iface import Interface, Transmitter, open_interface, oversize
+
+__all__ = ["Replay", "replay", "Rate"]
+READY, RUNNING, DONE = "ready", "running", "done"
+
+
+def _count(value, what: str, allow_zero: bool) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        raise TrafficgenError(f"--{what}: expected a whole number >= {0 if allow_zero else 1}, got {value!r}")
+    return int(value)
+
+
+class Replay:
+    """One run of frames onto an interface: a capture file (``source`` a path) or a scenario
+    generated live (``source`` a :class:`Scenario`, a built-in name or a dict, with
+    ``live=True``).
+
+    Parameters
+    ----------
+    source : path, Scenario, str or dict
+        A pcap/pcapng file, or (``live=True``) a scenario.
+    iface : str
+        The interface to send on. Nothing is sent without one.
+    rate : Rate, optional
+        How fast (default: the file's or the scenario's own timing).
+    loop : int
+        Passes over the file (0: until ``duration`` or ``abort()``). Files only.
+    limit : int, optional
+        Send at most this many packets in all.
+    duration : float, optional
+        Stop after this many seconds of wall time.
+    progress : callable, optional
+        ``progress(stats)`` about once a second while running (on the running thread).
+    """
+
+    def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
+                 limit: int | None = None, duration: float | None = None, live: bool = False,
+                 progress=None, qdisc_bypass: bool = True):
+        self.live = live or isinstance(source, Scenario)
+        self.source, self.iface_name = source, iface
+        self.rate = rate if rate is not None else Rate()
+        if not isinstance(self.rate, Rate):
+            raise TrafficgenError(f"rate: expected a trafficgen.Rate, got {rate!r}")
+        self.loop = _count(loop, "loop", allow_zero=True)
+        self.limit = _count(limit, "limit", allow_zero=False)
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                     or not duration > 0):
+            raise TrafficgenError(f"--duration: expected a number of seconds above zero, got {duration!r}")
+        self.duration = duration
+        if self.live and loop != 1:
+            raise TrafficgenError("--loop: a live scenario is generated once; give --duration")
+        self.progress, self.qdisc_bypass = progress, qdisc_bypass
+        self.state = None
+        self.iface: Interface | None = None
+        self.tx: Transmitter | None = None
+        self.info: dict = {}
+        self.report: dict | None = None
+        self._cached: Chunk | None = None
+        self._lock = threading.Lock()
+        self._last_progress = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def prepare(self) -> dict:
+        """Check the source and the interface (before anything is sent) and open the socket.
+        Returns what was found (packets, bytes, timestamps span for a file)."""
+        if self.state is not None:
+            raise TrafficgenError("prepare() was already called on this Replay")
+        if not self.iface_name:
+            open_interface(None)
+        if self.live:
+            self.source = self.source if isinstance(self.source, Scenario) else load_scenario(self.source)
+            self.info = {"scenario": self.source.name, "seed": self.source.seed,
+                         "duration_s": self.source.duration_ns / 1e9}
+            self.iface = open_interface(self.iface_name, self.qdisc_bypass)
+            frame = self.source.topology.mss + 40 + 14
+            if frame > self.iface.max_frame:
+                self._refuse_mtu(f"the scenario's frames reach {frame} bytes "
+                                 f"(topology.mss {self.source.topology.mss})")
+        else:
+            self.capture = CaptureFile(self.source)
+            self.iface = open_interface(self.iface_name, self.qdisc_bypass)
+            self.info = self._scan()
+        span, n = self.info.get("span_ns", 0), self.info.get("packets", 0)
+        gap = span // (n - 1) if n > 1 else 0
+        self.tx = Transmitter(self.iface, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
+                              duration_ns=int(self.duration * 1e9) if self.duration else None)
+        self.state = READY
+        return dict(self.info)
+
+    def _refuse_mtu(self, what: str) -> None:
+        iface = self.iface
+        self.iface = None
+        iface.close()
+        raise TrafficgenError(f"--iface {iface.name}: {what}, more than its MTU of {iface.mtu} "
+                              f"allows ({iface.max_frame} bytes with the Ethernet header): raise "
+                              f"it ('ip link set {iface.name} mtu N') or use smaller frames")
+
+    def _scan(self) -> dict:
+        """Walk the whole file once: it is readable to the end and every frame fits."""
+        packets = total = 0
+        first = last = None
+        whole = None
+        for chunk in self.capture.chunks():
+            k = oversize(chunk.buf, chunk.off, chunk.length, self.iface.max_frame)
+            if k >= 0:
+                size = int(chunk.length[k])
+                self._refuse_mtu(f"{self.source}: packet {chunk.index + k + 1} is a frame of "
+                                 f"{size} bytes" if size >= 14 else
+                                 f"{self.source}: packet {chunk.index + k + 1} is {size} bytes, "
+                                 f"shorter than an Ethernet header")
+            ts = chunk.ts[chunk.ts >= 0]
+            if ts.shape[0]:
+                first = int(ts[0]) if first is None else first
+                last = int(ts.max()) if last is None else max(last, int(ts.max()))
+            whole = self._keep(chunk) if packets == 0 else None
+            packets += len(chunk)
+            total += int(chunk.length.sum())
+        self._cached = whole
+        return {"file": os.fspath(self.source), "format": self.capture.format,
+                "file_bytes": self.capture.size, "packets": packets, "bytes": total,
+                "span_ns": (last - first) if first is not None else 0}
+
+    @staticmethod
+    def _keep(chunk: Chunk) -> Chunk | None:
+        """A copy of a small first chunk, so loops over a small file never re-read it."""
+        if len(chunk) == 0 or int(chunk.off[-1] + chunk.length[-1]) > (1 << 20):
+            return None
+        end = int(chunk.off[-1] + chunk.length[-1])
+        return Chunk(chunk.buf[:end].copy(), chunk.off.copy(), chunk.length.copy(),
+                     chunk.ts.copy(), 0)
+
+    def run(self) -> dict:
+        """Send everything (blocking; any thread). Returns the report, also kept in
+        ``report``. On KeyboardInterrupt the report is made (``stopped_by: interrupt``)
+        and the interrupt raised again."""
+        with self._lock:
+            if self.state != READY:
+                raise TrafficgenError("run() needs a prepared Replay (call prepare() once)")
+            self.state = RUNNING
+        t_wall = time.perf_counter()
+        try:
+            self.tx.stopped_by = None
+            ended = self._run_live() if self.live else self._run_file()
+            self.tx.stopped_by = self.tx.stopped_by or ended
+        except KeyboardInterrupt:
+            self.tx.stopped_by = "interrupt"
+            raise
+        finally:
+            self.tx.finish()
+            self.report = self._report(time.perf_counter() - t_wall)
+            self.state = DONE
+            self.iface.close()
+        return self.report
+
+    def abort(self) -> None:
+        """Stop a run soon (from any thread); ``run()`` then returns its report."""
+        if self.tx is not None:
+            self.tx.abort()
+
+    def stats(self) -> dict:
+        """Counters so far (see ``report``); safe from any thread."""
+        if self.tx is None:
+            return {"state": self.state, "packets": 0, "bytes": 0}
+        return {"state": self.state, **self.tx.stats()}
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _budget(self, n: int) -> int:
+        if self.limit is None:
+            return n
+        return max(0, min(n, self.limit - int(self.tx.acc[0])))
+
+    def _send(self, buf, off, length, ts) -> str | None:
+        """Send a chunk within the limit; the reason to stop, or None to go on."""
+        n = self._budget(off.shape[0])
+        if n and not self.tx.send(buf, off[:n], length[:n], ts[:n]):
+            return self.tx.stopped_by
+        return "limit" if n < off.shape[0] or self._budget(1) == 0 else None
+
+    def _run_file(self) -> str:
+        passes = 0
+        if self.info["packets"] == 0:
+            return "end"
+        while self.loop == 0 or passes < self.loop:
+            if self._cached is not None:
+                c = self._cached
+                stop = self._send(c.buf, c.off, c.length, c.ts)
+            else:
+                stop = self._pass()
+            passes += 1
+            self.tx.loops = passes
+            if stop:
+                return stop
+            if self.tx.pacer is not None:
+                self.tx.pacer.next_loop()
+        return "end"
+
+    def _pass(self) -> str | None:
+        slots = SlotPool()
+        reader = Prefetch(self.capture.chunks(slots.get), name="trafficgen-replay-read")
+        try:
+            for chunk in reader:
+                try:
+                    stop = self._send(chunk.buf, chunk.off, chunk.length, chunk.ts)
+                finally:
+                    chunk.release()
+                if stop:
+                    return stop
+        finally:
+            reader.close()
+        return None
+
+    def _run_live(self) -> str:
+        from .api import _engine
+        from .engine import BufferPool
+        pool = BufferPool(keep=3)
+        engine = _engine(self.source, True, 1 << 14, "10s", pool.get)
+        batches = Prefetch(iter(engine), depth=2, name="trafficgen-live-gen")
+        try:
+            for batch in batches:
+                if batch.frames is None:
+                    continue
+                stop = self._send(batch.frames, batch.offsets, batch.packets["wire_len"],
+                                  batch.packets["ts_ns"])
+                pool.release(batch.frames)
+                if stop:
+                    return stop
+        finally:
+            batches.close()
+        return "end"
+
+    def _on_slice(self, tx: Transmitter) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_progress >= 1.0:
+            self._last_progress = now
+            self.progress(self.stats())
+
+    # --- report -------------------------------------------------------------------------------
+
+    def _report(self, wall_s: float) -> dict:
+        st = self.tx.stats()
+        warnings = [self.tx.warning] if self.tx.warning else []
+        if st["send_errors"]:
+            warnings.append(f"{st['send_errors']:,} frames could not be sent")
+        return {"iface": self.iface.name, "source": self.info, "rate": self.rate.to_dict(),
+                **st, "loops": getattr(self.tx, "loops", None) if not self.live else None,
+                "stopped_by": self.tx.stopped_by, "rate_reached": self.tx.warning is None,
+                "qdisc_bypass": self.iface.qdisc_bypass, "wall_s": round(wall_s, 3),
+                "warnings": warnings}
+
+
+def replay(source, iface: str, rate: Rate | None = None, **kwargs) -> dict:
+    """Prepare and run a :class:`Replay` in one call; returns its report."""
+    r = Replay(source, iface, rate, **kwargs)
+    r.prepare()
+    return r.run()
