@@ -83,8 +83,11 @@ class VethPair:
 
 
 class PeerCapture:
-    """tcpdump on ``dev`` (nanosecond timestamps, a 64 MiB buffer) into ``path``; ready when
-    entered, stopped on exit. ``dropped`` is what tcpdump says the kernel dropped."""
+    """tcpdump on ``dev`` into ``path``: nanosecond stamps, a 64 MiB ring. Not in immediate
+    mode: woken per frame, tcpdump would preempt the sender it measures on a busy machine;
+    woken per ring block, it leaves the last frames in a block the kernel retires after a
+    second, hence the wait on exit. Ready when entered, stopped on exit; ``dropped`` is what
+    tcpdump says the kernel dropped."""
 
     def __init__(self, dev: str, path: Path, tcpdump: str = "tcpdump"):
         self.dev, self.path, self.tcpdump = dev, Path(path), tcpdump
@@ -94,7 +97,7 @@ class PeerCapture:
     def __enter__(self) -> "PeerCapture":
         self.proc = subprocess.Popen(
             [self.tcpdump, "-i", self.dev, "-w", str(self.path), "-s", "0", "-B", "65536", "-n",
-             "--time-stamp-precision=nano", "--immediate-mode", "-U"],
+             "--time-stamp-precision=nano"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()  # "listening on ..." once the socket is open
         if "listening" not in line:
@@ -104,7 +107,7 @@ class PeerCapture:
         return self
 
     def __exit__(self, *exc) -> None:
-        time.sleep(0.2)  # let the last frames reach the ring
+        time.sleep(1.1)  # the last ring block retires after tcpdump's 1 s timeout
         self.proc.send_signal(signal.SIGINT)
         try:
             rest = self.proc.communicate(timeout=10)[1]
@@ -133,3 +136,52 @@ def read_pcap(path) -> tuple[np.ndarray, list[bytes]]:
         frames.append(data[pos + 16:pos + 16 + incl])
         pos += 16 + incl
     return np.array(ts, np.int64), frames
+
+
+# --- files to replay -------------------------------------------------------------------------
+
+def make_frames(n: int, seed: int = 1, lo: int = 60, hi: int = 1514) -> list[bytes]:
+    """``n`` Ethernet frames of random sizes: a locally administered unicast destination, an
+    experimental EtherType (0x88B5, nothing on the peer answers it), the frame number, then
+    random bytes. Every frame differs, so order and integrity show in a byte comparison."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(lo, hi + 1, n)
+    head = bytes.fromhex("02000000000102000000000288b5")
+    return [head + struct.pack(">I", k) + rng.bytes(int(s) - 18) for k, s in enumerate(sizes)]
+
+
+def write_pcap(path, frames, ts_ns, nanos: bool = True, big: bool = False, linktype: int = 1) -> None:
+    """A classic pcap (micro- or nanosecond stamps, either byte order)."""
+    e = ">" if big else "<"
+    out = [struct.pack(e + "IHHiIII", 0xA1B23C4D if nanos else 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
+    for f, t in zip(frames, ts_ns):
+        sub = t % 10**9 if nanos else (t % 10**9) // 1000
+        out.append(struct.pack(e + "IIII", t // 10**9, sub, len(f), len(f)) + f)
+    Path(path).write_bytes(b"".join(out))
+
+
+def write_pcapng(path, frames, ts_ns, tsresol: int = 9, big: bool = False, simple: bool = False) -> None:
+    """A pcapng: one section, one Ethernet interface with ``if_tsresol`` = ``tsresol`` (a
+    power of ten), an EPB per frame (or SPBs, without timestamps, with ``simple``), and a
+    name-resolution block in the middle that a reader must skip."""
+    e = ">" if big else "<"
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        n = len(body) + 12
+        return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
+
+    opt = struct.pack(e + "HH", 9, 1) + bytes([tsresol]) + b"\0" * 3 + struct.pack(e + "HH", 0, 0)
+    out = [block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           block(1, struct.pack(e + "HHI", 1, 0, 262144) + opt)]
+    unit = 10 ** (9 - tsresol)
+    for k, (f, t) in enumerate(zip(frames, ts_ns)):
+        if k == len(frames) // 2:
+            out.append(block(4, struct.pack(e + "HH", 0, 0)))  # name resolution: skipped
+        if simple:
+            out.append(block(3, struct.pack(e + "I", len(f)) + f))
+        else:
+            raw = t // unit
+            out.append(block(6, struct.pack(e + "IIIII", 0, raw >> 32, raw & 0xFFFFFFFF, len(f),
+                                            len(f)) + f))
+    Path(path).write_bytes(b"".join(out))

@@ -30,7 +30,8 @@ LINKTYPE_ETHERNET = 1
 class Slot:
     """One reusable buffer and its per-frame arrays (never full: a record is >= 12 bytes)."""
 
-    def __init__(self, nbytes: int = CHUNK):
+    def __init__(self, nbytes: int | None = None):
+        nbytes = nbytes or CHUNK
         self.buf = np.empty(nbytes, np.uint8)
         cap = nbytes // 12 + 1
         self.off, self.length, self.ts = (np.empty(cap, np.int64) for _ in range(3))
@@ -254,7 +255,7 @@ class Prefetch:
 class SlotPool:
     """``SLOTS`` buffers handed out in turn; a slot comes back through ``slot.release()``."""
 
-    def __init__(self, count: int = SLOTS, nbytes: int = CHUNK):
+    def __init__(self, count: int = SLOTS, nbytes: int | None = None):
         self._free: queue.Queue = queue.Queue()
         for _ in range(count):
             slot = Slot(nbytes)

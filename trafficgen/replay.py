@@ -22,7 +22,7 @@ from .capture import CaptureFile, Chunk, Prefetch, SlotPool
 from .config import Scenario, load_scenario
 from .errors import TrafficgenError
 from .rate import Rate
-from .sinks.iface import Interface, Transmitter, open_interface, oversize
+from .sinks.iface import ETH_HLEN, Interface, Transmitter, check_interface, open_interface, oversize
 
 __all__ = ["Replay", "replay", "Rate"]
 READY, RUNNING, DONE = "ready", "running", "done"
@@ -57,11 +57,15 @@ class Replay:
         Stop after this many seconds of wall time.
     progress : callable, optional
         ``progress(stats)`` about once a second while running (on the running thread).
+    realtime : bool, optional
+        Schedule the sending thread SCHED_FIFO while it runs: timing that holds on a busy
+        machine. Default (None): when the rate has deadlines and the process may (root,
+        CAP_SYS_NICE); True: required; False: never.
     """
 
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
                  limit: int | None = None, duration: float | None = None, live: bool = False,
-                 progress=None, qdisc_bypass: bool = True):
+                 progress=None, qdisc_bypass: bool = True, realtime: bool | None = None):
         self.live = live or isinstance(source, Scenario)
         self.source, self.iface_name = source, iface
         self.rate = rate if rate is not None else Rate()
@@ -75,7 +79,7 @@ class Replay:
         self.duration = duration
         if self.live and loop != 1:
             raise TrafficgenError("--loop: a live scenario is generated once; give --duration")
-        self.progress, self.qdisc_bypass = progress, qdisc_bypass
+        self.progress, self.qdisc_bypass, self.realtime = progress, qdisc_bypass, realtime
         self.state = None
         self.iface: Interface | None = None
         self.tx: Transmitter | None = None
@@ -92,49 +96,45 @@ class Replay:
         Returns what was found (packets, bytes, timestamps span for a file)."""
         if self.state is not None:
             raise TrafficgenError("prepare() was already called on this Replay")
-        if not self.iface_name:
-            open_interface(None)
+        check_interface(self.iface_name)  # nothing is sent without an interface that is up
         if self.live:
             self.source = self.source if isinstance(self.source, Scenario) else load_scenario(self.source)
             self.info = {"scenario": self.source.name, "seed": self.source.seed,
                          "duration_s": self.source.duration_ns / 1e9}
-            self.iface = open_interface(self.iface_name, self.qdisc_bypass)
             frame = self.source.topology.mss + 40 + 14
-            if frame > self.iface.max_frame:
-                self._refuse_mtu(f"the scenario's frames reach {frame} bytes "
-                                 f"(topology.mss {self.source.topology.mss})")
+            self._check_mtu(frame, f"the scenario's frames reach {frame} bytes "
+                                   f"(topology.mss {self.source.topology.mss})")
         else:
             self.capture = CaptureFile(self.source)
-            self.iface = open_interface(self.iface_name, self.qdisc_bypass)
-            self.info = self._scan()
+            self.info = self._scan(check_interface(self.iface_name)[1])
+        self.iface = open_interface(self.iface_name, self.qdisc_bypass)
         span, n = self.info.get("span_ns", 0), self.info.get("packets", 0)
         gap = span // (n - 1) if n > 1 else 0
         self.tx = Transmitter(self.iface, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
+                              realtime=self.realtime,
                               duration_ns=int(self.duration * 1e9) if self.duration else None)
         self.state = READY
         return dict(self.info)
 
-    def _refuse_mtu(self, what: str) -> None:
-        iface = self.iface
-        self.iface = None
-        iface.close()
-        raise TrafficgenError(f"--iface {iface.name}: {what}, more than its MTU of {iface.mtu} "
-                              f"allows ({iface.max_frame} bytes with the Ethernet header): raise "
-                              f"it ('ip link set {iface.name} mtu N') or use smaller frames")
+    def _check_mtu(self, size: int, what: str, mtu: int | None = None) -> None:
+        """Refuse frames the interface cannot take (``size`` > MTU + Ethernet header)."""
+        mtu = mtu if mtu is not None else check_interface(self.iface_name)[1]
+        if size > mtu + ETH_HLEN or size < ETH_HLEN:
+            room = (f"more than its MTU of {mtu} allows ({mtu + ETH_HLEN} bytes with the "
+                    f"Ethernet header): raise it ('ip link set {self.iface_name} mtu N') or use "
+                    f"smaller frames") if size >= ETH_HLEN else "shorter than an Ethernet header"
+            raise TrafficgenError(f"--iface {self.iface_name}: {what}, {room}")
 
-    def _scan(self) -> dict:
+    def _scan(self, mtu: int) -> dict:
         """Walk the whole file once: it is readable to the end and every frame fits."""
         packets = total = 0
         first = last = None
         whole = None
         for chunk in self.capture.chunks():
-            k = oversize(chunk.buf, chunk.off, chunk.length, self.iface.max_frame)
+            k = oversize(chunk.buf, chunk.off, chunk.length, mtu + ETH_HLEN)
             if k >= 0:
-                size = int(chunk.length[k])
-                self._refuse_mtu(f"{self.source}: packet {chunk.index + k + 1} is a frame of "
-                                 f"{size} bytes" if size >= 14 else
-                                 f"{self.source}: packet {chunk.index + k + 1} is {size} bytes, "
-                                 f"shorter than an Ethernet header")
+                self._check_mtu(int(chunk.length[k]), f"{self.source}: packet "
+                                f"{chunk.index + k + 1} is a frame of {int(chunk.length[k])} bytes", mtu)
             ts = chunk.ts[chunk.ts >= 0]
             if ts.shape[0]:
                 first = int(ts[0]) if first is None else first
@@ -274,7 +274,7 @@ class Replay:
         return {"iface": self.iface.name, "source": self.info, "rate": self.rate.to_dict(),
                 **st, "loops": getattr(self.tx, "loops", None) if not self.live else None,
                 "stopped_by": self.tx.stopped_by, "rate_reached": self.tx.warning is None,
-                "qdisc_bypass": self.iface.qdisc_bypass, "wall_s": round(wall_s, 3),
+                "qdisc_bypass": self.iface.qdisc_bypass, "realtime": self.tx.realtime_used, "wall_s": round(wall_s, 3),
                 "warnings": warnings}
 
 

@@ -39,6 +39,9 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
                        help="N megabits per second of frame bytes")
     speed.add_argument("--topspeed", action="store_true", help="as fast as possible")
     p.add_argument("--limit", type=int, metavar="N", help="send at most N packets")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="schedule the sending thread SCHED_FIFO, so timing holds on a busy "
+                        "machine (default: when the rate has deadlines and we may, as root)")
 
 
 def add_replay_parser(sub) -> None:
@@ -140,7 +143,7 @@ def format_report(rep: dict) -> str:
 def cmd_replay(args) -> int:
     from .replay import Replay
     r = Replay(args.file, args.iface, rate_of(args), loop=args.loop, limit=args.limit,
-               duration=_seconds(args.duration))
+               duration=_seconds(args.duration), realtime=args.realtime)
     return run_and_report(r, args)
 
 
@@ -150,5 +153,6 @@ def cmd_generate_live(args, scenario) -> int:
     if any((args.output, args.flows, args.requests, args.packets)):
         raise TrafficgenError("--iface sends the scenario instead of writing it: give either "
                               "--iface or -o/--flows/--requests/--packets")
-    r = Replay(scenario, args.iface, rate_of(args), limit=args.limit, live=True)
+    r = Replay(scenario, args.iface, rate_of(args), limit=args.limit, live=True,
+               realtime=args.realtime)
     return run_and_report(r, args)

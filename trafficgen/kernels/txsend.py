@@ -6,8 +6,9 @@ cached code loads) and release the GIL for the whole send loop: Python runs once
 up to ``slice_ns`` of wall time, never per packet.
 
 Deadlines are absolute CLOCK_MONOTONIC int64 ns. The loop sleeps (clock_nanosleep with
-TIMER_ABSTIME) while the next deadline is more than ``spin_ns`` away and spins on the clock
-inside that margin; every packet already due goes out in one sendmmsg call (up to the batch
+TIMER_ABSTIME) while the next deadline is more than a margin away and spins on the clock
+inside it; the margin is ``spin_ns``, or twice the recent worst wake-up delay when that is
+more (a busy machine wakes sleepers late), at most 5 ms; every packet already due goes out in one sendmmsg call (up to the batch
 size), so a sender that falls behind catches up in batches instead of drifting.
 """
 from __future__ import annotations
@@ -39,7 +40,8 @@ MAX_FAILS = 1000  # consecutive hard send errors before the kernel gives up
 
 # acc[] fields (int64 counters shared with Python)
 A_PACKETS, A_BYTES, A_ERRORS, A_ERRNO, A_MAX_ERR, A_SUM_ERR, A_TIMED = 0, 1, 2, 3, 4, 5, 6
-A_FIRST_NS, A_LAST_NS, A_LATE_NS, A_CALLS, A_RETRIES, A_FAILS = 7, 8, 9, 10, 11, 12
+A_FIRST_NS, A_LAST_NS, A_LATE_NS, A_CALLS, A_RETRIES, A_FAILS, A_WAKE = 7, 8, 9, 10, 11, 12, 13
+MAX_SPIN_NS = 5_000_000  # the adaptive spin margin never grows past this
 ACC_SIZE = 16
 # kernel status
 ST_DONE, ST_SLICE, ST_STOP, ST_FAILING = 0, 1, 2, 3
@@ -103,8 +105,13 @@ def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns
         if t >= slice_end_ns:
             return i, ST_SLICE
         if d > t:
-            if d - t > spin_ns:
-                sleep_until(ts, min(d - spin_ns, slice_end_ns))
+            # spin within the margin: at least spin_ns, more when wake-ups have been late
+            margin = min(max(spin_ns, 2 * acc[A_WAKE] + 20_000), MAX_SPIN_NS)
+            if d - t > margin:
+                target = min(d - margin, slice_end_ns)
+                sleep_until(ts, target)
+                over = now_ns(ts) - target  # how late this wake-up was (decaying maximum)
+                acc[A_WAKE] = max(over, acc[A_WAKE] - acc[A_WAKE] // 16)
                 continue
             while t < d:
                 t = now_ns(ts)

@@ -32,6 +32,7 @@ BATCH = 512  # frames per sendmmsg call at most
 SLICE_NS = 50_000_000  # the kernel returns to Python at least this often
 SPIN_NS = 200_000  # spin on the clock within this much of a deadline; sleep before
 ETH_HLEN, VLAN_HLEN = 14, 4
+REALTIME_PRIORITY = 10  # SCHED_FIFO priority of the sending thread with realtime=True
 
 
 @dataclass
@@ -57,8 +58,9 @@ def _sys(name: str, what: str) -> str:
     return (Path("/sys/class/net") / name / what).read_text().strip()
 
 
-def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
-    """Open ``name`` for sending, or raise ``TrafficgenError`` saying what to do."""
+def check_interface(name: str | None) -> tuple[int, int]:
+    """(index, MTU) of ``name`` if it exists and is up with a link, else ``TrafficgenError``
+    saying what to do. Reads /sys only: nothing is opened."""
     if not name:
         raise TrafficgenError("--iface: nothing is sent unless --iface names an interface "
                               "(see 'ip link')")
@@ -82,6 +84,13 @@ def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
     if not carrier:
         raise TrafficgenError(f"--iface {name}: the interface is up but has no link (no "
                               f"carrier; for a veth, bring its peer up too)")
+    return index, mtu
+
+
+def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
+    """Check ``name`` (``check_interface``) and open a raw socket bound to it, or raise
+    ``TrafficgenError`` saying what to do (e.g. without CAP_NET_RAW)."""
+    index, mtu = check_interface(name)
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
     except PermissionError:
@@ -139,7 +148,7 @@ class Transmitter:
 
     def __init__(self, iface: Interface, rate: Rate, *, duration_ns: int | None = None,
                  loop_gap_ns: int = 0, batch: int = BATCH, spin_ns: int = SPIN_NS,
-                 on_slice=None):
+                 on_slice=None, realtime: bool | None = None):
         self.iface, self.rate = iface, rate
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
         self.on_slice = on_slice  # called after every kernel slice with the Transmitter
@@ -155,6 +164,9 @@ class Transmitter:
         self.warning: str | None = None
         self._abort = threading.Event()
         self._late_before = 0
+        self.realtime = realtime
+        self._policy = None
+        self.realtime_used = False
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -168,6 +180,8 @@ class Transmitter:
     def start(self, lead_ns: int = 2_000_000) -> None:
         """Start the clock: the first deadline is ``lead_ns`` from now."""
         _timer_slack_1ns()
+        if self.realtime or (self.realtime is None and self.rate.timed):
+            self._go_realtime(required=bool(self.realtime))
         self.t0 = time.monotonic_ns() + lead_ns
         self.stop_ns = self.t0 + self.duration_ns if self.duration_ns else 2**63 - 1
         self.pacer = Pacer(self.rate, self.t0, self.loop_gap_ns)
@@ -220,8 +234,26 @@ class Transmitter:
                             f"{self.iface.name}: {late / 1e6:,.1f} ms behind schedule after "
                             f"{sent:,} packets ({pps:,.0f} packets/s achieved)")
 
+    def _go_realtime(self, required: bool) -> None:
+        """SCHED_FIFO for the sending thread: on a busy machine an ordinary thread is woken
+        (and preempted) milliseconds late; a real-time one is not. Undone by ``finish()``.
+        Without the privilege, an error when ``required``, else the ordinary policy."""
+        policy = (os.sched_getscheduler(0), os.sched_getparam(0))
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+            self._policy = policy
+        except PermissionError:
+            if required:
+                raise TrafficgenError("--realtime: needs CAP_SYS_NICE (run as root) to schedule "
+                                      "the sending thread SCHED_FIFO") from None
+
     def finish(self) -> None:
-        """The end-of-run check of the pace (a run that ends late warns)."""
+        """The end-of-run check of the pace (a run that ends late warns); the thread's
+        scheduling policy is restored."""
+        if self._policy is not None:
+            os.sched_setscheduler(0, *self._policy)
+            self._policy = None
+            self.realtime_used = True
         self._check_pace(final=True)
 
     def stats(self) -> dict:
