@@ -59,8 +59,8 @@ class Replay:
         ``progress(stats)`` about once a second while running (on the running thread).
     realtime : bool, optional
         Schedule the sending thread SCHED_FIFO while it runs: timing that holds on a busy
-        machine. Default (None): when the rate has deadlines and the process may (root,
-        CAP_SYS_NICE); True: required; False: never.
+        machine. Default (None): when the process may (root, CAP_SYS_NICE); True:
+        required; False: never.
     """
 
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,

@@ -41,7 +41,7 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="send at most N packets")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="schedule the sending thread SCHED_FIFO, so timing holds on a busy "
-                        "machine (default: when the rate has deadlines and we may, as root)")
+                        "machine (default: when permitted, as root)")
 
 
 def add_replay_parser(sub) -> None:

@@ -180,7 +180,7 @@ class Transmitter:
     def start(self, lead_ns: int = 2_000_000) -> None:
         """Start the clock: the first deadline is ``lead_ns`` from now."""
         _timer_slack_1ns()
-        if self.realtime or (self.realtime is None and self.rate.timed):
+        if self.realtime or self.realtime is None:
             self._go_realtime(required=bool(self.realtime))
         self.t0 = time.monotonic_ns() + lead_ns
         self.stop_ns = self.t0 + self.duration_ns if self.duration_ns else 2**63 - 1
