@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,6 +315,23 @@ def test_live_generate_sends_what_generate_writes(veth, tmp_path):
     ts, got = read_pcap(tmp_path / "peer.pcap")
     assert rep["packets"] == 3000 and got == ref[:3000]
     assert abs((ts[-1] - ts[0]) / 1e9 - 2999 / 20_000) < 0.003
+
+
+def test_readme_example_runs(veth, tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"## Replay.*?```py\n(.*?)```", readme, flags=re.S).group(1)
+    assert "veth0" in code
+    with PeerCapture(veth.peer, tmp_path / "peer.pcap"):
+        done = subprocess.run([sys.executable, "-c", code.replace("veth0", veth.name)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert int(lines[0].split()[0]) > 1000 and lines[1].endswith("abort")
+    _, got = read_pcap(tmp_path / "peer.pcap")
+    _, sent = read_pcap(tmp_path / "lab.pcap")
+    looped = (sent * (len(got) // len(sent) + 2))
+    first = len(got) - 10_000  # the paced run, then the first 10,000 frames again
+    assert got[:first] == looped[:first] and got[first:] == sent[:10_000]
 
 
 @pytest.mark.slow

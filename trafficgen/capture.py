@@ -215,6 +215,9 @@ class Prefetch:
         try:
             for item in self._items:
                 if not self._put(item):
+                    release = getattr(item, "release", None)
+                    if callable(release):
+                        release()
                     return
             self._put(self._END)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer

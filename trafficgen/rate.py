@@ -81,7 +81,7 @@ class Pacer:
 
     def next_loop(self) -> None:
         if self.rate.mode in ("original", "multiplier"):
-            self.loop_base += self._scaled(self.rel) + self.loop_gap
+            self.loop_base += int(self._scaled(self.rel + self.loop_gap))
             self.ts0, self.rel = None, 0
 
     def _scaled(self, rel):

@@ -86,6 +86,7 @@ class Replay:
         self.info: dict = {}
         self.report: dict | None = None
         self._cached: Chunk | None = None
+        self._slots: SlotPool | None = None
         self._lock = threading.Lock()
         self._last_progress = 0.0
 
@@ -223,8 +224,9 @@ class Replay:
         return "end"
 
     def _pass(self) -> str | None:
-        slots = SlotPool()
-        reader = Prefetch(self.capture.chunks(slots.get), name="trafficgen-replay-read")
+        if self._slots is None:
+            self._slots = SlotPool()  # the same buffers for every pass
+        reader = Prefetch(self.capture.chunks(self._slots.get), name="trafficgen-replay-read")
         try:
             for chunk in reader:
                 try:

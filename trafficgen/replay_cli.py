@@ -42,6 +42,9 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="schedule the sending thread SCHED_FIFO, so timing holds on a busy "
                         "machine (default: when permitted, as root)")
+    p.add_argument("--qdisc-bypass", action=argparse.BooleanOptionalAction, default=True,
+                   help="send past the interface's queueing discipline (default; a tcpdump on "
+                        "the sending interface then does not see the frames)")
 
 
 def add_replay_parser(sub) -> None:
@@ -143,7 +146,8 @@ def format_report(rep: dict) -> str:
 def cmd_replay(args) -> int:
     from .replay import Replay
     r = Replay(args.file, args.iface, rate_of(args), loop=args.loop, limit=args.limit,
-               duration=_seconds(args.duration), realtime=args.realtime)
+               duration=_seconds(args.duration), realtime=args.realtime,
+               qdisc_bypass=args.qdisc_bypass)
     return run_and_report(r, args)
 
 
@@ -154,5 +158,5 @@ def cmd_generate_live(args, scenario) -> int:
         raise TrafficgenError("--iface sends the scenario instead of writing it: give either "
                               "--iface or -o/--flows/--requests/--packets")
     r = Replay(scenario, args.iface, rate_of(args), limit=args.limit, live=True,
-               realtime=args.realtime)
+               realtime=args.realtime, qdisc_bypass=args.qdisc_bypass)
     return run_and_report(r, args)
