@@ -6,7 +6,7 @@ from .api import Batch, batches, generate, load_scenario  # noqa: E402
 from .config import Scenario  # noqa: E402
 from .errors import ConfigError, TrafficgenError  # noqa: E402
 from .rate import Rate  # noqa: E402
-from .replay import Replay, replay  # noqa: E402  (the function: tg.replay(file, iface, ...))
+from .replayer import Replay, replay  # noqa: E402
 from .sinks.parquet import ParquetSink  # noqa: E402
 from .sinks.pcap import PcapSink  # noqa: E402
 

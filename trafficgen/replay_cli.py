@@ -144,7 +144,7 @@ def format_report(rep: dict) -> str:
 
 
 def cmd_replay(args) -> int:
-    from .replay import Replay
+    from .replayer import Replay
     r = Replay(args.file, args.iface, rate_of(args), loop=args.loop, limit=args.limit,
                duration=_seconds(args.duration), realtime=args.realtime,
                qdisc_bypass=args.qdisc_bypass)
@@ -153,7 +153,7 @@ def cmd_replay(args) -> int:
 
 def cmd_generate_live(args, scenario) -> int:
     """``generate --iface``: send the scenario as it is generated."""
-    from .replay import Replay
+    from .replayer import Replay
     if any((args.output, args.flows, args.requests, args.packets)):
         raise TrafficgenError("--iface sends the scenario instead of writing it: give either "
                               "--iface or -o/--flows/--requests/--packets")

@@ -26,6 +26,7 @@ from .sinks.iface import ETH_HLEN, Interface, Transmitter, check_interface, open
 
 __all__ = ["Replay", "replay", "Rate"]
 READY, RUNNING, DONE = "ready", "running", "done"
+CACHE_BYTES = 32 << 20  # a file up to this size is kept in memory by the check pass
 
 
 def _count(value, what: str, allow_zero: bool) -> int | None:
@@ -85,7 +86,7 @@ class Replay:
         self.tx: Transmitter | None = None
         self.info: dict = {}
         self.report: dict | None = None
-        self._cached: Chunk | None = None
+        self._cached: list[Chunk] | None = None
         self._slots: SlotPool | None = None
         self._lock = threading.Lock()
         self._last_progress = 0.0
@@ -130,7 +131,8 @@ class Replay:
         """Walk the whole file once: it is readable to the end and every frame fits."""
         packets = total = 0
         first = last = None
-        whole = None
+        keep = self.capture.size <= CACHE_BYTES
+        kept = []
         for chunk in self.capture.chunks():
             k = oversize(chunk.buf, chunk.off, chunk.length, mtu + ETH_HLEN)
             if k >= 0:
@@ -140,22 +142,21 @@ class Replay:
             if ts.shape[0]:
                 first = int(ts[0]) if first is None else first
                 last = int(ts.max()) if last is None else max(last, int(ts.max()))
-            whole = self._keep(chunk) if packets == 0 else None
+            if keep:
+                kept.append(self._keep(chunk))
             packets += len(chunk)
             total += int(chunk.length.sum())
-        self._cached = whole
+        self._cached = kept if keep else None
         return {"file": os.fspath(self.source), "format": self.capture.format,
                 "file_bytes": self.capture.size, "packets": packets, "bytes": total,
                 "span_ns": (last - first) if first is not None else 0}
 
     @staticmethod
-    def _keep(chunk: Chunk) -> Chunk | None:
-        """A copy of a small first chunk, so loops over a small file never re-read it."""
-        if len(chunk) == 0 or int(chunk.off[-1] + chunk.length[-1]) > (1 << 20):
-            return None
-        end = int(chunk.off[-1] + chunk.length[-1])
-        return Chunk(chunk.buf[:end].copy(), chunk.off.copy(), chunk.length.copy(),
-                     chunk.ts.copy(), 0)
+    def _keep(chunk: Chunk) -> Chunk:
+        """A compact copy of a chunk (its frames only, offsets from 0)."""
+        lo, hi = int(chunk.off[0]), int(chunk.off[-1] + chunk.length[-1])
+        return Chunk(chunk.buf[lo:hi].copy(), chunk.off - lo, chunk.length.copy(),
+                     chunk.ts.copy(), chunk.index)
 
     def run(self) -> dict:
         """Send everything (blocking; any thread). Returns the report, also kept in
@@ -211,8 +212,10 @@ class Replay:
             return "end"
         while self.loop == 0 or passes < self.loop:
             if self._cached is not None:
-                c = self._cached
-                stop = self._send(c.buf, c.off, c.length, c.ts)
+                for c in self._cached:
+                    stop = self._send(c.buf, c.off, c.length, c.ts)
+                    if stop:
+                        break
             else:
                 stop = self._pass()
             passes += 1
