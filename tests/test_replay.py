@@ -322,6 +322,24 @@ def test_live_generate_sends_what_generate_writes(veth, tmp_path):
     assert abs((ts[-1] - ts[0]) / 1e9 - 2999 / 20_000) < 0.003
 
 
+def test_live_generate_keeps_the_scenario_timing(veth, tmp_path):
+    sc = tg.load_scenario("chat", {"chat.rate": "20/s"}, duration="2s", seed=6)
+    tg.generate(sc, pcap=tmp_path / "ref.pcap")
+    ref_ts, ref = read_pcap(tmp_path / "ref.pcap")
+    calls = []
+    with PeerCapture(veth.peer, tmp_path / "peer.pcap"):
+        r = tg.Replay(sc, veth.name, Rate("multiplier", 1.5), limit=1500, progress=calls.append)
+        r.prepare()
+        rep = r.run()
+    ts, got = read_pcap(tmp_path / "peer.pcap")
+    assert rep["packets"] == 1500 and got == ref[:1500] and rep["stopped_by"] == "limit"
+    want = (ref_ts[:1500] - ref_ts[0]) / 1.5
+    assert want[-1] > 1e9  # more than a second of sending, so progress was reported
+    assert np.median(np.abs((ts - ts[0]) - want)) < 200_000
+    assert abs((ts[-1] - ts[0]) - want[-1]) < 0.01 * want[-1]
+    assert calls and 0 < calls[0]["packets"] < 1500
+
+
 def test_readme_example_runs(veth, tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = re.search(r"## Replay.*?```py\n(.*?)```", readme, flags=re.S).group(1)

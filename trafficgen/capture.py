@@ -9,6 +9,7 @@ is sent (``Prefetch``). Formats: pcap (micro- or nanosecond, either byte order) 
 """
 from __future__ import annotations
 
+import os
 import queue
 import struct
 import threading
@@ -212,6 +213,10 @@ class Prefetch:
         self._thread.start()
 
     def _run(self):
+        try:  # not the real-time policy of a sending thread that started this one
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except (OSError, AttributeError):
+            pass
         try:
             for item in self._items:
                 if not self._put(item):

@@ -41,6 +41,7 @@ MAX_FAILS = 1000  # consecutive hard send errors before the kernel gives up
 # acc[] fields (int64 counters shared with Python)
 A_PACKETS, A_BYTES, A_ERRORS, A_ERRNO, A_MAX_ERR, A_SUM_ERR, A_TIMED = 0, 1, 2, 3, 4, 5, 6
 A_FIRST_NS, A_LAST_NS, A_LATE_NS, A_CALLS, A_RETRIES, A_FAILS, A_WAKE = 7, 8, 9, 10, 11, 12, 13
+A_SLEPT = 14  # ns spent asleep in clock_nanosleep, in all
 MAX_SPIN_NS = 5_000_000  # the adaptive spin margin never grows past this
 ACC_SIZE = 16
 # kernel status
@@ -106,11 +107,13 @@ def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns
             return i, ST_SLICE
         if d > t:
             # spin within the margin: at least spin_ns, more when wake-ups have been late
-            margin = min(max(spin_ns, 2 * acc[A_WAKE] + 20_000), MAX_SPIN_NS)
+            margin = min(max(spin_ns, 2 * acc[A_WAKE] + 10_000), MAX_SPIN_NS)
             if d - t > margin:
                 target = min(d - margin, slice_end_ns)
                 sleep_until(ts, target)
-                over = now_ns(ts) - target  # how late this wake-up was (decaying maximum)
+                woke = now_ns(ts)
+                acc[A_SLEPT] += woke - t
+                over = woke - target  # how late this wake-up was (decaying maximum)
                 acc[A_WAKE] = max(over, acc[A_WAKE] - acc[A_WAKE] // 16)
                 continue
             while t < d:

@@ -33,6 +33,11 @@ SLICE_NS = 50_000_000  # the kernel returns to Python at least this often
 SPIN_NS = 200_000  # spin on the clock within this much of a deadline; sleep before
 ETH_HLEN, VLAN_HLEN = 14, 4
 REALTIME_PRIORITY = 10  # SCHED_FIFO priority of the sending thread with realtime=True
+RT_SPIN_NS = 30_000  # a real-time thread wakes on time: it can sleep closer to a deadline
+# The kernel throttles real-time threads that run more than 0.95 s of every second (for 50
+# ms: a stall). A sender that has been busy (not asleep) for RT_BUSY_NS of the last second
+# drops to the ordinary policy for RT_REST_NS, then goes back.
+RT_BUSY_NS, RT_REST_NS, RT_WINDOW_NS = 700_000_000, 300_000_000, 1_000_000_000
 
 
 @dataclass
@@ -167,6 +172,9 @@ class Transmitter:
         self.realtime = realtime
         self._policy = None
         self.realtime_used = False
+        self._rt_on = False  # SCHED_FIFO right now
+        self._rt_samples: list[tuple[int, int]] = []  # (t_ns, busy_ns so far) while real-time
+        self._rt_rest_until = 0
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -205,6 +213,7 @@ class Transmitter:
                                       self.rate.timed, self.msgs, self.iovs, self.tspec,
                                       self.hist, self.acc)
             self._check_pace()
+            self._rt_budget()
             if self.on_slice is not None:
                 self.on_slice(self)
             if status == kt.ST_STOP:
@@ -234,6 +243,27 @@ class Transmitter:
                             f"{self.iface.name}: {late / 1e6:,.1f} ms behind schedule after "
                             f"{sent:,} packets ({pps:,.0f} packets/s achieved)")
 
+    def _rt_budget(self) -> None:
+        """Keep the real-time thread under the kernel's throttling limit (see RT_BUSY_NS)."""
+        if self._policy is None:
+            return
+        now = time.monotonic_ns()
+        if not self._rt_on:
+            if now >= self._rt_rest_until:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+                self._rt_on, self._rt_samples = True, []
+                self.spin_ns = min(self.spin_ns, RT_SPIN_NS)
+            return
+        busy = (now - self.t0) - int(self.acc[kt.A_SLEPT])
+        self._rt_samples.append((now, busy))
+        while len(self._rt_samples) > 1 and self._rt_samples[1][0] <= now - RT_WINDOW_NS:
+            self._rt_samples.pop(0)
+        t_old, busy_old = self._rt_samples[0]
+        if busy - busy_old > RT_BUSY_NS:
+            os.sched_setscheduler(0, *self._policy)
+            self._rt_on, self._rt_rest_until = False, now + RT_REST_NS
+            self.spin_ns = self._spin_ordinary
+
     def _go_realtime(self, required: bool) -> None:
         """SCHED_FIFO for the sending thread: on a busy machine an ordinary thread is woken
         (and preempted) milliseconds late; a real-time one is not. Undone by ``finish()``.
@@ -241,7 +271,8 @@ class Transmitter:
         policy = (os.sched_getscheduler(0), os.sched_getparam(0))
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
-            self._policy = policy
+            self._policy, self._rt_on = policy, True
+            self._spin_ordinary, self.spin_ns = self.spin_ns, min(self.spin_ns, RT_SPIN_NS)
         except PermissionError:
             if required:
                 raise TrafficgenError("--realtime: needs CAP_SYS_NICE (run as root) to schedule "
