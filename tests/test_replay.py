@@ -155,6 +155,42 @@ def test_bad_files_are_refused_with_the_offset(tmp_path, capsys):
     one_line_error(capsys.readouterr().err, "--pps")
 
 
+def test_replay_help_examples_parse():
+    from trafficgen.cli import EXAMPLES, build_parser
+    lines = [ln.split("#")[0].split() for ln in EXAMPLES["replay"].splitlines()[1:] if ln.strip()]
+    assert len(lines) >= 4
+    for argv in lines:
+        assert argv[:2] == ["trafficgen", "replay"]
+        args = build_parser().parse_args(argv[1:])  # exits (status 2) if an example is stale
+        assert args.iface and args.file
+
+
+def test_frames_the_interface_cannot_take():
+    from trafficgen.sinks.iface import oversize
+    frames = [bytes(60), bytes(1514), b"\0" * 12 + b"\x81\x00" + bytes(1504), bytes(1515), bytes(10)]
+    buf = np.frombuffer(b"".join(frames), np.uint8)
+    length = np.array([len(f) for f in frames], np.int64)
+    off = np.concatenate(([0], np.cumsum(length)[:-1]))
+    assert oversize(buf, off, length, 1514) == 3  # an 802.1Q frame may carry 4 bytes more
+    assert oversize(buf, off[:3], length[:3], 1514) == -1
+    assert oversize(buf, off[4:], length[4:], 1514) == 0  # shorter than an Ethernet header
+
+
+def test_bad_arguments(tmp_path, capsys):
+    path = tmp_path / "a.pcap"
+    write_pcap(path, make_frames(3), T0 + np.arange(3))
+    for argv, words in ((["--loop", "-1"], ["--loop"]), (["--duration", "soon"], ["--duration"]),
+                        (["--pps", "5", "--topspeed"], ["not allowed with"]),
+                        (["--multiplier", "x"], ["--multiplier"])):
+        code = None
+        try:
+            code = main(["replay", str(path), "--iface", "lo", *argv])
+        except SystemExit as e:  # argparse's own refusals
+            code = e.code
+        assert code == 2, argv
+        one_line_error(capsys.readouterr().err, *words)
+
+
 # --- onto a veth pair ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["pcap-us", "pcapng-ns-be", "pcap-streamed"])

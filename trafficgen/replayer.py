@@ -186,6 +186,12 @@ class Replay:
         if self.tx is not None:
             self.tx.abort()
 
+    def close(self) -> None:
+        """Release the socket of a prepared Replay that will not run (``run()`` does it)."""
+        if self.iface is not None and self.state != RUNNING:
+            self.iface.close()
+            self.state = DONE
+
     def stats(self) -> dict:
         """Counters so far (see ``report``); safe from any thread."""
         if self.tx is None:
