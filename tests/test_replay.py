@@ -189,6 +189,9 @@ def test_bad_arguments(tmp_path, capsys):
             code = e.code
         assert code == 2, argv
         one_line_error(capsys.readouterr().err, *words)
+    assert main(["generate", "chat", "--pps", "10", "-o", str(tmp_path / "x.pcap")]) == 2
+    one_line_error(capsys.readouterr().err, "--pps", "--iface")
+    assert not (tmp_path / "x.pcap").exists()
 
 
 # --- onto a veth pair ---------------------------------------------------------------------

@@ -139,8 +139,9 @@ def cmd_generate(args) -> int:
     tune_malloc()
     duration = _duration(args.duration) if args.duration is not None else None
     seed = _seed(args.seed) if args.seed is not None else None
+    from .replay_cli import check_rate_needs_iface, cmd_generate_live
+    check_rate_needs_iface(args)
     if args.iface is not None:
-        from .replay_cli import cmd_generate_live
         return cmd_generate_live(args, load_scenario(args.scenario, args.overrides,
                                                      duration=duration, seed=seed))
     if not any((args.output, args.flows, args.requests, args.packets)):

@@ -151,6 +151,16 @@ def cmd_replay(args) -> int:
     return run_and_report(r, args)
 
 
+def check_rate_needs_iface(args) -> None:
+    """``generate`` without ``--iface``: the sending options have nothing to act on."""
+    if args.iface is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("pps", "mbps", "multiplier", "limit")
+                 if getattr(args, k) is not None] + (["--topspeed"] if args.topspeed else []) + (
+                ["--realtime"] if args.realtime else [])
+        if given:
+            raise TrafficgenError(f"{given[0]}: sends onto an interface: give --iface IF too")
+
+
 def cmd_generate_live(args, scenario) -> int:
     """``generate --iface``: send the scenario as it is generated."""
     from .replayer import Replay
