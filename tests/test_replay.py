@@ -124,7 +124,15 @@ def test_reader_walks_every_format_across_chunk_boundaries(tmp_path, fmt, monkey
     assert np.array_equal(np.concatenate(stamps), want)
 
 
-def test_bad_files_are_refused_with_the_offset(tmp_path, capsys):
+@pytest.fixture
+def as_if_root(monkeypatch):
+    """File and argument checks without root: CAP_NET_RAW taken as held (no socket opens:
+    every case is refused before that)."""
+    import trafficgen.sinks.iface as iface
+    monkeypatch.setattr(iface, "may_send_raw", lambda: True)
+
+
+def test_bad_files_are_refused_with_the_offset(tmp_path, capsys, as_if_root):
     frames = make_frames(10)
     good = tmp_path / "good.pcap"
     write_pcap(good, frames, T0 + np.arange(10) * 1000)
@@ -176,7 +184,7 @@ def test_frames_the_interface_cannot_take():
     assert oversize(buf, off[4:], length[4:], 1514) == 0  # shorter than an Ethernet header
 
 
-def test_bad_arguments(tmp_path, capsys):
+def test_bad_arguments(tmp_path, capsys, as_if_root):
     path = tmp_path / "a.pcap"
     write_pcap(path, make_frames(3), T0 + np.arange(3))
     for argv, words in ((["--loop", "-1"], ["--loop"]), (["--duration", "soon"], ["--duration"]),

@@ -22,7 +22,8 @@ from .capture import CaptureFile, Chunk, Prefetch, SlotPool
 from .config import Scenario, load_scenario
 from .errors import TrafficgenError
 from .rate import Rate
-from .sinks.iface import ETH_HLEN, Interface, Transmitter, check_interface, open_interface, oversize
+from .sinks.iface import (ETH_HLEN, Interface, Transmitter, check_interface, check_may_send,
+                          open_interface, oversize)
 
 __all__ = ["Replay", "replay", "Rate"]
 READY, RUNNING, DONE = "ready", "running", "done"
@@ -99,6 +100,7 @@ class Replay:
         if self.state is not None:
             raise TrafficgenError("prepare() was already called on this Replay")
         check_interface(self.iface_name)  # nothing is sent without an interface that is up
+        check_may_send(self.iface_name)  # before a long check of the file
         if self.live:
             self.source = self.source if isinstance(self.source, Scenario) else load_scenario(self.source)
             self.info = {"scenario": self.source.name, "seed": self.source.seed,

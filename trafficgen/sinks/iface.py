@@ -92,6 +92,28 @@ def check_interface(name: str | None) -> tuple[int, int]:
     return index, mtu
 
 
+CAP_NET_RAW = 13
+NO_CAP_NET_RAW = ("sending raw frames needs CAP_NET_RAW: run as root, or grant it "
+                  "('setcap cap_net_raw+ep' on the Python binary)")
+
+
+def may_send_raw() -> bool:
+    """Whether this process holds CAP_NET_RAW (True when /proc cannot tell: the socket will)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_NET_RAW & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
+
+
+def check_may_send(name: str) -> None:
+    """Refuse early (before a long file check) when raw sockets are not allowed."""
+    if not may_send_raw():
+        raise TrafficgenError(f"--iface {name}: {NO_CAP_NET_RAW}")
+
+
 def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
     """Check ``name`` (``check_interface``) and open a raw socket bound to it, or raise
     ``TrafficgenError`` saying what to do (e.g. without CAP_NET_RAW)."""
@@ -99,9 +121,7 @@ def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
     except PermissionError:
-        raise TrafficgenError(f"--iface {name}: sending raw frames needs CAP_NET_RAW: run as "
-                              f"root, or grant it ('setcap cap_net_raw+ep' on the Python "
-                              f"binary)") from None
+        raise TrafficgenError(f"--iface {name}: {NO_CAP_NET_RAW}") from None
     try:
         sock.bind((name, 0))
         for opt in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
