@@ -184,7 +184,7 @@ class Transmitter:
         self.hist = np.zeros(kt.HIST_BINS, np.int64)
         self.acc = np.zeros(kt.ACC_SIZE, np.int64)
         self.pacer: Pacer | None = None
-        self.t0 = self.stop_ns = self.end_ns = 0
+        self.t0 = self.stop_ns = 0
         self.stopped_by: str | None = None
         self.warning: str | None = None
         self._abort = threading.Event()
