@@ -281,6 +281,37 @@ def test_duration_limit_and_out_of_reach_warning(veth, tmp_path):
     assert done.stderr.startswith("warning: the rate asked (100,000,000 packets/s) is out of reach")
 
 
+def test_a_late_sender_catches_up_at_twice_the_rate(veth, tmp_path):
+    """Behind by less than the bound (10 ms by default), frames keep half their gap (no burst
+    onto the device under test); behind by more, every frame already due goes at once."""
+    from trafficgen.kernels.txsend import A_CALLS
+    from trafficgen.sinks.iface import Transmitter, open_interface
+    frames = make_frames(200, seed=12, hi=200)
+    buf = np.frombuffer(b"".join(frames), np.uint8)
+    length = np.array([len(f) for f in frames], np.int64)
+    off = np.concatenate(([0], np.cumsum(length)[:-1]))
+    stamps = T0 + np.arange(100) * 20_000  # 20 us apart: 2 ms of frames
+    calls = []
+    with PeerCapture(veth.peer, tmp_path / "peer.pcap"):
+        iface = open_interface(veth.name)
+        try:
+            # 3 ms behind within a bound of 100 ms (not 10: a busy machine may stall the
+            # test that long before the first frame), then 50 ms behind the default 10 ms
+            for part, behind_ns, bound in ((slice(0, 100), 3_000_000, 100_000_000),
+                                           (slice(100, 200), 50_000_000, 10_000_000)):
+                tx = Transmitter(iface, Rate("original"), catchup_ns=bound)
+                tx.start(lead_ns=-behind_ns)  # the clock started that long ago
+                tx.send(buf, off[part], length[part], stamps)
+                calls.append(int(tx.acc[A_CALLS]))
+        finally:
+            iface.close()
+    ts, got = read_pcap(tmp_path / "peer.pcap")
+    assert got == frames
+    spaced, burst = np.diff(ts[:100]), np.diff(ts[100:])
+    assert calls[0] >= 100 and spaced.min() >= 9_000, (calls, spaced.min())  # >= half of 20 us
+    assert calls[1] < 10 and np.median(burst) < 5_000, (calls, np.median(burst))
+
+
 def test_refused_before_anything_is_sent(net, tmp_path, capsys):
     frames = make_frames(20, seed=9, lo=900, hi=900) + make_frames(1, seed=9, lo=1300, hi=1300)
     write_pcap(tmp_path / "big.pcap", frames, T0 + np.arange(21) * 1000)

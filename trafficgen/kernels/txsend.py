@@ -42,8 +42,9 @@ MAX_FAILS = 1000  # consecutive hard send errors before the kernel gives up
 A_PACKETS, A_BYTES, A_ERRORS, A_ERRNO, A_MAX_ERR, A_SUM_ERR, A_TIMED = 0, 1, 2, 3, 4, 5, 6
 A_FIRST_NS, A_LAST_NS, A_LATE_NS, A_CALLS, A_RETRIES, A_FAILS, A_WAKE = 7, 8, 9, 10, 11, 12, 13
 A_SLEPT = 14  # ns spent asleep in clock_nanosleep, in all
+A_PREV_T, A_PREV_SCHED = 15, 16  # when the last frame was handed over, and its deadline
 MAX_SPIN_NS = 5_000_000  # the adaptive spin margin never grows past this
-ACC_SIZE = 16
+ACC_SIZE = 20
 # kernel status
 ST_DONE, ST_SLICE, ST_STOP, ST_FAILING = 0, 1, 2, 3
 # departure-error histogram: 100 ns bins to 1 ms, then 100 us bins to ~1 s, then overflow
@@ -89,18 +90,24 @@ def init_msgs(msgs, iovs):
 
 @njit(cache=True, nogil=True)
 def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns, timed,
-               msgs, iovs, ts, hist, acc):
+               catchup_ns, msgs, iovs, ts, hist, acc):
     """Send frames ``i..n-1`` (bytes ``buf[off[k]:off[k] + length[k]]``) at their absolute
     deadlines ``sched[k]`` (CLOCK_MONOTONIC ns; 0: now). Stops before a deadline past
     ``stop_ns`` or at that time, and returns once ``slice_end_ns`` passes while waiting.
     With ``timed``, each packet's lateness (return time of its send call minus its deadline)
-    goes into ``hist`` (int64[HIST_BINS]) and ``acc``. Returns (next index, status)."""
+    goes into ``hist`` (int64[HIST_BINS]) and ``acc``. A late frame still keeps half its
+    scheduled gap after the one before (catching up at twice the rate, never in a burst)
+    while that leaves it at most ``catchup_ns`` late; later than that, every due frame goes
+    at once. Returns (next index, status)."""
     batch = msgs.shape[0]
     base = buf.ctypes.data
     errno_ptr = carray(_errno_location(), 1)
     while i < n:
         d = sched[i]
         t = now_ns(ts)
+        spaced = timed and catchup_ns > 0 and t - d <= catchup_ns
+        if spaced and acc[A_PACKETS] > 0:
+            d = max(d, acc[A_PREV_T] + (d - acc[A_PREV_SCHED]) // 2)
         if d > stop_ns or t >= stop_ns:
             return i, ST_STOP
         if t >= slice_end_ns:
@@ -118,8 +125,9 @@ def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns
                 continue
             while t < d:
                 t = now_ns(ts)
-        k = 1
-        while k < batch and i + k < n and sched[i + k] <= t:
+        k = 1  # with every frame already due (while catching up: those with no gap between)
+        while (k < batch and i + k < n and sched[i + k] <= t
+               and not (spaced and sched[i + k] > sched[i + k - 1])):
             k += 1
         for j in range(k):
             iovs[j, 0] = base + off[i + j]
@@ -153,6 +161,8 @@ def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns
         if timed:
             acc[A_TIMED] += r
             acc[A_LATE_NS] = t_after - sched[i + r - 1]
+        acc[A_PREV_T] = t
+        acc[A_PREV_SCHED] = sched[i + r - 1]
         acc[A_PACKETS] += r
         acc[A_LAST_NS] = t_after
         i += r

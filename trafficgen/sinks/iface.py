@@ -31,6 +31,7 @@ SNDBUF_BYTES = 4 << 20
 BATCH = 512  # frames per sendmmsg call at most
 SLICE_NS = 50_000_000  # the kernel returns to Python at least this often
 SPIN_NS = 200_000  # spin on the clock within this much of a deadline; sleep before
+CATCHUP_NS = 10_000_000  # behind by less, catch up at twice the rate; by more, at once
 ETH_HLEN, VLAN_HLEN = 14, 4
 REALTIME_PRIORITY = 10  # SCHED_FIFO priority of the sending thread with realtime=True
 RT_SPIN_NS = 30_000  # a real-time thread wakes on time: it can sleep closer to a deadline
@@ -173,9 +174,10 @@ class Transmitter:
 
     def __init__(self, iface: Interface, rate: Rate, *, duration_ns: int | None = None,
                  loop_gap_ns: int = 0, batch: int = BATCH, spin_ns: int = SPIN_NS,
-                 on_slice=None, realtime: bool | None = None):
+                 on_slice=None, realtime: bool | None = None, catchup_ns: int = CATCHUP_NS):
         self.iface, self.rate = iface, rate
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
+        self.catchup_ns = catchup_ns
         self.on_slice = on_slice  # called after every kernel slice with the Transmitter
         self.msgs = np.zeros((batch, kt.MMSG_WORDS), np.int64)
         self.iovs = np.zeros((batch, kt.IOV_WORDS), np.int64)
@@ -200,7 +202,7 @@ class Transmitter:
     def _warm_up(self) -> None:
         """Load the kernels now (from numba's cache, or compiled), not after the clock starts."""
         none = np.zeros(0, np.int64)
-        kt.send_paced(-1, np.zeros(1, np.uint8), none, none, none, 0, 0, 0, 0, 0, True,
+        kt.send_paced(-1, np.zeros(1, np.uint8), none, none, none, 0, 0, 0, 0, 0, True, 0,
                       self.msgs, self.iovs, self.tspec, self.hist, self.acc)
         kt.sleep_until(self.tspec, 0)
         kt.now_ns(self.tspec)
@@ -230,7 +232,8 @@ class Transmitter:
                 return False
             i, status = kt.send_paced(fd, buf, off, length, sched, i, n, self.stop_ns,
                                       time.monotonic_ns() + SLICE_NS, self.spin_ns,
-                                      self.rate.timed, self.msgs, self.iovs, self.tspec,
+                                      self.rate.timed, self.catchup_ns, self.msgs, self.iovs,
+                                      self.tspec,
                                       self.hist, self.acc)
             self._check_pace()
             self._rt_budget()
