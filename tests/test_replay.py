@@ -84,6 +84,10 @@ def test_rate_is_one_of_the_modes():
     for bad in (0, -1, float("nan"), "5"):
         with pytest.raises(tg.TrafficgenError):
             Rate("pps", bad)
+    assert [Rate(*a).describe() for a in (("original",), ("topspeed",), ("multiplier", 2),
+                                          ("pps", 20_000), ("mbps", 100))] == [
+        "the file's own timing", "top speed", "2x the file's timing", "20,000 packets/s",
+        "100 Mbit/s"]
 
 
 def test_deadlines_are_absolute_and_do_not_drift():

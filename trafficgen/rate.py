@@ -55,8 +55,11 @@ class Rate:
         return self.mode != "topspeed"
 
     def describe(self) -> str:
-        return {"original": "the file's own timing", "topspeed": "top speed",
-                "multiplier": f"{self.value:g}x the file's timing",
+        if self.mode == "original":
+            return "the file's own timing"
+        if self.mode == "topspeed":
+            return "top speed"
+        return {"multiplier": f"{self.value:g}x the file's timing",
                 "pps": f"{self.value:,.0f} packets/s", "mbps": f"{self.value:g} Mbit/s"}[self.mode]
 
     def to_dict(self) -> dict:

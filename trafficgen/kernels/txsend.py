@@ -8,8 +8,9 @@ up to ``slice_ns`` of wall time, never per packet.
 Deadlines are absolute CLOCK_MONOTONIC int64 ns. The loop sleeps (clock_nanosleep with
 TIMER_ABSTIME) while the next deadline is more than a margin away and spins on the clock
 inside it; the margin is ``spin_ns``, or twice the recent worst wake-up delay when that is
-more (a busy machine wakes sleepers late), at most 5 ms; every packet already due goes out in one sendmmsg call (up to the batch
-size), so a sender that falls behind catches up in batches instead of drifting.
+more (a busy machine wakes sleepers late), at most 5 ms. A sender that falls behind catches up
+at twice the rate (each late frame keeps half its gap) and, once far behind, sends every frame
+already due in one sendmmsg call: it never drifts.
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ BATCH = 512  # frames per sendmmsg call at most
 SLICE_NS = 50_000_000  # the kernel returns to Python at least this often
 SPIN_NS = 200_000  # spin on the clock within this much of a deadline; sleep before
 CATCHUP_NS = 10_000_000  # behind by less, catch up at twice the rate; by more, at once
+BEHIND_NS = 200_000_000  # falling further behind for this long: the rate is out of reach
 ETH_HLEN, VLAN_HLEN = 14, 4
 REALTIME_PRIORITY = 10  # SCHED_FIFO priority of the sending thread with realtime=True
 RT_SPIN_NS = 30_000  # a real-time thread wakes on time: it can sleep closer to a deadline
@@ -191,6 +192,7 @@ class Transmitter:
         self.warning: str | None = None
         self._abort = threading.Event()
         self._late_before = 0
+        self._behind_since = 0
         self.realtime = realtime
         self._policy = None
         self.realtime_used = False
@@ -250,14 +252,20 @@ class Transmitter:
 
     def _check_pace(self, final: bool = False) -> None:
         """Warn once when the sender falls behind its deadlines and stays behind: late by
-        more than 5 ms and 1% of the run at two checks in a row, later at the second (a
-        stall the sender catches up from is not a rate out of reach), or at the end."""
+        more than 5 ms and 1% of the run, later at every check for BEHIND_NS (a stall the
+        sender catches up from is not a rate out of reach), or more than 1 ms and 1% late at
+        the end."""
         if self.warning or not self.rate.timed or self.acc[kt.A_PACKETS] == 0:
             return
         late = int(self.acc[kt.A_LATE_NS])
-        span = max(0, int(self.acc[kt.A_LAST_NS]) - self.t0)
-        limit = max(5_000_000, span // 100) if not final else max(1_000_000, span // 100)
-        behind = late > limit and (final or late > self._late_before > limit)
+        last = int(self.acc[kt.A_LAST_NS])
+        span = max(0, last - self.t0)
+        if final:
+            behind = late > max(1_000_000, span // 100)
+        else:
+            growing = late > max(5_000_000, span // 100) and late > self._late_before
+            self._behind_since = (self._behind_since or last) if growing else 0
+            behind = growing and last - self._behind_since >= BEHIND_NS
         self._late_before = late
         if behind:
             sent = int(self.acc[kt.A_PACKETS])
