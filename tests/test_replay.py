@@ -74,6 +74,14 @@ def sent_and_captured(veth, tmp_path, source, rate=None, **kw):
     return report, ts, frames
 
 
+def lateness(ts_ns: np.ndarray, want_s: np.ndarray) -> np.ndarray:
+    """Seconds each captured frame left after its place in the schedule ``want_s`` (offsets
+    from the start), with the origin taken as the median, so one late first frame (a stall
+    of the machine) does not shift the whole comparison."""
+    rel = (ts_ns - ts_ns[0]) / 1e9 - want_s
+    return rel - np.median(rel)
+
+
 # --- without root: rates, deadlines, the reader --------------------------------------------
 
 def test_rate_is_one_of_the_modes():
@@ -235,8 +243,8 @@ def test_fixed_pps_gaps_and_rate(veth, tmp_path):
                                         limit=4000, loop=0)
     assert got == (frames * 20)[:4000] and report["stopped_by"] == "limit"
     gaps = np.diff(ts)
-    span = (ts[-1] - ts[0]) / 1e9
-    assert abs(span - 3999 / 20_000) < 0.005, span  # 0.19995 s (a stall of the machine: ms)
+    late = lateness(ts, np.arange(4000) / 20_000)
+    assert abs(late[-1]) < 0.003, late[-1]  # the last frame on schedule: nothing drifted
     assert abs(np.median(gaps) - 50_000) < 500, np.median(gaps)  # 1%: per-packet drift shows
     assert np.percentile(np.abs(gaps - 50_000), 75) < 20_000, np.percentile(np.abs(gaps - 50_000), 75)
     assert abs(report["packets_per_s"] - 20_000) < 400
@@ -254,9 +262,9 @@ def test_original_timing_and_multiplier_follow_the_file(veth, tmp_path):
         report, got_ts, got = sent_and_captured(veth, tmp_path, tmp_path / "in.pcap",
                                                 Rate("multiplier", mult) if mult else None)
         assert got == frames
-        rel = (got_ts - got_ts[0]) / 1e9 * (mult or 1)
-        assert abs(rel[-1] - want[-1]) < 0.01 * want[-1], (rel[-1], want[-1])  # on time
-        assert np.median(np.abs(rel - want)) < 200e-6, np.median(np.abs(rel - want))
+        late = lateness(got_ts, want / (mult or 1))
+        assert abs(late[-1]) < 0.01 * want[-1], (late[-1], want[-1])  # the last one on time
+        assert np.median(np.abs(late)) < 200e-6, np.median(np.abs(late))
         assert report["finish_late_ms"] < 5
 
 
@@ -265,8 +273,8 @@ def test_mbps(veth, tmp_path):
     write_pcap(tmp_path / "in.pcap", frames, T0 + np.zeros(500, np.int64))
     report, ts, got = sent_and_captured(veth, tmp_path, tmp_path / "in.pcap", Rate("mbps", 40))
     assert got == frames
-    span = (ts[-1] - ts[0]) / 1e9
-    assert abs(span - 499 * 8000 / 40e6) < 0.003, span  # 5,000 frames/s: 99.8 ms
+    assert abs(np.median(np.diff(ts)) - 200_000) < 2_000  # 5,000 frames/s of 8,000 bits
+    assert abs(lateness(ts, np.arange(500) * 8000 / 40e6)[-1]) < 0.003
 
 
 def test_duration_limit_and_out_of_reach_warning(veth, tmp_path):
@@ -312,7 +320,7 @@ def test_a_late_sender_catches_up_at_twice_the_rate(veth, tmp_path):
     ts, got = read_pcap(tmp_path / "peer.pcap")
     assert got == frames
     spaced, burst = np.diff(ts[:100]), np.diff(ts[100:])
-    assert calls[0] >= 100 and spaced.min() >= 9_000, (calls, spaced.min())  # >= half of 20 us
+    assert calls[0] >= 100 and spaced.min() >= 7_000, (calls, spaced.min())  # about half of 20 us
     assert calls[1] < 10 and np.median(burst) < 5_000, (calls, np.median(burst))
 
 
@@ -401,7 +409,7 @@ def test_live_generate_sends_what_generate_writes(veth, tmp_path):
     rep = json.loads(done.stdout)
     ts, got = read_pcap(tmp_path / "peer.pcap")
     assert rep["packets"] == 3000 and got == ref[:3000]
-    assert abs((ts[-1] - ts[0]) / 1e9 - 2999 / 20_000) < 0.003
+    assert abs(lateness(ts, np.arange(3000) / 20_000)[-1]) < 0.003
 
 
 def test_live_generate_keeps_the_scenario_timing(veth, tmp_path):
@@ -415,10 +423,10 @@ def test_live_generate_keeps_the_scenario_timing(veth, tmp_path):
         rep = r.run()
     ts, got = read_pcap(tmp_path / "peer.pcap")
     assert rep["packets"] == 1500 and got == ref[:1500] and rep["stopped_by"] == "limit"
-    want = (ref_ts[:1500] - ref_ts[0]) / 1.5
-    assert want[-1] > 1e9  # more than a second of sending, so progress was reported
-    assert np.median(np.abs((ts - ts[0]) - want)) < 200_000
-    assert abs((ts[-1] - ts[0]) - want[-1]) < 0.01 * want[-1]
+    want = (ref_ts[:1500] - ref_ts[0]) / 1.5 / 1e9
+    assert want[-1] > 1  # more than a second of sending, so progress was reported
+    late = lateness(ts, want)
+    assert np.median(np.abs(late)) < 200e-6 and abs(late[-1]) < 0.01 * want[-1]
     assert calls and 0 < calls[0]["packets"] < 1500
 
 
