@@ -13,6 +13,7 @@ import sys
 
 from . import __version__
 from .errors import TrafficgenError
+from .replay_cli import EXAMPLE as REPLAY_EXAMPLE, LIVE_EXAMPLE, add_rate_options, add_replay_parser
 from .units import parse_duration
 
 EXAMPLES = {
@@ -24,7 +25,8 @@ EXAMPLES = {
   trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
   trafficgen generate chat --duration 30s -o - | tshark -r - -q -z conv,tcp
   trafficgen generate chat -t network.encap=vxlan -t network.vlan=100 -o lab.pcapng
-""",
+""" + LIVE_EXAMPLE,
+    "replay": REPLAY_EXAMPLE,
     "inspect": """examples:
   trafficgen inspect chat.pcap
   trafficgen inspect requests.parquet --json | jq .classes
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "never changes the output")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
+    g.add_argument("--iface", metavar="IF", help="send the frames onto this interface as they "
+                                                 "are generated, instead of writing a file")
+    add_rate_options(g.add_argument_group("with --iface (default: the scenario's own timing)"))
 
     i = sub.add_parser("inspect", help="what is in a pcap, pcapng or Parquet file",
                        epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--stats", action="store_true",
                    help="for a request table: per class, token medians and p90s, bytes, the "
                         "arrivals' gap cv, index of dispersion at 1/10/60 s and Hurst estimate")
+
+    add_replay_parser(sub)
 
     m = sub.add_parser("models", help="list the built-in scenarios", epilog=EXAMPLES["models"],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +141,11 @@ def cmd_generate(args) -> int:
     tune_malloc()
     duration = _duration(args.duration) if args.duration is not None else None
     seed = _seed(args.seed) if args.seed is not None else None
+    from .replay_cli import check_rate_needs_iface, cmd_generate_live
+    check_rate_needs_iface(args)
+    if args.iface is not None:
+        return cmd_generate_live(args, load_scenario(args.scenario, args.overrides,
+                                                     duration=duration, seed=seed))
     if not any((args.output, args.flows, args.requests, args.packets)):
         raise TrafficgenError("nothing to write: give -o OUT.pcap and/or --flows, --requests, "
                               "--packets")
@@ -187,7 +199,9 @@ def cmd_models(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models}[args.command]
+    from .replay_cli import cmd_replay
+    handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
+               "replay": cmd_replay}[args.command]
     try:
         return handler(args)
     except TrafficgenError as e:
