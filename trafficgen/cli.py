@@ -24,6 +24,8 @@ EXAMPLES = {
   trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
   trafficgen generate chat --duration 30s -o - | tshark -r - -q -z conv,tcp
   trafficgen generate chat -t network.encap=vxlan -t network.vlan=100 -o lab.pcapng
+  trafficgen generate coding --trace azure-code.csv --requests r.parquet   # one request per row
+  trafficgen generate chat --trace mooncake.jsonl --time-scale 0.5 --duration 10m -o m.pcap
 """,
     "inspect": """examples:
   trafficgen inspect chat.pcap
@@ -71,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--window", metavar="DURATION", default="10s",
                    help="session time generated at once (default 10s): smaller uses less memory; "
                         "never changes the output")
+    g.add_argument("--trace", metavar="FILE", help="one request per row of this request trace "
+                   "(Azure CSV, Mooncake JSONL, BurstGPT CSV, or a generic CSV/Parquet), at its "
+                   "time with its tokens; SCENARIO supplies the rest")
+    g.add_argument("--time-scale", metavar="X", type=float, default=1.0,
+                   help="with --trace: multiply the trace's times by X (2 stretches, 0.5 compresses)")
+    g.add_argument("--trace-format", choices=("azure", "mooncake", "burstgpt", "generic"),
+                   help="with --trace: the format, if not told from the file")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
 
@@ -143,7 +152,14 @@ def cmd_generate(args) -> int:
             raise TrafficgenError("-o -: standard output is a terminal; pipe it into a program "
                                   "or give a file name")
         capture, say = sys.stdout.buffer, sys.stderr
-    scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
+    if args.trace is not None:
+        from .tracegen import trace_scenario
+        scenario = trace_scenario(args.scenario, args.trace, args.overrides, time_scale=args.time_scale,
+                                  duration=duration, seed=seed, fmt=args.trace_format)
+    elif args.time_scale != 1.0 or args.trace_format:
+        raise TrafficgenError("--time-scale and --trace-format go with --trace FILE")
+    else:
+        scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
