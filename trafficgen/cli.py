@@ -32,6 +32,18 @@ EXAMPLES = {
   trafficgen inspect requests.parquet --json | jq .classes
   trafficgen inspect requests.parquet --stats      # what to check a model with
 """,
+    "fit": """examples:
+  trafficgen fit azure-code.csv --base coding -o fitted.toml
+  trafficgen generate fitted.toml --duration 1h --requests r.parquet
+""",
+    "compare": """examples:
+  trafficgen compare azure-code.csv r.parquet
+  trafficgen compare azure-code.csv r.parquet --json --plot compare.png
+""",
+    "plot": """examples:
+  trafficgen plot chat.pcap -o chat.png
+  trafficgen plot packets.parquet -o classes.png
+""",
     "models": """examples:
   trafficgen models
   trafficgen models --json
@@ -90,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--stats", action="store_true",
                    help="for a request table: per class, token medians and p90s, bytes, the "
                         "arrivals' gap cv, index of dispersion at 1/10/60 s and Hurst estimate")
+
+    f = sub.add_parser("fit", help="fit a scenario (token lengths, arrival process) to a request trace",
+                       epilog=EXAMPLES["fit"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("file", metavar="FILE", help="a request trace (see generate --trace)")
+    f.add_argument("-o", "--output", metavar="SCENARIO.toml", required=True, help="the scenario to write")
+    f.add_argument("--base", default="chat", help="the built-in scenario it starts from (default chat)")
+    f.add_argument("--class", dest="cls", help="the class section to fit (default: the base's first)")
+    f.add_argument("--trace-format", choices=("azure", "mooncake", "burstgpt", "generic"))
+    f.add_argument("--json", action="store_true", help="print the fit's figures as JSON")
+
+    c = sub.add_parser("compare", help="two request sets side by side (a trace, a request table)",
+                       epilog=EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("a", metavar="A")
+    c.add_argument("b", metavar="B")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--plot", metavar="OUT.png", help="also draw token CDFs, arrivals and burstiness")
+
+    pl = sub.add_parser("plot", help="throughput, packet and flow sizes, arrivals of a capture or table",
+                        epilog=EXAMPLES["plot"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    pl.add_argument("file", metavar="FILE", help="pcap, pcapng, or a flow, request or packet table")
+    pl.add_argument("-o", "--output", metavar="OUT.png", required=True)
 
     m = sub.add_parser("models", help="list the built-in scenarios", epilog=EXAMPLES["models"],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,6 +219,47 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    from .fit import fit_trace
+    from .sinks import AtomicFile
+    from .traces import read_trace
+    text, report = fit_trace(read_trace(args.file, args.trace_format), base=args.base, cls=args.cls)
+    out = AtomicFile(args.output)
+    try:
+        out.file.write(text.encode())
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        from .fit import _stats_line
+        print(f"wrote {args.output}: {report['requests']:,} requests at {report['rate_per_s']:.3f}/s; "
+              f"fitted {_stats_line(report['fitted_stats'])}; trace {_stats_line(report['trace_stats'])}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare, format_compare
+    from .traces import read_trace
+    a, b = read_trace(args.a), read_trace(args.b)
+    result = compare(a, b)
+    if args.plot:
+        from .plot import plot_compare
+        plot_compare(a, b, args.plot)
+        result["plot"] = args.plot
+    print(json.dumps(result, indent=2) if args.json else format_compare(result))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot_file
+    plot_file(args.file, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .config import builtin_names, load_scenario
     rows = []
@@ -203,7 +277,8 @@ def cmd_models(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models}[args.command]
+    handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
+               "fit": cmd_fit, "compare": cmd_compare, "plot": cmd_plot}[args.command]
     try:
         return handler(args)
     except TrafficgenError as e:

@@ -191,9 +191,14 @@ def _seconds(col, name: str, scale: float) -> np.ndarray:
     """A numeric time column in units of ``scale`` ns -> int64 ns."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+    if pa.types.is_integer(col.type):  # exact: int64 ns do not fit a float64
+        v = col.cast(pa.int64()).fill_null(0).to_numpy()
+        row = _first_bad(np.asarray(pc.is_valid(col)) & (np.abs(v) < 4e18 / scale))
+        if row is not None:
+            raise _Bad(row, f"{name}: expected a time, got {col[row].as_py()!r}")
+        return v * np.int64(scale)
+    if pa.types.is_floating(col.type):
         v = col.cast(pa.float64()).fill_null(math.nan).to_numpy()
-        texts = None
     else:
         texts = _strings(col)
         row = _first_bad(_matches(texts, _FLOAT))
