@@ -279,11 +279,11 @@ def fit_trace(trace, base: str = "chat", cls: str | None = None, budget: int = 8
     lines = [
         f"# Fitted by `trafficgen fit` from {Path(trace.path).name} ({trace.format}): "
         f"{len(trace):,} requests over {report['span_s']:,.0f} s ({rate:.3f}/s).",
-        f"# Generate: trafficgen generate THIS.toml --duration 1h --requests r.parquet; check:",
+        "# Generate: trafficgen generate THIS.toml --duration 1h --requests r.parquet; check:",
         f"# trafficgen compare {Path(trace.path).name} r.parquet",
         "#",
-        f"# Arrivals: searched over Gamma cv, batches, lognormal burst levels (1 s, 10 s, 60 s,",
-        f"# 10 min) and an on/off gate for the trace's burstiness; the fitted process alone",
+        "# Arrivals: searched over Gamma cv, batches, lognormal burst levels (1 s, 10 s, 60 s,",
+        "# 10 min) and an on/off gate for the trace's burstiness; the fitted process alone",
         f"# ({report['simulated']}) against the trace"
         + (" (median over its whole hours)" if span == HOUR_NS and report["span_s"] > 7200 else "") + ":",
         f"#   fitted: {_stats_line(got)}",

@@ -23,21 +23,17 @@ error path.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TrafficgenError
+from .tracecols import MAX_TOKENS, _Bad, _first_bad, _ids, _iso, _seconds, _strings, _tokens
 
 BLOCK_TOKENS = 512  # a Mooncake hash_ids block
 FORMATS = ("azure", "mooncake", "burstgpt", "generic")
-_INT = r"^\s*[0-9]{1,15}(\.0*)?\s*$"
-_FLOAT = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?\s*$"
-_ISO = r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z?\s*$"
 _TIME_UNITS = {"time_s": 1e9, "time_ms": 1e6, "time_ns": 1.0}
-MAX_TOKENS = 1 << 31
 
 
 @dataclass
@@ -73,14 +69,6 @@ class Trace:
         return Trace(self.path, self.format, self.times_ns[keep], self.prompt[keep],
                      self.output[keep], self.absolute, cut(self.cls), cut(self.session),
                      cut(self.client), cut(self.cached))
-
-
-class _Bad(Exception):
-    """A bad row: (row index among the data rows, or None for the whole file, message)."""
-
-    def __init__(self, row, message):
-        super().__init__(message)
-        self.row, self.message = row, message
 
 
 def read_trace(path, fmt: str | None = None) -> Trace:
@@ -139,99 +127,6 @@ def _line_of(path: Path, row: int, header: bool) -> int:
                 return n
             seen += 1
     return n if "n" in locals() else 1
-
-
-# --- columns ------------------------------------------------------------------------------
-
-def _first_bad(ok) -> int | None:
-    bad = np.flatnonzero(~np.asarray(ok, bool))
-    return int(bad[0]) if bad.shape[0] else None
-
-
-def _strings(col):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
-        col = pc.cast(col, pa.string())
-    return col
-
-
-def _matches(col, pattern: str) -> np.ndarray:
-    import pyarrow.compute as pc
-    return pc.fill_null(pc.match_substring_regex(col, pattern), False).to_numpy(zero_copy_only=False)
-
-
-def _tokens(col, name: str) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    if pa.types.is_integer(col.type):
-        v = col.fill_null(-1).to_numpy().astype(np.int64)
-        row = _first_bad((v >= 0) & (v < MAX_TOKENS))
-        if row is not None:
-            raise _Bad(row, f"{name}: expected a token count from 0 to 2**31-1, got {v[row]}")
-        return v
-    col = _strings(col)
-    ok = _matches(col, _INT)
-    row = _first_bad(ok)
-    if row is not None:
-        raise _Bad(row, f"{name}: expected a whole number of tokens, got {col[row].as_py()!r}")
-    v = pc.cast(pc.utf8_trim_whitespace(col), pa.float64()).to_numpy(zero_copy_only=False)
-    row = _first_bad(v < MAX_TOKENS)
-    if row is not None:
-        raise _Bad(row, f"{name}: expected a token count below 2**31, got {col[row].as_py()!r}")
-    return v.astype(np.int64)
-
-
-def _ids(col, name: str) -> np.ndarray:
-    v = _tokens(col, name)  # whole numbers >= 0, as tokens
-    return v
-
-
-def _seconds(col, name: str, scale: float) -> np.ndarray:
-    """A numeric time column in units of ``scale`` ns -> int64 ns."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    if pa.types.is_integer(col.type):  # exact: int64 ns do not fit a float64
-        v = col.cast(pa.int64()).fill_null(0).to_numpy()
-        row = _first_bad(np.asarray(pc.is_valid(col)) & (np.abs(v) < 4e18 / scale))
-        if row is not None:
-            raise _Bad(row, f"{name}: expected a time, got {col[row].as_py()!r}")
-        return v * np.int64(scale)
-    if pa.types.is_floating(col.type):
-        v = col.cast(pa.float64()).fill_null(math.nan).to_numpy()
-    else:
-        texts = _strings(col)
-        row = _first_bad(_matches(texts, _FLOAT))
-        if row is not None:
-            raise _Bad(row, f"{name}: expected a number, got {texts[row].as_py()!r}")
-        v = pc.cast(pc.utf8_trim_whitespace(texts), pa.float64()).to_numpy(zero_copy_only=False)
-    ns = v * scale
-    row = _first_bad(np.isfinite(ns) & (np.abs(ns) < 4e18))
-    if row is not None:
-        raise _Bad(row, f"{name}: expected a finite time, got {v[row]!r}")
-    return np.round(ns).astype(np.int64)
-
-
-def _iso(col, name: str) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    if pa.types.is_timestamp(col.type):
-        return pc.cast(col, pa.timestamp("ns")).cast(pa.int64()).fill_null(0).to_numpy()
-    texts = _strings(col)
-    row = _first_bad(_matches(texts, _ISO))
-    if row is not None:
-        raise _Bad(row, f"{name}: expected a time like 2023-11-16 18:17:03.97996, got "
-                        f"{texts[row].as_py()!r}")
-    clean = pc.replace_substring_regex(pc.utf8_trim_whitespace(texts), r"Z$", "")
-    try:
-        t = pc.cast(clean, pa.timestamp("ns"))
-    except pa.ArrowException:
-        ok = pc.is_valid(pc.strptime(pc.utf8_slice_codeunits(clean, 0, 19), "%Y-%m-%d %H:%M:%S",
-                                     "s", error_is_null=True)).to_numpy(zero_copy_only=False)
-        row = _first_bad(ok)
-        raise _Bad(row, f"{name}: not a valid date and time: "
-                        f"{texts[row or 0].as_py()!r}") from None
-    return t.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _finish(path, fmt, t, prompt, output, absolute, cls=None, session=None, client=None,

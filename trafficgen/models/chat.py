@@ -54,7 +54,7 @@ class ChatModel(SessionModel):
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
         capture start; negative: warm-up before it)."""
-        sc, p, topo = self.scenario, self.params, self.topo
+        p = self.params
         s_key, starts = self.sessions(t0, t1)
         n = s_key.shape[0]
         s_turns = np.empty(n, np.int64)

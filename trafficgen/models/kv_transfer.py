@@ -89,7 +89,6 @@ class KVTransferModel:
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the transfers that start in [t0, t1)."""
-        p, m = self.params, self.params.model
         keys, starts = self.transfers(t0, t1)
         return self.build(keys, starts, self.draws(keys))
 
