@@ -56,9 +56,10 @@ def test_time_scale_and_determinism(tmp_path):
     assert r.shape[0] == keep.sum() and np.array_equal(r["prompt_tokens"], prompt)
     rel = r["start_ns"] - r["start_ns"][0]
     assert np.abs(rel - (t - t[0]) * 0.5).max() < MS
-    for k in (1, 2):
-        tg.generate(a, pcap=tmp_path / f"{k}.pcap", requests=tmp_path / f"{k}.parquet")
-    assert (tmp_path / "1.pcap").read_bytes() == (tmp_path / "2.pcap").read_bytes()
+    for k, window in ((1, "10s"), (2, "10s"), (3, "1s")):
+        tg.generate(a, pcap=tmp_path / f"{k}.pcap", requests=tmp_path / f"{k}.parquet", window=window)
+    assert (tmp_path / "1.pcap").read_bytes() == (tmp_path / "2.pcap").read_bytes() \
+        == (tmp_path / "3.pcap").read_bytes()  # the window never changes a byte
 
 
 def test_sessions_turns_and_keepalive(tmp_path):

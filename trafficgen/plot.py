@@ -61,7 +61,7 @@ def _time_axis(ax, n_bins: int, width_s: float):
     if x.shape[0] and x[-1] > 3 * 3600:
         ax.set_xlabel("time from start (h)")
         return x / 3600
-    if x.shape[0] and x[-1] > 300:
+    if x.shape[0] and x[-1] > 600:
         ax.set_xlabel("time from start (min)")
         return x / 60
     ax.set_xlabel("time from start (s)")
@@ -90,10 +90,32 @@ def _figure(plt, title):
     return fig, axes
 
 
+def _mantissa(v: float) -> int:
+    return int(round(v / 10 ** np.floor(np.log10(v)))) if v > 0 else 0
+
+
+def _short_number(v: float) -> str:
+    """1500 -> 1.5k, 2e6 -> 2M, 0.01 -> 0.01: tick labels that never crowd."""
+    if v <= 0:
+        return "0"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
 def _finish_ax(ax, title, ylabel=None, legend=True):
-    from matplotlib.ticker import NullFormatter
-    ax.xaxis.set_minor_formatter(NullFormatter())  # log axes: decades only, never crowded
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    for axis, lim, scale in ((ax.xaxis, ax.get_xlim(), ax.get_xscale()),
+                             (ax.yaxis, ax.get_ylim(), ax.get_yscale())):
+        if scale != "log" or lim[0] <= 0:
+            continue
+        axis.set_major_formatter(FuncFormatter(lambda v, _: _short_number(v)))
+        if lim[1] / lim[0] > 300:  # several decades: label those only
+            axis.set_minor_formatter(NullFormatter())
+        else:  # within two decades: label the 2s and 5s too, compactly
+            axis.set_minor_formatter(FuncFormatter(
+                lambda v, _: _short_number(v) if _mantissa(v) in (2, 5) else ""))
     ax.set_title(title, fontsize=11)
     if ylabel:
         ax.set_ylabel(ylabel)
@@ -310,8 +332,9 @@ def _table_figures(path: Path) -> dict:
                 sizes[name] = total[sel] / np.maximum(pk, 1)
         unit = "requests" if table == "requests" else "new flows"
         size_title = "tokens per request" if table == "requests" else "mean packet size per flow"
+    by = "class" if table == "packets" else f"class (each {table[:-1]}'s bytes spread evenly over its life)"
     return {"throughput": per_s, "sizes": sizes, "flow_bytes": flow_bytes, "arrivals": arrivals,
-            "arrival_unit": unit, "by": "class", "table": table, "size_title": size_title}
+            "arrival_unit": unit, "by": by, "table": table, "size_title": size_title}
 
 
 def plot_file(path, out) -> dict:
