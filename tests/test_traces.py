@@ -173,3 +173,22 @@ def test_jsonl_junk_is_one_error_line(tmp_path, lines):
     f = tmp_path / "junk.jsonl"
     f.write_text("\n".join(json.dumps(x) if isinstance(x, dict) else x for x in lines) + "\n")
     _only_our_error(f)
+
+
+def test_chunked_reading_is_the_same_and_finds_late_lines(tmp_path, monkeypatch):
+    import trafficgen.traces as traces
+    whole = read_trace(real("azure-llm-2023-code.csv"))
+    monkeypatch.setattr(traces, "CHUNK_BYTES", 8192)  # ~200 rows a chunk: 40-odd chunks
+    small = read_trace(real("azure-llm-2023-code.csv"))
+    for name in ("times_ns", "prompt", "output"):
+        assert np.array_equal(getattr(whole, name), getattr(small, name))
+    lines = real("azure-llm-2023-code.csv").read_text().splitlines()
+    lines[5000] = lines[5000].rsplit(",", 1)[0] + ",7q"
+    f = tmp_path / "late.csv"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrafficgenError, match=r"line 5001: GeneratedTokens: .*'7q'"):
+        read_trace(f)
+    lines[5000] = lines[5000].rsplit(",", 1)[0]  # a row one field short
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrafficgenError, match=r"line 5001: expected 3 fields, got 2"):
+        read_trace(f)

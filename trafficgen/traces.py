@@ -32,6 +32,7 @@ from .errors import TrafficgenError
 from .tracecols import MAX_TOKENS, _Bad, _first_bad, _ids, _iso, _seconds, _strings, _tokens
 
 BLOCK_TOKENS = 512  # a Mooncake hash_ids block
+CHUNK_BYTES = 4 << 20  # CSV text read at a time
 FORMATS = ("azure", "mooncake", "burstgpt", "generic")
 _TIME_UNITS = {"time_s": 1e9, "time_ms": 1e6, "time_ns": 1.0}
 
@@ -147,7 +148,9 @@ def _pick(names: dict, *choices: str) -> str | None:
 
 # --- readers -------------------------------------------------------------------------------
 
-def _read_csv_table(path: Path):
+def _csv_chunks(path: Path):
+    """Yield (table of string columns, index of its first data row), a few MB at a time: memory
+    holds the trace's arrays and one chunk, never the file's text."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
     with open(path, "rb") as fh:
@@ -160,16 +163,56 @@ def _read_csv_table(path: Path):
     def invalid(row):
         bad.append(row)
         return "error"
-    try:
-        return pcsv.read_csv(path, read_options=pcsv.ReadOptions(use_threads=False, block_size=1 << 22),
-                             parse_options=pcsv.ParseOptions(invalid_row_handler=invalid),
-                             convert_options=pcsv.ConvertOptions(
-                                 column_types={n: pa.string() for n in names}))
-    except (pa.ArrowException, UnicodeDecodeError, ValueError) as e:
+
+    def fail(e):
         if bad and bad[0].number is not None:
-            raise _Bad(bad[0].number - 2, f"expected {bad[0].expected_columns} fields, got "
-                                          f"{bad[0].actual_columns}") from None
-        raise _Bad(_scan_csv(path, len(names)), _short(e)) from None
+            return _Bad(bad[0].number - 2, f"expected {bad[0].expected_columns} fields, got "
+                                           f"{bad[0].actual_columns}")
+        return _Bad(_scan_csv(path, len(names)), _short(e))
+    errors = (pa.ArrowException, UnicodeDecodeError, ValueError)
+    try:
+        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(use_threads=False, block_size=CHUNK_BYTES),
+                               parse_options=pcsv.ParseOptions(invalid_row_handler=invalid),
+                               convert_options=pcsv.ConvertOptions(
+                                   column_types={n: pa.string() for n in names}))
+    except errors as e:
+        raise fail(e) from None
+    base = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except errors as e:
+            raise fail(e) from None
+        yield pa.Table.from_batches([batch]), base
+        base += batch.num_rows
+
+
+def _merge(path, fmt, parts: list) -> Trace:
+    """One trace from the pieces read chunk by chunk (each in file order)."""
+    if not parts:
+        empty = np.empty(0, np.int64)
+        return Trace(str(path), fmt, empty, empty, empty)
+    if len(parts) == 1:
+        return parts[0]
+    cat = lambda name: (None if getattr(parts[0], name) is None  # noqa: E731
+                        else np.concatenate([getattr(p, name) for p in parts]))
+    return _finish(path, parts[0].format, cat("times_ns"), cat("prompt"), cat("output"),
+                   parts[0].absolute, cat("cls"), cat("session"), cat("client"), cat("cached"))
+
+
+def _chunked(path, fmt, chunks, convert) -> Trace:
+    """``convert(table)`` per chunk, its bad rows offset to the file's."""
+    parts = []
+    for table, base in chunks:
+        try:
+            parts.append(convert(table))
+        except _Bad as e:
+            if e.row is not None:
+                e.row += base
+            raise
+    return _merge(path, fmt, parts)
 
 
 def _short(e: Exception) -> str:
@@ -196,7 +239,10 @@ def _scan_csv(path: Path, ncols: int) -> int | None:
 
 
 def _csv(path: Path, kind: str) -> Trace:
-    table = _read_csv_table(path)
+    return _chunked(path, kind, _csv_chunks(path), lambda table: _csv_table(path, kind, table))
+
+
+def _csv_table(path: Path, kind: str, table) -> Trace:
     names = {n.lower().strip(): n for n in table.column_names}
     col = lambda key: table.column(key).combine_chunks()  # noqa: E731
     if kind == "azure":
@@ -256,16 +302,26 @@ def _parquet(path: Path) -> Trace:
     try:
         pf = pq.ParquetFile(path)
         cols = pf.schema_arrow.names
-        table = pf.read()
+        llm_only = "kind" in cols and pc.any(pc.equal(  # a request table: its LLM calls (or
+            pc.cast(pf.read(columns=["kind"]).column("kind"), pa.string()), "llm")).as_py()  # all)
     except (pa.ArrowException, OSError) as e:
         raise _Bad(None, f"unreadable Parquet file: {_short(e)}") from None
-    if "kind" in cols:  # a request table: its LLM calls (or every row where it has none)
-        kind = pc.cast(table.column("kind"), pa.string())
-        llm = pc.equal(kind, "llm")
-        if pc.any(llm).as_py():
-            table = table.filter(llm)
     names = {n.lower(): n for n in cols}
-    tr = _generic(path, names, lambda key: table.column(key).combine_chunks())
+
+    def chunks():
+        base = 0
+        try:
+            for batch in pf.iter_batches(batch_size=1 << 20):
+                table = pa.Table.from_batches([batch])
+                if llm_only:
+                    table = table.filter(pc.equal(pc.cast(table.column("kind"), pa.string()), "llm"))
+                yield table, base
+                base += table.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise _Bad(None, f"unreadable Parquet file: {_short(e)}") from None
+
+    tr = _chunked(path, "generic", chunks(),
+                  lambda table: _generic(path, names, lambda key: table.column(key).combine_chunks()))
     tr.format = "requests" if "kind" in cols else "generic"
     return tr
 

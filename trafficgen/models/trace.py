@@ -110,9 +110,8 @@ class TraceChatModel(ChatModel):
         s_key = self.s_key[sess]
         s_turns = self.s_turns[sess]
         turn0 = offsets(s_turns)
-        rows = (np.concatenate([np.arange(self.s_turn0[s], self.s_turn0[s] + self.s_turns[s])
-                                for s in sess]) if n else np.empty(0, np.int64))
-        T = rows.shape[0]
+        T = int(s_turns.sum())  # the sessions' turns, in order: each one's run from its turn0
+        rows = np.repeat(self.s_turn0[sess] - turn0, s_turns) + np.arange(T)
         t = {"at": self.t_at[rows], "prompt": self.t_prompt[rows], "out": self.t_out[rows]}
         for k in ("think", "ttft", "reason", "images"):
             t[k] = np.empty(T, np.int64)
