@@ -201,6 +201,9 @@ def cmd_generate(args) -> int:
         progress.close()
     if capture is not args.output:
         report["outputs"] = {"capture": "-", **report["outputs"]}
+    if args.trace is not None:
+        report["trace"] = {"file": args.trace, "time_scale": args.time_scale,
+                           "rows": {c: int(r["t"].shape[0]) for c, r in scenario.trace.items()}}
     if args.json:
         print(json.dumps(report, indent=2), file=say)
     elif not args.quiet:
