@@ -25,12 +25,26 @@ EXAMPLES = {
   trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
   trafficgen generate chat --duration 30s -o - | tshark -r - -q -z conv,tcp
   trafficgen generate chat -t network.encap=vxlan -t network.vlan=100 -o lab.pcapng
+  trafficgen generate coding --trace azure-code.csv --requests r.parquet   # one request per row
+  trafficgen generate chat --trace mooncake.jsonl --time-scale 0.5 --duration 10m -o m.pcap
 """ + LIVE_EXAMPLE,
     "replay": REPLAY_EXAMPLE,
     "inspect": """examples:
   trafficgen inspect chat.pcap
   trafficgen inspect requests.parquet --json | jq .classes
   trafficgen inspect requests.parquet --stats      # what to check a model with
+""",
+    "fit": """examples:
+  trafficgen fit azure-code.csv --base coding -o fitted.toml
+  trafficgen generate fitted.toml --duration 1h --requests r.parquet
+""",
+    "compare": """examples:
+  trafficgen compare azure-code.csv r.parquet
+  trafficgen compare azure-code.csv r.parquet --json --plot compare.png
+""",
+    "plot": """examples:
+  trafficgen plot chat.pcap -o chat.png
+  trafficgen plot packets.parquet -o classes.png
 """,
     "models": """examples:
   trafficgen models
@@ -73,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--window", metavar="DURATION", default="10s",
                    help="session time generated at once (default 10s): smaller uses less memory; "
                         "never changes the output")
+    g.add_argument("--trace", metavar="FILE", help="one request per row of this request trace "
+                   "(Azure CSV, Mooncake JSONL, BurstGPT CSV, or a generic CSV/Parquet), at its "
+                   "time with its tokens; SCENARIO supplies the rest")
+    g.add_argument("--time-scale", metavar="X", type=float, default=1.0,
+                   help="with --trace: multiply the trace's times by X (2 stretches, 0.5 compresses)")
+    g.add_argument("--trace-format", choices=("azure", "mooncake", "burstgpt", "generic"),
+                   help="with --trace: the format, if not told from the file")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
     g.add_argument("--iface", metavar="IF", help="send the frames onto this interface as they "
@@ -88,6 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "arrivals' gap cv, index of dispersion at 1/10/60 s and Hurst estimate")
 
     add_replay_parser(sub)
+
+    f = sub.add_parser("fit", help="fit a scenario (token lengths, arrival process) to a request trace",
+                       epilog=EXAMPLES["fit"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("file", metavar="FILE", help="a request trace (see generate --trace)")
+    f.add_argument("-o", "--output", metavar="SCENARIO.toml", required=True, help="the scenario to write")
+    f.add_argument("--base", default="chat", help="the built-in scenario it starts from (default chat)")
+    f.add_argument("--class", dest="cls", help="the class section to fit (default: the base's first)")
+    f.add_argument("--trace-format", choices=("azure", "mooncake", "burstgpt", "generic"))
+    f.add_argument("--json", action="store_true", help="print the fit's figures as JSON")
+
+    c = sub.add_parser("compare", help="two request sets side by side (a trace, a request table)",
+                       epilog=EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("a", metavar="A")
+    c.add_argument("b", metavar="B")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    c.add_argument("--plot", metavar="OUT.png", help="also draw token CDFs, arrivals and burstiness")
+
+    pl = sub.add_parser("plot", help="throughput, packet and flow sizes, arrivals of a capture or table",
+                        epilog=EXAMPLES["plot"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    pl.add_argument("file", metavar="FILE", help="pcap, pcapng, or a flow, request or packet table")
+    pl.add_argument("-o", "--output", metavar="OUT.png", required=True)
 
     m = sub.add_parser("models", help="list the built-in scenarios", epilog=EXAMPLES["models"],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,7 +197,14 @@ def cmd_generate(args) -> int:
             raise TrafficgenError("-o -: standard output is a terminal; pipe it into a program "
                                   "or give a file name")
         capture, say = sys.stdout.buffer, sys.stderr
-    scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
+    if args.trace is not None:
+        from .tracegen import trace_scenario
+        scenario = trace_scenario(args.scenario, args.trace, args.overrides, time_scale=args.time_scale,
+                                  duration=duration, seed=seed, fmt=args.trace_format)
+    elif args.time_scale != 1.0 or args.trace_format:
+        raise TrafficgenError("--time-scale and --trace-format go with --trace FILE")
+    else:
+        scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
@@ -164,6 +213,9 @@ def cmd_generate(args) -> int:
         progress.close()
     if capture is not args.output:
         report["outputs"] = {"capture": "-", **report["outputs"]}
+    if args.trace is not None:
+        report["trace"] = {"file": args.trace, "time_scale": args.time_scale,
+                           "rows": {c: int(r["t"].shape[0]) for c, r in scenario.trace.items()}}
     if args.json:
         print(json.dumps(report, indent=2), file=say)
     elif not args.quiet:
@@ -179,6 +231,47 @@ def cmd_inspect(args) -> int:
     from .inspect import format_report, inspect_file
     info = inspect_file(args.file, stats=args.stats)
     print(json.dumps(info, indent=2) if args.json else format_report(info))
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from .fit import fit_trace
+    from .sinks import AtomicFile
+    from .traces import read_trace
+    text, report = fit_trace(read_trace(args.file, args.trace_format), base=args.base, cls=args.cls)
+    out = AtomicFile(args.output)
+    try:
+        out.file.write(text.encode())
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        from .fit import _stats_line
+        print(f"wrote {args.output}: {report['requests']:,} requests at {report['rate_per_s']:.3f}/s; "
+              f"fitted {_stats_line(report['fitted_stats'])}; trace {_stats_line(report['trace_stats'])}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare, format_compare
+    from .traces import read_trace
+    a, b = read_trace(args.a), read_trace(args.b)
+    result = compare(a, b)
+    if args.plot:
+        from .plot import plot_compare
+        plot_compare(a, b, args.plot)
+        result["plot"] = args.plot
+    print(json.dumps(result, indent=2) if args.json else format_compare(result))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot_file
+    plot_file(args.file, args.output)
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -201,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .replay_cli import cmd_replay
     handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
-               "replay": cmd_replay}[args.command]
+               "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
+               "plot": cmd_plot}[args.command]
     try:
         return handler(args)
     except TrafficgenError as e:

@@ -191,6 +191,8 @@ class Scenario:
     endpoints: dict  # flow class -> its own clients/servers/rtt where it has them (ENDPOINT_KEYS)
     source: dict = field(compare=False, repr=False)
     network: Network = PLAIN  # the [network] section (plain IPv4 without one)
+    # trace-driven runs (``trafficgen.tracegen``): the trace rows each class replays, or None
+    trace: Any = field(default=None, compare=False, repr=False)
 
     def topology_of(self, cls: str) -> Topology:
         """The topology as ``cls`` sees it: its own endpoints where its section gives them

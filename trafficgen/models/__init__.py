@@ -25,6 +25,9 @@ def model_types() -> dict:
 def make_models(scenario, layouts_per_model: int) -> list:
     """Every model of the scenario's classes, in generation order; model ``k``'s template
     layouts start at ``layouts_per_model * k`` in the engine's combined table."""
+    if getattr(scenario, "trace", None) is not None:  # trace-driven: the trace's classes only
+        from .trace import trace_models
+        return trace_models(scenario, layouts_per_model)
     types = model_types()
     pairs = [(cls, t) for cls in scenario.classes for t in types[cls]]
     return [t(scenario, cls, layouts_per_model * k) for k, (cls, t) in enumerate(pairs)]

@@ -54,7 +54,7 @@ class ChatModel(SessionModel):
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
         capture start; negative: warm-up before it)."""
-        sc, p, topo = self.scenario, self.params, self.topo
+        p = self.params
         s_key, starts = self.sessions(t0, t1)
         n = s_key.shape[0]
         s_turns = np.empty(n, np.int64)
@@ -70,6 +70,16 @@ class ChatModel(SessionModel):
                 p.keepalive, p.tokens_per_chunk, 1 if self.ticket_wire else 0, self.nominal_rtt,
                 t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
                 t_keep, t_new, s_kept, s_conns, s_writes)
+        return self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
+
+    def build(self, s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes,
+              adjust=None) -> EpochSchedule:
+        """Requests, connections and writes of planned sessions (``kc.plan``'s output), through
+        the transport kernel to a schedule. ``adjust(s_client, r, c, wd)``, if given, may change
+        the connections and writes before they are simulated (trace-driven runs)."""
+        sc, p, topo = self.scenario, self.params, self.topo
+        d = self.dists
+        n = s_key.shape[0]
         R, C, W = int(s_kept.sum()), int(s_conns.sum()), int(s_writes.sum())
         s_client, s_server = np.empty(n, np.int64), np.empty(n, np.int64)
         r = {k: np.empty(R, np.int64) for k in
@@ -89,6 +99,8 @@ class ChatModel(SessionModel):
                 r["reasoning"], r["images"],
                 c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
                 c["jitter"], wd)
+        if adjust is not None:
+            adjust(s_client, r, c, wd)
         shift_layouts(wd, self.layout_base)
         return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
                                  packets=self.packets)

@@ -67,10 +67,14 @@ class KVTransferModel(SessionModel):
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the transfers that start in [t0, t1)."""
-        p, m = self.params, self.params.model
         keys, starts = self.sessions(t0, t1)
+        return self.build(keys, starts, self.draws(keys))
+
+    def build(self, keys: np.ndarray, starts: np.ndarray, d: dict) -> EpochSchedule:
+        """The packets, flows and requests of transfers given their keys, start times and
+        ``draws``."""
+        p, m = self.params, self.params.model
         n = keys.shape[0]
-        d = self.draws(keys)
         rows = np.empty(n, np.int64)
         total = kk.count(d["uncached"], m.layer_bytes, m.layers, p.layers_per_message,
                          p.path_mtu, p.ack_every, rows)

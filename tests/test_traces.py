@@ -1,0 +1,194 @@
+"""Trace readers: the real Azure and Mooncake traces, small files of every format, the Mooncake
+prefix-cache accounting, and bad files (one ``FILE: line N: ...`` error, property-tested)."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from trafficgen.errors import TrafficgenError
+from trafficgen.traces import cached_tokens, read_trace
+
+from .test_chat_model import traces_dir
+
+AZURE_HEAD = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+
+
+def real(name):
+    path = traces_dir() / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
+    return path
+
+
+@pytest.mark.parametrize("name, fmt, rows, p50, o50", [
+    ("azure-llm-2023-code.csv", "azure", 8819, 1469, 13),
+    ("azure-llm-2023-conv.csv", "azure", 19366, 1020, 129),
+    ("mooncake-conversation.jsonl", "mooncake", 12031, 6909, 350),
+])
+def test_real_traces(name, fmt, rows, p50, o50):
+    tr = read_trace(real(name))
+    assert (tr.format, len(tr)) == (fmt, rows)
+    assert np.all(np.diff(tr.times_ns) >= 0)
+    assert (np.median(tr.prompt), np.median(tr.output)) == (p50, o50)
+    assert tr.absolute == (fmt == "azure")
+
+
+def test_azure_timestamps_exact():
+    tr = read_trace(real("azure-llm-2023-code.csv"))
+    # 2023-11-16 18:17:03.9799600 UTC
+    assert tr.times_ns[0] == 1700158623_979960000
+    assert (tr.prompt[0], tr.output[0]) == (4808, 10)
+
+
+def test_mooncake_cached_prefix_matches_the_kv_model_figures():
+    """models/kv-transfer.toml was fitted to these: cached share 0.41 per request, 0.37 of all
+    prompt tokens, mean uncached 7,538 tokens."""
+    tr = read_trace(real("mooncake-conversation.jsonl"))
+    assert (tr.cached / tr.prompt).mean() == pytest.approx(0.409, abs=0.002)
+    assert tr.cached.sum() / tr.prompt.sum() == pytest.approx(0.374, abs=0.002)
+    assert (tr.prompt - tr.cached).mean() == pytest.approx(7538, abs=1)
+
+
+def test_cached_tokens_by_hand():
+    ids = pa.array([[0, 1, 2], [0, 1, 5], [0, 7, 1], [9], [], [0, 1, 2, 5]])
+    prompt = np.array([1500, 1200, 1300, 100, 10, 1600])
+    got = cached_tokens(ids, prompt)
+    # row 1: 0, 1 seen, 5 new -> 2 blocks; row 2: 0 seen, 7 new -> 1 (1 later does not count);
+    # row 5: every block seen -> the whole prompt
+    assert got.tolist() == [0, 1024, 512, 0, 0, 1600]
+    assert cached_tokens(pa.array([[0, 1], [0, 1]]), np.array([700, 700])).tolist() == [0, 700]
+
+
+def test_burstgpt_and_generic_formats(tmp_path):
+    b = tmp_path / "burst.csv"
+    b.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                 "5,ChatGPT,472,18,490,Conversation log\n0.5,GPT-4,1087,0,1087,API log\n")
+    tr = read_trace(b)
+    assert tr.format == "burstgpt" and tr.times_ns.tolist() == [500_000_000, 5 * 10**9]
+    assert tr.prompt.tolist() == [1087, 472] and tr.output.tolist() == [0, 18]
+    g = tmp_path / "g.csv"
+    g.write_text("time_ms,input_tokens,output_tokens,class,session,client\n"
+                 "20,5,6,chat,1,3\n10,7,8,coding,2,4\n")
+    tr = read_trace(g)
+    assert tr.times_ns.tolist() == [10**7, 2 * 10**7] and tr.cls.tolist() == ["coding", "chat"]
+    assert tr.session.tolist() == [2, 1] and tr.client.tolist() == [4, 3]
+    iso = tmp_path / "iso.csv"
+    iso.write_text("timestamp,prompt_tokens,output_tokens\n2026-01-01T00:00:01.5Z,1,2\n")
+    assert read_trace(iso).times_ns[0] == 1767225601_500000000
+    p = tmp_path / "g.parquet"
+    pq.write_table(pa.table({"time_s": [1.0, 0.25], "input_tokens": [3, 4], "output_tokens": [5, 6]}), p)
+    tr = read_trace(p)
+    assert tr.times_ns.tolist() == [250_000_000, 10**9] and tr.prompt.tolist() == [4, 3]
+
+
+@pytest.mark.parametrize("text, line, what", [
+    (AZURE_HEAD + "2023-11-16 18:17:03.97,12,3\n2023-11-16 18:17:04.0,x,3\n", 3, "ContextTokens"),
+    (AZURE_HEAD + "2023-11-16 18:17:03.97,12,3\n\n2023-13-16 18:17:04.0,1,3\n", 4, "TIMESTAMP"),
+    (AZURE_HEAD + "2023-11-16 18:17:03.97,12,3\n2023-11-16 18:17:04.0,1\n", 3, "fields"),
+    (AZURE_HEAD + "2023-11-16 18:17:03.97,-12,3\n", 2, "ContextTokens"),
+    ("time_s,input_tokens,output_tokens\n1,2,3\nnan,2,3\n", 3, "time_s"),
+])
+def test_bad_csv_names_the_line(tmp_path, text, line, what):
+    f = tmp_path / "t.csv"
+    f.write_text(text)
+    with pytest.raises(TrafficgenError) as e:
+        read_trace(f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("text, line, what", [
+    ('{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": [0]}\n{"timestamp": 1,', 2, "JSON"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 1}\n{"timestamp": 1, "output_length": 1}\n', 2, "input_length"),
+    ('{"timestamp": 0, "input_length": "5", "output_length": 1}\n', 1, "input_length"),
+])
+def test_bad_jsonl_names_the_line(tmp_path, text, line, what):
+    f = tmp_path / "t.jsonl"
+    f.write_text(text)
+    with pytest.raises(TrafficgenError) as e:
+        read_trace(f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+
+
+def test_wrong_columns_and_empty(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("a,b\n1,2\n")
+    with pytest.raises(TrafficgenError, match="expected columns time_s"):
+        read_trace(f)
+    f.write_text("")
+    with pytest.raises(TrafficgenError, match="empty"):
+        read_trace(f)
+
+
+_SETTINGS = settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _only_our_error(path):
+    try:
+        tr = read_trace(path)
+    except TrafficgenError as e:
+        msg = str(e)
+        assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+        return
+    assert len(tr) > 0 and np.all(np.diff(tr.times_ns) >= 0)
+    assert tr.prompt.dtype == np.int64 and (tr.prompt >= 0).all() and (tr.output >= 0).all()
+
+
+_CELL = st.one_of(st.integers(-5, 10**6).map(str), st.floats(allow_nan=True).map(str),
+                  st.text(alphabet=',."\n \t-:0123456789xZT', max_size=12),
+                  st.just("2023-11-16 18:17:03.9799600"))
+
+
+@_SETTINGS
+@given(rows=st.lists(st.lists(_CELL, min_size=1, max_size=4), max_size=6),
+       head=st.sampled_from([AZURE_HEAD, "time_s,input_tokens,output_tokens,session\n",
+                             "Timestamp,Request tokens,Response tokens\n", ""]))
+def test_csv_junk_is_one_error_line(tmp_path, rows, head):
+    f = tmp_path / "junk.csv"
+    f.write_text(head + "".join(",".join(r) + "\n" for r in rows))
+    _only_our_error(f)
+
+
+@_SETTINGS
+@given(data=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".jsonl", ".parquet"]))
+def test_binary_junk_is_one_error_line(tmp_path, data, suffix):
+    f = tmp_path / f"junk{suffix}"
+    f.write_bytes(data)
+    _only_our_error(f)
+
+
+@_SETTINGS
+@given(lines=st.lists(st.one_of(
+    st.fixed_dictionaries({"timestamp": st.one_of(st.integers(-10, 10**7), st.floats(), st.text(max_size=3)),
+                           "input_length": st.integers(-3, 10**6), "output_length": st.integers(0, 10**4),
+                           "hash_ids": st.lists(st.integers(0, 20), max_size=5)}),
+    st.text(max_size=20)), min_size=1, max_size=6))
+def test_jsonl_junk_is_one_error_line(tmp_path, lines):
+    import json
+    f = tmp_path / "junk.jsonl"
+    f.write_text("\n".join(json.dumps(x) if isinstance(x, dict) else x for x in lines) + "\n")
+    _only_our_error(f)
+
+
+def test_chunked_reading_is_the_same_and_finds_late_lines(tmp_path, monkeypatch):
+    import trafficgen.traces as traces
+    whole = read_trace(real("azure-llm-2023-code.csv"))
+    monkeypatch.setattr(traces, "CHUNK_BYTES", 8192)  # ~200 rows a chunk: 40-odd chunks
+    small = read_trace(real("azure-llm-2023-code.csv"))
+    for name in ("times_ns", "prompt", "output"):
+        assert np.array_equal(getattr(whole, name), getattr(small, name))
+    lines = real("azure-llm-2023-code.csv").read_text().splitlines()
+    lines[5000] = lines[5000].rsplit(",", 1)[0] + ",7q"
+    f = tmp_path / "late.csv"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrafficgenError, match=r"line 5001: GeneratedTokens: .*'7q'"):
+        read_trace(f)
+    lines[5000] = lines[5000].rsplit(",", 1)[0]  # a row one field short
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrafficgenError, match=r"line 5001: expected 3 fields, got 2"):
+        read_trace(f)

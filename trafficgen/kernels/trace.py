@@ -1,0 +1,75 @@
+"""Trace-driven sessions: the chat kernels' plan, with each turn's time and tokens given.
+
+``plan`` sizes the turns of sessions whose turn times (ns) and prompt and output tokens come
+from a trace, drawing everything else (time to first token, the reasoning share) with the same
+draw indices as ``kernels.chat.plan`` uses, so ``kernels.chat.fill`` then builds them as usual.
+``paths`` gives each session's path RTT exactly as ``fill`` will (for how early a connection
+must open). ``kv_uncached``: a transfer's uncached tokens from the trace's cached prefix, or,
+where the trace has none, from the scenario's prefix-cache model (``kernels.kv.draw``'s draws).
+"""
+import numpy as np
+from numba import njit
+
+from .chat import _keepalives, _turn_extras, client_rank, s_turns_of
+from .kv import D_HIT, D_NEW
+from .rng import derive, uniform
+from .sampling import sample
+
+
+@njit(cache=True, nogil=True)
+def paths(s_key, n_clients, client_skew, n_servers, paths_key, rtt_p, out_rtt):
+    """Per session: the RTT (ns) of its client-server path, as ``kernels.chat.fill`` draws it."""
+    for s in range(s_key.shape[0]):
+        k_s = s_key[s]
+        client = client_rank(uniform(k_s, 0), n_clients, client_skew)
+        server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
+        rtt = np.int64(sample(rtt_p, uniform(derive(paths_key, client * n_servers + server), 0)))
+        out_rtt[s] = max(rtt, np.int64(2))
+
+
+@njit(cache=True, nogil=True)
+def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, keepalive_every,
+         keepalive, tokens_per_chunk, has_ticket, r_think, r_ttft, r_reason, r_images, r_keep,
+         r_new, s_kept, s_conns, s_writes):
+    """Per turn (``t_at`` its request time, ``t_out`` its output tokens, int64[T]): the draws
+    and whether it opens a connection (the first turn, or one more than ``keepalive`` after
+    the turn before); every turn is kept. Per session: kept turns, connections, writes."""
+    for s in range(s_key.shape[0]):
+        k_s = s_key[s]
+        conns = writes = 0
+        nt = s_turns_of(s_turn0, s, t_at.shape[0])
+        for k in range(nt):
+            r = s_turn0[s] + k
+            think = t_at[r] - t_at[r - 1] if k > 0 else np.int64(0)
+            out = t_out[r]
+            reason = 0
+            if out > 1:
+                reason, _ = _turn_extras(k_s, k, out, reason_p, no_images)
+            r_think[r] = think
+            r_ttft[r] = np.int64(sample(ttft_p, uniform(k_s, 16 + 8 * k + 3)))
+            r_reason[r], r_images[r] = reason, 0
+            r_keep[r] = True
+            r_new[r] = k == 0 or think > keepalive
+            if r_new[r]:
+                conns += 1
+                writes += 4 + has_ticket
+            writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
+            writes += _keepalives(reason, mean_gap, keepalive_every)
+        s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes
+
+
+@njit(cache=True, nogil=True)
+def kv_uncached(keys, prompt, cached, prefix, hit_prob, hit_new, out):
+    """Uncached tokens (>= 1) per transfer: the prompt minus the trace's cached prefix where it
+    has one (``cached`` >= 0); else as the scenario's model draws it (every prompt's first
+    ``prefix`` tokens cached, with ``hit_prob`` a hit leaving ``hit_new`` tokens to prefill)."""
+    for t in range(keys.shape[0]):
+        p = prompt[t]
+        if cached[t] >= 0:
+            fresh = p - cached[t]
+        else:
+            k = keys[t]
+            fresh = p - prefix
+            if uniform(k, D_HIT) < hit_prob:
+                fresh = min(fresh, int(round(sample(hit_new, uniform(k, D_NEW)))))
+        out[t] = max(1, fresh)
