@@ -204,8 +204,11 @@ class Transmitter:
     def _warm_up(self) -> None:
         """Load the kernels now (from numba's cache, or compiled), not after the clock starts."""
         none = np.zeros(0, np.int64)
-        kt.send_paced(-1, np.zeros(1, np.uint8), none, none, none, 0, 0, 0, 0, 0, True, 0,
-                      self.msgs, self.iovs, self.tspec, self.hist, self.acc)
+        readonly = np.zeros(1, np.uint8)
+        readonly.flags.writeable = False  # e.g. np.frombuffer(bytes): numba types it apart
+        for frames in (np.zeros(1, np.uint8), readonly):
+            kt.send_paced(-1, frames, none, none, none, 0, 0, 0, 0, 0, True, 0,
+                          self.msgs, self.iovs, self.tspec, self.hist, self.acc)
         kt.sleep_until(self.tspec, 0)
         kt.now_ns(self.tspec)
 
