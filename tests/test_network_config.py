@@ -118,11 +118,10 @@ def test_section_is_optional_and_topology_mtu_still_reads():
     assert Scenario.from_dict(sc.to_dict()) == sc and "mtu" not in sc.to_dict()["topology"]
 
 
-def test_ipv6_is_refused_for_rocev2_classes():
+def test_quic_is_refused_for_rocev2():
     with pytest.raises(ConfigError) as e:
-        build_network({"ip": "6", "mtu": 1500, "macsec": False}, ("kv_transfer",),
-                      lambda k, p: ConfigError("<dict>", k, p))
-    assert e.value.key == "network.ip" and "ICRC" in e.value.problem
+        tg.load_scenario("kv-transfer", ["network.quic={kv_transfer=0.5}"])
+    assert e.value.key == "network.quic" and "kv_transfer" in e.value.problem
 
 
 wire_sections = st.fixed_dictionaries({

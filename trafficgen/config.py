@@ -687,7 +687,7 @@ def _build(data: dict, where: str) -> Scenario:
         raise ConfigError(where, "network.quic", "multimodal's RTP voice flows are UDP already: "
                           "set multimodal.voice.rtp_share = 0 to carry multimodal over QUIC")
     if "kv_transfer" in params:  # the IP MTU its RDMA path MTU must fit
-        _check_kv(params["kv_transfer"], net.mtu, where)
+        _check_kv(params["kv_transfer"], net.mtu - (20 if net.ip != "4" else 0), where)
     return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],

@@ -28,7 +28,8 @@ SECRET_KEYS = ("macsec_key",)
 IP_FAMILIES = ("4", "6", "dual")
 ENCAPS = ("none", "mpls", "vxlan", "gre", "srv6")
 ECN_NAMES = {"not-ect": 0, "ect1": 1, "ect0": 2, "ce": 3}
-IPV4_ONLY_CLASSES = ("kv_transfer",)  # RoCEv2: its ICRC covers the inner IP header (see README)
+IPV4_ONLY_CLASSES: tuple[str, ...] = ()  # none: RoCEv2's ICRC is made again over IPv6
+UDP_CLASSES = ("kv_transfer",)  # not TCP/TLS: never carried over QUIC
 MAX_LABELS = 8
 MAX_SEGMENTS = 15  # transit segments; the far headend's SID is added as the last one
 
@@ -244,12 +245,6 @@ def build_network(values: dict, classes: tuple[str, ...], fail: Callable[[str, s
     if values.get("macsec_key") is not None and not values["macsec"]:
         raise fail("network.macsec_key", "a key is given but network.macsec is false "
                    "(set network.macsec = true, or drop the key)")
-    if values["ip"] == "6":
-        for cls in IPV4_ONLY_CLASSES:
-            if cls in classes:
-                raise fail("network.ip", f"IPv6 for {cls} (RoCEv2) needs its ICRC recomputed "
-                           "over the IPv6 header, which is not supported: use ip = 4 or \"dual\" "
-                           f"({cls} flows stay on IPv4 under dual)")
     if values["ip"] != "4" and values["mtu"] < 1280:
         raise fail("network.mtu", f"IPv6 needs an MTU of at least 1280, got {values['mtu']}")
     per = {k: _by_class(values[k], SPEC[k](DEFAULTS[k]))
@@ -257,7 +252,7 @@ def build_network(values: dict, classes: tuple[str, ...], fail: Callable[[str, s
     if any(per["quic"]) and values["mtu"] < 1280:
         raise fail("network.mtu", f"QUIC needs an MTU of at least 1280, got {values['mtu']}")
     quic = list(per["quic"])
-    for cls in IPV4_ONLY_CLASSES:  # a share for every class means every TCP/TLS class
+    for cls in UDP_CLASSES:  # a share for every class means every TCP/TLS class
         if values["quic"].get(cls):
             raise fail("network.quic", f"{cls} is not a TCP/TLS class: its share must be 0")
         quic[CLASSES.index(cls)] = 0.0

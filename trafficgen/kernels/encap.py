@@ -16,6 +16,7 @@ from numba import njit
 
 from . import quic as kq
 from .frames import PCAP_REC, _fold, _put16, _put32, _sum16
+from .udp import ROCE_PORT, icrc_v6
 from .rng import GOLDEN, mix64
 
 ENCAP_NONE, ENCAP_MPLS, ENCAP_VXLAN, ENCAP_GRE, ENCAP_SRV6 = range(5)
@@ -104,6 +105,18 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
         out[q + 20 + k] = src[ip4 + 12 + k]
         out[q + 36 + k] = src[ip4 + 16 + k]
     _copy(out, q + 40, src, ip4 + 20, l4)
+    if proto == 17 and not quic and (_get16(out, q + 42) == ROCE_PORT or _get16(out, q + 40) == ROCE_PORT):
+        # RoCEv2: its ICRC covers the IP header, so it is made again over IPv6 (and the UDP
+        # checksum, which covers the ICRC, in full)
+        crc = icrc_v6(out, q, q + 40 + l4 - 4)
+        for k in range(4):
+            out[q + 40 + l4 - 4 + k] = (crc >> (8 * k)) & 0xFF
+        out[q + 46] = 0
+        out[q + 47] = 0
+        s = _sum16(out, q + 8, 32) + np.uint64(17) + np.uint64(l4) + _sum16(out, q + 40, l4)
+        c = _fold(s)
+        _put16(out, q + 46, 0xFFFF if c == 0 else c)
+        return 40 + l4
     if not quic and (proto == 6 or proto == 17):
         cs = q + 40 + (16 if proto == 6 else 6)
         old = _get16(out, cs)

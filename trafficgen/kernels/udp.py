@@ -152,6 +152,28 @@ def _icrc(out, ip, end):
 
 
 @njit(cache=True)
+def icrc_v6(out, ip, end):
+    """The ICRC of a RoCEv2 packet whose IPv6 header is at ``ip`` (UDP at ``ip + 40``, payload
+    up to ``end``, before the ICRC): traffic class, flow label, hop limit and the UDP checksum
+    masked to ones (IBTA Annex A17), as the value to store little-endian."""
+    c = np.int64(0xFFFFFFFF)
+    for _ in range(8):  # the masked LRH
+        c = _crc_byte(c, 0xFF)
+    for k in range(48):  # IPv6 and UDP headers, masked
+        b = out[ip + k]
+        if k == 0:
+            b = b | 0x0F  # the traffic class's high nibble
+        elif k == 1 or k == 2 or k == 3 or k == 7 or k == 46 or k == 47:
+            b = 0xFF
+        c = _crc_byte(c, b)
+    b = ip + 48
+    for k in range(12):  # BTH, its byte 4 masked
+        c = _crc_byte(c, 0xFF if k == 4 else out[b + k])
+    c = crc32_update(c, out, b + 12, end - b - 12)
+    return (~c) & 0xFFFFFFFF
+
+
+@njit(cache=True)
 def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, ack, plen,
               ipid, segoff, writelen, key, pool, pool_span):
     """IPv4 + UDP + payload at ``ip`` (just after the Ethernet header); returns the frame end.
