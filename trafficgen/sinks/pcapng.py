@@ -14,8 +14,8 @@ import numpy as np
 
 from ..kernels import pcapng as kn
 from ..schema import CLASSES, DIRECTIONS, PHASES
-from . import Sink, open_output
-from .pcap import LINKTYPE_ETHERNET, SNAPLEN, _BackgroundWriter, write_all
+from . import open_output
+from .pcap import LINKTYPE_ETHERNET, SNAPLEN, PcapSink, _BackgroundWriter, write_all
 
 SHB_TYPE, IDB_TYPE, BOM = 0x0A0D0D0A, 1, 0x1A2B3C4D
 OPT_COMMENT, SHB_USERAPPL, IF_NAME, IF_DESCRIPTION, IF_TSRESOL = 1, 4, 2, 3, 9
@@ -58,8 +58,9 @@ def header_blocks(scenario) -> bytes:
                                     f"(topology.capture = {side})"))
 
 
-class PcapngSink(Sink):
-    """Write batches (with frames) to a pcapng file or binary stream."""
+class PcapngSink(PcapSink):
+    """Write batches (with frames) to a pcapng file or binary stream (finished and aborted as
+    a pcap sink is)."""
 
     def __init__(self, dest, scenario, depth: int = 2, release=None):
         """``release(frames)``, if given, gets each batch's frame buffer once its blocks are
@@ -92,17 +93,3 @@ class PcapngSink(Sink):
         self._writer.put(out)
         self.rows += p.shape[0]
         self.bytes += space
-
-    def _finish(self) -> None:
-        self._writer.finish()
-        if not self._atomic:
-            self.stream.flush()
-
-    def abort(self) -> None:
-        try:
-            self._writer.finish()
-        except BaseException:  # noqa: BLE001 - already failing; the first error wins
-            pass
-        finally:
-            if self._atomic:
-                self._atomic.abort()
