@@ -60,7 +60,7 @@ def _voice_draws(n=3000, barge_in=0.0, speed=1.0):
     starts = np.zeros(n, np.int64)
     s = {k: np.empty(n, np.int64) for k in ("client", "server", "rtt", "rtp", "first", "end")}
     d = {k: getattr(v, k).params() for k in ("session", "user_spurt", "model_spurt", "latency", "pause")}
-    km.sessions(keys, starts, 100, 0.0, 2, key_of(1, 0xFFFF), sc.topology.rtt.params(), 4,
+    km.sessions(keys, starts, 100, 0.0, 2, key_of(1, 0xFFFF), *sc.topology.rtt_table(), 4,
                 d["session"], d["pause"], v.rtp_share, 2**62, s["client"], s["server"], s["rtt"],
                 s["rtp"], s["first"], s["end"])
     nx, last = np.empty(n, np.int64), np.empty(n, np.int64)

@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .dist import Dist, parse_dist
 from .errors import ConfigError
 from .arrivals import ArrivalSpec, parse_arrivals
@@ -31,6 +33,17 @@ from .network import PLAIN, Network
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
+
+
+@dataclass(frozen=True)
+class Site:
+    """An edge site where clients sit: its address pool, how many clients, and the RTT of its
+    paths to the services."""
+
+    name: str
+    clients: ipaddress.IPv4Network
+    client_count: int
+    rtt: Dist
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,31 @@ class Topology:
     capture: str  # a capture point: client, server, gateway, fabric or dci (CAPTURE_POINTS)
     gateway_mac: bytes
     ipv6_mss: bool = False  # some flows are IPv6: segments leave room for its 40-byte header
+    sites: tuple[Site, ...] = ()  # edge sites; empty: one site, ``clients`` with ``rtt``
+
+    def _sites(self) -> tuple[Site, ...]:
+        return self.sites or (Site("", self.clients, self.client_count, self.rtt),)
+
+    def rtt_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """For the kernels: each site's first client index (int64[n]) and its paths' RTT
+        distribution (float64[n, DIST_LEN]); client k belongs to the last site starting at or
+        before k."""
+        sites = self._sites()
+        counts = np.array([x.client_count for x in sites], np.int64)
+        first = np.zeros(len(sites), np.int64)
+        np.cumsum(counts[:-1], out=first[1:])
+        return first, np.stack([x.rtt.params() for x in sites])
+
+    def client_addresses(self, clients: np.ndarray) -> np.ndarray:
+        """IPv4 addresses (int64) of client indexes: the k-th client of a site is the k-th
+        host of its pool (after the network address where the pool has room)."""
+        first, _ = self.rtt_table()
+        sites = self._sites()
+        site = np.searchsorted(first, clients, "right") - 1
+        base = np.array([int(x.clients.network_address)
+                         + (1 if x.clients.num_addresses > x.client_count + 1 else 0)
+                         for x in sites], np.int64)
+        return base[site] + (np.asarray(clients, np.int64) - first[site])
 
     def side(self, cls: str) -> int | None:
         """The end of ``cls``'s connections the capture is on (0 client, 1 server), or None
@@ -198,7 +236,11 @@ class Scenario:
         """The topology as ``cls`` sees it: its own endpoints where its section gives them
         (a retrieval's clients are the gateways, an agent's the agent runtimes)."""
         own = self.endpoints.get(cls)
-        return dataclasses.replace(self.topology, **own) if own else self.topology
+        if not own:
+            return self.topology
+        if "clients" in own or "client_count" in own or "rtt" in own:
+            own = {**own, "sites": ()}  # a class with clients of its own is its own site
+        return dataclasses.replace(self.topology, **own)
 
     def __getattr__(self, name: str):
         """``scenario.chat``, ``scenario.coding``, ...: a class's parameters, or None."""
@@ -318,6 +360,32 @@ def _service(v) -> Service:
     return Service(**out)
 
 
+def _sites(v) -> tuple[Site, ...]:
+    """``[{ name = "hq", clients = "10.20.0.0/17", client_count = 1500, rtt = {...} }, ...]``."""
+    keys = {"name", "clients", "client_count", "rtt"}
+    if not isinstance(v, list) or not 1 <= len(v) <= 256:
+        raise ValueError("expected a list of 1 to 256 sites like { name = \"hq\", clients = "
+                         "\"10.20.0.0/17\", client_count = 1500, rtt = { median = \"20ms\", p90 = \"50ms\" } }")
+    out, names = [], set()
+    for i, site in enumerate(v):
+        if not isinstance(site, dict) or set(site) != keys:
+            raise ValueError(f"site {i + 1}: expected exactly the keys {', '.join(sorted(keys))}, got {site!r}")
+        try:
+            name = _str(pattern=r"[A-Za-z0-9_.\-]{1,64}")(site["name"])
+            net = _network(site["clients"])
+            count = _int_in(1, 1 << 24)(site["client_count"])
+            rtt = _dist("duration")(site["rtt"])
+        except ValueError as e:
+            raise ValueError(f"site {i + 1}: {e}") from None
+        if name in names:
+            raise ValueError(f"site name {name!r} is given twice")
+        if count > net.num_addresses:
+            raise ValueError(f"site {name!r}: {count} clients do not fit in {net}")
+        names.add(name)
+        out.append(Site(name, net, count, rtt))
+    return tuple(out)
+
+
 def _network(v) -> ipaddress.IPv4Network:
     if not isinstance(v, str):
         raise ValueError(f"expected an IPv4 network like '10.1.0.0/16', got {v!r}")
@@ -398,6 +466,7 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "server_port": _int_in(1, 65535), "ephemeral_ports": _port_range,
         "rtt": _dist("duration"), "bandwidth": _bounded(parse_bandwidth, 1e5, 1e12, lambda x: f"{x:g}bps"),
         "mtu": _int_in(576, 9216), "capture": _str(CAPTURE_POINTS), "gateway_mac": _mac,
+        "sites": _sites,
     },
     "chat": {
         "rate": _bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s"),
@@ -459,7 +528,7 @@ for _spec in [SECTIONS["chat"], SECTIONS["agentic"], SECTIONS["rag"]]:
 
 SECTIONS["network"] = _net.SPEC  # optional section: see trafficgen.network
 OPTIONAL = {"scenario": {"description", "base", "start_time"},
-            "topology": {"mtu"},  # moved to network.mtu; still read (see _legacy_mtu)
+            "topology": {"mtu", "sites"},  # mtu moved to network.mtu; still read (_legacy_mtu)
             "network": _net.OPTIONAL}
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
@@ -691,13 +760,23 @@ def _build(data: dict, where: str) -> Scenario:
     return Scenario(
         name=sc["name"], description=sc.get("description", ""), duration_ns=sc["duration"],
         seed=sc["seed"], start_ns=sc["start_time"],
-        topology=Topology(
-            clients=topo["clients"], client_count=topo["client_count"],
-            client_skew=topo["client_skew"], servers=topo["servers"],
-            server_port=topo["server_port"], ephemeral_ports=topo["ephemeral_ports"],
-            rtt=topo["rtt"], bandwidth_bps=topo["bandwidth"], mtu=net.mtu,
-            capture=topo["capture"], gateway_mac=topo["gateway_mac"], ipv6_mss=net.ip != "4"),
+        topology=Topology(**{
+            "clients": topo["clients"], "client_count": topo["client_count"],
+            "client_skew": topo["client_skew"], "servers": topo["servers"],
+            "server_port": topo["server_port"], "ephemeral_ports": topo["ephemeral_ports"],
+            "rtt": topo["rtt"], "bandwidth_bps": topo["bandwidth"], "mtu": net.mtu,
+            "capture": topo["capture"], "gateway_mac": topo["gateway_mac"],
+            "ipv6_mss": net.ip != "4", **_site_fields(topo.get("sites", ()))}),
         params=params, endpoints=endpoints, source=data, network=net)
+
+
+def _site_fields(sites: tuple[Site, ...]) -> dict:
+    """With edge sites, the topology's clients are theirs: their count, the first pool and RTT
+    (for what reads one of each; the kernels read every site's through ``rtt_table``)."""
+    if not sites:
+        return {}
+    return {"sites": sites, "client_count": sum(x.client_count for x in sites),
+            "clients": sites[0].clients, "rtt": sites[0].rtt}
 
 
 def _check_kv(kv: KVParams, ip_mtu: int, where: str) -> None:

@@ -169,9 +169,19 @@ def client_rank(u, n, skew):
     return min(max(int(x) - 1, 0), n - 1)
 
 
+@njit(cache=True, inline="always")
+def site_rtt(site_first, rtt_sites, client):
+    """The RTT distribution of ``client``'s site: the last site whose first client index is at
+    or before it (``Topology.rtt_table``)."""
+    k = 0
+    while k + 1 < site_first.shape[0] and site_first[k + 1] <= client:
+        k += 1
+    return rtt_sites[k]
+
+
 @njit(cache=True, nogil=True)
 def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_servers, paths_key,
-         itl_p, stall_prob, stall_p, rtt_p, keepalive, tokens_per_chunk, bytes_per_token,
+         itl_p, stall_prob, stall_p, site_first, rtt_sites, keepalive, tokens_per_chunk, bytes_per_token,
          req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
          mean_gap, keepalive_every, image_bytes_p, image_tokens_p,
          t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new,
@@ -185,7 +195,8 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
         client = client_rank(uniform(k_s, 0), n_clients, client_skew)
         server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
         s_client[s], s_server[s] = client, server
-        rtt = np.int64(sample(rtt_p, uniform(derive(paths_key, client * n_servers + server), 0)))
+        rtt = np.int64(sample(site_rtt(site_first, rtt_sites, client),
+                              uniform(derive(paths_key, client * n_servers + server), 0)))
         c = s_conn0[s] - 1
         w = s_write0[s]
         r = s_req0[s]

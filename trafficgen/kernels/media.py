@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from ..schema import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
-from .chat import _write, client_rank, tls_wire
+from .chat import _write, client_rank, site_rtt, tls_wire
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_REQ, W_TURN
@@ -93,7 +93,7 @@ def timeline(k, t_first, s_end, owd, speed, user_p, model_p, lat_p, pause_p, bar
 
 
 @njit(cache=True, nogil=True)
-def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, rtt_p, setup_rtts,
+def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, setup_rtts,
              session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp, s_first,
              s_end):
     """Per session: client, server, path RTT, transport (1 = RTP), when the user first speaks
@@ -102,7 +102,8 @@ def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, rtt_p
         k = s_key[s]
         client = client_rank(uniform(k, 0), n_clients, client_skew)
         server = min(int(uniform(k, 1) * n_servers), n_servers - 1)
-        rtt = max(np.int64(sample(rtt_p, uniform(derive(paths_key, client * n_servers + server), 0))),
+        rtt = max(np.int64(sample(site_rtt(site_first, rtt_sites, client),
+                                  uniform(derive(paths_key, client * n_servers + server), 0))),
                   np.int64(2))
         s_client[s], s_server[s], s_rtt[s] = client, server, rtt
         s_rtp[s] = 1 if uniform(k, 3) < rtp_share else 0

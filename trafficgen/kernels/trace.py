@@ -10,20 +10,21 @@ where the trace has none, from the scenario's prefix-cache model (``kernels.kv.d
 import numpy as np
 from numba import njit
 
-from .chat import _keepalives, _turn_extras, client_rank, s_turns_of
+from .chat import _keepalives, _turn_extras, client_rank, s_turns_of, site_rtt
 from .kv import D_HIT, D_NEW
 from .rng import derive, uniform
 from .sampling import sample
 
 
 @njit(cache=True, nogil=True)
-def paths(s_key, n_clients, client_skew, n_servers, paths_key, rtt_p, out_rtt):
+def paths(s_key, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, out_rtt):
     """Per session: the RTT (ns) of its client-server path, as ``kernels.chat.fill`` draws it."""
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         client = client_rank(uniform(k_s, 0), n_clients, client_skew)
         server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
-        rtt = np.int64(sample(rtt_p, uniform(derive(paths_key, client * n_servers + server), 0)))
+        rtt = np.int64(sample(site_rtt(site_first, rtt_sites, client),
+                              uniform(derive(paths_key, client * n_servers + server), 0)))
         out_rtt[s] = max(rtt, np.int64(2))
 
 

@@ -43,7 +43,7 @@ class ChatModel(SessionModel):
         self.dists = {name: getattr(p, name).params() for name in
                       ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall",
                        "reasoning", "images", "image_bytes", "image_tokens")}
-        self.rtt_params = topo.rtt.params()
+        self.rtt_params = topo.rtt_table()  # (first client of each site, its RTT distribution)
         self.templates, self.flight_wire, self.ticket_wire = tls_setup(p)
         self.nominal_rtt = int(topo.rtt.quantile(0.5))
         self.mean_gap = int(round((1 - p.stall_prob) * p.itl.mean() + p.stall_prob * p.stall.mean()))
@@ -89,7 +89,7 @@ class ChatModel(SessionModel):
         wd = np.empty((W, WF_COLS), np.int64)
         kc.fill(s_key, turn0, _offsets(s_kept), _offsets(s_conns), _offsets(s_writes),
                 topo.client_count, topo.client_skew, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
-                d["stall"], self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
+                d["stall"], *self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
                 p.request_overhead_bytes, p.chunk_overhead_bytes, p.client_hello_bytes,
                 self.flight_wire, self.ticket_wire, self.mean_gap, p.keepalive_every,
                 d["image_bytes"], d["image_tokens"],

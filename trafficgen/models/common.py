@@ -171,13 +171,11 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
                       fbytes, fpk)
     sess = c["session"][conns]
     clients = s_client[sess]
-    net = int(topo.clients.network_address)
-    room = 1 if topo.clients.num_addresses > topo.client_count + 1 else 0
     flows["flow_id"] = np.arange(nf)
     flows["session_id"] = sess
     flows["class"] = class_id
     flows["start_ns"], flows["end_ns"] = start, end
-    flows["src_ip"] = net + room + clients
+    flows["src_ip"] = topo.client_addresses(clients)
     if "dst_ip" in c:  # per connection (chains: services and tool servers)
         flows["dst_ip"], flows["dst_port"] = c["dst_ip"][conns], c["dst_port"][conns]
     else:

@@ -68,14 +68,14 @@ class MediaModel:
         self.fd = {k: getattr(f, k).params() for k in
                    ("session", "frame_bytes", "reply_every", "reply_tokens", "latency")}
         self.itl = p.itl.params()
-        self.rtt_params = self.topo.rtt.params()
+        self.rtt_params = self.topo.rtt_table()  # (first client of each site, its RTT)
         self.warmup_ns = 0
 
     def _sessions(self, keys, starts, pause_p, rtp_share, session_p):
         n, t = keys.shape[0], self.topo
         out = {k: np.empty(n, np.int64) for k in ("client", "server", "rtt", "rtp", "first", "end")}
         km.sessions(keys, starts, t.client_count, t.client_skew, len(t.servers), self.paths_key,
-                    self.rtt_params, SETUP_RTTS, session_p, pause_p, rtp_share,
+                    *self.rtt_params, SETUP_RTTS, session_p, pause_p, rtp_share,
                     self.scenario.duration_ns, out["client"],
                     out["server"], out["rtt"], out["rtp"], out["first"], out["end"])
         out["start"] = starts
@@ -193,9 +193,7 @@ class MediaModel:
         km.rtp_rows(*args, counts, counts, np.empty(0, SCHED_DTYPE), 0)
         rows = np.empty(int(counts.sum()), SCHED_DTYPE)
         km.rtp_rows(*args, offsets(counts), counts, rows, 1)
-        net = int(t.clients.network_address)
-        room = 1 if t.clients.num_addresses > t.client_count + 1 else 0
-        flows = {"session": vs["sess"][rs], "src_ip": net + room + vs["client"][rs],
+        flows = {"session": vs["sess"][rs], "src_ip": t.client_addresses(vs["client"][rs]),
                  "dst_ip": np.asarray(t.servers, np.int64)[vs["server"][rs]],
                  "dst_port": np.full(n, v.rtp_port), "client_id": vs["client"][rs]}
         xr = _runs(ex["x0"][rs], nx)

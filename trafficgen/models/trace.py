@@ -83,7 +83,7 @@ class TraceChatModel(ChatModel):
         derive_range(key_of(scenario.seed, self.class_id, TRACE_ID), 0, self.s_key)
         s_rtt = np.empty(n, np.int64)
         kt.paths(self.s_key, self.topo.client_count, self.topo.client_skew, len(self.topo.servers),
-                 self.paths_key, self.rtt_params, s_rtt)
+                 self.paths_key, *self.rtt_params, s_rtt)
         self.s_rtt = s_rtt
         first_t = self.t_at[self.s_turn0] if n else np.empty(0, np.int64)
         s_open = first_t - self.lead(s_rtt)
