@@ -11,7 +11,8 @@ times and bytes) but never sorted, merged or written. Reported: requests, the pa
 them, wall seconds, and simulated seconds per wall second (how many times faster than real
 time). The day of the mix starts at midnight on the scenario clock, so its human classes
 trace the daily cycle (about 9:1 from afternoon to small hours) while agents stay flat.
-A warm-up run first loads numba's cache, so the figures are steady-state.
+A 10 s warm-up of every scenario first loads numba's cache (or compiles it, on a fresh
+install), so the figures are steady-state.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="tg-bench-models-") as tmp:
         folder = Path(tmp)
-        run("chat", "10s", folder)  # warm-up: numba's cache
+        for name in CLASSES:  # warm-up: numba's cache (compiled on a fresh install)
+            run(name, "10s", folder)
         for name in CLASSES:
             rows.append(run(name, per_class, folder))
         rows.append(run("enterprise-mix", day, folder))
