@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 import trafficgen as tg
+from trafficgen.schema import CLASS_CODE as CLASS_CODE_
 from trafficgen.stats import arrival_stats
 
 from .test_chat_model import traces_dir
@@ -86,7 +87,8 @@ def per_request(packets, mask, values, n):
 
 @pytest.fixture(scope="module")
 def reasoning_run():
-    sc = tg.load_scenario("reasoning", ["reasoning.rate=20/s", "topology.capture=server"],
+    sc = tg.load_scenario("reasoning", ["reasoning.rate=20/s", "topology.capture=server",
+                                        "reasoning.retrieval_share=0"],  # its own rows only
                           duration="3m", seed=3)
     return (sc, *tables(sc))
 
@@ -319,3 +321,44 @@ def test_rag_service_latency_at_the_server(rag_run):
         assert stats.kstest(lat, lognormal_cdf(svc.latency)).pvalue > 1e-3, code
     wrong = (req[req["kind"] == 2]["first_byte_ns"] - last_up[req[req["kind"] == 2]["request_id"]]) * 1.3
     assert stats.kstest(wrong, lognormal_cdf(sc.rag.embed.latency)).pvalue < 1e-3
+
+
+FANOUT = ["reasoning.rate=6/s", "reasoning.retrieval_share=0.4", "reasoning.retrieval_lookups=2",
+          'reasoning.retrieval_gap={median="800ms", p90="3s"}']
+
+
+def test_reasoning_requests_fan_out_to_rag_lookups():
+    """A share of reasoning requests start retrieval chains at the gateway (rag class): as many
+    chains as the share says, ``retrieval_lookups`` lookups each on average, each chain's first
+    lookup right after a reasoning request's first byte."""
+    sc = tg.load_scenario("reasoning", FANOUT + ["topology.capture=gateway"], duration="3m", seed=7)
+    _, req = tables(sc)
+    reasoning = req[req["class"] == CLASS_CODE_["reasoning"]]
+    rag = req[req["class"] == CLASS_CODE_["rag"]]
+    embeds = rag[rag["kind"] == 2]
+    chains = np.unique(embeds["session_id"])
+    n = reasoning.shape[0]
+    assert chains.shape[0] == pytest.approx(0.4 * n, abs=4 * math.sqrt(0.24 * n))
+    assert embeds.shape[0] / chains.shape[0] == pytest.approx(2.0, rel=0.15)
+    first = np.array([embeds["start_ns"][embeds["session_id"] == c].min() for c in chains])
+    starts = np.sort(reasoning["start_ns"])
+    before = starts[np.searchsorted(starts, first, "right") - 1]
+    # (the nearest request before a chain is its own but where another started in between)
+    assert np.mean(first - before >= 5_000_000) > 0.9 and np.median(first - before) < 50_000_000
+    # none at the client edge (east-west), and none without a share
+    client = tables(tg.load_scenario("reasoning", FANOUT, duration="30s", seed=7))[1]
+    assert not (client["class"] == CLASS_CODE_["rag"]).any()
+    plain = tables(tg.load_scenario("reasoning", ["topology.capture=gateway", "reasoning.retrieval_share=0"],
+                                    duration="30s", seed=7))[1]
+    assert not (plain["class"] == CLASS_CODE_["rag"]).any()
+
+
+def test_fan_out_is_window_independent(tmp_path):
+    import hashlib
+    sc = tg.load_scenario("reasoning", FANOUT + ["topology.capture=server"], duration="70s", seed=2)
+    digests = []
+    for k, w in enumerate(("10s", "45s")):
+        path = tmp_path / f"{k}.pcap"
+        tg.generate(sc, pcap=path, window=w)
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

@@ -123,6 +123,9 @@ class ChatParams:
     images: Dist  # images per request (0: none)
     image_bytes: Dist  # bytes per image before base64
     image_tokens: Dist  # prompt tokens per image
+    retrieval_share: float  # share of requests that fan out to RAG lookups (0: none)
+    retrieval_lookups: float  # mean lookups (retrieval chains) per such request, geometric
+    retrieval_gap: Dist  # between a request's lookups
 
 
 @dataclass(frozen=True)
@@ -483,6 +486,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "reasoning": _dist_within(0.0, 1.0), "keepalive_every": _duration_or_zero(3600 * 10**9),
         "images": _dist_within(0, 64), "image_bytes": _dist("bytes", positive=False),
         "image_tokens": _dist("count", positive=False),
+        "retrieval_share": _float_in(0.0, 1.0), "retrieval_lookups": _float_in(1.0, 100.0),
+        "retrieval_gap": _dist("duration", positive=False),
     },
 }
 SECTIONS["kv_transfer"] = {
@@ -533,7 +538,8 @@ OPTIONAL = {"scenario": {"description", "base", "start_time"},
 DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
             "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
-                     "images": 0, "image_bytes": 0, "image_tokens": 0},
+                     "images": 0, "image_bytes": 0, "image_tokens": 0, "retrieval_share": 0.0,
+                     "retrieval_lookups": 1.0, "retrieval_gap": 0},
             "kv_transfer": {"arrivals": {"process": "poisson"}},
             "network": _net.DEFAULTS}
 

@@ -111,6 +111,9 @@ class Engine:
         self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
         self.batch_packets = batch_packets
         self.models = make_models(scenario, CombinedTemplates.PER_MODEL)
+        # several schedules per window (several models, or one that makes several): ids go
+        # block by block, so windows are whole blocks
+        self.blockwise = len(self.models) > 1 or any(getattr(m, "several", False) for m in self.models)
         self.packets = packets
         self.templates = CombinedTemplates([m.templates for m in self.models])
         self.window_ns = int(window_ns)
@@ -130,7 +133,7 @@ class Engine:
         """The generation windows [t0, t1) (ns from the capture start), warm-up first. With
         several models, whole arrival blocks (see ``_generate``)."""
         w = self.window_ns
-        if len(self.models) > 1:
+        if self.blockwise:
             w = -(-w // BLOCK_NS) * BLOCK_NS
         warmup = max((m.warmup_ns for m in self.models), default=0)
         for k in range(-(warmup // w) - (1 if warmup % w else 0), -(-self.sc.duration_ns // w)):
@@ -141,13 +144,19 @@ class Engine:
         given in the order of this list, so with several models it goes block by block (the
         models' 60 s arrival blocks), each block model by model: the same order whatever
         the window, as a single model's session-start order is."""
-        if len(self.models) == 1:
+        if not self.blockwise:
             m = self.models[0]
-            return [m.window(max(t0, -m.warmup_ns), t1)] if t1 > -m.warmup_ns else []
+            if t1 <= -m.warmup_ns:
+                return []
+            ep = m.window(max(t0, -m.warmup_ns), t1)
+            return ep if isinstance(ep, list) else [ep]
         out = []
         for b0 in range(t0 - t0 % BLOCK_NS, t1, BLOCK_NS):
             lo, hi = max(b0, t0), min(b0 + BLOCK_NS, t1)
-            out += [m.window(max(lo, -m.warmup_ns), hi) for m in self.models if hi > -m.warmup_ns]
+            for m in self.models:
+                if hi > -m.warmup_ns:
+                    ep = m.window(max(lo, -m.warmup_ns), hi)
+                    out += ep if isinstance(ep, list) else [ep]  # a model may make several
         return out
 
     def _prefetched(self) -> Iterator[tuple[int, int, list]]:

@@ -74,8 +74,11 @@ class ChainModel(SessionModel):
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1)."""
+        return self.window_for(*self.sessions(t0, t1))
+
+    def window_for(self, s_key: np.ndarray, starts: np.ndarray) -> EpochSchedule:
+        """The same for given sessions: their keys and start times (model clock, in order)."""
         p = self.params
-        s_key, starts = self.sessions(t0, t1)
         n = s_key.shape[0]
         s_client, s_calls, s_conns = (np.zeros(n, np.int64) for _ in range(3))
         self._walk(False, s_key, starts, s_client, s_calls, s_conns,

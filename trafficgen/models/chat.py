@@ -50,6 +50,12 @@ class ChatModel(SessionModel):
         # Conversations last minutes: start this early so the capture opens in steady state
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
+        # a share of the requests fan out to RAG lookups, where retrievals are seen
+        self.fanout = None
+        if p.retrieval_share > 0 and scenario.topology.side("rag") is not None:
+            from .fanout import Fanout
+            self.fanout = Fanout(scenario, cls, layout_base)
+        self.several = self.fanout is not None  # the engine then goes block by block
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
@@ -70,7 +76,8 @@ class ChatModel(SessionModel):
                 p.keepalive, p.tokens_per_chunk, 1 if self.ticket_wire else 0, self.nominal_rtt,
                 t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
                 t_keep, t_new, s_kept, s_conns, s_writes)
-        return self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
+        ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
+        return [ep, self.fanout.lookups(s_key, ep)] if self.fanout is not None else ep
 
     def build(self, s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes,
               adjust=None) -> EpochSchedule:
