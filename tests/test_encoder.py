@@ -22,22 +22,14 @@ from trafficgen.kernels.rng import fill_bytes
 from trafficgen.schema import ACK, FIN, PSH, RST, SCHED_DTYPE, SYN
 from trafficgen.tls import Templates
 
+from .netwalk import csum as rfc1071  # the Internet checksum, the textbook way
+
 POOL = np.empty((1 << 18) + 65536, np.uint8)
 fill_bytes(0x5EED, POOL)
 TEMPLATES = Templates(1750, 4600)  # the chat scenario's handshake sizes
 GW_MAC = np.frombuffer(bytes.fromhex("0a0000000001"), np.uint8).copy()
 REC_SPAN = 16384 + 22
 GOLDEN = "chat 4/s 3s seed 3 (see test_golden_bytes)"
-
-
-def rfc1071(data: bytes) -> int:
-    """The Internet checksum, the textbook way: 16-bit big-endian words, end-around carry."""
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 flows_st = st.lists(
