@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator
 
 from .config import Scenario, load_scenario
-from .engine import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, MIN_WINDOW_NS, Batch, BufferPool, Engine
+from .engine import (DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS, MIN_WINDOW_NS, Batch,
+                     BufferPool, Engine)
 from .errors import TrafficgenError
 from .sinks import check_writable, is_special
 from .units import parse_duration
@@ -25,7 +26,7 @@ from .sinks.parquet import ParquetSink
 from .sinks.pcap import PcapSink
 from .sinks.pcapng import PcapngSink
 
-__all__ = ["load_scenario", "batches", "generate", "Batch"]
+__all__ = ["load_scenario", "batches", "generate", "Batch", "open_sinks"]
 
 
 def _window_ns(window) -> int:
@@ -55,11 +56,11 @@ def batches(scenario: Scenario | str | dict, *, frames: bool = True,
 
 
 def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
-            packets: bool = True) -> Engine:
+            packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
     if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
         raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
     return Engine(scenario, frames=frames, batch_packets=batch_packets,
-                  window_ns=_window_ns(window), alloc=alloc, packets=packets)
+                  window_ns=_window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads)
 
 
 def _check_outputs(paths: dict[str, object]) -> None:
@@ -89,9 +90,57 @@ def _capture_format(pcap) -> str | None:
     raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap or .pcapng")
 
 
+class SinkSet(list):
+    """The sinks of a run's outputs (``capture``, ``flows``, ``requests``, ``packets``: paths or
+    binary file objects, or ``None``), as one: ``write(batch)`` to each; ``finish()`` makes every
+    file whole under its temporary name, then renames them all; an error aborts them all."""
+
+    def write(self, batch) -> None:
+        for sink in self:
+            sink.write(batch)
+
+    def finish(self) -> None:
+        for sink in self:
+            sink.finish()
+        for sink in self:
+            sink.commit()
+
+
+@contextmanager
+def open_sinks(scenario: Scenario, outputs: dict, release=None) -> Iterator[SinkSet]:
+    fmt = _capture_format(outputs.get("capture"))
+    with ExitStack() as stack:
+        sinks = SinkSet()
+        pcap = outputs.get("capture")
+        if fmt == "pcapng":
+            sinks.append(stack.enter_context(PcapngSink(pcap, scenario, release=release)))
+        elif pcap is not None:
+            sinks.append(stack.enter_context(PcapSink(pcap, release=release)))
+        for table in ("flows", "requests", "packets"):
+            if outputs.get(table) is not None:
+                sinks.append(stack.enter_context(ParquetSink(outputs[table], table, scenario)))
+        yield sinks
+
+
+def _workers(workers, scheduler) -> int | None:
+    """0: the Dask cluster; None: this process, with its generation threads; N: N workers (1:
+    this process on one generation thread, the unit of the scaling figures)."""
+    if scheduler is not None:
+        if workers is not None:
+            raise TrafficgenError("--workers and --scheduler: the cluster's workers do the work; "
+                                  "give one of the two")
+        return 0
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TrafficgenError(f"workers: expected a whole number >= 1, got {workers!r}")
+    return workers
+
+
 def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests=None,
              packets=None, batch_packets: int = DEFAULT_BATCH_PACKETS,
-             window: int | str = DEFAULT_WINDOW_NS, progress: Callable[[int, int], None] | None = None) -> dict:
+             window: int | str = DEFAULT_WINDOW_NS, progress: Callable[[int, int], None] | None = None,
+             workers: int | None = None, scheduler=None, shards: bool = False) -> dict:
     """Generate a scenario into the given sinks (paths or binary file objects).
 
     Frames are built only when ``pcap`` is given; a path ending in ``.pcapng`` is written as
@@ -99,30 +148,40 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     and renamed when whole; on any error none of them appears. A capture path that is an
     existing FIFO or device (``/dev/null``) is written in place. ``progress(done_ns, total_ns)``
     is called as the stream advances. Returns a report dict (counts, bytes, seconds).
+
+    ``workers``: local processes to spread the work over (default 1: this process alone);
+    ``scheduler``: a Dask scheduler's address (or a ``distributed.Client``) to run it on
+    instead. ``shards``: every output path names a new folder of one file per partition (the
+    sessions that start in one minute), readable as one dataset. None of the three changes a
+    byte of the output (see ``trafficgen.parallel``).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
+    n_workers = _workers(workers, scheduler)
     outputs = {"capture": pcap, "flows": flows, "requests": requests, "packets": packets}
+    if shards:
+        return _generate_shards(scenario, outputs, n_workers, scheduler, batch_packets, window,
+                                progress)
     _check_outputs(outputs)
-    fmt = _capture_format(pcap)
+    _capture_format(pcap)
     buffers = BufferPool()  # frame buffers go back to the pool once written
     # without a capture or a packet table, the packets are counted but never sorted or merged
     with_packets = pcap is not None or packets is not None
-    engine = _engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets)
     t0 = time.perf_counter()
+    par: dict = {}
+    if n_workers in (None, 1):
+        source = _engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets,
+                         gen_threads=1 if n_workers == 1 else GEN_WORKERS)
+    else:
+        _engine(scenario, False, batch_packets, window)  # the arguments' checks
+        from .parallel import Options, merged_batches
+        opts = Options(pcap is not None, with_packets, _window_ns(window), batch_packets)
+        source = merged_batches(scenario, opts, workers=n_workers, scheduler=scheduler, stats=par,
+                                alloc=buffers.get)
     totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
-    with ExitStack() as stack:
-        sinks = []
-        if fmt == "pcapng":
-            sinks.append(stack.enter_context(PcapngSink(pcap, scenario, release=buffers.release)))
-        elif pcap is not None:
-            sinks.append(stack.enter_context(PcapSink(pcap, release=buffers.release)))
-        for table, dest in (("flows", flows), ("requests", requests), ("packets", packets)):
-            if dest is not None:
-                sinks.append(stack.enter_context(ParquetSink(dest, table, scenario)))
-        for batch in engine:
-            for sink in sinks:
-                sink.write(batch)
+    with open_sinks(scenario, outputs, buffers.release) as sinks:
+        for batch in source:
+            sinks.write(batch)
             if with_packets:
                 totals["packets"] += batch.packets.shape[0]
                 totals["wire_bytes"] += int(batch.packets["wire_len"].sum())
@@ -134,11 +193,12 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
             totals["requests"] += batch.requests.shape[0]
             if progress is not None:
                 progress(batch.progress_ns, scenario.duration_ns)
-        for sink in sinks:  # every file whole under its temporary name before any is renamed
-            sink.finish()
-        for sink in sinks:
-            sink.commit()
-    elapsed = time.perf_counter() - t0
+        sinks.finish()  # every file whole under its temporary name before any is renamed
+    return _report(scenario, totals, time.perf_counter() - t0, outputs,
+                   workers=par.get("workers", n_workers or 1), **({"merge_s": par["merge_s"]} if par else {}))
+
+
+def _report(scenario, totals: dict, elapsed: float, outputs: dict, **extra) -> dict:
     return {
         "scenario": scenario.name, "seed": scenario.seed,
         "duration_s": scenario.duration_ns / 1e9, **totals,
@@ -146,4 +206,39 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         "packets_per_s": round(totals["packets"] / elapsed) if elapsed > 0 else None,
         "outputs": {k: os.fspath(v) for k, v in outputs.items()
                     if v is not None and not hasattr(v, "write")},
+        **extra,
     }
+
+
+SHARD_NAME = "part-{:05d}"
+
+
+def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_packets, window,
+                     progress) -> dict:
+    """Every output a new folder of one file per partition, staged under a hidden name in the
+    same parent and renamed into place when every shard of every output is whole."""
+    from .parallel import Options, write_shards
+    from .sinks import StagedFolder
+    given = {k: v for k, v in outputs.items() if v is not None}
+    if not given:
+        raise TrafficgenError("--shards: nothing to write")
+    for what, dest in given.items():
+        if hasattr(dest, "write") or os.fspath(dest) == "-":
+            raise TrafficgenError(f"--shards: the {what} output must be a folder path, not a stream")
+    _engine(scenario, False, batch_packets, window)  # the arguments' checks
+    suffix = {"capture": "pcapng" if os.fspath(given.get("capture", "")).lower().endswith(".pcapng")
+              else "pcap", "flows": "parquet", "requests": "parquet", "packets": "parquet"}
+    t0 = time.perf_counter()
+    with ExitStack() as stack:
+        folders = {k: stack.enter_context(StagedFolder(v, what=k)) for k, v in given.items()}
+        paths_of = (lambda i: {k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
+                               for k, f in folders.items()})
+        opts = Options("capture" in given, "capture" in given or "packets" in given,
+                       _window_ns(window), batch_packets)
+        parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers),
+                                   scheduler=scheduler, progress=progress)
+        for f in folders.values():
+            f.commit()
+    totals = {k: sum(p[k] for p in parts) for k in ("packets", "wire_bytes", "flows", "requests")}
+    return _report(scenario, totals, time.perf_counter() - t0, outputs, workers=used,
+                   shards=len(parts))

@@ -27,6 +27,9 @@ EXAMPLES = {
   trafficgen generate chat -t network.encap=vxlan -t network.vlan=100 -o lab.pcapng
   trafficgen generate coding --trace azure-code.csv --requests r.parquet   # one request per row
   trafficgen generate chat --trace mooncake.jsonl --time-scale 0.5 --duration 10m -o m.pcap
+  trafficgen generate enterprise-mix --duration 1h --workers 8 -o mix.pcap   # same bytes as 1
+  trafficgen generate chat --duration 24h --shards -o day.pcap --flows flows.parquet
+  trafficgen generate chat --duration 1h --scheduler tcp://10.0.0.5:8786 -o chat.pcap
 """ + LIVE_EXAMPLE,
     "replay": REPLAY_EXAMPLE,
     "inspect": """examples:
@@ -94,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --trace: multiply the trace's times by X (2 stretches, 0.5 compresses)")
     g.add_argument("--trace-format", choices=("azure", "mooncake", "burstgpt", "generic"),
                    help="with --trace: the format, if not told from the file")
+    g.add_argument("--workers", metavar="N", type=_workers_arg,
+                   help="processes to spread the work over (default: the machine's cores, for "
+                        "runs of 5 minutes or more; shorter runs stay in this process); never "
+                        "changes the output")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler's workers "
+                   "instead (e.g. tcp://10.0.0.5:8786; pip install 'trafficgen[dask]')")
+    g.add_argument("--shards", action="store_true", help="each output path names a new folder "
+                   "of one file per minute of session starts (day.pcap/part-00000.pcap, ...; "
+                   "flows.parquet/ reads as one dataset) instead of one merged file")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
     g.add_argument("--iface", metavar="IF", help="send the frames onto this interface as they "
@@ -137,6 +149,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _workers_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes >= 1, got {text!r}")
+    return n
+
+
+AUTO_WORKERS_MIN_NS = 5 * 60 * 10**9  # shorter runs: starting workers costs more than it saves
+
+
+def _auto_workers(args, scenario) -> int | None:
+    if args.workers is not None or args.scheduler is not None:
+        return args.workers
+    from .parallel import default_workers
+    n = default_workers()
+    if n < 2 or (scenario.duration_ns < AUTO_WORKERS_MIN_NS and not args.shards):
+        return None if not args.shards else 1
+    return n
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text, 0)
@@ -162,6 +197,7 @@ class _Progress:
         self.bar = None
         if enabled:
             from tqdm import tqdm
+            tqdm.monitor_interval = 0  # no monitor thread: worker processes fork from this one
             self.bar = tqdm(total=round(total_ns / 1e9, 3), unit="s", unit_scale=False,
                             desc="loading kernels", file=sys.stderr, leave=False,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
@@ -186,6 +222,9 @@ def cmd_generate(args) -> int:
     from .replay_cli import check_rate_needs_iface, cmd_generate_live
     check_rate_needs_iface(args)
     if args.iface is not None:
+        if args.workers is not None or args.scheduler is not None or args.shards:
+            raise TrafficgenError("--iface sends the frames as they are generated, in this process: "
+                                  "--workers, --scheduler and --shards go with files")
         return cmd_generate_live(args, load_scenario(args.scenario, args.overrides,
                                                      duration=duration, seed=seed))
     if not any((args.output, args.flows, args.requests, args.packets)):
@@ -205,10 +244,14 @@ def cmd_generate(args) -> int:
         raise TrafficgenError("--time-scale and --trace-format go with --trace FILE")
     else:
         scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
+    if args.shards and capture is not args.output:
+        raise TrafficgenError("--shards: -o names a folder of captures, not standard output")
     progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
-                          packets=args.packets, window=args.window, progress=progress)
+                          packets=args.packets, window=args.window, progress=progress,
+                          workers=_auto_workers(args, scenario), scheduler=args.scheduler,
+                          shards=args.shards)
     finally:
         progress.close()
     if capture is not args.output:
@@ -223,7 +266,9 @@ def cmd_generate(args) -> int:
         print(f"wrote {outs}: {report['packets']:,} packets, {report['wire_bytes'] / 1e6:,.1f} MB "
               f"on the wire, {report['flows']:,} flows, {report['requests']:,} requests "
               f"({report['duration_s']:g} s of '{report['scenario']}', seed {report['seed']}) "
-              f"in {report['elapsed_s']:.1f} s", file=say)
+              f"in {report['elapsed_s']:.1f} s"
+              + (f" on {report['workers']} workers" if report.get("workers", 1) > 1 else "")
+              + (f", {report['shards']} shards each" if "shards" in report else ""), file=say)
     return 0
 
 

@@ -33,6 +33,7 @@ from .schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
 DEFAULT_WINDOW_NS = 10 * 10**9
 BLOCK_NS = ARRIVAL_BLOCK_NS  # the models' arrival blocks: ids go block by block
+PARTITION_NS = BLOCK_NS  # the unit of work spread over processes (see Engine.partitions)
 MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
 GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
 DEFAULT_BATCH_PACKETS = 1 << 16
@@ -61,6 +62,20 @@ class Batch:
     def frame(self, i: int) -> bytes:
         o = int(self.offsets[i])
         return self.frames[o:o + int(self.packets["wire_len"][i])].tobytes()
+
+
+ID_KINDS = ("flow", "session", "request")
+
+
+def id_counts(simulated: list) -> dict:
+    """How many ids of each kind a partition's schedules (``Engine.simulate``) take up."""
+    n = dict.fromkeys(ID_KINDS, 0)
+    for _t0, _t1, schedules in simulated:
+        for ep in schedules:
+            n["flow"] += ep.flows.shape[0]
+            n["session"] += ep.n_sessions
+            n["request"] += ep.requests.shape[0]
+    return n
 
 
 class _FlowAttrs:
@@ -95,7 +110,7 @@ class Engine:
 
     def __init__(self, scenario: Scenario, *, frames: bool = True,
                  batch_packets: int = DEFAULT_BATCH_PACKETS, window_ns: int = DEFAULT_WINDOW_NS,
-                 alloc=None, packets: bool = True):
+                 alloc=None, packets: bool = True, gen_threads: int = GEN_WORKERS):
         """``alloc(nbytes)`` supplies each batch's frame buffer (uint8); default a new array.
         ``packets=False`` (only with ``frames=False``): batches carry the flow and request
         rows alone, the same rows, without sorting and merging every packet (a day of request
@@ -107,6 +122,7 @@ class Engine:
         if window_ns < MIN_WINDOW_NS:
             raise ValueError(f"the window must be at least {MIN_WINDOW_NS // 10**6} ms")
         self.sc = scenario
+        self.gen_threads = gen_threads
         self.frames = frames
         self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
         self.batch_packets = batch_packets
@@ -129,15 +145,37 @@ class Engine:
             for m in self.models:
                 m.packets = False
 
-    def windows(self) -> Iterator[tuple[int, int]]:
+    def windows(self, lo: int | None = None, hi: int | None = None) -> Iterator[tuple[int, int]]:
         """The generation windows [t0, t1) (ns from the capture start), warm-up first. With
-        several models, whole arrival blocks (see ``_generate``)."""
+        several models, whole arrival blocks (see ``_generate``). ``lo``/``hi``: only the
+        windows of the sessions that start in [lo, hi) (a partition, see ``partitions``)."""
         w = self.window_ns
         if self.blockwise:
             w = -(-w // BLOCK_NS) * BLOCK_NS
-        warmup = max((m.warmup_ns for m in self.models), default=0)
-        for k in range(-(warmup // w) - (1 if warmup % w else 0), -(-self.sc.duration_ns // w)):
-            yield max(k * w, -warmup), min((k + 1) * w, self.sc.duration_ns)
+        start, end = -self.warmup_ns, self.sc.duration_ns
+        if lo is not None:
+            start, end = max(start, lo), min(end, hi)
+        for k in range(start // w, -(-end // w)):
+            if max(k * w, start) < min((k + 1) * w, end):
+                yield max(k * w, start), min((k + 1) * w, end)
+
+    @property
+    def warmup_ns(self) -> int:
+        return max((m.warmup_ns for m in self.models), default=0)
+
+    def partitions(self) -> list[tuple[int, int]]:
+        """The run cut into partitions of session-start time [lo, hi): whole ``PARTITION_NS``
+        spans (the models' arrival blocks), warm-up first. They belong to the scenario, never to
+        how many workers run them, and generating each alone with the ids of the ones before it
+        (``run(lo, hi, first_ids)``) gives exactly this engine's output, split by session start."""
+        start, end = -self.warmup_ns, self.sc.duration_ns
+        return [(max(k * PARTITION_NS, start), min((k + 1) * PARTITION_NS, end))
+                for k in range(start // PARTITION_NS, -(-end // PARTITION_NS))]
+
+    def simulate(self, lo: int, hi: int) -> list:
+        """Phase one of a partition: the schedules of the sessions that start in [lo, hi),
+        ``(t0, t1, schedules)`` per window, with local ids (see ``run`` and ``id_counts``)."""
+        return [(t0, t1, self._generate(t0, t1)) for t0, t1 in self.windows(lo, hi)]
 
     def _generate(self, t0: int, t1: int) -> list:
         """Every model's schedule of the sessions that start in [t0, t1) (local ids). Ids are
@@ -159,15 +197,14 @@ class Engine:
                     out += ep if isinstance(ep, list) else [ep]  # a model may make several
         return out
 
-    def _prefetched(self) -> Iterator[tuple[int, int, list]]:
+    def _prefetched(self, windows: list) -> Iterator[tuple[int, int, list]]:
         """``(t0, t1, schedules)`` per window, in order, the next windows generated on worker
         threads (the kernels release the GIL) while the caller merges, builds and writes."""
-        windows = list(self.windows())
-        if len(windows) < 2:
+        if len(windows) < 2 or self.gen_threads < 2:
             for t0, t1 in windows:
                 yield t0, t1, self._generate(t0, t1)
             return
-        workers = min(GEN_WORKERS, len(windows))
+        workers = min(self.gen_threads, len(windows))
         pool = ThreadPoolExecutor(workers, thread_name_prefix="trafficgen-gen")
         try:
             ahead = deque(pool.submit(self._generate, *w) for w in windows[:workers])
@@ -180,12 +217,24 @@ class Engine:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self) -> Iterator[Batch]:
-        next_id = {"flow": 0, "session": 0, "request": 0}
+        return self.run()
+
+    def run(self, lo: int | None = None, hi: int | None = None, first_ids: dict | None = None,
+            simulated: list | None = None) -> Iterator[Batch]:
+        """The batches of the whole run, or of the sessions that start in [lo, hi) (one
+        partition, ``simulated`` by ``simulate(lo, hi)`` if given) with the ids after those
+        the partitions before it used (``first_ids``: flow, session, request; ``id_counts``)."""
+        first_ids = first_ids or {}
+        next_id = {k: int(first_ids.get(k, 0)) for k in ID_KINDS}
+        windows = list(self.windows(lo, hi))
+        final_t1 = windows[-1][1] if windows else 0
+        self._emitted = 0  # MACsec packet numbers: a whole run's stream (never a partition's)
+        source = iter(simulated) if simulated is not None else self._prefetched(windows)
         # (first flow id, ts-sorted packets, their ts_ns contiguous) per window: searching a
         # structured field would copy it, once per pending run per window
         runs: list[tuple[int, np.ndarray, np.ndarray]] = []
         attrs = _FlowAttrs()
-        for t0, t1, schedules in self._prefetched():
+        for t0, t1, schedules in source:
             first_flow = next_id["flow"]
             new_parts, flows_parts, req_parts = [], [], []
             for ep in schedules:
@@ -200,7 +249,7 @@ class Engine:
             if new.shape[0]:
                 runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
             attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
-            last = t1 >= self.sc.duration_ns
+            last = t1 >= final_t1
             boundary = self.sc.start_ns + t1
             heads, tails = [], []
             for run_first, run, run_ts in runs:
@@ -307,6 +356,8 @@ class BufferPool:
 
     def release(self, view: np.ndarray) -> None:
         base = view.base if isinstance(view.base, np.ndarray) else view
+        if not base.flags.writeable:  # a view of a file (a merged partition's frames)
+            return
         with self._lock:
             if len(self._free) < self.keep:
                 self._free.append(base)

@@ -4,6 +4,7 @@ folder, renamed into place only when whole: a failed run leaves the user's files
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +42,43 @@ class AtomicFile:
             self.file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+class StagedFolder:
+    """A new folder at ``target``, filled under a hidden name beside it (``tmp``) and renamed
+    into place on :meth:`commit`; an existing path is never touched."""
+
+    def __init__(self, target: str | os.PathLike, what: str = "output"):
+        self.target = Path(target)
+        if self.target.exists() or self.target.is_symlink():
+            raise TrafficgenError(f"{target}: already exists (the {what} shards go into a new folder)")
+        parent = self.target.parent if str(self.target.parent) else Path(".")
+        if not parent.is_dir():
+            raise TrafficgenError(f"{target}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise TrafficgenError(f"{target}: folder {parent} is not writable")
+        self.tmp = tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".part", dir=parent)
+        self._done = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self._done:
+            self.abort()
+        return False
+
+    def commit(self):
+        if self.target.exists():
+            raise TrafficgenError(f"{self.target}: appeared while the run went on; left alone "
+                                  f"(the shards are in {self.tmp})")
+        os.chmod(self.tmp, 0o777 & ~_umask())
+        os.rename(self.tmp, self.target)
+        self._done = True
+
+    def abort(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._done = True
 
 
 class DirectFile:

@@ -1,0 +1,265 @@
+"""Scale-out (issue 7): the same bytes from one process, N worker processes, a Dask cluster, and
+as shards; a failed worker fails the run and leaves nothing behind.
+
+Every comparison is against the one-process engine (``workers=1``), byte for byte. The runs
+span several partitions (a minute of session starts each, warm-up included) with sessions that
+run on across partition boundaries, so the merge interleaves partitions packet by packet."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import tempfile
+
+import dpkt
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import trafficgen as tg
+import trafficgen.parallel as par
+from trafficgen.cli import main
+from trafficgen.errors import TrafficgenError
+
+KEY_HEX = "00112233445566778899aabbccddeeff"
+
+CASES = {
+    # one model: windows of 10 s, partitions of 60 s, sessions that last minutes
+    "chat": ("chat", ["chat.rate=3/s"], "150s"),
+    # several models, blockwise ids; reasoning fan-out, media, chains
+    "mix": ("enterprise-mix", [], "120s"),
+    # the network pass: dual stack, VXLAN, QUIC Initials, and MACsec packet numbers, which
+    # count the whole merged stream
+    "network": ("chat", ["chat.rate=2/s", "network.ip=dual", "network.encap=vxlan",
+                         "network.quic=0.3", "network.macsec=true", f"network.macsec_key={KEY_HEX}"],
+                "130s"),
+    # UDP: realtime voice as RTP, beside the images' uploads
+    "rtp": ("multimodal", ["multimodal.rate=0.5/s", "multimodal.voice_rate=0.2/s",
+                           "multimodal.voice.rtp_share=1"], "120s"),
+}
+OUTPUTS = {"pcap": "cap.pcapng", "flows": "flows.parquet", "requests": "requests.parquet",
+           "packets": "packets.parquet"}
+
+
+def _digests(folder) -> dict:
+    return {k: hashlib.sha256((folder / v).read_bytes()).hexdigest() for k, v in OUTPUTS.items()}
+
+
+def _scenario(case):
+    name, overrides, duration = CASES[case]
+    return tg.load_scenario(name, overrides, duration=duration, seed=3)
+
+
+def _run(folder, case, **kw) -> tuple[dict, dict]:
+    folder.mkdir()
+    report = tg.generate(_scenario(case), **{k: folder / v for k, v in OUTPUTS.items()}, **kw)
+    return _digests(folder), report
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Each case from one process on one generation thread: what every other way must match;
+    (digests, report, folder) per case."""
+    out = {}
+    for case in CASES:
+        folder = tmp_path_factory.mktemp("ref") / case
+        out[case] = (*_run(folder, case, workers=1), folder)
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_workers_give_the_same_bytes(tmp_path, reference, case):
+    want, ref_report, _ = reference[case]
+    got, report = _run(tmp_path / "w2", case, workers=2)
+    assert report["workers"] == 2 and report["packets"] == ref_report["packets"] > 1000
+    assert got == want
+    if case == "chat":  # the library's default (this process, two generation threads) too
+        assert _run(tmp_path / "threads", case)[0] == want
+        assert report["merge_s"] >= 0
+
+
+def test_more_workers_than_cores_few_partitions_ahead(tmp_path, reference, monkeypatch):
+    monkeypatch.setattr(par, "AHEAD", 1)  # the merge holds the workers back at once
+    got, report = _run(tmp_path / "w3", "chat", workers=3)
+    assert got == reference["chat"][0] and report["workers"] == 3
+
+
+def _shards(folder, case, **kw):
+    folder.mkdir()
+    paths = {k: folder / v for k, v in OUTPUTS.items()}
+    report = tg.generate(_scenario(case), **paths, shards=True, **kw)
+    return paths, report
+
+
+def _pcapng_frames(path) -> list[tuple[int, bytes]]:
+    """(ts ns, frame) per packet, read by dpkt (an independent pcapng reader)."""
+    with open(path, "rb") as f:
+        return [(int(round(ts * 1e9)), bytes(buf)) for ts, buf in dpkt.pcapng.Reader(f)]
+
+
+def check_shards(paths, report, reference):
+    """The shards read back as the unsharded outputs: each Parquet folder as one dataset with
+    pyarrow, pandas, polars and DuckDB; the capture shards, merged by time, as the capture."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    _, want_report, ref = reference
+    for k in ("packets", "wire_bytes", "flows", "requests"):
+        assert report[k] == want_report[k], k
+    names = sorted(os.listdir(paths["flows"]))
+    assert names[0] == "part-00000.parquet" and len(names) == report["shards"] > 3
+    for table in ("flows", "requests", "packets"):
+        whole = pq.read_table(ref / OUTPUTS[table])
+        parts = pq.read_table(paths[table])  # the folder, as one dataset
+        assert parts.schema.remove_metadata() == whole.schema.remove_metadata()
+        if table == "packets":  # each shard in time order; the whole in (ts, flow) order
+            parts = parts.take(np.lexsort((parts["flow_id"].to_numpy(), parts["ts_ns"].to_numpy())))
+        assert parts.equals(whole), table
+        frame = pd.read_parquet(paths[table])
+        assert frame.shape == (whole.num_rows, whole.num_columns)
+        assert frame.columns.tolist() == whole.column_names
+        assert pl.read_parquet(paths[table] / "*.parquet").height == whole.num_rows
+    query = ("select class, count(*), sum(wire_len), min(ts_ns), max(ts_ns) from read_parquet('{}') "
+             "group by class order by class")
+    assert (duckdb.sql(query.format(f"{paths['packets']}/*.parquet")).fetchall()
+            == duckdb.sql(query.format(ref / OUTPUTS["packets"])).fetchall())
+    # the capture shards, merged by time (ties: the earlier shard, as flow ids are), are the
+    # capture; exact times from each shard's packet table (dpkt gives float seconds)
+    records = []
+    for k, name in enumerate(sorted(os.listdir(paths["pcap"]))):
+        assert name == f"part-{k:05d}.pcapng"
+        frames = _pcapng_frames(paths["pcap"] / name)
+        ts = pq.read_table(paths["packets"] / f"part-{k:05d}.parquet", columns=["ts_ns"])["ts_ns"]
+        assert len(frames) == len(ts)
+        records += [(t, k, i, buf) for i, (t, (_, buf)) in enumerate(zip(ts.to_pylist(), frames))]
+    records.sort(key=lambda r: r[:3])
+    assert [buf for *_, buf in records] == [buf for _, buf in _pcapng_frames(ref / OUTPUTS["pcap"])]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shards_read_back_as_the_whole(tmp_path, reference, workers):
+    paths, report = _shards(tmp_path / "s", "chat", workers=workers)
+    assert report["workers"] == workers
+    check_shards(paths, report, reference["chat"])
+
+
+def test_dask_local_cluster(tmp_path, reference):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        got, report = _run(tmp_path / "dask", "mix", scheduler=client)
+        assert got == reference["mix"][0] and report["workers"] == 2
+        # by address, as the CLI gives it
+        assert _run(tmp_path / "addr", "chat", scheduler=cluster.scheduler_address)[0] == reference["chat"][0]
+        paths, report = _shards(tmp_path / "shards", "chat", scheduler=client)
+    check_shards(paths, report, reference["chat"])
+
+
+def _fail_in_worker(monkeypatch, how, partition=3):
+    """Make partition ``partition``'s phase two fail in the worker (forked, so it has the patch)."""
+    monkeypatch.setattr(par, "_start_method", lambda: "fork")
+    real_files, real_shard = par.stream_files, par.write_shard
+
+    def fail(lo):
+        if how == "raise":
+            raise OSError(28, "No space left on device")
+        if how == "usage":
+            raise TrafficgenError("kv_transfer.rate: the worker found it wanting")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    parts = _scenario_partitions()
+
+    def files(token, sc, opts, lo, hi, *rest):
+        if lo == parts[partition][0]:
+            fail(lo)
+        return real_files(token, sc, opts, lo, hi, *rest)
+
+    def shard(token, sc, opts, lo, hi, *rest):
+        if lo == parts[partition][0]:
+            fail(lo)
+        return real_shard(token, sc, opts, lo, hi, *rest)
+
+    monkeypatch.setattr(par, "stream_files", files)
+    monkeypatch.setattr(par, "write_shard", shard)
+
+
+def _scenario_partitions():
+    return tg.engine.Engine(_scenario("chat"), frames=False, packets=False).partitions()
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize("how", ["raise", "usage", "kill"])
+@pytest.mark.parametrize("shards", [False, True])
+def test_a_failed_worker_fails_the_run_and_leaves_nothing(tmp_path, monkeypatch, how, shards):
+    _fail_in_worker(monkeypatch, how)
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "flows.parquet").write_bytes(b"the user's own file")  # must survive the failure
+    paths = {k: out / v for k, v in OUTPUTS.items()}
+    if shards:
+        paths["flows"] = out / "flows-shards"
+    want = {"raise": (OSError, "No space left"), "usage": (TrafficgenError, "found it wanting"),
+            "kill": (TrafficgenError, "died (exit code -9) while generating partition 3")}[how]
+    with pytest.raises(want[0], match=re.escape(want[1])):
+        tg.generate(_scenario("chat"), **paths, workers=2, shards=shards)
+    assert _leftovers(out) == ["flows.parquet"]
+    assert (out / "flows.parquet").read_bytes() == b"the user's own file"
+    assert _leftovers(spool) == []  # the spool is gone too
+
+
+def test_cli_worker_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    _fail_in_worker(monkeypatch, "kill")
+    out = tmp_path / "c.pcap"
+    assert main(["generate", "chat", "-t", "chat.rate=3/s", "--duration", "150s", "--seed", "3",
+                 "-o", str(out), "--workers", "2", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "worker process" in err and "died" in err
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_progress_is_one_bar_across_workers(reference):
+    seen = []
+    tg.generate(_scenario("chat"), pcap=os.devnull, workers=2,
+                progress=lambda done, total: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1] == _scenario("chat").duration_ns
+    assert len(set(done)) >= 3  # it moves as partitions merge, not only at the end
+
+
+def test_cli_options(tmp_path, capsys):
+    def refused(args, *words):
+        try:
+            code = main(["generate", "chat", "--duration", "90s", "-q", *args])
+        except SystemExit as e:  # argparse's own refusals
+            code = e.code
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        for w in words:
+            assert w in err, (w, err)
+
+    refused(["--workers", "0", "-o", str(tmp_path / "a.pcap")], "--workers", ">= 1")
+    refused(["--workers", "two", "-o", str(tmp_path / "a.pcap")], "--workers")
+    refused(["--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "a.pcap")],
+            "--workers and --scheduler")
+    (tmp_path / "taken").mkdir()
+    refused(["--shards", "-o", str(tmp_path / "taken")], "already exists")
+    refused(["--shards", "-o", "-"], "--shards", "standard output")
+    refused(["--shards", "-t", "network.macsec=true", "-o", str(tmp_path / "m.pcap")],
+            "MACsec", "--shards")
+    refused(["--workers", "2", "--iface", "lo"], "--iface")
+    assert sorted(os.listdir(tmp_path)) == ["taken"] and not os.listdir(tmp_path / "taken")
+    # the report says how many workers ran and how many shards each output has
+    assert main(["generate", "chat", "--duration", "90s", "--seed", "3", "--shards", "--workers", "2",
+                 "--flows", str(tmp_path / "f"), "--json"]) == 0
+    import json
+    report = json.loads(capsys.readouterr().out)
+    assert report["workers"] == 2 and report["shards"] == len(os.listdir(tmp_path / "f")) > 1
