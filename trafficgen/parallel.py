@@ -327,6 +327,17 @@ class _Stream:
             shutil.rmtree(self.folder, ignore_errors=True)  # mapped pages live until unmapped
             self.folder = None
 
+    def compact(self) -> None:
+        """Once more than half is merged, keep only the rest, in memory of its own: a session
+        that runs on for an hour must not pin its partition's whole spool (each row is copied
+        O(1) times)."""
+        if self.pos and 2 * (self.n - self.pos) < self.n:
+            self.rows = np.ascontiguousarray(self.rows[self.pos:]).copy()
+            self.ts = self.ts[self.pos:].copy()
+            self.n -= self.pos
+            self.pos = 0
+            self.release()
+
 
 class Merger:
     """Partition streams in (added in partition order), the engine's batches out: the rows
@@ -349,7 +360,8 @@ class Merger:
         if s.reqs.shape[0]:
             self.reqs.append(s.reqs)
         self.attrs.add(self.engine._flow_attrs(np.ascontiguousarray(s.flows)),
-                       min(x.first_flow for x in self.open if x.pos < x.n or x is s))
+                       min(x.first_flow for x in self.open))
+        s.flows = s.reqs = None  # the merge has them now
 
     def emit(self, bound: int | None) -> Iterator[Batch]:
         """Every batch of packets before ``bound`` (ns since the epoch; ``None``: all)."""
@@ -373,6 +385,8 @@ class Merger:
         for s in self.open:
             if s.pos >= s.n:
                 s.release()
+            else:
+                s.compact()
         self.open = [s for s in self.open if s.pos < s.n]
         flows = concat_rows(self.flows) if self.flows else np.empty(0, FLOW_DTYPE)
         reqs = concat_rows(self.reqs) if self.reqs else np.empty(0, REQUEST_DTYPE)
