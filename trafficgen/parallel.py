@@ -21,8 +21,10 @@ as the merge has passed it, and at most a few partitions run ahead of the merge.
 """
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -36,7 +38,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .engine import ID_KINDS, Batch, BufferPool, Engine, _FlowAttrs, id_counts, take_rows
+from .engine import ID_KINDS, Batch, BufferPool, Engine, _FlowAttrs, id_counts
+from .kernels.merge import scatter_rows
 from .errors import TrafficgenError
 from .schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 
@@ -226,15 +229,40 @@ class LocalPool:
             self.procs.append(p)
             self.conns.append(parent)
 
+    limit = 1 << 62  # jobs with an index below it may be handed out (moved on by the merge)
+
     def events(self, jobs: list, ids: "Ids") -> Iterator[tuple[int, dict]]:
-        """Run ``jobs`` (lo, hi, target), handed out in order, at most ``self.limit`` of them
-        (an index, moved on by the caller as it merges): yields ``(job, result)`` as each ends.
-        A job's first ids come from ``ids`` once the jobs before it have reported."""
+        """Run ``jobs`` (lo, hi, target), handed out in order below ``self.limit``: yields
+        ``(job, result)`` as each ends. A thread of this process hands out the jobs and the ids
+        while the caller merges, so the workers never wait for the merge."""
+        out: queue.Queue = queue.Queue()
+        self._stop = False
+        thread = threading.Thread(target=self._coordinate, args=(jobs, ids, out), daemon=True,
+                                  name="trafficgen-coordinator")
+        thread.start()
+        try:
+            for _ in range(len(jobs)):
+                kind, i, value = out.get()
+                if kind == "error":
+                    raise value
+                yield i, value
+        finally:
+            self._stop = True
+            thread.join()
+
+    def _coordinate(self, jobs: list, ids: "Ids", out: queue.Queue) -> None:
+        try:
+            self._hand_out(jobs, ids, out)
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
+            if not self._stop:
+                out.put(("error", -1, e))
+
+    def _hand_out(self, jobs: list, ids: "Ids", out: queue.Queue) -> None:
         free = list(range(len(self.conns)))
         job_of: dict[int, int] = {}
         waiting: dict[int, int] = {}  # worker -> its job, waiting for the jobs before it
         nxt = 0
-        while nxt < len(jobs) or job_of:
+        while (nxt < len(jobs) or job_of) and not self._stop:
             while free and nxt < min(len(jobs), self.limit):
                 w = free.pop(0)
                 self.conns[w].send(jobs[nxt])
@@ -245,9 +273,8 @@ class LocalPool:
                 if first is not None:
                     self.conns[w].send(first)
                     del waiting[w]
-            if not job_of:
-                continue
-            ready = mp_wait([self.conns[w] for w in job_of])
+            ready = mp_wait([self.conns[w] for w in job_of], timeout=0.05) if job_of else \
+                time.sleep(0.01) or []
             for w in list(job_of):
                 conn = self.conns[w]
                 if conn not in ready:
@@ -265,9 +292,7 @@ class LocalPool:
                 else:
                     del job_of[w]
                     free.append(w)
-                    yield i, value
-
-    limit = 1 << 62
+                    out.put(("done", i, value))
 
     def _died(self, w: int, i: int):
         self.procs[w].join(1)
@@ -298,7 +323,6 @@ class LocalPool:
 def _mapped(path: str, dtype) -> np.ndarray:
     """A spool file as a read-only array, its pages mapped in one go (MAP_POPULATE: one fault
     per file, not one per page, for a file read once from start to end)."""
-    import mmap
     with open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
                        prot=mmap.PROT_READ)
@@ -315,6 +339,7 @@ class _Stream:
         self.pos = 0
         self.first_flow = first_flow
         self.folder = folder
+        self.trimmed = 0  # bytes of a mapped spool given back (compact)
 
     @classmethod
     def from_folder(cls, folder: str, counts: dict, first_flow: int) -> "_Stream":
@@ -328,9 +353,18 @@ class _Stream:
             self.folder = None
 
     def compact(self) -> None:
-        """Once more than half is merged, keep only the rest, in memory of its own: a session
-        that runs on for an hour must not pin its partition's whole spool (each row is copied
-        O(1) times)."""
+        """Let go of what is merged: a session that runs on for an hour must not pin its
+        partition's whole stream. A spool's merged pages are dropped from the mapping (they
+        stay in the file until the stream ends); rows in memory are copied to the rest once
+        more than half is merged (each row is copied O(1) times)."""
+        base = self.rows.base
+        mm = base.obj if isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap) else None
+        if mm is not None:
+            done = self.pos * SCHED_DTYPE.itemsize // mmap.PAGESIZE * mmap.PAGESIZE
+            if done > self.trimmed:
+                mm.madvise(mmap.MADV_DONTNEED, self.trimmed, done - self.trimmed)
+                self.trimmed = done
+            return
         if self.pos and 2 * (self.n - self.pos) < self.n:
             self.rows = np.ascontiguousarray(self.rows[self.pos:]).copy()
             self.ts = self.ts[self.pos:].copy()
@@ -379,7 +413,14 @@ class Merger:
         elif parts:
             ts = np.concatenate([s.ts[lo:hi] for s, lo, hi in parts])
             order = np.argsort(ts, kind="stable")  # ties: the earlier partition, lower flow ids
-            ready = take_rows(concat_rows([s.rows[lo:hi] for s, lo, hi in parts]), order)
+            where = np.empty(order.shape[0], np.int64)
+            where[order] = np.arange(order.shape[0])  # each part's rows: their merged places
+            ready = np.empty(order.shape[0], SCHED_DTYPE)
+            a = 0
+            for s, lo, hi in parts:  # one copy of each row, straight from its stream
+                scatter_rows(s.rows[lo:hi].view(np.uint8), SCHED_DTYPE.itemsize,
+                             where[a:a + hi - lo], ready.view(np.uint8))
+                a += hi - lo
         else:
             ready = np.empty(0, SCHED_DTYPE)
         for s in self.open:
@@ -410,14 +451,17 @@ class Ids:
     def __init__(self, n: int):
         self.counts: list[dict | None] = [None] * n
         self.first: list[dict] = [dict.fromkeys(ID_KINDS, 0)]
+        self._lock = threading.Lock()
 
     def report(self, i: int, counts: dict | None) -> dict | None:
-        if counts is not None:
-            self.counts[i] = counts
-        while len(self.first) <= i and self.counts[len(self.first) - 1] is not None:
-            prev, c = self.first[-1], self.counts[len(self.first) - 1]
-            self.first.append({k: prev[k] + c[k] for k in ID_KINDS})
-        return self.first[i] if i < len(self.first) else None
+        """Record partition i's counts (if given); its first ids, or ``None`` if not known yet."""
+        with self._lock:
+            if counts is not None:
+                self.counts[i] = counts
+            while len(self.first) <= i and self.counts[len(self.first) - 1] is not None:
+                prev, c = self.first[-1], self.counts[len(self.first) - 1]
+                self.first.append({k: prev[k] + c[k] for k in ID_KINDS})
+            return self.first[i] if i < len(self.first) else None
 
 
 def token_of(scenario) -> str:
@@ -505,8 +549,8 @@ class _Backend:
         self.scenario, self.opts = scenario, opts
         self.token = token_of(scenario)
         self.remote = scheduler is not None
-        self.limit = 1 << 62
         self.pool = self.client = None
+        self._limit = 1 << 62
         self.own_client = False
         if self.remote:
             self.client, self.own_client = _dask_client(scheduler)
@@ -516,6 +560,17 @@ class _Backend:
             self.workers = workers
             if workers > 1:
                 self.pool = LocalPool(workers, self.token, scenario, opts)
+
+    @property
+    def limit(self) -> int:
+        """Jobs below this index may run (the merge moves it on; the pool sees it at once)."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._limit = value
+        if self.pool is not None:
+            self.pool.limit = value
 
     def __enter__(self):
         return self
@@ -529,10 +584,7 @@ class _Backend:
 
     def events(self, jobs: list, ids: "Ids") -> Iterator[tuple[int, dict]]:
         if self.pool is not None:
-            self.pool.limit = self.limit
-            for ev in self.pool.events(jobs, ids):
-                yield ev
-                self.pool.limit = self.limit
+            yield from self.pool.events(jobs, ids)
             return
         if self.client is not None:
             yield from self._dask_events(jobs, ids)

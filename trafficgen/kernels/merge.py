@@ -47,3 +47,12 @@ def starts_of(wire_len: np.ndarray) -> np.ndarray:
     out = np.empty(wire_len.shape[0] + 1, np.int64)
     record_starts(wire_len, out)
     return out
+
+
+@njit(cache=True, nogil=True)
+def scatter_rows(src, width, where, dst):
+    """Row i of ``src`` to row ``where[i]`` of ``dst``: flat uint8 views of structured arrays
+    whose rows are ``width`` bytes (the k-way merge puts each stream's rows straight into their
+    merged places)."""
+    for i in range(where.shape[0]):
+        _copy(dst, where[i] * width, src, i * width, width)
