@@ -17,7 +17,9 @@ import numpy as np
 from .kernels import quic as kq
 from .kernels.rng import fill_bytes
 from .tls import GROUP_X25519, GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, \
-    SERVER_NAME, X25519_SHARE, _ext, _vec16
+    X25519_SHARE, _ext, _vec16
+
+SERVER_NAME = b"chat.example.com"
 
 SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
 CHUNK = 1100  # ClientHello bytes per client Initial: fits the smallest (1200 bytes)
