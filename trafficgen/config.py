@@ -130,6 +130,7 @@ class ChatParams:
     sni: str  # the service's hostname (TLS server name)
     alpn: tuple[str, ...]  # the ALPN offer (empty: each client profile's own)
     client_profiles: tuple[tuple[str, float], ...]  # (profile, share of the clients)
+    plaintext: str  # "": HTTPS; "http1": plaintext HTTP/1.1 (no TLS) for content inspection
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,15 @@ def _dist_within(lo: float, hi: float):
     return conv
 
 
+def _plaintext(v) -> str:
+    """false / "off" (HTTPS) or "http1" (plaintext HTTP/1.1)."""
+    if v is False or v == "off":
+        return ""
+    if v == "http1":
+        return v
+    raise ValueError(f"expected false (HTTPS) or \"http1\" (plaintext HTTP/1.1), got {v!r}")
+
+
 def _duration_or_zero(hi: int):
     def conv(v):
         ns = 0 if v == 0 else parse_duration(v)
@@ -500,6 +510,7 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "retrieval_share": _float_in(0.0, 1.0), "retrieval_lookups": _float_in(1.0, 100.0),
         "retrieval_gap": _dist("duration", positive=False),
         "sni": check_hostname, "alpn": check_alpn, "client_profiles": check_profiles,
+        "plaintext": _plaintext,
     },
 }
 SECTIONS["kv_transfer"] = {
@@ -553,7 +564,7 @@ DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"
             "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
                      "images": 0, "image_bytes": 0, "image_tokens": 0, "retrieval_share": 0.0,
-                     "retrieval_lookups": 1.0, "retrieval_gap": 0, "alpn": [],
+                     "retrieval_lookups": 1.0, "retrieval_gap": 0, "alpn": [], "plaintext": False,
                      "client_hello_bytes": 1750},  # unused: the client profile sets the size
             "kv_transfer": {"arrivals": {"process": "poisson"}},
             "network": _net.DEFAULTS}

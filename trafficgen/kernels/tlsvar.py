@@ -104,3 +104,43 @@ def assign(wd, c_w0, c_wn, c_client, c_endpoint, key, cum_w, var_hello, var_flig
                     delta += _chunk_header(plain) - H2_DATA
             if delta != 0:
                 _grow(wd, w, delta)
+
+
+# plaintext HTTP/1.1 message kinds (trafficgen/plaintext.py: K_*)
+K_REQUEST, K_FIRST_EVENT, K_EVENT, K_DONE, K_KEEPALIVE, K_FIRST_KEEPALIVE = range(1, 7)
+CHUNK_FRAMING = 6 + 2 + 2  # hex size, CRLF, ..., CRLF
+
+
+@njit(cache=True, nogil=True)
+def assign_plain(wd, c_w0, c_wn, kind_len, base):
+    """Plaintext HTTP/1.1 connections (no handshake writes): each write's message kind as its
+    layout (``base + kind``) and its plaintext size: a request's bytes less their TLS records
+    plus the uncompressed header block; an SSE event's JSON with a chunk header in place of
+    the DATA frame header, the first of a response after the status line and headers; fixed
+    messages ([DONE], keep-alive comments) exactly their template; no close_notify."""
+    head = kind_len[K_FIRST_KEEPALIVE] - kind_len[K_KEEPALIVE]  # the response's status + headers
+    for c in range(c_w0.shape[0]):
+        last_req = -1
+        w_end = c_w0[c] + c_wn[c]
+        for w in range(c_w0[c], w_end):
+            ph, req = wd[w, WF_PHASE], wd[w, WF_REQ]
+            if ph == PH_TEARDOWN:
+                wd[w, WF_BYTES] = 0
+                continue
+            plain = _plain(wd[w, WF_BYTES])
+            if wd[w, WF_DIR] == DIR_UP:
+                kind, size = K_REQUEST, plain + H1_REQUEST_EXTRA
+            else:
+                first = req != last_req
+                last_req = req
+                last = w + 1 >= w_end or wd[w + 1, WF_REQ] != req or wd[w + 1, WF_DIR] != DIR_DOWN
+                if ph == PH_THINKING:
+                    kind = K_FIRST_KEEPALIVE if first else K_KEEPALIVE
+                    size = 0
+                elif last and not first:
+                    kind, size = K_DONE, 0
+                else:
+                    kind = K_FIRST_EVENT if first else K_EVENT
+                    size = plain - H2_DATA + CHUNK_FRAMING + (head if first else 0)
+            wd[w, WF_BYTES] = max(size, kind_len[kind])
+            wd[w, WF_LAYOUT] = base + kind

@@ -16,7 +16,7 @@ from ..kernels.tcp import WF_COLS
 from ..kernels.rng import key_of
 from ..schema import CLASS_CODE
 from .common import (EpochSchedule, SessionModel, offsets as _offsets, schedule_from_sim,
-                     TlsPlan)
+                     PlainPlan, TlsPlan)
 
 CLASSES = ("chat", "coding", "reasoning", "multimodal")  # flow classes with this shape (each has its own scenario section)
 BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
@@ -44,9 +44,11 @@ class ChatModel(SessionModel):
                       ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall",
                        "reasoning", "images", "image_bytes", "image_tokens")}
         self.rtt_params = topo.rtt_table()  # (first client of each site, its RTT distribution)
-        self.tls = TlsPlan(scenario, cls, p, [(p.sni, p.alpn)])
+        self.tls = PlainPlan(scenario, cls, p) if p.plaintext else \
+            TlsPlan(scenario, cls, p, [(p.sni, p.alpn)])
         self.templates, self.ticket_wire = self.tls.templates, self.tls.ticket
         self.flight_wire = int(self.tls.flight[0])  # per connection: kernels.tlsvar
+        self.setup_writes = kc.setup_count(self.ticket_wire > 0, not p.plaintext)
         self.nominal_rtt = int(topo.rtt.quantile(0.5))
         self.mean_gap = int(round((1 - p.stall_prob) * p.itl.mean() + p.stall_prob * p.stall.mean()))
         # Conversations last minutes: start this early so the capture opens in steady state
@@ -78,7 +80,7 @@ class ChatModel(SessionModel):
         d = self.dists
         kc.plan(s_key, starts, turn0, 0, d["think_time"], d["prompt_tokens"], d["output_tokens"],
                 d["ttft"], d["reasoning"], d["images"], self.mean_gap, p.keepalive_every,
-                p.keepalive, p.tokens_per_chunk, 1 if self.ticket_wire else 0, self.nominal_rtt,
+                p.keepalive, p.tokens_per_chunk, self.setup_writes, self.nominal_rtt,
                 t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
                 t_keep, t_new, s_kept, s_conns, s_writes)
         ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)

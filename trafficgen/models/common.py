@@ -111,6 +111,38 @@ class TlsPlan:
                       self.flight, self.h2, self.framing, layout_base + tlsvar.LAYOUTS * first)
 
 
+class PlainPlan:
+    """A chat-shaped class in plaintext HTTP/1.1 (``plaintext = "http1"``): no TLS, its
+    layouts are message kinds (``trafficgen.plaintext``), sized by ``tlsvar.assign_plain``."""
+
+    hello = flight = np.zeros(1, np.int64)  # no handshake writes (kernels.chat.fill)
+    ticket = 0
+
+    def __init__(self, scenario: Scenario, cls: str, p):
+        from ..plaintext import KINDS, Table
+        self.templates = Table(p.sni)
+        self.variants, self.first_variant = [], KINDS // tlsvar.LAYOUTS
+
+    def extend(self, other: TlsPlan) -> int:
+        """Put ``other``'s TLS variants after the message kinds (fanout lookups stay TLS)."""
+        t, o = self.templates, other.templates
+        self.templates = _Table(np.concatenate([t.data, o.data]), np.concatenate([t.mask, o.mask]),
+                                np.concatenate([t.start, t.data.shape[0] + o.start[1:]]),
+                                np.concatenate([t.length, o.length[1:]]))
+        return self.first_variant
+
+    def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
+        tlsvar.assign_plain(wd, c_w0, c_wn, self.templates.length, layout_base)
+
+
+@dataclass
+class _Table:
+    data: np.ndarray
+    mask: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+
+
 def offsets(counts: np.ndarray) -> np.ndarray:
     """Exclusive prefix sum: where each session's rows start."""
     out = np.zeros(counts.shape[0], np.int64)
