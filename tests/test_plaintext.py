@@ -81,3 +81,16 @@ def test_plaintext_is_chosen_per_class_and_checked(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "chat.plaintext" in done.stderr and "http1" in done.stderr
+
+
+def test_plaintext_bytes_depend_on_the_seed_alone(tmp_path, plain_run):
+    """The text is filled by the encoder from the seed's pool: another window and batch size
+    give the same bytes, another seed others."""
+    import hashlib
+    ref = hashlib.sha256(plain_run.pcap.read_bytes()).hexdigest()
+    sc = plain_run.scenario
+    tg.generate(sc, pcap=tmp_path / "a.pcap", window="1s", batch_packets=777)
+    assert hashlib.sha256((tmp_path / "a.pcap").read_bytes()).hexdigest() == ref
+    other = tg.load_scenario("chat", PLAIN_RUN, duration="4s", seed=5)
+    tg.generate(other, pcap=tmp_path / "b.pcap")
+    assert hashlib.sha256((tmp_path / "b.pcap").read_bytes()).hexdigest() != ref
