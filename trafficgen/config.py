@@ -376,7 +376,7 @@ def _service(v) -> Service:
     for key, conv in (("servers", _addresses), ("port", _int_in(1, 65535)),
                       ("rtt", _dist("duration")), ("latency", _dist("duration", positive=False)),
                       ("request_bytes", _dist("bytes")), ("response_bytes", _dist("bytes")),
-                      ("sni", lambda x: x and check_hostname(x)), ("alpn", check_alpn)):
+                      ("sni", lambda x: "" if x == "" else check_hostname(x)), ("alpn", check_alpn)):
         try:
             out[key] = conv(v.get(key, {"port": 443, "sni": "", "alpn": []}.get(key)))
         except ValueError as e:
