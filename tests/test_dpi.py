@@ -18,10 +18,12 @@ from trafficgen.tls_profiles import PROFILES
 
 from .test_wire import TSHARK_PROBLEMS, run_tshark
 
-# every TCP class at the servers' end; chat's clients on three profiles in equal shares, so
-# each profile shows in a short run
+# every TCP class at the servers' end (realtime voice over WebSocket/TLS too); chat's clients
+# on three profiles in equal shares, so each profile shows in a short run
 DPI_RUN = dict(overrides=["topology.capture=server", "chat.rate=3/s",
-                          "chat.client_profiles={chrome=1, firefox=1, okhttp=1}"],
+                          "chat.client_profiles={chrome=1, firefox=1, okhttp=1}",
+                          "multimodal.voice_rate=0.5/s", "multimodal.voice.rtp_share=0",
+                          "multimodal.video_rate=0"],
                duration="10s", seed=2)
 PUBLIC_AI = {"chatgpt.com", "claude.ai", "gemini.google.com", "api.openai.com"}  # nDPI: AI
 

@@ -59,8 +59,9 @@ class MediaModel:
         self.voice = _Stream(scenario, self.class_id, VOICE_KEY_ID, p.voice_rate)
         self.video = _Stream(scenario, self.class_id, VIDEO_KEY_ID, p.video_rate)
         self.paths_key = key_of(scenario.seed, 0xFFFF)  # path RTTs, shared by all classes
-        # realtime WebSockets: HTTP/1.1 upgrades (no HTTP framing of their messages)
-        self.tls = TlsPlan(scenario, cls, p, [(p.sni, ("http/1.1",))], framing=False)
+        # realtime WebSockets: the clients' usual hello; the server picks HTTP/1.1 for the
+        # upgrade, and the messages are WebSocket frames (no HTTP framing added)
+        self.tls = TlsPlan(scenario, cls, p, [(p.sni, p.alpn)], framing=False)
         self.templates, self.layout_base = self.tls.templates, layout_base
         self.flight_wire, self.ticket_wire = int(self.tls.flight[0]), self.tls.ticket
         v, f = p.voice, p.video
