@@ -30,6 +30,7 @@ from . import network as _net
 from . import media_config as _media
 from .media_config import VideoParams, VoiceParams
 from .network import PLAIN, Network
+from .tls_profiles import check_alpn, check_hostname, check_profiles
 from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
 
 MAX_DURATION_NS = 30 * 86_400 * 10**9
@@ -126,6 +127,10 @@ class ChatParams:
     retrieval_share: float  # share of requests that fan out to RAG lookups (0: none)
     retrieval_lookups: float  # mean lookups (retrieval chains) per such request, geometric
     retrieval_gap: Dist  # between a request's lookups
+    sni: str  # the service's hostname (TLS server name)
+    alpn: tuple[str, ...]  # the ALPN offer (empty: each client profile's own)
+    client_profiles: tuple[tuple[str, float], ...]  # (profile, share of the clients)
+    plaintext: str  # "": HTTPS; "http1": plaintext HTTP/1.1 (no TLS) for content inspection
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,8 @@ class Service:
     latency: Dist
     request_bytes: Dist
     response_bytes: Dist
+    sni: str = ""  # its hostname (TLS server name; "": none, an address)
+    alpn: tuple[str, ...] = ()  # the ALPN offer (empty: the client profile's own)
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,9 @@ class AgenticParams:
     client_hello_bytes: int
     server_flight_bytes: int
     session_ticket_bytes: int
+    sni: str  # the LLM API's hostname
+    alpn: tuple[str, ...]
+    client_profiles: tuple[tuple[str, float], ...]  # the agent runtimes' TLS stacks
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,7 @@ class RagParams:
     client_hello_bytes: int
     server_flight_bytes: int
     session_ticket_bytes: int
+    client_profiles: tuple[tuple[str, float], ...]  # the gateways' TLS stacks
 
 
 @dataclass(frozen=True)
@@ -332,6 +343,15 @@ def _dist_within(lo: float, hi: float):
     return conv
 
 
+def _plaintext(v) -> str:
+    """false / "off" (HTTPS) or "http1" (plaintext HTTP/1.1)."""
+    if v is False or v == "off":
+        return ""
+    if v == "http1":
+        return v
+    raise ValueError(f"expected false (HTTPS) or \"http1\" (plaintext HTTP/1.1), got {v!r}")
+
+
 def _duration_or_zero(hi: int):
     def conv(v):
         ns = 0 if v == 0 else parse_duration(v)
@@ -344,10 +364,10 @@ def _duration_or_zero(hi: int):
 def _service(v) -> Service:
     """``{ servers = "10.60.1.0/29", port = 443, rtt = ..., latency = ..., request_bytes = ...,
     response_bytes = ... }`` (port defaults to 443)."""
-    keys = {"servers", "port", "rtt", "latency", "request_bytes", "response_bytes"}
+    keys = {"servers", "port", "rtt", "latency", "request_bytes", "response_bytes", "sni", "alpn"}
     if not isinstance(v, dict):
         raise ValueError(f"expected a service table with {', '.join(sorted(keys))}, got {v!r}")
-    extra, missing = sorted(set(v) - keys), sorted(keys - {"port"} - set(v))
+    extra, missing = sorted(set(v) - keys), sorted(keys - {"port", "sni", "alpn"} - set(v))
     if extra:
         raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(sorted(keys))})")
     if missing:
@@ -355,9 +375,10 @@ def _service(v) -> Service:
     out = {}
     for key, conv in (("servers", _addresses), ("port", _int_in(1, 65535)),
                       ("rtt", _dist("duration")), ("latency", _dist("duration", positive=False)),
-                      ("request_bytes", _dist("bytes")), ("response_bytes", _dist("bytes"))):
+                      ("request_bytes", _dist("bytes")), ("response_bytes", _dist("bytes")),
+                      ("sni", lambda x: "" if x == "" else check_hostname(x)), ("alpn", check_alpn)):
         try:
-            out[key] = conv(v.get(key, 443))
+            out[key] = conv(v.get(key, {"port": 443, "sni": "", "alpn": []}.get(key)))
         except ValueError as e:
             raise ValueError(f"{key}: {e}") from None
     return Service(**out)
@@ -488,6 +509,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "image_tokens": _dist("count", positive=False),
         "retrieval_share": _float_in(0.0, 1.0), "retrieval_lookups": _float_in(1.0, 100.0),
         "retrieval_gap": _dist("duration", positive=False),
+        "sni": check_hostname, "alpn": check_alpn, "client_profiles": check_profiles,
+        "plaintext": _plaintext,
     },
 }
 SECTIONS["kv_transfer"] = {
@@ -515,6 +538,7 @@ SECTIONS["agentic"] = {
     "agent_delay": _dist("duration", positive=False), "tools": _service,
     "bytes_per_token": _float_in(0.5, 64.0), "request_overhead_bytes": _size_in(0, 1 << 20),
     "chunk_overhead_bytes": _size_in(0, 16000), "tokens_per_chunk": _int_in(1, 4096), **_TLS_KEYS,
+    "sni": check_hostname, "alpn": check_alpn, "client_profiles": check_profiles,
 }
 SECTIONS["rag"] = {
     "rate": _rate, "arrivals": parse_arrivals, "turns": _float_in(1.0, 1000.0),
@@ -522,6 +546,7 @@ SECTIONS["rag"] = {
     "top_k": _dist_within(1, 1000), "chunk_tokens": _dist("count"),
     "rerank_share": _float_in(0.0, 1.0), "embed": _service, "search": _service,
     "rerank": _service, "bytes_per_token": _float_in(0.5, 64.0), **_TLS_KEYS,
+    "client_profiles": check_profiles,
 }
 
 # Every class section may name its own endpoints (else the topology's): a site of its own.
@@ -539,7 +564,8 @@ DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"
             "topology": {"client_skew": 0.0},
             "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
                      "images": 0, "image_bytes": 0, "image_tokens": 0, "retrieval_share": 0.0,
-                     "retrieval_lookups": 1.0, "retrieval_gap": 0},
+                     "retrieval_lookups": 1.0, "retrieval_gap": 0, "alpn": [], "plaintext": False,
+                     "client_hello_bytes": 1750},  # unused: the client profile sets the size
             "kv_transfer": {"arrivals": {"process": "poisson"}},
             "network": _net.DEFAULTS}
 
@@ -560,7 +586,8 @@ for _cls, (_ptype, _) in CLASS_SECTIONS.items():
         DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
     if _cls in ENDPOINT_CLASSES:
         OPTIONAL[_cls] = set(ENDPOINT_KEYS)
-DEFAULTS["agentic"] = DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}}
+DEFAULTS["agentic"] = {"arrivals": {"process": "poisson"}, "alpn": [], "client_hello_bytes": 1750}
+DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}, "client_hello_bytes": 600}
 SECTIONS["multimodal"] = {**SECTIONS["chat"], **_media.SPEC}
 DEFAULTS["multimodal"] = {**DEFAULTS["chat"], **_media.DEFAULTS}
 

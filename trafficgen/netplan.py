@@ -46,6 +46,13 @@ def class_overheads(net: Network) -> np.ndarray:
     return out
 
 
+def _sni_of(p) -> str:
+    """A class's service name (rag: its first backend's; "" for none)."""
+    if p is None:
+        return ""
+    return getattr(p, "sni", None) or getattr(getattr(p, "embed", None), "sni", "")
+
+
 class NetPlan:
     """The scenario's network section, prepared for the engine (see the module docstring)."""
 
@@ -56,6 +63,8 @@ class NetPlan:
         self.v6_key = key_of(scenario.seed, _V6_ID)
         self.quic_key = key_of(scenario.seed, _QUIC_ID)
         self.quic_share = np.array(net.quic, np.float64)
+        # the server name a class's QUIC Initials carry: its service's (as over TCP)
+        self.quic_sni = [_sni_of(scenario.params.get(c)).encode() for c in CLASSES]
         self.class_ovh = class_overheads(net)
         self._v4_only = np.array([c in IPV4_ONLY_CLASSES for c in CLASSES])
         self._scratch = np.empty(0, np.uint8)
@@ -235,7 +244,7 @@ class NetPlan:
         kinds = part["segoff"]
         if self.quic_share.any():  # Initials sealed with their real keys, in the plain frames
             from .quic_initial import seal_initials
-            kinds = seal_initials(plain, plain_off, part, cols, rows)
+            kinds = seal_initials(plain, plain_off, part, cols, rows, self.quic_sni)
         end = ke.rewrite(plain, plain_off, out, offsets, part["wire_len"], part["direction"],
                          rows, part["class"], first_packet, cols["v6"], cols["key"], self.cfg,
                          self.dscp, self.ecn, self.labels, self.nlabels, self.vni, self.segs,

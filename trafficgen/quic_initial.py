@@ -17,7 +17,7 @@ import numpy as np
 from .kernels import quic as kq
 from .kernels.rng import fill_bytes
 from .tls import GROUP_X25519, GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, \
-    SERVER_NAME, X25519_SHARE, _ext, _vec16
+    X25519_SHARE, _ext, _vec16
 
 SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
 CHUNK = 1100  # ClientHello bytes per client Initial: fits the smallest (1200 bytes)
@@ -66,14 +66,15 @@ def cid(key: int, which: int) -> bytes:
     return struct.pack("!Q", int(kq.cid_value(np.uint64(key), which)))
 
 
-def client_hello(key: int) -> bytes:
-    """The TLS ClientHello handshake message of this connection's QUIC Initials."""
+def client_hello(key: int, sni: bytes) -> bytes:
+    """The TLS ClientHello handshake message of this connection's QUIC Initials, to the
+    server name ``sni`` (its class's service)."""
     rnd = _random(key, 32 + HYBRID_CLIENT_SHARE + X25519_SHARE, 0xC11E)
     params = (b"\x01\x04\x80\x00\x75\x30" + b"\x04\x04\x80\x10\x00\x00" + b"\x08\x02\x40\x64"
               + b"\x0f\x08" + cid(key, kq.CID_CLIENT))
     shares = (struct.pack("!HH", GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE) + rnd[32:32 + HYBRID_CLIENT_SHARE]
               + struct.pack("!HH", GROUP_X25519, X25519_SHARE) + rnd[32 + HYBRID_CLIENT_SHARE:])
-    exts = (_ext(0x0000, _vec16(b"\x00" + _vec16(SERVER_NAME))) + _ext(0x0010, _vec16(b"\x02h3"))
+    exts = ((_ext(0x0000, _vec16(b"\x00" + _vec16(sni))) if sni else b"") + _ext(0x0010, _vec16(b"\x02h3"))
             + _ext(0x000A, _vec16(struct.pack("!HH", GROUP_X25519MLKEM768, GROUP_X25519)))
             + _ext(0x000D, _vec16(bytes.fromhex("0403080404010503080505010806"))) + _ext(0x002B, b"\x02\x03\x04")
             + _ext(0x0033, _vec16(shares)) + _ext(0x0039, params))
@@ -89,10 +90,10 @@ def server_hello(key: int) -> bytes:
     return b"\x02" + struct.pack("!I", len(body))[1:] + body
 
 
-def _frames(key: int, d: int, pn: int, room: int) -> bytes:
+def _frames(key: int, d: int, pn: int, room: int, sni: bytes) -> bytes:
     """The Initial's frames, padded with PADDING to ``room`` bytes."""
     if d == 0:
-        hello = client_hello(key)
+        hello = client_hello(key, sni)
         off = pn * CHUNK
         data = hello[off:off + CHUNK]
         out = (b"\x06" + _varint(off) + _varint(len(data)) + data) if data else b"\x01"  # else PING
@@ -102,8 +103,9 @@ def _frames(key: int, d: int, pn: int, room: int) -> bytes:
     return out + b"\x00" * (room - len(out))
 
 
-def seal(key: int, d: int, pn: int, qlen: int) -> bytes:
-    """The ``qlen`` bytes of a protected Initial packet of direction ``d``, number ``pn``."""
+def seal(key: int, d: int, pn: int, qlen: int, sni: bytes = b"chatgpt.com") -> bytes:
+    """The ``qlen`` bytes of a protected Initial packet of direction ``d``, number ``pn``
+    (a client's carries a ClientHello to ``sni``)."""
     dcid0 = cid(key, kq.CID_CLIENT_DCID)
     if d == 0:
         dcid, scid = dcid0, cid(key, kq.CID_CLIENT)
@@ -115,7 +117,7 @@ def seal(key: int, d: int, pn: int, qlen: int) -> bytes:
     head += struct.pack("!H", 0x4000 | (PN_LEN + room + 16)) + struct.pack("!H", pn & 0xFFFF)
     aead, iv, hp = initial_keys(dcid0, d == 1)
     nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
-    body = aead.encrypt(nonce, _frames(key, d, pn, room), head)
+    body = aead.encrypt(nonce, _frames(key, d, pn, room, sni), head)
     pn_at = len(head) - PN_LEN
     sample = body[4 - PN_LEN:4 - PN_LEN + 16]
     enc = hp.encryptor()
@@ -125,15 +127,17 @@ def seal(key: int, d: int, pn: int, qlen: int) -> bytes:
     return first + head[1:pn_at] + pnb + body
 
 
-def seal_initials(plain, plain_off, part, cols, rows) -> np.ndarray:
+def seal_initials(plain, plain_off, part, cols, rows, sni_of_class) -> np.ndarray:
     """Write the sealed Initial packets of a batch into its plain frames (where the rewrite
-    copies them from) and return the QUIC kinds for the rewrite: Q_SEALED where done."""
+    copies them from) and return the QUIC kinds for the rewrite: Q_SEALED where done.
+    ``sni_of_class``: the server name of each class's service (by class code)."""
     kind = part["segoff"].copy()
     todo = np.flatnonzero((cols["quic"][rows] != 0) & (kind == kq.Q_INITIAL))
     for i in todo:
         qlen = int(part["payload_len"][i])
         at = int(plain_off[i]) + 14 + 20 + 8
         plain[at:at + qlen] = np.frombuffer(seal(int(cols["key"][rows[i]]), int(part["direction"][i]),
-                                                 int(part["seq"][i]), qlen), np.uint8)
+                                                 int(part["seq"][i]), qlen,
+                                                 sni_of_class[int(part["class"][i])]), np.uint8)
         kind[i] = kq.Q_SEALED
     return kind

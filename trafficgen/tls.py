@@ -8,79 +8,42 @@ Templates are structurally valid, so tshark dissects ClientHello and ServerHello
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import TrafficgenError
+from .tls_profiles import _Buf, _vec16, client_hello, profile
 
 GROUP_X25519MLKEM768, GROUP_X25519, GROUP_SECP256R1 = 0x11EC, 0x001D, 0x0017
 HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, X25519_SHARE = 1216, 1120, 32
 CCS = bytes.fromhex("140303000101")
-SERVER_NAME = b"chat.example.com"
-
-
-class _Buf:
-    """Bytes with a parallel mask: 1 = fixed template byte, 0 = random hole."""
-
-    def __init__(self):
-        self.data, self.mask = bytearray(), bytearray()
-
-    def fixed(self, b: bytes):
-        self.data += b
-        self.mask += b"\x01" * len(b)
-
-    def hole(self, n: int):
-        self.data += b"\x00" * n
-        self.mask += b"\x00" * n
+MAX_VARIANTS = 12  # (endpoint, client profile) pairs per model: 3 layouts each, ids fit a byte
 
 
 def _ext(etype: int, body: bytes) -> bytes:
     return struct.pack("!HH", etype, len(body)) + body
 
 
-def _vec16(body: bytes) -> bytes:
-    return struct.pack("!H", len(body)) + body
+@dataclass(frozen=True)
+class Variant:
+    """One kind of connection a model makes: a client profile to a server name, offering an
+    ALPN list (empty: the profile's own). ``h2``: the server picks HTTP/2 (first offered)."""
 
+    profile: str
+    sni: str
+    alpn: tuple[str, ...] = ()
 
-def client_hello(total: int) -> tuple[bytes, bytes]:
-    """A ClientHello record of exactly ``total`` bytes; hybrid key share if it fits."""
-    sni = _ext(0x0000, _vec16(b"\x00" + _vec16(SERVER_NAME)))
-    alpn = _ext(0x0010, _vec16(b"\x02h2\x08http/1.1"))
-    groups = _ext(0x000A, _vec16(struct.pack("!HHH", GROUP_X25519MLKEM768, GROUP_X25519, GROUP_SECP256R1)))
-    sigs = _ext(0x000D, _vec16(bytes.fromhex("0403080404010503080505010806060102010201")[:16]))
-    versions = _ext(0x002B, b"\x04\x03\x04\x03\x03")
-    psk_modes = _ext(0x002D, b"\x01\x01")
-    for hybrid in (True, False):
-        shares = [(GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE)] if hybrid else []
-        shares.append((GROUP_X25519, X25519_SHARE))
-        share_len = sum(4 + n for _, n in shares)
-        fixed_exts = sni + alpn + groups + sigs + versions + psk_modes
-        ks_len = 4 + 2 + share_len
-        # record(5) + handshake(4) + version(2) + random(32) + sid(33) + suites(8) + comp(2) + extlen(2)
-        base = 5 + 4 + 2 + 32 + 33 + 8 + 2 + 2 + len(fixed_exts) + ks_len
-        pad = total - base - 4
-        if pad >= 0:
-            break
-    else:
-        raise TrafficgenError(f"chat.client_hello_bytes: {total} is too small for a ClientHello "
-                              f"(at least {base + 4} bytes)")
-    b = _Buf()
-    body_len = total - 9
-    b.fixed(struct.pack("!BHH", 0x16, 0x0301, total - 5) + struct.pack("!I", (1 << 24) | body_len)
-            + b"\x03\x03")
-    b.hole(32)
-    b.fixed(b"\x20")
-    b.hole(32)
-    b.fixed(bytes.fromhex("0006130113021303") + b"\x01\x00")
-    b.fixed(struct.pack("!H", total - base + len(fixed_exts) + ks_len))
-    b.fixed(fixed_exts)
-    b.fixed(struct.pack("!HHH", 0x0033, ks_len - 4, share_len))
-    for group, n in shares:
-        b.fixed(struct.pack("!HH", group, n))
-        b.hole(n)
-    b.fixed(_ext(0x0015, b"\x00" * pad))
-    assert len(b.data) == total, (len(b.data), total)
-    return bytes(b.data), bytes(b.mask)
+    @property
+    def offer(self) -> tuple[str, ...]:
+        return self.alpn or profile(self.profile).alpn
+
+    @property
+    def h2(self) -> bool:
+        return self.offer[0] == "h2"
+
+    def hello(self) -> tuple[bytes, bytes]:
+        return client_hello(profile(self.profile), self.sni, self.alpn)
 
 
 def server_hello_prefix(hybrid: bool) -> tuple[bytes, bytes]:
@@ -102,20 +65,24 @@ def server_hello_prefix(hybrid: bool) -> tuple[bytes, bytes]:
     return bytes(b.data), bytes(b.mask)
 
 
-def is_hybrid(hello: bytes) -> bool:
-    return struct.pack("!HH", GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE) in hello
-
-
 class Templates:
-    """Concatenated templates and masks, indexed by write layout (see kernels/chat.py)."""
+    """Concatenated templates and masks of a model's variants: variant ``v``'s layouts are
+    ``3 v + 1`` (ClientHello), ``3 v + 2`` (ServerHello + CCS) and ``3 v + 3`` (the client's
+    CCS); layout 0 is "no template" (see kernels/chat.py and kernels/tlsvar.py)."""
 
-    def __init__(self, hello_wire: int, flight_wire: int):
-        hello, hello_mask = client_hello(hello_wire)
-        sh, sh_mask = server_hello_prefix(is_hybrid(hello))
-        if flight_wire < len(sh) + 23:
-            raise TrafficgenError(f"chat.server_flight_bytes: {flight_wire} is too small for the "
-                                  f"server's flight (at least {len(sh) + 23} bytes)")
-        parts = [(b"", b""), (hello, hello_mask), (sh, sh_mask), (CCS, b"\x01" * len(CCS))]
+    def __init__(self, variants: list[Variant], flight_wire: int, where: str = "chat"):
+        if not 1 <= len(variants) <= MAX_VARIANTS:
+            raise TrafficgenError(f"{where}: {len(variants)} kinds of TLS connection (client "
+                                  f"profiles x services); at most {MAX_VARIANTS} per class")
+        self.variants = list(variants)
+        parts = [(b"", b"")]
+        for v in variants:
+            hello, hello_mask = v.hello()
+            sh, sh_mask = server_hello_prefix(profile(v.profile).hybrid)
+            if flight_wire < len(sh) + 23:
+                raise TrafficgenError(f"{where}.server_flight_bytes: {flight_wire} is too small "
+                                      f"for the server's flight (at least {len(sh) + 23} bytes)")
+            parts += [(hello, hello_mask), (sh, sh_mask), (CCS, b"\x01" * len(CCS))]
         self.data = np.frombuffer(b"".join(p[0] for p in parts), dtype=np.uint8).copy()
         self.mask = np.frombuffer(b"".join(p[1] for p in parts), dtype=np.uint8).copy()
         lens = [len(p[0]) for p in parts]
@@ -125,18 +92,24 @@ class Templates:
 
 class CombinedTemplates:
     """Several models' templates in one table for the frame encoder: layout 0 is "no
-    template"; model k's layout j (1..3) is at ``3 * k + j`` (its ``layout_base`` is ``3 * k``)."""
+    template"; model k's layout j (1..PER_MODEL) is at ``PER_MODEL * k + j`` (its
+    ``layout_base``); a model with fewer layouts leaves the rest of its slots empty."""
 
-    PER_MODEL = 3
+    PER_MODEL = 3 * MAX_VARIANTS
 
-    def __init__(self, parts: list[Templates]):
+    def __init__(self, parts: list):
         data, mask, start, length = [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], [0], [0]
         offset = 0
         for t in parts:
+            n = t.length.shape[0] - 1
+            if n > self.PER_MODEL:
+                raise ValueError(f"a model has {n} template layouts, more than {self.PER_MODEL}")
             data.append(t.data)
             mask.append(t.mask)
             start.extend(int(offset + x) for x in t.start[1:])
             length.extend(int(x) for x in t.length[1:])
+            start.extend([0] * (self.PER_MODEL - n))
+            length.extend([0] * (self.PER_MODEL - n))
             offset += t.data.shape[0]
         self.data = np.concatenate(data)
         self.mask = np.concatenate(mask)

@@ -48,6 +48,12 @@ def tls_wire(plain):
     return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
 
 
+def setup_count(has_ticket: bool, tls: bool) -> int:
+    """A connection's writes besides its requests': TLS hello, flight, finished, [ticket] and
+    close; plaintext HTTP only the close."""
+    return 4 + int(has_ticket) if tls else 1
+
+
 @njit(cache=True, inline="always")
 def _turns(u, mean):
     if mean <= 1.0:
@@ -111,7 +117,7 @@ def _token_time(k_t, idx, itl_p, stall_prob, stall_p):
 
 @njit(cache=True, nogil=True)
 def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, reason_p, images_p,
-         mean_gap, keepalive_every, keepalive, tokens_per_chunk, has_ticket, nominal_rtt,
+         mean_gap, keepalive_every, keepalive, tokens_per_chunk, setup_writes, nominal_rtt,
          r_think, r_prompt, r_out, r_ttft, r_reason, r_images, r_at, r_keep, r_new, s_kept,
          s_conns, s_writes):
     """Per turn: draws, nominal start time, whether it is kept and opens a connection.
@@ -122,6 +128,7 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
     token gap, stalls included): drawing every token of ten minutes of warm-up sessions cost
     more than all else in a short run, and a sum of hundreds of gaps barely differs from its
     mean next to think times of tens of seconds. Per session: kept turns, connections, writes.
+    ``setup_writes``: a connection's writes besides its requests' (``setup_count``).
     """
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
@@ -140,7 +147,7 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
                 kept += 1
                 if r_new[r]:
                     conns += 1
-                    writes += 4 + has_ticket  # hello, server flight, finished, [ticket], close
+                    writes += setup_writes  # hello, server flight, finished, [ticket], close
                 writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
                 writes += _keepalives(reason, mean_gap, keepalive_every)
             if s_start[s] >= t_min:
@@ -189,7 +196,8 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
          r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images,
          c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter,
          wd):
-    """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized."""
+    """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized.
+    ``hello_wire`` 0: plaintext HTTP (no TLS handshake; the request goes out at once)."""
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         client = client_rank(uniform(k_s, 0), n_clients, client_skew)
@@ -220,16 +228,19 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
                 c_ipid[c, 1] = bits(k_c, 3) & 0xFFFF
                 c_jitter[c] = np.int64(uniform(k_c, 4) * 100_000_000)
                 c_w0[c] = w
-                w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
-                           L_CLIENT_HELLO, wd)
-                w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
-                           L_SERVER_FLIGHT, wd)
-                w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
-                           L_CLIENT_FINISHED, wd)
-                if ticket_wire > 0:
-                    w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
-                               L_APPDATA, wd)
-                req_dep, req_delay, req_flags = 2, D_REQUEST, W_REQ
+                if hello_wire > 0:
+                    w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
+                               L_CLIENT_HELLO, wd)
+                    w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
+                               L_SERVER_FLIGHT, wd)
+                    w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
+                               L_CLIENT_FINISHED, wd)
+                    if ticket_wire > 0:
+                        w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
+                                   L_APPDATA, wd)
+                    req_dep, req_delay, req_flags = 2, D_REQUEST, W_REQ
+                else:
+                    req_dep, req_delay, req_flags = -1, D_CLIENT_HELLO, W_REQ
             else:
                 req_dep, req_delay, req_flags = last_done, t_think[tr], W_REQ | W_TURN
             out = t_out[tr]

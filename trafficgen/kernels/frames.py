@@ -13,6 +13,8 @@ from . import udp as _udp
 from .wire import _fold, _put16, _put32, _sum16  # noqa: F401 (encap imports them from here)
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
+PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
+TEXT = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz etaoinshrd ", np.uint8).copy()
 PCAP_REC = 16  # pcap record header
 WIN_SYN = (64240, 65160)  # Linux SYN / SYN-ACK windows
 WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
@@ -152,6 +154,9 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, pool, tpl, tpl_mask, t
         dst[k] = src[k]
     # template prefix of the write (handshake messages), where it overlaps this segment
     plen_t = tpl_len[lay]
+    if plen_t > 0 and tpl_mask[tpl_start[lay] + plen_t - 1] >= PLAIN:
+        _plain(out, pl, n, segoff, writelen, po, pool, tpl, tpl_mask, tpl_start[lay], plen_t)
+        return
     if segoff < plen_t:
         t0 = tpl_start[lay]
         for k in range(segoff, min(plen_t, segoff + n)):
@@ -180,3 +185,46 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, pool, tpl, tpl_mask, t
                     b = rlen & 0xFF
                 out[pl + pos + plen_t - segoff] = b
         r += 1
+
+
+@njit(cache=True)
+def _field(tpl, tpl_mask, t0, k, writelen):
+    """Byte ``k`` of a length field (mask DEC or HEX): the write's length less the field's
+    first two template bytes, decimal right-padded with spaces or hex zero-padded."""
+    code = tpl_mask[t0 + k]
+    s = np.int64(k)
+    while s > 0 and tpl_mask[t0 + s - 1] == code:
+        s -= 1
+    e = np.int64(k)
+    while tpl_mask[t0 + e + 1] == code:
+        e += 1
+    v = np.int64(writelen) - (np.int64(tpl[t0 + s]) * 256 + np.int64(tpl[t0 + s + 1]))
+    j = k - s
+    if code == HEX:
+        d = (v >> (4 * (e - k))) & 0xF
+        return 48 + d if d < 10 else 87 + d
+    nd = 1
+    while v >= 10 ** nd:
+        nd += 1
+    if j >= nd:
+        return 32
+    return 48 + (v // 10 ** (nd - 1 - j)) % 10
+
+
+@njit(cache=True)
+def _plain(out, pl, n, segoff, writelen, po, pool, tpl, tpl_mask, t0, plen_t):
+    """A plaintext HTTP write: the template's prefix (with its length fields), filler text
+    from the pool, the template's suffix at the write's end."""
+    t0, plen_t, seg, wl = np.int64(t0), np.int64(plen_t), np.int64(segoff), np.int64(writelen)
+    suf = np.int64(tpl_mask[t0 + plen_t - 1] & 0x7F)
+    pre = plen_t - suf
+    fill_end = wl - suf
+    for k in range(seg, seg + n):
+        if k < pre:
+            m = tpl_mask[t0 + k]
+            b = _field(tpl, tpl_mask, t0, k, wl) if m == DEC or m == HEX else tpl[t0 + k]
+        elif k < fill_end:
+            b = TEXT[pool[po + k - seg] % TEXT.shape[0]]
+        else:
+            b = tpl[t0 + pre + k - fill_end]
+        out[pl + k - seg] = b

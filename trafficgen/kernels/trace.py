@@ -30,7 +30,7 @@ def paths(s_key, n_clients, client_skew, n_servers, paths_key, site_first, rtt_s
 
 @njit(cache=True, nogil=True)
 def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, keepalive_every,
-         keepalive, tokens_per_chunk, has_ticket, r_think, r_ttft, r_reason, r_images, r_keep,
+         keepalive, tokens_per_chunk, setup_writes, r_think, r_ttft, r_reason, r_images, r_keep,
          r_new, s_kept, s_conns, s_writes):
     """Per turn (``t_at`` its request time, ``t_out`` its output tokens, int64[T]): the draws
     and whether it opens a connection (the first turn, or one more than ``keepalive`` after
@@ -53,7 +53,7 @@ def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, kee
             r_new[r] = k == 0 or think > keepalive
             if r_new[r]:
                 conns += 1
-                writes += 4 + has_ticket
+                writes += setup_writes
             writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
             writes += _keepalives(reason, mean_gap, keepalive_every)
         s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes

@@ -12,7 +12,7 @@ from ..kernels.rng import key_of
 from ..kernels.tcp import WF_COLS
 from ..schema import CLASS_CODE
 from .common import (RWND_BYTES, EpochSchedule, SessionModel, offsets, schedule_from_sim,
-                     shift_layouts, tls_setup)
+                     TlsPlan)
 
 _ZERO = parse_dist(0, "count", positive=False)
 
@@ -30,11 +30,12 @@ class ChainModel(SessionModel):
         self.key = key_of(scenario.seed, self.class_id)
         self.paths_key = key_of(scenario.seed, 0xFFFF)
         self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)
-        self.templates, self.flight_wire, self.ticket_wire = tls_setup(p)
         main = Service(topo.servers, topo.server_port, topo.rtt, _ZERO, _ZERO, _ZERO)
         if cls == "agentic":
             self.mode = kch.MODE_AGENTIC
             services = [main, p.tools]
+            endpoints = [(p.sni, p.alpn), (p.tools.sni, p.tools.alpn)]
+            self.endpoint0 = 0  # a connection's endpoint: its service
             self.session_rate_per_ns = p.rate / (p.turns * p.llm_calls) / 1e9
             self.ip = np.array([round(p.turns * 1000), round(p.llm_calls * 1000), p.keepalive,
                                 p.max_context_tokens, p.request_overhead_bytes,
@@ -49,6 +50,8 @@ class ChainModel(SessionModel):
         else:
             self.mode = kch.MODE_RAG
             services = [main, p.embed, p.search, p.rerank]
+            endpoints = [(v.sni, v.alpn) for v in services[1:]]
+            self.endpoint0 = 1  # service 0 (the class's own servers) is not called
             self.session_rate_per_ns = p.rate / p.turns / 1e9
             self.ip = np.array([round(p.turns * 1000), p.keepalive, round(p.rerank_share * 1000)],
                                np.int64)
@@ -56,6 +59,10 @@ class ChainModel(SessionModel):
                                                      p.chunk_tokens)])
             self.fp = np.array([p.bytes_per_token])
             self.warmup_ns = 10 * BLOCK_NS
+        self.tls = TlsPlan(scenario, cls, p, endpoints)
+        self.variant_first = 0  # where its variants start in the table (fanout: after the class's)
+        self.templates, self.ticket_wire = self.tls.templates, self.tls.ticket
+        self.flight_wire = int(self.tls.flight[0])  # per connection: kernels.tlsvar
         self.svc_port = np.array([v.port for v in services], np.int64)
         self.svc_addr = np.concatenate([np.asarray(v.servers, np.int64) for v in services])
         self.svc_naddr = np.array([len(v.servers) for v in services], np.int64)
@@ -96,10 +103,11 @@ class ChainModel(SessionModel):
         c_w0, c_wn = offsets(c_nw), np.empty(cn.shape[0], np.int64)
         wd = np.empty((int(c_nw.sum()), WF_COLS), np.int64)
         itl, stall_prob, stall = self.itl
-        kch.writes(cm, order, cn, c_call0, c_ncalls, p.client_hello_bytes, self.flight_wire,
+        kch.writes(cm, order, cn, c_call0, c_ncalls, int(self.tls.hello[0]), self.flight_wire,
                    self.ticket_wire, p.keepalive, getattr(p, "chunk_overhead_bytes", 0),
                    p.bytes_per_token, tpc, itl, stall_prob, stall, c_w0, c_wn, wd)
-        shift_layouts(wd, self.layout_base)
+        self.tls.apply(wd, c_w0, c_wn, s_client[cn[:, kch.CN_SESSION]],
+                       cn[:, kch.CN_SERVICE] - self.endpoint0, self.layout_base, self.variant_first)
         C = cn.shape[0]
         c = {"session": cn[:, kch.CN_SESSION], "open_dep": np.full(C, -1, np.int64),
              "open_at": cn[:, kch.CN_OPEN], "rtt": cn[:, kch.CN_RTT], "w0": c_w0, "wn": c_wn,

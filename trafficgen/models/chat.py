@@ -16,7 +16,7 @@ from ..kernels.tcp import WF_COLS
 from ..kernels.rng import key_of
 from ..schema import CLASS_CODE
 from .common import (EpochSchedule, SessionModel, offsets as _offsets, schedule_from_sim,
-                     shift_layouts, tls_setup)
+                     PlainPlan, TlsPlan)
 
 CLASSES = ("chat", "coding", "reasoning", "multimodal")  # flow classes with this shape (each has its own scenario section)
 BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
@@ -44,7 +44,11 @@ class ChatModel(SessionModel):
                       ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall",
                        "reasoning", "images", "image_bytes", "image_tokens")}
         self.rtt_params = topo.rtt_table()  # (first client of each site, its RTT distribution)
-        self.templates, self.flight_wire, self.ticket_wire = tls_setup(p)
+        self.tls = PlainPlan(scenario, cls, p) if p.plaintext else \
+            TlsPlan(scenario, cls, p, [(p.sni, p.alpn)])
+        self.templates, self.ticket_wire = self.tls.templates, self.tls.ticket
+        self.flight_wire = int(self.tls.flight[0])  # per connection: kernels.tlsvar
+        self.setup_writes = kc.setup_count(self.ticket_wire > 0, not p.plaintext)
         self.nominal_rtt = int(topo.rtt.quantile(0.5))
         self.mean_gap = int(round((1 - p.stall_prob) * p.itl.mean() + p.stall_prob * p.stall.mean()))
         # Conversations last minutes: start this early so the capture opens in steady state
@@ -55,6 +59,9 @@ class ChatModel(SessionModel):
         if p.retrieval_share > 0 and scenario.topology.side("rag") is not None:
             from .fanout import Fanout
             self.fanout = Fanout(scenario, cls, layout_base)
+            # its connections' variants follow the class's own in the class's table slot
+            self.fanout.chain.variant_first = self.tls.extend(self.fanout.chain.tls)
+            self.templates = self.tls.templates
         self.several = self.fanout is not None  # the engine then goes block by block
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
@@ -73,7 +80,7 @@ class ChatModel(SessionModel):
         d = self.dists
         kc.plan(s_key, starts, turn0, 0, d["think_time"], d["prompt_tokens"], d["output_tokens"],
                 d["ttft"], d["reasoning"], d["images"], self.mean_gap, p.keepalive_every,
-                p.keepalive, p.tokens_per_chunk, 1 if self.ticket_wire else 0, self.nominal_rtt,
+                p.keepalive, p.tokens_per_chunk, self.setup_writes, self.nominal_rtt,
                 t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
                 t_keep, t_new, s_kept, s_conns, s_writes)
         ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
@@ -97,7 +104,7 @@ class ChatModel(SessionModel):
         kc.fill(s_key, turn0, _offsets(s_kept), _offsets(s_conns), _offsets(s_writes),
                 topo.client_count, topo.client_skew, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
                 d["stall"], *self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
-                p.request_overhead_bytes, p.chunk_overhead_bytes, p.client_hello_bytes,
+                p.request_overhead_bytes, p.chunk_overhead_bytes, int(self.tls.hello[0]),
                 self.flight_wire, self.ticket_wire, self.mean_gap, p.keepalive_every,
                 d["image_bytes"], d["image_tokens"],
                 t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
@@ -108,6 +115,7 @@ class ChatModel(SessionModel):
                 c["jitter"], wd)
         if adjust is not None:
             adjust(s_client, r, c, wd)
-        shift_layouts(wd, self.layout_base)
+        self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],
+                       np.zeros(c["w0"].shape[0], np.int64), self.layout_base)
         return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
                                  packets=self.packets)

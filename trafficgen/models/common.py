@@ -15,8 +15,11 @@ from ..kernels.rng import derive, derive_range
 from ..kernels.tcp import (P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN, W_REQ, WF_FLAGS,
                            WF_REQ, WO_ISSUED)
 from ..kernels.frames import WIN_SCALED, WSCALE
-from ..tls import Templates, client_hello, is_hybrid, server_hello_prefix
-from ..schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
+from ..kernels import tlsvar
+from ..kernels.rng import key_of
+from ..tls import Templates, Variant, server_hello_prefix
+from ..tls_profiles import profile
+from ..schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 
 
 @dataclass
@@ -68,22 +71,76 @@ class SessionModel:
         return np.concatenate(keys), np.concatenate(starts)
 
 
-def tls_setup(p) -> tuple[Templates, int, int]:
-    """A class's TLS templates, the wire bytes of the server's flight and of its session
-    tickets (0: none), from its ``client_hello_bytes``/``server_flight_bytes``/
-    ``session_ticket_bytes``."""
-    templates = Templates(p.client_hello_bytes, p.server_flight_bytes)
-    sh_len = len(server_hello_prefix(is_hybrid(client_hello(p.client_hello_bytes)[0]))[0])
-    flight = sh_len + int(tls_wire(max(1, p.server_flight_bytes - sh_len - 22)))
-    ticket = int(tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
-    return templates, flight, ticket
+class TlsPlan:
+    """A model's TLS connections: variants (endpoint x client profile, see ``tls.Variant``),
+    their templates and wire sizes, and which variant each connection is.
+
+    ``endpoints``: (sni, alpn) per endpoint the model connects to (a connection's endpoint is
+    its index here); ``p``: the class's parameters (``client_profiles``,
+    ``server_flight_bytes``, ``session_ticket_bytes``); ``framing``: False for flows whose
+    application bytes are not HTTP requests (WebSocket media)."""
+
+    def __init__(self, scenario: Scenario, cls: str, p, endpoints, framing: bool = True):
+        names = [name for name, _ in p.client_profiles]
+        self.variants = [Variant(name, sni, tuple(alpn)) for sni, alpn in endpoints for name in names]
+        self.flight_bytes, self.cls = p.server_flight_bytes, cls
+        self.templates = Templates(self.variants, p.server_flight_bytes, cls)
+        self.cum_w = np.cumsum([w for _, w in p.client_profiles]).astype(np.float64)
+        self.cum_w[-1] = 1.0
+        self.hello = np.array([len(v.hello()[0]) for v in self.variants], np.int64)
+        sh = np.array([len(server_hello_prefix(profile(v.profile).hybrid)[0])
+                       for v in self.variants], np.int64)
+        self.flight = sh + np.array([int(tls_wire(max(1, p.server_flight_bytes - n - 22)))
+                                     for n in sh], np.int64)
+        self.h2 = np.array([1 if v.h2 else 0 for v in self.variants], np.int64)
+        self.ticket = int(tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
+        self.framing = 1 if framing else 0
+        self.key = key_of(scenario.seed, CLASS_CODE[cls], 0x7150)  # clients' stacks, per class
+
+    def extend(self, other: "TlsPlan") -> int:
+        """Put ``other``'s variants after this plan's in its template table (a model whose
+        connections share this one's slot of the engine's table); returns their first index."""
+        first = len(self.variants)
+        self.templates = Templates(self.variants + other.variants, self.flight_bytes, self.cls)
+        return first
+
+    def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
+        """Each connection's variant into its writes (``kernels.tlsvar.assign``)."""
+        tlsvar.assign(wd, c_w0, c_wn, np.asarray(c_client, np.int64),
+                      np.asarray(c_endpoint, np.int64), self.key, self.cum_w, self.hello,
+                      self.flight, self.h2, self.framing, layout_base + tlsvar.LAYOUTS * first)
 
 
-def shift_layouts(wd: np.ndarray, base: int) -> None:
-    """Template layouts of a model's writes index the engine's combined table from ``base``."""
-    if base:
-        lay = wd[:, tcp.WF_LAYOUT]
-        lay[lay > 0] += base
+class PlainPlan:
+    """A chat-shaped class in plaintext HTTP/1.1 (``plaintext = "http1"``): no TLS, its
+    layouts are message kinds (``trafficgen.plaintext``), sized by ``tlsvar.assign_plain``."""
+
+    hello = flight = np.zeros(1, np.int64)  # no handshake writes (kernels.chat.fill)
+    ticket = 0
+
+    def __init__(self, scenario: Scenario, cls: str, p):
+        from ..plaintext import KINDS, Table
+        self.templates = Table(p.sni)
+        self.variants, self.first_variant = [], KINDS // tlsvar.LAYOUTS
+
+    def extend(self, other: TlsPlan) -> int:
+        """Put ``other``'s TLS variants after the message kinds (fanout lookups stay TLS)."""
+        t, o = self.templates, other.templates
+        self.templates = _Table(np.concatenate([t.data, o.data]), np.concatenate([t.mask, o.mask]),
+                                np.concatenate([t.start, t.data.shape[0] + o.start[1:]]),
+                                np.concatenate([t.length, o.length[1:]]))
+        return self.first_variant
+
+    def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
+        tlsvar.assign_plain(wd, c_w0, c_wn, self.templates.length, layout_base)
+
+
+@dataclass
+class _Table:
+    data: np.ndarray
+    mask: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
 
 
 def offsets(counts: np.ndarray) -> np.ndarray:

@@ -34,8 +34,9 @@ class Fanout:
         if "rag" not in data:
             data["rag"] = class_defaults("rag")
         sub = Scenario.from_dict(data)
-        # the gateway's TLS to the backends as the class's own (its templates are the class's:
-        # the lookups share the class model's slot in the engine's template table)
+        # the gateway's TLS to the backends: the rag class's client profiles and services; the
+        # lookups' templates follow the class's own in the class model's slot of the engine's
+        # table (``TlsPlan.extend``), so their server flights are the class's size
         rag = dataclasses.replace(sub.params["rag"], turns=p.retrieval_lookups,
                                   think_time=p.retrieval_gap, client_hello_bytes=p.client_hello_bytes,
                                   server_flight_bytes=p.server_flight_bytes,

@@ -28,8 +28,7 @@ from ..kernels import video as kv
 from ..kernels.rng import key_of
 from ..kernels.tcp import WF_COLS
 from ..schema import CLASS_CODE, KIND_CODE, SCHED_DTYPE, concat_rows
-from .common import (EpochSchedule, SessionModel, offsets, schedule_from_sim, shift_layouts,
-                     tls_setup)
+from .common import EpochSchedule, SessionModel, TlsPlan, offsets, schedule_from_sim
 from .udp import schedule_from_packets
 
 VOICE_KEY_ID, VIDEO_KEY_ID = 0x3ED1A, 0x3ED1B  # never the chat model's keys (its class key)
@@ -60,8 +59,11 @@ class MediaModel:
         self.voice = _Stream(scenario, self.class_id, VOICE_KEY_ID, p.voice_rate)
         self.video = _Stream(scenario, self.class_id, VIDEO_KEY_ID, p.video_rate)
         self.paths_key = key_of(scenario.seed, 0xFFFF)  # path RTTs, shared by all classes
-        tpl, self.flight_wire, self.ticket_wire = tls_setup(p)
-        self.templates, self.layout_base = tpl, layout_base
+        # realtime WebSockets: the clients' usual hello; the server picks HTTP/1.1 for the
+        # upgrade, and the messages are WebSocket frames (no HTTP framing added)
+        self.tls = TlsPlan(scenario, cls, p, [(p.sni, p.alpn)], framing=False)
+        self.templates, self.layout_base = self.tls.templates, layout_base
+        self.flight_wire, self.ticket_wire = int(self.tls.flight[0]), self.tls.ticket
         v, f = p.voice, p.video
         self.vd = {k: getattr(v, k).params() for k in
                    ("session", "user_spurt", "model_spurt", "latency", "pause", "opus_bytes")}
@@ -135,7 +137,7 @@ class MediaModel:
         c_w0 = offsets(np.concatenate((vw, fw + setup)))
         wd = np.empty((int(vw.sum() + fw.sum()) + nf * setup, WF_COLS), np.int64)
         c_next = np.empty(C, np.int64)
-        kv.ws_setup(c_w0, p.client_hello_bytes, self.flight_wire, self.ticket_wire, wd, c_next)
+        kv.ws_setup(c_w0, int(self.tls.hello[0]), self.flight_wire, self.ticket_wire, wd, c_next)
         # requests: voice exchanges (in session order), then video segments
         nxw = ex["nx"][ws]
         vreq0, freq0 = offsets(nxw), int(nxw.sum()) + offsets(fr)
@@ -159,8 +161,8 @@ class MediaModel:
         tend = np.concatenate((ex["last"][ws] + 200_000_000, ftend))
         c_wn = np.empty(C, np.int64)
         kv.ws_close(c_w0, c_next, tend, wd, c_wn)
-        shift_layouts(wd, self.layout_base)
         sess = np.concatenate((vs["sess"][ws], fs["sess"]))
+        self.tls.apply(wd, c_w0, c_wn, s_client[sess], np.zeros(C, np.int64), self.layout_base)
         rtt = np.concatenate((vs["rtt"][ws], fs["rtt"]))
         c = {"session": sess, "open_dep": np.full(C, -1, np.int64),
              "open_at": np.concatenate((vs["start"][ws], fs["start"])),

@@ -120,7 +120,7 @@ class TraceChatModel(ChatModel):
         d = self.dists
         kt.plan(s_key, turn0, t["at"], t["out"], d["ttft"], d["reasoning"], self.no_images,
                 self.mean_gap, p.keepalive_every, p.keepalive, p.tokens_per_chunk,
-                1 if self.ticket_wire else 0, t["think"], t["ttft"], t["reason"], t["images"],
+                self.setup_writes, t["think"], t["ttft"], t["reason"], t["images"],
                 t_keep, t_new, s_kept, s_conns, s_writes)
         trace_client = None if self.s_trace_client is None else self.s_trace_client[sess]
 

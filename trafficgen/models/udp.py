@@ -21,8 +21,9 @@ REQUEST_LABELS = ("prompt_tokens", "output_tokens", "reasoning_tokens", "images"
 
 
 class EmptyTemplates:
-    """A UDP model's template table for the engine's ``CombinedTemplates``: its three layout
-    slots, all empty (UDP rows use ``layout`` for their payload layout, not for templates)."""
+    """A UDP model's template table for the engine's ``CombinedTemplates``: three empty layout
+    slots (the table pads every model's to ``PER_MODEL``; UDP rows use ``layout`` for their
+    payload layout, not for templates)."""
 
     def __init__(self):
         self.data = np.zeros(0, np.uint8)

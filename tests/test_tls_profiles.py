@@ -1,0 +1,179 @@
+"""Client profiles and services: each profile's ClientHello parses, carries what the profile
+says and has the JA4 it documents (computed here by an independent reader, ``ja4ref``); the
+curl and python profiles are the real stacks' bytes; scenarios choose profiles and services and
+refuse bad ones; the HTTP framing sizes follow the negotiated protocol."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import trafficgen as tg
+from trafficgen.config import Scenario
+from trafficgen.errors import TrafficgenError
+from trafficgen.kernels import tlsvar
+from trafficgen.kernels.chat import tls_wire
+from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, \
+    WF_REQ
+from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+from trafficgen.tls import CombinedTemplates, Templates, Variant
+from trafficgen.tls_profiles import PROFILES, client_hello
+
+from . import ja4ref
+
+GOLDEN = Path(__file__).parent / "golden"
+# JA4 strings published for these browsers (FoxIO ja4 database and vendor write-ups), written
+# here independently of the profile table
+PUBLISHED = {"chrome": "t13d1516h2_8daaf6152771_d8a2da3f94cd",
+             "firefox": "t13d1717h2_5b57614c22b0_3cbfd9057e0d"}
+HYBRID = {"chrome", "firefox"}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_profile_hello_parses_and_has_its_documented_ja4(name):
+    p = PROFILES[name]
+    data, mask = client_hello(p, "api.example.com")
+    assert len(mask) == len(data)
+    h = ja4ref.parse_client_hello(data)
+    d = ja4ref.details(h)
+    assert d["sni"] == "api.example.com"
+    assert d["alpn"] == list(p.alpn)
+    assert 0x0304 in d["versions"]
+    share_groups = [g for g, _ in d["shares"] if g not in ja4ref.GREASE]
+    assert (0x11EC in share_groups) == (name in HYBRID)
+    assert dict(d["shares"]).get(0x11EC, 1216) == 1216 and dict(d["shares"])[0x001D] == 32
+    assert any(s in ja4ref.GREASE for s in h["suites"]) == (name == "chrome")
+    assert ja4ref.ja4(data) == p.ja4, name
+    if name in PUBLISHED:
+        assert p.ja4 == PUBLISHED[name]
+    # the holes are exactly the client random, the session id and the key shares / ECH
+    holes = len(mask) - sum(mask)
+    shares = sum(n for g, n in d["shares"] if g not in ja4ref.GREASE)
+    ech = 1 + 32 + 208 if any(t == 0xFE0D for t, _ in h["exts"]) else 0
+    assert holes == 32 + 32 + shares + ech
+
+
+def test_ja4_reference_reads_real_client_hellos():
+    """The reference function on real stacks' bytes (never built by trafficgen)."""
+    curl = bytes.fromhex((GOLDEN / "clienthello-curl-7.88.1-openssl-3.0.19.hex").read_text())
+    assert ja4ref.ja4(curl) == "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6"  # published for curl + OpenSSL 3
+    assert ja4ref.ja4(curl, "q").startswith("q13d3112h2_")
+
+
+@pytest.mark.parametrize("name, capture", [
+    ("curl", "clienthello-curl-7.88.1-openssl-3.0.19.hex"),
+    ("python", "clienthello-cpython-3.11.7-openssl-3.0.19-alpn-http1.1.hex")])
+def test_openssl_profiles_are_the_real_stacks_bytes(name, capture):
+    real = bytes.fromhex((GOLDEN / capture).read_text())
+    data, mask = client_hello(PROFILES[name], "api.openai.com")
+    assert len(data) == len(real) == 517
+    diff = [i for i in range(len(real)) if mask[i] and data[i] != real[i]]
+    assert diff == [], f"{name}: fixed bytes differ from the capture at {diff[:8]}"
+
+
+def test_sni_alpn_and_no_sni():
+    data, _ = client_hello(PROFILES["chrome"], "gemini.google.com", ("http/1.1",))
+    d = ja4ref.details(ja4ref.parse_client_hello(data))
+    assert d["sni"] == "gemini.google.com" and d["alpn"] == ["http/1.1"]
+    assert ja4ref.ja4(data).startswith("t13d1516h1_")
+    data, _ = client_hello(PROFILES["python"], "")
+    assert ja4ref.details(ja4ref.parse_client_hello(data))["sni"] is None
+    assert ja4ref.ja4(data).startswith("t13i1811h1_")
+
+
+def test_template_table_layouts():
+    v = [Variant("chrome", "chatgpt.com"), Variant("python", "api.openai.com")]
+    t = Templates(v, 4600)
+    assert t.length.shape[0] == 1 + 3 * len(v)
+    hello1 = bytes(t.data[t.start[4]:t.start[4] + t.length[4]])
+    assert ja4ref.details(ja4ref.parse_client_hello(hello1))["sni"] == "api.openai.com"
+    c = CombinedTemplates([t, t])
+    assert c.length.shape[0] == 1 + 2 * CombinedTemplates.PER_MODEL
+    assert c.length[CombinedTemplates.PER_MODEL + 4] == t.length[4]
+    assert 1 + 7 * CombinedTemplates.PER_MODEL <= 256  # layout ids are one byte
+    with pytest.raises(TrafficgenError, match="at most 12"):
+        Templates([Variant("chrome", f"h{i}.example.com") for i in range(13)], 4600)
+
+
+def test_scenarios_choose_profiles_and_services():
+    sc = tg.load_scenario("enterprise-mix")
+    assert sc.params["chat"].sni == "chatgpt.com"
+    assert dict(sc.params["chat"].client_profiles) == pytest.approx(
+        {"chrome": 0.6, "firefox": 0.25, "okhttp": 0.15})
+    assert sc.params["agentic"].tools.sni == "mcp.tools.example.com"
+    assert sc.params["rag"].search.sni == "qdrant.rag.corp.example"
+    sc = tg.load_scenario("chat", ["chat.client_profiles=curl", "chat.sni=Chat.Corp.Example",
+                                   "chat.alpn=[\"http/1.1\"]"])
+    p = sc.params["chat"]
+    assert p.client_profiles == (("curl", 1.0),) and p.sni == "chat.corp.example"
+    assert p.alpn == ("http/1.1",)
+    assert Scenario.from_dict(sc.to_dict()) == sc
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "trafficgen", *args], capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("chat.client_profiles=netscape", ["chat.client_profiles", "netscape", "chrome"]),
+    ("chat.client_profiles={chrome=-1}", ["chat.client_profiles", "weight"]),
+    ("chat.client_profiles={chrome=0}", ["chat.client_profiles", "not all be 0"]),
+    ("chat.client_profiles={chrome=1,firefox=1,curl=1,python=1,okhttp=1}",
+     ["chat.client_profiles", "1 to 4"]),
+    ("chat.sni=-bad-.example.com", ["chat.sni", "hostname"]),
+    ("chat.sni=10.0.0.1", ["chat.sni", "hostname"]),
+    ("chat.alpn=[\"\"]", ["chat.alpn", "ALPN"]),
+    ("agentic.tools={sni=\"a..b\", servers=[\"10.0.0.1\"], rtt=\"1ms\", latency=0, "
+     "request_bytes=100, response_bytes=100}", ["agentic.tools", "sni"]),
+])
+def test_bad_profiles_and_services_are_refused(tmp_path, override, words):
+    done = _cli("generate", "agentic" if override.startswith("agentic") else "chat", "-t",
+                override, "-o", str(tmp_path / "x.pcap"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for w in words:
+        assert w in done.stderr, (w, done.stderr)
+    assert not list(tmp_path.iterdir())
+
+
+def _connection(n_stream: int, ticket: bool = True) -> np.ndarray:
+    """One connection's writes as the chat kernel makes them (HTTP/2 sizes)."""
+    rows = [(DIR_UP, 1750, PH_HANDSHAKE, 0, -1, 1), (DIR_DOWN, 4600, PH_HANDSHAKE, 0, -1, 2),
+            (DIR_UP, 64, PH_HANDSHAKE, 0, -1, 3)]
+    if ticket:
+        rows.append((DIR_DOWN, tls_wire(478), PH_HANDSHAKE, 0, -1, 0))
+    for r in range(2):
+        rows.append((DIR_UP, tls_wire(5000), PH_REQUEST, W_REQ, r, 0))
+        rows += [(DIR_DOWN, tls_wire(300), PH_STREAM, 0, r, 0)] * n_stream
+    rows.append((DIR_UP, 24, PH_TEARDOWN, 2, -1, 0))
+    wd = np.zeros((len(rows), WF_COLS), np.int64)
+    for i, (d, b, ph, fl, req, lay) in enumerate(rows):
+        wd[i, WF_DIR], wd[i, WF_BYTES], wd[i, WF_PHASE] = d, b, ph
+        wd[i, WF_FLAGS], wd[i, WF_REQ], wd[i, WF_LAYOUT] = fl, req, lay
+    return wd
+
+
+@pytest.mark.parametrize("h2", [1, 0])
+def test_http_framing_sizes(h2):
+    wd0 = _connection(3)
+    wd = wd0.copy()
+    one = np.zeros(1, np.int64)
+    tlsvar.assign(wd, one, np.array([wd.shape[0]]), one, one, np.uint64(1), np.array([1.0]),
+                  np.array([1788]), np.array([4700]), np.array([h2]), 1, 36)
+    assert list(wd[:3, WF_LAYOUT]) == [37, 38, 39] and list(wd[:3, WF_BYTES][:2]) == [1788, 4700]
+    grow = wd[:, WF_BYTES] - wd0[:, WF_BYTES]
+    req = np.flatnonzero(wd[:, WF_PHASE] == PH_REQUEST)
+    down = np.flatnonzero(wd[:, WF_PHASE] == PH_STREAM)
+    if h2:  # preface once, server SETTINGS with the ticket, HEADERS per response
+        assert list(grow[req]) == [tlsvar.H2_CLIENT_PREFACE, 0]
+        assert grow[3] == tlsvar.H2_SERVER_PREFACE
+        assert list(grow[down]) == [tlsvar.H2_RESPONSE_HEADERS, 0, 0] * 2
+    else:  # headers uncompressed, a status line per response, chunk headers for DATA headers
+        assert list(grow[req]) == [tlsvar.H1_REQUEST_EXTRA] * 2 and grow[3] == 0
+        chunk = len(f"{300 - 9:x}") + 4 - 9
+        assert list(grow[down]) == [tlsvar.H1_RESPONSE_HEAD + chunk, chunk, chunk] * 2
+    assert grow[-1] == 0  # close_notify
