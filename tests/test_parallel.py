@@ -263,3 +263,26 @@ def test_cli_options(tmp_path, capsys):
     import json
     report = json.loads(capsys.readouterr().out)
     assert report["workers"] == 2 and report["shards"] == len(os.listdir(tmp_path / "f")) > 1
+
+
+def test_a_failed_dask_task_fails_the_run(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    parts = _scenario_partitions()
+    real = par.stream_arrays
+
+    def stream(token, sc, opts, lo, hi, *rest):
+        if lo == parts[4][0]:
+            raise TrafficgenError("a worker's own one-line error")
+        return real(token, sc, opts, lo, hi, *rest)
+
+    monkeypatch.setattr(par, "stream_arrays", stream)
+    out = tmp_path / "out"
+    out.mkdir()
+    # threads in this process, so the patch is what the workers run
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        with pytest.raises(TrafficgenError, match="a worker's own one-line error"):
+            tg.generate(_scenario("chat"), **{k: out / v for k, v in OUTPUTS.items()},
+                        scheduler=client)
+    assert _leftovers(out) == []
