@@ -49,11 +49,13 @@ def test_profile_hello_parses_and_has_its_documented_ja4(name):
     assert ja4ref.ja4(data) == p.ja4, name
     if name in PUBLISHED:
         assert p.ja4 == PUBLISHED[name]
-    # the holes are exactly the client random, the session id and the key shares / ECH
-    holes = len(mask) - sum(mask)
+    # the holes are exactly the client random and the key shares / ECH; the session id is
+    # the connection's echo bytes (mask 4), which the ServerHello echoes
+    assert mask[44:76] == b"\x04" * 32 and data[44:76] == bytes(range(32))
+    holes = mask.count(0)
     shares = sum(n for g, n in d["shares"] if g not in ja4ref.GREASE)
     ech = 1 + 32 + 208 if any(t == 0xFE0D for t, _ in h["exts"]) else 0
-    assert holes == 32 + 32 + shares + ech
+    assert holes == 32 + shares + ech
 
 
 def test_ja4_reference_reads_real_client_hellos():
@@ -70,7 +72,7 @@ def test_openssl_profiles_are_the_real_stacks_bytes(name, capture):
     real = bytes.fromhex((GOLDEN / capture).read_text())
     data, mask = client_hello(PROFILES[name], "api.openai.com")
     assert len(data) == len(real) == 517
-    diff = [i for i in range(len(real)) if mask[i] and data[i] != real[i]]
+    diff = [i for i in range(len(real)) if mask[i] == 1 and data[i] != real[i]]
     assert diff == [], f"{name}: fixed bytes differ from the capture at {diff[:8]}"
 
 

@@ -139,8 +139,12 @@ def check_alpn(v) -> tuple[str, ...]:
     return tuple(v)
 
 
+ECHO = 4  # mask code: a per-connection byte both ends share (kernels/frames.py: ECHO)
+
+
 class _Buf:
-    """Bytes with a parallel mask: 1 = fixed template byte, 0 = random hole."""
+    """Bytes with a parallel mask: 1 = fixed template byte, 0 = random hole, ECHO = byte
+    ``data`` of the connection's echo bytes (the same in both directions' templates)."""
 
     def __init__(self):
         self.data, self.mask = bytearray(), bytearray()
@@ -152,6 +156,10 @@ class _Buf:
     def hole(self, n: int):
         self.data += b"\x00" * n
         self.mask += b"\x00" * n
+
+    def echo(self, n: int):
+        self.data += bytes(range(n))
+        self.mask += bytes([ECHO]) * n
 
     def __iadd__(self, other: "_Buf"):
         self.data += other.data
@@ -257,7 +265,7 @@ def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[byte
             + b"\x03\x03")
     b.hole(32)
     b.fixed(b"\x20")
-    b.hole(32)
+    b.echo(32)  # legacy_session_id: the server echoes it
     b.fixed(_vec16(suites) + b"\x01\x00" + struct.pack("!H", len(exts.data)))
     b += exts
     assert len(b.data) == hs_len + 5
