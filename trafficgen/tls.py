@@ -100,7 +100,11 @@ class CombinedTemplates:
     def __init__(self, parts: list):
         data, mask, start, length = [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], [0], [0]
         offset = 0
-        for t in parts:
+        self.hello_variant: dict[int, Variant] = {}  # ClientHello layout -> its variant
+        for k, t in enumerate(parts):
+            if isinstance(t, Templates):
+                for v, var in enumerate(t.variants):
+                    self.hello_variant[self.PER_MODEL * k + 3 * v + 1] = var
             n = t.length.shape[0] - 1
             if n > self.PER_MODEL:
                 raise ValueError(f"a model has {n} template layouts, more than {self.PER_MODEL}")
