@@ -269,6 +269,14 @@ def test_refusals():
     with pytest.raises(ConfigError) as e:
         tg.load_scenario("chat", ["network.quic=0.2", "network.mtu=1000"])
     assert e.value.key == "network.mtu" and "1280" in e.value.problem
+    for mtu, ok in ((1824, True), (1825, False), (1827, True)):  # chrome's hello: 1 Initial
+        sc = tg.load_scenario("chat", ["network.quic=1", f"network.mtu={mtu}",
+                                       "chat.client_profiles=chrome"], duration="1s")
+        if ok:
+            tg.generate(sc, packets=None)
+            continue
+        with pytest.raises(tg.TrafficgenError, match="network.mtu: 1825 .* at least 1827, or at most 1824"):
+            tg.generate(sc, packets=None)
     net = tg.load_scenario("chat", ["network.quic=0.3"]).network
     assert net.quic[0] == 0.3 and net.quic[-1] == 0.0  # a share for all: the TCP/TLS classes
     assert build_network  # the same checks, called by config

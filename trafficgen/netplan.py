@@ -20,6 +20,7 @@ from .errors import TrafficgenError
 from .kernels import encap as ke
 from .kernels import quic as kq
 from .kernels.rng import derive_range, key_of
+from .quic_initial import crypto_room
 from .network import IPV4_ONLY_CLASSES, MAX_LABELS, MAX_SEGMENTS, Network
 from .schema import CLASSES, PROTO_TCP, PROTO_UDP
 
@@ -27,6 +28,8 @@ _ENCAP_CODE = {"none": ke.ENCAP_NONE, "mpls": ke.ENCAP_MPLS, "vxlan": ke.ENCAP_V
                "gre": ke.ENCAP_GRE, "srv6": ke.ENCAP_SRV6}
 _V6_ID = 0x1F6  # key id of the per-flow family draw under "dual"
 _QUIC_ID = 0x9C1C  # key id of the per-flow transport draw (network.quic)
+_CRYPTO_OVERHEAD = kq.INITIAL_MIN - crypto_room(kq.INITIAL_MIN)  # a client Initial's bytes
+# around its ClientHello bytes: header, AEAD tag, CRYPTO frame header
 
 
 def class_overheads(net: Network) -> np.ndarray:
@@ -65,6 +68,24 @@ def quic_hellos(templates) -> tuple[list, np.ndarray]:
     return hellos, of_layout
 
 
+def check_initials(templates, hellos: list, of_layout: np.ndarray, net: Network, mss: int) -> None:
+    """Refuse an MTU whose datagrams cannot hold a QUIC ClientHello in as many client Initials
+    as its TCP version has segments (a hybrid hello of ~1,800 bytes in one segment of an MSS
+    just above it, but too big for one Initial)."""
+    most = net.mtu - 28 - (20 if net.ip != "4" else 0)
+    for lay in getattr(templates, "hello_variant", {}):
+        if of_layout[lay] < 0:
+            continue
+        q, tcp = len(hellos[of_layout[lay]][0][0]), int(templates.length[lay])
+        k = -(-tcp // mss)
+        need = -(-q // k) + _CRYPTO_OVERHEAD
+        if need > most:
+            var = templates.hello_variant[lay]
+            raise TrafficgenError(f"network.mtu: {net.mtu} leaves {most} bytes per QUIC Initial, too "
+                                  f"few for {var.profile}'s {q}-byte ClientHello in {k} Initial(s); "
+                                  f"use at least {net.mtu + need - most}, or at most {net.mtu - mss + tcp - 1}")
+
+
 class NetPlan:
     """The scenario's network section, prepared for the engine (see the module docstring)."""
 
@@ -78,6 +99,9 @@ class NetPlan:
         self.quic_key = key_of(scenario.seed, _QUIC_ID)
         self.quic_share = np.array(net.quic, np.float64)
         self.quic_hellos, self.hello_of_layout = quic_hellos(templates)
+        if any(net.quic):
+            check_initials(templates, self.quic_hellos, self.hello_of_layout, net,
+                           scenario.topology.mss)
         self._quic_pending: list[np.ndarray] = []  # QUIC flow ids of the window (account)
         self.class_ovh = class_overheads(net)
         self._v4_only = np.array([c in IPV4_ONLY_CLASSES for c in CLASSES])
@@ -243,8 +267,8 @@ class NetPlan:
 
     def _size_client_initials(self, sched, f, f0: int, kind) -> None:
         """One size for all client Initials of a connection, so its QUIC ClientHello fits them
-        split evenly: at least 1,200 bytes (RFC 9000 14.1), at most the path MTU allows."""
-        from .quic_initial import crypto_room
+        split evenly: at least 1,200 bytes (RFC 9000 14.1); ``check_initials`` made sure the
+        path MTU has room."""
         ci = np.flatnonzero((kind == kq.Q_INITIAL) & (sched["direction"] == 0))
         if ci.shape[0] == 0:
             return
@@ -253,15 +277,7 @@ class NetPlan:
         need = np.zeros(f.shape[0], np.int64)
         hello_len = np.array([len(h[0][0]) for h in self.quic_hellos], np.int64)
         need[fr] = hello_len[self.hello_of_layout[sched["layout"][ci]]]
-        overhead = kq.INITIAL_MIN - crypto_room(kq.INITIAL_MIN)
-        qlen = np.maximum(kq.INITIAL_MIN, -(-need // np.maximum(k, 1)) + overhead)
-        most = self.net.mtu - 28 - 20 * (f["ip_version"] == 6)
-        if np.any((k > 0) & (qlen > most)):
-            bad = int(np.flatnonzero((k > 0) & (qlen > most))[0])
-            raise TrafficgenError(f"network.mtu: {self.net.mtu} leaves {int(most[bad])} bytes for a "
-                                  f"QUIC Initial, too few for a {int(need[bad])}-byte ClientHello in "
-                                  f"{int(k[bad])} Initial(s); use a network.mtu of at least "
-                                  f"{self.net.mtu + int(qlen[bad] - most[bad])}")
+        qlen = np.maximum(kq.INITIAL_MIN, -(-need // np.maximum(k, 1)) + _CRYPTO_OVERHEAD)
         sched["payload_len"][ci] = qlen[fr]
         sched["wire_len"][ci] = 42 + qlen[fr]
 
