@@ -2,7 +2,8 @@
 
 The frame kernel fills a write's bytes as: a template prefix (this module) whose mask marks
 bytes to take from the random pool (randoms, key shares) or, for the session id both hellos
-carry, from the connection's echo bytes (mask ECHO), then TLS 1.3 application-data records (``17 03 03 len``) over opaque bytes, as encrypted records look.
+carry, from the connection's echo bytes (mask ECHO), then TLS 1.3 application-data records
+(``17 03 03 len``) over opaque bytes, as encrypted records look.
 Templates are structurally valid, so tshark dissects ClientHello and ServerHello cleanly.
 """
 from __future__ import annotations

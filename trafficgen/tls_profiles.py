@@ -19,6 +19,11 @@ openai and anthropic SDKs' HTTP stack, sends with HTTP/2 off), captured on loopb
 published for those browsers (t13d1516h2_8daaf6152771_d8a2da3f94cd,
 t13d1717h2_5b57614c22b0_3cbfd9057e0d); ``okhttp`` is modelled on OkHttp 4 over Android's
 Conscrypt (BoringSSL without GREASE) and is not checked against a capture.
+
+``quic_hello`` is the ClientHello a profile with an HTTP/3 stack (``h3``: chrome, firefox)
+sends in QUIC Initials, derived from its TCP one (``quic_extensions``, ``quic_suites``);
+``quic_ja4`` its JA4 ("q..."). OkHttp, curl and httpx have no HTTP/3. The session id (mask
+ECHO) is bytes the ServerHello template echoes.
 """
 from __future__ import annotations
 
