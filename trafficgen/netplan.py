@@ -102,7 +102,6 @@ class NetPlan:
         if any(net.quic):
             check_initials(templates, self.quic_hellos, self.hello_of_layout, net,
                            scenario.topology.mss)
-        self._quic_pending: list[np.ndarray] = []  # QUIC flow ids of the window (account)
         self.class_ovh = class_overheads(net)
         self._v4_only = np.array([c in IPV4_ONLY_CLASSES for c in CLASSES])
         self._scratch = np.empty(0, np.uint8)
@@ -179,10 +178,11 @@ class NetPlan:
         return ok & (f["protocol"] == PROTO_TCP)
 
     def flow_cols(self, flows) -> dict:
-        """The engine's per-flow frame attributes: family, QUIC (the flows ``account`` made
-        QUIC since the last call), overhead."""
-        quic = np.isin(flows["flow_id"], np.concatenate([np.zeros(0, np.int64)] + self._quic_pending))
-        self._quic_pending.clear()
+        """The engine's per-flow frame attributes: family, QUIC, overhead (of flows ``account``
+        has seen, here or in a worker: a drawn flow is QUIC if it went UDP there; a class with a
+        QUIC share has no UDP flows of its own, see config)."""
+        first = int(flows["flow_id"][0]) if flows.shape[0] else 0
+        quic = self.flow_quic(first, flows["class"]) & (flows["protocol"] == PROTO_UDP)
         return {"v6": (flows["ip_version"] == 6).astype(np.uint8),
                 "quic": quic.astype(np.uint8),
                 "ovh": self.flow_overhead(flows)}
@@ -205,7 +205,6 @@ class NetPlan:
         if quic.any():
             quic &= self.quic_capable(f, sched, f0)
         if quic.any():
-            self._quic_pending.append(f["flow_id"][quic].astype(np.int64))
             self._to_quic(ep, f0, quic)
             sched = ep.sched
         ovh = self.flow_overhead(f)
