@@ -198,7 +198,8 @@ def check_quic_hello(fid, hello, client_cid, server_hello, kinds):
     hybrid = any(g == 0x11EC for g, _ in ja4ref.details(h)["shares"])
     assert len(sizes) == 1 and (len(hello) > 1200) == hybrid, (fid, sizes, len(hello))
     ext = server_hello[4 + 2 + 32 + 1 + 2 + 1 + 2:]
-    assert ext[:6] == b"\x00\x2b\x00\x02\x03\x04" and ext[10:12] == (b"\x11\xec" if hybrid else b"\x00\x1d")
+    assert ext[:6] == b"\x00\x2b\x00\x02\x03\x04"  # supported_versions: TLS 1.3
+    assert ext[10:12] == (b"\x11\xec" if hybrid else b"\x00\x1d")  # the key share's group
 
 
 def test_quic_keeps_the_tcp_timing_and_tcp_flows_are_untouched(runs):
@@ -275,7 +276,8 @@ def test_refusals():
         if ok:
             tg.generate(sc, packets=None)
             continue
-        with pytest.raises(tg.TrafficgenError, match="network.mtu: 1825 .* at least 1827, or at most 1824"):
+        with pytest.raises(tg.TrafficgenError,
+                           match="network.mtu: 1825 .* at least 1827, or at most 1824"):
             tg.generate(sc, packets=None)
     net = tg.load_scenario("chat", ["network.quic=0.3"]).network
     assert net.quic[0] == 0.3 and net.quic[-1] == 0.0  # a share for all: the TCP/TLS classes

@@ -201,12 +201,12 @@ def test_quic_hello_of_each_http3_stack_and_its_documented_ja4(name):
     assert len(mask) == len(data) and data[0] == 1  # a handshake message: no TLS record
     h = ja4ref.parse_client_hello(data)
     assert h["session_id_len"] == 0
-    q, t = ja4ref.details(h), ja4ref.details(ja4ref.parse_client_hello(client_hello(p, "chatgpt.com")[0]))
+    tcp = ja4ref.parse_client_hello(client_hello(p, "chatgpt.com")[0])
+    q, t = ja4ref.details(h), ja4ref.details(tcp)
     assert q["sni"] == "chatgpt.com" and q["alpn"] == ["h3"]
     for k in ("groups", "shares", "sigalgs"):
         assert q[k] == t[k], k
     assert [v for v in q["versions"] if v not in ja4ref.GREASE] == [0x0304]
-    tcp = ja4ref.parse_client_hello(client_hello(p, "chatgpt.com")[0])
     assert h["suites"] == [s for s in tcp["suites"] if s in ja4ref.GREASE or s >> 8 == 0x13]
     types = [e for e, _ in h["exts"]]
     assert 0x0039 in types and not TCP_ONLY & set(types)

@@ -81,9 +81,10 @@ def check_initials(templates, hellos: list, of_layout: np.ndarray, net: Network,
         need = -(-q // k) + _CRYPTO_OVERHEAD
         if need > most:
             var = templates.hello_variant[lay]
-            raise TrafficgenError(f"network.mtu: {net.mtu} leaves {most} bytes per QUIC Initial, too "
-                                  f"few for {var.profile}'s {q}-byte ClientHello in {k} Initial(s); "
-                                  f"use at least {net.mtu + need - most}, or at most {net.mtu - mss + tcp - 1}")
+            raise TrafficgenError(
+                f"network.mtu: {net.mtu} leaves {most} bytes per QUIC Initial, too few for "
+                f"{var.profile}'s {q}-byte ClientHello in {k} Initial(s); use at least "
+                f"{net.mtu + need - most}, or at most {net.mtu - mss + tcp - 1}")
 
 
 class NetPlan:

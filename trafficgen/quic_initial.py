@@ -85,7 +85,8 @@ def client_hello(key: int, hello: tuple[bytes, bytes]) -> bytes:
 def server_hello(key: int, hybrid: bool) -> bytes:
     """The server's ServerHello: X25519MLKEM768 if the client offered it a share, else X25519;
     an empty legacy_session_id_echo (the client's is empty over QUIC)."""
-    share, group = (HYBRID_SERVER_SHARE, GROUP_X25519MLKEM768) if hybrid else (X25519_SHARE, GROUP_X25519)
+    share, group = ((HYBRID_SERVER_SHARE, GROUP_X25519MLKEM768) if hybrid
+                    else (X25519_SHARE, GROUP_X25519))
     rnd = _random(key, 32 + share, 0x5E4E)
     exts = _ext(0x002B, b"\x03\x04") + _ext(0x0033, struct.pack("!HH", group, share) + rnd[32:])
     body = b"\x03\x03" + rnd[:32] + b"\x00" + b"\x13\x01" + b"\x00" + _vec16(exts)
