@@ -148,3 +148,27 @@ def test_profiles_follow_clients(dpi_run):
         per.setdefault((cls, r.src_ip), set()).add(r.client_fingerprint)
     assert all(len(v) == 1 for v in per.values()), per
     assert np.mean([len(v) for v in per.values()]) == 1
+
+
+def test_server_hello_echoes_the_session_id(tshark, dpi_run):
+    """RFC 8446 4.1.3: the ServerHello's legacy_session_id_echo is the ClientHello's session
+    id, connection by connection (32 bytes from the seed: every profile here sends one), and
+    the connections' session ids differ."""
+    flows = flows_of(dpi_run)
+    ports = sorted({k[3] for k in flows} - {443})
+    decode = [a for p in ports for a in ("-d", f"tcp.port=={p},tls")]
+    out = run_tshark(tshark, dpi_run.pcap, *decode, "-Y", "tls.handshake.type == 1 || "
+                     "tls.handshake.type == 2", "-T", "fields", "-E", "separator=|",
+                     "-e", "tcp.stream", "-e", "tls.handshake.type", "-e", "tls.handshake.session_id")
+    sid: dict[tuple[str, str], str] = {}
+    for line in out.splitlines():
+        stream, kind, value = line.split("|")
+        assert (stream, kind) not in sid, line
+        sid[(stream, kind)] = value
+    streams = {s for s, _ in sid}
+    assert len(streams) == len(flows)
+    for s in streams:
+        client, server = sid[(s, "1")], sid[(s, "2")]
+        assert len(bytes.fromhex(client.replace(":", ""))) == 32, client
+        assert server == client, (s, client, server)
+    assert len({sid[(s, "1")] for s in streams}) == len(streams)

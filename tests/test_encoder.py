@@ -84,6 +84,13 @@ def encode(flows, rows, mss, side, start_ns, pcap=True):
     return bytes(buf), offsets
 
 
+def splitmix64_finaliser(z: int) -> int:
+    m = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
 def expected_payload(flow, row) -> bytes:
     """The payload, modelled independently: pool bytes at the (flow, direction, seq) offset,
     the template where its mask says so, and a TLS record header every 16,406 app-data bytes."""
@@ -92,8 +99,11 @@ def expected_payload(flow, row) -> bytes:
     off %= POOL.shape[0] - 65536
     out = bytearray(POOL[off:off + n].tobytes())
     t0, tl = int(TEMPLATES.start[lay]), int(TEMPLATES.length[lay])
+    echo = splitmix64_finaliser(int(flow["key"]) ^ 0x5E55101D) % (POOL.shape[0] - 65536)
     for pos in range(seg, min(seg + n, tl)):
-        if TEMPLATES.mask[t0 + pos]:
+        if TEMPLATES.mask[t0 + pos] == 4:  # echo bytes: per flow, the same both ways
+            out[pos - seg] = POOL[echo + int(TEMPLATES.data[t0 + pos])]
+        elif TEMPLATES.mask[t0 + pos]:
             out[pos - seg] = TEMPLATES.data[t0 + pos]
     app = wl - tl
     for rs in range(0, max(app, 0), REC_SPAN):
@@ -214,4 +224,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "dc1a98e4a29a90ce94e0aed834dbad602c49dc322363e5d6b0248f057a7badc7"
+GOLDEN_SHA256 = "fa8462480e3fbf5d23377748e79613fcdaab8ea24a542740dbd75cd545d421d6"

@@ -16,8 +16,13 @@ import trafficgen as tg
 from trafficgen.errors import ConfigError
 from trafficgen.network import build_network
 
+from trafficgen.tls_profiles import PROFILES
+
+from . import ja4ref
 from .netwalk import walk
 from .test_network import CHECKS, Run
+
+QUIC_JA4 = {p.quic_ja4: name for name, p in PROFILES.items() if p.h3}
 
 DECRYPTION_GROUP = 0x0C000000  # tshark cannot decrypt what it has no keys for: expected
 CASES = {"client": ["network.quic=0.5"],
@@ -147,6 +152,7 @@ def test_quic_headers_connection_ids_and_packet_numbers(runs, name):
             assert h["frames"][:7] == b"\x02\x00\x00\x00\x00\x06\x00", "server Initial: ACK, CRYPTO"
             _ln, o = varint(h["frames"], 7)
             assert h["frames"][o] == 2, "a ServerHello"
+            c["server_hello"] = h["frames"][o:]
     assert conns
     for fid, c in conns.items():
         kinds = c["kinds"]
@@ -170,6 +176,30 @@ def test_quic_headers_connection_ids_and_packet_numbers(runs, name):
         hello = c["crypto"]  # the ClientHello, reassembled from the client Initials
         assert hello[0] == 1 and int.from_bytes(hello[1:4], "big") == len(hello) - 4, fid
         assert b"\x00\x10\x00\x05\x00\x03\x02h3" in hello, "ALPN h3"
+        check_quic_hello(fid, hello, client_cid, c["server_hello"], kinds)
+
+
+def check_quic_hello(fid, hello, client_cid, server_hello, kinds):
+    """The client profile's QUIC ClientHello (its documented JA4, computed here), no session
+    id, the client's connection id as initial_source_connection_id (RFC 9000 7.3), spread
+    over client Initials of one size; the ServerHello picks the hybrid group iff offered."""
+    h = ja4ref.parse_client_hello(hello)
+    assert ja4ref.ja4(hello, "q") in QUIC_JA4, (fid, ja4ref.ja4(hello, "q"))
+    assert h["session_id_len"] == 0
+    params, o = dict(h["exts"])[0x0039], 0
+    found = {}
+    while o < len(params):
+        pid, o = varint(params, o)
+        ln, o = varint(params, o)
+        found[pid] = params[o:o + ln]
+        o += ln
+    assert found[0x0F] == client_cid, fid
+    sizes = {n for d, space, n, _h in kinds if (d, space) == (0, 0)}
+    hybrid = any(g == 0x11EC for g, _ in ja4ref.details(h)["shares"])
+    assert len(sizes) == 1 and (len(hello) > 1200) == hybrid, (fid, sizes, len(hello))
+    ext = server_hello[4 + 2 + 32 + 1 + 2 + 1 + 2:]
+    assert ext[:6] == b"\x00\x2b\x00\x02\x03\x04"  # supported_versions: TLS 1.3
+    assert ext[10:12] == (b"\x11\xec" if hybrid else b"\x00\x1d")  # the key share's group
 
 
 def test_quic_keeps_the_tcp_timing_and_tcp_flows_are_untouched(runs):
@@ -240,6 +270,15 @@ def test_refusals():
     with pytest.raises(ConfigError) as e:
         tg.load_scenario("chat", ["network.quic=0.2", "network.mtu=1000"])
     assert e.value.key == "network.mtu" and "1280" in e.value.problem
+    for mtu, ok in ((1824, True), (1825, False), (1827, True)):  # chrome's hello: 1 Initial
+        sc = tg.load_scenario("chat", ["network.quic=1", f"network.mtu={mtu}",
+                                       "chat.client_profiles=chrome"], duration="1s")
+        if ok:
+            tg.generate(sc, packets=None)
+            continue
+        with pytest.raises(tg.TrafficgenError,
+                           match="network.mtu: 1825 .* at least 1827, or at most 1824"):
+            tg.generate(sc, packets=None)
     net = tg.load_scenario("chat", ["network.quic=0.3"]).network
     assert net.quic[0] == 0.3 and net.quic[-1] == 0.0  # a share for all: the TCP/TLS classes
     assert build_network  # the same checks, called by config
@@ -280,3 +319,27 @@ def test_tshark_decrypts_the_initials(tshark, runs):
     n_quic = int((run.flows["protocol"] == 17).sum())
     sni = tg.load_scenario("chat").params["chat"].sni  # the class's service, as over TCP
     assert [h for h in hellos if h] == [f"h3\t{sni}"] * n_quic
+
+
+def test_ndpi_reads_quic_sni_and_ja4(runs):
+    """nDPI (nfstream) decrypts the Initials itself: each QUIC flow's server name is the
+    class's service and its JA4 the QUIC one its client's profile documents (both browsers
+    seen); a client keeps its profile across TCP and QUIC; profiles without an HTTP/3 stack
+    (okhttp here) never appear on QUIC."""
+    from .test_dpi import nfstream_module
+    run = runs["client"]
+    df = nfstream_module().NFStreamer(str(run.pcap), statistical_analysis=False, n_dissections=20,
+                                      idle_timeout=3600, active_timeout=7200).to_pandas()
+    sni = tg.load_scenario("chat").params["chat"].sni
+    tcp_ja4 = {p.ja4: name for name, p in PROFILES.items()}
+    quic, tcp, per_client = [], [], defaultdict(set)
+    for r in df.itertuples():
+        assert r.requested_server_name == sni, r
+        names = QUIC_JA4 if r.protocol == 17 else tcp_ja4
+        name = names.get(r.client_fingerprint, r.client_fingerprint)
+        (quic if r.protocol == 17 else tcp).append(name)
+        per_client[r.src_ip].add(name)
+        assert r.application_category_name == "ArtifIntelligence", r
+    assert len(quic) == int((run.flows["protocol"] == 17).sum())
+    assert set(quic) == {"chrome", "firefox"} and "okhttp" in tcp, (set(quic), set(tcp))
+    assert all(len(v) == 1 for v in per_client.values()), per_client

@@ -20,7 +20,7 @@ from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, W
     WF_REQ
 from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from trafficgen.tls import CombinedTemplates, Templates, Variant
-from trafficgen.tls_profiles import PROFILES, client_hello
+from trafficgen.tls_profiles import PROFILES, client_hello, quic_hello
 
 from . import ja4ref
 
@@ -49,11 +49,13 @@ def test_profile_hello_parses_and_has_its_documented_ja4(name):
     assert ja4ref.ja4(data) == p.ja4, name
     if name in PUBLISHED:
         assert p.ja4 == PUBLISHED[name]
-    # the holes are exactly the client random, the session id and the key shares / ECH
-    holes = len(mask) - sum(mask)
+    # the holes are exactly the client random and the key shares / ECH; the session id is
+    # the connection's echo bytes (mask 4), which the ServerHello echoes
+    assert mask[44:76] == b"\x04" * 32 and data[44:76] == bytes(range(32))
+    holes = mask.count(0)
     shares = sum(n for g, n in d["shares"] if g not in ja4ref.GREASE)
     ech = 1 + 32 + 208 if any(t == 0xFE0D for t, _ in h["exts"]) else 0
-    assert holes == 32 + 32 + shares + ech
+    assert holes == 32 + shares + ech
 
 
 def test_ja4_reference_reads_real_client_hellos():
@@ -70,7 +72,7 @@ def test_openssl_profiles_are_the_real_stacks_bytes(name, capture):
     real = bytes.fromhex((GOLDEN / capture).read_text())
     data, mask = client_hello(PROFILES[name], "api.openai.com")
     assert len(data) == len(real) == 517
-    diff = [i for i in range(len(real)) if mask[i] and data[i] != real[i]]
+    diff = [i for i in range(len(real)) if mask[i] == 1 and data[i] != real[i]]
     assert diff == [], f"{name}: fixed bytes differ from the capture at {diff[:8]}"
 
 
@@ -177,3 +179,36 @@ def test_http_framing_sizes(h2):
         chunk = len(f"{300 - 9:x}") + 4 - 9
         assert list(grow[down]) == [tlsvar.H1_RESPONSE_HEAD + chunk, chunk, chunk] * 2
     assert grow[-1] == 0  # close_notify
+
+
+# what no QUIC ClientHello carries (TLS 1.2 only, or TLS records): written here from RFC 9001
+TCP_ONLY = {0x0017, 0xFF01, 0x000B, 0x0023, 0x0016, 0x0015, 0x001C}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_quic_hello_of_each_http3_stack_and_its_documented_ja4(name):
+    """A profile whose stack speaks HTTP/3 sends its own ClientHello over QUIC: the TCP
+    hello's suites (TLS 1.3 ones), groups, key shares and signature algorithms, no session
+    id, no TLS-1.2-only extension or padding, ALPN h3 and the transport parameters; its JA4
+    ("q" for QUIC) is the one the profile documents. The others have no QUIC variant."""
+    p = PROFILES[name]
+    if not p.h3:
+        assert name in ("curl", "python", "okhttp") and not p.quic_ja4
+        with pytest.raises(TrafficgenError):
+            quic_hello(p, "chatgpt.com")
+        return
+    data, mask = quic_hello(p, "chatgpt.com")
+    assert len(mask) == len(data) and data[0] == 1  # a handshake message: no TLS record
+    h = ja4ref.parse_client_hello(data)
+    assert h["session_id_len"] == 0
+    tcp = ja4ref.parse_client_hello(client_hello(p, "chatgpt.com")[0])
+    q, t = ja4ref.details(h), ja4ref.details(tcp)
+    assert q["sni"] == "chatgpt.com" and q["alpn"] == ["h3"]
+    for k in ("groups", "shares", "sigalgs"):
+        assert q[k] == t[k], k
+    assert [v for v in q["versions"] if v not in ja4ref.GREASE] == [0x0304]
+    assert h["suites"] == [s for s in tcp["suites"] if s in ja4ref.GREASE or s >> 8 == 0x13]
+    types = [e for e, _ in h["exts"]]
+    assert 0x0039 in types and not TCP_ONLY & set(types)
+    assert [e for e in types if e != 0x0039] == [e for e, _ in tcp["exts"] if e not in TCP_ONLY]
+    assert ja4ref.ja4(data, "q") == p.quic_ja4 and p.quic_ja4.startswith("q13d")

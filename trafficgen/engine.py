@@ -139,7 +139,7 @@ class Engine:
         fill_bytes(key_of(scenario.seed, 0xB17E5), self.pool)
         self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
         self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
-        self.net = NetPlan(scenario)  # the [network] section: overheads, frame rewrite
+        self.net = NetPlan(scenario, self.templates)  # the [network] section: overheads, frame rewrite
         self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
         if not packets and not self.net.counts_packets:  # else the network counts the packets
             for m in self.models:

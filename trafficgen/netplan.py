@@ -20,13 +20,16 @@ from .errors import TrafficgenError
 from .kernels import encap as ke
 from .kernels import quic as kq
 from .kernels.rng import derive_range, key_of
+from .quic_initial import crypto_room
 from .network import IPV4_ONLY_CLASSES, MAX_LABELS, MAX_SEGMENTS, Network
-from .schema import CLASSES, PROTO_UDP
+from .schema import CLASSES, PROTO_TCP, PROTO_UDP
 
 _ENCAP_CODE = {"none": ke.ENCAP_NONE, "mpls": ke.ENCAP_MPLS, "vxlan": ke.ENCAP_VXLAN,
                "gre": ke.ENCAP_GRE, "srv6": ke.ENCAP_SRV6}
 _V6_ID = 0x1F6  # key id of the per-flow family draw under "dual"
 _QUIC_ID = 0x9C1C  # key id of the per-flow transport draw (network.quic)
+_CRYPTO_OVERHEAD = kq.INITIAL_MIN - crypto_room(kq.INITIAL_MIN)  # a client Initial's bytes
+# around its ClientHello bytes: header, AEAD tag, CRYPTO frame header
 
 
 def class_overheads(net: Network) -> np.ndarray:
@@ -46,25 +49,60 @@ def class_overheads(net: Network) -> np.ndarray:
     return out
 
 
-def _sni_of(p) -> str:
-    """A class's service name (rag: its first backend's; "" for none)."""
-    if p is None:
-        return ""
-    return getattr(p, "sni", None) or getattr(getattr(p, "embed", None), "sni", "")
+def quic_hellos(templates) -> tuple[list, np.ndarray]:
+    """The QUIC ClientHellos of the template table's variants whose client profile speaks
+    HTTP/3: [((bytes, mask), hybrid), ...] and, per layout (uint8), the index of the variant's
+    hello for its ClientHello and server-flight layouts (-1 for none)."""
+    from .tls_profiles import profile, quic_hello
+    of_layout = np.full(256, -1, np.int16)
+    hellos, index = [], {}
+    for lay, var in sorted(getattr(templates, "hello_variant", {}).items()):
+        p = profile(var.profile)
+        if not p.h3:
+            continue
+        key = (var.profile, var.sni)
+        if key not in index:
+            index[key] = len(hellos)
+            hellos.append((quic_hello(p, var.sni), p.hybrid))
+        of_layout[lay] = of_layout[lay + 1] = index[key]
+    return hellos, of_layout
+
+
+def check_initials(templates, hellos: list, of_layout: np.ndarray, net: Network, mss: int) -> None:
+    """Refuse an MTU whose datagrams cannot hold a QUIC ClientHello in as many client Initials
+    as its TCP version has segments (a hybrid hello of ~1,800 bytes in one segment of an MSS
+    just above it, but too big for one Initial)."""
+    most = net.mtu - 28 - (20 if net.ip != "4" else 0)
+    for lay in getattr(templates, "hello_variant", {}):
+        if of_layout[lay] < 0:
+            continue
+        q, tcp = len(hellos[of_layout[lay]][0][0]), int(templates.length[lay])
+        k = -(-tcp // mss)
+        need = -(-q // k) + _CRYPTO_OVERHEAD
+        if need > most:
+            var = templates.hello_variant[lay]
+            raise TrafficgenError(
+                f"network.mtu: {net.mtu} leaves {most} bytes per QUIC Initial, too few for "
+                f"{var.profile}'s {q}-byte ClientHello in {k} Initial(s); use at least "
+                f"{net.mtu + need - most}, or at most {net.mtu - mss + tcp - 1}")
 
 
 class NetPlan:
     """The scenario's network section, prepared for the engine (see the module docstring)."""
 
-    def __init__(self, scenario):
+    def __init__(self, scenario, templates=None):
+        """``templates``: the engine's ``tls.CombinedTemplates`` (which client profile and
+        service each ClientHello layout is: QUIC Initials carry that profile's QUIC hello)."""
         net: Network = scenario.network
         self.net = net
         self.plain = net.plain
         self.v6_key = key_of(scenario.seed, _V6_ID)
         self.quic_key = key_of(scenario.seed, _QUIC_ID)
         self.quic_share = np.array(net.quic, np.float64)
-        # the server name a class's QUIC Initials carry: its service's (as over TCP)
-        self.quic_sni = [_sni_of(scenario.params.get(c)).encode() for c in CLASSES]
+        self.quic_hellos, self.hello_of_layout = quic_hellos(templates)
+        if any(net.quic):
+            check_initials(templates, self.quic_hellos, self.hello_of_layout, net,
+                           scenario.topology.mss)
         self.class_ovh = class_overheads(net)
         self._v4_only = np.array([c in IPV4_ONLY_CLASSES for c in CLASSES])
         self._scratch = np.empty(0, np.uint8)
@@ -132,11 +170,22 @@ class NetPlan:
         derive_range(self.quic_key, first_flow, keys)
         return (keys >> np.uint64(11)).astype(np.float64) * 2.0**-53 < self.quic_share[classes]
 
+    def quic_capable(self, f, sched, f0: int) -> np.ndarray:
+        """Which flows of a window's schedule could be QUIC: TCP flows whose ClientHello is
+        of a client profile with an HTTP/3 stack (the others stay on TCP/TLS)."""
+        ok = np.zeros(f.shape[0], bool)
+        hello = (sched["direction"] == 0) & (self.hello_of_layout[sched["layout"]] >= 0)
+        ok[sched["flow_id"][hello] - f0] = True
+        return ok & (f["protocol"] == PROTO_TCP)
+
     def flow_cols(self, flows) -> dict:
-        """The engine's per-flow frame attributes: family, QUIC, overhead."""
+        """The engine's per-flow frame attributes: family, QUIC, overhead (of flows ``account``
+        has seen, here or in a worker: a drawn flow is QUIC if it went UDP there; a class with a
+        QUIC share has no UDP flows of its own, see config)."""
         first = int(flows["flow_id"][0]) if flows.shape[0] else 0
+        quic = self.flow_quic(first, flows["class"]) & (flows["protocol"] == PROTO_UDP)
         return {"v6": (flows["ip_version"] == 6).astype(np.uint8),
-                "quic": self.flow_quic(first, flows["class"]).astype(np.uint8),
+                "quic": quic.astype(np.uint8),
                 "ovh": self.flow_overhead(flows)}
 
     def flow_overhead(self, flows) -> np.ndarray:
@@ -154,6 +203,8 @@ class NetPlan:
         if self.plain:
             return
         quic = self.flow_quic(f0, f["class"])
+        if quic.any():
+            quic &= self.quic_capable(f, sched, f0)
         if quic.any():
             self._to_quic(ep, f0, quic)
             sched = ep.sched
@@ -188,9 +239,10 @@ class NetPlan:
         sched["tcp_flags"][q] = 0
         sched["seq"][q] = pn[q]
         sched["ack"][q] = 0
-        sched["layout"][q] = 0
+        sched["layout"][q & (kind != kq.Q_INITIAL)] = 0  # an Initial keeps its write's layout
         sched["writelen"][q] = 0
         sched["segoff"][q] = kind[q]
+        self._size_client_initials(sched, f, f0, kind)
         sched = take_rows(sched, np.flatnonzero(kind != kq.Q_DROP))
         ep.sched = sched
         f["protocol"][quic] = PROTO_UDP
@@ -212,6 +264,22 @@ class NetPlan:
             for d, col in ((~down, "up"), (down, "down")):
                 m = inside & d
                 r[f"bytes_{col}"] = np.bincount(rid[m] - r0, wl[m], minlength=r.shape[0]).astype(np.int64)
+
+    def _size_client_initials(self, sched, f, f0: int, kind) -> None:
+        """One size for all client Initials of a connection, so its QUIC ClientHello fits them
+        split evenly: at least 1,200 bytes (RFC 9000 14.1); ``check_initials`` made sure the
+        path MTU has room."""
+        ci = np.flatnonzero((kind == kq.Q_INITIAL) & (sched["direction"] == 0))
+        if ci.shape[0] == 0:
+            return
+        fr = sched["flow_id"][ci] - f0
+        k = np.bincount(fr, minlength=f.shape[0])
+        need = np.zeros(f.shape[0], np.int64)
+        hello_len = np.array([len(h[0][0]) for h in self.quic_hellos], np.int64)
+        need[fr] = hello_len[self.hello_of_layout[sched["layout"][ci]]]
+        qlen = np.maximum(kq.INITIAL_MIN, -(-need // np.maximum(k, 1)) + _CRYPTO_OVERHEAD)
+        sched["payload_len"][ci] = qlen[fr]
+        sched["wire_len"][ci] = 42 + qlen[fr]
 
     def build_payload(self, part, cols: dict, rows: np.ndarray) -> np.ndarray:
         """Payload lengths for the plain encoder: a QUIC packet's plain TCP frame has its
@@ -244,7 +312,8 @@ class NetPlan:
         kinds = part["segoff"]
         if self.quic_share.any():  # Initials sealed with their real keys, in the plain frames
             from .quic_initial import seal_initials
-            kinds = seal_initials(plain, plain_off, part, cols, rows, self.quic_sni)
+            kinds = seal_initials(plain, plain_off, part, cols, rows, self.quic_hellos,
+                                  self.hello_of_layout)
         end = ke.rewrite(plain, plain_off, out, offsets, part["wire_len"], part["direction"],
                          rows, part["class"], first_packet, cols["v6"], cols["key"], self.cfg,
                          self.dscp, self.ecn, self.labels, self.nlabels, self.vni, self.segs,

@@ -2,9 +2,11 @@
 real capture's: keys from the client's first destination connection id, AEAD_AES_128_GCM,
 AES header protection, all through the ``cryptography`` package (never hand-rolled).
 
-The client's Initials carry a TLS 1.3 ClientHello for HTTP/3 (ALPN h3, QUIC transport
-parameters, an X25519MLKEM768 + X25519 key share) in CRYPTO frames, ``CHUNK`` bytes per
-packet by packet number, then PADDING; the server's Initial an ACK and its ServerHello. One
+The client's Initials carry the ClientHello of the connection's client profile as that stack
+sends it over QUIC (``tls_profiles.quic_hello``: ALPN h3, QUIC transport parameters, the
+profile's groups and key shares) in CRYPTO frames, split evenly over the connection's client
+Initials (all of one size, ``crypto_room`` bytes each by packet number), then PADDING; the
+server's Initial an ACK and its ServerHello (the client's hybrid group if it offered one). One
 library call per Initial packet, a few per QUIC connection (Handshake and 1-RTT packets stay
 opaque: no endpoint's keys exist for them). Randomness comes from the flow key."""
 from __future__ import annotations
@@ -16,12 +18,13 @@ import numpy as np
 
 from .kernels import quic as kq
 from .kernels.rng import fill_bytes
-from .tls import GROUP_X25519, GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, \
-    X25519_SHARE, _ext, _vec16
+from .tls import GROUP_X25519, GROUP_X25519MLKEM768, HYBRID_SERVER_SHARE, X25519_SHARE, _ext, _vec16
+from .tls_profiles import SCID
 
 SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
-CHUNK = 1100  # ClientHello bytes per client Initial: fits the smallest (1200 bytes)
 PN_LEN = 2
+HEAD = 1 + 4 + 1 + 8 + 1 + 8 + 1  # long header to the token length (8-byte connection ids)
+CRYPTO_HEAD = 5  # CRYPTO frame: type, offset and length as two-byte varints
 
 
 def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
@@ -66,46 +69,54 @@ def cid(key: int, which: int) -> bytes:
     return struct.pack("!Q", int(kq.cid_value(np.uint64(key), which)))
 
 
-def client_hello(key: int, sni: bytes) -> bytes:
-    """The TLS ClientHello handshake message of this connection's QUIC Initials, to the
-    server name ``sni`` (its class's service)."""
-    rnd = _random(key, 32 + HYBRID_CLIENT_SHARE + X25519_SHARE, 0xC11E)
-    params = (b"\x01\x04\x80\x00\x75\x30" + b"\x04\x04\x80\x10\x00\x00" + b"\x08\x02\x40\x64"
-              + b"\x0f\x08" + cid(key, kq.CID_CLIENT))
-    shares = (struct.pack("!HH", GROUP_X25519MLKEM768, HYBRID_CLIENT_SHARE) + rnd[32:32 + HYBRID_CLIENT_SHARE]
-              + struct.pack("!HH", GROUP_X25519, X25519_SHARE) + rnd[32 + HYBRID_CLIENT_SHARE:])
-    exts = ((_ext(0x0000, _vec16(b"\x00" + _vec16(sni))) if sni else b"") + _ext(0x0010, _vec16(b"\x02h3"))
-            + _ext(0x000A, _vec16(struct.pack("!HH", GROUP_X25519MLKEM768, GROUP_X25519)))
-            + _ext(0x000D, _vec16(bytes.fromhex("0403080404010503080505010806"))) + _ext(0x002B, b"\x02\x03\x04")
-            + _ext(0x0033, _vec16(shares)) + _ext(0x0039, params))
-    body = b"\x03\x03" + rnd[:32] + b"\x00" + _vec16(bytes.fromhex("130113021303")) + b"\x01\x00" + _vec16(exts)
-    return b"\x01" + struct.pack("!I", len(body))[1:] + body
+def client_hello(key: int, hello: tuple[bytes, bytes]) -> bytes:
+    """This connection's ClientHello in its QUIC Initials: the client profile's QUIC hello
+    (``tls_profiles.quic_hello``: bytes, mask) with its holes filled from the flow key and
+    the client's source connection id in its transport parameters."""
+    data, mask = hello
+    d = np.frombuffer(data, np.uint8).copy()
+    m = np.frombuffer(mask, np.uint8)
+    holes = m == 0
+    d[holes] = np.frombuffer(_random(key, int(holes.sum()), 0xC11E), np.uint8)
+    d[m == SCID] = np.frombuffer(cid(key, kq.CID_CLIENT), np.uint8)[d[m == SCID]]
+    return d.tobytes()
 
 
-def server_hello(key: int) -> bytes:
-    rnd = _random(key, 32 + HYBRID_SERVER_SHARE, 0x5E4E)
-    exts = _ext(0x002B, b"\x03\x04") + _ext(0x0033, struct.pack("!HH", GROUP_X25519MLKEM768,
-                                                                 HYBRID_SERVER_SHARE) + rnd[32:])
+def server_hello(key: int, hybrid: bool) -> bytes:
+    """The server's ServerHello: X25519MLKEM768 if the client offered it a share, else X25519;
+    an empty legacy_session_id_echo (the client's is empty over QUIC)."""
+    share, group = ((HYBRID_SERVER_SHARE, GROUP_X25519MLKEM768) if hybrid
+                    else (X25519_SHARE, GROUP_X25519))
+    rnd = _random(key, 32 + share, 0x5E4E)
+    exts = _ext(0x002B, b"\x03\x04") + _ext(0x0033, struct.pack("!HH", group, share) + rnd[32:])
     body = b"\x03\x03" + rnd[:32] + b"\x00" + b"\x13\x01" + b"\x00" + _vec16(exts)
     return b"\x02" + struct.pack("!I", len(body))[1:] + body
 
 
-def _frames(key: int, d: int, pn: int, room: int, sni: bytes) -> bytes:
-    """The Initial's frames, padded with PADDING to ``room`` bytes."""
+def crypto_room(qlen: int) -> int:
+    """ClientHello bytes a client Initial of ``qlen`` bytes carries (all of a connection's
+    client Initials have one size: packet ``pn`` carries bytes ``pn * crypto_room``...)."""
+    return qlen - HEAD - 2 - PN_LEN - 16 - CRYPTO_HEAD
+
+
+def _frames(key: int, d: int, pn: int, qlen: int, room: int, hello) -> bytes:
+    """The Initial's frames, padded with PADDING to ``room`` bytes (``hello``: the client's
+    ClientHello bytes, or whether the server answers a hybrid share)."""
     if d == 0:
-        hello = client_hello(key, sni)
-        off = pn * CHUNK
-        data = hello[off:off + CHUNK]
-        out = (b"\x06" + _varint(off) + _varint(len(data)) + data) if data else b"\x01"  # else PING
+        n = crypto_room(qlen)
+        off = pn * n
+        data = hello[off:off + n]
+        out = (b"\x06" + struct.pack("!HH", 0x4000 | off, 0x4000 | len(data)) + data) if data \
+            else b"\x01"  # else PING
     else:
-        data = server_hello(key)[:max(0, room - 12)]
+        data = server_hello(key, hello)[:max(0, room - 12)]
         out = b"\x02\x00\x00\x00\x00" + b"\x06\x00" + _varint(len(data)) + data  # ACK of pn 0
     return out + b"\x00" * (room - len(out))
 
 
-def seal(key: int, d: int, pn: int, qlen: int, sni: bytes = b"chatgpt.com") -> bytes:
+def seal(key: int, d: int, pn: int, qlen: int, hello) -> bytes:
     """The ``qlen`` bytes of a protected Initial packet of direction ``d``, number ``pn``
-    (a client's carries a ClientHello to ``sni``)."""
+    (``hello``: see ``_frames``)."""
     dcid0 = cid(key, kq.CID_CLIENT_DCID)
     if d == 0:
         dcid, scid = dcid0, cid(key, kq.CID_CLIENT)
@@ -113,11 +124,12 @@ def seal(key: int, d: int, pn: int, qlen: int, sni: bytes = b"chatgpt.com") -> b
         dcid, scid = cid(key, kq.CID_CLIENT), cid(key, kq.CID_SERVER)
     head = (bytes([0xC0 | (PN_LEN - 1)]) + struct.pack("!I", 1) + bytes([8]) + dcid + bytes([8])
             + scid + b"\x00")
+    assert len(head) == HEAD
     room = qlen - len(head) - 2 - PN_LEN - 16
     head += struct.pack("!H", 0x4000 | (PN_LEN + room + 16)) + struct.pack("!H", pn & 0xFFFF)
     aead, iv, hp = initial_keys(dcid0, d == 1)
     nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
-    body = aead.encrypt(nonce, _frames(key, d, pn, room, sni), head)
+    body = aead.encrypt(nonce, _frames(key, d, pn, qlen, room, hello), head)
     pn_at = len(head) - PN_LEN
     sample = body[4 - PN_LEN:4 - PN_LEN + 16]
     enc = hp.encryptor()
@@ -127,17 +139,20 @@ def seal(key: int, d: int, pn: int, qlen: int, sni: bytes = b"chatgpt.com") -> b
     return first + head[1:pn_at] + pnb + body
 
 
-def seal_initials(plain, plain_off, part, cols, rows, sni_of_class) -> np.ndarray:
+def seal_initials(plain, plain_off, part, cols, rows, hellos: list, hello_of_layout) -> np.ndarray:
     """Write the sealed Initial packets of a batch into its plain frames (where the rewrite
     copies them from) and return the QUIC kinds for the rewrite: Q_SEALED where done.
-    ``sni_of_class``: the server name of each class's service (by class code)."""
+    An Initial's ``layout`` is its TCP write's (the ClientHello's or the server flight's);
+    ``hello_of_layout[layout]`` indexes ``hellos``: (QUIC hello bytes and mask, hybrid)."""
     kind = part["segoff"].copy()
     todo = np.flatnonzero((cols["quic"][rows] != 0) & (kind == kq.Q_INITIAL))
     for i in todo:
         qlen = int(part["payload_len"][i])
+        d = int(part["direction"][i])
+        key = int(cols["key"][rows[i]])
+        tpl, hybrid = hellos[hello_of_layout[int(part["layout"][i])]]
         at = int(plain_off[i]) + 14 + 20 + 8
-        plain[at:at + qlen] = np.frombuffer(seal(int(cols["key"][rows[i]]), int(part["direction"][i]),
-                                                 int(part["seq"][i]), qlen,
-                                                 sni_of_class[int(part["class"][i])]), np.uint8)
+        plain[at:at + qlen] = np.frombuffer(seal(key, d, int(part["seq"][i]), qlen,
+                                                 client_hello(key, tpl) if d == 0 else hybrid), np.uint8)
         kind[i] = kq.Q_SEALED
     return kind

@@ -1,8 +1,9 @@
 """TLS 1.3 byte templates for the handshake writes, with holes for per-connection randomness.
 
 The frame kernel fills a write's bytes as: a template prefix (this module) whose mask marks
-bytes to take from the random pool (randoms, session ids, key shares), then TLS 1.3
-application-data records (``17 03 03 len``) over opaque bytes, as encrypted records look.
+bytes to take from the random pool (randoms, key shares) or, for the session id both hellos
+carry, from the connection's echo bytes (mask ECHO), then TLS 1.3 application-data records
+(``17 03 03 len``) over opaque bytes, as encrypted records look.
 Templates are structurally valid, so tshark dissects ClientHello and ServerHello cleanly.
 """
 from __future__ import annotations
@@ -57,7 +58,7 @@ def server_hello_prefix(hybrid: bool) -> tuple[bytes, bytes]:
             + b"\x03\x03")
     b.hole(32)
     b.fixed(b"\x20")
-    b.hole(32)
+    b.echo(32)  # legacy_session_id_echo: the client's session id (RFC 8446 4.1.3)
     b.fixed(b"\x13\x01\x00" + struct.pack("!H", exts_len) + _ext(0x002B, b"\x03\x04")
             + struct.pack("!HHHH", 0x0033, 4 + share, group, share))
     b.hole(share)
@@ -100,7 +101,11 @@ class CombinedTemplates:
     def __init__(self, parts: list):
         data, mask, start, length = [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], [0], [0]
         offset = 0
-        for t in parts:
+        self.hello_variant: dict[int, Variant] = {}  # ClientHello layout -> its variant
+        for k, t in enumerate(parts):
+            if isinstance(t, Templates):
+                for v, var in enumerate(t.variants):
+                    self.hello_variant[self.PER_MODEL * k + 3 * v + 1] = var
             n = t.length.shape[0] - 1
             if n > self.PER_MODEL:
                 raise ValueError(f"a model has {n} template layouts, more than {self.PER_MODEL}")

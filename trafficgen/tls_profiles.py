@@ -19,6 +19,11 @@ openai and anthropic SDKs' HTTP stack, sends with HTTP/2 off), captured on loopb
 published for those browsers (t13d1516h2_8daaf6152771_d8a2da3f94cd,
 t13d1717h2_5b57614c22b0_3cbfd9057e0d); ``okhttp`` is modelled on OkHttp 4 over Android's
 Conscrypt (BoringSSL without GREASE) and is not checked against a capture.
+
+``quic_hello`` is the ClientHello a profile with an HTTP/3 stack (``h3``: chrome, firefox)
+sends in QUIC Initials, derived from its TCP one (``quic_extensions``, ``quic_suites``);
+``quic_ja4`` its JA4 ("q..."). OkHttp, curl and httpx have no HTTP/3. The session id (mask
+ECHO) is bytes the ServerHello template echoes.
 """
 from __future__ import annotations
 
@@ -36,7 +41,11 @@ SHARE_LEN = {X25519MLKEM768: 1216, X25519: 32, SECP256R1: 65, SECP384R1: 97}
 SNI, STATUS, GROUPS, ECPF, SIGALGS, ALPN, SCT, PADDING, ETM, EMS, COMPRESS, RSL = (
     0x0000, 0x0005, 0x000A, 0x000B, 0x000D, 0x0010, 0x0012, 0x0015, 0x0016, 0x0017, 0x001B, 0x001C)
 DELEG, TICKET, VERSIONS, PSK_MODES, PHA, KEY_SHARE = 0x0022, 0x0023, 0x002B, 0x002D, 0x0031, 0x0033
-ALPS, ECH, RENEG = 0x44CD, 0xFE0D, 0xFF01
+ALPS, ECH, RENEG, QUIC_TP = 0x44CD, 0xFE0D, 0xFF01, 0x0039
+# what a stack leaves out of its ClientHello over QUIC (RFC 9001: TLS 1.3 only, no TLS records):
+# TLS 1.2's extended master secret, renegotiation info, EC point formats, session tickets,
+# encrypt-then-MAC and padding; record_size_limit (QUIC has no TLS records)
+NOT_OVER_QUIC = (EMS, RENEG, ECPF, TICKET, ETM, PADDING, RSL)
 
 _OPENSSL_GROUPS = (X25519, SECP256R1, 0x001E, 0x0019, SECP384R1, 0x0100, 0x0101, 0x0102, 0x0103,
                    0x0104)
@@ -64,6 +73,8 @@ class Profile:
     compress: tuple[int, ...] = ()  # compress_certificate algorithms
     pad512: bool = False  # pad a hello of 256-511 handshake bytes to 512 (OpenSSL, BoringSSL)
     ja4: str = ""
+    h3: bool = False  # the stack speaks HTTP/3 (has a QUIC variant: ``quic_hello``)
+    quic_ja4: str = ""  # JA4 of its ClientHello over QUIC (with a server name)
 
     @property
     def hybrid(self) -> bool:
@@ -77,7 +88,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
              PSK_MODES, VERSIONS, COMPRESS, ALPS, ECH, GREASE),
             (GREASE, X25519MLKEM768, X25519, SECP256R1, SECP384R1), (GREASE, X25519MLKEM768, X25519),
             _BSSL_SIGS, (GREASE, 0x0304, 0x0303), ("h2", "http/1.1"), compress=(2,),
-            ja4="t13d1516h2_8daaf6152771_d8a2da3f94cd"),
+            ja4="t13d1516h2_8daaf6152771_d8a2da3f94cd", h3=True,
+            quic_ja4="q13d0313h3_55b375c5d22e_05ee7905d32b"),
     Profile("firefox", "Firefox 132+ (NSS): X25519MLKEM768, no GREASE, ECH GREASE",
             (0x1301, 0x1303, 0x1302, 0xC02B, 0xC02F, 0xCCA9, 0xCCA8, 0xC02C, 0xC030, 0xC00A, 0xC009,
              0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035),
@@ -87,7 +99,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             (X25519MLKEM768, X25519, SECP256R1),
             (0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0203, 0x0201),
             (0x0304, 0x0303), ("h2", "http/1.1"), compress=(1, 2, 3),
-            ja4="t13d1717h2_5b57614c22b0_3cbfd9057e0d"),
+            ja4="t13d1717h2_5b57614c22b0_3cbfd9057e0d", h3=True,
+            quic_ja4="q13d0313h3_55b375c5d22e_6beff6cbba42"),
     Profile("curl", "curl 7.88 / OpenSSL 3.0 (Debian 12): classical X25519 share, padded to 512",
             (0x1302, 0x1303, 0x1301, 0xC02C, 0xC030, 0x009F, 0xCCA9, 0xCCA8, 0xCCAA, 0xC02B, 0xC02F,
              0x009E, 0xC024, 0xC028, 0x006B, 0xC023, 0xC027, 0x0067, 0xC00A, 0xC014, 0x0039, 0xC009,
@@ -139,8 +152,12 @@ def check_alpn(v) -> tuple[str, ...]:
     return tuple(v)
 
 
+ECHO = 4  # mask code: a per-connection byte both ends share (kernels/frames.py: ECHO)
+
+
 class _Buf:
-    """Bytes with a parallel mask: 1 = fixed template byte, 0 = random hole."""
+    """Bytes with a parallel mask: 1 = fixed template byte, 0 = random hole, ECHO = byte
+    ``data`` of the connection's echo bytes (the same in both directions' templates)."""
 
     def __init__(self):
         self.data, self.mask = bytearray(), bytearray()
@@ -152,6 +169,10 @@ class _Buf:
     def hole(self, n: int):
         self.data += b"\x00" * n
         self.mask += b"\x00" * n
+
+    def echo(self, n: int):
+        self.data += bytes(range(n))
+        self.mask += bytes([ECHO]) * n
 
     def __iadd__(self, other: "_Buf"):
         self.data += other.data
@@ -171,8 +192,9 @@ def _greased(vals, grease: int) -> tuple[int, ...]:
     return tuple(grease if v == GREASE else v for v in vals)
 
 
-def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g) -> _Buf:
-    """Extension ``t``'s body for profile ``p`` (``g(i)``: the i-th GREASE value)."""
+def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g, quic: bool) -> _Buf:
+    """Extension ``t``'s body for profile ``p`` (``g(i)``: the i-th GREASE value; ``quic``:
+    TLS 1.3 only, ALPS for h3)."""
     b = _Buf()
     if t == SNI:
         b.fixed(_vec16(b"\x00" + _vec16(sni)))
@@ -185,7 +207,7 @@ def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g) -> _Buf:
     elif t == SIGALGS:
         b.fixed(_vec16(_u16s(p.sigalgs)))
     elif t == VERSIONS:
-        v = _u16s(_greased(p.versions, g(2)))
+        v = _u16s(_greased([x for x in p.versions if not quic or x in (GREASE, 0x0304)], g(2)))
         b.fixed(bytes([len(v)]) + v)
     elif t == PSK_MODES:
         b.fixed(b"\x01\x01")
@@ -196,7 +218,7 @@ def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g) -> _Buf:
     elif t == COMPRESS:
         b.fixed(bytes([2 * len(p.compress)]) + _u16s(p.compress))
     elif t == ALPS:
-        b.fixed(_vec16(b"\x02h2"))
+        b.fixed(_vec16(b"\x02h3" if quic else b"\x02h2"))
     elif t == DELEG:
         b.fixed(_vec16(_u16s((0x0403, 0x0503, 0x0603, 0x0203))))
     elif t == RSL:
@@ -222,10 +244,8 @@ def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g) -> _Buf:
     return b
 
 
-def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
-    """Profile ``p``'s ClientHello record (bytes, mask) to ``sni`` ("" for none) offering
-    ``alpn`` (() for the profile's own offer)."""
-    alpn = alpn or p.alpn
+def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool) -> _Buf:
+    """The ClientHello handshake message of ``p`` (type, length, body), over TCP or QUIC."""
     grease = iter(_GREASE_VALUES)
     gv = {}
 
@@ -233,7 +253,7 @@ def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[byte
         return gv.setdefault(i, next(grease))
     n_grease_ext = 0
     exts = _Buf()
-    for t in p.extensions:
+    for t in (quic_extensions(p) if quic else p.extensions):
         if t == PADDING or (t == SNI and not sni):
             continue
         if t == GREASE:
@@ -242,25 +262,75 @@ def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[byte
             body = b"\x00" if last else b""
             exts.fixed(struct.pack("!HH", g(10 + n_grease_ext), len(body)) + body)
             continue
-        body = _ext_body(p, t, sni.encode(), alpn, g)
+        body = _quic_params() if t == QUIC_TP else _ext_body(p, t, sni.encode(), alpn, g, quic)
         exts.fixed(struct.pack("!HH", t, len(body.data)))
         exts += body
-    suites = _u16s(_greased(p.suites, g(0)))
-    # handshake: type+len 4, version 2, random 32, session id 33, suites, compression 2, exts
-    hs_len = 4 + 2 + 32 + 33 + 2 + len(suites) + 2 + 2 + len(exts.data)
-    if p.pad512 and 0xFF < hs_len < 0x200:
+    suites = _u16s(_greased(quic_suites(p) if quic else p.suites, g(0)))
+    sid = 0 if quic else 32  # RFC 9001 8.4: a QUIC ClientHello's legacy_session_id is empty
+    # handshake: type+len 4, version 2, random 32, session id, suites, compression 2, exts
+    hs_len = 4 + 2 + 32 + 1 + sid + 2 + len(suites) + 2 + 2 + len(exts.data)
+    if p.pad512 and not quic and 0xFF < hs_len < 0x200:
         pad = max(0x200 - hs_len - 4, 1)
         exts.fixed(struct.pack("!HH", PADDING, pad) + b"\x00" * pad)
         hs_len += 4 + pad
     b = _Buf()
-    b.fixed(struct.pack("!BHH", 0x16, 0x0301, hs_len) + struct.pack("!I", (1 << 24) | (hs_len - 4))
-            + b"\x03\x03")
+    b.fixed(struct.pack("!I", (1 << 24) | (hs_len - 4)) + b"\x03\x03")
     b.hole(32)
-    b.fixed(b"\x20")
-    b.hole(32)
+    b.fixed(bytes([sid]))
+    b.echo(sid)  # legacy_session_id: the server echoes it
     b.fixed(_vec16(suites) + b"\x01\x00" + struct.pack("!H", len(exts.data)))
     b += exts
-    assert len(b.data) == hs_len + 5
+    assert len(b.data) == hs_len
+    return b
+
+
+def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+    """Profile ``p``'s ClientHello record (bytes, mask) to ``sni`` ("" for none) offering
+    ``alpn`` (() for the profile's own offer)."""
+    body = _hello_body(p, sni, alpn or p.alpn, False)
+    b = _Buf()
+    b.fixed(struct.pack("!BHH", 0x16, 0x0301, len(body.data)))
+    b += body
+    return bytes(b.data), bytes(b.mask)
+
+
+def quic_extensions(p: Profile) -> tuple[int, ...]:
+    """``p``'s extensions over QUIC: its TCP order less NOT_OVER_QUIC, with the QUIC transport
+    parameters before ECH (or last; GREASE stays last)."""
+    exts = [t for t in p.extensions if t not in NOT_OVER_QUIC]
+    at = exts.index(ECH) if ECH in exts else len(exts) - (exts[-1] == GREASE)
+    return tuple(exts[:at] + [QUIC_TP] + exts[at:])
+
+
+def quic_suites(p: Profile) -> tuple[int, ...]:
+    """``p``'s cipher suites over QUIC: the TLS 1.3 ones (and its GREASE value)."""
+    return tuple(s for s in p.suites if s == GREASE or s >> 8 == 0x13)
+
+
+SCID = 5  # mask code: byte ``data`` of the client's source connection id (quic_initial)
+CID_LEN = 8
+
+
+def _quic_params() -> _Buf:
+    """quic_transport_parameters (RFC 9000 18.2): idle timeout 30 s, max UDP payload 1472,
+    connection and stream flow-control windows (16 MiB, 6 MiB), 100 bidi / 103 uni streams,
+    initial_source_connection_id (the client's SCID, mask SCID)."""
+    b = _Buf()
+    b.fixed(bytes.fromhex("01048000753003024" "5c004048100000005048060000006048060000007048060000008"
+                          "024064090240670f") + bytes([CID_LEN]))
+    b.data += bytes(range(CID_LEN))
+    b.mask += bytes([SCID]) * CID_LEN
+    return b
+
+
+def quic_hello(p: Profile, sni: str) -> tuple[bytes, bytes]:
+    """Profile ``p``'s ClientHello as its stack sends it in QUIC Initials (the handshake
+    message: QUIC has no TLS records) to ``sni``, ALPN h3: TLS 1.3 suites only, no session id,
+    no TLS 1.2 extensions or padding (the Initial pads), plus quic_transport_parameters.
+    Mask: 1 fixed, 0 random, SCID the client's connection id."""
+    if not p.h3:
+        raise TrafficgenError(f"client profile {p.name!r} has no HTTP/3 stack")
+    b = _hello_body(p, sni, ("h3",), True)
     return bytes(b.data), bytes(b.mask)
 
 

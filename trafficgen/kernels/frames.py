@@ -3,17 +3,22 @@ out, with correct IPv4 and TCP checksums, into one caller-allocated buffer.
 
 Payload bytes are a slice of a pseudo-random pool at an offset derived from (flow, direction,
 sequence number), overlaid with the write's template prefix (TLS handshake messages) and the
-TLS record headers that fall inside the segment. No per-packet allocation.
+TLS record headers that fall inside the segment. Template bytes of mask ECHO come from the pool
+at an offset of the flow key alone (the template byte is the index past it): the ServerHello's
+legacy_session_id_echo is then the ClientHello's session id. No per-packet allocation.
 """
 import numpy as np
 from numba import njit
 
 from ..schema import PROTO_UDP, SYN
 from . import udp as _udp
+from .rng import mix64
 from .wire import _fold, _put16, _put32, _sum16  # noqa: F401 (encap imports them from here)
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
+ECHO = 4  # TLS templates' mask code: pool byte ``tpl`` past the flow's echo offset (session ids)
+ECHO_SALT = 0x5E55101D
 TEXT = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz etaoinshrd ", np.uint8).copy()
 PCAP_REC = 16  # pcap record header
 WIN_SYN = (64240, 65160)  # Linux SYN / SYN-ACK windows
@@ -137,7 +142,8 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
         if n > 0:
             _payload(out, pl, n, layout[i], segoff[i], writelen[i],
                      (f_key[f] + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq[i]))
-                     % np.uint64(pool_span), pool, tpl, tpl_mask, tpl_start, tpl_len)
+                     % np.uint64(pool_span), echo_offset(f_key[f], pool_span), pool, tpl,
+                     tpl_mask, tpl_start, tpl_len)
         # pseudo-header + TCP header + payload
         s = _sum16(out, ip + 12, 8) + np.uint64(6) + np.uint64(thl + n) + _sum16(out, tp, thl + n)
         _put16(out, tp + 16, _fold(s))
@@ -145,8 +151,16 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
     return o
 
 
+@njit(cache=True, inline="always")
+def echo_offset(key, pool_span):
+    """Where a connection's ECHO bytes start in the pool: a function of its flow key alone, so
+    both directions' templates (ClientHello and ServerHello session ids) get the same bytes."""
+    return np.int64(mix64(np.uint64(key) ^ np.uint64(ECHO_SALT)) % np.uint64(pool_span))
+
+
 @njit(cache=True)
-def _payload(out, pl, n, lay, segoff, writelen, pool_off, pool, tpl, tpl_mask, tpl_start, tpl_len):
+def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, tpl_mask, tpl_start,
+             tpl_len):
     po = np.int64(pool_off)
     dst = out[pl:pl + n]
     src = pool[po:po + n]
@@ -160,7 +174,10 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, pool, tpl, tpl_mask, t
     if segoff < plen_t:
         t0 = tpl_start[lay]
         for k in range(segoff, min(plen_t, segoff + n)):
-            if tpl_mask[t0 + k]:
+            m = tpl_mask[t0 + k]
+            if m == ECHO:
+                out[pl + k - segoff] = pool[echo_off + tpl[t0 + k]]
+            elif m:
                 out[pl + k - segoff] = tpl[t0 + k]
     # TLS application-data record headers after the prefix
     app_total = writelen - plen_t
