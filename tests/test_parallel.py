@@ -172,6 +172,8 @@ def _fail_in_worker(monkeypatch, how, partition=3):
     parts = _scenario_partitions()
 
     def files(token, sc, opts, lo, hi, *rest):
+        if "TMPDIR" in os.environ and not rest[-1].startswith(os.environ["TMPDIR"]):
+            raise AssertionError(f"spooled outside TMPDIR: {rest[-1]}")
         if lo == parts[partition][0]:
             fail(lo)
         return real_files(token, sc, opts, lo, hi, *rest)
@@ -199,6 +201,7 @@ def test_a_failed_worker_fails_the_run_and_leaves_nothing(tmp_path, monkeypatch,
     _fail_in_worker(monkeypatch, how)
     spool = tmp_path / "tmp"
     spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))  # the spool goes there (not /dev/shm)
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
     out = tmp_path / "out"
     out.mkdir()
