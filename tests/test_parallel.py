@@ -289,3 +289,42 @@ def test_a_failed_dask_task_fails_the_run(tmp_path, monkeypatch):
             tg.generate(_scenario("chat"), **{k: out / v for k, v in OUTPUTS.items()},
                         scheduler=client)
     assert _leftovers(out) == []
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_cli_run_leaves_nothing(tmp_path, sig, code):
+    """kill (or ^C) mid-run: exit status 143 (130), no output, no spool, no worker left."""
+    import subprocess
+    import sys
+    import time
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trafficgen", "generate", "chat", "--duration", "2h", "--seed", "3",
+         "--workers", "2", "-o", str(out / "c.pcap"), "--flows", str(out / "f.parquet"), "-q"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(spool)})
+    deadline = time.monotonic() + 60
+    while not list(spool.iterdir()) and time.monotonic() < deadline:  # the spool is there
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(sig)  # to the coordinator alone: it must stop its workers itself
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == code, err
+    assert err.strip().endswith("no output was written") and err.count("\n") == 1, err
+    assert _leftovers(out) == [] and _leftovers(spool) == []
+    time.sleep(0.5)
+    assert not _processes_naming(str(out / "c.pcap")), "a worker outlived the run"
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import TrafficgenError
@@ -335,20 +337,32 @@ def cmd_models(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), taken as ^C is: the run stops and leaves no output."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .replay_cli import cmd_replay
     handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
                "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
                "plot": cmd_plot}[args.command]
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler(args)
     except TrafficgenError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"error: {how}; no output was written", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -359,3 +373,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(e).__name__}: {e} (set TRAFFICGEN_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
