@@ -55,10 +55,15 @@ def batches(scenario: Scenario | str | dict, *, frames: bool = True,
     return iter(_engine(scenario, frames, batch_packets, window))
 
 
-def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
-            packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
+def _check_batch(batch_packets) -> int:
     if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
         raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
+    return batch_packets
+
+
+def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
+            packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
+    _check_batch(batch_packets)
     return Engine(scenario, frames=frames, batch_packets=batch_packets,
                   window_ns=_window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads)
 
@@ -173,9 +178,9 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         source = _engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets,
                          gen_threads=1 if n_workers == 1 else GEN_WORKERS)
     else:
-        _engine(scenario, False, batch_packets, window)  # the arguments' checks
         from .parallel import Options, merged_batches
-        opts = Options(pcap is not None, with_packets, _window_ns(window), batch_packets)
+        opts = Options(pcap is not None, with_packets, _window_ns(window),
+                       _check_batch(batch_packets))
         source = merged_batches(scenario, opts, workers=n_workers, scheduler=scheduler, stats=par,
                                 alloc=buffers.get)
     totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
@@ -225,16 +230,15 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
     for what, dest in given.items():
         if hasattr(dest, "write") or os.fspath(dest) == "-":
             raise TrafficgenError(f"--shards: the {what} output must be a folder path, not a stream")
-    _engine(scenario, False, batch_packets, window)  # the arguments' checks
     suffix = {"capture": "pcapng" if os.fspath(given.get("capture", "")).lower().endswith(".pcapng")
               else "pcap", "flows": "parquet", "requests": "parquet", "packets": "parquet"}
+    opts = Options("capture" in given, "capture" in given or "packets" in given,
+                   _window_ns(window), _check_batch(batch_packets))
     t0 = time.perf_counter()
     with ExitStack() as stack:
         folders = {k: stack.enter_context(StagedFolder(v, what=k)) for k, v in given.items()}
         paths_of = (lambda i: {k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
                                for k, f in folders.items()})
-        opts = Options("capture" in given, "capture" in given or "packets" in given,
-                       _window_ns(window), batch_packets)
         parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers),
                                    scheduler=scheduler, progress=progress)
         for f in folders.values():

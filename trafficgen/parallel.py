@@ -135,8 +135,7 @@ def write_shard(token: str, scenario, opts: Options, lo: int, hi: int, first_ids
     n = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
     with open_sinks(scenario, paths, engine.buffers.release) as sinks:
         for b in engine.run(lo, hi, first_ids, sim):
-            for sink in sinks:
-                sink.write(b)
+            sinks.write(b)
             n["packets"] += b.packets.shape[0]
             n["wire_bytes"] += int(b.packets["wire_len"].sum())
             n["flows"] += b.flows.shape[0]
@@ -467,10 +466,9 @@ class Ids:
 
 
 def token_of(scenario) -> str:
-    import hashlib
-    import json
-    text = json.dumps(scenario.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(f"{text}|{scenario.seed}|{id(scenario)}|{os.getpid()}".encode()).hexdigest()[:16]
+    """A name for this run's scenario, unique to the run: what the workers cache its engine by."""
+    import uuid
+    return uuid.uuid4().hex
 
 
 def _partitions(scenario, opts: Options) -> list[tuple[int, int]]:
@@ -483,9 +481,9 @@ def merged_batches(scenario, opts: Options, *, workers: int = 1, scheduler=None,
     or on the Dask cluster at ``scheduler`` (an address or a ``distributed.Client``), framed
     here (``alloc(nbytes)``: the frame buffers). The workers start before this returns, so
     before the caller opens its sinks (and their threads)."""
-    parts = _partitions(scenario, opts)
     engine = Engine(scenario, frames=opts.frames, packets=opts.packets, window_ns=opts.window_ns,
                     batch_packets=opts.batch_packets, alloc=alloc)
+    parts = engine.partitions()
     backend = _Backend(scenario, opts, workers, scheduler)
     return _merged(scenario, parts, backend, Merger(engine, scenario.start_ns,
                                                     scenario.duration_ns), stats)

@@ -95,38 +95,41 @@ def classify(b, o, n, linktype):
 
 
 @njit(cache=True, nogil=True)
-def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, ts, caplen, origlen, fkey, kind):
-    """Records of a classic pcap in ``b[pos:end]``. ``frac_ns``: ns per sub-second unit (1000
-    for microsecond files, 1 for nanosecond ones). Returns (records, new pos, status)."""
+def walk_pcap(b, pos, end, big, frac_ns, limit, off, caplen, origlen, ts):
+    """Records of a classic pcap in ``b[pos:end]``: each frame's offset in ``b``, captured and
+    original length, timestamp (int64 ns; ``frac_ns`` ns per sub-second unit: 1000 for
+    microsecond files, 1 for nanosecond ones). A captured length over ``limit`` is BAD.
+    Returns (records, new pos, status). The one walk that inspect and replay share."""
     n = 0
-    cap = ts.shape[0]
+    cap = off.shape[0]
     while True:
         if n == cap:
             return n, pos, FULL
         if pos + 16 > end:
             return n, pos, NEED_MORE
         cl = _u32(b, pos + 8, big)
-        if cl > max(snaplen, 262144) or cl > 0x7FFFFFFF:
+        if cl > limit:
             return n, pos, BAD
         if pos + 16 + cl > end:
             return n, pos, NEED_MORE
         ts[n] = _u32(b, pos, big) * 1_000_000_000 + _u32(b, pos + 4, big) * frac_ns
+        off[n] = pos + 16
         caplen[n] = cl
         origlen[n] = _u32(b, pos + 12, big)
-        fkey[n], kind[n] = classify(b, pos + 16, cl, linktype)
         n += 1
         pos += 16 + cl
 
 
 @njit(cache=True, nogil=True)
-def scan_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link, ts, caplen, origlen,
-                fkey, kind):
+def walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, n_if, off, caplen, origlen, ts,
+                iface):
     """Enhanced and simple packet blocks of a pcapng section in ``b[pos:end]``, until another
-    kind of block. Interface i's timestamp units become ns as ``raw * if_mult[i] // if_div[i]``
-    (decimal resolutions, exact) or, where ``if_mult[i]`` is 0, ``raw * if_scale[i]`` (binary
-    ones); ``if_link[i]`` is its link type. Returns (packets, new pos, status)."""
+    kind of block (OTHER_BLOCK): as ``walk_pcap``, plus each packet's interface (a simple
+    packet block's is 0, and it has no timestamp: -1). Interface i's timestamp units become ns
+    as ``raw * if_mult[i] // if_div[i]`` (decimal resolutions, exact) or, where ``if_mult[i]``
+    is 0, ``raw * if_scale[i]`` (binary ones). Returns (packets, new pos, status)."""
     n = 0
-    cap = ts.shape[0]
+    cap = off.shape[0]
     while True:
         if n == cap:
             return n, pos, FULL
@@ -143,28 +146,53 @@ def scan_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link, ts, caplen
         if btype == 6:
             if blen < 32:
                 return n, pos, BAD
-            iface = _u32(b, pos + 8, big)
-            if iface >= if_link.shape[0]:
-                return n, pos, BAD
+            i = _u32(b, pos + 8, big)
             cl = _u32(b, pos + 20, big)
-            if 28 + cl > blen - 4:
+            if i >= n_if or 28 + cl > blen - 4:
                 return n, pos, BAD
             raw = (_u32(b, pos + 12, big) << 32) | _u32(b, pos + 16, big)
-            if if_mult[iface] > 0:
-                ts[n] = raw * if_mult[iface] // if_div[iface]
+            if if_mult[i] > 0:
+                ts[n] = raw * if_mult[i] // if_div[i]
             else:
-                ts[n] = np.int64(raw * if_scale[iface])
-            caplen[n] = cl
+                ts[n] = np.int64(raw * if_scale[i])
+            off[n] = pos + 28
             origlen[n] = _u32(b, pos + 24, big)
-            fkey[n], kind[n] = classify(b, pos + 28, cl, if_link[iface])
-        else:  # simple packet block: no timestamp; interface 0
-            if blen < 16 or if_link.shape[0] == 0:
+            iface[n] = i
+        else:  # simple packet block
+            if blen < 16 or n_if == 0:
                 return n, pos, BAD
             ol = _u32(b, pos + 8, big)
             cl = min(ol, blen - 16)
             ts[n] = -1
-            caplen[n] = cl
+            off[n] = pos + 12
             origlen[n] = ol
-            fkey[n], kind[n] = classify(b, pos + 12, cl, if_link[0])
+            iface[n] = 0
+        caplen[n] = cl
         n += 1
         pos += blen
+
+
+@njit(cache=True, nogil=True)
+def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, ts, caplen, origlen, fkey, kind):
+    """Records of a classic pcap in ``b[pos:end]`` (``walk_pcap``), each one's flow key and
+    kind (``classify``). Returns (records, new pos, status)."""
+    off = np.empty(ts.shape[0], np.int64)
+    n, pos, status = walk_pcap(b, pos, end, big, frac_ns, min(max(snaplen, 262144), 0x7FFFFFFF),
+                               off, caplen, origlen, ts)
+    for k in range(n):
+        fkey[k], kind[k] = classify(b, off[k], caplen[k], linktype)
+    return n, pos, status
+
+
+@njit(cache=True, nogil=True)
+def scan_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link, ts, caplen, origlen,
+                fkey, kind):
+    """Packet blocks of a pcapng section (``walk_pcapng``), each one's flow key and kind;
+    ``if_link[i]`` is interface i's link type. Returns (packets, new pos, status)."""
+    off = np.empty(ts.shape[0], np.int64)
+    iface = np.empty(ts.shape[0], np.int64)
+    n, pos, status = walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link.shape[0],
+                                 off, caplen, origlen, ts, iface)
+    for k in range(n):
+        fkey[k], kind[k] = classify(b, off[k], caplen[k], if_link[iface[k]])
+    return n, pos, status
