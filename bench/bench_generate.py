@@ -121,7 +121,7 @@ def raw_runner(size: int, path: Path):
     return lambda: _timed(once)
 
 
-def _default_dir() -> str | None:
+def default_dir() -> str | None:
     """/dev/shm (memory, so the disk is out of the picture) unless it is missing or small, as
     in a container's 64 MB default; then the system's temporary folder."""
     try:
@@ -149,8 +149,9 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", default=None, help="scenario duration (default 5m)")
     ap.add_argument("--dpkt-packets", type=int, default=None,
                     help="packets for the dpkt writer (default 200000)")
-    ap.add_argument("--repeat", type=int, default=None, help="interleaved rounds (default 3): best time per figure, median ratio")
-    ap.add_argument("--dir", default=_default_dir(),
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="interleaved rounds (default 3): best time per figure, median ratio")
+    ap.add_argument("--dir", default=default_dir(),
                     help="where the files go (default /dev/shm when it has room)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = ap.parse_args(argv)

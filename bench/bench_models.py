@@ -41,7 +41,8 @@ def run(name: str, duration: str, folder: Path) -> dict:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}"
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{platform.python_implementation()} {platform.python_version()}")
 
 
 def main(argv=None) -> int:

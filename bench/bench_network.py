@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generate import _default_dir, machine  # noqa: E402
+from bench_generate import default_dir, machine  # noqa: E402
 
 import trafficgen as tg  # noqa: E402
-from trafficgen.engine import Engine  # noqa: E402
+from trafficgen.engine.core import Engine  # noqa: E402
 
 KEY = "000102030405060708090a0b0c0d0e0f"  # a benchmark key, not a secret
 OPTIONS = {
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="10 s of chat, 1 round")
     ap.add_argument("--duration", default=None, help="scenario duration (default 60s)")
     ap.add_argument("--repeat", type=int, default=None, help="interleaved rounds (default 3)")
-    ap.add_argument("--dir", default=_default_dir(), help="where the files go (default /dev/shm)")
+    ap.add_argument("--dir", default=default_dir(), help="where the files go (default /dev/shm)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = ap.parse_args(argv)
     duration = a.duration or ("10s" if a.quick else "60s")
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     for name in OPTIONS:
         r = reports[name]
         best = min(times[name])
-        def ratio(fig):
+        def ratio(fig, r=r, name=name):
             return float(np.median([(t / r["packets"]) / (p / reports[plain]["packets"])
                                     for t, p in zip(fig[name], fig[plain])]))
         rows[name] = {"packets": r["packets"], "mb": r["wire_bytes"] / 1e6, "seconds": best,

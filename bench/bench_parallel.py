@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         for kw in MODES.values():  # numba's caches load in this process and the workers
             run_once(warm, folder, kw)
         rounds = []
-        for r in range(args.repeat):
+        for _r in range(args.repeat):
             rounds.append({m: run_once(sc, folder, kw) for m, kw in MODES.items()})
             digests = {v["digest"] for v in rounds[-1].values() if v["digest"]}
             assert len(digests) == 1, "the merged captures differ"

@@ -179,7 +179,7 @@ def summary(res: dict) -> dict:
     for tool in res["tools"]:
         runs = [r[tool] for r in res["rounds"]]
 
-        def med(key, sub):
+        def med(key, sub, runs=runs):
             vals = [r[key][sub] for r in runs if r[key].get(sub) is not None]
             return float(np.median(vals)) if vals else None
         row = {"top_pps": med("top", "pps"), "top_pps_not_preloaded": med("top", "pps_not_preloaded"),

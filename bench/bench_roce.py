@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import trafficgen as tg
-from trafficgen.engine import POOL_BYTES, Engine
+from trafficgen.engine.core import POOL_BYTES, Engine
 from trafficgen.kernels import frames as kf
 from trafficgen.kernels import udp as ku
 from trafficgen.kernels.rng import fill_bytes, key_of

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 import trafficgen as tg
-from trafficgen.stats import arrival_stats
+from trafficgen.analysis.stats import arrival_stats
 
 S = 10**9
 TRACES = Path(os.environ.get("TRAFFICGEN_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
@@ -96,9 +96,11 @@ def figures(folder: Path) -> list[tuple]:
     stats = [arrival_stats(np.sort(c["start_ns"])) for c in coding]
     tr = arrival_stats(code["start_ns"]) if code else None
     med = lambda f: float(np.median([f(s) for s in stats]))  # noqa: E731
-    rows.append(("coding", "arrivals: gap cv (median of 4 seeds)", med(lambda s: s["gap_cv"]), tr and tr["gap_cv"], src_code))
+    rows.append(("coding", "arrivals: gap cv (median of 4 seeds)", med(lambda s: s["gap_cv"]), tr and tr["gap_cv"],
+                 src_code))
     for s in ("1s", "10s", "60s"):
-        rows.append(("coding", f"arrivals: IDC {s} (median of 4)", med(lambda x: x["idc"][s]), tr and tr["idc"][s], src_code))
+        rows.append(("coding", f"arrivals: IDC {s} (median of 4)", med(lambda x, s=s: x["idc"][s]),
+                     tr and tr["idc"][s], src_code))
     rows.append(("coding", "arrivals: Hurst (median of 4)", med(lambda s: s["hurst"]), tr and tr["hurst"], src_code))
 
     r = requests("reasoning", ["reasoning.rate=20/s"], "1h", folder)
@@ -115,7 +117,8 @@ def figures(folder: Path) -> list[tuple]:
     img = m["images"][m["kind"] == "llm"]
     sq = "ServeGen (Qwen-VL)"
     for k, want in ((1, 0.80), (2, 0.07), (3, 0.08), (4, 0.02)):
-        rows.append(("multimodal", f"requests with {k} image{'s' if k > 1 else ''}", float(np.mean(img == k)), want, sq))
+        rows.append(("multimodal", f"requests with {k} image{'s' if k > 1 else ''}", float(np.mean(img == k)),
+                     want, sq))
     rows.append(("multimodal", "requests with 5+ images", float(np.mean(img >= 5)), 0.03, sq))
     a = requests("agentic", [], "2h", folder)
     llm, tool = a["kind"] == "llm", a["kind"] == "tool"
@@ -129,7 +132,8 @@ def figures(folder: Path) -> list[tuple]:
               270 / 150, "MODELS.md (~270 KB up, ~150 KB down)")]
     g = requests("rag", [], "1h", folder)
     search = g["kind"] == "search"
-    rows += [("rag", "reranked share of retrievals", (g["kind"] == "rerank").sum() / search.sum(), 0.6, "rag.toml (est)"),
+    rows += [("rag", "reranked share of retrievals", (g["kind"] == "rerank").sum() / search.sum(), 0.6,
+              "rag.toml (est)"),
              ("rag", "chunk tokens per search, median", q(g["output_tokens"][search], 0.5), 5 * 768,
               "top-k 2-10 x 512-1,024 tokens (MODELS.md)")]
     return rows

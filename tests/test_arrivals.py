@@ -10,11 +10,11 @@ import pytest
 from scipy import stats
 
 import trafficgen as tg
-from trafficgen.arrivals import BLOCK_NS, parse_arrivals
+from trafficgen.classes.chat import ChatModel
+from trafficgen.config.arrivals import BLOCK_NS, parse_arrivals
 from trafficgen.errors import ConfigError
 from trafficgen.kernels import arrivals as ka
 from trafficgen.kernels.rng import derive, key_of
-from trafficgen.models.chat import ChatModel
 
 ALPHA = 1e-3
 S = 10**9
@@ -282,13 +282,13 @@ def test_onoff_source_keeps_the_mean_and_goes_silent():
 def test_onoff_blocks_are_found_alone():
     """Any block of an on/off source is drawn alone (as another process would) with the same
     result as walking the blocks in order."""
-    from trafficgen import arrivals as arr
+    from trafficgen.config import arrivals as arr
     spec = {"process": "gamma", "cv": 1.5, "onoff": {"on": "15s", "off": "45s", "tail": 1.4}}
     _, in_order = stream(spec, 20, 40)
-    arr._ONOFF_MARKS.clear()
+    arr.ONOFF_MARKS.clear()
     alone = stream(spec, 20, 40)[1]
     for b in (37, 5, 22):
-        arr._ONOFF_MARKS.clear()
+        arr.ONOFF_MARKS.clear()
         sp = parse_arrivals(spec)
         got = sp.times(key_of(1, 77), derive(key_of(1, 78), b), b * BLOCK_NS, (b + 1) * BLOCK_NS,
                        20 / S, BLOCK_NS)

@@ -15,9 +15,9 @@ from scipy import stats
 
 import trafficgen as tg
 from trafficgen.api import batches
+from trafficgen.classes.chat import BLOCK_NS, ChatModel
 from trafficgen.kernels import chat as kc
 from trafficgen.kernels.rng import derive_range, key_of
-from trafficgen.models.chat import BLOCK_NS, ChatModel
 from trafficgen.schema import DIR_DOWN, DIR_UP, PHASE_CODE
 
 ALPHA = 1e-3

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 import trafficgen as tg
+from trafficgen.analysis.stats import arrival_stats
 from trafficgen.schema import CLASS_CODE as CLASS_CODE_
-from trafficgen.stats import arrival_stats
 
 from .test_chat_model import traces_dir
 from .test_stats import _trace_times
@@ -60,7 +60,7 @@ def test_coding_arrivals_are_as_bursty_as_the_code_trace(coding_hour):
     assert med(lambda a: a["rate_per_s"]) == pytest.approx(trace["rate_per_s"], rel=0.3)
     assert med(lambda a: a["gap_cv"]) == pytest.approx(trace["gap_cv"], rel=0.3)
     for scale in ("1s", "10s", "60s"):
-        assert med(lambda a: a["idc"][scale]) == pytest.approx(trace["idc"][scale], rel=0.4), scale
+        assert med(lambda a, scale=scale: a["idc"][scale]) == pytest.approx(trace["idc"][scale], rel=0.4), scale
     assert med(lambda a: a["hurst"]) == pytest.approx(trace["hurst"], abs=0.08)
     # negative control: the same sessions without the on/off gate are nowhere near as bursty
     flat = requests_of(tg.load_scenario(
@@ -120,7 +120,7 @@ def test_reasoning_is_silent_then_streams(reasoning_run):
     """Between the request and the first visible token: the first-token wait plus the hidden
     tokens at the mean gap, broken only by keep-alive comments every ``keepalive_every``."""
     sc, packets, req = reasoning_run
-    from trafficgen.models.chat import ChatModel
+    from trafficgen.classes.chat import ChatModel
     mean_gap = ChatModel(sc, "reasoning").mean_gap
     p = sc.reasoning
     n = int(req["request_id"].max()) + 1

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-from trafficgen.cli import EXAMPLES, build_parser
-from trafficgen.config import Scenario
+from trafficgen.cli.main import EXAMPLES, build_parser
+from trafficgen.config.scenario import Scenario
 from trafficgen.errors import TrafficgenError
 from trafficgen.schema import DTYPES, SCHEMAS, empty, to_arrow
 
@@ -359,7 +359,7 @@ def test_short_writes_are_completed(tmp_path):
 
 
 def test_buffer_pool_reuses_released_buffers():
-    from trafficgen.engine import BufferPool
+    from trafficgen.engine.core import BufferPool
     pool = BufferPool(keep=2)
     a = pool.get(1000)
     assert a.shape == (1000,) and a.dtype == np.uint8

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 import trafficgen as tg
-from trafficgen.compare import compare, ks_distance
+from trafficgen.analysis.compare import compare, ks_distance
 
 from .test_traces import real
 
@@ -81,7 +81,7 @@ def test_compare_trace_with_a_generated_table(tmp_path):
 
 @pytest.mark.parametrize("which", ["pcap", "packets", "flows", "requests"])
 def test_plot_each_input(small_run, tmp_path, which):
-    from trafficgen.plot import plot_file
+    from trafficgen.analysis.plot import plot_file
     out = tmp_path / f"{which}.png"
     if which == "pcap":  # one through the command line
         done = run("plot", small_run[which], "-o", out)
@@ -107,7 +107,7 @@ def test_plot_errors(small_run, tmp_path, monkeypatch):
     assert bad.returncode == 2 and ".png" in bad.stderr and bad.stderr.count("\n") == 1
     junk = tmp_path / "j.parquet"
     junk.write_bytes(b"nope")
-    from trafficgen import plot
+    from trafficgen.analysis import plot
     with pytest.raises(tg.TrafficgenError, match="not a pcap"):
         plot.plot_file(junk, tmp_path / "y.png")
     assert not (tmp_path / "y.png").exists()

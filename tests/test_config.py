@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trafficgen as tg
-from trafficgen.config import CLASS_SECTIONS, SECTIONS, Scenario, builtin_dir, builtin_names, load_scenario
+from trafficgen.config.scenario import CLASS_SECTIONS, SECTIONS, Scenario, builtin_dir, builtin_names, load_scenario
 from trafficgen.errors import ConfigError
 
 CHAT_TOML = (builtin_dir() / "chat.toml").read_text()
@@ -177,7 +177,8 @@ def test_junk_values_are_config_errors_or_accepted(key, value):
         sc = load_scenario("chat", {key: value})
     except ConfigError as e:
         assert "\n" not in str(e)
-        assert e.key.startswith(key) or key.startswith(e.key) or e.key in ("topology.client_count",) or e.key.split(".")[0] == key.split(".")[0] in CLASS_SECTIONS
+        assert (e.key.startswith(key) or key.startswith(e.key) or e.key in ("topology.client_count",)
+                or e.key.split(".")[0] == key.split(".")[0] in CLASS_SECTIONS)
     else:
         assert isinstance(sc, Scenario)
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from trafficgen.dist import parse_dist
+from trafficgen.config.dist import parse_dist
 from trafficgen.kernels.rng import bits, derive, fill_bytes, key_of, uniform
 from trafficgen.kernels.sampling import ndtri, sample, sample_many
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-from trafficgen.tls_profiles import PROFILES
+from trafficgen.wire.profiles import PROFILES
 
 from .test_wire import TSHARK_PROBLEMS, run_tshark
 

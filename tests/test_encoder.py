@@ -20,7 +20,7 @@ import trafficgen as tg
 from trafficgen.kernels import frames as kf
 from trafficgen.kernels.rng import fill_bytes
 from trafficgen.schema import ACK, FIN, PSH, RST, SCHED_DTYPE, SYN
-from trafficgen.tls import Templates, Variant
+from trafficgen.wire.tls import Templates, Variant
 
 from .netwalk import csum as rfc1071  # the Internet checksum, the textbook way
 

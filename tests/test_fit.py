@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import trafficgen as tg
-from trafficgen import fit
-from trafficgen.compare import ks_distance
-from trafficgen.dist import parse_dist
+from trafficgen.analysis import fit
+from trafficgen.analysis.compare import ks_distance
+from trafficgen.config.dist import parse_dist
 from trafficgen.kernels.sampling import sample
-from trafficgen.traces import Trace, read_trace
+from trafficgen.traces.read import Trace, read_trace
 
 from .test_traces import real
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trafficgen import inspect as ti
+from trafficgen.analysis import report as ti
 from trafficgen.errors import TrafficgenError
 
 

@@ -17,11 +17,11 @@ import pytest
 from scipy import stats
 
 import trafficgen as tg
-from trafficgen.engine import Engine
+from trafficgen.classes.kv_transfer import KVTransferModel
+from trafficgen.config.kvcache import KV_MODELS
+from trafficgen.engine.core import Engine
 from trafficgen.kernels import udp as ku
 from trafficgen.kernels.rng import derive_range, key_of
-from trafficgen.kvcache import KV_MODELS
-from trafficgen.models.kv_transfer import KVTransferModel
 
 from .test_chat_model import traces_dir
 from .test_udp_frames import ROCE_OPS, icrc_of
@@ -274,7 +274,8 @@ def test_samplers_match_their_targets():
     sc = tg.load_scenario("kv-transfer")
     p = sc.kv_transfer
     d = draws(sc)
-    prompt_cdf = lambda x: np.interp(np.log(np.asarray(x) + 0.5), *quantile_axes(p.prompt_tokens))
+    def prompt_cdf(x):
+        return np.interp(np.log(np.asarray(x) + 0.5), *quantile_axes(p.prompt_tokens))
     assert stats.kstest(d["prompt"], prompt_cdf).statistic < 0.012
     assert stats.kstest(d["uncached"], lambda x: uncached_cdf(p, np.asarray(x))).statistic < 0.012
     # negative control: the same draws against the model without prefix hits

@@ -16,11 +16,11 @@ import pytest
 from scipy import stats
 
 import trafficgen as tg
+from trafficgen.classes.common import offsets
 from trafficgen.kernels import media as km
 from trafficgen.kernels import video as kv
 from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.kernels.tcp import WF_BYTES, WF_COLS, WF_DIR, WF_PHASE
-from trafficgen.models.common import offsets
 from trafficgen.schema import KIND_CODE, PHASE_CODE, PSH
 
 from .test_chat_model import lognormal_cdf

@@ -280,7 +280,7 @@ def test_scapy_agrees(runs):
     from scapy.contrib.macsec import MACsec
     from scapy.contrib.mpls import MPLS
     from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6, IPv6ExtHdrSegmentRouting
+    from scapy.layers.inet6 import IPv6ExtHdrSegmentRouting
     from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
     from scapy.layers.vxlan import VXLAN
     assert MACsec and MPLS and Dot1AD and Dot1Q and VXLAN and IPv6ExtHdrSegmentRouting

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trafficgen as tg
-from trafficgen.config import Scenario, load_scenario
+from trafficgen.config.network import ENCAPS
+from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.errors import ConfigError
-from trafficgen.network import ENCAPS, build_network
 from trafficgen.schema import CLASS_CODE, CLASSES
 
 from .netwalk import walk

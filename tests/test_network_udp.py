@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import trafficgen as tg
-from trafficgen.netplan import NetPlan
+from trafficgen.engine.netplan import NetPlan
 from trafficgen.schema import CLASS_CODE, SCHED_DTYPE
 
 from .netwalk import csum, l4_ok, walk

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-import trafficgen.parallel as par
-from trafficgen.cli import main
+import trafficgen.engine.parallel as par
+from trafficgen.cli.main import main
 from trafficgen.errors import TrafficgenError
 
 KEY_HEX = "00112233445566778899aabbccddeeff"

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 import trafficgen as tg
+from trafficgen.config.network import build_network
 from trafficgen.errors import ConfigError
-from trafficgen.network import build_network
-
-from trafficgen.tls_profiles import PROFILES
+from trafficgen.wire.profiles import PROFILES
 
 from . import ja4ref
 from .netwalk import walk
@@ -287,14 +286,14 @@ def test_refusals():
 def test_initial_keys_match_rfc9001_appendix_a():
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from trafficgen.quic_initial import _expand_label, _extract, SALT_V1, initial_keys
+    from trafficgen.wire.quic import SALT_V1, expand_label, hkdf_extract, initial_keys
     dcid = bytes.fromhex("8394c8f03e515708")
-    client = _expand_label(_extract(SALT_V1, dcid), b"client in", 32)
-    assert _expand_label(client, b"quic key", 16).hex() == "1f369613dd76d5467730efcbe3b1a22d"
-    assert _expand_label(client, b"quic iv", 12).hex() == "fa044b2f42a3fd3b46fb255c"
-    assert _expand_label(client, b"quic hp", 16).hex() == "9f50449e04a0e810283a1e9933adedd2"
-    server = _expand_label(_extract(SALT_V1, dcid), b"server in", 32)
-    assert _expand_label(server, b"quic key", 16).hex() == "cf3a5331653c364c88f0f379b6067e37"
+    client = expand_label(hkdf_extract(SALT_V1, dcid), b"client in", 32)
+    assert expand_label(client, b"quic key", 16).hex() == "1f369613dd76d5467730efcbe3b1a22d"
+    assert expand_label(client, b"quic iv", 12).hex() == "fa044b2f42a3fd3b46fb255c"
+    assert expand_label(client, b"quic hp", 16).hex() == "9f50449e04a0e810283a1e9933adedd2"
+    server = expand_label(hkdf_extract(SALT_V1, dcid), b"server in", 32)
+    assert expand_label(server, b"quic key", 16).hex() == "cf3a5331653c364c88f0f379b6067e37"
     aead, iv, _hp = initial_keys(dcid, False)
     assert isinstance(aead, AESGCM) and iv.hex() == "fa044b2f42a3fd3b46fb255c"
 

@@ -24,13 +24,12 @@ import numpy as np
 import pytest
 
 import trafficgen as tg
-from trafficgen.capture import CaptureFile
-from trafficgen.cli import main
-from trafficgen.rate import Pacer, Rate
+from trafficgen.cli.main import main
+from trafficgen.replay.capture import CaptureFile
+from trafficgen.replay.rate import Pacer, Rate
 
 from .conftest import require_tool
-from .replay_net import (PeerCapture, VethPair, make_frames, net_admin_reason, read_pcap,
-                         write_pcap, write_pcapng)
+from .replay_net import PeerCapture, VethPair, make_frames, net_admin_reason, read_pcap, write_pcap, write_pcapng
 
 T0 = 1_700_000_000 * 10**9 + 123_456_789  # first timestamp of the test files
 
@@ -116,7 +115,7 @@ def test_deadlines_are_absolute_and_do_not_drift():
 
 @pytest.mark.parametrize("fmt", ["pcap-ns", "pcap-us-be", "pcapng-ns", "pcapng-us-be", "pcapng-spb"])
 def test_reader_walks_every_format_across_chunk_boundaries(tmp_path, fmt, monkeypatch):
-    import trafficgen.capture as capture
+    import trafficgen.replay.capture as capture
     frames = make_frames(3000, seed=2)
     ts = T0 + np.cumsum(np.random.default_rng(3).integers(0, 2_000_000, 3000))
     path = tmp_path / "f"
@@ -139,7 +138,7 @@ def test_reader_walks_every_format_across_chunk_boundaries(tmp_path, fmt, monkey
 def as_if_root(monkeypatch):
     """File and argument checks without root: CAP_NET_RAW taken as held (no socket opens:
     every case is refused before that)."""
-    import trafficgen.sinks.iface as iface
+    import trafficgen.replay.iface as iface
     monkeypatch.setattr(iface, "may_send_raw", lambda: True)
 
 
@@ -175,7 +174,7 @@ def test_bad_files_are_refused_with_the_offset(tmp_path, capsys, as_if_root):
 
 
 def test_replay_help_examples_parse():
-    from trafficgen.cli import EXAMPLES, build_parser
+    from trafficgen.cli.main import EXAMPLES, build_parser
     lines = [ln.split("#")[0].split() for ln in EXAMPLES["replay"].splitlines()[1:] if ln.strip()]
     assert len(lines) >= 4
     for argv in lines:
@@ -185,7 +184,7 @@ def test_replay_help_examples_parse():
 
 
 def test_frames_the_interface_cannot_take():
-    from trafficgen.sinks.iface import oversize
+    from trafficgen.replay.iface import oversize
     frames = [bytes(60), bytes(1514), b"\0" * 12 + b"\x81\x00" + bytes(1504), bytes(1515), bytes(10)]
     buf = np.frombuffer(b"".join(frames), np.uint8)
     length = np.array([len(f) for f in frames], np.int64)
@@ -225,10 +224,10 @@ def test_every_frame_arrives_intact_and_in_order(veth, tmp_path, fmt, monkeypatc
     else:
         write_pcap(path, frames, ts, nanos=False)
     if fmt == "pcap-streamed":  # as a big file goes: read again each pass, in many chunks
-        import trafficgen.capture
-        import trafficgen.replayer
-        monkeypatch.setattr(trafficgen.replayer, "CACHE_BYTES", 0)
-        monkeypatch.setattr(trafficgen.capture, "CHUNK", 100_000)
+        import trafficgen.replay.capture as capture
+        import trafficgen.replay.replayer as replayer
+        monkeypatch.setattr(replayer, "CACHE_BYTES", 0)
+        monkeypatch.setattr(capture, "CHUNK", 100_000)
     report, _, got = sent_and_captured(veth, tmp_path, path, Rate("topspeed"), loop=2)
     assert report["packets"] == 10_000 and report["send_errors"] == 0
     assert report["bytes"] == 2 * sum(map(len, frames))
@@ -296,7 +295,7 @@ def test_a_late_sender_catches_up_at_twice_the_rate(veth, tmp_path):
     """Behind by less than the bound (10 ms by default), frames keep half their gap (no burst
     onto the device under test); behind by more, every frame already due goes at once."""
     from trafficgen.kernels.txsend import A_CALLS
-    from trafficgen.sinks.iface import Transmitter, open_interface
+    from trafficgen.replay.iface import Transmitter, open_interface
     frames = make_frames(200, seed=12, hi=200)
     buf = np.frombuffer(b"".join(frames), np.uint8)
     length = np.array([len(f) for f in frames], np.int64)

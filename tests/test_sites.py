@@ -9,7 +9,7 @@ import pytest
 
 import trafficgen as tg
 from trafficgen.errors import ConfigError
-from trafficgen.schema import CLASS_CODE, SYN, ACK
+from trafficgen.schema import ACK, CLASS_CODE, SYN
 
 SITES = ('topology.sites=[{name="hq", clients="10.20.0.0/17", client_count=1500, '
          'rtt={median="20ms", p90="40ms", min="1ms", max="500ms"}}, '

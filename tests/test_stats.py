@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-from trafficgen.arrivals import BLOCK_NS, parse_arrivals
+from trafficgen.analysis.stats import arrival_stats, counts, gap_cv, hurst, idc
+from trafficgen.config.arrivals import BLOCK_NS, parse_arrivals
 from trafficgen.kernels.rng import derive, key_of
-from trafficgen.stats import arrival_stats, counts, gap_cv, hurst, idc
 
 from .test_chat_model import traces_dir
 

@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 
 import trafficgen as tg
-from trafficgen.config import Scenario
+from trafficgen.config.scenario import Scenario
 from trafficgen.errors import TrafficgenError
 from trafficgen.kernels import tlsvar
 from trafficgen.kernels.chat import tls_wire
-from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, \
-    WF_REQ
+from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
-from trafficgen.tls import CombinedTemplates, Templates, Variant
-from trafficgen.tls_profiles import PROFILES, client_hello, quic_hello
+from trafficgen.wire.profiles import PROFILES, client_hello, quic_hello
+from trafficgen.wire.tls import CombinedTemplates, Templates, Variant
 
 from . import ja4ref
 

@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trafficgen.errors import TrafficgenError
-from trafficgen.traces import cached_tokens, read_trace
+from trafficgen.traces.read import cached_tokens, read_trace
 
 from .test_chat_model import traces_dir
 
@@ -102,7 +103,8 @@ def test_bad_csv_names_the_line(tmp_path, text, line, what):
 
 @pytest.mark.parametrize("text, line, what", [
     ('{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": [0]}\n{"timestamp": 1,', 2, "JSON"),
-    ('{"timestamp": 0, "input_length": 5, "output_length": 1}\n{"timestamp": 1, "output_length": 1}\n', 2, "input_length"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 1}\n{"timestamp": 1, "output_length": 1}\n', 2,
+     "input_length"),
     ('{"timestamp": 0, "input_length": "5", "output_length": 1}\n', 1, "input_length"),
 ])
 def test_bad_jsonl_names_the_line(tmp_path, text, line, what):
@@ -176,7 +178,7 @@ def test_jsonl_junk_is_one_error_line(tmp_path, lines):
 
 
 def test_chunked_reading_is_the_same_and_finds_late_lines(tmp_path, monkeypatch):
-    import trafficgen.traces as traces
+    import trafficgen.traces.read as traces
     whole = read_trace(real("azure-llm-2023-code.csv"))
     monkeypatch.setattr(traces, "CHUNK_BYTES", 8192)  # ~200 rows a chunk: 40-odd chunks
     small = read_trace(real("azure-llm-2023-code.csv"))

@@ -87,7 +87,7 @@ def empty_flows(n):
 
 
 def test_rtp_and_opaque_udp_frames(tmp_path):
-    from trafficgen.models.udp import schedule_from_packets
+    from trafficgen.classes.udp import schedule_from_packets
     pk = np.zeros(6, SCHED_DTYPE)
     pk["ts_ns"] = np.arange(6) * 20_000_000 + [5, 5, 0, 0, 9, 9]
     pk["flow_id"] = [0, 0, 1, 1, 0, 1]

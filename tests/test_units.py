@@ -5,8 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trafficgen.units import (format_duration, parse_bandwidth, parse_duration, parse_rate,
-                              parse_size)
+from trafficgen.config.units import format_duration, parse_bandwidth, parse_duration, parse_rate, parse_size
 
 
 @pytest.mark.parametrize("text,ns", [

@@ -1,16 +1,56 @@
 """trafficgen: packet-level traffic of AI-inference services, from statistical models to pcap,
-Parquet and network interfaces."""
-__version__ = "0.1.0"
+Parquet and network interfaces.
 
-from .api import Batch, batches, generate, load_scenario  # noqa: E402
-from .config import Scenario  # noqa: E402
-from .errors import ConfigError, TrafficgenError  # noqa: E402
-from .rate import Rate  # noqa: E402
-from .replayer import Replay, replay  # noqa: E402
-from .sinks.parquet import ParquetSink  # noqa: E402
-from .sinks.pcap import PcapSink  # noqa: E402
-from .sinks.pcapng import PcapngSink  # noqa: E402
+The public API. Its names are imported on first use, so ``import trafficgen`` (and the CLI's
+``--help``, ``--version`` and ``models``) loads no numba, LLVM or pyarrow.
+"""
+from __future__ import annotations
 
-__all__ = ["__version__", "Batch", "batches", "generate", "load_scenario", "Scenario",
-           "ConfigError", "TrafficgenError", "PcapSink", "PcapngSink", "ParquetSink", "Rate",
-           "Replay", "replay"]
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from .version import __version__
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "Batch": "trafficgen.engine.core",
+    "batches": "trafficgen.api",
+    "generate": "trafficgen.api",
+    "load_scenario": "trafficgen.api",
+    "Scenario": "trafficgen.config.scenario",
+    "ConfigError": "trafficgen.errors",
+    "TrafficgenError": "trafficgen.errors",
+    "Rate": "trafficgen.replay.rate",
+    "Replay": "trafficgen.replay.replayer",
+    "replay": "trafficgen.replay.replayer",
+    "ParquetSink": "trafficgen.sinks.parquet",
+    "PcapSink": "trafficgen.sinks.pcap",
+    "PcapngSink": "trafficgen.sinks.pcapng",
+}
+__all__ = ["__version__", "Batch", "batches", "generate", "load_scenario", "Scenario", "ConfigError",
+           "TrafficgenError", "Rate", "Replay", "replay", "ParquetSink", "PcapSink", "PcapngSink"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .api import batches, generate, load_scenario
+    from .config.scenario import Scenario
+    from .engine.core import Batch
+    from .errors import ConfigError, TrafficgenError
+    from .replay.rate import Rate
+    from .replay.replayer import Replay, replay
+    from .sinks.parquet import ParquetSink
+    from .sinks.pcap import PcapSink
+    from .sinks.pcapng import PcapngSink
+
+
+def __getattr__(name: str):
+    try:
+        module = _PUBLIC[name]
+    except KeyError:
+        raise AttributeError(f"module 'trafficgen' has no attribute {name!r}") from None
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
-from .config import Scenario, load_scenario
-from .engine import (DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS, MIN_WINDOW_NS, Batch,
-                     BufferPool, Engine)
-from .errors import TrafficgenError
-from .sinks import check_writable, is_special
-from .units import parse_duration
-from .sinks.parquet import ParquetSink
-from .sinks.pcap import PcapSink
-from .sinks.pcapng import PcapngSink
+from trafficgen.config.scenario import Scenario, load_scenario
+from trafficgen.config.units import parse_duration
+from trafficgen.engine.core import (
+    DEFAULT_BATCH_PACKETS,
+    DEFAULT_WINDOW_NS,
+    GEN_WORKERS,
+    MIN_WINDOW_NS,
+    Batch,
+    BufferPool,
+    Engine,
+)
+from trafficgen.errors import TrafficgenError
+from trafficgen.sinks import check_writable, is_special
+from trafficgen.sinks.parquet import ParquetSink
+from trafficgen.sinks.pcap import PcapSink
+from trafficgen.sinks.pcapng import PcapngSink
 
 __all__ = ["load_scenario", "batches", "generate", "Batch", "open_sinks"]
 
@@ -52,7 +59,7 @@ def batches(scenario: Scenario | str | dict, *, frames: bool = True,
     trade memory against overhead and never change the output."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    return iter(_engine(scenario, frames, batch_packets, window))
+    return iter(make_engine(scenario, frames, batch_packets, window))
 
 
 def _check_batch(batch_packets) -> int:
@@ -61,7 +68,7 @@ def _check_batch(batch_packets) -> int:
     return batch_packets
 
 
-def _engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
+def make_engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
             packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
     _check_batch(batch_packets)
     return Engine(scenario, frames=frames, batch_packets=batch_packets,
@@ -175,10 +182,10 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     t0 = time.perf_counter()
     par: dict = {}
     if n_workers in (None, 1):
-        source = _engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets,
+        source = make_engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets,
                          gen_threads=1 if n_workers == 1 else GEN_WORKERS)
     else:
-        from .parallel import Options, merged_batches
+        from trafficgen.engine.parallel import Options, merged_batches
         opts = Options(pcap is not None, with_packets, _window_ns(window),
                        _check_batch(batch_packets))
         source = merged_batches(scenario, opts, workers=n_workers, scheduler=scheduler, stats=par,
@@ -222,8 +229,8 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
                      progress) -> dict:
     """Every output a new folder of one file per partition, staged under a hidden name in the
     same parent and renamed into place when every shard of every output is whole."""
-    from .parallel import Options, write_shards
-    from .sinks import StagedFolder
+    from trafficgen.engine.parallel import Options, write_shards
+    from trafficgen.sinks import StagedFolder
     given = {k: v for k, v in outputs.items() if v is not None}
     if not given:
         raise TrafficgenError("--shards: nothing to write")
@@ -237,8 +244,9 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
     t0 = time.perf_counter()
     with ExitStack() as stack:
         folders = {k: stack.enter_context(StagedFolder(v, what=k)) for k, v in given.items()}
-        paths_of = (lambda i: {k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
-                               for k, f in folders.items()})
+        def paths_of(i):
+            return ({k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
+                                       for k, f in folders.items()})
         parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers),
                                    scheduler=scheduler, progress=progress)
         for f in folders.values():

@@ -19,21 +19,34 @@ derive(session, 10_000 + i) (0 output or up bytes, 1 latency, 2 down bytes, 3 pa
 4 a per-call server, 5 the agent's delay, 6 top-k, 7 chunk tokens, 8 rerank), its tokens'
 gaps derive(call key, 1).
 """
-import math
 
 import numpy as np
 from numba import njit
 
-from ..schema import (DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM,
-                      PH_TEARDOWN, PH_TOOL)
-from .chat import (CLOSE_NOTIFY_WIRE, D_CLIENT_FIN, D_CLIENT_HELLO, D_REQUEST, D_SERVER_FLIGHT,
-                   D_TICKET, DONE_PLAIN, FINISHED_WIRE, L_APPDATA, L_CLIENT_FINISHED,
-                   L_CLIENT_HELLO, L_SERVER_FLIGHT, _token_time, _turns, _write, client_rank,
-                   tls_wire)
+from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM, PH_TEARDOWN, PH_TOOL
+
+from .chat import (
+    CLOSE_NOTIFY_WIRE,
+    D_CLIENT_FIN,
+    D_CLIENT_HELLO,
+    D_REQUEST,
+    D_SERVER_FLIGHT,
+    D_TICKET,
+    DONE_PLAIN,
+    FINISHED_WIRE,
+    L_APPDATA,
+    L_CLIENT_FINISHED,
+    L_CLIENT_HELLO,
+    L_SERVER_FLIGHT,
+    client_rank,
+    put_write,
+    tls_wire,
+    token_time,
+    turn_count,
+)
 from .rng import bits, derive, uniform
 from .sampling import sample
-from .tcp import ATO_NS, IW_SEGMENTS, W_ABS, W_CLOSE, W_REQ, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, \
-    WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
+from .tcp import ATO_NS, IW_SEGMENTS, W_ABS, W_CLOSE, W_REQ
 
 MODE_AGENTIC, MODE_RAG = 0, 1
 K_LLM, K_TOOL, K_EMBED, K_SEARCH, K_RERANK = 0, 1, 2, 3, 4  # schema.KINDS order
@@ -77,7 +90,7 @@ def stream_time(k_call, out, itl_p, stall_prob, stall_p):
     k_t = derive(k_call, 1)
     t = np.int64(0)
     for i in range(1, out):
-        t += _token_time(k_t, i, itl_p, stall_prob, stall_p)
+        t += token_time(k_t, i, itl_p, stall_prob, stall_p)
     return t
 
 
@@ -147,8 +160,9 @@ def walk(fill, mode, s_key, s_start, t_min, t_end, n_clients, client_skew, paths
 
 
 # agentic parameters: ip = [turns x1000, llm calls x1000, keepalive, max context, overhead,
-# chunk overhead, tokens per chunk, tools seen (0: the tools' flows are not captured)]; dp rows = [think, turn tokens, first context, output,
-# ttft, itl, stall, tools per step, agent delay]; fp = [bytes per token, stall prob]
+# chunk overhead, tokens per chunk, tools seen (0: the tools' flows are not captured)];
+# dp rows = [think, turn tokens, first context, output, ttft, itl, stall, tools per step, agent delay];
+# fp = [bytes per token, stall prob]
 AI_TURNS, AI_CALLS, AI_KEEPALIVE, AI_MAXCTX, AI_OVERHEAD, AI_CHUNK, AI_TPC, AI_TOOLS_SEEN = range(8)
 AD_THINK, AD_TURN_TOKENS, AD_CONTEXT, AD_OUTPUT, AD_TTFT, AD_ITL, AD_STALL, AD_TOOLS, AD_DELAY = range(9)
 
@@ -162,7 +176,7 @@ def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_add
     n0 = svc_naddr[0]
     server = min(int(uniform(k_s, 1) * n0), n0 - 1)
     rtt = path_rtt(paths_key, 0, client, server, n0, svc_rtt[0])
-    n_turns = _turns(uniform(k_s, 2), ip[AI_TURNS] / 1000.0)
+    n_turns = turn_count(uniform(k_s, 2), ip[AI_TURNS] / 1000.0)
     context = max(1, int(round(sample(dp[AD_CONTEXT], uniform(k_s, 3)))))
     conn, last = -1, np.int64(-(2**62))
     n_call = 0
@@ -171,7 +185,7 @@ def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_add
         if k > 0:
             t += np.int64(sample(dp[AD_THINK], uniform(k_s, base)))
             context += max(1, int(round(sample(dp[AD_TURN_TOKENS], uniform(k_s, base + 1)))))
-        n_llm = _turns(uniform(k_s, base + 2), ip[AI_CALLS] / 1000.0)
+        n_llm = turn_count(uniform(k_s, base + 2), ip[AI_CALLS] / 1000.0)
         n_tool = 0
         for j in range(n_llm):
             if t >= t_end:
@@ -238,7 +252,7 @@ def _rag(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, 
          svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp, mss, ns_per_byte, rwnd, cm, cn, i, c):
     c0 = c
     bpt = fp[0]
-    n_turns = _turns(uniform(k_s, 2), ip[RI_TURNS] / 1000.0)
+    n_turns = turn_count(uniform(k_s, 2), ip[RI_TURNS] / 1000.0)
     conns = np.full(4, -1, np.int64)
     last = np.full(4, -(2**62), np.int64)
     servers = np.empty(4, np.int64)
@@ -303,11 +317,11 @@ def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wir
     ``keepalive`` after its last)."""
     for c in range(cn.shape[0]):
         w = c_w0[c]
-        w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0, L_CLIENT_HELLO, wd)
-        w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0, L_SERVER_FLIGHT, wd)
-        w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0, L_CLIENT_FINISHED, wd)
+        w = put_write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0, L_CLIENT_HELLO, wd)
+        w = put_write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0, L_SERVER_FLIGHT, wd)
+        w = put_write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0, L_CLIENT_FINISHED, wd)
         if ticket_wire > 0:
-            w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0, L_APPDATA, wd)
+            w = put_write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0, L_APPDATA, wd)
         last_done = 2
         for q in range(c_ncalls[c]):
             g = order[c_call0[c] + q]
@@ -317,7 +331,7 @@ def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wir
             else:
                 dep, delay, flags = last_done, cm[g, CM_T], W_REQ | W_ABS
             req_local = w - c_w0[c]
-            w = _write(w, DIR_UP, cm[g, CM_UP], dep, delay, g, phase, flags, L_APPDATA, wd)
+            w = put_write(w, DIR_UP, cm[g, CM_UP], dep, delay, g, phase, flags, L_APPDATA, wd)
             lat = cm[g, CM_LATENCY]
             if cm[g, CM_STREAM]:
                 out = cm[g, CM_DOWN]
@@ -328,18 +342,18 @@ def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wir
                     ntok = min(tokens_per_chunk, out - done)
                     for h in range(ntok):
                         if done + h > 0:
-                            t_tok += _token_time(k_t, done + h, itl_p, stall_prob, stall_p)
-                    w = _write(w, DIR_DOWN, tls_wire(chunk_overhead + int(round(ntok * bpt))),
+                            t_tok += token_time(k_t, done + h, itl_p, stall_prob, stall_p)
+                    w = put_write(w, DIR_DOWN, tls_wire(chunk_overhead + int(round(ntok * bpt))),
                                req_local, t_tok, g, PH_STREAM, 0, L_APPDATA, wd)
                     done += ntok
-                w = _write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, g,
+                w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, g,
                            PH_STREAM, 0, L_APPDATA, wd)
             else:
-                w = _write(w, DIR_DOWN, cm[g, CM_DOWN], req_local, lat, g,
+                w = put_write(w, DIR_DOWN, cm[g, CM_DOWN], req_local, lat, g,
                            PH_TOOL if phase == PH_TOOL else PH_RESPONSE, 0, L_APPDATA, wd)
             last_done = w - 1 - c_w0[c]
         idle = 1_000_000 if cn[c, CN_PERCALL] else keepalive
-        w = _write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, idle, -1, PH_TEARDOWN, W_CLOSE,
+        w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, idle, -1, PH_TEARDOWN, W_CLOSE,
                    L_APPDATA, wd)
         c_wn[c] = w - c_w0[c]
 

@@ -14,20 +14,21 @@ tokens count into the prompt tokens.
 
 Draw indices per session key: 0 client, 1 server, 2 turns, 16+8k.. turn k (think, prompt,
 output, ttft, reasoning share, image count); turn k's images derive(session, 2_000_000+k)
-(2i bytes, 2i+1 tokens of image i). Sessions that began before the capture (warm-up epochs) keep only the turns
-whose nominal start falls inside it; the first of those opens the connection. Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s token
-gaps derive(session, 1_000_000+k). Changing one draw never shifts another.
+(2i bytes, 2i+1 tokens of image i). Sessions that began before the capture (warm-up epochs) keep
+only the turns whose nominal start falls inside it; the first of those opens the connection.
+Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s token gaps
+derive(session, 1_000_000+k). Changing one draw never shifts another.
 """
 import math
 
 import numpy as np
 from numba import njit
 
-from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
+from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
+
 from .rng import bits, derive, uniform
 from .sampling import sample
-from .tcp import (W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS,
-                  WF_LAYOUT, WF_PHASE, WF_REQ)
+from .tcp import W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 
 TLS_OVERHEAD = 22  # record header 5 + inner content type 1 + AEAD tag 16
 TLS_MAX_PLAIN = 16384
@@ -55,7 +56,7 @@ def setup_count(has_ticket: bool, tls: bool) -> int:
 
 
 @njit(cache=True, inline="always")
-def _turns(u, mean):
+def turn_count(u, mean):
     if mean <= 1.0:
         return 1
     n = 1 + int(math.floor(math.log(u) / math.log(1.0 - 1.0 / mean)))
@@ -66,7 +67,7 @@ def _turns(u, mean):
 def turn_counts(s_key, turns_mean, s_turns):
     """Turns per session."""
     for s in range(s_key.shape[0]):
-        s_turns[s] = _turns(uniform(s_key[s], 2), turns_mean)
+        s_turns[s] = turn_count(uniform(s_key[s], 2), turns_mean)
 
 
 @njit(cache=True, inline="always")
@@ -80,7 +81,7 @@ def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
 
 
 @njit(cache=True, inline="always")
-def _turn_extras(k_s, k, out, reason_p, images_p):
+def turn_extras(k_s, k, out, reason_p, images_p):
     """Reasoning tokens (inside ``out``, at least one token stays visible) and images of turn
     ``k``: zero, and no draw, where the distributions are the constant 0."""
     base = 16 + 8 * k
@@ -101,14 +102,14 @@ def _silence(reason, mean_gap):
 
 
 @njit(cache=True, inline="always")
-def _keepalives(reason, mean_gap, keepalive_every):
+def keepalives(reason, mean_gap, keepalive_every):
     if keepalive_every <= 0 or reason == 0:
         return 0
     return int((_silence(reason, mean_gap) - 1) // keepalive_every)
 
 
 @njit(cache=True)
-def _token_time(k_t, idx, itl_p, stall_prob, stall_p):
+def token_time(k_t, idx, itl_p, stall_prob, stall_p):
     """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
     if uniform(k_t, 3 * idx + 1) < stall_prob:
         return np.int64(sample(stall_p, uniform(k_t, 3 * idx + 2)))
@@ -137,7 +138,7 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
         for k in range(s_turns_of(s_turn0, s, r_think.shape[0])):
             r = s_turn0[s] + k
             think, prompt, out, ttft = _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p)
-            reason, images = _turn_extras(k_s, k, out, reason_p, images_p)
+            reason, images = turn_extras(k_s, k, out, reason_p, images_p)
             t += think
             r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, t
             r_reason[r], r_images[r] = reason, images
@@ -149,7 +150,7 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
                     conns += 1
                     writes += setup_writes  # hello, server flight, finished, [ticket], close
                 writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
-                writes += _keepalives(reason, mean_gap, keepalive_every)
+                writes += keepalives(reason, mean_gap, keepalive_every)
             if s_start[s] >= t_min:
                 continue  # every turn is kept: later nominal times are not needed
             t += nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
@@ -229,14 +230,14 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
                 c_jitter[c] = np.int64(uniform(k_c, 4) * 100_000_000)
                 c_w0[c] = w
                 if hello_wire > 0:
-                    w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
+                    w = put_write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
                                L_CLIENT_HELLO, wd)
-                    w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
+                    w = put_write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
                                L_SERVER_FLIGHT, wd)
-                    w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
+                    w = put_write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
                                L_CLIENT_FINISHED, wd)
                     if ticket_wire > 0:
-                        w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
+                        w = put_write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
                                    L_APPDATA, wd)
                     req_dep, req_delay, req_flags = 2, D_REQUEST, W_REQ
                 else:
@@ -256,12 +257,12 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
             r_prompt[r], r_output[r], r_ttft[r] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
             r_reason[r], r_images[r] = reason, t_images[tr]
             req_local = w - c_w0[c]
-            w = _write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, r, PH_REQUEST, req_flags,
+            w = put_write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, r, PH_REQUEST, req_flags,
                        L_APPDATA, wd)
             k_t = derive(k_s, 1_000_000 + k)
             t_tok = t_ttft[tr]
-            for j in range(_keepalives(reason, mean_gap, keepalive_every)):
-                w = _write(w, DIR_DOWN, tls_wire(KEEPALIVE_PLAIN), req_local,
+            for j in range(keepalives(reason, mean_gap, keepalive_every)):
+                w = put_write(w, DIR_DOWN, tls_wire(KEEPALIVE_PLAIN), req_local,
                            t_tok + (j + 1) * keepalive_every, r, PH_THINKING, 0, L_APPDATA, wd)
             t_tok += _silence(reason, mean_gap)
             done_tokens = reason  # hidden: no bytes on the wire
@@ -269,12 +270,12 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
                 ntok = min(tokens_per_chunk, out - done_tokens)
                 for g in range(ntok):
                     if done_tokens + g > reason:  # the first visible token comes at ttft + silence
-                        t_tok += _token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
+                        t_tok += token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
                 plain = chunk_overhead + int(round(ntok * bytes_per_token))
-                w = _write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, r, PH_STREAM, 0,
+                w = put_write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, r, PH_STREAM, 0,
                            L_APPDATA, wd)
                 done_tokens += ntok
-            w = _write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, r, PH_STREAM, 0,
+            w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, r, PH_STREAM, 0,
                        L_APPDATA, wd)
             last_done = w - 1 - c_w0[c]
             r += 1
@@ -284,14 +285,14 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
 
 @njit(cache=True)
 def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
-    w = _write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
+    w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
                L_APPDATA, wd)
     c_wn[c] = w - c_w0[c]
     return w
 
 
 @njit(cache=True, inline="always")
-def _write(w, d, nbytes, dep, delay, req, phase, flags, layout, wd):
+def put_write(w, d, nbytes, dep, delay, req, phase, flags, layout, wd):
     wd[w, WF_DIR], wd[w, WF_BYTES], wd[w, WF_DEP], wd[w, WF_DELAY] = d, nbytes, dep, delay
     wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_FLAGS], wd[w, WF_LAYOUT] = req, phase, flags, layout
     return w + 1

@@ -15,9 +15,9 @@ import numpy as np
 from numba import njit
 
 from . import quic as kq
-from .frames import PCAP_REC, _fold, _put16, _put32, _sum16
-from .udp import ROCE_PORT, icrc_v6
+from .frames import PCAP_REC, fold, put16, put32, sum16
 from .rng import GOLDEN, mix64
+from .udp import ROCE_PORT, icrc_v6
 
 ENCAP_NONE, ENCAP_MPLS, ENCAP_VXLAN, ENCAP_GRE, ENCAP_SRV6 = range(5)
 MACSEC_OFF, MACSEC_OPAQUE, MACSEC_ENCRYPT, MACSEC_INTEGRITY = range(4)
@@ -50,7 +50,7 @@ def _get16(b, o):
 def _mac_of(buf, o, tag, ip):
     buf[o] = 0x02
     buf[o + 1] = tag
-    _put32(buf, o + 2, ip)
+    put32(buf, o + 2, ip)
 
 
 @njit(cache=True)
@@ -58,25 +58,25 @@ def _outer4(out, o, tos, total, ipid, ttl, proto, src, dst):
     """A 20-byte IPv4 header at ``o`` with its checksum."""
     out[o] = 0x45
     out[o + 1] = tos
-    _put16(out, o + 2, total)
-    _put16(out, o + 4, ipid)
+    put16(out, o + 2, total)
+    put16(out, o + 4, ipid)
     out[o + 6] = 0x40  # DF
     out[o + 7] = 0
     out[o + 8] = ttl
     out[o + 9] = proto
     out[o + 10] = 0
     out[o + 11] = 0
-    _put32(out, o + 12, src)
-    _put32(out, o + 16, dst)
-    _put16(out, o + 10, _fold(_sum16(out, o, 20)))
+    put32(out, o + 12, src)
+    put32(out, o + 16, dst)
+    put16(out, o + 10, fold(sum16(out, o, 20)))
 
 
 @njit(cache=True)
 def _v6_header(out, o, tos, label, plen, nh, hop):
     out[o] = 0x60 | (tos >> 4)
     out[o + 1] = ((tos & 0x0F) << 4) | ((label >> 16) & 0x0F)
-    _put16(out, o + 2, label & 0xFFFF)
-    _put16(out, o + 4, plen)
+    put16(out, o + 2, label & 0xFFFF)
+    put16(out, o + 4, plen)
     out[o + 6] = nh
     out[o + 7] = hop
 
@@ -95,7 +95,7 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
         out[q + 9] = proto
         out[q + 10] = 0
         out[q + 11] = 0
-        _put16(out, q + 10, _fold(_sum16(out, q, 20)))
+        put16(out, q + 10, fold(sum16(out, q, 20)))
         return tot4
     _v6_header(out, q, tos, label, l4, proto, src[ip4 + 8])
     for k in range(16):
@@ -113,21 +113,21 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
             out[q + 40 + l4 - 4 + k] = (crc >> (8 * k)) & 0xFF
         out[q + 46] = 0
         out[q + 47] = 0
-        s = _sum16(out, q + 8, 32) + np.uint64(17) + np.uint64(l4) + _sum16(out, q + 40, l4)
-        c = _fold(s)
-        _put16(out, q + 46, 0xFFFF if c == 0 else c)
+        s = sum16(out, q + 8, 32) + np.uint64(17) + np.uint64(l4) + sum16(out, q + 40, l4)
+        c = fold(s)
+        put16(out, q + 46, 0xFFFF if c == 0 else c)
         return 40 + l4
     if not quic and (proto == 6 or proto == 17):
         cs = q + 40 + (16 if proto == 6 else 6)
         old = _get16(out, cs)
-        new = _sum16(out, q + 8, 32)
+        new = sum16(out, q + 8, 32)
         if proto == 17 and old == 0:  # no checksum over IPv4: IPv6 needs one (RFC 8200)
-            s = new + np.uint64(17) + np.uint64(l4) + _sum16(out, q + 40, l4)
+            s = new + np.uint64(17) + np.uint64(l4) + sum16(out, q + 40, l4)
         else:  # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), m the old addresses, m' the new
-            s = (np.uint64(~old & 0xFFFF) + np.uint64(4 * 0xFFFF) - _sum16(src, ip4 + 12, 8)
+            s = (np.uint64(~old & 0xFFFF) + np.uint64(4 * 0xFFFF) - sum16(src, ip4 + 12, 8)
                  + new)
-        c = _fold(s)
-        _put16(out, cs, 0xFFFF if proto == 17 and c == 0 else c)
+        c = fold(s)
+        put16(out, cs, 0xFFFF if proto == 17 and c == 0 else c)
     return 40 + l4
 
 
@@ -216,47 +216,47 @@ def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6
         if macsec != MACSEC_OFF:
             q += SECTAG
         for t in range(nvlan):
-            _put16(out, q, 0x88A8 if nvlan == 2 and t == 0 else 0x8100)
-            _put16(out, q + 2, ((dscp[c] >> 3) << 13) | cfg[C_VLAN0 + t])
+            put16(out, q, 0x88A8 if nvlan == 2 and t == 0 else 0x8100)
+            put16(out, q + 2, ((dscp[c] >> 3) << 13) | cfg[C_VLAN0 + t])
             q += 4
         fam = 0x86DD if v6 else 0x0800
         label = np.int64(mix64(f_key[f] ^ (np.uint64(d + 1) * GOLDEN)) & np.uint64(0xFFFFF))
         inner_len = _get16(src, ip4 + 2) + (20 if v6 else 0)
         udp = -1
         if encap == ENCAP_NONE:
-            _put16(out, q, fam)
+            put16(out, q, fam)
             q += 2
         elif encap == ENCAP_MPLS:
-            _put16(out, q, 0x8847)
+            put16(out, q, 0x8847)
             q += 2
             nl = nlabels[c]
             for k in range(nl):
-                _put32(out, q, (labels[c, k] << 12) | ((dscp[c] >> 3) << 9)
+                put32(out, q, (labels[c, k] << 12) | ((dscp[c] >> 3) << 9)
                        | (256 if k == nl - 1 else 0) | ttl)
                 q += 4
         elif encap == ENCAP_GRE:
-            _put16(out, q, 0x0800)
+            put16(out, q, 0x0800)
             _outer4(out, q + 2, tos, GRE_BYTES + inner_len, _get16(src, ip4 + 4), ttl, 47,
                     cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
-            _put16(out, q + 22, 0)
-            _put16(out, q + 24, fam)
+            put16(out, q + 22, 0)
+            put16(out, q + 24, fam)
             q += 2 + GRE_BYTES
         elif encap == ENCAP_VXLAN:
-            _put16(out, q, 0x0800)
+            put16(out, q, 0x0800)
             _outer4(out, q + 2, tos, VXLAN_BYTES + inner_len, _get16(src, ip4 + 4), ttl,
                     17, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
             udp = q + 22
-            _put16(out, udp, 49152 + np.int64(_flow_hash(src, ip4) & np.uint64(0x3FFF)))
-            _put16(out, udp + 2, VXLAN_PORT)
-            _put16(out, udp + 4, VXLAN_BYTES - 20 + inner_len)  # UDP, VXLAN, inner frame
-            _put16(out, udp + 6, 0)
-            _put32(out, udp + 8, 0x08000000)
-            _put32(out, udp + 12, vni[c] << 8)
+            put16(out, udp, 49152 + np.int64(_flow_hash(src, ip4) & np.uint64(0x3FFF)))
+            put16(out, udp + 2, VXLAN_PORT)
+            put16(out, udp + 4, VXLAN_BYTES - 20 + inner_len)  # UDP, VXLAN, inner frame
+            put16(out, udp + 6, 0)
+            put32(out, udp + 8, 0x08000000)
+            put32(out, udp + 12, vni[c] << 8)
             _copy(out, udp + 16, src, s, 12)
-            _put16(out, udp + 28, fam)
+            put16(out, udp + 28, fam)
             q += 2 + VXLAN_BYTES - 14 + 14
         else:
-            _put16(out, q, 0x86DD)
+            put16(out, q, 0x86DD)
             q += 2
             q += _srv6(out, q, tos, np.int64(_flow_hash(src, ip4) & np.uint64(0xFFFFF)),
                        inner_len, v6, ttl, c, d, side, segs, nsegs, under6)
@@ -294,15 +294,15 @@ def _vxlan_checksum(out, udp, ip, end, v6):
     n4 = end - seg
     cs_at = seg + (16 if proto == 6 else 6)
     if (proto == 6 or (proto == 17 and _get16(out, cs_at) != 0)) and n4 >= (20 if proto == 6 else 8):
-        pseudo = (_sum16(out, ip + 8, 32) if v6 else _sum16(out, ip + 12, 8)) \
+        pseudo = (sum16(out, ip + 8, 32) if v6 else sum16(out, ip + 12, 8)) \
             + np.uint64(proto) + np.uint64(n4)
-        body = _sum16(out, ip, hl) + (~_fold16(pseudo) & np.uint64(0xFFFF))
+        body = sum16(out, ip, hl) + (~_fold16(pseudo) & np.uint64(0xFFFF))
     else:
-        body = _sum16(out, ip, end - ip)
+        body = sum16(out, ip, end - ip)
     n = end - udp
-    cs = _fold(_sum16(out, udp - 8, 8) + np.uint64(17) + np.uint64(n) + _sum16(out, udp, ip - udp)
+    cs = fold(sum16(out, udp - 8, 8) + np.uint64(17) + np.uint64(n) + sum16(out, udp, ip - udp)
                + body)
-    _put16(out, udp + 6, 0xFFFF if cs == 0 else cs)
+    put16(out, udp + 6, 0xFFFF if cs == 0 else cs)
 
 
 @njit(cache=True)
@@ -313,23 +313,23 @@ def _quic(out, ip, end, v6, kind, pn, d, key):
     kq.write(out, u, n - 8, kind, pn, d, key)
     out[u + 6] = 0
     out[u + 7] = 0
-    ps = _sum16(out, ip + 8, 32) if v6 else _sum16(out, ip + 12, 8)
-    cs = _fold(ps + np.uint64(17) + np.uint64(n) + _sum16(out, u, n))
-    _put16(out, u + 6, 0xFFFF if cs == 0 else cs)
+    ps = sum16(out, ip + 8, 32) if v6 else sum16(out, ip + 12, 8)
+    cs = fold(ps + np.uint64(17) + np.uint64(n) + sum16(out, u, n))
+    put16(out, u + 6, 0xFFFF if cs == 0 else cs)
 
 
 @njit(cache=True)
 def _sectag(out, p, sec, q, mode, pn, key):
     """SecTAG at ``sec`` (frame at ``p``, secure data up to ``q``) and an ICV after it:
     pseudo-random bytes here (a key's GCM tag replaces them). Returns the frame's end."""
-    _put16(out, sec, 0x88E5)
+    put16(out, sec, 0x88E5)
     out[sec + 2] = 0x20 | (0x0C if mode == MACSEC_ENCRYPT else 0)  # SC; E and C if encrypted
     n = q - sec - SECTAG
     out[sec + 3] = n if n < 48 else 0
-    _put32(out, sec + 4, pn & 0xFFFFFFFF)
+    put32(out, sec + 4, pn & 0xFFFFFFFF)
     for k in range(6):  # SCI: the sender's MAC and port 1
         out[sec + 8 + k] = out[p + 6 + k]
-    _put16(out, sec + 14, 1)
+    put16(out, sec + 14, 1)
     for w in range(2):
         x = mix64(key + np.uint64(pn) * GOLDEN + np.uint64(w))
         for k in range(8):

@@ -10,10 +10,11 @@ legacy_session_id_echo is then the ClientHello's session id. No per-packet alloc
 import numpy as np
 from numba import njit
 
-from ..schema import PROTO_UDP, SYN
+from trafficgen.schema import PROTO_UDP, SYN
+
 from . import udp as _udp
 from .rng import mix64
-from .wire import _fold, _put16, _put32, _sum16  # noqa: F401 (encap imports them from here)
+from .wire import fold, put16, put32, sum16  # noqa: F401 (encap imports them from here)
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
@@ -44,7 +45,7 @@ def _mac(buf, o, kind, ip, gw_mac):
     else:
         buf[o] = 0x02
         buf[o + 1] = kind - 1
-        _put32(buf, o + 2, ip)
+        put32(buf, o + 2, ip)
 
 
 @njit(cache=True, nogil=True)
@@ -102,26 +103,26 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
         n = plen[i]
         out[ip] = 0x45
         out[ip + 1] = 0
-        _put16(out, ip + 2, 20 + thl + n)
-        _put16(out, ip + 4, ipid[i])
+        put16(out, ip + 2, 20 + thl + n)
+        put16(out, ip + 4, ipid[i])
         out[ip + 6] = 0x40  # DF
         out[ip + 7] = 0
         out[ip + 8] = 64 if d == capture_side else 64 - f_hops[f]
         out[ip + 9] = 6
         out[ip + 10] = 0
         out[ip + 11] = 0
-        _put32(out, ip + 12, cip if up else sip)
-        _put32(out, ip + 16, sip if up else cip)
-        _put16(out, ip + 10, _fold(_sum16(out, ip, 20)))
+        put32(out, ip + 12, cip if up else sip)
+        put32(out, ip + 16, sip if up else cip)
+        put16(out, ip + 10, fold(sum16(out, ip, 20)))
         # TCP
         tp = ip + 20
-        _put16(out, tp, f_cport[f] if up else f_sport[f])
-        _put16(out, tp + 2, f_sport[f] if up else f_cport[f])
-        _put32(out, tp + 4, seq[i])
-        _put32(out, tp + 8, ack[i])
+        put16(out, tp, f_cport[f] if up else f_sport[f])
+        put16(out, tp + 2, f_sport[f] if up else f_cport[f])
+        put32(out, tp + 4, seq[i])
+        put32(out, tp + 8, ack[i])
         out[tp + 12] = (thl // 4) << 4
         out[tp + 13] = fl
-        _put16(out, tp + 14, WIN_SYN[d] if fl & SYN else WIN_SCALED)
+        put16(out, tp + 14, WIN_SYN[d] if fl & SYN else WIN_SCALED)
         out[tp + 16] = 0
         out[tp + 17] = 0
         out[tp + 18] = 0
@@ -129,7 +130,7 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
         if fl & SYN:  # MSS, NOP, window scale, NOP, NOP, SACK permitted
             out[tp + 20] = 2
             out[tp + 21] = 4
-            _put16(out, tp + 22, mss)
+            put16(out, tp + 22, mss)
             out[tp + 24] = 1
             out[tp + 25] = 3
             out[tp + 26] = 3
@@ -145,8 +146,8 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
                      % np.uint64(pool_span), echo_offset(f_key[f], pool_span), pool, tpl,
                      tpl_mask, tpl_start, tpl_len)
         # pseudo-header + TCP header + payload
-        s = _sum16(out, ip + 12, 8) + np.uint64(6) + np.uint64(thl + n) + _sum16(out, tp, thl + n)
-        _put16(out, tp + 16, _fold(s))
+        s = sum16(out, ip + 12, 8) + np.uint64(6) + np.uint64(thl + n) + sum16(out, tp, thl + n)
+        put16(out, tp + 16, fold(s))
         o = pl + n
     return o
 
@@ -164,7 +165,7 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, t
     po = np.int64(pool_off)
     dst = out[pl:pl + n]
     src = pool[po:po + n]
-    for k in range(n):  # over views: vectorised (see _sum16)
+    for k in range(n):  # over views: vectorised (see sum16)
         dst[k] = src[k]
     # template prefix of the write (handshake messages), where it overlaps this segment
     plen_t = tpl_len[lay]

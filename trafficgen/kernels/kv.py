@@ -7,12 +7,23 @@ message (a group over ``MAX_MESSAGE_BYTES`` goes as several), ``pmtu`` payload b
 import numpy as np
 from numba import njit
 
-from ..kvcache import MAX_MESSAGE_BYTES
-from ..schema import PH_TRANSFER
+from trafficgen.config.kvcache import MAX_MESSAGE_BYTES
+from trafficgen.schema import PH_TRANSFER
+
 from .rng import bits, uniform
 from .sampling import sample
-from .udp import (ACK_REQ, ETH_IP_UDP, ETH_OVERHEAD, L_ROCE, OP_ACK, OP_WRITE_FIRST,
-                  OP_WRITE_LAST, OP_WRITE_MIDDLE, OP_WRITE_ONLY, roce_bth_len)
+from .udp import (
+    ACK_REQ,
+    ETH_IP_UDP,
+    ETH_OVERHEAD,
+    L_ROCE,
+    OP_ACK,
+    OP_WRITE_FIRST,
+    OP_WRITE_LAST,
+    OP_WRITE_MIDDLE,
+    OP_WRITE_ONLY,
+    roce_bth_len,
+)
 
 # draw indexes of a transfer's key
 D_PROMPT, D_HIT, D_NEW, D_PREFILL, D_DECODE, D_PSN, D_IPID = range(7)

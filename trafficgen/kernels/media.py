@@ -24,8 +24,9 @@ arrival jitter derive(session, 3_100_000 + direction).
 import numpy as np
 from numba import njit
 
-from ..schema import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
-from .chat import _write, client_rank, site_rtt, tls_wire
+from trafficgen.schema import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
+
+from .chat import client_rank, put_write, site_rtt, tls_wire
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_REQ, W_TURN
@@ -156,14 +157,14 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
                 t_end = min(u0 + (i + 1) * chunk, u1)
                 audio = 2 * ((t_end - (u0 + i * chunk)) * sample_rate // 1_000_000_000)
                 fl = W_ABS | (W_TURN if i == 0 else 0) | (W_REQ if i == n_app - 1 else 0)
-                w = _write(w, DIR_UP, tls_wire(ws_client(APPEND_JSON + b64(audio))), -1, t_end,
+                w = put_write(w, DIR_UP, tls_wire(ws_client(APPEND_JSON + b64(audio))), -1, t_end,
                            r, PH_REQUEST, fl, 0, wd)
             # the voice detector's events: outside the request (its first byte is the answer's)
-            w = _write(w, DIR_DOWN, tls_wire(ws_server(SPEECH_STARTED)), -1,
+            w = put_write(w, DIR_DOWN, tls_wire(ws_server(SPEECH_STARTED)), -1,
                        u0 + owd + VAD_NS, -1, PH_REQUEST, W_ABS, 0, wd)
-            w = _write(w, DIR_DOWN, tls_wire(ws_server(COMMITTED)), -1,
+            w = put_write(w, DIR_DOWN, tls_wire(ws_server(COMMITTED)), -1,
                        u1 + owd + (r0 - u1 - owd) // 2, -1, PH_PREFILL_WAIT, W_ABS, 0, wd)
-            w = _write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_START)), -1, r0, r, PH_STREAM,
+            w = put_write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_START)), -1, r0, r, PH_STREAM,
                        W_ABS, 0, wd)
             n_d = _ceil(sent, down_chunk)
             t = r0
@@ -171,11 +172,11 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
                 t = r0 + np.int64(i * down_chunk / speed)
                 a_ns = min(down_chunk, sent - i * down_chunk)
                 audio = 2 * (a_ns * sample_rate // 1_000_000_000)
-                w = _write(w, DIR_DOWN, tls_wire(ws_server(DELTA_JSON + b64(audio))), -1, t, r,
+                w = put_write(w, DIR_DOWN, tls_wire(ws_server(DELTA_JSON + b64(audio))), -1, t, r,
                            PH_STREAM, W_ABS, 0, wd)
-                w = _write(w, DIR_DOWN, tls_wire(ws_server(TRANSCRIPT_JSON)), -1, t + 1_000, r,
+                w = put_write(w, DIR_DOWN, tls_wire(ws_server(TRANSCRIPT_JSON)), -1, t + 1_000, r,
                            PH_STREAM, W_ABS, 0, wd)
-            w = _write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_DONE)), -1, t + 2_000_000, r,
+            w = put_write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_DONE)), -1, t + 2_000_000, r,
                        PH_STREAM, W_ABS, 0, wd)
         w_after_setup[c] = w
 

@@ -19,8 +19,9 @@ Initials come already sealed with their real keys (``trafficgen.quic_initial``: 
 import numpy as np
 from numba import njit
 
-from ..schema import ACK, FIN, PH_HANDSHAKE, PH_TEARDOWN, SYN
-from .frames import _put16, _put32
+from trafficgen.schema import FIN, PH_HANDSHAKE, SYN
+
+from .frames import put16, put32
 from .rng import mix64
 
 Q_DROP, Q_INITIAL, Q_HANDSHAKE, Q_SHORT = 0, 1, 2, 3
@@ -98,17 +99,17 @@ def _cid(out, o, key, which):
 def write(out, u, qlen, kind, pn, d, key):
     """QUIC header of a ``qlen``-byte packet at ``u + 8`` (after the UDP header at ``u``,
     whose length is set here; its checksum comes after). Protected bytes already there."""
-    _put16(out, u + 4, qlen + 8)
+    put16(out, u + 4, qlen + 8)
     q = u + 8
     if kind == Q_SEALED:
         return
     if kind == Q_SHORT:
         out[q] = 0x40 | (out[q + 9] & 0x3C) | 0x01  # fixed bit, spin/key phase bits, 2-byte PN
         _cid(out, q + 1, key, CID_SERVER if d == 0 else CID_CLIENT)
-        _put16(out, q + 9, pn & 0xFFFF)
+        put16(out, q + 9, pn & 0xFFFF)
         return
     out[q] = (0xC1 if kind == Q_INITIAL else 0xE1)  # long header, Initial/Handshake, 2-byte PN
-    _put32(out, q + 1, 1)  # version 1
+    put32(out, q + 1, 1)  # version 1
     out[q + 5] = 8
     if d == 0:
         _cid(out, q + 6, key, CID_CLIENT_DCID if kind == Q_INITIAL else CID_SERVER)
@@ -122,5 +123,5 @@ def write(out, u, qlen, kind, pn, d, key):
     if kind == Q_INITIAL:
         out[h] = 0  # token length
         h += 1
-    _put16(out, h, 0x4000 | (qlen - (h + 2 - q)))  # Length: packet number and payload
-    _put16(out, h + 2, pn & 0xFFFF)
+    put16(out, h, 0x4000 | (qlen - (h + 2 - q)))  # Length: packet number and payload
+    put16(out, h + 2, pn & 0xFFFF)

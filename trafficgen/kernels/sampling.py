@@ -9,7 +9,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ..dist import CONSTANT, LOGNORMAL, MAX_KNOTS, QUANTILES, UNIFORM, WEIGHTS
+from trafficgen.config.dist import CONSTANT, LOGNORMAL, MAX_KNOTS, UNIFORM, WEIGHTS
+
 from .rng import uniform
 
 # Acklam's rational approximation to the normal quantile, refined by one Halley step.

@@ -2,8 +2,22 @@
 import numpy as np
 from numba import njit
 
-from .tcp import (P_ACK, P_CONN, P_DIR, P_FLAGS, P_IPID, P_LAYOUT, P_PHASE, P_PLEN, P_REQ,
-                  P_SEGOFF, P_SEQ, P_TS, P_WLEN, P_WRITELEN)
+from .tcp import (
+    P_ACK,
+    P_CONN,
+    P_DIR,
+    P_FLAGS,
+    P_IPID,
+    P_LAYOUT,
+    P_PHASE,
+    P_PLEN,
+    P_REQ,
+    P_SEGOFF,
+    P_SEQ,
+    P_TS,
+    P_WLEN,
+    P_WRITELEN,
+)
 
 
 @njit(cache=True, nogil=True)

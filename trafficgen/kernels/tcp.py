@@ -20,7 +20,7 @@ take a handful of arrays rather than dozens.
 import numpy as np
 from numba import njit
 
-from ..schema import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
+from trafficgen.schema import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
 
 INF = np.int64(2**62)
 ATO_NS = 40_000_000  # delayed-ACK timer
@@ -283,7 +283,7 @@ def _conn(conn, t_open, rtt, isn0, isn1, ipid0, ipid1, w0, wn, jitter, wd, wo, S
             i = _ack_now(out, i, S, conn, 1 - d, t, ns_per_byte, owd, capture_side)
         else:
             d = 0 if tw0 == t else 1
-            i = _write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end,
+            i = put_write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end,
                        ns_per_byte, owd, capture_side, c_resp_end)
     return i - base
 
@@ -342,7 +342,7 @@ def _arrive(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_
 
 
 @njit(cache=True)
-def _write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end, ns_per_byte,
+def put_write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end, ns_per_byte,
            owd, capture_side, c_resp_end):
     """Side ``d``'s application writes its next write at ``t`` (or, for a later turn after
     the run's end, stops: the connection goes straight to its close)."""

@@ -11,10 +11,10 @@ request's header block uncompressed, a status line and headers before each respo
 chunk header per SSE event in place of the DATA frame header. Sizes are plaintext bytes; the
 write's TLS records grow with them.
 """
-import numpy as np
 from numba import njit
 
-from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
+from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
+
 from .chat import L_CLIENT_HELLO, L_SERVER_FLIGHT, TLS_MAX_PLAIN, TLS_OVERHEAD, tls_wire
 from .rng import derive, uniform
 from .tcp import W_REQ, WF_BYTES, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ

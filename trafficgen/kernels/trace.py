@@ -10,7 +10,7 @@ where the trace has none, from the scenario's prefix-cache model (``kernels.kv.d
 import numpy as np
 from numba import njit
 
-from .chat import _keepalives, _turn_extras, client_rank, s_turns_of, site_rtt
+from .chat import client_rank, keepalives, s_turns_of, site_rtt, turn_extras
 from .kv import D_HIT, D_NEW
 from .rng import derive, uniform
 from .sampling import sample
@@ -45,7 +45,7 @@ def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, kee
             out = t_out[r]
             reason = 0
             if out > 1:
-                reason, _ = _turn_extras(k_s, k, out, reason_p, no_images)
+                reason, _ = turn_extras(k_s, k, out, reason_p, no_images)
             r_think[r] = think
             r_ttft[r] = np.int64(sample(ttft_p, uniform(k_s, 16 + 8 * k + 3)))
             r_reason[r], r_images[r] = reason, 0
@@ -55,7 +55,7 @@ def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, kee
                 conns += 1
                 writes += setup_writes
             writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
-            writes += _keepalives(reason, mean_gap, keepalive_every)
+            writes += keepalives(reason, mean_gap, keepalive_every)
         s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes
 
 

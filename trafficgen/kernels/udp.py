@@ -12,7 +12,7 @@ a UDP class's requests.
 import numpy as np
 from numba import njit
 
-from .wire import _fold, _put16, _put24, _put32, _sum16
+from .wire import fold, put16, put24, put32, sum16
 
 # payload layouts of UDP rows (the ``layout`` column)
 L_OPAQUE, L_RTP, L_ROCE = 0, 1, 2
@@ -106,23 +106,23 @@ def _roce(out, p, d, opcode, psn, ack, plen, segoff, writelen, key, pool_off, po
     qp_resp = 0x100 | ((key >> np.uint64(8)) & np.uint64(0xFFFEFF))
     out[p] = opcode
     out[p + 1] = pad << 4  # SE 0, MigReq 0, pad count, TVer 0
-    _put16(out, p + 2, 0xFFFF)  # default P_Key
+    put16(out, p + 2, 0xFFFF)  # default P_Key
     out[p + 4] = 0  # FECN, BECN, reserved
-    _put24(out, p + 5, np.int64(qp_resp if d == 0 else qp_req))
+    put24(out, p + 5, np.int64(qp_resp if d == 0 else qp_req))
     out[p + 8] = 0x80 if (d == 0 and (ack & ACK_REQ)) else 0
-    _put24(out, p + 9, psn & 0xFFFFFF)
+    put24(out, p + 9, psn & 0xFFFFFF)
     q = p + 12
     if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY:
         va = (np.uint64(0x7F00) << np.uint64(32)) + ((key & np.uint64(0xFFF)) << np.uint64(21)) \
             + (np.uint64(ack & 0x7FFFFFFF) << np.uint64(32))
-        _put32(out, q, np.int64(va >> np.uint64(32)))
-        _put32(out, q + 4, np.int64(va & np.uint64(0xFFFFFFFF)))
-        _put32(out, q + 8, np.int64((key >> np.uint64(16)) & np.uint64(0xFFFFFFFF)))  # R_Key
-        _put32(out, q + 12, writelen)
+        put32(out, q, np.int64(va >> np.uint64(32)))
+        put32(out, q + 4, np.int64(va & np.uint64(0xFFFFFFFF)))
+        put32(out, q + 8, np.int64((key >> np.uint64(16)) & np.uint64(0xFFFFFFFF)))  # R_Key
+        put32(out, q + 12, writelen)
         q += 16
     elif opcode == OP_ACK:
         out[q] = AETH_SYNDROME
-        _put24(out, q + 1, ack & 0xFFFFFF)  # MSN
+        put24(out, q + 1, ack & 0xFFFFFF)  # MSN
         q += 4
     if plen > 0:
         _copy_pool(out, q, plen, pool, pool_off)
@@ -184,22 +184,22 @@ def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, a
     n = udp_payload_len(layout, flags, plen)
     out[ip] = 0x45
     out[ip + 1] = ROCE_TOS if layout == L_ROCE else 0
-    _put16(out, ip + 2, 28 + n)
-    _put16(out, ip + 4, ipid)
+    put16(out, ip + 2, 28 + n)
+    put16(out, ip + 4, ipid)
     out[ip + 6] = 0x40  # DF
     out[ip + 7] = 0
     out[ip + 8] = ttl
     out[ip + 9] = 17
     out[ip + 10] = 0
     out[ip + 11] = 0
-    _put32(out, ip + 12, cip if up else sip)
-    _put32(out, ip + 16, sip if up else cip)
-    _put16(out, ip + 10, _fold(_sum16(out, ip, 20)))
+    put32(out, ip + 12, cip if up else sip)
+    put32(out, ip + 16, sip if up else cip)
+    put16(out, ip + 10, fold(sum16(out, ip, 20)))
     u = ip + 20
     fwd = up or layout == L_ROCE
-    _put16(out, u, cport if fwd else sport)
-    _put16(out, u + 2, sport if fwd else cport)
-    _put16(out, u + 4, 8 + n)
+    put16(out, u, cport if fwd else sport)
+    put16(out, u + 2, sport if fwd else cport)
+    put16(out, u + 4, 8 + n)
     out[u + 6] = 0
     out[u + 7] = 0
     p = u + 8
@@ -214,18 +214,18 @@ def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, a
     elif layout == L_RTP:
         out[p] = 0x80  # V=2, no padding, extension or CSRC
         out[p + 1] = flags  # marker bit and payload type
-        _put16(out, p + 2, seq & 0xFFFF)
-        _put32(out, p + 4, ack)
-        _put32(out, p + 8, np.int64((key >> np.uint64(20) ^ np.uint64(d * 0x5BD1E995))
+        put16(out, p + 2, seq & 0xFFFF)
+        put32(out, p + 4, ack)
+        put32(out, p + 8, np.int64((key >> np.uint64(20) ^ np.uint64(d * 0x5BD1E995))
                                     & np.uint64(0xFFFFFFFF)))  # SSRC
         _copy_pool(out, p + 12, plen, pool, off)
         end = p + 12 + plen
     else:
         _copy_pool(out, p, plen, pool, off)
         end = p + plen
-    s = _sum16(out, ip + 12, 8) + np.uint64(17) + np.uint64(8 + n) + _sum16(out, u, 8 + n)
-    c = _fold(s)
-    _put16(out, u + 6, 0xFFFF if c == 0 else c)
+    s = sum16(out, ip + 12, 8) + np.uint64(17) + np.uint64(8 + n) + sum16(out, u, 8 + n)
+    c = fold(s)
+    put16(out, u + 6, 0xFFFF if c == 0 else c)
     return end
 
 

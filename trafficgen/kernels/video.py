@@ -18,10 +18,23 @@ frame i derive(session, 1_000_000) (2i bytes, 2i+1 jitter); reply j derive(sessi
 import numpy as np
 from numba import njit
 
-from ..schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
-from .chat import (CLOSE_NOTIFY_WIRE, D_CLIENT_FIN, D_CLIENT_HELLO, D_REQUEST, D_SERVER_FLIGHT,
-                   D_TICKET, FINISHED_WIRE, L_APPDATA, L_CLIENT_FINISHED, L_CLIENT_HELLO,
-                   L_SERVER_FLIGHT, _write, tls_wire)
+from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+
+from .chat import (
+    CLOSE_NOTIFY_WIRE,
+    D_CLIENT_FIN,
+    D_CLIENT_HELLO,
+    D_REQUEST,
+    D_SERVER_FLIGHT,
+    D_TICKET,
+    FINISHED_WIRE,
+    L_APPDATA,
+    L_CLIENT_FINISHED,
+    L_CLIENT_HELLO,
+    L_SERVER_FLIGHT,
+    put_write,
+    tls_wire,
+)
 from .media import RESPONSE_DONE, RESPONSE_START, b64, ws_client, ws_server
 from .rng import derive, uniform
 from .sampling import sample
@@ -44,23 +57,23 @@ def ws_setup(c_w0, hello_wire, flight_wire, ticket_wire, wd, c_next):
     next free row."""
     for c in range(c_w0.shape[0]):
         w = c_w0[c]
-        w = _write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0, L_CLIENT_HELLO, wd)
-        w = _write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
+        w = put_write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0, L_CLIENT_HELLO, wd)
+        w = put_write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
                    L_SERVER_FLIGHT, wd)
-        w = _write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
+        w = put_write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
                    L_CLIENT_FINISHED, wd)
         if ticket_wire > 0:
-            w = _write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0, L_APPDATA, wd)
+            w = put_write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0, L_APPDATA, wd)
         g = w - c_w0[c]
-        w = _write(w, DIR_UP, tls_wire(UPGRADE_REQ), 2, D_REQUEST, -1, PH_HANDSHAKE, 0, L_APPDATA, wd)
-        w = _write(w, DIR_DOWN, tls_wire(UPGRADE_RESP), g, 2_000_000, -1, PH_HANDSHAKE, 0,
+        w = put_write(w, DIR_UP, tls_wire(UPGRADE_REQ), 2, D_REQUEST, -1, PH_HANDSHAKE, 0, L_APPDATA, wd)
+        w = put_write(w, DIR_DOWN, tls_wire(UPGRADE_RESP), g, 2_000_000, -1, PH_HANDSHAKE, 0,
                    L_APPDATA, wd)
-        w = _write(w, DIR_DOWN, tls_wire(ws_server(SESSION_CREATED)), g + 1, 100_000, -1,
+        w = put_write(w, DIR_DOWN, tls_wire(ws_server(SESSION_CREATED)), g + 1, 100_000, -1,
                    PH_HANDSHAKE, 0, L_APPDATA, wd)
-        w = _write(w, DIR_UP, tls_wire(ws_client(SESSION_UPDATE)), g + 2, 5_000_000, -1,
+        w = put_write(w, DIR_UP, tls_wire(ws_client(SESSION_UPDATE)), g + 2, 5_000_000, -1,
                    PH_HANDSHAKE, 0, L_APPDATA, wd)
         # session.updated: the whole configuration again, as large as session.created
-        w = _write(w, DIR_DOWN, tls_wire(ws_server(SESSION_CREATED)), g + 3, 1_000_000, -1,
+        w = put_write(w, DIR_DOWN, tls_wire(ws_server(SESSION_CREATED)), g + 3, 1_000_000, -1,
                    PH_HANDSHAKE, 0, L_APPDATA, wd)
         c_next[c] = w
 
@@ -72,11 +85,11 @@ def ws_close(c_w0, c_next, c_tend, wd, c_wn):
     for c in range(c_w0.shape[0]):
         w = c_next[c]
         g = w - c_w0[c]
-        w = _write(w, DIR_UP, tls_wire(ws_client(2)), -1, c_tend[c], -1, PH_TEARDOWN, W_ABS,
+        w = put_write(w, DIR_UP, tls_wire(ws_client(2)), -1, c_tend[c], -1, PH_TEARDOWN, W_ABS,
                    L_APPDATA, wd)
-        w = _write(w, DIR_DOWN, tls_wire(ws_server(2)), g, 1_000_000, -1, PH_TEARDOWN, 0,
+        w = put_write(w, DIR_DOWN, tls_wire(ws_server(2)), g, 1_000_000, -1, PH_TEARDOWN, 0,
                    L_APPDATA, wd)
-        w = _write(w, DIR_UP, CLOSE_NOTIFY_WIRE, g + 1, 1_000_000, -1, PH_TEARDOWN, W_CLOSE,
+        w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, g + 1, 1_000_000, -1, PH_TEARDOWN, W_CLOSE,
                    L_APPDATA, wd)
         c_wn[c] = w - c_w0[c]
 
@@ -105,7 +118,7 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
             if store:
                 jpeg = max(1, int(round(sample(frame_p, uniform(k_fr, 2 * i)))))
                 fl = W_ABS | (W_TURN | W_REQ if frames == 0 else 0)
-                w = _write(w, DIR_UP, tls_wire(ws_client(FRAME_JSON + b64(jpeg))), -1, tf,
+                w = put_write(w, DIR_UP, tls_wire(ws_client(FRAME_JSON + b64(jpeg))), -1, tf,
                            req0[s] + seg, PH_REQUEST, fl, L_APPDATA, wd)
             writes += 1
             frames += 1
@@ -116,18 +129,18 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
                 k_t = derive(k, 3_000_000 + seg)
                 if store:
                     r = req0[s] + seg
-                    w = _write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_START)), -1, t, r,
+                    w = put_write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_START)), -1, t, r,
                                PH_STREAM, W_ABS, L_APPDATA, wd)
                 for g in range(ntok):
                     if g:
                         t += np.int64(sample(itl_p, uniform(k_t, g)))
                     if store:
                         text = int(round(bytes_per_token))
-                        w = _write(w, DIR_DOWN, tls_wire(ws_server(TEXT_DELTA_JSON + text)), -1,
+                        w = put_write(w, DIR_DOWN, tls_wire(ws_server(TEXT_DELTA_JSON + text)), -1,
                                    t, r, PH_STREAM, W_ABS, L_APPDATA, wd)
                 t += 1_000_000
                 if store:
-                    w = _write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_DONE)), -1, t, r,
+                    w = put_write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_DONE)), -1, t, r,
                                PH_STREAM, W_ABS, L_APPDATA, wd)
                     _request(r, s, seg, c, frames, tokens_per_frame, ntok, r_session, r_turn,
                              r_conn, r_prompt, r_output, r_images)

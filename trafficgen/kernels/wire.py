@@ -5,20 +5,20 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
-def _put16(buf, o, v):
+def put16(buf, o, v):
     buf[o] = (v >> 8) & 0xFF
     buf[o + 1] = v & 0xFF
 
 
 @njit(cache=True, inline="always")
-def _put24(buf, o, v):
+def put24(buf, o, v):
     buf[o] = (v >> 16) & 0xFF
     buf[o + 1] = (v >> 8) & 0xFF
     buf[o + 2] = v & 0xFF
 
 
 @njit(cache=True, inline="always")
-def _put32(buf, o, v):
+def put32(buf, o, v):
     buf[o] = (v >> 24) & 0xFF
     buf[o + 1] = (v >> 16) & 0xFF
     buf[o + 2] = (v >> 8) & 0xFF
@@ -26,7 +26,7 @@ def _put32(buf, o, v):
 
 
 @njit(cache=True, inline="always")
-def _sum16(buf, o, n):
+def sum16(buf, o, n):
     """Ones'-complement partial sum of ``n`` bytes at ``o`` as big-endian 16-bit words:
     even and odd bytes are summed apart (a loop LLVM vectorises), then combined."""
     v = buf[o:o + n]  # loops over a view vectorise; ``buf[o + k]`` (wraparound checks) does not
@@ -41,7 +41,7 @@ def _sum16(buf, o, n):
 
 
 @njit(cache=True, inline="always")
-def _fold(s):
+def fold(s):
     while s >> np.uint64(16):
         s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
     return (~np.int64(s)) & 0xFFFF

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import TrafficgenError
+from trafficgen.errors import TrafficgenError
 
 
 def _umask() -> int:

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schema import PACKET_COLUMNS, SCHEMAS, concat_rows, to_arrow
+from trafficgen.schema import PACKET_COLUMNS, SCHEMAS, concat_rows, to_arrow
+
 from . import Sink, open_output
 
 _PACKET_FIELDS = [c.name for c in PACKET_COLUMNS]
@@ -27,8 +28,8 @@ def _json_default(value):
 
 
 def file_metadata(scenario) -> dict[bytes, bytes]:
-    from .. import __version__
-    from ..network import redact
+    from trafficgen.config.network import redact
+    from trafficgen.version import __version__
     return {b"trafficgen.scenario": json.dumps(redact(scenario.to_dict()), default=_json_default,
                                                sort_keys=True).encode(),
             b"trafficgen.scenario_name": scenario.name.encode(),

@@ -31,7 +31,7 @@ def write_all(stream, buf) -> None:
         view = view[n:]
 
 
-class _BackgroundWriter:
+class BackgroundWriter:
     """Write buffers to a stream on a thread; errors surface on the next call."""
 
     def __init__(self, stream, depth: int, release=None):
@@ -79,7 +79,7 @@ class PcapSink(Sink):
         write_all(self.stream, global_header())
         self.bytes = 24
         self.rows = 0
-        self._writer = _BackgroundWriter(self.stream, depth, release)
+        self._writer = BackgroundWriter(self.stream, depth, release)
 
     def write(self, batch) -> None:
         if batch.packets.shape[0] == 0:

@@ -12,10 +12,11 @@ import struct
 
 import numpy as np
 
-from ..kernels import pcapng as kn
-from ..schema import CLASSES, DIRECTIONS, PHASES
+from trafficgen.kernels import pcapng as kn
+from trafficgen.schema import CLASSES, DIRECTIONS, PHASES
+
 from . import open_output
-from .pcap import LINKTYPE_ETHERNET, SNAPLEN, PcapSink, _BackgroundWriter, write_all
+from .pcap import LINKTYPE_ETHERNET, SNAPLEN, BackgroundWriter, PcapSink, write_all
 
 SHB_TYPE, IDB_TYPE, BOM = 0x0A0D0D0A, 1, 0x1A2B3C4D
 OPT_COMMENT, SHB_USERAPPL, IF_NAME, IF_DESCRIPTION, IF_TSRESOL = 1, 4, 2, 3, 9
@@ -49,7 +50,7 @@ def interface_description(name: str, description: str, snaplen: int = SNAPLEN) -
 
 def header_blocks(scenario) -> bytes:
     """SHB and the capture point's IDB for ``scenario``."""
-    from .. import __version__
+    from trafficgen.version import __version__
     side = scenario.topology.capture
     comment = (f"trafficgen {__version__}: scenario {scenario.name}, seed {scenario.seed}, "
                f"duration {scenario.duration_ns / 1e9:g} s, capture at the {side} side")
@@ -71,9 +72,9 @@ class PcapngSink(PcapSink):
         self.bytes = len(head)
         self.rows = 0
         self._release = release
-        from ..engine import BufferPool
+        from trafficgen.engine.core import BufferPool
         self._pool = BufferPool()
-        self._writer = _BackgroundWriter(self.stream, depth, self._pool.release)
+        self._writer = BackgroundWriter(self.stream, depth, self._pool.release)
 
     def write(self, batch) -> None:
         p = batch.packets

@@ -1,0 +1,409 @@
+"""Pictures of a run: ``trafficgen plot FILE -o out.png`` and ``compare A B --plot out.png``.
+
+A capture (pcap, pcapng) is read in chunks by the same scan kernels as ``inspect`` and reduced
+as it goes (bytes per second by transport, a packet-size histogram, bytes and first packet
+per flow), so memory is bounded by the flows, not the packets. A capture has no class labels:
+its throughput is split by transport (TCP, UDP, other); a packet table (``--packets``) has
+them. Parquet tables are read a record batch at a time. matplotlib draws, headless (Agg); it
+is the ``plot`` extra (``pip install 'trafficgen[plot]'``). The PNG is written under a
+temporary name and renamed when whole.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from trafficgen.errors import TrafficgenError
+from trafficgen.schema import CLASSES
+
+NS = 10**9
+MAX_POINTS = 600
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise TrafficgenError("plotting needs matplotlib: pip install 'trafficgen[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, out) -> None:
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise TrafficgenError(f"{out}: the plot is a PNG: name it .png")
+    from trafficgen.sinks import check_writable
+    check_writable(out)
+    tmp = out.with_name(f".{out.name}.part")
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rebin(per_s: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-second values -> at most MAX_POINTS bins (mean per second over each); bin width s."""
+    w = max(1, -(-per_s.shape[-1] // MAX_POINTS))
+    n = -(-per_s.shape[-1] // w)
+    pad = np.zeros(per_s.shape[:-1] + (n * w,))
+    pad[..., :per_s.shape[-1]] = per_s
+    return pad.reshape(per_s.shape[:-1] + (n, w)).mean(axis=-1), float(w)
+
+
+def _time_axis(ax, n_bins: int, width_s: float):
+    x = (np.arange(n_bins) + 0.5) * width_s
+    if x.shape[0] and x[-1] > 3 * 3600:
+        ax.set_xlabel("time from start (h)")
+        return x / 3600
+    if x.shape[0] and x[-1] > 600:
+        ax.set_xlabel("time from start (min)")
+        return x / 60
+    ax.set_xlabel("time from start (s)")
+    return x
+
+
+def _ccdf(ax, values, label):
+    v = np.sort(np.asarray(values, np.float64))
+    v = v[v > 0]
+    if v.shape[0] == 0:
+        return
+    ax.step(v, 1.0 - np.arange(v.shape[0]) / v.shape[0], where="post", label=label)
+
+
+def _cdf(ax, values, label, **kw):
+    v = np.sort(np.asarray(values, np.float64))
+    if v.shape[0] == 0:
+        return
+    ax.step(np.maximum(v, 0.5), np.arange(1, v.shape[0] + 1) / v.shape[0], where="post",
+            label=label, **kw)
+
+
+def _figure(plt, title):
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    fig.suptitle(title, fontsize=13)
+    return fig, axes
+
+
+def _mantissa(v: float) -> int:
+    return int(round(v / 10 ** np.floor(np.log10(v)))) if v > 0 else 0
+
+
+def _short_number(v: float) -> str:
+    """1500 -> 1.5k, 2e6 -> 2M, 0.01 -> 0.01: tick labels that never crowd."""
+    if v <= 0:
+        return "0"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
+def _finish_ax(ax, title, ylabel=None, legend=True):
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    for axis, lim, scale in ((ax.xaxis, ax.get_xlim(), ax.get_xscale()),
+                             (ax.yaxis, ax.get_ylim(), ax.get_yscale())):
+        if scale != "log" or lim[0] <= 0:
+            continue
+        axis.set_major_formatter(FuncFormatter(lambda v, _: _short_number(v)))
+        if lim[1] / lim[0] > 300:  # several decades: label those only
+            axis.set_minor_formatter(NullFormatter())
+        else:  # within two decades: label the 2s and 5s too, compactly
+            axis.set_minor_formatter(FuncFormatter(
+                lambda v, _: _short_number(v) if _mantissa(v) in (2, 5) else ""))
+    ax.set_title(title, fontsize=11)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3, which="both")
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9)
+
+
+def _empty(ax, title, why):
+    ax.set_title(title, fontsize=11)
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _throughput(ax, per_s_bytes: dict, title):
+    names = [k for k, v in per_s_bytes.items() if v.sum() > 0]
+    if not names:
+        return _empty(ax, title, "no bytes")
+    n = max(per_s_bytes[k].shape[0] for k in names)
+    stack = np.zeros((len(names), n))
+    for i, k in enumerate(names):
+        stack[i, :per_s_bytes[k].shape[0]] = per_s_bytes[k]
+    binned, w = _rebin(stack * 8 / 1e6)
+    x = _time_axis(ax, binned.shape[1], w)
+    ax.stackplot(x, binned, labels=names, step="mid", alpha=0.85)
+    _finish_ax(ax, title + (f" ({w:g} s bins)" if w > 1 else " (1 s bins)"), "Mbit/s")
+
+
+def _arrivals(ax, per_s_counts: dict, title, unit):
+    names = [k for k, v in per_s_counts.items() if v.sum() > 0]
+    if not names:
+        return _empty(ax, title, f"no {unit}")
+    n = max(per_s_counts[k].shape[0] for k in names)
+    for k in names:
+        c = np.zeros(n)
+        c[:per_s_counts[k].shape[0]] = per_s_counts[k]
+        b, w = _rebin(c)
+        ax.plot(_time_axis(ax, b.shape[0], w), b, label=k, lw=1)
+    _finish_ax(ax, title, f"{unit} per second")
+
+
+# --- captures --------------------------------------------------------------------------------
+
+def _capture_figures(path: Path) -> dict:
+    from .report import Capture
+
+    class Agg(Capture):
+        def __init__(self, p):
+            super().__init__(p)
+            self.per_s = {k: np.zeros(0) for k in ("TCP", "UDP", "other")}
+            self.sizes = np.zeros(65536 + 1, np.int64)
+            self.fk, self.fb, self.ft = [], [], []
+            self.t0 = None
+
+        def _take(self, n):
+            super()._take(n)
+            if n == 0:
+                return
+            ts, size, kind, keys = self.ts[:n], self.origlen[:n], self.kind[:n] & 3, self.fkey[:n]
+            if self.t0 is None:
+                self.t0 = int(ts[ts >= 0].min()) if (ts >= 0).any() else 0
+            sec = np.maximum((ts - self.t0) // NS, 0)
+            for name, k in (("TCP", 1), ("UDP", 2)):
+                self._add(name, sec[kind == k], size[kind == k])
+            other = (kind != 1) & (kind != 2)
+            self._add("other", sec[other], size[other])
+            self.sizes += np.bincount(np.minimum(size, 65536), minlength=65537)
+            flows = keys != 0
+            self.fk.append(keys[flows].copy())
+            self.fb.append(size[flows].copy())
+            self.ft.append(ts[flows].copy())
+            if sum(a.shape[0] for a in self.fk) > 4 << 20:
+                self._reduce()
+
+        def _add(self, name, sec, size):
+            if sec.shape[0] == 0:
+                return
+            b = np.bincount(sec, weights=size)
+            cur = self.per_s[name]
+            if b.shape[0] > cur.shape[0]:
+                cur = np.concatenate((cur, np.zeros(b.shape[0] - cur.shape[0])))
+            cur[:b.shape[0]] += b
+            self.per_s[name] = cur
+
+        def _reduce(self):
+            k, b, t = (np.concatenate(x) for x in (self.fk, self.fb, self.ft))
+            u, inv = np.unique(k, return_inverse=True)
+            nb = np.bincount(inv, weights=b)
+            nt = np.full(u.shape[0], np.iinfo(np.int64).max)
+            np.minimum.at(nt, inv, t)
+            self.fk, self.fb, self.ft = [u], [nb], [nt]
+
+    agg = Agg(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    import struct
+
+    from .report import PCAP_MAGICS, PCAPNG_SHB
+    magic = struct.unpack("<I", head)[0]
+    if magic == PCAPNG_SHB:
+        agg.pcapng()
+    else:
+        agg.pcap(*PCAP_MAGICS[magic])
+    if agg.fk:
+        agg._reduce()
+    first = agg.ft[0] if agg.ft else np.zeros(0, np.int64)
+    starts = np.bincount(np.maximum((first - (agg.t0 or 0)) // NS, 0)) if first.shape[0] else np.zeros(0)
+    return {"throughput": agg.per_s, "sizes": {"all packets": np.repeat(np.arange(65537), agg.sizes)},
+            "flow_bytes": {"all flows": agg.fb[0] if agg.fb else np.zeros(0)},
+            "arrivals": {"flows (5-tuples)": starts}, "arrival_unit": "new flows",
+            "by": "transport (a capture has no class labels; plot its packet table for classes)"}
+
+
+# --- Parquet tables --------------------------------------------------------------------------
+
+def _table_kind(path: Path) -> tuple[str, object]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise TrafficgenError(f"{path}: unreadable Parquet file: {str(e).splitlines()[0]}") from None
+    names = set(pf.schema_arrow.names)
+    meta = pf.schema_arrow.metadata or {}
+    table = meta.get(b"trafficgen.table", b"").decode()
+    if table not in ("flows", "requests", "packets"):
+        table = ("packets" if {"ts_ns", "wire_len", "flow_id"} <= names else
+                 "requests" if {"request_id", "start_ns", "prompt_tokens"} <= names else
+                 "flows" if {"flow_id", "start_ns", "bytes_up"} <= names else "")
+    if not table:
+        raise TrafficgenError(f"{path}: not a trafficgen flow, request or packet table (plot a "
+                              f"trace with 'trafficgen compare TRACE TRACE --plot')")
+    return table, pf
+
+
+def _class_names(col) -> np.ndarray:
+    import pyarrow as pa
+    if pa.types.is_dictionary(col.type) or pa.types.is_string(col.type):
+        return np.asarray(col.cast(pa.string()).to_numpy(zero_copy_only=False), object)
+    return np.asarray([CLASSES[i] if 0 <= i < len(CLASSES) else str(i) for i in col.to_numpy()], object)
+
+
+def _spread(per_s: dict, cls, start, end, nbytes, t0):
+    """Add each row's bytes evenly over the seconds [start, end] of its life."""
+    for name in np.unique(cls):
+        sel = cls == name
+        s = np.maximum((start[sel] - t0) // NS, 0)
+        e = np.maximum((end[sel] - t0) // NS, s)
+        rate = nbytes[sel] / (e - s + 1)
+        n = int(e.max()) + 2
+        diff = np.bincount(s, weights=rate, minlength=n) - np.bincount(e + 1, weights=rate, minlength=n)
+        cur = np.cumsum(diff)[:n - 1]
+        old = per_s.get(name, np.zeros(0))
+        m = max(old.shape[0], cur.shape[0])
+        per_s[name] = np.pad(old, (0, m - old.shape[0])) + np.pad(cur, (0, m - cur.shape[0]))
+
+
+def _table_figures(path: Path) -> dict:
+    table, pf = _table_kind(path)
+    per_s, sizes, flow_bytes, arrivals = {}, {}, {}, {}
+    if table == "packets":
+        cols = ["ts_ns", "wire_len", "class", "flow_id"]
+        t0 = None
+        fb, ft, fc = {}, {}, {}
+        for batch in pf.iter_batches(columns=cols, batch_size=1 << 20):
+            ts = batch.column("ts_ns").to_numpy()
+            size = batch.column("wire_len").to_numpy().astype(np.int64)
+            cls = _class_names(batch.column("class"))
+            fid = batch.column("flow_id").to_numpy()
+            t0 = int(ts[0]) if t0 is None and ts.shape[0] else t0
+            sec = (ts - t0) // NS
+            for name in np.unique(cls):
+                sel = cls == name
+                b = np.bincount(sec[sel], weights=size[sel])
+                cur = per_s.get(name, np.zeros(0))
+                m = max(cur.shape[0], b.shape[0])
+                per_s[name] = np.pad(cur, (0, m - cur.shape[0])) + np.pad(b, (0, m - b.shape[0]))
+                sizes.setdefault(name, []).append(np.bincount(np.minimum(size[sel], 65536), minlength=65537))
+                u, first = np.unique(fid[sel], return_index=True)
+                w = np.bincount(np.searchsorted(u, fid[sel]), weights=size[sel])
+                for k, v, t in zip(u.tolist(), w.tolist(), ts[sel][first].tolist()):
+                    fb[k] = fb.get(k, 0) + v
+                    ft.setdefault(k, t)
+                    fc[k] = name
+        sizes = {k: np.repeat(np.arange(65537), np.sum(v, axis=0)) for k, v in sizes.items()}
+        names = np.array([fc[k] for k in fb], object)
+        b = np.array([fb[k] for k in fb])
+        t = np.array([ft[k] for k in fb], np.int64)
+        for name in np.unique(names):
+            flow_bytes[name] = b[names == name]
+            arrivals[name] = np.bincount((t[names == name] - t0) // NS)
+        unit, size_title = "new flows", "packet sizes"
+    else:
+        import pyarrow.parquet as pq
+        want = (["class", "start_ns", "end_ns", "bytes_up", "bytes_down"]
+                + (["prompt_tokens", "output_tokens"] if table == "requests" else ["packets_up", "packets_down"]))
+        tb = pq.read_table(path, columns=want)
+        cls = _class_names(tb.column("class").combine_chunks())
+        col = lambda k: tb.column(k).to_numpy()  # noqa: E731
+        start, end = col("start_ns"), col("end_ns")
+        total = (col("bytes_up") + col("bytes_down")).astype(np.float64)
+        t0 = int(start.min()) if start.shape[0] else 0
+        if start.shape[0]:
+            _spread(per_s, cls, start, end, total, t0)
+        for name in np.unique(cls):
+            sel = cls == name
+            flow_bytes[name] = total[sel]
+            arrivals[name] = np.bincount((start[sel] - t0) // NS)
+            if table == "requests":
+                sizes[f"{name} prompt"] = col("prompt_tokens")[sel]
+                sizes[f"{name} output"] = col("output_tokens")[sel]
+            else:
+                pk = col("packets_up")[sel] + col("packets_down")[sel]
+                sizes[name] = total[sel] / np.maximum(pk, 1)
+        unit = "requests" if table == "requests" else "new flows"
+        size_title = "tokens per request" if table == "requests" else "mean packet size per flow"
+    by = "class" if table == "packets" else f"class (each {table[:-1]}'s bytes spread evenly over its life)"
+    return {"throughput": per_s, "sizes": sizes, "flow_bytes": flow_bytes, "arrivals": arrivals,
+            "arrival_unit": unit, "by": by, "table": table, "size_title": size_title}
+
+
+def plot_file(path, out) -> dict:
+    """Plot a capture or one of our Parquet tables into ``out`` (PNG); returns what was drawn."""
+    path = Path(path)
+    from .report import inspect_capture
+    info = inspect_capture(path)  # checks the file and says what it is (one-line errors)
+    plt = _plt()
+    if info.get("format") in ("pcap", "pcapng"):
+        figs = _capture_figures(path)
+        size_title, size_unit = "packet sizes", "bytes on the wire"
+    else:
+        figs = _table_figures(path)
+        size_title = figs["size_title"]
+        size_unit = "tokens" if figs["table"] == "requests" else "bytes on the wire"
+    fig, ax = _figure(plt, f"{path.name}: {info.get('format', '')} {figs.get('table', '')}".strip())
+    _throughput(ax[0, 0], figs["throughput"], f"throughput by {figs['by'].split(' (')[0]}")
+    if "(" in figs["by"]:
+        ax[0, 0].annotate(figs["by"].split(" (", 1)[1].rstrip(")"), (0, -0.16), fontsize=8,
+                          xycoords="axes fraction", color="0.35")
+    for name, v in figs["sizes"].items():
+        _cdf(ax[0, 1], v, name)
+    ax[0, 1].set_xscale("log")
+    ax[0, 1].set_xlabel(size_unit + " (log)")
+    _finish_ax(ax[0, 1], size_title + " (CDF)", "share at or below")
+    for name, v in figs["flow_bytes"].items():
+        _ccdf(ax[1, 0], v, name)
+    ax[1, 0].set_xscale("log")
+    ax[1, 0].set_yscale("log")
+    what = "request" if figs.get("table") == "requests" else "flow"
+    ax[1, 0].set_xlabel(f"bytes per {what}, both directions (log)")
+    _finish_ax(ax[1, 0], f"{what} sizes (CCDF, log-log)", "share larger")
+    _arrivals(ax[1, 1], figs["arrivals"], f"{figs['arrival_unit']} over time", figs["arrival_unit"])
+    fig.tight_layout()
+    _save(fig, out)
+    plt.close(fig)
+    return {"file": str(path), "output": str(out), "panels": 4}
+
+
+def plot_compare(ta, tb, out) -> None:
+    """Two request sets (``Trace``) side by side: token CDFs, arrivals over time, IDC by scale."""
+    from .stats import idc
+    plt = _plt()
+    na, nb = Path(ta.path).name, Path(tb.path).name
+    if na == nb:
+        na, nb = f"A: {na}", f"B: {nb}"
+    fig, ax = _figure(plt, f"{na} vs {nb}")
+    for tr, name in ((ta, na), (tb, nb)):
+        _cdf(ax[0, 0], tr.prompt, name)
+        _cdf(ax[0, 1], tr.output, name)
+        c = np.bincount((tr.times_ns - tr.times_ns[0]) // NS).astype(np.float64)
+        b, w = _rebin(c)
+        ax[1, 0].plot(_time_axis(ax[1, 0], b.shape[0], w), b, label=name, lw=1)
+        scales = np.array([0.1, 0.3, 1, 3, 10, 30, 60, 120, 300])
+        vals = [idc(tr.times_ns, s) for s in scales]
+        keep = [v is not None for v in vals]
+        ax[1, 1].plot(scales[keep], [v for v in vals if v is not None], "o-", label=name)
+    ax[1, 1].axhline(1, color="0.5", ls="--", lw=1, label="Poisson (1)")
+    for a, t in ((ax[0, 0], "prompt tokens"), (ax[0, 1], "output tokens")):
+        a.set_xscale("log")
+        a.set_xlabel(f"{t} per request (log)")
+        _finish_ax(a, f"{t} (CDF)", "share at or below")
+    _finish_ax(ax[1, 0], "requests over time" + (f" ({w:g} s bins)" if w > 1 else " (1 s bins)"),
+               "requests per second")
+    ax[1, 1].set_xscale("log")
+    ax[1, 1].set_yscale("log")
+    ax[1, 1].set_xlabel("counting window (s, log)")
+    _finish_ax(ax[1, 1], "burstiness: index of dispersion of counts", "Var / mean of counts (log)")
+    fig.tight_layout()
+    _save(fig, out)
+    plt.close(fig)

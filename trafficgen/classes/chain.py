@@ -1,0 +1,126 @@
+"""Python side of the chain classes, ``agentic`` and ``rag``: sessions whose turns call several
+services in a chain (see ``kernels.chain``), to a schedule."""
+from __future__ import annotations
+
+import numpy as np
+
+from trafficgen.config.arrivals import BLOCK_NS
+from trafficgen.config.dist import parse_dist
+from trafficgen.config.scenario import Scenario, Service
+from trafficgen.kernels import chain as kch
+from trafficgen.kernels.rng import key_of
+from trafficgen.kernels.tcp import WF_COLS
+from trafficgen.schema import CLASS_CODE
+
+from .common import RWND_BYTES, EpochSchedule, SessionModel, TlsPlan, offsets, schedule_from_sim
+
+_ZERO = parse_dist(0, "count", positive=False)
+
+
+class ChainModel(SessionModel):
+    """A chain class for one scenario: ``agentic`` (service 0 the LLM API of ``topology``,
+    service 1 the tool servers) or ``rag`` (services 1-3: embed, search, rerank)."""
+
+    def __init__(self, scenario: Scenario, cls: str, layout_base: int = 0):
+        p = scenario.params[cls]
+        topo = self.topo = scenario.topology_of(cls)
+        self.scenario, self.cls, self.params, self.layout_base = scenario, cls, p, layout_base
+        self.class_id = CLASS_CODE[cls]
+        self.side = topo.side(cls) or 0  # the end of its connections seen
+        self.key = key_of(scenario.seed, self.class_id)
+        self.paths_key = key_of(scenario.seed, 0xFFFF)
+        self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)
+        main = Service(topo.servers, topo.server_port, topo.rtt, _ZERO, _ZERO, _ZERO)
+        if cls == "agentic":
+            self.mode = kch.MODE_AGENTIC
+            services = [main, p.tools]
+            endpoints = [(p.sni, p.alpn), (p.tools.sni, p.tools.alpn)]
+            self.endpoint0 = 0  # a connection's endpoint: its service
+            self.session_rate_per_ns = p.rate / (p.turns * p.llm_calls) / 1e9
+            self.ip = np.array([round(p.turns * 1000), round(p.llm_calls * 1000), p.keepalive,
+                                p.max_context_tokens, p.request_overhead_bytes,
+                                p.chunk_overhead_bytes, p.tokens_per_chunk,
+                                # the tools' connections bypass the inference gateway
+                                0 if topo.capture == "gateway" else 1], np.int64)
+            self.dp = np.stack([d.params() for d in (
+                p.think_time, p.turn_tokens, p.context_tokens, p.output_tokens, p.ttft, p.itl,
+                p.stall, p.tools_per_step, p.agent_delay)])
+            self.fp = np.array([p.bytes_per_token, p.stall_prob])
+            self.warmup_ns = 30 * BLOCK_NS  # agents run for tens of minutes
+        else:
+            self.mode = kch.MODE_RAG
+            services = [main, p.embed, p.search, p.rerank]
+            endpoints = [(v.sni, v.alpn) for v in services[1:]]
+            self.endpoint0 = 1  # service 0 (the class's own servers) is not called
+            self.session_rate_per_ns = p.rate / p.turns / 1e9
+            self.ip = np.array([round(p.turns * 1000), p.keepalive, round(p.rerank_share * 1000)],
+                               np.int64)
+            self.dp = np.stack([d.params() for d in (p.think_time, p.query_tokens, p.top_k,
+                                                     p.chunk_tokens)])
+            self.fp = np.array([p.bytes_per_token])
+            self.warmup_ns = 10 * BLOCK_NS
+        self.tls = TlsPlan(scenario, cls, p, endpoints)
+        self.variant_first = 0  # where its variants start in the table (fanout: after the class's)
+        self.templates, self.ticket_wire = self.tls.templates, self.tls.ticket
+        self.flight_wire = int(self.tls.flight[0])  # per connection: kernels.tlsvar
+        self.svc_port = np.array([v.port for v in services], np.int64)
+        self.svc_addr = np.concatenate([np.asarray(v.servers, np.int64) for v in services])
+        self.svc_naddr = np.array([len(v.servers) for v in services], np.int64)
+        self.svc_addr0 = offsets(self.svc_naddr)
+        self.svc = [np.stack([getattr(v, f).params() for v in services])
+                    for f in ("rtt", "latency", "request_bytes", "response_bytes")]
+        self.itl = (p.itl.params(), p.stall_prob, p.stall.params()) if cls == "agentic" else \
+            (_ZERO.params(), 0.0, _ZERO.params())
+
+    def _walk(self, fill, s_key, starts, s_client, s_calls, s_conns, cm, cn):
+        sc, topo = self.scenario, self.topo
+        kch.walk(fill, self.mode, s_key, starts, 0, sc.duration_ns, topo.client_count,
+                 topo.client_skew, self.paths_key, self.svc_addr, self.svc_addr0, self.svc_naddr,
+                 *self.svc, self.ip, self.dp, self.fp, topo.mss, 8e9 / topo.bandwidth_bps,
+                 RWND_BYTES, s_client, s_calls, s_conns, cm, cn)
+
+    def window(self, t0: int, t1: int) -> EpochSchedule:
+        """Every flow, request and packet of the sessions that start in [t0, t1)."""
+        return self.window_for(*self.sessions(t0, t1))
+
+    def window_for(self, s_key: np.ndarray, starts: np.ndarray) -> EpochSchedule:
+        """The same for given sessions: their keys and start times (model clock, in order)."""
+        p = self.params
+        n = s_key.shape[0]
+        s_client, s_calls, s_conns = (np.zeros(n, np.int64) for _ in range(3))
+        self._walk(False, s_key, starts, s_client, s_calls, s_conns,
+                   np.empty((0, kch.CM_COLS), np.int64), np.empty((0, kch.CN_COLS), np.int64))
+        cm = np.empty((int(s_calls.sum()), kch.CM_COLS), np.int64)
+        cn = np.empty((int(s_conns.sum()), kch.CN_COLS), np.int64)
+        self._walk(True, s_key, starts, s_client, offsets(s_calls), offsets(s_conns), cm, cn)
+        # each connection's calls, in time order, then its writes
+        order = np.argsort(cm[:, kch.CM_CONN], kind="stable")
+        c_ncalls = np.bincount(cm[:, kch.CM_CONN], minlength=cn.shape[0]).astype(np.int64)
+        c_call0 = offsets(c_ncalls)
+        tpc = getattr(p, "tokens_per_chunk", 1)
+        c_nw = np.empty(cn.shape[0], np.int64)
+        kch.write_counts(cm, order, c_call0, c_ncalls, 1 if self.ticket_wire else 0, tpc, c_nw)
+        c_w0, c_wn = offsets(c_nw), np.empty(cn.shape[0], np.int64)
+        wd = np.empty((int(c_nw.sum()), WF_COLS), np.int64)
+        itl, stall_prob, stall = self.itl
+        kch.writes(cm, order, cn, c_call0, c_ncalls, int(self.tls.hello[0]), self.flight_wire,
+                   self.ticket_wire, p.keepalive, getattr(p, "chunk_overhead_bytes", 0),
+                   p.bytes_per_token, tpc, itl, stall_prob, stall, c_w0, c_wn, wd)
+        self.tls.apply(wd, c_w0, c_wn, s_client[cn[:, kch.CN_SESSION]],
+                       cn[:, kch.CN_SERVICE] - self.endpoint0, self.layout_base, self.variant_first)
+        C = cn.shape[0]
+        c = {"session": cn[:, kch.CN_SESSION], "open_dep": np.full(C, -1, np.int64),
+             "open_at": cn[:, kch.CN_OPEN], "rtt": cn[:, kch.CN_RTT], "w0": c_w0, "wn": c_wn,
+             "jitter": cn[:, kch.CN_JITTER], "dst_ip": cn[:, kch.CN_SERVER],
+             "dst_port": self.svc_port[cn[:, kch.CN_SERVICE]]}
+        c_isn = np.ascontiguousarray(cn[:, [kch.CN_ISN0, kch.CN_ISN1]])
+        c_ipid = np.ascontiguousarray(cn[:, [kch.CN_IPID0, kch.CN_IPID1]])
+        R = cm.shape[0]
+        r = {"session": cm[:, kch.CM_SESSION], "turn": cm[:, kch.CM_TURN],
+             "conn": cm[:, kch.CM_CONN], "prompt": cm[:, kch.CM_PROMPT],
+             "output": cm[:, kch.CM_OUTPUT], "reasoning": np.zeros(R, np.int64),
+             "images": np.zeros(R, np.int64), "kind": cm[:, kch.CM_KIND],
+             "llm_call": cm[:, kch.CM_LLM], "tool_call": cm[:, kch.CM_TOOL]}
+        return schedule_from_sim(self.scenario, self.topo, self.class_id, self.side, s_client, np.zeros(n, np.int64),
+                                 r, c, c_isn, c_ipid, wd,
+                                 packets=self.packets)

@@ -1,0 +1,123 @@
+"""Python side of the chat flow class: the sessions that start in a time window, to a schedule.
+
+Session arrivals are drawn per fixed block of the model's (``BLOCK_NS``); everything else
+random comes from keys derived from (seed, class, block, session index), so any window of
+sessions can be generated alone, in any order, in any process, with the same result. The heavy
+lifting is in ``kernels.chat`` (sessions -> writes) and ``kernels.tcp`` (writes -> packets).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
+from trafficgen.config.scenario import Scenario
+from trafficgen.kernels import chat as kc
+from trafficgen.kernels.rng import key_of
+from trafficgen.kernels.tcp import WF_COLS
+from trafficgen.schema import CLASS_CODE
+
+from .common import EpochSchedule, PlainPlan, SessionModel, TlsPlan, schedule_from_sim
+from .common import offsets as _offsets
+
+# flow classes with this shape (each has its own scenario section)
+CLASSES = ("chat", "coding", "reasoning", "multimodal")
+BLOCK_NS = ARRIVAL_BLOCK_NS  # arrivals are drawn per block: part of the model, not of the run
+
+
+class ChatModel(SessionModel):
+    """Prepared parameters of the chat class for one scenario."""
+
+    def __init__(self, scenario: Scenario, cls: str = "chat", layout_base: int = 0):
+        """``cls``: the flow class (its section of the scenario); ``layout_base``: where this
+        model's TLS templates start in the engine's combined table (see ``Templates``)."""
+        if cls not in CLASSES:
+            raise ValueError(f"ChatModel serves {CLASSES}, not {cls!r}")
+        p = getattr(scenario, cls)
+        self.cls, self.class_id, self.params = cls, CLASS_CODE[cls], p
+        self.layout_base = layout_base
+        self.side = scenario.topology.side(cls) or 0  # the end of its connections seen
+        topo = self.topo = scenario.topology_of(cls)
+        self.scenario = scenario
+        self.key = key_of(scenario.seed, self.class_id)
+        self.paths_key = key_of(scenario.seed, 0xFFFF)  # path RTTs are shared by all classes
+        self.levels_key = key_of(scenario.seed, self.class_id, 0xB0257)  # burst levels, all blocks
+        self.session_rate_per_ns = p.rate / p.turns / 1e9
+        self.dists = {name: getattr(p, name).params() for name in
+                      ("think_time", "prompt_tokens", "output_tokens", "ttft", "itl", "stall",
+                       "reasoning", "images", "image_bytes", "image_tokens")}
+        self.rtt_params = topo.rtt_table()  # (first client of each site, its RTT distribution)
+        self.tls = PlainPlan(scenario, cls, p) if p.plaintext else \
+            TlsPlan(scenario, cls, p, [(p.sni, p.alpn)])
+        self.templates, self.ticket_wire = self.tls.templates, self.tls.ticket
+        self.flight_wire = int(self.tls.flight[0])  # per connection: kernels.tlsvar
+        self.setup_writes = kc.setup_count(self.ticket_wire > 0, not p.plaintext)
+        self.nominal_rtt = int(topo.rtt.quantile(0.5))
+        self.mean_gap = int(round((1 - p.stall_prob) * p.itl.mean() + p.stall_prob * p.stall.mean()))
+        # Conversations last minutes: start this early so the capture opens in steady state
+        # (sessions in progress at t=0 open their connection at their next turn).
+        self.warmup_ns = 10 * BLOCK_NS
+        # a share of the requests fan out to RAG lookups, where retrievals are seen
+        self.fanout = None
+        if p.retrieval_share > 0 and scenario.topology.side("rag") is not None:
+            from .fanout import Fanout
+            self.fanout = Fanout(scenario, cls, layout_base)
+            # its connections' variants follow the class's own in the class's table slot
+            self.fanout.chain.variant_first = self.tls.extend(self.fanout.chain.tls)
+            self.templates = self.tls.templates
+        self.several = self.fanout is not None  # the engine then goes block by block
+
+    def window(self, t0: int, t1: int) -> EpochSchedule:
+        """Every flow, request and packet of the sessions that start in [t0, t1) (ns from the
+        capture start; negative: warm-up before it)."""
+        p = self.params
+        s_key, starts = self.sessions(t0, t1)
+        n = s_key.shape[0]
+        s_turns = np.empty(n, np.int64)
+        kc.turn_counts(s_key, p.turns, s_turns)
+        turn0 = _offsets(s_turns)
+        T = int(s_turns.sum())
+        t = {k: np.empty(T, np.int64) for k in ("think", "prompt", "out", "ttft", "reason", "images", "at")}
+        t_keep, t_new = np.empty(T, np.bool_), np.empty(T, np.bool_)
+        s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
+        d = self.dists
+        kc.plan(s_key, starts, turn0, 0, d["think_time"], d["prompt_tokens"], d["output_tokens"],
+                d["ttft"], d["reasoning"], d["images"], self.mean_gap, p.keepalive_every,
+                p.keepalive, p.tokens_per_chunk, self.setup_writes, self.nominal_rtt,
+                t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
+                t_keep, t_new, s_kept, s_conns, s_writes)
+        ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
+        return [ep, self.fanout.lookups(s_key, ep)] if self.fanout is not None else ep
+
+    def build(self, s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes,
+              adjust=None) -> EpochSchedule:
+        """Requests, connections and writes of planned sessions (``kc.plan``'s output), through
+        the transport kernel to a schedule. ``adjust(s_client, r, c, wd)``, if given, may change
+        the connections and writes before they are simulated (trace-driven runs)."""
+        sc, p, topo = self.scenario, self.params, self.topo
+        d = self.dists
+        n = s_key.shape[0]
+        R, C, W = int(s_kept.sum()), int(s_conns.sum()), int(s_writes.sum())
+        s_client, s_server = np.empty(n, np.int64), np.empty(n, np.int64)
+        r = {k: np.empty(R, np.int64) for k in
+             ("session", "turn", "conn", "prompt", "output", "ttft", "reasoning", "images")}
+        c = {k: np.empty(C, np.int64) for k in ("session", "open_dep", "open_at", "rtt", "w0", "wn", "jitter")}
+        c_isn, c_ipid = np.empty((C, 2), np.int64), np.empty((C, 2), np.int64)
+        wd = np.empty((W, WF_COLS), np.int64)
+        kc.fill(s_key, turn0, _offsets(s_kept), _offsets(s_conns), _offsets(s_writes),
+                topo.client_count, topo.client_skew, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
+                d["stall"], *self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
+                p.request_overhead_bytes, p.chunk_overhead_bytes, int(self.tls.hello[0]),
+                self.flight_wire, self.ticket_wire, self.mean_gap, p.keepalive_every,
+                d["image_bytes"], d["image_tokens"],
+                t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
+                t_keep, t_new, s_client, s_server,
+                r["session"], r["turn"], r["conn"], r["prompt"], r["output"], r["ttft"],
+                r["reasoning"], r["images"],
+                c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
+                c["jitter"], wd)
+        if adjust is not None:
+            adjust(s_client, r, c, wd)
+        self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],
+                       np.zeros(c["w0"].shape[0], np.int64), self.layout_base)
+        return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
+                                 packets=self.packets)

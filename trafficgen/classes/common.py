@@ -1,0 +1,281 @@
+"""What every TCP flow class shares: run the transport kernel over an epoch's connections and
+turn its output into a sorted packet schedule plus flow and request rows (local ids)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from trafficgen.config.arrivals import BLOCK_NS, DAY_NS
+from trafficgen.config.scenario import Scenario
+from trafficgen.kernels import stats, tcp, tlsvar
+from trafficgen.kernels.chat import tls_wire
+from trafficgen.kernels.frames import WIN_SCALED, WSCALE
+from trafficgen.kernels.rng import derive, derive_range, key_of
+from trafficgen.kernels.tcp import (
+    P_COLS,
+    P_CONN,
+    P_DIR,
+    P_PLEN,
+    P_REQ,
+    P_TS,
+    P_WLEN,
+    W_REQ,
+    WF_FLAGS,
+    WF_REQ,
+    WO_ISSUED,
+)
+from trafficgen.schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
+from trafficgen.wire.profiles import profile
+from trafficgen.wire.tls import Templates, Variant, server_hello_prefix
+
+
+@dataclass
+class EpochSchedule:
+    """One epoch of one class. Ids (flow, session, request) are local, from 0."""
+
+    sched: np.ndarray  # SCHED_DTYPE, sorted by (ts_ns, flow_id, packet order)
+    flows: np.ndarray  # FLOW_DTYPE
+    requests: np.ndarray  # REQUEST_DTYPE
+    n_sessions: int
+
+
+BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not
+
+
+class SessionModel:
+    """Sessions of one class, drawn per fixed arrival block of the model's (``BLOCK_NS``):
+    block ``b``'s key is derive(class key, b + BLOCK_ID_OFFSET), its session ``i``'s
+    derive(block key, 1 + i). Needs ``scenario``, ``params`` (with ``arrivals``), ``key``,
+    ``levels_key`` and ``session_rate_per_ns``. ``packets``: False when only the flow and
+    request rows are wanted (the engine says so)."""
+
+    packets = True
+
+    def block_arrivals(self, b: int) -> tuple[np.uint64, np.ndarray]:
+        """Block ``b``'s key and the start times of its sessions (ns from capture start),
+        cut at the end of the run (a Poisson stream's prefix does not depend on where it
+        stops)."""
+        k_b = np.uint64(derive(self.key, b + BLOCK_ID_OFFSET))
+        t0 = b * BLOCK_NS
+        t1 = min(t0 + BLOCK_NS, self.scenario.duration_ns)
+        starts = self.params.arrivals.times(self.levels_key, derive(k_b, 0), t0, t1,
+                                                   self.session_rate_per_ns, BLOCK_NS,
+                                                   self.scenario.start_ns % DAY_NS)
+        return k_b, starts
+
+    def sessions(self, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and start times of the sessions that start in [t0, t1), in start order."""
+        keys, starts = [], []
+        for b in range(t0 // BLOCK_NS, -(-t1 // BLOCK_NS)):
+            k_b, arr = self.block_arrivals(b)
+            lo, hi = np.searchsorted(arr, [t0, t1], "left")
+            k = np.empty(hi - lo, np.uint64)
+            derive_range(k_b, 1 + int(lo), k)
+            keys.append(k)
+            starts.append(arr[lo:hi])
+        if not keys:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        return np.concatenate(keys), np.concatenate(starts)
+
+
+class TlsPlan:
+    """A model's TLS connections: variants (endpoint x client profile, see ``tls.Variant``),
+    their templates and wire sizes, and which variant each connection is.
+
+    ``endpoints``: (sni, alpn) per endpoint the model connects to (a connection's endpoint is
+    its index here); ``p``: the class's parameters (``client_profiles``,
+    ``server_flight_bytes``, ``session_ticket_bytes``); ``framing``: False for flows whose
+    application bytes are not HTTP requests (WebSocket media)."""
+
+    def __init__(self, scenario: Scenario, cls: str, p, endpoints, framing: bool = True):
+        names = [name for name, _ in p.client_profiles]
+        self.variants = [Variant(name, sni, tuple(alpn)) for sni, alpn in endpoints for name in names]
+        self.flight_bytes, self.cls = p.server_flight_bytes, cls
+        self.templates = Templates(self.variants, p.server_flight_bytes, cls)
+        self.cum_w = np.cumsum([w for _, w in p.client_profiles]).astype(np.float64)
+        self.cum_w[-1] = 1.0
+        self.hello = np.array([len(v.hello()[0]) for v in self.variants], np.int64)
+        sh = np.array([len(server_hello_prefix(profile(v.profile).hybrid)[0])
+                       for v in self.variants], np.int64)
+        self.flight = sh + np.array([int(tls_wire(max(1, p.server_flight_bytes - n - 22)))
+                                     for n in sh], np.int64)
+        self.h2 = np.array([1 if v.h2 else 0 for v in self.variants], np.int64)
+        self.ticket = int(tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
+        self.framing = 1 if framing else 0
+        self.key = key_of(scenario.seed, CLASS_CODE[cls], 0x7150)  # clients' stacks, per class
+
+    def extend(self, other: "TlsPlan") -> int:
+        """Put ``other``'s variants after this plan's in its template table (a model whose
+        connections share this one's slot of the engine's table); returns their first index."""
+        first = len(self.variants)
+        self.templates = Templates(self.variants + other.variants, self.flight_bytes, self.cls)
+        return first
+
+    def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
+        """Each connection's variant into its writes (``kernels.tlsvar.assign``)."""
+        tlsvar.assign(wd, c_w0, c_wn, np.asarray(c_client, np.int64),
+                      np.asarray(c_endpoint, np.int64), self.key, self.cum_w, self.hello,
+                      self.flight, self.h2, self.framing, layout_base + tlsvar.LAYOUTS * first)
+
+
+class PlainPlan:
+    """A chat-shaped class in plaintext HTTP/1.1 (``plaintext = "http1"``): no TLS, its
+    layouts are message kinds (``trafficgen.plaintext``), sized by ``tlsvar.assign_plain``."""
+
+    hello = flight = np.zeros(1, np.int64)  # no handshake writes (kernels.chat.fill)
+    ticket = 0
+
+    def __init__(self, scenario: Scenario, cls: str, p):
+        from trafficgen.wire.plaintext import KINDS, Table
+        self.templates = Table(p.sni)
+        self.variants, self.first_variant = [], KINDS // tlsvar.LAYOUTS
+
+    def extend(self, other: TlsPlan) -> int:
+        """Put ``other``'s TLS variants after the message kinds (fanout lookups stay TLS)."""
+        t, o = self.templates, other.templates
+        self.templates = _Table(np.concatenate([t.data, o.data]), np.concatenate([t.mask, o.mask]),
+                                np.concatenate([t.start, t.data.shape[0] + o.start[1:]]),
+                                np.concatenate([t.length, o.length[1:]]))
+        return self.first_variant
+
+    def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
+        tlsvar.assign_plain(wd, c_w0, c_wn, self.templates.length, layout_base)
+
+
+@dataclass
+class _Table:
+    data: np.ndarray
+    mask: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+
+
+def offsets(counts: np.ndarray) -> np.ndarray:
+    """Exclusive prefix sum: where each session's rows start."""
+    out = np.zeros(counts.shape[0], np.int64)
+    np.cumsum(counts[:-1], out=out[1:])
+    return out
+
+
+RWND_BYTES = WIN_SCALED << WSCALE  # the receive window both sides advertise
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
+    """The transport kernel's output buffer: one per thread, grown as needed and reused by
+    every window (a fresh one per window cost a page fault per 4 KiB, about 0.2 s of system
+    time per 5 minutes of chat). Only ``schedule_from_sim`` uses it, and copies out of it.
+    ``whole``: all of it, however large."""
+    buf = getattr(_SCRATCH, "packets", None)
+    if buf is None or buf.shape[0] < rows:
+        buf = np.empty((max(rows, 1 << 16) * 5 // 4, P_COLS), np.int64)
+        _SCRATCH.packets = buf
+    return buf if whole else buf[:rows]
+
+
+def _renumber(keep: np.ndarray) -> np.ndarray:
+    """Map old index -> new dense index among kept ones (-1 where dropped)."""
+    return np.where(keep, np.cumsum(keep) - 1, -1)
+
+
+def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_server, r, c,
+                      c_isn, c_ipid, wd, packets: bool = True) -> EpochSchedule:
+    """Run the transport kernel over an epoch's connections (``c``) and writes (``wd``) and
+    build the sorted schedule and the flow and request rows. ``topo``: the class's topology
+    (``Scenario.topology_of``); ``side``: the end of the connections the capture is on.
+    ``packets=False``: the flow and request rows only, counted straight from the kernel's
+    rows (the same figures, without sorting them into a schedule)."""
+    n_conn = c["session"].shape[0]
+    c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
+    wo = np.empty((wd.shape[0], 2), np.int64)
+    # the thread's scratch as it is; simulate() checks each connection's bound before it
+    # runs it and returns -1 if the buffer could overflow: then size it by the total bound
+    out = _scratch_packets(0, whole=True)
+    for _attempt in range(2):
+        n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
+                         c["jitter"], wd, sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
+                         side, RWND_BYTES, out, c_npk, c_resp_end,
+                         wo)
+        if n >= 0:
+            break
+        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))
+    else:
+        raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
+    out = out[:n]
+    flow_of_conn = _renumber(c_npk > 0)
+    is_req = (wd[:, WF_FLAGS] & W_REQ) != 0
+    issued = np.zeros(r["session"].shape[0], bool)
+    issued[wd[is_req, WF_REQ]] = wo[is_req, WO_ISSUED] > 0
+    req_map = _renumber(issued)
+
+    if packets:
+        order = np.argsort(out[:, P_TS], kind="stable")
+        sched = np.empty(n, SCHED_DTYPE)
+        stats.fill_schedule(out, order, flow_of_conn, req_map, class_id, sc.start_ns, sched)
+        cols = {k: sched[k] for k in ("flow_id", "direction", "wire_len", "payload_len",
+                                      "request_id", "ts_ns")}
+    else:
+        sched = np.empty(0, SCHED_DTYPE)
+        p_req = out[:, P_REQ]
+        cols = {"flow_id": flow_of_conn[out[:, P_CONN]], "direction": out[:, P_DIR],
+                "wire_len": out[:, P_WLEN], "payload_len": out[:, P_PLEN],
+                "request_id": np.where(p_req >= 0, req_map[np.maximum(p_req, 0)], -1),
+                "ts_ns": out[:, P_TS] + sc.start_ns}
+    ts = cols["ts_ns"]
+
+    # flows
+    conns = np.flatnonzero(c_npk > 0)
+    nf = conns.shape[0]
+    flows = empty("flows", nf)
+    start, end = np.empty(nf, np.int64), np.empty(nf, np.int64)
+    fbytes, fpk = np.empty((nf, 2), np.int64), np.empty((nf, 2), np.int64)
+    stats.flow_totals(cols["flow_id"], cols["direction"], cols["wire_len"], ts, nf, start, end,
+                      fbytes, fpk)
+    sess = c["session"][conns]
+    clients = s_client[sess]
+    flows["flow_id"] = np.arange(nf)
+    flows["session_id"] = sess
+    flows["class"] = class_id
+    flows["start_ns"], flows["end_ns"] = start, end
+    flows["src_ip"] = topo.client_addresses(clients)
+    if "dst_ip" in c:  # per connection (chains: services and tool servers)
+        flows["dst_ip"], flows["dst_port"] = c["dst_ip"][conns], c["dst_port"][conns]
+    else:
+        flows["dst_ip"] = np.asarray(topo.servers, np.int64)[s_server[sess]]
+        flows["dst_port"] = topo.server_port
+    flows["protocol"] = PROTO_TCP
+    flows["bytes_up"], flows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
+    flows["packets_up"], flows["packets_down"] = fpk[:, 0], fpk[:, 1]
+    flows["client_id"] = clients
+    conn_reqs = np.bincount(r["conn"][issued], minlength=n_conn)
+    flows["requests"] = conn_reqs[conns]
+
+    # requests
+    keep = np.flatnonzero(issued)
+    nr = keep.shape[0]
+    requests = empty("requests", nr)
+    rs, rf, re_ = (np.empty(nr, np.int64) for _ in range(3))
+    rbytes = np.empty((nr, 2), np.int64)
+    stats.request_totals(cols["request_id"], cols["direction"], cols["payload_len"],
+                         cols["wire_len"], ts, nr, rs, rf, re_, rbytes)
+    requests["request_id"] = np.arange(nr)
+    requests["flow_id"] = flow_of_conn[r["conn"][keep]]
+    requests["session_id"] = r["session"][keep]
+    requests["class"] = class_id
+    requests["kind"] = r["kind"][keep] if "kind" in r else KIND_CODE["llm"]
+    requests["start_ns"], requests["first_byte_ns"], requests["end_ns"] = rs, rf, re_
+    requests["bytes_up"], requests["bytes_down"] = rbytes[:, 0], rbytes[:, 1]
+    requests["prompt_tokens"] = r["prompt"][keep]
+    requests["output_tokens"] = r["output"][keep]
+    if "reasoning" in r:
+        requests["reasoning_tokens"] = r["reasoning"][keep]
+        requests["images"] = r["images"][keep]
+    requests["turn"] = r["turn"][keep]
+    requests["llm_call"] = r["llm_call"][keep] if "llm_call" in r else 0
+    requests["tool_call"] = r["tool_call"][keep] if "tool_call" in r else -1
+    requests["client_id"] = s_client[r["session"][keep]]
+    return EpochSchedule(sched, flows, requests, int(s_client.shape[0]))

@@ -1,0 +1,172 @@
+"""The command line of sending onto an interface: ``trafficgen replay FILE --iface IF`` and
+``trafficgen generate SCENARIO --iface IF``. Arguments become a :class:`Replay`, the same
+object the library offers; the report is printed as text or JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from trafficgen.config.units import parse_duration
+from trafficgen.errors import TrafficgenError
+
+EXAMPLE = """examples:
+  trafficgen replay lab.pcap --iface veth0                  # the file's own timing
+  trafficgen replay lab.pcap --iface veth0 --pps 20000 --loop 10
+  trafficgen replay lab.pcapng --iface veth0 --multiplier 2 --limit 100000
+  trafficgen replay big.pcap --iface veth0 --topspeed --duration 60s --json
+  trafficgen replay lab.pcap --iface veth0 --mbps 500 --loop 0 --duration 1h
+"""
+LIVE_EXAMPLE = """  trafficgen generate chat --iface veth0 --duration 10m  # sent live at the scenario's timing
+  trafficgen generate chat --iface veth0 --pps 50000 --limit 1000000
+"""
+
+
+def _number(text: str) -> float:
+    return float(text)
+
+
+_number.__name__ = "number"
+
+
+def add_rate_options(p: argparse.ArgumentParser) -> None:
+    """The mutually exclusive speeds, as tcpreplay spells them."""
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--multiplier", type=_number, metavar="X",
+                       help="the file's timing sped up X times (0.5: half speed)")
+    speed.add_argument("--pps", type=_number, metavar="N", help="N packets per second")
+    speed.add_argument("--mbps", type=_number, metavar="N",
+                       help="N megabits per second of frame bytes")
+    speed.add_argument("--topspeed", action="store_true", help="as fast as possible")
+    p.add_argument("--limit", type=int, metavar="N", help="send at most N packets")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="schedule the sending thread SCHED_FIFO, so timing holds on a busy "
+                        "machine (default: when permitted, as root)")
+    p.add_argument("--qdisc-bypass", action=argparse.BooleanOptionalAction, default=True,
+                   help="send past the interface's queueing discipline (default; a tcpdump on "
+                        "the sending interface then does not see the frames)")
+
+
+def add_replay_parser(sub) -> None:
+    r = sub.add_parser("replay", help="send a pcap or pcapng onto a network interface",
+                       epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Send the frames of a capture onto an interface through "
+                                   "AF_PACKET, at the file's own timing (the default) or one "
+                                   "chosen speed; report what was achieved.")
+    r.add_argument("file", metavar="FILE", help="pcap (us or ns) or pcapng of Ethernet frames")
+    r.add_argument("--iface", metavar="IF", help="the interface to send on (required: "
+                                                       "nothing is sent without it)")
+    add_rate_options(r)
+    r.add_argument("--loop", type=int, default=1, metavar="N",
+                   help="passes over the file (default 1; 0: until --duration or Ctrl-C)")
+    r.add_argument("--duration", metavar="S", help="stop after this long, e.g. 30 or 90s or 1h")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress line or summary")
+
+
+def rate_of(args):
+    from trafficgen.replay.rate import Rate
+    return Rate.choose(pps=args.pps, mbps=args.mbps, multiplier=args.multiplier,
+                       topspeed=args.topspeed)
+
+
+def as_seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        ns = parse_duration(float(text) if text.replace(".", "", 1).isdigit() else text)
+    except ValueError as e:
+        raise TrafficgenError(f"--duration: {e}") from None
+    if ns == 0:
+        raise TrafficgenError("--duration: expected a duration above zero")
+    return ns / 1e9
+
+
+class _Progress:
+    """One line, rewritten about once a second on a terminal; warnings as they appear."""
+
+    def __init__(self, enabled: bool, quiet: bool):
+        self.enabled, self.quiet, self.warned, self.drawn = enabled, quiet, False, False
+
+    def __call__(self, stats: dict) -> None:
+        if self.enabled:
+            pps = stats.get("packets_per_s") or 0
+            sys.stderr.write(f"\rsent {stats['packets']:,} packets, {stats['bytes'] / 1e6:,.1f} MB, "
+                             f"{pps:,.0f} packets/s, {stats.get('send_errors', 0)} errors   ")
+            sys.stderr.flush()
+            self.drawn = True
+
+    def warn(self, text: str | None) -> None:
+        if text and not self.warned and not self.quiet:
+            self.close()
+            print(f"warning: {text}", file=sys.stderr)
+            self.warned = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            self.drawn = False
+
+
+def run_and_report(r, args) -> int:
+    """Prepare and run ``r``; print the report (also when interrupted: then exit 130)."""
+    progress = _Progress(not args.quiet and not args.json and sys.stderr.isatty(), args.quiet)
+    r.progress = lambda st: (progress(st), progress.warn(r.tx.warning))
+    r.prepare()
+    interrupted = False
+    try:
+        r.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    report = r.report
+    progress.warn(r.tx.warning)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not args.quiet:
+        print(format_report(report))
+    return 130 if interrupted else 0
+
+
+def format_report(rep: dict) -> str:
+    pps = f"{rep['packets_per_s']:,.0f} packets/s" if rep["packets_per_s"] else "- packets/s"
+    mbps = f"{rep['mbps']:,.1f} Mbit/s" if rep["mbps"] else "- Mbit/s"
+    lines = [f"sent {rep['packets']:,} packets ({rep['bytes'] / 1e6:,.1f} MB) onto "
+             f"{rep['iface']} in {rep['elapsed_s']:.3f} s: {pps}, {mbps} "
+             f"(stopped by: {rep['stopped_by']})"]
+    err = rep.get("departure_error_us")
+    if err:
+        lines.append(f"departure error: p50 {err['p50']:,.1f} us, p99 {err['p99']:,.1f} us, "
+                     f"max {err['max']:,.1f} us; last packet {rep['finish_late_ms']:,.3f} ms late")
+    lines.append(f"send errors: {rep['send_errors']:,}")
+    return "\n".join(lines)
+
+
+def cmd_replay(args) -> int:
+    from trafficgen.replay.replayer import Replay
+    r = Replay(args.file, args.iface, rate_of(args), loop=args.loop, limit=args.limit,
+               duration=as_seconds(args.duration), realtime=args.realtime,
+               qdisc_bypass=args.qdisc_bypass)
+    return run_and_report(r, args)
+
+
+def check_rate_needs_iface(args) -> None:
+    """``generate`` without ``--iface``: the sending options have nothing to act on."""
+    if args.iface is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("pps", "mbps", "multiplier", "limit")
+                 if getattr(args, k) is not None] + (["--topspeed"] if args.topspeed else []) + (
+                ["--realtime"] if args.realtime else [])
+        if given:
+            raise TrafficgenError(f"{given[0]}: sends onto an interface: give --iface IF too")
+
+
+def cmd_generate_live(args, scenario) -> int:
+    """``generate --iface``: send the scenario as it is generated."""
+    from trafficgen.replay.replayer import Replay
+    if any((args.output, args.flows, args.requests, args.packets)):
+        raise TrafficgenError("--iface sends the scenario instead of writing it: give either "
+                              "--iface or -o/--flows/--requests/--packets")
+    r = Replay(scenario, args.iface, rate_of(args), limit=args.limit, live=True,
+               realtime=args.realtime, qdisc_bypass=args.qdisc_bypass)
+    return run_and_report(r, args)

@@ -1,0 +1,387 @@
+"""The generation loop: windows of every class -> global ids -> one time-ordered packet stream,
+emitted in batches, with frames built per batch.
+
+Time is cut into windows (``window_ns``, 10 s by default). Each window's sessions, with
+all their flows and packets, come from keys that belong to the model (seed, class, arrival
+block, session index), never to the window. After window [t0, t1) is generated, every packet
+before t1 is final (later sessions start later), so it is merged with what was pending and
+emitted; memory is bounded by the sessions still open, not by the duration. Ids are given in
+session-start order and ties in time are broken by (flow id, packet order), so neither the
+window nor the batch size changes a byte: they only trade memory against overhead.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from math import gcd
+from typing import Iterator
+
+import numpy as np
+
+from trafficgen.classes import make_models
+from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
+from trafficgen.config.scenario import Scenario
+from trafficgen.kernels import frames as kf
+from trafficgen.kernels.rng import derive_range, fill_bytes, key_of
+from trafficgen.kernels.stats import gather_rows
+from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
+from trafficgen.wire.tls import CombinedTemplates
+
+from .netplan import NetPlan
+
+DEFAULT_WINDOW_NS = 10 * 10**9
+BLOCK_NS = ARRIVAL_BLOCK_NS  # the models' arrival blocks: ids go block by block
+PARTITION_NS = BLOCK_NS  # the unit of work spread over processes (see Engine.partitions)
+MIN_WINDOW_NS = 10**8  # 100 ms: below that, per-window overhead dominates
+GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in parallel
+DEFAULT_BATCH_PACKETS = 1 << 16
+BATCH_FRAME_BYTES = 64 << 20  # a batch also ends before its frames pass this (jumbo RoCE frames)
+POOL_BYTES = (4 << 20) + 65536
+
+
+@dataclass
+class Batch:
+    """A slice of the packet stream, in timestamp order.
+
+    ``packets``: schedule rows (the packet table's columns and a few encoder fields);
+    ``frames``/``offsets``: the frames as pcap records in one buffer (``None`` when frames are
+    not built); frame ``i`` is ``frames[offsets[i]:offsets[i] + packets['wire_len'][i]]``;
+    ``flows``/``requests``: table rows that became final with this batch (may be empty);
+    ``progress_ns``: how far into the scenario the stream is now complete.
+    """
+
+    packets: np.ndarray
+    frames: np.ndarray | None
+    offsets: np.ndarray | None
+    flows: np.ndarray
+    requests: np.ndarray
+    progress_ns: int
+
+    def frame(self, i: int) -> bytes:
+        o = int(self.offsets[i])
+        return self.frames[o:o + int(self.packets["wire_len"][i])].tobytes()
+
+
+ID_KINDS = ("flow", "session", "request")
+
+
+def id_counts(simulated: list) -> dict:
+    """How many ids of each kind a partition's schedules (``Engine.simulate``) take up."""
+    n = dict.fromkeys(ID_KINDS, 0)
+    for _t0, _t1, schedules in simulated:
+        for ep in schedules:
+            n["flow"] += ep.flows.shape[0]
+            n["session"] += ep.n_sessions
+            n["request"] += ep.requests.shape[0]
+    return n
+
+
+class FlowAttrs:
+    """Header fields of the flows that pending packets may still reference, by global id."""
+
+    def __init__(self):
+        self.base = 0
+        self.cols = {k: np.empty(0, t) for k, t in
+                     (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
+                      ("key", "u8"), ("hops", "u1"), ("side", "u1"), ("proto", "u1"),
+                      ("v6", "u1"), ("quic", "u1"), ("ovh", "i8"))}
+
+    def add(self, new: dict, keep_from: int):
+        drop = max(0, keep_from - self.base)
+        for k in self.cols:
+            self.cols[k] = np.concatenate((self.cols[k][drop:], new[k]))
+        self.base += drop
+
+
+def _port_permutation(lo: int, hi: int):
+    """A bijection on [lo, hi] walked by flow id: ports look random, never repeat within a
+    cycle of (hi - lo + 1) flows."""
+    span = hi - lo + 1
+    mult = int(span * 0.6180339887) | 1
+    while gcd(mult, span) != 1:
+        mult += 2
+    return lambda ids: (lo + (ids * mult + 7919) % span).astype(np.uint16)
+
+
+class Engine:
+    """Iterate a scenario's packet stream in batches (see :class:`Batch`)."""
+
+    def __init__(self, scenario: Scenario, *, frames: bool = True,
+                 batch_packets: int = DEFAULT_BATCH_PACKETS, window_ns: int = DEFAULT_WINDOW_NS,
+                 alloc=None, packets: bool = True, gen_threads: int = GEN_WORKERS):
+        """``alloc(nbytes)`` supplies each batch's frame buffer (uint8); default a new array.
+        ``packets=False`` (only with ``frames=False``): batches carry the flow and request
+        rows alone, the same rows, without sorting and merging every packet (a day of request
+        tables in a fraction of the time)."""
+        if frames and not packets:
+            raise ValueError("frames need packets")
+        if batch_packets < 1:
+            raise ValueError("batch_packets must be at least 1")
+        if window_ns < MIN_WINDOW_NS:
+            raise ValueError(f"the window must be at least {MIN_WINDOW_NS // 10**6} ms")
+        self.sc = scenario
+        self.gen_threads = gen_threads
+        self.frames = frames
+        self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
+        self.batch_packets = batch_packets
+        self.models = make_models(scenario, CombinedTemplates.PER_MODEL)
+        # several schedules per window (several models, or one that makes several): ids go
+        # block by block, so windows are whole blocks
+        self.blockwise = len(self.models) > 1 or any(getattr(m, "several", False) for m in self.models)
+        self.packets = packets
+        self.templates = CombinedTemplates([m.templates for m in self.models])
+        self.window_ns = int(window_ns)
+        self.seed_key = key_of(scenario.seed, 0xF10)
+        self.ports = _port_permutation(*scenario.topology.ephemeral_ports)
+        self.pool = np.empty(POOL_BYTES, np.uint8)
+        fill_bytes(key_of(scenario.seed, 0xB17E5), self.pool)
+        self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
+        self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
+        self.net = NetPlan(scenario, self.templates)  # the [network] section: overheads, frame rewrite
+        self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
+        if not packets and not self.net.counts_packets:  # else the network counts the packets
+            for m in self.models:
+                m.packets = False
+
+    def windows(self, lo: int | None = None, hi: int | None = None) -> Iterator[tuple[int, int]]:
+        """The generation windows [t0, t1) (ns from the capture start), warm-up first. With
+        several models, whole arrival blocks (see ``_generate``). ``lo``/``hi``: only the
+        windows of the sessions that start in [lo, hi) (a partition, see ``partitions``)."""
+        w = self.window_ns
+        if self.blockwise:
+            w = -(-w // BLOCK_NS) * BLOCK_NS
+        start, end = -self.warmup_ns, self.sc.duration_ns
+        if lo is not None:
+            start, end = max(start, lo), min(end, hi)
+        for k in range(start // w, -(-end // w)):
+            if max(k * w, start) < min((k + 1) * w, end):
+                yield max(k * w, start), min((k + 1) * w, end)
+
+    @property
+    def warmup_ns(self) -> int:
+        return max((m.warmup_ns for m in self.models), default=0)
+
+    def partitions(self) -> list[tuple[int, int]]:
+        """The run cut into partitions of session-start time [lo, hi): whole ``PARTITION_NS``
+        spans (the models' arrival blocks), warm-up first. They belong to the scenario, never to
+        how many workers run them, and generating each alone with the ids of the ones before it
+        (``run(lo, hi, first_ids)``) gives exactly this engine's output, split by session start."""
+        start, end = -self.warmup_ns, self.sc.duration_ns
+        return [(max(k * PARTITION_NS, start), min((k + 1) * PARTITION_NS, end))
+                for k in range(start // PARTITION_NS, -(-end // PARTITION_NS))]
+
+    def simulate(self, lo: int, hi: int) -> list:
+        """Phase one of a partition: the schedules of the sessions that start in [lo, hi),
+        ``(t0, t1, schedules)`` per window, with local ids (see ``run`` and ``id_counts``)."""
+        return [(t0, t1, self._generate(t0, t1)) for t0, t1 in self.windows(lo, hi)]
+
+    def _generate(self, t0: int, t1: int) -> list:
+        """Every model's schedule of the sessions that start in [t0, t1) (local ids). Ids are
+        given in the order of this list, so with several models it goes block by block (the
+        models' 60 s arrival blocks), each block model by model: the same order whatever
+        the window, as a single model's session-start order is."""
+        if not self.blockwise:
+            m = self.models[0]
+            if t1 <= -m.warmup_ns:
+                return []
+            ep = m.window(max(t0, -m.warmup_ns), t1)
+            return ep if isinstance(ep, list) else [ep]
+        out = []
+        for b0 in range(t0 - t0 % BLOCK_NS, t1, BLOCK_NS):
+            lo, hi = max(b0, t0), min(b0 + BLOCK_NS, t1)
+            for m in self.models:
+                if hi > -m.warmup_ns:
+                    ep = m.window(max(lo, -m.warmup_ns), hi)
+                    out += ep if isinstance(ep, list) else [ep]  # a model may make several
+        return out
+
+    def _prefetched(self, windows: list) -> Iterator[tuple[int, int, list]]:
+        """``(t0, t1, schedules)`` per window, in order, the next windows generated on worker
+        threads (the kernels release the GIL) while the caller merges, builds and writes."""
+        if len(windows) < 2 or self.gen_threads < 2:
+            for t0, t1 in windows:
+                yield t0, t1, self._generate(t0, t1)
+            return
+        workers = min(self.gen_threads, len(windows))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="trafficgen-gen")
+        try:
+            ahead = deque(pool.submit(self._generate, *w) for w in windows[:workers])
+            for k, (t0, t1) in enumerate(windows):
+                schedules = ahead.popleft().result()
+                if k + workers < len(windows):
+                    ahead.append(pool.submit(self._generate, *windows[k + workers]))
+                yield t0, t1, schedules
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.run()
+
+    def run(self, lo: int | None = None, hi: int | None = None, first_ids: dict | None = None,
+            simulated: list | None = None) -> Iterator[Batch]:
+        """The batches of the whole run, or of the sessions that start in [lo, hi) (one
+        partition, ``simulated`` by ``simulate(lo, hi)`` if given) with the ids after those
+        the partitions before it used (``first_ids``: flow, session, request; ``id_counts``)."""
+        first_ids = first_ids or {}
+        next_id = {k: int(first_ids.get(k, 0)) for k in ID_KINDS}
+        windows = list(self.windows(lo, hi))
+        final_t1 = windows[-1][1] if windows else 0
+        self._emitted = 0  # MACsec packet numbers: a whole run's stream (never a partition's)
+        source = iter(simulated) if simulated is not None else self._prefetched(windows)
+        # (first flow id, ts-sorted packets, their ts_ns contiguous) per window: searching a
+        # structured field would copy it, once per pending run per window
+        runs: list[tuple[int, np.ndarray, np.ndarray]] = []
+        attrs = FlowAttrs()
+        for _t0, t1, schedules in source:
+            first_flow = next_id["flow"]
+            new_parts, flows_parts, req_parts = [], [], []
+            for ep in schedules:
+                self._globalise(ep, next_id)
+                self.net.account(ep)
+                new_parts.append(ep.sched if self.packets else ep.sched[:0])
+                flows_parts.append(ep.flows)
+                req_parts.append(ep.requests)
+            flows = np.concatenate(flows_parts) if flows_parts else np.empty(0, FLOW_DTYPE)
+            reqs = np.concatenate(req_parts) if req_parts else np.empty(0, REQUEST_DTYPE)
+            new = _merge_sorted(new_parts)
+            if new.shape[0]:
+                runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
+            attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
+            last = t1 >= final_t1
+            boundary = self.sc.start_ns + t1
+            heads, tails = [], []
+            for run_first, run, run_ts in runs:
+                cut = run.shape[0] if last else int(np.searchsorted(run_ts, boundary, "left"))
+                heads.append(run[:cut])
+                if cut < run.shape[0]:
+                    tail, tail_ts = run[cut:], run_ts[cut:]
+                    # a view pins its whole base until the run's last flow ends: copy once the
+                    # base is more than twice the tail (each row is copied O(1) times)
+                    base = tail.base if tail.base is not None else tail
+                    if base.nbytes > 2 * tail.nbytes:
+                        tail, tail_ts = tail.copy(), tail_ts.copy()
+                    tails.append((run_first, tail, tail_ts))
+            runs = tails
+            ready = _merge_sorted(heads)
+            yield from self._batches(ready, attrs, flows, reqs, max(t1, 0))
+
+    def _batches(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
+        """Slice the emitted packets into batches; the window's table rows go with the first."""
+        if ready.shape[0] == 0:
+            if flows.shape[0] or reqs.shape[0]:
+                yield Batch(ready, None, None, flows, reqs, progress)
+            return
+        ends = np.cumsum(ready["wire_len"], dtype=np.int64)
+        lo = 0
+        while lo < ready.shape[0]:
+            cap = (ends[lo - 1] if lo else 0) + BATCH_FRAME_BYTES
+            hi = min(lo + self.batch_packets, max(lo + 1, int(np.searchsorted(ends, cap, "right"))))
+            yield self._batch(ready[lo:hi], attrs, flows if lo == 0 else flows[:0],
+                              reqs if lo == 0 else reqs[:0], progress)
+            lo = hi
+
+    def _globalise(self, ep, next_id):
+        """Local ids of one window's schedule -> global ids; ports follow the global flow id."""
+        f0, s0, r0 = next_id["flow"], next_id["session"], next_id["request"]
+        ep.sched["flow_id"] += f0
+        ep.sched["request_id"] = np.where(ep.sched["request_id"] >= 0, ep.sched["request_id"] + r0, -1)
+        ep.flows["flow_id"] += f0
+        ep.flows["session_id"] += s0
+        ep.flows["src_port"] = self.ports(ep.flows["flow_id"])
+        ep.requests["request_id"] += r0
+        ep.requests["flow_id"] += f0
+        ep.requests["session_id"] += s0
+        next_id["flow"] += ep.flows.shape[0]
+        next_id["session"] += ep.n_sessions
+        next_id["request"] += ep.requests.shape[0]
+
+    def _flow_attrs(self, flows) -> dict:
+        keys = np.empty(flows.shape[0], np.uint64)
+        if flows.shape[0]:
+            derive_range(self.seed_key, int(flows["flow_id"][0]), keys)
+        cip, sip = flows["src_ip"].astype(np.uint32), flows["dst_ip"].astype(np.uint32)
+        net = self.net.flow_cols(flows)
+        # the encoder's protocol: QUIC flows are built as TCP frames, then rewritten (netplan)
+        proto = np.where(net["quic"] != 0, 6, flows["protocol"]) if "quic" in net else flows["protocol"]
+        return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
+                "sport": flows["dst_port"].astype(np.uint16), "key": keys,
+                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
+                "side": self.side_of_class[flows["class"]], "proto": proto.astype(np.uint8), **net}
+
+    def _batch(self, part, attrs: FlowAttrs, flows, reqs, progress) -> Batch:
+        first_packet = self._emitted
+        self._emitted += part.shape[0]
+        if not self.frames or part.shape[0] == 0:
+            return Batch(part, None, None, flows, reqs, progress)
+        a = attrs.cols
+        rows = part["flow_id"] - attrs.base
+        net = self.net
+        # with a network section, plain frames are built first, then rewritten (netplan)
+        wire = part["wire_len"] if net.plain else net.plain_lengths(part, a, rows)
+        plen = part["payload_len"] if net.plain else net.build_payload(part, a, rows)
+        space = kf.frame_space(wire, True)
+        buf = self.alloc(space) if net.plain else net.scratch(space)
+        offsets = np.empty(part.shape[0], np.int64)
+        tpl = self.templates
+        end = kf.build(buf, True, 0, part["ts_ns"], rows, part["direction"],
+                       part["seq"], part["ack"], part["tcp_flags"], plen, part["ipid"],
+                       part["layout"], part["segoff"], part["writelen"], wire,
+                       a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
+                       a["side"], self.gw_mac, self.sc.topology.mss, self.pool,
+                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
+        assert end == space
+        if not net.plain:
+            buf, offsets = net.wire(buf, offsets, part, a, rows, self.alloc, first_packet)
+        return Batch(part, buf, offsets, flows, reqs, progress)
+
+
+class BufferPool:
+    """Frame buffers handed back once written (``release``) and handed out again (``get``):
+    a run then touches the same few buffers instead of faulting in fresh pages for every batch
+    (606 MB of them per 5 minutes of chat). Thread-safe; keeps at most ``keep`` spare."""
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def get(self, nbytes: int) -> np.ndarray:
+        with self._lock:
+            for i, base in enumerate(self._free):
+                if base.shape[0] >= nbytes:
+                    return self._free.pop(i)[:nbytes]
+        return np.empty(nbytes + (nbytes >> 3), np.uint8)[:nbytes]  # room for the next
+
+    def release(self, view: np.ndarray) -> None:
+        base = view.base if isinstance(view.base, np.ndarray) else view
+        if not base.flags.writeable:  # a view of a file (a merged partition's frames)
+            return
+        with self._lock:
+            if len(self._free) < self.keep:
+                self._free.append(base)
+
+
+def _merge_sorted(runs: list) -> np.ndarray:
+    """Merge ts-sorted runs, given in flow-id order, into one run sorted by (ts, flow_id,
+    packet order): a stable sort of the concatenation (timsort merges the runs in linear time
+    per level) keeps earlier runs first on equal timestamps."""
+    runs = [r for r in runs if r.shape[0]]
+    if not runs:
+        return np.empty(0, SCHED_DTYPE)
+    if len(runs) == 1:
+        return runs[0]
+    cat = concat_rows(runs)
+    return take_rows(cat, np.argsort(cat["ts_ns"], kind="stable"))
+
+
+def take_rows(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``rows[order]`` for a structured array, copying whole rows in a kernel (numpy's fancy
+    indexing of structured rows goes field by field)."""
+    out = np.empty(order.shape[0], rows.dtype)
+    if order.shape[0]:
+        gather_rows(rows.view(np.uint8).reshape(rows.shape[0], rows.dtype.itemsize), order,
+                    out.view(np.uint8).reshape(order.shape[0], rows.dtype.itemsize))
+    return out

@@ -1,0 +1,298 @@
+"""Replay a capture onto an interface, or send a scenario live as it is generated.
+
+    import threading, trafficgen as tg
+    r = tg.Replay("lab.pcap", iface="veth0", rate=tg.Rate("pps", 20_000), loop=3)
+    r.prepare()                       # checks the file and the interface; nothing sent yet
+    t = threading.Thread(target=r.run); t.start()
+    r.stats()                         # counters so far, from any thread
+    r.abort(); t.join()               # stop early (within ~50 ms)
+    r.report                          # what run() returned
+
+The CLI (``trafficgen replay``, ``trafficgen generate --iface``) calls the same class.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from trafficgen.config.scenario import Scenario, load_scenario
+from trafficgen.errors import TrafficgenError
+
+from .capture import CaptureFile, Chunk, Prefetch, SlotPool
+from .iface import ETH_HLEN, Interface, Transmitter, check_interface, check_may_send, open_interface, oversize
+from .rate import Rate
+
+__all__ = ["Replay", "replay", "Rate"]
+READY, RUNNING, DONE = "ready", "running", "done"
+CACHE_BYTES = 32 << 20  # a file up to this size is kept in memory by the check pass
+
+
+def _count(value, what: str, allow_zero: bool) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        raise TrafficgenError(f"--{what}: expected a whole number >= {0 if allow_zero else 1}, got {value!r}")
+    return int(value)
+
+
+class Replay:
+    """One run of frames onto an interface: a capture file (``source`` a path) or a scenario
+    generated live (``source`` a :class:`Scenario`, a built-in name or a dict, with
+    ``live=True``).
+
+    Parameters
+    ----------
+    source : path, Scenario, str or dict
+        A pcap/pcapng file, or (``live=True``) a scenario.
+    iface : str
+        The interface to send on. Nothing is sent without one.
+    rate : Rate, optional
+        How fast (default: the file's or the scenario's own timing).
+    loop : int
+        Passes over the file (0: until ``duration`` or ``abort()``). Files only.
+    limit : int, optional
+        Send at most this many packets in all.
+    duration : float, optional
+        Stop after this many seconds of wall time.
+    progress : callable, optional
+        ``progress(stats)`` about once a second while running (on the running thread).
+    realtime : bool, optional
+        Schedule the sending thread SCHED_FIFO while it runs: timing that holds on a busy
+        machine. Default (None): when the process may (root, CAP_SYS_NICE); True:
+        required; False: never.
+    """
+
+    def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
+                 limit: int | None = None, duration: float | None = None, live: bool = False,
+                 progress=None, qdisc_bypass: bool = True, realtime: bool | None = None):
+        self.live = live or isinstance(source, Scenario)
+        self.source, self.iface_name = source, iface
+        self.rate = rate if rate is not None else Rate()
+        if not isinstance(self.rate, Rate):
+            raise TrafficgenError(f"rate: expected a trafficgen.Rate, got {rate!r}")
+        self.loop = _count(loop, "loop", allow_zero=True)
+        self.limit = _count(limit, "limit", allow_zero=False)
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                     or not duration > 0):
+            raise TrafficgenError(f"--duration: expected a number of seconds above zero, got {duration!r}")
+        self.duration = duration
+        if self.live and loop != 1:
+            raise TrafficgenError("--loop: a live scenario is generated once; give --duration")
+        self.progress, self.qdisc_bypass, self.realtime = progress, qdisc_bypass, realtime
+        self.state = None
+        self.iface: Interface | None = None
+        self.tx: Transmitter | None = None
+        self.info: dict = {}
+        self.report: dict | None = None
+        self._cached: list[Chunk] | None = None
+        self._slots: SlotPool | None = None
+        self._lock = threading.Lock()
+        self._last_progress = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def prepare(self) -> dict:
+        """Check the source and the interface (before anything is sent) and open the socket.
+        Returns what was found (packets, bytes, timestamps span for a file)."""
+        if self.state is not None:
+            raise TrafficgenError("prepare() was already called on this Replay")
+        check_interface(self.iface_name)  # nothing is sent without an interface that is up
+        check_may_send(self.iface_name)  # before a long check of the file
+        if self.live:
+            self.source = self.source if isinstance(self.source, Scenario) else load_scenario(self.source)
+            self.info = {"scenario": self.source.name, "seed": self.source.seed,
+                         "duration_s": self.source.duration_ns / 1e9}
+            frame = self.source.topology.mss + 40 + 14
+            self._check_mtu(frame, f"the scenario's frames reach {frame} bytes "
+                                   f"(topology.mss {self.source.topology.mss})")
+        else:
+            self.capture = CaptureFile(self.source)
+            self.info = self._scan(check_interface(self.iface_name)[1])
+        self.iface = open_interface(self.iface_name, self.qdisc_bypass)
+        span, n = self.info.get("span_ns", 0), self.info.get("packets", 0)
+        gap = span // (n - 1) if n > 1 else 0
+        self.tx = Transmitter(self.iface, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
+                              realtime=self.realtime,
+                              duration_ns=int(self.duration * 1e9) if self.duration else None)
+        self.state = READY
+        return dict(self.info)
+
+    def _check_mtu(self, size: int, what: str, mtu: int | None = None) -> None:
+        """Refuse frames the interface cannot take (``size`` > MTU + Ethernet header)."""
+        mtu = mtu if mtu is not None else check_interface(self.iface_name)[1]
+        if size > mtu + ETH_HLEN or size < ETH_HLEN:
+            room = (f"more than its MTU of {mtu} allows ({mtu + ETH_HLEN} bytes with the "
+                    f"Ethernet header): raise it ('ip link set {self.iface_name} mtu N') or use "
+                    f"smaller frames") if size >= ETH_HLEN else "shorter than an Ethernet header"
+            raise TrafficgenError(f"--iface {self.iface_name}: {what}, {room}")
+
+    def _scan(self, mtu: int) -> dict:
+        """Walk the whole file once: it is readable to the end and every frame fits."""
+        packets = total = 0
+        first = last = None
+        keep = self.capture.size <= CACHE_BYTES
+        kept = []
+        for chunk in self.capture.chunks():
+            k = oversize(chunk.buf, chunk.off, chunk.length, mtu + ETH_HLEN)
+            if k >= 0:
+                self._check_mtu(int(chunk.length[k]), f"{self.source}: packet "
+                                f"{chunk.index + k + 1} is a frame of {int(chunk.length[k])} bytes", mtu)
+            ts = chunk.ts[chunk.ts >= 0]
+            if ts.shape[0]:
+                first = int(ts[0]) if first is None else first
+                last = int(ts.max()) if last is None else max(last, int(ts.max()))
+            if keep:
+                kept.append(self._keep(chunk))
+            packets += len(chunk)
+            total += int(chunk.length.sum())
+        self._cached = kept if keep else None
+        return {"file": os.fspath(self.source), "format": self.capture.format,
+                "file_bytes": self.capture.size, "packets": packets, "bytes": total,
+                "span_ns": (last - first) if first is not None else 0}
+
+    @staticmethod
+    def _keep(chunk: Chunk) -> Chunk:
+        """A compact copy of a chunk (its frames only, offsets from 0)."""
+        lo, hi = int(chunk.off[0]), int(chunk.off[-1] + chunk.length[-1])
+        return Chunk(chunk.buf[lo:hi].copy(), chunk.off - lo, chunk.length.copy(),
+                     chunk.ts.copy(), chunk.index)
+
+    def run(self) -> dict:
+        """Send everything (blocking; any thread). Returns the report, also kept in
+        ``report``. On KeyboardInterrupt the report is made (``stopped_by: interrupt``)
+        and the interrupt raised again."""
+        with self._lock:
+            if self.state != READY:
+                raise TrafficgenError("run() needs a prepared Replay (call prepare() once)")
+            self.state = RUNNING
+        t_wall = time.perf_counter()
+        try:
+            self.tx.stopped_by = None
+            ended = self._run_live() if self.live else self._run_file()
+            self.tx.stopped_by = self.tx.stopped_by or ended
+        except KeyboardInterrupt:
+            self.tx.stopped_by = "interrupt"
+            raise
+        finally:
+            self.tx.finish()
+            self.report = self._report(time.perf_counter() - t_wall)
+            self.state = DONE
+            self.iface.close()
+        return self.report
+
+    def abort(self) -> None:
+        """Stop a run soon (from any thread); ``run()`` then returns its report."""
+        if self.tx is not None:
+            self.tx.abort()
+
+    def close(self) -> None:
+        """Release the socket of a prepared Replay that will not run (``run()`` does it)."""
+        if self.iface is not None and self.state != RUNNING:
+            self.iface.close()
+            self.state = DONE
+
+    def stats(self) -> dict:
+        """Counters so far (see ``report``); safe from any thread."""
+        if self.tx is None:
+            return {"state": self.state, "packets": 0, "bytes": 0}
+        return {"state": self.state, **self.tx.stats()}
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _budget(self, n: int) -> int:
+        if self.limit is None:
+            return n
+        return max(0, min(n, self.limit - int(self.tx.acc[0])))
+
+    def _send(self, buf, off, length, ts) -> str | None:
+        """Send a chunk within the limit; the reason to stop, or None to go on."""
+        n = self._budget(off.shape[0])
+        if n and not self.tx.send(buf, off[:n], length[:n], ts[:n]):
+            return self.tx.stopped_by
+        return "limit" if n < off.shape[0] or self._budget(1) == 0 else None
+
+    def _run_file(self) -> str:
+        passes = 0
+        if self.info["packets"] == 0:
+            return "end"
+        while self.loop == 0 or passes < self.loop:
+            if self._cached is not None:
+                for c in self._cached:
+                    stop = self._send(c.buf, c.off, c.length, c.ts)
+                    if stop:
+                        break
+            else:
+                stop = self._pass()
+            passes += 1
+            self.tx.loops = passes
+            if stop:
+                return stop
+            if self.tx.pacer is not None:
+                self.tx.pacer.next_loop()
+        return "end"
+
+    def _pass(self) -> str | None:
+        if self._slots is None:
+            self._slots = SlotPool()  # the same buffers for every pass
+        reader = Prefetch(self.capture.chunks(self._slots.get), name="trafficgen-replay-read")
+        try:
+            for chunk in reader:
+                try:
+                    stop = self._send(chunk.buf, chunk.off, chunk.length, chunk.ts)
+                finally:
+                    chunk.release()
+                if stop:
+                    return stop
+        finally:
+            reader.close()
+        return None
+
+    def _run_live(self) -> str:
+        from trafficgen.api import make_engine
+        from trafficgen.engine.core import BufferPool
+        pool = BufferPool(keep=3)
+        engine = make_engine(self.source, True, 1 << 14, "10s", pool.get)
+        batches = Prefetch(iter(engine), depth=2, name="trafficgen-live-gen")
+        try:
+            for batch in batches:
+                if batch.frames is None:
+                    continue
+                stop = self._send(batch.frames, batch.offsets, batch.packets["wire_len"],
+                                  batch.packets["ts_ns"])
+                pool.release(batch.frames)
+                if stop:
+                    return stop
+        finally:
+            batches.close()
+        return "end"
+
+    def _on_slice(self, tx: Transmitter) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_progress >= 1.0:
+            self._last_progress = now
+            self.progress(self.stats())
+
+    # --- report -------------------------------------------------------------------------------
+
+    def _report(self, wall_s: float) -> dict:
+        st = self.tx.stats()
+        warnings = [self.tx.warning] if self.tx.warning else []
+        if st["send_errors"]:
+            warnings.append(f"{st['send_errors']:,} frames could not be sent")
+        return {"iface": self.iface.name, "source": self.info, "rate": self.rate.to_dict(),
+                **st, "loops": getattr(self.tx, "loops", None) if not self.live else None,
+                "stopped_by": self.tx.stopped_by, "rate_reached": self.tx.warning is None,
+                "qdisc_bypass": self.iface.qdisc_bypass, "realtime": self.tx.realtime_used, "wall_s": round(wall_s, 3),
+                "warnings": warnings}
+
+
+def replay(source, iface: str, rate: Rate | None = None, **kwargs) -> dict:
+    """Prepare and run a :class:`Replay` in one call; returns its report."""
+    r = Replay(source, iface, rate, **kwargs)
+    r.prepare()
+    return r.run()

@@ -1,0 +1,123 @@
+"""TLS 1.3 byte templates for the handshake writes, with holes for per-connection randomness.
+
+The frame kernel fills a write's bytes as: a template prefix (this module) whose mask marks
+bytes to take from the random pool (randoms, key shares) or, for the session id both hellos
+carry, from the connection's echo bytes (mask ECHO), then TLS 1.3 application-data records
+(``17 03 03 len``) over opaque bytes, as encrypted records look.
+Templates are structurally valid, so tshark dissects ClientHello and ServerHello cleanly.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from trafficgen.errors import TrafficgenError
+
+from .profiles import Buf, client_hello, profile
+
+GROUP_X25519MLKEM768, GROUP_X25519, GROUP_SECP256R1 = 0x11EC, 0x001D, 0x0017
+HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, X25519_SHARE = 1216, 1120, 32
+CCS = bytes.fromhex("140303000101")
+MAX_VARIANTS = 12  # (endpoint, client profile) pairs per model: 3 layouts each, ids fit a byte
+
+
+def ext(etype: int, body: bytes) -> bytes:
+    return struct.pack("!HH", etype, len(body)) + body
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One kind of connection a model makes: a client profile to a server name, offering an
+    ALPN list (empty: the profile's own). ``h2``: the server picks HTTP/2 (first offered)."""
+
+    profile: str
+    sni: str
+    alpn: tuple[str, ...] = ()
+
+    @property
+    def offer(self) -> tuple[str, ...]:
+        return self.alpn or profile(self.profile).alpn
+
+    @property
+    def h2(self) -> bool:
+        return self.offer[0] == "h2"
+
+    def hello(self) -> tuple[bytes, bytes]:
+        return client_hello(profile(self.profile), self.sni, self.alpn)
+
+
+def server_hello_prefix(hybrid: bool) -> tuple[bytes, bytes]:
+    """ServerHello record + ChangeCipherSpec: the fixed start of the server's flight."""
+    share = HYBRID_SERVER_SHARE if hybrid else X25519_SHARE
+    group = GROUP_X25519MLKEM768 if hybrid else GROUP_X25519
+    exts_len = 6 + 4 + 4 + share
+    body_len = 2 + 32 + 33 + 2 + 1 + 2 + exts_len
+    b = Buf()
+    b.fixed(struct.pack("!BHH", 0x16, 0x0303, body_len + 4) + struct.pack("!I", (2 << 24) | body_len)
+            + b"\x03\x03")
+    b.hole(32)
+    b.fixed(b"\x20")
+    b.echo(32)  # legacy_session_id_echo: the client's session id (RFC 8446 4.1.3)
+    b.fixed(b"\x13\x01\x00" + struct.pack("!H", exts_len) + ext(0x002B, b"\x03\x04")
+            + struct.pack("!HHHH", 0x0033, 4 + share, group, share))
+    b.hole(share)
+    b.fixed(CCS)
+    return bytes(b.data), bytes(b.mask)
+
+
+class Templates:
+    """Concatenated templates and masks of a model's variants: variant ``v``'s layouts are
+    ``3 v + 1`` (ClientHello), ``3 v + 2`` (ServerHello + CCS) and ``3 v + 3`` (the client's
+    CCS); layout 0 is "no template" (see kernels/chat.py and kernels/tlsvar.py)."""
+
+    def __init__(self, variants: list[Variant], flight_wire: int, where: str = "chat"):
+        if not 1 <= len(variants) <= MAX_VARIANTS:
+            raise TrafficgenError(f"{where}: {len(variants)} kinds of TLS connection (client "
+                                  f"profiles x services); at most {MAX_VARIANTS} per class")
+        self.variants = list(variants)
+        parts = [(b"", b"")]
+        for v in variants:
+            hello, hello_mask = v.hello()
+            sh, sh_mask = server_hello_prefix(profile(v.profile).hybrid)
+            if flight_wire < len(sh) + 23:
+                raise TrafficgenError(f"{where}.server_flight_bytes: {flight_wire} is too small "
+                                      f"for the server's flight (at least {len(sh) + 23} bytes)")
+            parts += [(hello, hello_mask), (sh, sh_mask), (CCS, b"\x01" * len(CCS))]
+        self.data = np.frombuffer(b"".join(p[0] for p in parts), dtype=np.uint8).copy()
+        self.mask = np.frombuffer(b"".join(p[1] for p in parts), dtype=np.uint8).copy()
+        lens = [len(p[0]) for p in parts]
+        self.start = np.cumsum([0] + lens[:-1]).astype(np.int64)
+        self.length = np.array(lens, dtype=np.int64)
+
+
+class CombinedTemplates:
+    """Several models' templates in one table for the frame encoder: layout 0 is "no
+    template"; model k's layout j (1..PER_MODEL) is at ``PER_MODEL * k + j`` (its
+    ``layout_base``); a model with fewer layouts leaves the rest of its slots empty."""
+
+    PER_MODEL = 3 * MAX_VARIANTS
+
+    def __init__(self, parts: list):
+        data, mask, start, length = [np.zeros(0, np.uint8)], [np.zeros(0, np.uint8)], [0], [0]
+        offset = 0
+        self.hello_variant: dict[int, Variant] = {}  # ClientHello layout -> its variant
+        for k, t in enumerate(parts):
+            if isinstance(t, Templates):
+                for v, var in enumerate(t.variants):
+                    self.hello_variant[self.PER_MODEL * k + 3 * v + 1] = var
+            n = t.length.shape[0] - 1
+            if n > self.PER_MODEL:
+                raise ValueError(f"a model has {n} template layouts, more than {self.PER_MODEL}")
+            data.append(t.data)
+            mask.append(t.mask)
+            start.extend(int(offset + x) for x in t.start[1:])
+            length.extend(int(x) for x in t.length[1:])
+            start.extend([0] * (self.PER_MODEL - n))
+            length.extend([0] * (self.PER_MODEL - n))
+            offset += t.data.shape[0]
+        self.data = np.concatenate(data)
+        self.mask = np.concatenate(mask)
+        self.start = np.array(start, np.int64)
+        self.length = np.array(length, np.int64)
