@@ -603,7 +603,7 @@ def builtin_dir():
             return root
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parent.parent / "models"
+    return Path(__file__).resolve().parents[2] / "models"
 
 
 def builtin_names() -> list[str]:
