@@ -43,8 +43,10 @@ import numpy as np
 from trafficgen.errors import TrafficgenError
 from trafficgen.kernels.merge import scatter_rows
 from trafficgen.schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
+from trafficgen.sinks.buffers import BufferPool
+from trafficgen.sinks.outputs import open_sinks
 
-from .core import ID_KINDS, Batch, BufferPool, Engine, FlowAttrs, id_counts
+from .core import ID_KINDS, Batch, Engine, FlowAttrs, id_counts
 
 AHEAD = 2  # partitions built ahead of the merge, per worker
 PARTS = {"pkts": SCHED_DTYPE, "flows": FLOW_DTYPE, "reqs": REQUEST_DTYPE}  # a stream's arrays
@@ -131,7 +133,6 @@ def write_shard(token: str, scenario, opts: Options, lo: int, hi: int, first_ids
                 paths: dict) -> dict:
     """Phase two, into this partition's own capture and table files (``paths``: the
     ``generate`` outputs, as shard file paths)."""
-    from trafficgen.api import open_sinks
     engine = make_engine(token, scenario, opts, opts.frames)
     n = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
     with open_sinks(scenario, paths, engine.buffers.release) as sinks:
