@@ -248,7 +248,7 @@ class Engine:
             new = _merge_sorted(new_parts)
             if new.shape[0]:
                 runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
-            attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
+            attrs.add(self.flow_attrs(flows), runs[0][0] if runs else first_flow)
             last = t1 >= final_t1
             boundary = self.sc.start_ns + t1
             heads, tails = [], []
@@ -265,9 +265,9 @@ class Engine:
                     tails.append((run_first, tail, tail_ts))
             runs = tails
             ready = _merge_sorted(heads)
-            yield from self._batches(ready, attrs, flows, reqs, max(t1, 0))
+            yield from self.batches_of(ready, attrs, flows, reqs, max(t1, 0))
 
-    def _batches(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
+    def batches_of(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
         """Slice the emitted packets into batches; the window's table rows go with the first."""
         if ready.shape[0] == 0:
             if flows.shape[0] or reqs.shape[0]:
@@ -297,7 +297,8 @@ class Engine:
         next_id["session"] += ep.n_sessions
         next_id["request"] += ep.requests.shape[0]
 
-    def _flow_attrs(self, flows) -> dict:
+    def flow_attrs(self, flows) -> dict:
+        """Per-flow columns the frames are built from (addresses, ports, keys, network)."""
         keys = np.empty(flows.shape[0], np.uint64)
         if flows.shape[0]:
             derive_range(self.seed_key, int(flows["flow_id"][0]), keys)
