@@ -14,7 +14,8 @@ from trafficgen.analysis import fit
 from trafficgen.analysis.compare import ks_distance
 from trafficgen.config.dist import parse_dist
 from trafficgen.kernels.sampling import sample
-from trafficgen.traces.read import Trace, read_trace
+from trafficgen.traces.read import read_trace
+from trafficgen.traces.trace import Trace
 
 from .test_traces import real
 

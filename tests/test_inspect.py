@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trafficgen.analysis import capinfo
 from trafficgen.analysis import report as ti
 from trafficgen.errors import TrafficgenError
 
@@ -125,8 +126,8 @@ def _write(path, records, **kw):
 
 def test_chunk_and_batch_boundaries_change_nothing(chat_run, monkeypatch):
     ref = ti.inspect_file(chat_run.pcap)
-    monkeypatch.setattr(ti, "CHUNK", 1000)  # smaller than some records: the buffer must grow
-    monkeypatch.setattr(ti, "MAX_PACKETS", 7)
+    monkeypatch.setattr(capinfo, "CHUNK", 1000)  # smaller than some records: the buffer must grow
+    monkeypatch.setattr(capinfo, "MAX_PACKETS", 7)
     assert ti.inspect_file(chat_run.pcap) == ref
 
 

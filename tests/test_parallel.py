@@ -18,8 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-import trafficgen.engine.parallel as par
 from trafficgen.cli.main import main
+from trafficgen.engine import backend as par_backend
+from trafficgen.engine import phases as par_phases
+from trafficgen.engine import pool as par_pool
+from trafficgen.engine import spool as par_spool
+from trafficgen.engine.core import Engine
 from trafficgen.errors import TrafficgenError
 
 KEY_HEX = "00112233445566778899aabbccddeeff"
@@ -80,7 +84,7 @@ def test_two_workers_give_the_same_bytes(tmp_path, reference, case):
 
 
 def test_more_workers_than_cores_few_partitions_ahead(tmp_path, reference, monkeypatch):
-    monkeypatch.setattr(par, "AHEAD", 1)  # the merge holds the workers back at once
+    monkeypatch.setattr(par_backend, "AHEAD", 1)  # the merge holds the workers back at once
     got, report = _run(tmp_path / "w3", "chat", workers=3)
     assert got == reference["chat"][0] and report["workers"] == 3
 
@@ -159,8 +163,8 @@ def test_dask_local_cluster(tmp_path, reference):
 
 def _fail_in_worker(monkeypatch, how, partition=3):
     """Make partition ``partition``'s phase two fail in the worker (forked, so it has the patch)."""
-    monkeypatch.setattr(par, "_start_method", lambda: "fork")
-    real_files, real_shard = par.stream_files, par.write_shard
+    monkeypatch.setattr(par_pool, "_start_method", lambda: "fork")
+    real_files, real_shard = par_spool.stream_files, par_phases.write_shard
 
     def fail(lo):
         if how == "raise":
@@ -183,12 +187,12 @@ def _fail_in_worker(monkeypatch, how, partition=3):
             fail(lo)
         return real_shard(token, sc, opts, lo, hi, *rest)
 
-    monkeypatch.setattr(par, "stream_files", files)
-    monkeypatch.setattr(par, "write_shard", shard)
+    monkeypatch.setattr(par_spool, "stream_files", files)
+    monkeypatch.setattr(par_phases, "write_shard", shard)
 
 
 def _scenario_partitions():
-    return tg.engine.Engine(_scenario("chat"), frames=False, packets=False).partitions()
+    return Engine(_scenario("chat"), frames=False, packets=False).partitions()
 
 
 def _leftovers(folder) -> list[str]:
@@ -271,14 +275,14 @@ def test_cli_options(tmp_path, capsys):
 def test_a_failed_dask_task_fails_the_run(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     parts = _scenario_partitions()
-    real = par.stream_arrays
+    real = par_phases.stream_arrays
 
     def stream(token, sc, opts, lo, hi, *rest):
         if lo == parts[4][0]:
             raise TrafficgenError("a worker's own one-line error")
         return real(token, sc, opts, lo, hi, *rest)
 
-    monkeypatch.setattr(par, "stream_arrays", stream)
+    monkeypatch.setattr(par_phases, "stream_arrays", stream)
     out = tmp_path / "out"
     out.mkdir()
     # threads in this process, so the patch is what the workers run

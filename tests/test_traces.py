@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trafficgen.errors import TrafficgenError
-from trafficgen.traces.read import cached_tokens, read_trace
+from trafficgen.traces.mooncake import cached_tokens
+from trafficgen.traces.read import read_trace
 
 from .test_chat_model import traces_dir
 

@@ -12,41 +12,19 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterator
 
 from trafficgen.config.scenario import Scenario, load_scenario
-from trafficgen.config.units import parse_duration
-from trafficgen.engine.core import (
-    DEFAULT_BATCH_PACKETS,
-    DEFAULT_WINDOW_NS,
-    GEN_WORKERS,
-    MIN_WINDOW_NS,
-    Batch,
-    BufferPool,
-    Engine,
-)
+from trafficgen.engine.build import check_batch, make_engine, window_ns
+from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS, Batch
 from trafficgen.errors import TrafficgenError
-from trafficgen.sinks import check_writable, is_special
-from trafficgen.sinks.parquet import ParquetSink
-from trafficgen.sinks.pcap import PcapSink
-from trafficgen.sinks.pcapng import PcapngSink
+from trafficgen.sinks import check_writable
+from trafficgen.sinks.buffers import BufferPool
+from trafficgen.sinks.outputs import capture_format, open_sinks
 
 __all__ = ["load_scenario", "batches", "generate", "Batch", "open_sinks"]
-
-
-def _window_ns(window) -> int:
-    """A generation window given as ns (int) or a duration string; at least 100 ms."""
-    given = window
-    if isinstance(window, str):
-        try:
-            window = parse_duration(window)
-        except ValueError as e:
-            raise TrafficgenError(f"window: {e}") from None
-    if isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW_NS:
-        raise TrafficgenError(f"window: expected a duration of at least 100ms, got {given!r}")
-    return window
 
 
 def batches(scenario: Scenario | str | dict, *, frames: bool = True,
@@ -62,19 +40,6 @@ def batches(scenario: Scenario | str | dict, *, frames: bool = True,
     return iter(make_engine(scenario, frames, batch_packets, window))
 
 
-def _check_batch(batch_packets) -> int:
-    if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
-        raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
-    return batch_packets
-
-
-def make_engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
-            packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
-    _check_batch(batch_packets)
-    return Engine(scenario, frames=frames, batch_packets=batch_packets,
-                  window_ns=_window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads)
-
-
 def _check_outputs(paths: dict[str, object]) -> None:
     seen: dict[str, str] = {}
     for what, dest in paths.items():
@@ -85,53 +50,6 @@ def _check_outputs(paths: dict[str, object]) -> None:
             raise TrafficgenError(f"{dest}: given as both the {seen[real]} and the {what} output")
         seen[real] = what
         check_writable(Path(dest), allow_special=what == "capture")
-
-
-def _capture_format(pcap) -> str | None:
-    """``"pcap"`` or ``"pcapng"`` from the capture path's suffix (a file object, or an existing
-    FIFO or device not named ``.pcapng``, gets pcap); anything else is refused."""
-    if pcap is None:
-        return None
-    if hasattr(pcap, "write"):
-        return "pcap"
-    suffix = os.fspath(pcap).lower().rsplit(".", 1)[-1] if "." in os.fspath(pcap) else ""
-    if suffix in ("pcap", "pcapng"):
-        return suffix
-    if is_special(Path(pcap)):
-        return "pcap"
-    raise TrafficgenError(f"{pcap}: capture format from the suffix must be .pcap or .pcapng")
-
-
-class SinkSet(list):
-    """The sinks of a run's outputs (``capture``, ``flows``, ``requests``, ``packets``: paths or
-    binary file objects, or ``None``), as one: ``write(batch)`` to each; ``finish()`` makes every
-    file whole under its temporary name, then renames them all; an error aborts them all."""
-
-    def write(self, batch) -> None:
-        for sink in self:
-            sink.write(batch)
-
-    def finish(self) -> None:
-        for sink in self:
-            sink.finish()
-        for sink in self:
-            sink.commit()
-
-
-@contextmanager
-def open_sinks(scenario: Scenario, outputs: dict, release=None) -> Iterator[SinkSet]:
-    fmt = _capture_format(outputs.get("capture"))
-    with ExitStack() as stack:
-        sinks = SinkSet()
-        pcap = outputs.get("capture")
-        if fmt == "pcapng":
-            sinks.append(stack.enter_context(PcapngSink(pcap, scenario, release=release)))
-        elif pcap is not None:
-            sinks.append(stack.enter_context(PcapSink(pcap, release=release)))
-        for table in ("flows", "requests", "packets"):
-            if outputs.get(table) is not None:
-                sinks.append(stack.enter_context(ParquetSink(outputs[table], table, scenario)))
-        yield sinks
 
 
 def _workers(workers, scheduler) -> int | None:
@@ -165,7 +83,7 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     ``scheduler``: a Dask scheduler's address (or a ``distributed.Client``) to run it on
     instead. ``shards``: every output path names a new folder of one file per partition (the
     sessions that start in one minute), readable as one dataset. None of the three changes a
-    byte of the output (see ``trafficgen.parallel``).
+    byte of the output (see ``trafficgen.engine.parallel``).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -175,7 +93,7 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         return _generate_shards(scenario, outputs, n_workers, scheduler, batch_packets, window,
                                 progress)
     _check_outputs(outputs)
-    _capture_format(pcap)
+    capture_format(pcap)
     buffers = BufferPool()  # frame buffers go back to the pool once written
     # without a capture or a packet table, the packets are counted but never sorted or merged
     with_packets = pcap is not None or packets is not None
@@ -186,8 +104,8 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
                          gen_threads=1 if n_workers == 1 else GEN_WORKERS)
     else:
         from trafficgen.engine.parallel import Options, merged_batches
-        opts = Options(pcap is not None, with_packets, _window_ns(window),
-                       _check_batch(batch_packets))
+        opts = Options(pcap is not None, with_packets, window_ns(window),
+                       check_batch(batch_packets))
         source = merged_batches(scenario, opts, workers=n_workers, scheduler=scheduler, stats=par,
                                 alloc=buffers.get)
     totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
@@ -240,7 +158,7 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
     suffix = {"capture": "pcapng" if os.fspath(given.get("capture", "")).lower().endswith(".pcapng")
               else "pcap", "flows": "parquet", "requests": "parquet", "packets": "parquet"}
     opts = Options("capture" in given, "capture" in given or "packets" in given,
-                   _window_ns(window), _check_batch(batch_packets))
+                   window_ns(window), check_batch(batch_packets))
     t0 = time.perf_counter()
     with ExitStack() as stack:
         folders = {k: stack.enter_context(StagedFolder(v, what=k)) for k, v in given.items()}

@@ -181,3 +181,14 @@ def concat_rows(parts: list[np.ndarray]) -> np.ndarray:
         flat[o:o + n] = np.ascontiguousarray(p).view(np.uint8)
         o += n
     return out
+
+
+def take_rows(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``rows[order]`` for a structured array, copying whole rows in a kernel (numpy's fancy
+    indexing of structured rows goes field by field)."""
+    from trafficgen.kernels.stats import gather_rows  # late: numba only where rows are moved
+    out = np.empty(order.shape[0], rows.dtype)
+    if order.shape[0]:
+        gather_rows(rows.view(np.uint8).reshape(rows.shape[0], rows.dtype.itemsize), order,
+                    out.view(np.uint8).reshape(order.shape[0], rows.dtype.itemsize))
+    return out

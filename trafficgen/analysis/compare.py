@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trafficgen.traces.read import Trace, read_trace
+from trafficgen.traces.read import read_trace
+from trafficgen.traces.trace import Trace
 
 from .stats import arrival_stats
 

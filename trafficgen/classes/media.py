@@ -232,7 +232,7 @@ def _end_unanswered(ep: EpochSchedule) -> None:
 def _join(a: EpochSchedule, b: EpochSchedule, n_sessions: int) -> EpochSchedule:
     """One schedule of two (local ids): flows in session order (a session has one flow),
     requests by (session, turn), packets by (time, flow, packet order)."""
-    from trafficgen.engine.core import take_rows  # late: the engine imports the models
+    from trafficgen.schema import take_rows
     flows, reqs = concat_rows([a.flows, b.flows]), concat_rows([a.requests, b.requests])
     nf, nr = a.flows.shape[0], a.requests.shape[0]
     b.sched["flow_id"] += nf

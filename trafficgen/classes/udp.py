@@ -52,7 +52,7 @@ def schedule_from_packets(start_ns: int, class_id: int, rows: np.ndarray, flows:
         (absent labels are 0, ``tool_call`` -1).
     n_sessions : sessions of the window (the engine's session ids advance by this).
     """
-    from trafficgen.engine.core import take_rows  # late: the engine imports the models
+    from trafficgen.schema import take_rows
     if rows.shape[0] and rows["ts_ns"].min() < 0:
         rows = rows[rows["ts_ns"] >= 0]
     f_seen = np.zeros(flows["session"].shape[0], bool)

@@ -1,8 +1,10 @@
-"""The generation engine: the window loop, rows and buffers, the network plan, scale-out.
+"""The generation engine: the window loop, rows, the network plan, scale-out.
 
-Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows; Batch,
-BufferPool), ``netplan`` (addresses, VLAN/encapsulation, QUIC, MACsec per flow), ``parallel``
-(worker processes and Dask: partitions, spools, the merge, shards), ``malloc``.
-May import: ``config``, ``classes``, ``wire``, ``kernels``, ``schema``, ``errors``, ``sinks``.
-Never the API or the CLI.
+Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows; Batch),
+``build`` (an Engine from the API's arguments, checked), ``netplan`` (addresses,
+VLAN/encapsulation, QUIC, MACsec per flow), ``malloc``, and scale-out: ``parallel`` (its entry),
+``phases`` (a partition's two phases, the ids), ``spool``, ``pool`` (local worker processes),
+``dask``, ``backend``, ``merge``, ``shards``.
+May import: ``sinks`` (buffers, the sink set of a shard), ``classes``, ``config``, ``wire``,
+``schema``, ``errors``, ``kernels``. Never replay, analysis, the API or the CLI.
 """

@@ -12,7 +12,6 @@ window nor the batch size changes a byte: they only trade memory against overhea
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import frames as kf
 from trafficgen.kernels.rng import derive_range, fill_bytes, key_of
-from trafficgen.kernels.stats import gather_rows
-from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
+from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows, take_rows
+from trafficgen.sinks.buffers import BufferPool as BufferPool  # the engine's frame buffers
 from trafficgen.wire.tls import CombinedTemplates
 
 from .netplan import NetPlan
@@ -249,7 +248,7 @@ class Engine:
             new = _merge_sorted(new_parts)
             if new.shape[0]:
                 runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
-            attrs.add(self._flow_attrs(flows), runs[0][0] if runs else first_flow)
+            attrs.add(self.flow_attrs(flows), runs[0][0] if runs else first_flow)
             last = t1 >= final_t1
             boundary = self.sc.start_ns + t1
             heads, tails = [], []
@@ -266,9 +265,9 @@ class Engine:
                     tails.append((run_first, tail, tail_ts))
             runs = tails
             ready = _merge_sorted(heads)
-            yield from self._batches(ready, attrs, flows, reqs, max(t1, 0))
+            yield from self.batches_of(ready, attrs, flows, reqs, max(t1, 0))
 
-    def _batches(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
+    def batches_of(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
         """Slice the emitted packets into batches; the window's table rows go with the first."""
         if ready.shape[0] == 0:
             if flows.shape[0] or reqs.shape[0]:
@@ -298,7 +297,8 @@ class Engine:
         next_id["session"] += ep.n_sessions
         next_id["request"] += ep.requests.shape[0]
 
-    def _flow_attrs(self, flows) -> dict:
+    def flow_attrs(self, flows) -> dict:
+        """Per-flow columns the frames are built from (addresses, ports, keys, network)."""
         keys = np.empty(flows.shape[0], np.uint64)
         if flows.shape[0]:
             derive_range(self.seed_key, int(flows["flow_id"][0]), keys)
@@ -338,32 +338,6 @@ class Engine:
         return Batch(part, buf, offsets, flows, reqs, progress)
 
 
-class BufferPool:
-    """Frame buffers handed back once written (``release``) and handed out again (``get``):
-    a run then touches the same few buffers instead of faulting in fresh pages for every batch
-    (606 MB of them per 5 minutes of chat). Thread-safe; keeps at most ``keep`` spare."""
-
-    def __init__(self, keep: int = 2):
-        self.keep = keep
-        self._free: list[np.ndarray] = []
-        self._lock = threading.Lock()
-
-    def get(self, nbytes: int) -> np.ndarray:
-        with self._lock:
-            for i, base in enumerate(self._free):
-                if base.shape[0] >= nbytes:
-                    return self._free.pop(i)[:nbytes]
-        return np.empty(nbytes + (nbytes >> 3), np.uint8)[:nbytes]  # room for the next
-
-    def release(self, view: np.ndarray) -> None:
-        base = view.base if isinstance(view.base, np.ndarray) else view
-        if not base.flags.writeable:  # a view of a file (a merged partition's frames)
-            return
-        with self._lock:
-            if len(self._free) < self.keep:
-                self._free.append(base)
-
-
 def _merge_sorted(runs: list) -> np.ndarray:
     """Merge ts-sorted runs, given in flow-id order, into one run sorted by (ts, flow_id,
     packet order): a stable sort of the concatenation (timsort merges the runs in linear time
@@ -375,13 +349,3 @@ def _merge_sorted(runs: list) -> np.ndarray:
         return runs[0]
     cat = concat_rows(runs)
     return take_rows(cat, np.argsort(cat["ts_ns"], kind="stable"))
-
-
-def take_rows(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``rows[order]`` for a structured array, copying whole rows in a kernel (numpy's fancy
-    indexing of structured rows goes field by field)."""
-    out = np.empty(order.shape[0], rows.dtype)
-    if order.shape[0]:
-        gather_rows(rows.view(np.uint8).reshape(rows.shape[0], rows.dtype.itemsize), order,
-                    out.view(np.uint8).reshape(order.shape[0], rows.dtype.itemsize))
-    return out

@@ -5,7 +5,7 @@ the engine's per-window arrays (megabytes each, freed every window) come from th
 fragmentation keeps them resident: peak RSS then creeps up with the duration. A fixed 1 MiB
 threshold serves such arrays from mmap, returned to the system when freed. Fresh mmapped
 pages cost a fault each, so the largest per-window and per-batch buffers are reused instead
-(``engine.BufferPool``, the transport scratch in ``models/common.py``); see bench/RESULTS.md.
+(``sinks.buffers.BufferPool``, the transport scratch in ``classes/common.py``); see bench/RESULTS.md.
 The CLI calls this; a library user may call it for their own process.
 """
 from __future__ import annotations

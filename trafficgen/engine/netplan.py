@@ -21,7 +21,7 @@ from trafficgen.errors import TrafficgenError
 from trafficgen.kernels import encap as ke
 from trafficgen.kernels import quic as kq
 from trafficgen.kernels.rng import derive_range, key_of
-from trafficgen.schema import CLASSES, PROTO_TCP, PROTO_UDP
+from trafficgen.schema import CLASSES, PROTO_TCP, PROTO_UDP, take_rows
 from trafficgen.wire.quic import crypto_room
 
 _ENCAP_CODE = {"none": ke.ENCAP_NONE, "mpls": ke.ENCAP_MPLS, "vxlan": ke.ENCAP_VXLAN,
@@ -226,7 +226,6 @@ class NetPlan:
         """The QUIC flows' TCP packets as QUIC packets (``kernels.quic.plan``): some go, the
         rest get their QUIC length, packet number (in ``seq``) and kind (in ``segoff``, an
         encoder field); the flow and request totals are recounted from what is left."""
-        from .core import take_rows
         sched, f, r = ep.sched, ep.flows, ep.requests
         n = sched.shape[0]
         fr = sched["flow_id"] - f0

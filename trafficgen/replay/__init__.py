@@ -3,6 +3,6 @@ interface the user names.
 
 Owns: ``replayer`` (Replay), ``capture`` (chunked pcap/pcapng reading), ``rate`` (Rate, Pacer),
 ``iface`` (the interface and its transmitter).
-May import: ``config``, ``engine`` (live generation), ``kernels``, ``analysis.formats``,
-``errors``. Never the API or the CLI.
+May import: ``engine`` (live generation: ``engine.build``), ``sinks`` (frame buffers, the
+capture formats), ``config``, ``kernels``, ``errors``. Never analysis, the API or the CLI.
 """

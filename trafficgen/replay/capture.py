@@ -19,9 +19,9 @@ from typing import Iterator
 
 import numpy as np
 
-from trafficgen.analysis.report import LINKTYPES, PCAP_MAGICS, PCAPNG_BOM, PCAPNG_SHB, tsresol
 from trafficgen.errors import TrafficgenError
 from trafficgen.kernels import capread as kc
+from trafficgen.sinks.formats import LINKTYPES, PCAP_MAGICS, PCAPNG_BOM, PCAPNG_SHB, tsresol
 
 CHUNK = 4 << 20  # bytes per buffer
 SLOTS = 3  # buffers in flight: one being sent, one read ahead, one being filled

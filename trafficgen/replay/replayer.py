@@ -251,8 +251,8 @@ class Replay:
         return None
 
     def _run_live(self) -> str:
-        from trafficgen.api import make_engine
-        from trafficgen.engine.core import BufferPool
+        from trafficgen.engine.build import make_engine
+        from trafficgen.sinks.buffers import BufferPool
         pool = BufferPool(keep=3)
         engine = make_engine(self.source, True, 1 << 14, "10s", pool.get)
         batches = Prefetch(iter(engine), depth=2, name="trafficgen-live-gen")

@@ -1,6 +1,13 @@
 """Sinks: where batches go. Each accepts a path or a binary file object, works as a context
 manager, reports rows and bytes, and (for paths) writes under a temporary name in the same
-folder, renamed into place only when whole: a failed run leaves the user's files untouched."""
+folder, renamed into place only when whole: a failed run leaves the user's files untouched.
+
+Owns: this module (AtomicFile, StagedFolder, output checks), ``pcap``, ``pcapng``, ``parquet``,
+``outputs`` (a run's sinks as one: open_sinks), ``buffers`` (BufferPool, the frame buffers the
+engine fills and the sinks hand back), ``formats`` (capture-format facts the readers share).
+May import: ``config``, ``schema``, ``errors``, ``version``, ``kernels``. Never the engine,
+replay, analysis, the API or the CLI.
+"""
 from __future__ import annotations
 
 import os

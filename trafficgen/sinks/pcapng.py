@@ -16,6 +16,7 @@ from trafficgen.kernels import pcapng as kn
 from trafficgen.schema import CLASSES, DIRECTIONS, PHASES
 
 from . import open_output
+from .buffers import BufferPool
 from .pcap import LINKTYPE_ETHERNET, SNAPLEN, BackgroundWriter, PcapSink, write_all
 
 SHB_TYPE, IDB_TYPE, BOM = 0x0A0D0D0A, 1, 0x1A2B3C4D
@@ -72,7 +73,6 @@ class PcapngSink(PcapSink):
         self.bytes = len(head)
         self.rows = 0
         self._release = release
-        from trafficgen.engine.core import BufferPool
         self._pool = BufferPool()
         self._writer = BackgroundWriter(self.stream, depth, self._pool.release)
 

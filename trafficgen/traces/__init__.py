@@ -1,6 +1,8 @@
-"""Request traces: reading Azure and Mooncake traces (CSV or JSON lines, plain or gzip) and
-turning one into a scenario for trace-driven runs.
+"""Request traces: reading Azure, Mooncake, BurstGPT and generic traces (CSV, JSON lines or
+Parquet) and turning one into a scenario for trace-driven runs.
 
-Owns: ``read`` (read_trace, Trace), ``columns`` (column checks), ``scenario`` (trace_scenario).
-May import: ``config``, ``classes``, ``errors``. Never the engine, API or CLI.
+Owns: ``read`` (read_trace: the format, CSV and Parquet readers), ``trace`` (Trace),
+``mooncake`` (the JSON-lines reader, cached prefix tokens), ``columns`` (column checks),
+``scenario`` (trace_scenario).
+May import: ``classes``, ``config``, ``errors``. Never the engine, the API or the CLI.
 """

@@ -22,55 +22,19 @@ error path.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trafficgen.errors import TrafficgenError
 
-from .columns import MAX_TOKENS, BadValue, as_ids, as_iso, as_seconds, as_strings, as_tokens, first_bad
+from .columns import BadValue, as_ids, as_iso, as_seconds, as_strings, as_tokens, first_bad
+from .mooncake import read_mooncake
+from .trace import Trace, ordered_trace, short_error
 
-BLOCK_TOKENS = 512  # a Mooncake hash_ids block
 CHUNK_BYTES = 4 << 20  # CSV text read at a time
 FORMATS = ("azure", "mooncake", "burstgpt", "generic")
 _TIME_UNITS = {"time_s": 1e9, "time_ms": 1e6, "time_ns": 1.0}
-
-
-@dataclass
-class Trace:
-    """A request trace as arrays, one row per request, in time order (ties keep file order).
-
-    ``times_ns``: int64, Unix epoch ns where the file says when (``absolute``), else ns from the
-    trace's own origin; ``prompt``/``output``: int64 tokens; ``cls`` (str objects), ``session``
-    and ``client`` (int64): None where the file has no such column; ``cached``: int64 cached
-    prefix tokens (Mooncake hash_ids), else None."""
-
-    path: str
-    format: str
-    times_ns: np.ndarray
-    prompt: np.ndarray
-    output: np.ndarray
-    absolute: bool = False
-    cls: np.ndarray | None = None
-    session: np.ndarray | None = None
-    client: np.ndarray | None = None
-    cached: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.times_ns.shape[0])
-
-    @property
-    def span_ns(self) -> int:
-        return int(self.times_ns[-1] - self.times_ns[0]) if len(self) else 0
-
-    def select(self, keep: np.ndarray) -> "Trace":
-        """The rows where ``keep`` (a boolean mask or indexes)."""
-        cut = lambda a: None if a is None else a[keep]  # noqa: E731
-        return Trace(self.path, self.format, self.times_ns[keep], self.prompt[keep],
-                     self.output[keep], self.absolute, cut(self.cls), cut(self.session),
-                     cut(self.client), cut(self.cached))
 
 
 def read_trace(path, fmt: str | None = None) -> Trace:
@@ -92,7 +56,7 @@ def read_trace(path, fmt: str | None = None) -> Trace:
         if head[:4] == b"PAR1":
             trace = _parquet(path)
         elif kind == "mooncake":
-            trace = _mooncake(path)
+            trace = read_mooncake(path)
         else:
             trace = _csv(path, kind)
     except BadValue as e:
@@ -131,15 +95,6 @@ def _line_of(path: Path, row: int, header: bool) -> int:
     return n if "n" in locals() else 1
 
 
-def _finish(path, fmt, t, prompt, output, absolute, cls=None, session=None, client=None,
-            cached=None) -> Trace:
-    order = np.argsort(t, kind="stable")
-    tr = Trace(str(path), fmt, t, prompt, output, absolute, cls, session, client, cached)
-    if order.shape[0] and np.any(order != np.arange(order.shape[0])):
-        tr = tr.select(order)
-    return tr
-
-
 def _pick(names: dict, *choices: str) -> str | None:
     for c in choices:
         if c in names:
@@ -169,7 +124,7 @@ def _csv_chunks(path: Path):
         if bad and bad[0].number is not None:
             return BadValue(bad[0].number - 2, f"expected {bad[0].expected_columns} fields, got "
                                            f"{bad[0].actual_columns}")
-        return BadValue(_scan_csv(path, len(names)), _short(e))
+        return BadValue(_scan_csv(path, len(names)), short_error(e))
     errors = (pa.ArrowException, UnicodeDecodeError, ValueError)
     try:
         reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(use_threads=False, block_size=CHUNK_BYTES),
@@ -199,7 +154,7 @@ def _merge(path, fmt, parts: list) -> Trace:
         return parts[0]
     cat = lambda name: (None if getattr(parts[0], name) is None  # noqa: E731
                         else np.concatenate([getattr(p, name) for p in parts]))
-    return _finish(path, parts[0].format, cat("times_ns"), cat("prompt"), cat("output"),
+    return ordered_trace(path, parts[0].format, cat("times_ns"), cat("prompt"), cat("output"),
                    parts[0].absolute, cat("cls"), cat("session"), cat("client"), cat("cached"))
 
 
@@ -214,11 +169,6 @@ def _chunked(path, fmt, chunks, convert) -> Trace:
                 e.row += base
             raise
     return _merge(path, fmt, parts)
-
-
-def _short(e: Exception) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:160]
 
 
 def _scan_csv(path: Path, ncols: int) -> int | None:
@@ -253,7 +203,7 @@ def _csv_table(path: Path, kind: str, table) -> Trace:
             raise BadValue(None, f"an Azure trace needs columns TIMESTAMP, ContextTokens, "
                              f"GeneratedTokens (missing {missing[0]})")
         t = as_iso(col(names["timestamp"]), "TIMESTAMP")
-        return _finish(path, "azure", t, as_tokens(col(names["contexttokens"]), "ContextTokens"),
+        return ordered_trace(path, "azure", t, as_tokens(col(names["contexttokens"]), "ContextTokens"),
                        as_tokens(col(names["generatedtokens"]), "GeneratedTokens"), True)
     if kind == "burstgpt":
         need = ("timestamp", "request tokens", "response tokens")
@@ -262,7 +212,7 @@ def _csv_table(path: Path, kind: str, table) -> Trace:
             raise BadValue(None, f"a BurstGPT trace needs columns Timestamp, Request tokens, "
                              f"Response tokens (missing {missing[0]})")
         t = as_seconds(col(names["timestamp"]), "Timestamp", 1e9)
-        return _finish(path, "burstgpt", t, as_tokens(col(names["request tokens"]), "Request tokens"),
+        return ordered_trace(path, "burstgpt", t, as_tokens(col(names["request tokens"]), "Request tokens"),
                        as_tokens(col(names["response tokens"]), "Response tokens"), False)
     return _generic(path, names, col)
 
@@ -292,7 +242,7 @@ def _generic(path: Path, names: dict, col) -> Trace:
         k = _pick(names, *choices)
         if k is not None:
             extra[key] = as_ids(col(k), k)
-    return _finish(path, "generic", t, as_tokens(col(pkey), pkey), as_tokens(col(okey), okey),
+    return ordered_trace(path, "generic", t, as_tokens(col(pkey), pkey), as_tokens(col(okey), okey),
                    absolute, **extra)
 
 
@@ -306,7 +256,7 @@ def _parquet(path: Path) -> Trace:
         llm_only = "kind" in cols and pc.any(pc.equal(  # a request table: its LLM calls (or
             pc.cast(pf.read(columns=["kind"]).column("kind"), pa.string()), "llm")).as_py()  # all)
     except (pa.ArrowException, OSError) as e:
-        raise BadValue(None, f"unreadable Parquet file: {_short(e)}") from None
+        raise BadValue(None, f"unreadable Parquet file: {short_error(e)}") from None
     names = {n.lower(): n for n in cols}
 
     def chunks():
@@ -319,96 +269,9 @@ def _parquet(path: Path) -> Trace:
                 yield table, base
                 base += table.num_rows
         except (pa.ArrowException, OSError) as e:
-            raise BadValue(None, f"unreadable Parquet file: {_short(e)}") from None
+            raise BadValue(None, f"unreadable Parquet file: {short_error(e)}") from None
 
     tr = _chunked(path, "generic", chunks(),
                   lambda table: _generic(path, names, lambda key: table.column(key).combine_chunks()))
     tr.format = "requests" if "kind" in cols else "generic"
     return tr
-
-
-def _mooncake(path: Path) -> Trace:
-    import pyarrow as pa
-    import pyarrow.json as pjson
-    schema = pa.schema([("timestamp", pa.float64()), ("input_length", pa.int64()),
-                        ("output_length", pa.int64()), ("hash_ids", pa.list_(pa.int64()))])
-    try:
-        table = pjson.read_json(path, read_options=pjson.ReadOptions(use_threads=False),
-                                parse_options=pjson.ParseOptions(
-                                    explicit_schema=schema, unexpected_field_behavior="ignore"))
-    except (pa.ArrowException, ValueError) as e:
-        row, what = _scan_jsonl(path)
-        raise BadValue(row, what or _short(e)) from None
-    for name in ("timestamp", "input_length", "output_length"):
-        c = table.column(name)
-        if c.null_count:
-            import pyarrow.compute as pc
-            row = first_bad(pc.is_valid(c).to_numpy(zero_copy_only=False))
-            raise BadValue(row, f"missing {name}")
-    ms = table.column("timestamp").to_numpy()
-    t = _check_times(ms * 1e6, "timestamp")
-    prompt = table.column("input_length").to_numpy().astype(np.int64)
-    output = table.column("output_length").to_numpy().astype(np.int64)
-    for name, v in (("input_length", prompt), ("output_length", output)):
-        row = first_bad((v >= 0) & (v < MAX_TOKENS))
-        if row is not None:
-            raise BadValue(row, f"{name}: expected a token count from 0 to 2**31-1, got {v[row]}")
-    cached = cached_tokens(table.column("hash_ids").combine_chunks(), prompt)
-    return _finish(path, "mooncake", t, prompt, output, False, cached=cached)
-
-
-def _check_times(ns: np.ndarray, name: str) -> np.ndarray:
-    row = first_bad(np.isfinite(ns) & (np.abs(ns) < 4e18))
-    if row is not None:
-        raise BadValue(row, f"{name}: expected a finite time, got {ns[row] / 1e6!r}")
-    return np.round(ns).astype(np.int64)
-
-
-def _scan_jsonl(path: Path) -> tuple[int | None, str | None]:
-    """The first bad line of a JSONL file (error path only): (data row, what is wrong)."""
-    row = 0
-    with open(path, "rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (ValueError, UnicodeDecodeError) as e:
-                return row, f"not valid JSON: {_short(e)}"
-            if not isinstance(obj, dict):
-                return row, "expected a JSON object per line"
-            for k in ("timestamp", "input_length", "output_length"):
-                if k not in obj:
-                    return row, f"missing {k}"
-                v = obj[k]
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    return row, f"{k}: expected a number, got {v!r}"[:160]
-            h = obj.get("hash_ids", [])
-            if h is not None and (not isinstance(h, list) or not all(
-                    isinstance(x, int) and not isinstance(x, bool) for x in h)):
-                return row, "hash_ids: expected a list of whole numbers"
-            row += 1
-    return None, None
-
-
-def cached_tokens(hash_ids, prompt: np.ndarray) -> np.ndarray:
-    """Cached prefix tokens per request: its leading ``hash_ids`` blocks that an earlier request
-    (in file order) already had, x ``BLOCK_TOKENS``, at most the prompt. ``hash_ids``: a pyarrow
-    list array; vectorised over the flattened blocks."""
-    n = prompt.shape[0]
-    offs = np.asarray(hash_ids.offsets, np.int64)
-    flat = np.asarray(hash_ids.flatten().fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    lens = np.diff(offs) if n else np.zeros(0, np.int64)
-    if hash_ids.null_count:
-        lens = np.where(np.asarray(hash_ids.is_valid()), lens, 0)
-    if flat.shape[0] == 0:
-        return np.zeros(n, np.int64)
-    row = np.repeat(np.arange(n), np.diff(offs))
-    _, first, inv = np.unique(flat, return_index=True, return_inverse=True)
-    seen = row[first][inv] < row  # the block's first request came before this one
-    pos = np.arange(flat.shape[0]) - offs[:-1][row]
-    key = np.where(seen, np.int64(1 << 40), pos)
-    lead = np.full(n, 1 << 40, np.int64)
-    np.minimum.at(lead, row, key)
-    blocks = np.minimum(lead, lens)
-    return np.minimum(blocks * BLOCK_TOKENS, prompt)

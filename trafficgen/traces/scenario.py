@@ -22,7 +22,8 @@ from trafficgen.config.scenario import MAX_DURATION_NS, Scenario, load_scenario
 from trafficgen.config.units import parse_duration
 from trafficgen.errors import TrafficgenError
 
-from .read import Trace, read_trace
+from .read import read_trace
+from .trace import Trace
 
 
 def _rows(tr: Trace, keep, t_rel) -> dict:

@@ -1,0 +1,61 @@
+"""An engine from the library's arguments: the window and batch size checked as the API and
+the CLI give them (``trafficgen.api``, live replay), one-line errors for bad values."""
+from __future__ import annotations
+
+from trafficgen.config.scenario import Scenario
+from trafficgen.config.units import parse_duration
+from trafficgen.errors import TrafficgenError
+
+from .core import GEN_WORKERS, MIN_WINDOW_NS, Engine
+
+
+def window_ns(window) -> int:
+    """A generation window given as ns (int) or a duration string; at least 100 ms.
+
+    Raises
+    ------
+    TrafficgenError
+        Not a duration, or shorter than 100 ms.
+    """
+    given = window
+    if isinstance(window, str):
+        try:
+            window = parse_duration(window)
+        except ValueError as e:
+            raise TrafficgenError(f"window: {e}") from None
+    if isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW_NS:
+        raise TrafficgenError(f"window: expected a duration of at least 100ms, got {given!r}")
+    return window
+
+
+def check_batch(batch_packets) -> int:
+    """``batch_packets`` if it is a whole number >= 1, else a ``TrafficgenError``."""
+    if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
+        raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
+    return batch_packets
+
+
+def make_engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
+                packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
+    """An ``Engine`` for ``scenario`` with the batch size and window checked.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        What to generate.
+    frames : bool
+        Build the frame bytes (a capture) or not (labels and tables only).
+    batch_packets : int
+        Packets per batch at most.
+    window : int or str
+        Session time generated at once: ns, or a duration such as ``"10s"``.
+    alloc : callable, optional
+        ``alloc(nbytes)``: the frame buffers (``BufferPool.get``).
+    packets : bool
+        Sort and emit the packets (a capture or a packet table), not only the tables.
+    gen_threads : int
+        Windows generated ahead, in parallel.
+    """
+    check_batch(batch_packets)
+    return Engine(scenario, frames=frames, batch_packets=batch_packets,
+                  window_ns=window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads)

@@ -1,0 +1,43 @@
+"""Shards: each partition into its own files (one per output), written by the worker that
+builds it; nothing is merged. MACsec runs cannot be sharded (their packet numbers count one
+capture's frames).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from trafficgen.errors import TrafficgenError
+
+from .backend import Backend
+from .core import Engine
+from .phases import Ids, Options
+
+
+def check_shards(scenario) -> None:
+    """Refuse what cannot be cut into captures: MACsec packet numbers count one capture's frames."""
+    if scenario.network.macsec:
+        raise TrafficgenError("network.macsec: MACsec packet numbers count the frames of one whole "
+                              "capture, so a MACsec run cannot be sharded (drop --shards)")
+
+
+def write_shards(scenario, opts: Options, paths_of: Callable[[int], dict], *, workers: int = 1,
+                 scheduler=None, progress: Callable | None = None) -> tuple[list[dict], int]:
+    """Each partition into its own files (``paths_of(i)``): returns each one's counts and the
+    number of workers that ran."""
+    check_shards(scenario)
+    parts = Engine(scenario, frames=False, packets=False, window_ns=opts.window_ns).partitions()
+    out: list[dict | None] = [None] * len(parts)
+    with Backend(scenario, opts, workers, scheduler) as backend:
+        jobs = [(lo, hi, paths_of(i)) for i, (lo, hi) in enumerate(parts)]
+        ahead = backend.ahead
+        backend.limit = ahead
+        done = 0
+        for i, result in backend.events(jobs, Ids(len(jobs))):
+            out[i] = result
+            while done < len(out) and out[done] is not None:
+                done += 1
+            backend.limit = done + ahead
+            if progress is not None:
+                hi = parts[done][0] if done < len(parts) else scenario.duration_ns
+                progress(max(0, min(hi, scenario.duration_ns)), scenario.duration_ns)
+        return out, backend.workers
