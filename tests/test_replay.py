@@ -25,8 +25,8 @@ import pytest
 
 import trafficgen as tg
 from trafficgen.cli.main import main
-from trafficgen.replay.capture import CaptureFile
-from trafficgen.replay.rate import Pacer, Rate
+from trafficgen.playback.capture import CaptureFile
+from trafficgen.playback.rate import Pacer, Rate
 
 from .conftest import require_tool
 from .replay_net import PeerCapture, VethPair, make_frames, net_admin_reason, read_pcap, write_pcap, write_pcapng
@@ -115,7 +115,7 @@ def test_deadlines_are_absolute_and_do_not_drift():
 
 @pytest.mark.parametrize("fmt", ["pcap-ns", "pcap-us-be", "pcapng-ns", "pcapng-us-be", "pcapng-spb"])
 def test_reader_walks_every_format_across_chunk_boundaries(tmp_path, fmt, monkeypatch):
-    import trafficgen.replay.capture as capture
+    import trafficgen.playback.capture as capture
     frames = make_frames(3000, seed=2)
     ts = T0 + np.cumsum(np.random.default_rng(3).integers(0, 2_000_000, 3000))
     path = tmp_path / "f"
@@ -138,7 +138,7 @@ def test_reader_walks_every_format_across_chunk_boundaries(tmp_path, fmt, monkey
 def as_if_root(monkeypatch):
     """File and argument checks without root: CAP_NET_RAW taken as held (no socket opens:
     every case is refused before that)."""
-    import trafficgen.replay.iface as iface
+    import trafficgen.playback.iface as iface
     monkeypatch.setattr(iface, "may_send_raw", lambda: True)
 
 
@@ -184,7 +184,7 @@ def test_replay_help_examples_parse():
 
 
 def test_frames_the_interface_cannot_take():
-    from trafficgen.replay.iface import oversize
+    from trafficgen.playback.iface import oversize
     frames = [bytes(60), bytes(1514), b"\0" * 12 + b"\x81\x00" + bytes(1504), bytes(1515), bytes(10)]
     buf = np.frombuffer(b"".join(frames), np.uint8)
     length = np.array([len(f) for f in frames], np.int64)
@@ -224,8 +224,8 @@ def test_every_frame_arrives_intact_and_in_order(veth, tmp_path, fmt, monkeypatc
     else:
         write_pcap(path, frames, ts, nanos=False)
     if fmt == "pcap-streamed":  # as a big file goes: read again each pass, in many chunks
-        import trafficgen.replay.capture as capture
-        import trafficgen.replay.replayer as replayer
+        import trafficgen.playback.capture as capture
+        import trafficgen.playback.replayer as replayer
         monkeypatch.setattr(replayer, "CACHE_BYTES", 0)
         monkeypatch.setattr(capture, "CHUNK", 100_000)
     report, _, got = sent_and_captured(veth, tmp_path, path, Rate("topspeed"), loop=2)
@@ -295,7 +295,7 @@ def test_a_late_sender_catches_up_at_twice_the_rate(veth, tmp_path):
     """Behind by less than the bound (10 ms by default), frames keep half their gap (no burst
     onto the device under test); behind by more, every frame already due goes at once."""
     from trafficgen.kernels.txsend import A_CALLS
-    from trafficgen.replay.iface import Transmitter, open_interface
+    from trafficgen.playback.iface import Transmitter, open_interface
     frames = make_frames(200, seed=12, hi=200)
     buf = np.frombuffer(b"".join(frames), np.uint8)
     length = np.array([len(f) for f in frames], np.int64)

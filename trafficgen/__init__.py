@@ -20,9 +20,9 @@ _PUBLIC = {
     "Scenario": "trafficgen.config.scenario",
     "ConfigError": "trafficgen.errors",
     "TrafficgenError": "trafficgen.errors",
-    "Rate": "trafficgen.replay.rate",
-    "Replay": "trafficgen.replay.replayer",
-    "replay": "trafficgen.replay.replayer",
+    "Rate": "trafficgen.playback.rate",
+    "Replay": "trafficgen.playback.replayer",
+    "replay": "trafficgen.playback.replayer",
     "ParquetSink": "trafficgen.sinks.parquet",
     "PcapSink": "trafficgen.sinks.pcap",
     "PcapngSink": "trafficgen.sinks.pcapng",
@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .config.scenario import Scenario
     from .engine.core import Batch
     from .errors import ConfigError, TrafficgenError
-    from .replay.rate import Rate
-    from .replay.replayer import Replay, replay
+    from .playback.rate import Rate
+    from .playback.replayer import Replay, replay
     from .sinks.parquet import ParquetSink
     from .sinks.pcap import PcapSink
     from .sinks.pcapng import PcapngSink

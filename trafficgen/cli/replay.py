@@ -65,7 +65,7 @@ def add_replay_parser(sub) -> None:
 
 
 def rate_of(args):
-    from trafficgen.replay.rate import Rate
+    from trafficgen.playback.rate import Rate
     return Rate.choose(pps=args.pps, mbps=args.mbps, multiplier=args.multiplier,
                        topspeed=args.topspeed)
 
@@ -144,7 +144,7 @@ def format_report(rep: dict) -> str:
 
 
 def cmd_replay(args) -> int:
-    from trafficgen.replay.replayer import Replay
+    from trafficgen.playback.replayer import Replay
     r = Replay(args.file, args.iface, rate_of(args), loop=args.loop, limit=args.limit,
                duration=as_seconds(args.duration), realtime=args.realtime,
                qdisc_bypass=args.qdisc_bypass)
@@ -163,7 +163,7 @@ def check_rate_needs_iface(args) -> None:
 
 def cmd_generate_live(args, scenario) -> int:
     """``generate --iface``: send the scenario as it is generated."""
-    from trafficgen.replay.replayer import Replay
+    from trafficgen.playback.replayer import Replay
     if any((args.output, args.flows, args.requests, args.packets)):
         raise TrafficgenError("--iface sends the scenario instead of writing it: give either "
                               "--iface or -o/--flows/--requests/--packets")
