@@ -16,7 +16,7 @@ from trafficgen.config.dist import parse_dist
 from trafficgen.kernels.sampling import sample
 from trafficgen.traces.read import Trace, read_trace
 
-from .test_traces import real
+from .helpers import real_trace
 
 S = 10**9
 SEEDS = range(1, 7)
@@ -61,7 +61,7 @@ def _generated(path, seed, extra=()):
 
 
 def test_fit_azure_code_trace_then_generate(tmp_path):
-    tr = read_trace(real("azure-llm-2023-code.csv"))
+    tr = read_trace(real_trace("azure-llm-2023-code.csv"))
     text, rep = fit.fit_trace(tr, base="coding")
     path = tmp_path / "fitted.toml"
     path.write_text(text)
