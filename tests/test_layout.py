@@ -2,7 +2,7 @@
 MAX_LINES lines), no private name (a leading underscore, not a dunder) taken from another
 trafficgen module, and every subpackage's ``__init__.py`` saying what it owns and what it may
 import. (The import layers and ruff's rules are checked by ``lint-imports`` and ``ruff check``
-in .ci/run, not from here.)"""
+in .ci/run, not from here.) And the tests themselves share helpers, not each other."""
 from __future__ import annotations
 
 import ast
@@ -87,3 +87,20 @@ def test_subpackage_says_what_it_owns_and_may_import(package):
     assert "may import" in doc.lower(), (
         f"{rel(package)}/__init__.py: its docstring must say what the subpackage owns and what "
         f"it may import ('May import: ...')")
+
+
+def test_test_modules_share_helpers_not_each_other():
+    """A test module takes what it shares from helpers.py (or conftest.py's fixtures), never
+    from another test module or from conftest.py itself."""
+    hits = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                names = [mod.split(".")[-1]] if mod else [a.name for a in node.names]
+                if any(n.startswith("test_") or n == "conftest" for n in names):
+                    hits.append(f"tests/{path.name}:{node.lineno}: from {'.' * node.level}{mod} import ...")
+            elif isinstance(node, ast.Import):
+                hits += [f"tests/{path.name}:{node.lineno}: import {a.name}" for a in node.names
+                         if a.name.split(".")[-1].startswith("test_")]
+    assert not hits, "\n".join(hits)
