@@ -1,44 +1,16 @@
-"""Shared fixtures: small generated runs (made once per session) and the tshark binary."""
+"""Shared fixtures: small generated runs (made once per session) and the external tools.
+The functions and constants they are built from are in ``helpers.py``."""
 from __future__ import annotations
-
-import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 import trafficgen as tg
 
+from .helpers import Run, generate_run, reference_scenario, require_tool
+
 # The shared chat run: small enough that tshark and the pure-Python checks stay fast.
 CHAT_RUN_ARGS = dict(overrides={"chat.rate": "8/s"}, duration="20s", seed=7)
 CHAT_RUN_MAX_PACKETS = 100_000
-
-
-@dataclass(frozen=True)
-class Run:
-    """One generated run: its scenario, output paths (``None`` if not written) and report."""
-
-    scenario: object
-    dir: Path
-    pcap: Path | None
-    flows: Path | None
-    requests: Path | None
-    packets: Path | None
-    report: dict
-
-
-def generate_run(dest: Path, scenario, *, pcap=True, tables=True, **kwargs) -> Run:
-    """Generate ``scenario`` into ``dest`` (a folder) and return the :class:`Run`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "pcap": dest / "capture.pcap" if pcap else None,
-        "flows": dest / "flows.parquet" if tables else None,
-        "requests": dest / "requests.parquet" if tables else None,
-        "packets": dest / "packets.parquet" if tables else None,
-    }
-    report = tg.generate(scenario, **paths, **kwargs)
-    return Run(scenario=scenario, dir=dest, report=report, **paths)
 
 
 @pytest.fixture(scope="session")
@@ -97,18 +69,14 @@ def capinfos() -> str:
     return require_tool("capinfos")
 
 
-def require_tool(name: str) -> str:
-    """Path of an external tool; skip when it is missing, fail when TRAFFICGEN_REQUIRE_TOOLS
-    is set (CI installs every tool, so a skip there would hide a broken install)."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
-            pytest.fail(f"{name} is not installed and TRAFFICGEN_REQUIRE_TOOLS is set")
-        pytest.skip(f"{name} is not installed (apt-get install {'tshark' if name == 'capinfos' else name})")
-    return path
-
-
 @pytest.fixture(scope="session")
 def make_run():
     """``make_run(folder, scenario, pcap=True, tables=True, **generate_kwargs) -> Run``."""
     return generate_run
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory) -> Run:
+    """The determinism reference: chat at 6 calls/s for 25 s, seed 5, pcap and all three
+    tables (``helpers.reference_scenario``). Runs of the same seed must equal it byte for byte."""
+    return generate_run(tmp_path_factory.mktemp("ref"), reference_scenario())

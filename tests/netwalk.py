@@ -7,15 +7,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from .helpers import ones_complement_sum
+
 
 def csum(data: bytes) -> int:
-    """RFC 1071 over ``data`` (zero-padded), folded and complemented."""
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    """RFC 1071 over ``data`` (zero-padded), folded and complemented: 0 over a packet whose
+    checksum field is right."""
+    return ~ones_complement_sum(data) & 0xFFFF
 
 
 def l4_ok(src: bytes, dst: bytes, proto: int, seg: bytes) -> bool:

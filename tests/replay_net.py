@@ -3,7 +3,9 @@ tests and bench/bench_replay.py. Nothing here touches an interface it did not cr
 
     with VethPair() as veth, PeerCapture(veth.peer, path) as cap:
         ... send onto veth.name ...
-    ts, frames = read_pcap(path)
+    ts, frames = read_pcap(path)  # helpers.read_pcap
+
+(``read_pcap`` and ``write_pcap`` are ``helpers``' own, named here too for bench/bench_replay.py.)
 """
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .helpers import read_pcap, write_pcap
+
+__all__ = ["PeerCapture", "VethPair", "make_frames", "net_admin_reason", "read_pcap", "write_pcap"]
 
 _serial = itertools.count()
 
@@ -122,22 +128,6 @@ class PeerCapture:
                 self.dropped = int(words[0])
 
 
-def read_pcap(path) -> tuple[np.ndarray, list[bytes]]:
-    """Timestamps (int64 ns) and frames of a classic pcap (either time resolution), read with
-    nothing but struct: the tests' independent check of what arrived."""
-    data = Path(path).read_bytes()
-    magic = struct.unpack_from("<I", data)[0]
-    e, frac = {0xA1B2C3D4: ("<", 1000), 0xA1B23C4D: ("<", 1),
-               0xD4C3B2A1: (">", 1000), 0x4D3CB2A1: (">", 1)}[magic]
-    pos, ts, frames = 24, [], []
-    while pos + 16 <= len(data):
-        sec, sub, incl, _orig = struct.unpack_from(e + "IIII", data, pos)
-        ts.append(sec * 1_000_000_000 + sub * frac)
-        frames.append(data[pos + 16:pos + 16 + incl])
-        pos += 16 + incl
-    return np.array(ts, np.int64), frames
-
-
 # --- files to replay -------------------------------------------------------------------------
 
 def make_frames(n: int, seed: int = 1, lo: int = 60, hi: int = 1514) -> list[bytes]:
@@ -148,40 +138,3 @@ def make_frames(n: int, seed: int = 1, lo: int = 60, hi: int = 1514) -> list[byt
     sizes = rng.integers(lo, hi + 1, n)
     head = bytes.fromhex("02000000000102000000000288b5")
     return [head + struct.pack(">I", k) + rng.bytes(int(s) - 18) for k, s in enumerate(sizes)]
-
-
-def write_pcap(path, frames, ts_ns, nanos: bool = True, big: bool = False, linktype: int = 1) -> None:
-    """A classic pcap (micro- or nanosecond stamps, either byte order)."""
-    e = ">" if big else "<"
-    out = [struct.pack(e + "IHHiIII", 0xA1B23C4D if nanos else 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
-    for f, t in zip(frames, ts_ns):
-        sub = t % 10**9 if nanos else (t % 10**9) // 1000
-        out.append(struct.pack(e + "IIII", t // 10**9, sub, len(f), len(f)) + f)
-    Path(path).write_bytes(b"".join(out))
-
-
-def write_pcapng(path, frames, ts_ns, tsresol: int = 9, big: bool = False, simple: bool = False) -> None:
-    """A pcapng: one section, one Ethernet interface with ``if_tsresol`` = ``tsresol`` (a
-    power of ten), an EPB per frame (or SPBs, without timestamps, with ``simple``), and a
-    name-resolution block in the middle that a reader must skip."""
-    e = ">" if big else "<"
-
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\0" * (-len(body) % 4)
-        n = len(body) + 12
-        return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
-
-    opt = struct.pack(e + "HH", 9, 1) + bytes([tsresol]) + b"\0" * 3 + struct.pack(e + "HH", 0, 0)
-    out = [block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1)),
-           block(1, struct.pack(e + "HHI", 1, 0, 262144) + opt)]
-    unit = 10 ** (9 - tsresol)
-    for k, (f, t) in enumerate(zip(frames, ts_ns)):
-        if k == len(frames) // 2:
-            out.append(block(4, struct.pack(e + "HH", 0, 0)))  # name resolution: skipped
-        if simple:
-            out.append(block(3, struct.pack(e + "I", len(f)) + f))
-        else:
-            raw = t // unit
-            out.append(block(6, struct.pack(e + "IIIII", 0, raw >> 32, raw & 0xFFFFFFFF, len(f),
-                                            len(f)) + f))
-    Path(path).write_bytes(b"".join(out))

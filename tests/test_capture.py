@@ -9,7 +9,7 @@ import trafficgen as tg
 from trafficgen.errors import ConfigError
 from trafficgen.schema import CLASS_CODE
 
-from .test_wire import read_pcap
+from .helpers import batch_tables, read_capture
 
 MIX = ["chat.rate=4/s", "rag.rate=4/s", "agentic.rate=1/s"]
 
@@ -18,12 +18,9 @@ def run(tmp_path, capture, extra=()):
     sc = tg.load_scenario("chat", MIX + [f"topology.capture={capture}", *extra], duration="15s",
                           seed=3)
     pcap = tmp_path / f"{capture}.pcap"
-    tables = {}
-    for b in tg.batches(sc, frames=False):
-        for k in ("flows", "requests"):
-            tables.setdefault(k, []).append(getattr(b, k))
+    flows, requests = batch_tables(sc, "flows", "requests")
     tg.generate(sc, pcap=pcap)
-    return sc, read_pcap(pcap), {k: np.concatenate(v) for k, v in tables.items()}
+    return sc, read_capture(pcap), {"flows": flows, "requests": requests}
 
 
 def classes_of(flows):

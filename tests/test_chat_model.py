@@ -6,8 +6,6 @@ Each statistical test has a negative control where a near miss could slip throug
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,23 +18,12 @@ from trafficgen.kernels import chat as kc
 from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.schema import DIR_DOWN, DIR_UP, PHASE_CODE
 
+from .helpers import lognormal_cdf, trace_tokens, traces_dir
+
 ALPHA = 1e-3
 RATE, DURATION_S = 40, 120
 AZURE_CONV = "azure-llm-2023-conv.csv"
 POISSON = 'chat.arrivals={process="poisson"}'  # for tests of rates, where bursts are noise
-
-
-def traces_dir() -> Path:
-    env = os.environ.get("TRAFFICGEN_TRACES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "traces"
-
-
-def lognormal_cdf(d):
-    """CDF of a (possibly truncated) lognormal Dist, from scipy."""
-    base = stats.lognorm(s=d.b, scale=math.exp(d.a))
-    lo = base.cdf(d.lo) if d.lo > 0 else 0.0
-    hi = base.cdf(d.hi) if math.isfinite(d.hi) else 1.0
-    return lambda x: np.clip((base.cdf(x) - lo) / (hi - lo), 0.0, 1.0)
 
 
 def table_cdf(d):
@@ -140,10 +127,7 @@ def test_token_counts_follow_the_scenario_tables(run, column, key):
 
 
 def test_token_counts_match_the_azure_conversation_trace(run):
-    path = traces_dir() / AZURE_CONV
-    if not path.exists():
-        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
-    trace = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(1, 2))
+    trace = trace_tokens(AZURE_CONV)
     _, _, requests, _ = run
     for i, column in enumerate(("prompt_tokens", "output_tokens")):
         ks = stats.ks_2samp(requests[column], trace[:, i]).statistic

@@ -13,33 +13,21 @@ import trafficgen as tg
 from trafficgen.analysis.stats import arrival_stats
 from trafficgen.schema import CLASS_CODE as CLASS_CODE_
 
-from .test_chat_model import traces_dir
-from .test_stats import _trace_times
+from .helpers import FANOUT, batch_tables, lognormal_cdf, trace_times, trace_tokens
 
 S = 10**9
-
-
-def requests_of(sc) -> np.ndarray:
-    parts = [b.requests for b in tg.batches(sc, frames=False)]
-    return np.concatenate(parts)
-
-
-def _trace_tokens(name):
-    path = traces_dir() / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
-    return np.loadtxt(path, delimiter=",", skiprows=1, usecols=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def coding_hour():
     """An hour of the built-in coding scenario at the code trace's rate, seeds 1-4."""
-    return [requests_of(tg.load_scenario("coding", ["coding.rate=2.45/s"], duration="1h", seed=s))
+    return [batch_tables(tg.load_scenario("coding", ["coding.rate=2.45/s"], duration="1h", seed=s),
+                         "requests")[0]
             for s in (1, 2, 3, 4)]
 
 
 def test_coding_tokens_match_the_azure_code_trace(coding_hour):
-    trace = _trace_tokens("azure-llm-2023-code.csv")
+    trace = trace_tokens("azure-llm-2023-code.csv")
     req = np.concatenate(coding_hour)
     for i, column in enumerate(("prompt_tokens", "output_tokens")):
         ks = stats.ks_2samp(req[column], trace[:, i]).statistic
@@ -47,14 +35,14 @@ def test_coding_tokens_match_the_azure_code_trace(coding_hour):
     assert np.median(req["output_tokens"]) == pytest.approx(13, abs=1)  # MODELS.md: 13 / 55
     assert np.quantile(req["output_tokens"], 0.9) == pytest.approx(55, rel=0.1)
     # negative control: the conversation trace's prompts are another population
-    conv = _trace_tokens("azure-llm-2023-conv.csv")
+    conv = trace_tokens("azure-llm-2023-conv.csv")
     assert stats.ks_2samp(req["prompt_tokens"], conv[:, 0]).statistic > 0.1
 
 
 def test_coding_arrivals_are_as_bursty_as_the_code_trace(coding_hour):
     """models/coding.toml's fit: the median over four seeds of gap cv, IDC at 1/10/60 s and
     Hurst, against the trace (an on/off source: one hour of it varies a lot by seed)."""
-    trace = arrival_stats(_trace_times("azure-llm-2023-code.csv"))
+    trace = arrival_stats(trace_times("azure-llm-2023-code.csv"))
     ours = [arrival_stats(np.sort(r["start_ns"])) for r in coding_hour]
     med = lambda f: float(np.median([f(a) for a in ours]))  # noqa: E731
     assert med(lambda a: a["rate_per_s"]) == pytest.approx(trace["rate_per_s"], rel=0.3)
@@ -63,19 +51,10 @@ def test_coding_arrivals_are_as_bursty_as_the_code_trace(coding_hour):
         assert med(lambda a, scale=scale: a["idc"][scale]) == pytest.approx(trace["idc"][scale], rel=0.4), scale
     assert med(lambda a: a["hurst"]) == pytest.approx(trace["hurst"], abs=0.08)
     # negative control: the same sessions without the on/off gate are nowhere near as bursty
-    flat = requests_of(tg.load_scenario(
+    flat = batch_tables(tg.load_scenario(
         "coding", ["coding.rate=2.45/s", 'coding.arrivals={process="gamma", cv=1.5}'],
-        duration="1h", seed=1))
+        duration="1h", seed=1), "requests")[0]
     assert arrival_stats(np.sort(flat["start_ns"]))["gap_cv"] < trace["gap_cv"] / 3
-
-
-def tables(sc):
-    """(packets, requests) of a run, tables only."""
-    packets, requests = [], []
-    for b in tg.batches(sc, frames=False):
-        packets.append(b.packets)
-        requests.append(b.requests)
-    return np.concatenate(packets), np.concatenate(requests)
 
 
 def per_request(packets, mask, values, n):
@@ -90,7 +69,7 @@ def reasoning_run():
     sc = tg.load_scenario("reasoning", ["reasoning.rate=20/s", "topology.capture=server",
                                         "reasoning.retrieval_share=0"],  # its own rows only
                           duration="3m", seed=3)
-    return (sc, *tables(sc))
+    return (sc, *batch_tables(sc, "packets", "requests"))
 
 
 def test_reasoning_output_lengths_have_the_second_mode(reasoning_run):
@@ -145,7 +124,8 @@ def test_reasoning_is_silent_then_streams(reasoning_run):
     assert (wait >= silence + p.ttft.lo).all()
     assert np.median(wait - silence) == pytest.approx(p.ttft.quantile(0.5), rel=0.15)
     # negative control: chat has no thinking phase
-    chat_packets, _ = tables(tg.load_scenario("chat", ["chat.rate=10/s"], duration="20s", seed=3))
+    chat_packets, _ = batch_tables(tg.load_scenario("chat", ["chat.rate=10/s"], duration="20s", seed=3),
+                                   "packets", "requests")
     assert not (chat_packets["phase"] == PHASE_CODE["thinking"]).any()
 
 
@@ -155,7 +135,7 @@ def multimodal_run():
     sc = tg.load_scenario("multimodal", ["multimodal.rate=6/s", "multimodal.prompt_tokens=100",
                                          "multimodal.image_tokens=500", "multimodal.voice_rate=0",
                                          "multimodal.video_rate=0"], duration="3m", seed=4)
-    return (sc, *tables(sc))
+    return (sc, *batch_tables(sc, "packets", "requests"))
 
 
 def test_images_per_request_follow_the_weights(multimodal_run):
@@ -172,7 +152,6 @@ def test_image_bytes_ride_upstream_base64(multimodal_run):
     """Each one-image upload, less its text and envelope and TLS records, is 4/3 of one image
     drawn from ``image_bytes`` (KS against the truncated lognormal)."""
     sc, packets, req = multimodal_run
-    from .test_chat_model import lognormal_cdf
     p = sc.multimodal
     n = int(req["request_id"].max()) + 1
     up = (packets["direction"] == 0) & (packets["phase"] == 1)  # request phase
@@ -190,7 +169,7 @@ def test_image_bytes_ride_upstream_base64(multimodal_run):
 def agentic_run():
     """Agents at 12 LLM calls/s for 20 minutes, captured at the agent runtime."""
     sc = tg.load_scenario("agentic", ["agentic.rate=12/s"], duration="20m", seed=6)
-    return (sc, *tables(sc))
+    return (sc, *batch_tables(sc, "packets", "requests"))
 
 
 def test_agentic_calls_per_turn_and_context(agentic_run):
@@ -276,7 +255,7 @@ def test_agentic_parallel_tools_follow_their_weights(agentic_run):
 @pytest.fixture(scope="module")
 def rag_run():
     sc = tg.load_scenario("rag", ["rag.rate=40/s", "topology.capture=server"], duration="3m", seed=8)
-    return (sc, *tables(sc))
+    return (sc, *batch_tables(sc, "packets", "requests"))
 
 
 def test_rag_chains_embed_search_rerank(rag_run):
@@ -310,7 +289,6 @@ def test_rag_service_latency_at_the_server(rag_run):
     """Captured at the backends: from a request's last byte to its answer's first byte is the
     service's latency (KS against the configured lognormal)."""
     sc, packets, req = rag_run
-    from .test_chat_model import lognormal_cdf
     n = int(req["request_id"].max()) + 1
     up = (packets["direction"] == 0) & (packets["payload_len"] > 0) & (packets["request_id"] >= 0)
     last_up = np.zeros(n, np.int64)
@@ -323,16 +301,12 @@ def test_rag_service_latency_at_the_server(rag_run):
     assert stats.kstest(wrong, lognormal_cdf(sc.rag.embed.latency)).pvalue < 1e-3
 
 
-FANOUT = ["reasoning.rate=6/s", "reasoning.retrieval_share=0.4", "reasoning.retrieval_lookups=2",
-          'reasoning.retrieval_gap={median="800ms", p90="3s"}']
-
-
 def test_reasoning_requests_fan_out_to_rag_lookups():
     """A share of reasoning requests start retrieval chains at the gateway (rag class): as many
     chains as the share says, ``retrieval_lookups`` lookups each on average, each chain's first
     lookup right after a reasoning request's first byte."""
     sc = tg.load_scenario("reasoning", FANOUT + ["topology.capture=gateway"], duration="3m", seed=7)
-    _, req = tables(sc)
+    _, req = batch_tables(sc, "packets", "requests")
     reasoning = req[req["class"] == CLASS_CODE_["reasoning"]]
     rag = req[req["class"] == CLASS_CODE_["rag"]]
     embeds = rag[rag["kind"] == 2]
@@ -346,19 +320,10 @@ def test_reasoning_requests_fan_out_to_rag_lookups():
     # (the nearest request before a chain is its own but where another started in between)
     assert np.mean(first - before >= 5_000_000) > 0.9 and np.median(first - before) < 50_000_000
     # none at the client edge (east-west), and none without a share
-    client = tables(tg.load_scenario("reasoning", FANOUT, duration="30s", seed=7))[1]
+    client = batch_tables(tg.load_scenario("reasoning", FANOUT, duration="30s", seed=7),
+                          "packets", "requests")[1]
     assert not (client["class"] == CLASS_CODE_["rag"]).any()
-    plain = tables(tg.load_scenario("reasoning", ["topology.capture=gateway", "reasoning.retrieval_share=0"],
-                                    duration="30s", seed=7))[1]
+    plain = batch_tables(tg.load_scenario("reasoning", ["topology.capture=gateway", "reasoning.retrieval_share=0"],
+                                          duration="30s", seed=7), "packets", "requests")[1]
     assert not (plain["class"] == CLASS_CODE_["rag"]).any()
 
-
-def test_fan_out_is_window_independent(tmp_path):
-    import hashlib
-    sc = tg.load_scenario("reasoning", FANOUT + ["topology.capture=server"], duration="70s", seed=2)
-    digests = []
-    for k, w in enumerate(("10s", "45s")):
-        path = tmp_path / f"{k}.pcap"
-        tg.generate(sc, pcap=path, window=w)
-        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
-    assert digests[0] == digests[1]

@@ -1,7 +1,8 @@
-"""The command line and the output contract: help with examples that parse, models, --json
-reports that match the files, quiet and non-terminal runs that print no progress, a progress bar
-on a terminal, bad input as one line with exit status 2, and outputs that appear whole or not at
-all (a failed or interrupted run leaves the user's files as they were and no temporary files).
+"""The command line: help with examples that parse, models, --json reports that match the
+files, quiet and non-terminal runs that print no progress, a progress bar on a terminal, bad
+input as one line with exit status 2, an interrupted run that leaves the user's files as they
+were, the library's bytes, and the capture on standard output. (Outputs that appear whole or
+not at all, file objects, devices and FIFOs: test_sinks.py.)
 """
 from __future__ import annotations
 
@@ -16,22 +17,13 @@ import sys
 import termios
 import time
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
 from trafficgen.cli.main import EXAMPLES, build_parser
-from trafficgen.config.scenario import Scenario
-from trafficgen.errors import TrafficgenError
-from trafficgen.schema import DTYPES, SCHEMAS, empty, to_arrow
 
-SMALL = ["-t", "chat.rate=4/s", "--duration", "3s", "--seed", "3"]
-
-
-def cli(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trafficgen", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+from .helpers import REFERENCE, SMALL_ARGS, cli, digest, listing
 
 
 def refused(done: subprocess.CompletedProcess, *words: str) -> None:
@@ -80,7 +72,7 @@ def test_models_lists_the_builtins():
 def test_json_report_matches_the_files(tmp_path, capinfos):
     out = {k: tmp_path / f"{k}.{ext}" for k, ext in
            [("pcap", "pcap"), ("flows", "parquet"), ("requests", "parquet"), ("packets", "parquet")]}
-    done = cli("generate", "chat", *SMALL, "-o", out["pcap"], "--flows", out["flows"],
+    done = cli("generate", "chat", *SMALL_ARGS, "-o", out["pcap"], "--flows", out["flows"],
                "--requests", out["requests"], "--packets", out["packets"], "--json")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # stderr is not a terminal: no progress bar
@@ -98,10 +90,10 @@ def test_json_report_matches_the_files(tmp_path, capinfos):
 
 
 def test_summary_line_and_quiet(tmp_path):
-    done = cli("generate", "chat", *SMALL, "-o", tmp_path / "a.pcap")
+    done = cli("generate", "chat", *SMALL_ARGS, "-o", tmp_path / "a.pcap")
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.count("\n") == 1 and done.stdout.startswith(f"wrote {tmp_path / 'a.pcap'}: ")
-    done = cli("generate", "chat", *SMALL, "-o", tmp_path / "b.pcap", "-q")
+    done = cli("generate", "chat", *SMALL_ARGS, "-o", tmp_path / "b.pcap", "-q")
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
     assert (tmp_path / "a.pcap").read_bytes() == (tmp_path / "b.pcap").read_bytes()
 
@@ -171,54 +163,7 @@ def test_bad_scenario_file_names_file_and_key(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml"]
 
 
-# --- outputs appear whole or not at all ------------------------------------------------------------
-
-def _listing(folder):
-    return sorted(p.name for p in folder.iterdir())
-
-
-def test_failure_midway_keeps_the_users_files(tmp_path):
-    """A run that fails after writing has begun leaves every existing output byte for byte as it
-    was, creates none of the new ones and leaves no temporary file."""
-    old = {name: os.urandom(1000) for name in ("cap.pcap", "flows.parquet")}
-    for name, data in old.items():
-        (tmp_path / name).write_bytes(data)
-    calls = []
-
-    def boom(done_ns, total_ns):
-        calls.append(done_ns)
-        if len(calls) == 2:
-            raise RuntimeError("disk on fire")
-
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        tg.generate(tg.load_scenario("chat", duration="30s", seed=1), pcap=tmp_path / "cap.pcap",
-                    flows=tmp_path / "flows.parquet", packets=tmp_path / "packets.parquet",
-                    window="2s", batch_packets=2000, progress=boom)
-    assert len(calls) == 2
-    assert _listing(tmp_path) == ["cap.pcap", "flows.parquet"]
-    for name, data in old.items():
-        assert (tmp_path / name).read_bytes() == data
-
-
-@pytest.mark.parametrize("failing", ["pcap", "parquet"])
-def test_a_late_failure_commits_nothing(tmp_path, monkeypatch, failing):
-    """If any output fails while being finished, none of the outputs is renamed into place."""
-    from trafficgen.sinks.parquet import ParquetSink
-    from trafficgen.sinks.pcap import PcapSink
-
-    def broken(self):
-        raise OSError("no space left on device")
-
-    monkeypatch.setattr({"pcap": PcapSink, "parquet": ParquetSink}[failing], "_finish", broken)
-    (tmp_path / "cap.pcap").write_bytes(b"mine")
-    (tmp_path / "r.parquet").write_bytes(b"also mine")
-    with pytest.raises(OSError):
-        tg.generate(tg.load_scenario("chat", ["chat.rate=2/s"], duration="2s"),
-                    pcap=tmp_path / "cap.pcap", requests=tmp_path / "r.parquet")
-    assert _listing(tmp_path) == ["cap.pcap", "r.parquet"]
-    assert (tmp_path / "cap.pcap").read_bytes() == b"mine"
-    assert (tmp_path / "r.parquet").read_bytes() == b"also mine"
-
+# --- an interrupted run ------------------------------------------------------------------------------
 
 def test_interrupt_leaves_nothing_behind(tmp_path):
     """Ctrl-C in the middle of a long run: exit 130, one line, the old file intact, no .part."""
@@ -236,138 +181,36 @@ def test_interrupt_leaves_nothing_behind(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.count("\n") == 1 and err.startswith("error: interrupted"), err
-    assert _listing(tmp_path) == ["long.pcap"]
+    assert listing(tmp_path) == ["long.pcap"]
     assert target.read_bytes() == b"precious"
 
 
-def test_success_replaces_an_existing_file_with_normal_permissions(tmp_path):
-    target = tmp_path / "cap.pcap"
-    target.write_bytes(b"old")
-    tg.generate(tg.load_scenario("chat", ["chat.rate=2/s"], duration="2s"), pcap=target)
-    assert target.read_bytes()[:4] == bytes.fromhex("4d3cb2a1")  # nanosecond pcap, little-endian
-    umask = os.umask(0)
-    os.umask(umask)
-    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
-    assert _listing(tmp_path) == ["cap.pcap"]
+# --- the same bytes as the library --------------------------------------------------------------
 
-
-def test_file_objects_get_the_same_bytes(tmp_path):
-    import io
-    sc = tg.load_scenario("chat", ["chat.rate=4/s"], duration="3s", seed=3)
-    buf = io.BytesIO()
-    report = tg.generate(sc, pcap=buf)
-    tg.generate(sc, pcap=tmp_path / "x.pcap")
-    assert buf.getvalue() == (tmp_path / "x.pcap").read_bytes()
-    assert report["outputs"] == {}
-
-
-# --- the Parquet contract ---------------------------------------------------------------------------
-
-def test_schema_dtypes_and_arrow_schemas_agree():
-    for table, dtype in DTYPES.items():
-        schema = SCHEMAS[table]
-        assert list(dtype.names) == schema.names
-        batch = to_arrow(empty(table, 3), table)
-        assert batch.schema.equals(schema, check_metadata=False), table
-        assert all(not f.nullable for f in schema)
-
-
-def test_parquet_metadata_round_trips_the_scenario(tmp_path):
-    sc = tg.load_scenario("chat", ["chat.rate=3/s", "topology.capture=server"], duration="2s",
-                          seed=42)
-    tg.generate(sc, flows=tmp_path / "f.parquet", requests=tmp_path / "r.parquet",
-                packets=tmp_path / "p.parquet")
-    for name, table in [("f", "flows"), ("r", "requests"), ("p", "packets")]:
-        schema = pq.read_schema(tmp_path / f"{name}.parquet")
-        meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
-        assert meta["trafficgen.table"] == table
-        assert meta["trafficgen.seed"] == "42" and meta["trafficgen.scenario_name"] == "chat"
-        assert meta["trafficgen.version"] == tg.__version__
-        again = Scenario.from_dict(json.loads(meta["trafficgen.scenario"]))
-        assert again == sc
-        assert schema.remove_metadata().equals(SCHEMAS[table].remove_metadata())
-
-
-def test_library_refuses_bad_arguments_with_trafficgen_errors(tmp_path):
-    with pytest.raises(TrafficgenError, match="batch_packets"):
-        list(tg.batches("chat", batch_packets=0))
-    with pytest.raises(TrafficgenError, match="window"):
-        tg.generate("chat", pcap=tmp_path / "x.pcap", window=5)
-    assert _listing(tmp_path) == []
+def test_cli_and_library_write_the_same_bytes(reference_run, tmp_path):
+    cmd = [sys.executable, "-m", "trafficgen", "generate", "chat", "-t", "chat.rate=6/s",
+           "--duration", REFERENCE["duration"], "--seed", "5", "-q", "-o", str(tmp_path / "c.pcap"),
+           "--packets", str(tmp_path / "p.parquet")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert digest(tmp_path / "c.pcap") == digest(reference_run.pcap)
+    assert digest(tmp_path / "p.parquet") == digest(reference_run.packets)
 
 
 # --- special outputs ----------------------------------------------------------------------------
 
 def test_capture_to_standard_output(tmp_path):
     """``-o -`` streams the pcap to stdout (for tcpdump -r -, tshark -r -); talk goes to stderr."""
-    done = subprocess.run([sys.executable, "-m", "trafficgen", "generate", "chat", *SMALL,
+    done = subprocess.run([sys.executable, "-m", "trafficgen", "generate", "chat", *SMALL_ARGS,
                            "-o", "-", "--json"], capture_output=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stderr)
     assert report["outputs"] == {"capture": "-"}
-    cli("generate", "chat", *SMALL, "-o", tmp_path / "f.pcap", "-q")
+    cli("generate", "chat", *SMALL_ARGS, "-o", tmp_path / "f.pcap", "-q")
     assert done.stdout == (tmp_path / "f.pcap").read_bytes()
 
 
-def test_devices_and_fifos_are_written_in_place(tmp_path):
-    """/dev/null stays a device (as root, a rename would have replaced it); a FIFO is fed."""
-    import stat
-    import threading
-    done = cli("generate", "chat", *SMALL, "-o", "/dev/null", "-q")
-    assert done.returncode == 0, done.stderr
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
-    fifo = tmp_path / "feed.pcap"
-    os.mkfifo(fifo)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
-    reader.start()
-    done = cli("generate", "chat", *SMALL, "-o", fifo, "-q")
-    reader.join(60)
-    assert done.returncode == 0, done.stderr
-    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-    cli("generate", "chat", *SMALL, "-o", tmp_path / "f.pcap", "-q")
-    assert got == [(tmp_path / "f.pcap").read_bytes()]
-    assert _listing(tmp_path) == ["f.pcap", "feed.pcap"]
-
-
 def test_tables_need_regular_files(tmp_path):
-    refused(cli("generate", "chat", *SMALL, "--flows", "/dev/null"), "/dev/null", "regular file")
+    refused(cli("generate", "chat", *SMALL_ARGS, "--flows", "/dev/null"), "/dev/null", "regular file")
 
 
-def test_short_writes_are_completed(tmp_path):
-    """An unbuffered stream (a FIFO, a device) may take fewer bytes than offered: all get written."""
-    import io
-
-    class Dribble(io.RawIOBase):
-        def __init__(self):
-            self.data = bytearray()
-
-        def writable(self):
-            return True
-
-        def write(self, b):
-            n = min(len(b), 4093)
-            self.data += bytes(memoryview(b)[:n])
-            return n
-
-    sc = tg.load_scenario("chat", ["chat.rate=4/s"], duration="3s", seed=3)
-    sink = Dribble()
-    tg.generate(sc, pcap=sink)
-    tg.generate(sc, pcap=tmp_path / "x.pcap")
-    assert bytes(sink.data) == (tmp_path / "x.pcap").read_bytes()
-
-
-def test_buffer_pool_reuses_released_buffers():
-    from trafficgen.engine.core import BufferPool
-    pool = BufferPool(keep=2)
-    a = pool.get(1000)
-    assert a.shape == (1000,) and a.dtype == np.uint8
-    pool.release(a)
-    b = pool.get(900)  # fits in the released one: the same memory
-    assert np.shares_memory(a, b) and b.shape == (900,)
-    c = pool.get(900)  # none free: a new one
-    assert not np.shares_memory(b, c)
-    for buf in (b, c, pool.get(10)):
-        pool.release(buf)
-    assert len(pool._free) == 2  # keeps at most `keep` spares

@@ -3,7 +3,6 @@ and content; a person looks at them before a release)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -13,14 +12,9 @@ from scipy import stats as sps
 import trafficgen as tg
 from trafficgen.analysis.compare import compare, ks_distance
 
-from .test_traces import real
+from .helpers import cli, real_trace
 
 mpl_image = pytest.importorskip("matplotlib.image")
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "trafficgen", *map(str, args)],
-                          capture_output=True, text=True)
 
 
 def check_png(path, size=(850, 1300)):
@@ -50,7 +44,7 @@ def test_ks_distance_agrees_with_scipy():
 
 
 def test_compare_real_traces(tmp_path):
-    code, conv = real("azure-llm-2023-code.csv"), real("azure-llm-2023-conv.csv")
+    code, conv = real_trace("azure-llm-2023-code.csv"), real_trace("azure-llm-2023-conv.csv")
     same = compare(code, code)
     assert same["ks"]["prompt_tokens"] == 0 and same["a"] == same["b"]
     diff = compare(code, conv)
@@ -59,18 +53,18 @@ def test_compare_real_traces(tmp_path):
     assert diff["a"]["gap_cv"] == pytest.approx(13.15, rel=0.01)
     assert diff["b"]["idc"]["60s"] == pytest.approx(16.4, rel=0.02)
     out = tmp_path / "c.png"
-    done = run("compare", code, conv, "--json", "--plot", out)
+    done = cli("compare", code, conv, "--json", "--plot", out)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ks"] == pytest.approx(diff["ks"])
     check_png(out)
-    text = run("compare", code, conv).stdout
+    text = cli("compare", code, conv).stdout
     assert "IDC 60s" in text and "KS distance" in text and "8,819" in text
 
 
 def test_compare_trace_with_a_generated_table(tmp_path):
-    code = real("azure-llm-2023-code.csv")
+    code = real_trace("azure-llm-2023-code.csv")
     r = tmp_path / "r.parquet"
-    assert run("generate", "coding", "--trace", code, "--duration", "5m", "--requests", r, "-q").returncode == 0
+    assert cli("generate", "coding", "--trace", code, "--duration", "5m", "--requests", r, "-q").returncode == 0
     c = compare(code, r)
     assert c["b"]["format"] == "requests"
     assert c["ks"]["prompt_tokens"] < 0.1 and c["b"]["requests"] > 500
@@ -84,7 +78,7 @@ def test_plot_each_input(small_run, tmp_path, which):
     from trafficgen.analysis.plot import plot_file
     out = tmp_path / f"{which}.png"
     if which == "pcap":  # one through the command line
-        done = run("plot", small_run[which], "-o", out)
+        done = cli("plot", small_run[which], "-o", out)
         assert done.returncode == 0, done.stderr
     else:
         plot_file(small_run[which], out)
@@ -103,7 +97,7 @@ def test_check_png_catches_a_blank_picture(tmp_path):
 
 
 def test_plot_errors(small_run, tmp_path, monkeypatch):
-    bad = run("plot", small_run["packets"], "-o", tmp_path / "x.jpg")
+    bad = cli("plot", small_run["packets"], "-o", tmp_path / "x.jpg")
     assert bad.returncode == 2 and ".png" in bad.stderr and bad.stderr.count("\n") == 1
     junk = tmp_path / "j.parquet"
     junk.write_bytes(b"nope")

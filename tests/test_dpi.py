@@ -6,7 +6,6 @@ services in its AI category."""
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections import Counter
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import trafficgen as tg
 from trafficgen.wire.profiles import PROFILES
 
-from .test_wire import TSHARK_PROBLEMS, run_tshark
+from .helpers import TSHARK_PROBLEMS, nfstream_module, run_tshark
 
 # every TCP class at the servers' end (realtime voice over WebSocket/TLS too); chat's clients
 # on three profiles in equal shares, so each profile shows in a short run
@@ -26,16 +25,6 @@ DPI_RUN = dict(overrides=["topology.capture=server", "chat.rate=3/s",
                           "multimodal.video_rate=0"],
                duration="10s", seed=2)
 PUBLIC_AI = {"chatgpt.com", "claude.ai", "gemini.google.com", "api.openai.com"}  # nDPI: AI
-
-
-def nfstream_module():
-    try:
-        import nfstream
-    except ImportError:
-        if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
-            pytest.fail("nfstream (nDPI) is not installed and TRAFFICGEN_REQUIRE_TOOLS is set")
-        pytest.skip("nfstream is not installed (pip install nfstream)")
-    return nfstream
 
 
 @pytest.fixture(scope="module")

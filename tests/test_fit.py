@@ -17,7 +17,7 @@ from trafficgen.kernels.sampling import sample
 from trafficgen.traces.read import read_trace
 from trafficgen.traces.trace import Trace
 
-from .test_traces import real
+from .helpers import real_trace
 
 S = 10**9
 SEEDS = range(1, 7)
@@ -62,7 +62,7 @@ def _generated(path, seed, extra=()):
 
 
 def test_fit_azure_code_trace_then_generate(tmp_path):
-    tr = read_trace(real("azure-llm-2023-code.csv"))
+    tr = read_trace(real_trace("azure-llm-2023-code.csv"))
     text, rep = fit.fit_trace(tr, base="coding")
     path = tmp_path / "fitted.toml"
     path.write_text(text)

@@ -20,30 +20,7 @@ from trafficgen.analysis import capinfo
 from trafficgen.analysis import report as ti
 from trafficgen.errors import TrafficgenError
 
-
-def write_pcap(path: Path, records, *, big=False, nano=True, snaplen=262144) -> None:
-    """A classic pcap written with struct alone: records are (ts_ns, frame)."""
-    e = ">" if big else "<"
-    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-    with open(path, "wb") as fh:
-        fh.write(struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, snaplen, 1))
-        for ts, frame in records:
-            sec, sub = divmod(ts, 10**9)
-            fh.write(struct.pack(e + "IIII", sec, sub if nano else sub // 1000, len(frame),
-                                 len(frame)))
-            fh.write(frame)
-
-
-def pcap_records(path: Path) -> list[tuple[int, bytes]]:
-    """(ts_ns, frame) of a nanosecond little-endian pcap, parsed with struct."""
-    data = path.read_bytes()
-    assert struct.unpack_from("<I", data)[0] == 0xA1B23C4D
-    out, o = [], 24
-    while o < len(data):
-        sec, ns, cl, _ol = struct.unpack_from("<IIII", data, o)
-        out.append((sec * 10**9 + ns, data[o + 16:o + 16 + cl]))
-        o += 16 + cl
-    return out
+from .helpers import read_pcap, write_pcap
 
 
 def five_tuples(records) -> tuple[int, int]:
@@ -65,7 +42,8 @@ def five_tuples(records) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def records(chat_run):
-    return pcap_records(chat_run.pcap)
+    """(ts_ns, frame) of every record of the shared chat run's pcap, read with struct."""
+    return [(int(t), f) for t, f in zip(*read_pcap(chat_run.pcap))]
 
 
 def test_pcap_report_matches_independent_reading(chat_run, records):
@@ -110,7 +88,7 @@ def test_pcapng_from_tshark_gives_the_same_figures(chat_run, tshark, tmp_path):
 
 def test_microsecond_and_big_endian_pcaps(records, tmp_path):
     ref = ti.inspect_file(_write(tmp_path / "ref.pcap", records))
-    us = ti.inspect_file(_write(tmp_path / "us.pcap", records, nano=False))
+    us = ti.inspect_file(_write(tmp_path / "us.pcap", records, nanos=False))
     be = ti.inspect_file(_write(tmp_path / "be.pcap", records, big=True))
     assert be == {**ref, "file": be["file"]}
     assert us["timestamp_resolution"] == "us"
@@ -120,7 +98,8 @@ def test_microsecond_and_big_endian_pcaps(records, tmp_path):
 
 
 def _write(path, records, **kw):
-    write_pcap(path, records, **kw)
+    """Write (ts_ns, frame) records as a classic pcap (``helpers.write_pcap``'s options)."""
+    write_pcap(path, [f for _, f in records], [t for t, _ in records], **kw)
     return path
 
 
@@ -186,7 +165,7 @@ records_strategy = st.lists(
 def test_scanner_agrees_with_struct_and_dpkt(tmp_path_factory, recs, big, nano):
     path = tmp_path_factory.mktemp("prop") / "x.pcap"
     records = [(ts, _frame(is_ip, sp, dp, proto, fl, pl)) for ts, is_ip, sp, dp, proto, fl, pl in recs]
-    write_pcap(path, records, big=big, nano=nano)
+    _write(path, records, big=big, nanos=nano)
     info = ti.inspect_file(path)
     assert info["packets"] == len(records)
     assert info["wire_bytes"] == sum(len(f) for _, f in records)

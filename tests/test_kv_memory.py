@@ -9,22 +9,17 @@ import sys
 
 import pytest
 
-from .test_memory import GROWTH_LIMIT, WRAPPER  # the chat test's wrapper and limit
+from .helpers import GROWTH_LIMIT, peak_rss_of  # the chat test's limit
 
 FIXED = ["-t", "kv_transfer.rate=0.2/s", "-t", "kv_transfer.prompt_tokens=1024",
          "-t", "kv_transfer.cache_hit_prob=0"]  # 512 uncached tokens: 36 MB per transfer
 
 
 def peak_rss_mib(duration: str, folder) -> float:
-    import subprocess
-    out = subprocess.run(
-        [sys.executable, "-c", WRAPPER, sys.executable, "-m", "trafficgen", "generate",
-         "kv-transfer", *FIXED, "--duration", duration, "-q", "-o", "/dev/null",
-         "--flows", str(folder / "f.parquet"), "--requests", str(folder / "r.parquet"),
-         "--packets", str(folder / "p.parquet")], capture_output=True, text=True, timeout=600)
-    rc, kib = out.stdout.split()
-    assert rc == "0", out.stderr
-    return int(kib) / 1024
+    return peak_rss_of(
+        [sys.executable, "-m", "trafficgen", "generate", "kv-transfer", *FIXED, "--duration",
+         duration, "-q", "-o", "/dev/null", "--flows", str(folder / "f.parquet"),
+         "--requests", str(folder / "r.parquet"), "--packets", str(folder / "p.parquet")])
 
 
 @pytest.mark.slow

@@ -23,9 +23,7 @@ from trafficgen.engine.core import Engine
 from trafficgen.kernels import udp as ku
 from trafficgen.kernels.rng import derive_range, key_of
 
-from .test_chat_model import traces_dir
-from .test_udp_frames import ROCE_OPS, icrc_of
-from .test_wire import TSHARK_PROBLEMS, ones_complement_sum, run_tshark
+from .helpers import ROCE_OPS, TSHARK_PROBLEMS, icrc_of, ones_complement_sum, run_tshark, traces_dir
 
 # A small run: a made-up model of 186 B per token per layer (odd token counts need RoCE pad
 # bytes), 3 layers in 2 messages, short prompts with prefix hits, several packets per message.

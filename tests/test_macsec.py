@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import trafficgen as tg
 
+from .helpers import TSHARK_CHECKSUMS, TSHARK_FRAME_PROBLEMS, read_pcap, run_tshark
 from .netwalk import walk
-from .test_network import CHECKS, TSHARK_PROBLEMS, read_pcap, tshark_out
 
 KEY_HEX = "5ec2e7a11ce0b0b0deadbeef0badf00d"
 KEY = bytes.fromhex(KEY_HEX)
@@ -98,9 +98,9 @@ def test_a_wrong_key_or_a_flipped_byte_fails(captures):
 
 def test_tshark_reads_encrypted_frames_cleanly(tshark, captures):
     path = captures[3]
-    assert tshark_out(tshark, path, *CHECKS, "-Y", TSHARK_PROBLEMS, "-T", "fields",
+    assert run_tshark(tshark, path, *TSHARK_CHECKSUMS, "-Y", TSHARK_FRAME_PROBLEMS, "-T", "fields",
                       "-e", "frame.number").split() == []
-    chains = set(tshark_out(tshark, path, "-T", "fields", "-e", "frame.protocols").split())
+    chains = set(run_tshark(tshark, path, "-T", "fields", "-e", "frame.protocols").split())
     assert chains == {"eth:ethertype:macsec:data"}
 
 

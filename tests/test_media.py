@@ -23,8 +23,7 @@ from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.kernels.tcp import WF_BYTES, WF_COLS, WF_DIR, WF_PHASE
 from trafficgen.schema import KIND_CODE, PHASE_CODE, PSH
 
-from .test_chat_model import lognormal_cdf
-from .test_wire import TSHARK_PROBLEMS, run_tshark
+from .helpers import TSHARK_PROBLEMS, batch_tables, lognormal_cdf, run_tshark
 
 ALPHA = 1e-3
 RTP_PORT = 49170
@@ -32,21 +31,11 @@ MEDIA = ["multimodal.rate=0", "multimodal.voice_rate=0.3/s", "multimodal.video_r
 TLS_REC = 22
 
 
-def tables(sc):
-    """(flows, requests, packets) of a run, tables only."""
-    parts = {"flows": [], "requests": [], "packets": []}
-    for b in tg.batches(sc, frames=False):
-        parts["flows"].append(b.flows)
-        parts["requests"].append(b.requests)
-        parts["packets"].append(b.packets)
-    return tuple(np.concatenate(parts[k]) for k in ("flows", "requests", "packets"))
-
-
 @pytest.fixture(scope="module")
 def media_run(tmp_path_factory, make_run):
     sc = tg.load_scenario("multimodal", MEDIA, duration="60s", seed=9)
     run = make_run(tmp_path_factory.mktemp("media"), sc)
-    return run, sc, *tables(sc)
+    return run, sc, *batch_tables(sc, "flows", "requests", "packets")
 
 
 # --- samplers ----------------------------------------------------------------------------
@@ -300,10 +289,12 @@ def test_image_requests_and_media_together_however_cut():
 
 def test_media_keys_leave_the_image_requests_alone():
     """The chat-shaped image requests are the same with and without media sessions."""
-    on = tables(tg.load_scenario("multimodal", ["multimodal.rate=2/s", "multimodal.voice_rate=0.5/s",
-                                                "multimodal.video_rate=0.2/s"], duration="20s", seed=3))[1]
-    off = tables(tg.load_scenario("multimodal", ["multimodal.rate=2/s", "multimodal.voice_rate=0",
-                                                 "multimodal.video_rate=0"], duration="20s", seed=3))[1]
+    on = batch_tables(tg.load_scenario("multimodal", ["multimodal.rate=2/s", "multimodal.voice_rate=0.5/s",
+                                                      "multimodal.video_rate=0.2/s"], duration="20s", seed=3),
+                      "requests")[0]
+    off = batch_tables(tg.load_scenario("multimodal", ["multimodal.rate=2/s", "multimodal.voice_rate=0",
+                                                       "multimodal.video_rate=0"], duration="20s", seed=3),
+                       "requests")[0]
     llm = on[on["kind"] == KIND_CODE["llm"]]
     assert (on["kind"] == KIND_CODE["media"]).any() and llm.shape[0] == off.shape[0]
     for col in ("start_ns", "end_ns", "bytes_up", "bytes_down", "prompt_tokens", "images"):

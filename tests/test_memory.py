@@ -9,29 +9,18 @@ state: conversations last minutes, and a short run drops the turns that fall aft
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
-WRAPPER = """
-import resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL)
-print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-GROWTH_LIMIT = 1.4  # 10 minutes against 1 minute; measured 1.25
+from .helpers import GROWTH_LIMIT, peak_rss_of
 
 
 def peak_rss_mib(duration: str, folder, workers: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "-c", WRAPPER, sys.executable, "-m", "trafficgen", "generate", "chat",
-         "--workers", str(workers),
+    return peak_rss_of(
+        [sys.executable, "-m", "trafficgen", "generate", "chat", "--workers", str(workers),
          "--duration", duration, "-q", "-o", "/dev/null", "--flows", str(folder / "f.parquet"),
-         "--requests", str(folder / "r.parquet"), "--packets", str(folder / "p.parquet")],
-        capture_output=True, text=True, timeout=600)
-    rc, kib = out.stdout.split()
-    assert rc == "0", out.stderr
-    return int(kib) / 1024
+         "--requests", str(folder / "r.parquet"), "--packets", str(folder / "p.parquet")])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB is Linux's")

@@ -7,24 +7,17 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import subprocess
 from collections import defaultdict
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
 from trafficgen.schema import CLASS_CODE
 
+from .helpers import NETWORK_ARGS, NETWORK_BASE, TSHARK_CHECKSUMS, TSHARK_FRAME_PROBLEMS, NetworkRun, run_tshark
 from .netwalk import csum, walk
 
-BASE = ["chat.rate=4/s"]
-ARGS = dict(duration="3s", seed=3)
-TSHARK_PROBLEMS = ('_ws.malformed || _ws.expert.severity >= warning || ip.checksum.status == "Bad"'
-                   ' || tcp.checksum.status == "Bad" || udp.checksum.status == "Bad"')
-CHECKS = ["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
-          "-o", "udp.check_checksum:TRUE"]
 U6 = ["2001:db8:ff::1", "2001:db8:ff::2"]
 
 # option -> (overrides, the protocol chain tshark must show, ending at the inner TCP)
@@ -50,36 +43,6 @@ OPTIONS = {
 }
 
 
-def read_pcap(path):
-    data = path.read_bytes()
-    o, ts, frames = 24, [], []
-    while o < len(data):
-        sec, frac, incl, orig = struct.unpack_from("<IIII", data, o)
-        assert incl == orig
-        ts.append(sec * 10**9 + frac)
-        frames.append(data[o + 16:o + 16 + incl])
-        o += 16 + incl
-    return np.array(ts, np.int64), frames
-
-
-class Run:
-    def __init__(self, folder, overrides, **kw):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.sc = tg.load_scenario("chat", BASE + overrides, **{**ARGS, **kw})
-        self.pcap = folder / "c.pcap"
-        paths = {k: folder / f"{k}.parquet" for k in ("flows", "requests", "packets")}
-        self.report = tg.generate(self.sc, pcap=self.pcap, **paths)
-        self.ts, self.frames = read_pcap(self.pcap)
-        self.flows, self.requests, self.packets = (_columns(paths[k])
-                                                   for k in ("flows", "requests", "packets"))
-        self.flow_row = {int(f): k for k, f in enumerate(self.flows["flow_id"])}
-
-
-def _columns(path) -> dict:
-    t = pq.read_table(path)
-    return {name: t.column(name).to_numpy(zero_copy_only=False) for name in t.column_names}
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     cache = {}
@@ -91,24 +54,18 @@ def runs(tmp_path_factory):
                     "plain1480_server": ["network.mtu=1480", "topology.capture=server"]}.get(name)
             if over is None:
                 over = OPTIONS[name][0]
-            cache[name] = Run(tmp_path_factory.mktemp(name), over)
+            cache[name] = NetworkRun(tmp_path_factory.mktemp(name), over)
         return cache[name]
     return get
-
-
-def tshark_out(tshark, path, *args):
-    proc = subprocess.run([tshark, "-n", "-r", str(path), *args], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_tshark_dissects_to_inner_tcp_without_problems(tshark, runs, name):
     run = runs(name)
-    bad = tshark_out(tshark, run.pcap, *CHECKS, "-Y", TSHARK_PROBLEMS, "-T", "fields",
-                     "-e", "frame.number").split()
+    bad = run_tshark(tshark, run.pcap, *TSHARK_CHECKSUMS, "-Y", TSHARK_FRAME_PROBLEMS, "-T",
+                     "fields", "-e", "frame.number").split()
     assert bad == [], f"{name}: tshark flags frames {bad[:10]}"
-    chains = tshark_out(tshark, run.pcap, "-T", "fields", "-e", "frame.protocols").split()
+    chains = run_tshark(tshark, run.pcap, "-T", "fields", "-e", "frame.protocols").split()
     assert len(chains) == len(run.frames)
     want = OPTIONS[name][1]
     for i, chain in enumerate(chains):
@@ -131,8 +88,8 @@ def test_tshark_catches_a_corrupted_inner_byte(tshark, runs, tmp_path):
     data[o + 16 + incl - 1] ^= 0x01
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(bytes(data))
-    flagged = tshark_out(tshark, bad, *CHECKS, "-Y", TSHARK_PROBLEMS, "-T", "fields",
-                         "-e", "frame.number").split()
+    flagged = run_tshark(tshark, bad, *TSHARK_CHECKSUMS, "-Y", TSHARK_FRAME_PROBLEMS, "-T",
+                         "fields", "-e", "frame.number").split()
     assert flagged == [str(k + 1)]
 
 
@@ -314,8 +271,9 @@ def test_scapy_agrees(runs):
 def test_plain_network_section_changes_nothing(runs, tmp_path):
     """An explicit section with every default is the plain run, byte for byte."""
     ref = runs("plain")
-    sc = tg.load_scenario("chat", BASE + ["network.ip=4", "network.vlan=[]", "network.encap=none",
-                                          "network.macsec=false", "network.dscp=0"], **ARGS)
+    sc = tg.load_scenario("chat", NETWORK_BASE + ["network.ip=4", "network.vlan=[]",
+                                                  "network.encap=none", "network.macsec=false",
+                                                  "network.dscp=0"], **NETWORK_ARGS)
     out = tmp_path / "p.pcap"
     tg.generate(sc, pcap=out)
     assert out.read_bytes() == ref.pcap.read_bytes()

@@ -14,7 +14,7 @@ import pytest
 
 import trafficgen as tg
 
-from .test_network import read_pcap
+from .helpers import read_pcap
 
 OVER = ["chat.rate=4/s", "network.vlan=42", "network.dscp=18"]
 
@@ -121,13 +121,3 @@ def test_same_bytes_whatever_the_batching(pair, tmp_path):
     tg.generate(sc, pcap=again, batch_packets=250, window="1s")
     assert again.read_bytes() == ng.read_bytes()
 
-
-def test_a_failed_run_leaves_no_pcapng(tmp_path, monkeypatch):
-    from trafficgen.sinks.pcapng import PcapngSink
-
-    def broken(self):
-        raise OSError("disk full")
-    monkeypatch.setattr(PcapngSink, "_finish", broken)
-    with pytest.raises(OSError):
-        tg.generate(tg.load_scenario("chat", OVER, duration="2s"), pcap=tmp_path / "x.pcapng")
-    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ import pytest
 
 import trafficgen as tg
 
-from .test_wire import TSHARK_PROBLEMS, run_tshark
+from .helpers import TSHARK_PROBLEMS, run_tshark
 
 PLAIN_RUN = ["chat.rate=4/s", "chat.plaintext=http1", "chat.server_port=80",
              # reasoning: a thinking phase with SSE keep-alive comments before the answer

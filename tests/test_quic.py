@@ -18,8 +18,8 @@ from trafficgen.errors import ConfigError
 from trafficgen.wire.profiles import PROFILES
 
 from . import ja4ref
+from .helpers import TSHARK_CHECKSUMS, NetworkRun, nfstream_module
 from .netwalk import walk
-from .test_network import CHECKS, Run
 
 QUIC_JA4 = {p.quic_ja4: name for name, p in PROFILES.items() if p.h3}
 
@@ -31,8 +31,8 @@ CASES = {"client": ["network.quic=0.5"],
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    out = {name: Run(tmp_path_factory.mktemp(name), over) for name, over in CASES.items()}
-    out["plain"] = Run(tmp_path_factory.mktemp("plain"), [])
+    out = {name: NetworkRun(tmp_path_factory.mktemp(name), over) for name, over in CASES.items()}
+    out["plain"] = NetworkRun(tmp_path_factory.mktemp("plain"), [])
     return out
 
 
@@ -103,7 +103,7 @@ def quic_header(udp_payload: bytes, client_dcid: bytes | None = None, opened: bo
 @pytest.mark.parametrize("name", list(CASES))
 def test_tshark_sees_quic_without_problems(tshark, runs, name):
     run = runs[name]
-    out = subprocess.run([tshark, "-n", "-r", str(run.pcap), *CHECKS, "-T", "fields",
+    out = subprocess.run([tshark, "-n", "-r", str(run.pcap), *TSHARK_CHECKSUMS, "-T", "fields",
                           "-E", "separator=|", "-e", "frame.protocols", "-e", "_ws.malformed",
                           "-e", "_ws.expert.group", "-e", "_ws.expert.severity",
                           "-e", "udp.checksum.status", "-e", "tcp.checksum.status",
@@ -325,7 +325,6 @@ def test_ndpi_reads_quic_sni_and_ja4(runs):
     class's service and its JA4 the QUIC one its client's profile documents (both browsers
     seen); a client keeps its profile across TCP and QUIC; profiles without an HTTP/3 stack
     (okhttp here) never appear on QUIC."""
-    from .test_dpi import nfstream_module
     run = runs["client"]
     df = nfstream_module().NFStreamer(str(run.pcap), statistical_analysis=False, n_dissections=20,
                                       idle_timeout=3600, active_timeout=7200).to_pandas()

@@ -28,8 +28,8 @@ from trafficgen.cli.main import main
 from trafficgen.playback.capture import CaptureFile
 from trafficgen.playback.rate import Pacer, Rate
 
-from .conftest import require_tool
-from .replay_net import PeerCapture, VethPair, make_frames, net_admin_reason, read_pcap, write_pcap, write_pcapng
+from .helpers import read_pcap, require_tool, write_pcap, write_pcapng
+from .replay_net import PeerCapture, VethPair, make_frames, net_admin_reason
 
 T0 = 1_700_000_000 * 10**9 + 123_456_789  # first timestamp of the test files
 

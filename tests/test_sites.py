@@ -11,18 +11,12 @@ import trafficgen as tg
 from trafficgen.errors import ConfigError
 from trafficgen.schema import ACK, CLASS_CODE, SYN
 
+from .helpers import batch_tables
+
 SITES = ('topology.sites=[{name="hq", clients="10.20.0.0/17", client_count=1500, '
          'rtt={median="20ms", p90="40ms", min="1ms", max="500ms"}}, '
          '{name="apac", clients="10.21.0.0/20", client_count=500, '
          'rtt={median="180ms", p90="250ms", min="100ms", max="1s"}}]')
-
-
-def tables(sc):
-    flows, packets = [], []
-    for b in tg.batches(sc, frames=False):
-        flows.append(b.flows)
-        packets.append(b.packets)
-    return np.concatenate(flows), np.concatenate(packets)
 
 
 def test_sites_parse_and_sum_their_clients():
@@ -56,7 +50,7 @@ def test_each_site_has_its_clients_and_its_rtt():
     """Captured at the clients: a SYN-ACK comes back one path RTT after its SYN; per site the
     median is that site's (its lognormal's median), and sessions split 3:1 as the clients do."""
     sc = tg.load_scenario("chat", [SITES, "chat.rate=30/s"], duration="3m", seed=4)
-    flows, p = tables(sc)
+    flows, p = batch_tables(sc, "flows", "packets")
     hq = ipaddress.IPv4Network("10.20.0.0/17")
     apac = ipaddress.IPv4Network("10.21.0.0/20")
     src = [ipaddress.IPv4Address(int(a)) for a in flows["src_ip"]]
@@ -75,6 +69,6 @@ def test_each_site_has_its_clients_and_its_rtt():
     # the sites change nothing for a class with clients of its own (the gateways' retrievals)
     mix = tg.load_scenario("chat", [SITES, "rag.rate=5/s", "topology.capture=server"],
                            duration="20s", seed=4)
-    f2, _ = tables(mix)
+    f2, _ = batch_tables(mix, "flows", "packets")
     rag_src = f2["src_ip"][f2["class"] == CLASS_CODE["rag"]]
     assert all(ipaddress.IPv4Address(int(a)) in ipaddress.IPv4Network("10.80.0.0/24") for a in rag_src)

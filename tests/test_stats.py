@@ -2,7 +2,6 @@
 known, against an independent computation on the Azure trace, and `inspect --stats`."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from trafficgen.analysis.stats import arrival_stats, counts, gap_cv, hurst, idc
 from trafficgen.config.arrivals import BLOCK_NS, parse_arrivals
 from trafficgen.kernels.rng import derive, key_of
 
-from .test_chat_model import traces_dir
+from .helpers import trace_times
 
 S = 10**9
 
@@ -63,19 +62,6 @@ def test_counts_and_idc_agree_with_a_plain_computation():
         assert idc(t, scale, t0=0, t1=900 * S) == pytest.approx(plain.var(ddof=1) / plain.mean())
 
 
-def _trace_times(name):
-    path = traces_dir() / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
-    out = []
-    for line in path.read_text().splitlines()[1:]:
-        stamp = line.split(",")[0]
-        whole, frac = stamp.split(".")
-        base = dt.datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
-        out.append(int(base.timestamp()) * S + int(frac.ljust(9, "0")[:9]))
-    return np.sort(np.array(out, np.int64))
-
-
 @pytest.mark.parametrize("name, cv, idcs", [
     ("azure-llm-2023-conv.csv", 1.09, (1.39, 3.87, 16.4)),
     ("azure-llm-2023-code.csv", 13.2, (13.2, 71.9, 166.9)),
@@ -83,7 +69,7 @@ def _trace_times(name):
 def test_azure_traces(name, cv, idcs):
     """The figures a model is fitted to (MODELS.md: conversation ~Gamma-like with cv ~1.1, code
     extremely bursty) as this module computes them."""
-    t = _trace_times(name)
+    t = trace_times(name)
     st = arrival_stats(t)
     gaps = np.diff(t)
     assert st["gap_cv"] == pytest.approx(gaps.std() / gaps.mean()) == pytest.approx(cv, rel=0.02)
@@ -128,7 +114,7 @@ def test_hurst_needs_enough_data():
 
 def test_default_chat_matches_the_conversation_trace():
     """models/chat.toml's arrivals, at the trace's rate for an hour, against the trace itself."""
-    trace = arrival_stats(_trace_times("azure-llm-2023-conv.csv"))
+    trace = arrival_stats(trace_times("azure-llm-2023-conv.csv"))
     sc = tg.load_scenario("chat", [f"chat.rate={trace['rate_per_s']:.2f}/s"], duration="1h", seed=1)
     starts = np.concatenate([b.requests["start_ns"] for b in tg.batches(sc, frames=False)])
     ours = arrival_stats(starts)

@@ -14,13 +14,13 @@ from trafficgen.errors import TrafficgenError
 from trafficgen.traces.read import read_trace
 from trafficgen.traces.scenario import trace_scenario
 
-from .test_traces import real
+from .helpers import batch_tables, real_trace
 
 MS = 10**6
 
 
 def requests_of(sc):
-    r = np.concatenate([b.requests for b in tg.batches(sc, frames=False)])
+    r = batch_tables(sc, "requests")[0]
     return r[np.lexsort((r["output_tokens"], r["prompt_tokens"], r["start_ns"]))]
 
 
@@ -31,7 +31,7 @@ def rows_of(tr, keep):
 
 @pytest.mark.parametrize("capture", ["client", "server"])
 def test_azure_code_trace_reproduced(capture):
-    tr = read_trace(real("azure-llm-2023-code.csv"))
+    tr = read_trace(real_trace("azure-llm-2023-code.csv"))
     sc = trace_scenario("coding", tr, [f"topology.capture={capture}"], duration="10m", seed=3)
     r = requests_of(sc)
     keep = tr.times_ns - tr.times_ns[0] < 600 * 10**9
@@ -48,7 +48,7 @@ def test_azure_code_trace_reproduced(capture):
 
 
 def test_time_scale_and_determinism(tmp_path):
-    tr = read_trace(real("azure-llm-2023-conv.csv"))
+    tr = read_trace(real_trace("azure-llm-2023-conv.csv"))
     a = trace_scenario("chat", tr, duration="60s", time_scale=0.5)
     r = requests_of(a)
     keep = (tr.times_ns - tr.times_ns[0]) * 0.5 < 60 * 10**9
@@ -78,7 +78,7 @@ def test_sessions_turns_and_keepalive(tmp_path):
 
 
 def test_mooncake_cached_prefix_shrinks_kv_transfers():
-    tr = read_trace(real("mooncake-conversation.jsonl"))
+    tr = read_trace(real_trace("mooncake-conversation.jsonl"))
     small = ["kv_transfer.model={layers=4, kv_heads=1, head_dim=16}", "kv_transfer.prefill_rate=0"]
     sc = trace_scenario("kv-transfer", tr, small, duration="30s")
     r = requests_of(sc)

@@ -13,16 +13,9 @@ from trafficgen.errors import TrafficgenError
 from trafficgen.traces.mooncake import cached_tokens
 from trafficgen.traces.read import read_trace
 
-from .test_chat_model import traces_dir
+from .helpers import real_trace
 
 AZURE_HEAD = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-
-
-def real(name):
-    path = traces_dir() / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
-    return path
 
 
 @pytest.mark.parametrize("name, fmt, rows, p50, o50", [
@@ -31,7 +24,7 @@ def real(name):
     ("mooncake-conversation.jsonl", "mooncake", 12031, 6909, 350),
 ])
 def test_real_traces(name, fmt, rows, p50, o50):
-    tr = read_trace(real(name))
+    tr = read_trace(real_trace(name))
     assert (tr.format, len(tr)) == (fmt, rows)
     assert np.all(np.diff(tr.times_ns) >= 0)
     assert (np.median(tr.prompt), np.median(tr.output)) == (p50, o50)
@@ -39,7 +32,7 @@ def test_real_traces(name, fmt, rows, p50, o50):
 
 
 def test_azure_timestamps_exact():
-    tr = read_trace(real("azure-llm-2023-code.csv"))
+    tr = read_trace(real_trace("azure-llm-2023-code.csv"))
     # 2023-11-16 18:17:03.9799600 UTC
     assert tr.times_ns[0] == 1700158623_979960000
     assert (tr.prompt[0], tr.output[0]) == (4808, 10)
@@ -48,7 +41,7 @@ def test_azure_timestamps_exact():
 def test_mooncake_cached_prefix_matches_the_kv_model_figures():
     """models/kv-transfer.toml was fitted to these: cached share 0.41 per request, 0.37 of all
     prompt tokens, mean uncached 7,538 tokens."""
-    tr = read_trace(real("mooncake-conversation.jsonl"))
+    tr = read_trace(real_trace("mooncake-conversation.jsonl"))
     assert (tr.cached / tr.prompt).mean() == pytest.approx(0.409, abs=0.002)
     assert tr.cached.sum() / tr.prompt.sum() == pytest.approx(0.374, abs=0.002)
     assert (tr.prompt - tr.cached).mean() == pytest.approx(7538, abs=1)
@@ -180,12 +173,12 @@ def test_jsonl_junk_is_one_error_line(tmp_path, lines):
 
 def test_chunked_reading_is_the_same_and_finds_late_lines(tmp_path, monkeypatch):
     import trafficgen.traces.read as traces
-    whole = read_trace(real("azure-llm-2023-code.csv"))
+    whole = read_trace(real_trace("azure-llm-2023-code.csv"))
     monkeypatch.setattr(traces, "CHUNK_BYTES", 8192)  # ~200 rows a chunk: 40-odd chunks
-    small = read_trace(real("azure-llm-2023-code.csv"))
+    small = read_trace(real_trace("azure-llm-2023-code.csv"))
     for name in ("times_ns", "prompt", "output"):
         assert np.array_equal(getattr(whole, name), getattr(small, name))
-    lines = real("azure-llm-2023-code.csv").read_text().splitlines()
+    lines = real_trace("azure-llm-2023-code.csv").read_text().splitlines()
     lines[5000] = lines[5000].rsplit(",", 1)[0] + ",7q"
     f = tmp_path / "late.csv"
     f.write_text("\n".join(lines) + "\n")

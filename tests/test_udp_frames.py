@@ -15,21 +15,7 @@ from hypothesis import strategies as st
 from trafficgen.kernels import udp as ku
 from trafficgen.schema import KIND_CODE, SCHED_DTYPE
 
-from .test_wire import ones_complement_sum
-
-ROCE_OPS = {ku.OP_WRITE_FIRST, ku.OP_WRITE_MIDDLE, ku.OP_WRITE_LAST, ku.OP_WRITE_ONLY}
-
-
-def icrc_of(frame: bytes) -> int:
-    """IBTA A17 invariant CRC of a RoCEv2/IPv4 frame, built plainly: 8 bytes of ones for the
-    LRH, IP TOS/TTL/checksum, UDP checksum and BTH byte 4 masked to ones, the rest as is."""
-    ip = bytearray(frame[14:34])
-    ip[1], ip[8], ip[10:12] = 0xFF, 0xFF, b"\xff\xff"
-    udp = bytearray(frame[34:42])
-    udp[6:8] = b"\xff\xff"
-    bth = bytearray(frame[42:54])
-    bth[4] = 0xFF
-    return zlib.crc32(b"\xff" * 8 + bytes(ip) + bytes(udp) + bytes(bth) + frame[54:-4])
+from .helpers import ROCE_OPS, icrc_of, ones_complement_sum
 
 
 def test_crc_kernel_matches_zlib():

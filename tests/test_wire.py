@@ -8,50 +8,29 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import subprocess
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dpkt
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from trafficgen.schema import ACK, FIN, PSH, RST, SYN
 
-PCAP_NS_MAGIC = 0xA1B23C4D
+from .helpers import (
+    PCAP_NS_MAGIC,
+    TSHARK_PROBLEMS,
+    Capture,
+    ipv4_checksum,
+    ones_complement_sum,
+    read_capture,
+    run_tshark,
+    table_columns,
+    tcp_checksum,
+)
+
 M32 = 0xFFFFFFFF
-
-TSHARK_PROBLEMS = (
-    '_ws.malformed || _ws.expert.severity >= warning || ip.checksum.status == "Bad" || '
-    'tcp.checksum.status == "Bad" || tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment || '
-    'tcp.analysis.retransmission || tcp.analysis.fast_retransmission || '
-    'tcp.analysis.spurious_retransmission || tcp.analysis.out_of_order || '
-    'tcp.analysis.duplicate_ack || tcp.analysis.zero_window || tcp.analysis.window_full')
-
-
-# --- independent helpers -------------------------------------------------------------------
-
-def ones_complement_sum(data: bytes) -> int:
-    """RFC 1071 sum of big-endian 16-bit words (odd length padded with a zero byte), folded."""
-    if len(data) % 2:
-        data += b"\x00"
-    s = int(np.frombuffer(data, dtype=">u2").sum(dtype=np.uint64))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def ipv4_checksum(header: bytes) -> int:
-    """The checksum an IPv4 header should carry (its checksum field taken as zero)."""
-    return ~ones_complement_sum(header[:10] + b"\x00\x00" + header[12:]) & 0xFFFF
-
-
-def tcp_checksum(src: bytes, dst: bytes, segment: bytes) -> int:
-    """The checksum a TCP segment should carry, over the IPv4 pseudo-header and the segment."""
-    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(segment))
-    return ~ones_complement_sum(pseudo + segment[:16] + b"\x00\x00" + segment[18:]) & 0xFFFF
 
 
 def test_checksum_helpers_against_known_values():
@@ -67,94 +46,12 @@ def ip_u32(text: str) -> int:
     return int(ipaddress.IPv4Address(text))
 
 
-@dataclass
-class Capture:
-    """A pcap parsed record by record, with every frame decoded by dpkt."""
-
-    path: Path
-    header: tuple
-    ts_ns: np.ndarray
-    caplen: np.ndarray
-    origlen: np.ndarray
-    frames: list
-    src: np.ndarray = field(default=None)
-    dst: np.ndarray = field(default=None)
-    sport: np.ndarray = field(default=None)
-    dport: np.ndarray = field(default=None)
-    seq: np.ndarray = field(default=None)
-    ack: np.ndarray = field(default=None)
-    flags: np.ndarray = field(default=None)
-    plen: np.ndarray = field(default=None)
-    decode_errors: list = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return len(self.frames)
-
-
-def read_pcap(path: Path) -> Capture:
-    """Parse a classic pcap by hand (exact ns timestamps, both length fields)."""
-    data = path.read_bytes()
-    assert len(data) >= 24, "no pcap global header"
-    header = struct.unpack_from("<IHHiIII", data, 0)
-    o = 24
-    ts, cap, orig, frames = [], [], [], []
-    while o < len(data):
-        assert o + 16 <= len(data), f"truncated record header at byte {o}"
-        sec, frac, incl, wire = struct.unpack_from("<IIII", data, o)
-        o += 16
-        assert o + incl <= len(data), f"truncated record at byte {o}"
-        ts.append(sec * 1_000_000_000 + frac)
-        cap.append(incl)
-        orig.append(wire)
-        frames.append(data[o:o + incl])
-        o += incl
-    c = Capture(path, header, np.array(ts, np.int64), np.array(cap, np.int64),
-                np.array(orig, np.int64), frames)
-    _decode(c)
-    return c
-
-
-def _decode(c: Capture) -> None:
-    n = c.n
-    cols = {k: np.zeros(n, np.int64) for k in
-            ("src", "dst", "sport", "dport", "seq", "ack", "flags", "plen")}
-    for i, buf in enumerate(c.frames):
-        try:
-            eth = dpkt.ethernet.Ethernet(buf)
-            ip = eth.data
-            if eth.type != dpkt.ethernet.ETH_TYPE_IP or not isinstance(ip, dpkt.ip.IP):
-                raise ValueError(f"not IPv4 (ethertype {eth.type:#06x})")
-            tcp = ip.data
-            if ip.p != 6 or not isinstance(tcp, dpkt.tcp.TCP):
-                raise ValueError(f"not TCP (protocol {ip.p})")
-            if ip.v != 4 or ip.hl != 5:
-                raise ValueError(f"IPv4 version/IHL {ip.v}/{ip.hl}")
-            if 14 + ip.len != len(buf):
-                raise ValueError(f"IP total length {ip.len} + 14 != frame length {len(buf)}")
-            if ip.mf or ip.offset:
-                raise ValueError("fragment")
-        except (dpkt.UnpackError, ValueError) as e:
-            c.decode_errors.append((i + 1, repr(e)))
-            continue
-        cols["src"][i] = int.from_bytes(ip.src, "big")
-        cols["dst"][i] = int.from_bytes(ip.dst, "big")
-        cols["sport"][i] = tcp.sport
-        cols["dport"][i] = tcp.dport
-        cols["seq"][i] = tcp.seq
-        cols["ack"][i] = tcp.ack
-        cols["flags"][i] = tcp.flags
-        cols["plen"][i] = len(tcp.data)
-    for k, v in cols.items():
-        setattr(c, k, v)
-
-
 _CAPTURES: dict[Path, Capture] = {}
 
 
 def capture_of(run) -> Capture:
     if run.pcap not in _CAPTURES:
-        _CAPTURES[run.pcap] = read_pcap(run.pcap)
+        _CAPTURES[run.pcap] = read_capture(run.pcap)
     return _CAPTURES[run.pcap]
 
 
@@ -165,20 +62,15 @@ class Tables:
     packets: dict
 
 
-def _np_columns(path: Path) -> dict:
-    t = pq.read_table(path)
-    return {name: t.column(name).to_numpy() for name in t.column_names}
-
-
 _TABLES: dict[Path, Tables] = {}
 
 
 def tables_of(run) -> Tables:
     if run.flows not in _TABLES:
-        flows = _np_columns(run.flows)
+        flows = table_columns(run.flows)
         flows["src_ip"] = np.array([ip_u32(s) for s in flows["src_ip"]], np.int64)
         flows["dst_ip"] = np.array([ip_u32(s) for s in flows["dst_ip"]], np.int64)
-        _TABLES[run.flows] = Tables(flows, _np_columns(run.requests), _np_columns(run.packets))
+        _TABLES[run.flows] = Tables(flows, table_columns(run.requests), table_columns(run.packets))
     return _TABLES[run.flows]
 
 
@@ -187,13 +79,6 @@ def run(request):
     """Each test taking ``run`` checks both the client-side and the server-side capture."""
     return request.getfixturevalue({"client": "chat_run", "server": "server_run",
                                     "mix": "mix_run"}[request.param])
-
-
-def run_tshark(tshark: str, path: Path, *args: str) -> str:
-    """Run tshark; a non-zero exit (a bad filter, an unreadable file) fails the test."""
-    proc = subprocess.run([tshark, "-n", "-r", str(path), *args], capture_output=True, text=True)
-    assert proc.returncode == 0, f"tshark failed ({proc.returncode}): {proc.stderr.strip()}"
-    return proc.stdout
 
 
 def tshark_problem_frames(tshark: str, path: Path) -> list[int]:
