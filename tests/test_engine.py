@@ -137,7 +137,7 @@ def test_longer_run_shares_the_shorter_runs_sessions():
 # --- buffers ---------------------------------------------------------------------------------
 
 def test_buffer_pool_reuses_released_buffers():
-    from trafficgen.engine.core import BufferPool
+    from trafficgen.sinks.buffers import BufferPool
     pool = BufferPool(keep=2)
     a = pool.get(1000)
     assert a.shape == (1000,) and a.dtype == np.uint8

@@ -26,7 +26,6 @@ from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import frames as kf
 from trafficgen.kernels.rng import derive_range, fill_bytes, key_of
 from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows, take_rows
-from trafficgen.sinks.buffers import BufferPool as BufferPool  # the engine's frame buffers
 from trafficgen.wire.tls import CombinedTemplates
 
 from .netplan import NetPlan
