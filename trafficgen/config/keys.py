@@ -271,10 +271,12 @@ def size_in(lo: int, hi: int) -> Callable[[Any], int]:
     return bounded(parse_size, lo, hi, str)
 
 
+_UNIT_NOUNS = {"count": "numbers", "duration": "durations", "bytes": "sizes"}
+
+
 def dist(unit: str, positive: bool = True) -> Callable[[Any], Dist]:
     """A distribution of ``unit`` ("count", "duration" or "bytes"), above zero if ``positive``."""
-    @allows(f"a distribution of {'durations' if unit == 'duration' else unit}"
-            + ("" if positive else ", 0 allowed"))
+    @allows(f"a distribution of {_UNIT_NOUNS[unit]}" + ("" if positive else ", 0 allowed"))
     def conv(v) -> Dist:
         return parse_dist(v, unit, positive)
     return conv

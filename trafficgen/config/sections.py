@@ -13,7 +13,7 @@ from typing import Mapping
 
 from trafficgen.wire.profiles import check_alpn, check_hostname, check_profiles
 
-from .arrivals import parse_arrivals
+from .arrivals import ArrivalSpec, parse_arrivals
 from .keys import (
     OPTIONAL,
     REQUIRED,
@@ -34,7 +34,7 @@ from .keys import (
     text,
     with_defaults,
 )
-from .kvcache import parse_kv_model
+from .kvcache import KV_MODELS, KVModel, parse_kv_model
 from .media import MEDIA_KEYS, VIDEO_KEYS, VOICE_KEYS
 from .network import NETWORK
 from .topology import ENDPOINT_KEYS, NAME, TOPOLOGY_KEYS, addresses
@@ -72,9 +72,34 @@ def _plaintext(v) -> str:
     raise ValueError(f"expected false (HTTPS) or \"http1\" (plaintext HTTP/1.1), got {v!r}")
 
 
+@allows("a DNS hostname (no IP literal)")
+def _hostname(v) -> str:
+    return check_hostname(v)
+
+
 @allows("\"\" (none) or a DNS hostname")
 def _hostname_or_none(v) -> str:
     return "" if v == "" else check_hostname(v)
+
+
+@allows("a list of ALPN protocol names ([]: the client profile's)")
+def _alpn(v) -> tuple[str, ...]:
+    return check_alpn(v)
+
+
+@allows("a client profile, or a table of profile -> share")
+def _profiles(v) -> tuple[tuple[str, float], ...]:
+    return check_profiles(v)
+
+
+@allows("a table of process, cv, burst, batch, spread, daily, onoff")
+def _arrivals(v) -> ArrivalSpec:
+    return parse_arrivals(v)
+
+
+@allows(f"{', '.join(KV_MODELS)}, or a table of layers, kv_heads, head_dim, bytes_per_value")
+def _kv_model(v) -> KVModel:
+    return parse_kv_model(v)
 
 
 SCENARIO_KEYS = (
@@ -96,7 +121,7 @@ SERVICE_KEYS = (
     Key("request_bytes", dist("bytes"), help="a request's size (before TLS)"),
     Key("response_bytes", dist("bytes"), help="an answer's size (before TLS)"),
     Key("sni", _hostname_or_none, "", "its hostname (TLS server name; \"\": none, an address)"),
-    Key("alpn", check_alpn, [], "the ALPN offer (empty: the client profile's own)"),
+    Key("alpn", _alpn, [], "the ALPN offer (empty: the client profile's own)"),
 )
 Service = params_class("Service", SERVICE_KEYS, "A backend a chain calls: its addresses and port, the RTT "
                        "of each path to it, how long it takes to answer, and the sizes of a request and its "
@@ -129,8 +154,7 @@ _RATE = bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s")
 _KEEPALIVE = Key("keepalive", bounded(parse_duration, 10**6, 86_400 * 10**9, seconds),
                  help="an idle connection closes after this; the next request opens a new one")
 _THINK_TIME = Key("think_time", dist("duration"), help="between a session's turns")
-_ARRIVALS = Key("arrivals", parse_arrivals, {"process": "poisson"},
-                help="how sessions arrive (README: arrivals)")
+_ARRIVALS = Key("arrivals", _arrivals, {"process": "poisson"}, "how sessions arrive (README: arrivals)")
 TOKEN_STREAM_KEYS = (
     Key("output_tokens", dist("count"), help="tokens in an answer"),
     Key("ttft", dist("duration"), help="time to first token"),
@@ -149,11 +173,10 @@ TLS_KEYS = (
     Key("server_flight_bytes", size_in(64, 1 << 20), help="ServerHello to server Finished"),
     Key("session_ticket_bytes", size_in(0, 16000), help="the NewSessionTicket records after the handshake"),
 )
-_CLIENT_PROFILES = Key("client_profiles", check_profiles,
-                       help="the clients' TLS stacks: a profile, or a table of profile -> share")
+_CLIENT_PROFILES = Key("client_profiles", _profiles, help="the clients' TLS stacks, with their shares")
 SERVICE_NAME_KEYS = (
-    Key("sni", check_hostname, help="the service's hostname (TLS server name)"),
-    Key("alpn", check_alpn, [], "the ALPN offer (empty: each client profile's own)"),
+    Key("sni", _hostname, help="the service's hostname (TLS server name)"),
+    Key("alpn", _alpn, [], "the ALPN offer (empty: each client profile's own)"),
     _CLIENT_PROFILES,
 )
 
@@ -207,8 +230,8 @@ RAG_KEYS = (
 )
 KV_TRANSFER_KEYS = (
     Key("rate", _RATE, help="transfers per second"),
-    Key("arrivals", parse_arrivals, {"process": "poisson"}, "how transfers arrive (README: arrivals)"),
-    Key("model", parse_kv_model, help="a model name, or { layers, kv_heads, head_dim }: KV bytes per token"),
+    Key("arrivals", _arrivals, {"process": "poisson"}, "how transfers arrive (README: arrivals)"),
+    Key("model", _kv_model, help="the model, for its KV-cache bytes per token"),
     Key("prompt_tokens", dist("count"), help="prompt tokens per request"),
     Key("shared_prefix_tokens", int_in(0, 1 << 20), help="cached for every request (a common system prompt)"),
     Key("cache_hit_prob", float_in(0.0, 1.0), help="share of requests that continue a cached context"),
