@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trafficgen.config.keys import OPTIONAL, REQUIRED, Key, int_in, parse_section, section, with_defaults
+from trafficgen.config.keys import OPTIONAL, REQUIRED, Key, int_in, params_class, parse_section, section, with_defaults
 from trafficgen.config.media import MEDIA_KEYS, VIDEO_KEYS, VOICE_KEYS
 from trafficgen.config.scenario import CLASS_SECTIONS, SECTIONS, Scenario, load_scenario
 from trafficgen.config.sections import ENDPOINT_CLASSES, SUBTABLES, key_reference
@@ -61,6 +61,10 @@ def test_a_section_from_its_keys():
     assert with_defaults(keys.values(), a=5)[0].default == 5 and keys["a"].default is REQUIRED
     with pytest.raises(ValueError, match="no key 'z'"):
         with_defaults(keys.values(), z=1)
+    params = params_class("P", keys.values(), "A test section.", __name__)
+    assert params(a=1, b=3) == params(**parse_section({"s": {"a": 1}}, "s", keys, "f.toml"))
+    assert params(a=1, b=3).c is None and params(a=1, b=3, c=2).c == 2
+    assert [f.type for f in dataclasses.fields(params)] == ["int", "int", "int | None"]
 
 
 def test_class_sections_are_typed_attributes():

@@ -168,12 +168,14 @@ def subtable(keys: tuple[Key, ...], ptype: type) -> Callable[[Any], Any]:
 def params_class(name: str, keys: Iterable[Key], doc: str, module: str, *, base: type = object,
                  init_defaults: tuple[str, ...] = ()) -> type:
     """The frozen dataclass of a section's values: one field per key, in order, after
-    ``base``'s. The keys named in ``init_defaults`` take their parsed default as the
-    constructor's default too (they must come last)."""
+    ``base``'s. An ``OPTIONAL`` key left out is None. The keys named in ``init_defaults`` take
+    their parsed default as the constructor's default too (they must come last)."""
     keys = tuple(keys)
     fields: list = []
     for k in keys:
-        if k.name in init_defaults:
+        if k.default is OPTIONAL:  # left out, None (a keyword argument, so anywhere in order)
+            fields.append((k.name, f"{k.type} | None", dataclasses.field(default=None, kw_only=True)))
+        elif k.name in init_defaults:
             fields.append((k.name, k.type, dataclasses.field(default=k.parse(k.default))))
         else:
             fields.append((k.name, k.type))

@@ -134,6 +134,7 @@ def builtin_dir():
 
 
 def builtin_names() -> list[str]:
+    """The built-in scenarios' names (``models/*.toml``), sorted."""
     return sorted(p.name[:-5] for p in builtin_dir().iterdir() if p.name.endswith(".toml"))
 
 
@@ -171,6 +172,8 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def resolve_base(data: dict, where: str, seen: tuple[str, ...] = ()) -> dict:
+    """``data`` merged over its ``scenario.base`` (and that one's base, ...), key by key within
+    each section; ``seen``: the bases on the way, to refuse a cycle."""
     base = data.get("scenario", {}).get("base") if isinstance(data.get("scenario"), dict) else None
     if base is None:
         return data
@@ -199,6 +202,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any] | list[str] | None) -> dict:
+    """A copy of ``data`` with each dotted key set (a dict, or ``-t`` style ``key=value`` strings)."""
     items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
     data = copy.deepcopy(data)
     for key, value in items:

@@ -9,6 +9,7 @@ order a section's keys are checked and its defaults written out.
 from __future__ import annotations
 
 import datetime as _dt
+from types import MappingProxyType
 from typing import Mapping
 
 from trafficgen.wire.profiles import check_alpn, check_hostname, check_profiles
@@ -103,11 +104,11 @@ def _kv_model(v) -> KVModel:
 
 
 SCENARIO_KEYS = (
-    Key("name", text(pattern=NAME), help="the scenario's name (in reports and file metadata)"),
+    Key("name", text(pattern=NAME), help="the scenario's name"),
     Key("description", text(), "", "a line on what it models"),
-    Key("base", text(), OPTIONAL, "a built-in name or path whose tables this one's keys go over"),
+    Key("base", text(), OPTIONAL, "a scenario to start from (built-in name or path): its tables under this one's"),
     Key("duration", bounded(parse_duration, 10**6, MAX_DURATION_NS, seconds),
-        help="when requests start: those in flight at the end finish"),
+        help="requests start within it; those in flight at its end finish"),
     Key("seed", int_in(0, 2**63 - 1), help="every random draw derives from it"),
     Key("start_time", _start_time, "2026-01-01T00:00:00Z", "the capture's start (UTC without a zone)"),
 )
@@ -260,7 +261,7 @@ KVParams = params_class("KVParams", KV_TRANSFER_KEYS, "``[kv_transfer]``: prefil
 
 # Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
 # whose section of that name supplies every key a scenario leaves out). In generation order.
-CLASS_SECTIONS: dict[str, tuple[type, str]] = {
+CLASS_SECTIONS: Mapping[str, tuple[type, str]] = MappingProxyType({
     "chat": (ChatParams, "chat"),
     "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
     "reasoning": (ChatParams, "reasoning"),  # a silent thinking phase, then a long answer
@@ -268,10 +269,10 @@ CLASS_SECTIONS: dict[str, tuple[type, str]] = {
     "agentic": (AgenticParams, "agentic"),  # chains of LLM calls and tool calls
     "rag": (RagParams, "rag"),  # embed -> vector search -> rerank, east-west
     "kv_transfer": (KVParams, "kv-transfer"),  # RoCEv2 between GPU servers
-}
+})
 _CHAT = section(CHAT_KEYS, ENDPOINT_KEYS)
 # Section -> its keys, in the order "unknown section" errors list them.
-SECTIONS: Mapping[str, Mapping[str, Key]] = {
+SECTIONS: Mapping[str, Mapping[str, Key]] = MappingProxyType({
     "scenario": section(SCENARIO_KEYS),
     "topology": section(TOPOLOGY_KEYS),
     "chat": _CHAT,
@@ -282,14 +283,14 @@ SECTIONS: Mapping[str, Mapping[str, Key]] = {
     "coding": _CHAT,
     "reasoning": _CHAT,
     "multimodal": section(CHAT_KEYS, ENDPOINT_KEYS, MEDIA_KEYS),
-}
+})
 # The classes whose sections take the endpoint keys (a site of their own).
 ENDPOINT_CLASSES = tuple(c for c in CLASS_SECTIONS if all(SECTIONS[c].get(k.name) is k for k in ENDPOINT_KEYS))
-# Tables inside a section whose keys are declared too (for the reference).
-SUBTABLES: dict[str, tuple[Key, ...]] = {
-    "multimodal.voice": VOICE_KEYS, "multimodal.video": VIDEO_KEYS, "agentic.tools": SERVICE_KEYS,
-    "rag.embed": SERVICE_KEYS, "rag.search": SERVICE_KEYS, "rag.rerank": SERVICE_KEYS,
-}
+# Tables inside sections whose keys are declared too (for the reference): names -> keys.
+SUBTABLES: Mapping[str, tuple[Key, ...]] = MappingProxyType({
+    "multimodal.voice": VOICE_KEYS, "multimodal.video": VIDEO_KEYS,
+    "agentic.tools, rag.embed, rag.search, rag.rerank": SERVICE_KEYS,
+})
 
 
 def key_reference() -> str:
@@ -300,5 +301,6 @@ def key_reference() -> str:
         if name in ("coding", "reasoning"):
             continue
         keys = keys.values() if isinstance(keys, Mapping) else keys
-        out.append(f"### `[{name}]`\n\n" + key_table(keys))
+        heading = ", ".join(f"`[{n}]`" for n in name.split(", "))
+        out.append(f"### {heading}\n\n" + key_table(keys))
     return "\n".join(out)
