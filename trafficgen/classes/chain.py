@@ -6,7 +6,8 @@ import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS
 from trafficgen.config.dist import parse_dist
-from trafficgen.config.scenario import Scenario, Service
+from trafficgen.config.scenario import Scenario
+from trafficgen.config.sections import Service
 from trafficgen.kernels import chain as kch
 from trafficgen.kernels.rng import key_of
 from trafficgen.kernels.tcp import WF_COLS

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 from trafficgen.schema import CLASSES
 
+from .keys import OPTIONAL, Key, allows, section
+
 REDACTED = "<redacted>"
 SECRET_KEYS = ("macsec_key",)
 IP_FAMILIES = ("4", "6", "dual")
@@ -34,9 +36,10 @@ MAX_LABELS = 8
 MAX_SEGMENTS = 15  # transit segments; the far headend's SID is added as the last one
 
 
-def _per_class(item: Callable[[Any], Any], what: str) -> Callable[[Any], dict]:
+def _per_class(item: Callable[[Any], Any]) -> Callable[[Any], dict]:
     """A value for every class, or a table of class name (or ``default``) -> value."""
-    def conv(v):
+    @allows(f"{item.allowed}, or a table by class name (or default)")
+    def conv(v) -> dict:
         if not isinstance(v, dict):
             return {"default": item(v)}
         out = {}
@@ -48,18 +51,19 @@ def _per_class(item: Callable[[Any], Any], what: str) -> Callable[[Any], dict]:
             except ValueError as e:
                 raise ValueError(f"{k}: {e}") from None
         return out
-    conv.__doc__ = what
     return conv
 
 
 def _int(lo: int, hi: int, what: str = "a whole number"):
-    def conv(v):
+    @allows(f"{lo} to {hi}")
+    def conv(v) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ValueError(f"expected {what} from {lo} to {hi}, got {v!r}")
         return v
     return conv
 
 
+@allows(f"0 to 3, {', '.join(ECN_NAMES)}")
 def _ecn(v) -> int:
     if isinstance(v, str) and v.lower() in ECN_NAMES:
         return ECN_NAMES[v.lower()]
@@ -68,6 +72,7 @@ def _ecn(v) -> int:
     return v
 
 
+@allows("4, 6, dual")
 def _ip_family(v) -> str:
     s = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
     if s not in IP_FAMILIES:
@@ -75,6 +80,7 @@ def _ip_family(v) -> str:
     return s
 
 
+@allows("0 to 1")
 def _share(v) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
             or not 0 <= v <= 1:
@@ -82,6 +88,7 @@ def _share(v) -> float:
     return float(v)
 
 
+@allows("a VLAN id (1 to 4094), [outer, inner], [] or none")
 def _vlan(v) -> tuple[int, ...]:
     vid = _int(1, 4094, "a VLAN id")
     if isinstance(v, list):
@@ -94,13 +101,15 @@ def _vlan(v) -> tuple[int, ...]:
 
 
 def _choice(choices: tuple[str, ...]):
-    def conv(v):
+    @allows(", ".join(choices))
+    def conv(v) -> str:
         if v not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}, got {v!r}")
         return v
     return conv
 
 
+@allows("true, false")
 def _bool(v) -> bool:
     if not isinstance(v, bool):
         raise ValueError(f"expected true or false, got {v!r}")
@@ -125,6 +134,7 @@ def _v6(v) -> bytes:
         raise ValueError(f"expected an IPv6 address like '2001:db8::1', got {v!r}") from None
 
 
+@allows("an IPv6 prefix, /96 or shorter")
 def _v6_prefix(v) -> bytes:
     if not isinstance(v, str):
         raise ValueError(f"expected an IPv6 prefix like '2001:db8:c::/96', got {v!r}")
@@ -138,7 +148,8 @@ def _v6_prefix(v) -> bytes:
 
 
 def _pair(item, what: str):
-    def conv(v):
+    @allows(f"[client side, server side] {what}")
+    def conv(v) -> tuple:
         if not isinstance(v, list) or len(v) != 2:
             raise ValueError(f"expected [client side, server side] {what}, got {v!r}")
         return (item(v[0]), item(v[1]))
@@ -146,13 +157,15 @@ def _pair(item, what: str):
 
 
 def _list(item, lo: int, hi: int, what: str):
-    def conv(v):
+    @allows(f"{lo} to {hi} {what}")
+    def conv(v) -> tuple:
         if not isinstance(v, list) or not lo <= len(v) <= hi:
             raise ValueError(f"expected a list of {lo} to {hi} {what}, got {v!r}")
         return tuple(item(x) for x in v)
     return conv
 
 
+@allows("32 hex digits")
 def _key(v) -> bytes:
     """The value is never shown: it is a secret."""
     if not isinstance(v, str):
@@ -163,37 +176,36 @@ def _key(v) -> bytes:
     return bytes.fromhex(text)
 
 
-SPEC: dict[str, Callable[[Any], Any]] = {
-    "ip": _ip_family, "ipv6_share": _share,
-    "ipv6_clients": _v6_prefix, "ipv6_servers": _v6_prefix,
-    "vlan": _vlan, "encap": _choice(ENCAPS),
-    "mpls_labels": _per_class(_list(_int(16, 2**20 - 1, "a label"), 1, MAX_LABELS, "labels"),
-                              "MPLS label stack, top first"),
-    "vni": _per_class(_int(1, 2**24 - 1, "a VNI"), "VXLAN network identifier"),
-    "underlay": _pair(_v4, "IPv4 tunnel endpoints"),
-    "underlay6": _pair(_v6, "IPv6 SRv6 headends"),
-    "srv6_segments": _per_class(_list(_v6, 0, MAX_SEGMENTS, "IPv6 segments"),
-                                "transit segments, in visiting order"),
-    "macsec": _bool, "macsec_key": _key, "macsec_encrypt": _bool,
-    "mtu": _int(576, 9216),
-    "dscp": _per_class(_int(0, 63, "a DSCP"), "DSCP"),
-    "ecn": _per_class(_ecn, "ECN codepoint"),
-    "quic": _per_class(_share, "share of the class's flows on HTTP/3 over QUIC"),
-}
-DEFAULTS: dict[str, Any] = {
-    "ip": 4, "ipv6_share": 0.5,
-    "ipv6_clients": "2001:db8:c0::/96", "ipv6_servers": "2001:db8:5e::/96",
-    "vlan": [], "encap": "none",
-    "mpls_labels": {"default": [16001]},
-    "vni": {"default": 10000},
-    "underlay": ["192.0.2.1", "192.0.2.2"],
-    "underlay6": ["2001:db8:ff::1", "2001:db8:ff::2"],
+NETWORK_KEYS = (
+    Key("ip", _ip_family, 4, "the IP family: \"dual\" puts ipv6_share of the flows on IPv6"),
+    Key("ipv6_share", _share, 0.5, "under \"dual\", the share of flows on IPv6"),
+    Key("ipv6_clients", _v6_prefix, "2001:db8:c0::/96",
+        "clients' IPv6 addresses: this prefix + the IPv4 address"),
+    Key("ipv6_servers", _v6_prefix, "2001:db8:5e::/96",
+        "servers' IPv6 addresses: this prefix + the IPv4 address"),
+    Key("vlan", _vlan, [], "an id (802.1Q), or [outer, inner] (802.1ad QinQ)"),
+    Key("encap", _choice(ENCAPS), "none", "the encapsulation"),
+    Key("mpls_labels", _per_class(_list(_int(16, 2**20 - 1, "a label"), 1, MAX_LABELS, "labels")),
+        {"default": [16001]}, "MPLS: the label stack per class, top first"),
+    Key("vni", _per_class(_int(1, 2**24 - 1, "a VNI")), {"default": 10000},
+        "VXLAN: the network identifier per class"),
+    Key("underlay", _pair(_v4, "IPv4 tunnel endpoints"), ["192.0.2.1", "192.0.2.2"],
+        "VXLAN/GRE tunnel endpoints: client side, server side"),
+    Key("underlay6", _pair(_v6, "IPv6 SRv6 headends"), ["2001:db8:ff::1", "2001:db8:ff::2"],
+        "SRv6 headends: client side, server side"),
     # a low-latency path for interactive classes, a bulk path for KV-cache transfers
-    "srv6_segments": {"default": ["fc00:0:2::"], "kv_transfer": ["fc00:0:5::", "fc00:0:6::"]},
-    "macsec": False, "macsec_encrypt": True, "mtu": 1500,
-    "dscp": {"default": 0}, "ecn": {"default": 0}, "quic": {"default": 0},
-}
-OPTIONAL = {"macsec_key"}
+    Key("srv6_segments", _per_class(_list(_v6, 0, MAX_SEGMENTS, "IPv6 segments")),
+        {"default": ["fc00:0:2::"], "kv_transfer": ["fc00:0:5::", "fc00:0:6::"]},
+        "SRv6: the transit segments per class, in visiting order"),
+    Key("macsec", _bool, False, "802.1AE SecTAG (with SCI) and a 16-byte ICV on every frame"),
+    Key("macsec_key", _key, OPTIONAL, "real GCM-AES-128 with this key (a secret: never shown)"),
+    Key("macsec_encrypt", _bool, True, "with a key: encrypt, or false for integrity only"),
+    Key("mtu", _int(576, 9216), 1500, "the IP MTU: TCP segments fill it"),
+    Key("dscp", _per_class(_int(0, 63, "a DSCP")), {"default": 0}, "the DSCP per class"),
+    Key("ecn", _per_class(_ecn), {"default": 0}, "the ECN codepoint per class"),
+    Key("quic", _per_class(_share), {"default": 0}, "share of a class's flows as HTTP/3 over QUIC"),
+)
+NETWORK = section(NETWORK_KEYS)
 
 
 def _by_class(table: dict, builtin: dict) -> tuple:
@@ -240,14 +252,14 @@ class Network:
 
 
 def build_network(values: dict, classes: tuple[str, ...], fail: Callable[[str, str], Exception]) -> Network:
-    """The section's converted values (from ``SPEC``) -> :class:`Network`; checks across keys.
+    """The section's parsed values (from :data:`NETWORK`) -> :class:`Network`; checks across keys.
     ``fail(key, problem)`` makes the ConfigError to raise."""
     if values.get("macsec_key") is not None and not values["macsec"]:
         raise fail("network.macsec_key", "a key is given but network.macsec is false "
                    "(set network.macsec = true, or drop the key)")
     if values["ip"] != "4" and values["mtu"] < 1280:
         raise fail("network.mtu", f"IPv6 needs an MTU of at least 1280, got {values['mtu']}")
-    per = {k: _by_class(values[k], SPEC[k](DEFAULTS[k]))
+    per = {k: _by_class(values[k], NETWORK[k].parse(NETWORK[k].default))
            for k in ("mpls_labels", "vni", "srv6_segments", "dscp", "ecn", "quic")}
     if any(per["quic"]) and values["mtu"] < 1280:
         raise fail("network.mtu", f"QUIC needs an MTU of at least 1280, got {values['mtu']}")
@@ -276,4 +288,5 @@ def redact(data: dict) -> dict:
     return out
 
 
-PLAIN = build_network({k: SPEC[k](v) for k, v in DEFAULTS.items()}, (), None)
+PLAIN = build_network({k.name: k.parse(k.default) for k in NETWORK_KEYS if k.default is not OPTIONAL},
+                      (), None)

@@ -4,248 +4,95 @@ All checking happens here, never in kernels. Every problem raises :class:`Config
 where the value came from (file, dict or override), the dotted key, and what is allowed.
 A scenario may start from another with ``[scenario] base = "chat"`` (a built-in name or a path);
 its tables are merged key by key under the file's own. ``Scenario.to_dict()`` returns the merged,
-validated input, and ``Scenario.from_dict(s.to_dict()) == s``.
+validated input, and ``Scenario.from_dict(s.to_dict()) == s``. The keys themselves are declared
+in :mod:`.sections` (each once: check, default, help).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as _dt
-import ipaddress
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 from trafficgen.errors import ConfigError
-from trafficgen.wire.profiles import check_alpn, check_hostname, check_profiles
+from trafficgen.schema import CLASSES
 
-from . import media as _media
-from . import network as _net
-from .arrivals import ArrivalSpec, parse_arrivals
-from .dist import Dist, parse_dist
-from .kvcache import KVModel, parse_kv_model
-from .media import VideoParams, VoiceParams
-from .network import PLAIN, Network
-from .units import parse_bandwidth, parse_duration, parse_rate, parse_size
+from .keys import parse_section
+from .network import NETWORK, PLAIN, SECRET_KEYS, Network, build_network
+from .sections import (
+    CLASS_SECTIONS,
+    ENDPOINT_CLASSES,
+    MAX_DURATION_NS,
+    SECTIONS,
+    AgenticParams,
+    ChatParams,
+    KVParams,
+    MultimodalParams,
+    RagParams,
+)
+from .topology import CAPTURE_POINTS, ENDPOINT_KEYS, SEEN_AT, Site, Topology
 
-MAX_DURATION_NS = 30 * 86_400 * 10**9
-
-
-@dataclass(frozen=True)
-class Site:
-    """An edge site where clients sit: its address pool, how many clients, and the RTT of its
-    paths to the services."""
-
-    name: str
-    clients: ipaddress.IPv4Network
-    client_count: int
-    rtt: Dist
-
-
-@dataclass(frozen=True)
-class Topology:
-    clients: ipaddress.IPv4Network
-    client_count: int
-    client_skew: float  # 0: clients equally active; s > 0: activity ~ rank ** -s
-    servers: tuple[int, ...]  # IPv4 addresses as ints
-    server_port: int
-    ephemeral_ports: tuple[int, int]
-    rtt: Dist  # ns, one draw per client-server path
-    bandwidth_bps: float
-    mtu: int
-    capture: str  # a capture point: client, server, gateway, fabric or dci (CAPTURE_POINTS)
-    gateway_mac: bytes
-    ipv6_mss: bool = False  # some flows are IPv6: segments leave room for its 40-byte header
-    sites: tuple[Site, ...] = ()  # edge sites; empty: one site, ``clients`` with ``rtt``
-
-    def _sites(self) -> tuple[Site, ...]:
-        return self.sites or (Site("", self.clients, self.client_count, self.rtt),)
-
-    def rtt_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """For the kernels: each site's first client index (int64[n]) and its paths' RTT
-        distribution (float64[n, DIST_LEN]); client k belongs to the last site starting at or
-        before k."""
-        sites = self._sites()
-        counts = np.array([x.client_count for x in sites], np.int64)
-        first = np.zeros(len(sites), np.int64)
-        np.cumsum(counts[:-1], out=first[1:])
-        return first, np.stack([x.rtt.params() for x in sites])
-
-    def client_addresses(self, clients: np.ndarray) -> np.ndarray:
-        """IPv4 addresses (int64) of client indexes: the k-th client of a site is the k-th
-        host of its pool (after the network address where the pool has room)."""
-        first, _ = self.rtt_table()
-        sites = self._sites()
-        site = np.searchsorted(first, clients, "right") - 1
-        base = np.array([int(x.clients.network_address)
-                         + (1 if x.clients.num_addresses > x.client_count + 1 else 0)
-                         for x in sites], np.int64)
-        return base[site] + (np.asarray(clients, np.int64) - first[site])
-
-    def side(self, cls: str) -> int | None:
-        """The end of ``cls``'s connections the capture is on (0 client, 1 server), or None
-        where the class is not seen at this capture point."""
-        return SEEN_AT.get(cls, {}).get(self.capture)
-
-    @property
-    def mss(self) -> int:
-        """TCP MSS for the IP MTU (``network.mtu``): IPv4 or IPv6 header and a 20-byte TCP
-        header fit in it. Under ``ip = "dual"`` every flow uses the IPv6 MSS."""
-        return self.mtu - (60 if self.ipv6_mss else 40)
-
-
-@dataclass(frozen=True)
-class ChatParams:
-    rate: float  # requests per second
-    turns: float  # mean turns per session (geometric, >= 1)
-    think_time: Dist
-    keepalive: int
-    prompt_tokens: Dist
-    output_tokens: Dist
-    ttft: Dist
-    itl: Dist
-    stall_prob: float
-    stall: Dist
-    bytes_per_token: float
-    request_overhead_bytes: int
-    chunk_overhead_bytes: int
-    tokens_per_chunk: int
-    client_hello_bytes: int
-    server_flight_bytes: int
-    session_ticket_bytes: int
-    arrivals: ArrivalSpec  # of sessions
-    reasoning: Dist  # share of the output tokens that are hidden reasoning (0: none)
-    keepalive_every: int  # ns between SSE keep-alive comments while reasoning (0: none)
-    images: Dist  # images per request (0: none)
-    image_bytes: Dist  # bytes per image before base64
-    image_tokens: Dist  # prompt tokens per image
-    retrieval_share: float  # share of requests that fan out to RAG lookups (0: none)
-    retrieval_lookups: float  # mean lookups (retrieval chains) per such request, geometric
-    retrieval_gap: Dist  # between a request's lookups
-    sni: str  # the service's hostname (TLS server name)
-    alpn: tuple[str, ...]  # the ALPN offer (empty: each client profile's own)
-    client_profiles: tuple[tuple[str, float], ...]  # (profile, share of the clients)
-    plaintext: str  # "": HTTPS; "http1": plaintext HTTP/1.1 (no TLS) for content inspection
-
-
-@dataclass(frozen=True)
-class MultimodalParams(ChatParams):
-    """``[multimodal]``: the chat-shaped image requests plus voice and video sessions."""
-
-    voice_rate: float  # voice sessions per second (0: none)
-    voice: VoiceParams
-    video_rate: float  # video sessions per second (0: none)
-    video: VideoParams
-
-
-@dataclass(frozen=True)
-class Service:
-    """A backend a chain calls: its addresses and port, the RTT of each path to it, how long it
-    takes to answer, and the sizes of a request and its answer (bytes before TLS)."""
-
-    servers: tuple[int, ...]
-    port: int
-    rtt: Dist
-    latency: Dist
-    request_bytes: Dist
-    response_bytes: Dist
-    sni: str = ""  # its hostname (TLS server name; "": none, an address)
-    alpn: tuple[str, ...] = ()  # the ALPN offer (empty: the client profile's own)
-
-
-@dataclass(frozen=True)
-class AgenticParams:
-    rate: float  # LLM calls per second, all sessions together
-    arrivals: ArrivalSpec  # of sessions
-    turns: float  # mean turns per session (geometric)
-    llm_calls: float  # mean LLM calls per turn (geometric)
-    think_time: Dist  # between turns
-    keepalive: int
-    context_tokens: Dist  # the context the first call sends
-    turn_tokens: Dist  # what each later turn adds (the user's next task)
-    max_context_tokens: int  # compaction: the context sent never exceeds this
-    output_tokens: Dist
-    ttft: Dist
-    itl: Dist
-    stall_prob: float
-    stall: Dist
-    tools_per_step: Dist  # parallel tool calls after each LLM call but the turn's last
-    agent_delay: Dist  # the agent's own time before each step
-    tools: Service
-    bytes_per_token: float
-    request_overhead_bytes: int
-    chunk_overhead_bytes: int
-    tokens_per_chunk: int
-    client_hello_bytes: int
-    server_flight_bytes: int
-    session_ticket_bytes: int
-    sni: str  # the LLM API's hostname
-    alpn: tuple[str, ...]
-    client_profiles: tuple[tuple[str, float], ...]  # the agent runtimes' TLS stacks
-
-
-@dataclass(frozen=True)
-class RagParams:
-    rate: float  # retrievals per second, all sessions together
-    arrivals: ArrivalSpec  # of sessions
-    turns: float  # mean retrievals per session (geometric)
-    think_time: Dist
-    keepalive: int
-    query_tokens: Dist
-    top_k: Dist
-    chunk_tokens: Dist
-    rerank_share: float  # share of retrievals that rerank
-    embed: Service
-    search: Service
-    rerank: Service
-    bytes_per_token: float
-    client_hello_bytes: int
-    server_flight_bytes: int
-    session_ticket_bytes: int
-    client_profiles: tuple[tuple[str, float], ...]  # the gateways' TLS stacks
-
-
-@dataclass(frozen=True)
-class KVParams:
-    """``[kv_transfer]``: prefill-to-decode KV-cache transfers over RoCEv2 (kv-transfer.toml)."""
-
-    rate: float  # transfers per second
-    arrivals: ArrivalSpec  # of transfers
-    model: KVModel  # layers and KV bytes per token per layer
-    prompt_tokens: Dist
-    shared_prefix_tokens: int  # cached for every request (a common system prompt)
-    cache_hit_prob: float  # share of requests that continue a cached context
-    hit_uncached_tokens: Dist  # tokens to prefill on such a hit (the rest is cached)
-    link_rate: float  # bits per second
-    prefill_rate: float  # prefill tokens per second (0: the KV is all ready at the start)
-    path_mtu: int  # RDMA payload bytes per packet
-    prefill_servers: tuple[int, ...]
-    decode_servers: tuple[int, ...]
-    layers_per_message: int
-    ack_every: int  # WRITE packets per coalesced ACK (and one at each message's end)
-    rtt: int  # ns, the fabric's round trip
+__all__ = ["CAPTURE_POINTS", "CLASS_SECTIONS", "MAX_DURATION_NS", "SECTIONS", "SEEN_AT", "Scenario",
+           "apply_overrides", "builtin_dir", "builtin_names", "class_defaults", "load_scenario",
+           "parse_override", "read_toml", "resolve_base"]
 
 
 @dataclass(frozen=True)
 class Scenario:
+    """A validated scenario. Each flow class configured has its parameters in ``params`` and
+    as the attribute of its name (``scenario.chat``; None for a class not configured)."""
+
     name: str
     description: str
     duration_ns: int
     seed: int
     start_ns: int  # capture start, Unix epoch ns
     topology: Topology
-    params: dict  # flow class -> its validated parameters, for the classes configured
+    params: dict[str, Any]  # flow class -> its validated parameters, for the classes configured
     endpoints: dict  # flow class -> its own clients/servers/rtt where it has them (ENDPOINT_KEYS)
     source: dict = field(compare=False, repr=False)
     network: Network = PLAIN  # the [network] section (plain IPv4 without one)
-    # trace-driven runs (``trafficgen.tracegen``): the trace rows each class replays, or None
+    # trace-driven runs (``trafficgen.traces``): the trace rows each class replays, or None
     trace: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def chat(self) -> ChatParams | None:
+        """``[chat]``: people's chat sessions."""
+        return self.params.get("chat")
+
+    @property
+    def coding(self) -> ChatParams | None:
+        """``[coding]``: code completion (the chat flow shape, its own figures)."""
+        return self.params.get("coding")
+
+    @property
+    def reasoning(self) -> ChatParams | None:
+        """``[reasoning]``: a silent thinking phase, then a long answer."""
+        return self.params.get("reasoning")
+
+    @property
+    def multimodal(self) -> MultimodalParams | None:
+        """``[multimodal]``: images upstream; voice and video sessions."""
+        return self.params.get("multimodal")
+
+    @property
+    def agentic(self) -> AgenticParams | None:
+        """``[agentic]``: chains of LLM calls and tool calls."""
+        return self.params.get("agentic")
+
+    @property
+    def rag(self) -> RagParams | None:
+        """``[rag]``: retrievals from the gateway, east-west."""
+        return self.params.get("rag")
+
+    @property
+    def kv_transfer(self) -> KVParams | None:
+        """``[kv_transfer]``: KV-cache transfers over RoCEv2."""
+        return self.params.get("kv_transfer")
 
     def topology_of(self, cls: str) -> Topology:
         """The topology as ``cls`` sees it: its own endpoints where its section gives them
@@ -257,17 +104,13 @@ class Scenario:
             own = {**own, "sites": ()}  # a class with clients of its own is its own site
         return dataclasses.replace(self.topology, **own)
 
-    def __getattr__(self, name: str):
-        """``scenario.chat``, ``scenario.coding``, ...: a class's parameters, or None."""
-        if name in CLASS_SECTIONS:
-            return self.params.get(name)
-        raise AttributeError(name)
-
     def to_dict(self) -> dict:
+        """The merged, validated input, every default written out."""
         return copy.deepcopy(self.source)
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "<dict>") -> "Scenario":
+        """Validate a scenario dict (``to_dict``'s output, or a TOML file's tables)."""
         return _build(copy.deepcopy(data), where)
 
     @property
@@ -275,322 +118,6 @@ class Scenario:
         """The classes configured and seen at the capture point, in generation order."""
         return tuple(c for c in CLASS_SECTIONS
                      if c in self.params and self.topology.side(c) is not None)
-
-
-# --- field specs --------------------------------------------------------------------------
-
-def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
-    def conv(v):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"expected a whole number from {lo} to {hi}, got {v!r}")
-        if not lo <= v <= hi:
-            raise ValueError(f"must be from {lo} to {hi}, got {v}")
-        return v
-    return conv
-
-
-def _float_in(lo: float, hi: float) -> Callable[[Any], float]:
-    def conv(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"expected a number from {lo:g} to {hi:g}, got {v!r}")
-        if not lo <= v <= hi:
-            raise ValueError(f"must be from {lo:g} to {hi:g}, got {v:g}")
-        return float(v)
-    return conv
-
-
-def _bounded(parse, lo, hi, show) -> Callable[[Any], Any]:
-    def conv(v):
-        x = parse(v)
-        if not lo <= x <= hi:
-            raise ValueError(f"must be from {show(lo)} to {show(hi)}, got {v!r}")
-        return x
-    return conv
-
-
-def _str(choices: tuple[str, ...] | None = None, pattern: str | None = None):
-    def conv(v):
-        if not isinstance(v, str):
-            raise ValueError(f"expected a string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {v!r}")
-        if pattern is not None and not re.fullmatch(pattern, v):
-            raise ValueError(f"got {v!r}")
-        return v
-    return conv
-
-
-def _one_of(v, allowed: tuple[int, ...]) -> int:
-    if isinstance(v, bool) or v not in allowed:
-        raise ValueError(f"must be one of {', '.join(map(str, allowed))}, got {v!r}")
-    return int(v)
-
-
-def _size_in(lo: int, hi: int):
-    return _bounded(parse_size, lo, hi, str)
-
-
-def _dist(unit: str, positive: bool = True):
-    return lambda v: parse_dist(v, unit, positive)
-
-
-def _dist_within(lo: float, hi: float):
-    """A distribution of plain numbers (a share, a count) whose values lie in [lo, hi]."""
-    def conv(v):
-        d = parse_dist(v, "count", positive=False)
-        if d.lo < lo or d.hi > hi:
-            raise ValueError(f"values must lie from {lo:g} to {hi:g}")
-        return d
-    return conv
-
-
-def _plaintext(v) -> str:
-    """false / "off" (HTTPS) or "http1" (plaintext HTTP/1.1)."""
-    if v is False or v == "off":
-        return ""
-    if v == "http1":
-        return v
-    raise ValueError(f"expected false (HTTPS) or \"http1\" (plaintext HTTP/1.1), got {v!r}")
-
-
-def _duration_or_zero(hi: int):
-    def conv(v):
-        ns = 0 if v == 0 else parse_duration(v)
-        if not (ns == 0 or 10**6 <= ns <= hi):
-            raise ValueError(f"expected 0 (off) or a duration from 1ms to {hi // 10**9}s, got {v!r}")
-        return ns
-    return conv
-
-
-def _service(v) -> Service:
-    """``{ servers = "10.60.1.0/29", port = 443, rtt = ..., latency = ..., request_bytes = ...,
-    response_bytes = ... }`` (port defaults to 443)."""
-    keys = {"servers", "port", "rtt", "latency", "request_bytes", "response_bytes", "sni", "alpn"}
-    if not isinstance(v, dict):
-        raise ValueError(f"expected a service table with {', '.join(sorted(keys))}, got {v!r}")
-    extra, missing = sorted(set(v) - keys), sorted(keys - {"port", "sni", "alpn"} - set(v))
-    if extra:
-        raise ValueError(f"unknown key {extra[0]!r} (allowed: {', '.join(sorted(keys))})")
-    if missing:
-        raise ValueError(f"missing {missing[0]!r} (a service has {', '.join(sorted(keys))})")
-    out = {}
-    for key, conv in (("servers", _addresses), ("port", _int_in(1, 65535)),
-                      ("rtt", _dist("duration")), ("latency", _dist("duration", positive=False)),
-                      ("request_bytes", _dist("bytes")), ("response_bytes", _dist("bytes")),
-                      ("sni", lambda x: "" if x == "" else check_hostname(x)), ("alpn", check_alpn)):
-        try:
-            out[key] = conv(v.get(key, {"port": 443, "sni": "", "alpn": []}.get(key)))
-        except ValueError as e:
-            raise ValueError(f"{key}: {e}") from None
-    return Service(**out)
-
-
-def _sites(v) -> tuple[Site, ...]:
-    """``[{ name = "hq", clients = "10.20.0.0/17", client_count = 1500, rtt = {...} }, ...]``."""
-    keys = {"name", "clients", "client_count", "rtt"}
-    if not isinstance(v, list) or not 1 <= len(v) <= 256:
-        raise ValueError("expected a list of 1 to 256 sites like { name = \"hq\", clients = "
-                         "\"10.20.0.0/17\", client_count = 1500, rtt = { median = \"20ms\", p90 = \"50ms\" } }")
-    out, names = [], set()
-    for i, site in enumerate(v):
-        if not isinstance(site, dict) or set(site) != keys:
-            raise ValueError(f"site {i + 1}: expected exactly the keys {', '.join(sorted(keys))}, got {site!r}")
-        try:
-            name = _str(pattern=r"[A-Za-z0-9_.\-]{1,64}")(site["name"])
-            net = _network(site["clients"])
-            count = _int_in(1, 1 << 24)(site["client_count"])
-            rtt = _dist("duration")(site["rtt"])
-        except ValueError as e:
-            raise ValueError(f"site {i + 1}: {e}") from None
-        if name in names:
-            raise ValueError(f"site name {name!r} is given twice")
-        if count > net.num_addresses:
-            raise ValueError(f"site {name!r}: {count} clients do not fit in {net}")
-        names.add(name)
-        out.append(Site(name, net, count, rtt))
-    return tuple(out)
-
-
-def _network(v) -> ipaddress.IPv4Network:
-    if not isinstance(v, str):
-        raise ValueError(f"expected an IPv4 network like '10.1.0.0/16', got {v!r}")
-    try:
-        return ipaddress.IPv4Network(v, strict=False)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"expected an IPv4 network like '10.1.0.0/16', got {v!r}") from e
-
-
-def _addresses(v) -> tuple[int, ...]:
-    items = v if isinstance(v, list) else [v]
-    out: list[int] = []
-    for item in items:
-        net = _network(item)
-        out.extend(int(a) for a in (net.hosts() if net.num_addresses > 2 else net))
-        if len(out) > 65536:
-            raise ValueError("at most 65536 server addresses")
-    if not out:
-        raise ValueError("expected at least one server address")
-    return tuple(out)
-
-
-def _port_range(v) -> tuple[int, int]:
-    if (not isinstance(v, list) or len(v) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) for p in v)
-            or not 1024 <= v[0] < v[1] <= 65535):
-        raise ValueError(f"expected [low, high] with 1024 <= low < high <= 65535, got {v!r}")
-    return (v[0], v[1])
-
-
-def _mac(v) -> bytes:
-    if not isinstance(v, str) or not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", v):
-        raise ValueError(f"expected a MAC address like '00:00:5e:00:01:01', got {v!r}")
-    return bytes(int(x, 16) for x in v.split(":"))
-
-
-def _start_time(v) -> int:
-    if isinstance(v, _dt.datetime):
-        t = v
-    elif isinstance(v, str):
-        try:
-            t = _dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError as e:
-            raise ValueError(f"expected an ISO 8601 time like '2026-01-01T00:00:00Z', got {v!r}") from e
-    else:
-        raise ValueError(f"expected an ISO 8601 time like '2026-01-01T00:00:00Z', got {v!r}")
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone.utc)
-    ns = int(t.timestamp()) * 10**9 + t.microsecond * 1000
-    if not 0 <= ns < 2**32 * 10**9:
-        raise ValueError("start_time must fall between 1970 and 2106 (the pcap time range)")
-    return ns
-
-
-_ns = lambda ns: f"{ns / 1e9:g}s"  # noqa: E731
-
-# Capture points, and where each class is seen there: the side of its connections the tap is
-# on (0 the client's end, 1 the server's), or absent where the class never passes. `client`:
-# the client edge (people's and agents' hosts: no east-west traffic); `server`: every class at
-# its servers' end; `gateway`: the inference gateway, which terminates the user-facing TLS
-# (their server end) and is the client of the retrieval backends (rag at its client end);
-# `fabric`: the data-centre fabric between gateways, backends and GPU servers; `dci`: the link
-# between data centres (disaggregated KV transfers).
-CAPTURE_POINTS = ("client", "server", "gateway", "fabric", "dci")
-_FRONT = {"client": 0, "server": 1, "gateway": 1}
-SEEN_AT = {"chat": _FRONT, "coding": _FRONT, "reasoning": _FRONT, "multimodal": _FRONT,
-           "agentic": _FRONT, "rag": {"server": 1, "gateway": 0, "fabric": 1},
-           "kv_transfer": {"server": 1, "fabric": 0, "dci": 0}}
-
-SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "scenario": {
-        "name": _str(pattern=r"[A-Za-z0-9_.\-]{1,64}"), "description": _str(), "base": _str(),
-        "duration": _bounded(parse_duration, 10**6, MAX_DURATION_NS, _ns),
-        "seed": _int_in(0, 2**63 - 1), "start_time": _start_time,
-    },
-    "topology": {
-        "clients": _network, "client_count": _int_in(1, 1 << 24),
-        "client_skew": _float_in(0.0, 3.0), "servers": _addresses,
-        "server_port": _int_in(1, 65535), "ephemeral_ports": _port_range,
-        "rtt": _dist("duration"), "bandwidth": _bounded(parse_bandwidth, 1e5, 1e12, lambda x: f"{x:g}bps"),
-        "mtu": _int_in(576, 9216), "capture": _str(CAPTURE_POINTS), "gateway_mac": _mac,
-        "sites": _sites,
-    },
-    "chat": {
-        "rate": _bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s"),
-        "turns": _float_in(1.0, 1000.0), "think_time": _dist("duration"),
-        "keepalive": _bounded(parse_duration, 10**6, 86_400 * 10**9, _ns),
-        "prompt_tokens": _dist("count"), "output_tokens": _dist("count"),
-        "ttft": _dist("duration"), "itl": _dist("duration"),
-        "stall_prob": _float_in(0.0, 1.0), "stall": _dist("duration"),
-        "bytes_per_token": _float_in(0.5, 64.0),
-        "request_overhead_bytes": _size_in(0, 1 << 20), "chunk_overhead_bytes": _size_in(0, 16000),
-        "tokens_per_chunk": _int_in(1, 4096), "client_hello_bytes": _size_in(64, 16000),
-        "server_flight_bytes": _size_in(64, 1 << 20), "session_ticket_bytes": _size_in(0, 16000),
-        "arrivals": parse_arrivals,
-        "reasoning": _dist_within(0.0, 1.0), "keepalive_every": _duration_or_zero(3600 * 10**9),
-        "images": _dist_within(0, 64), "image_bytes": _dist("bytes", positive=False),
-        "image_tokens": _dist("count", positive=False),
-        "retrieval_share": _float_in(0.0, 1.0), "retrieval_lookups": _float_in(1.0, 100.0),
-        "retrieval_gap": _dist("duration", positive=False),
-        "sni": check_hostname, "alpn": check_alpn, "client_profiles": check_profiles,
-        "plaintext": _plaintext,
-    },
-}
-SECTIONS["kv_transfer"] = {
-    "rate": SECTIONS["chat"]["rate"], "arrivals": parse_arrivals, "model": parse_kv_model,
-    "prompt_tokens": _dist("count"), "shared_prefix_tokens": _int_in(0, 1 << 20),
-    "cache_hit_prob": _float_in(0.0, 1.0), "hit_uncached_tokens": _dist("count"),
-    "link_rate": _bounded(parse_bandwidth, 1e6, 1.6e12, lambda x: f"{x:g}bps"),
-    "prefill_rate": _bounded(parse_rate, 0.0, 1e9, lambda x: f"{x:g}/s"),
-    "path_mtu": lambda v: _one_of(v, (256, 512, 1024, 2048, 4096)),
-    "prefill_servers": _addresses, "decode_servers": _addresses,
-    "layers_per_message": _int_in(1, 1024), "ack_every": _int_in(1, 1 << 20),
-    "rtt": _bounded(parse_duration, 0, 10**9, _ns),
-}
-_rate = _bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s")
-_keepalive = _bounded(parse_duration, 10**6, 86_400 * 10**9, _ns)
-_TLS_KEYS = {"client_hello_bytes": _size_in(64, 16000), "server_flight_bytes": _size_in(64, 1 << 20),
-             "session_ticket_bytes": _size_in(0, 16000)}
-SECTIONS["agentic"] = {
-    "rate": _rate, "arrivals": parse_arrivals, "turns": _float_in(1.0, 1000.0),
-    "llm_calls": _float_in(1.0, 1000.0), "think_time": _dist("duration"), "keepalive": _keepalive,
-    "context_tokens": _dist("count"), "turn_tokens": _dist("count"),
-    "max_context_tokens": _int_in(1, 10_000_000), "output_tokens": _dist("count"),
-    "ttft": _dist("duration"), "itl": _dist("duration"), "stall_prob": _float_in(0.0, 1.0),
-    "stall": _dist("duration"), "tools_per_step": _dist_within(0, 64),
-    "agent_delay": _dist("duration", positive=False), "tools": _service,
-    "bytes_per_token": _float_in(0.5, 64.0), "request_overhead_bytes": _size_in(0, 1 << 20),
-    "chunk_overhead_bytes": _size_in(0, 16000), "tokens_per_chunk": _int_in(1, 4096), **_TLS_KEYS,
-    "sni": check_hostname, "alpn": check_alpn, "client_profiles": check_profiles,
-}
-SECTIONS["rag"] = {
-    "rate": _rate, "arrivals": parse_arrivals, "turns": _float_in(1.0, 1000.0),
-    "think_time": _dist("duration"), "keepalive": _keepalive, "query_tokens": _dist("count"),
-    "top_k": _dist_within(1, 1000), "chunk_tokens": _dist("count"),
-    "rerank_share": _float_in(0.0, 1.0), "embed": _service, "search": _service,
-    "rerank": _service, "bytes_per_token": _float_in(0.5, 64.0), **_TLS_KEYS,
-    "client_profiles": check_profiles,
-}
-
-# Every class section may name its own endpoints (else the topology's): a site of its own.
-ENDPOINT_KEYS = ("clients", "client_count", "client_skew", "servers", "server_port", "rtt")
-ENDPOINT_CLASSES = ("chat", "coding", "reasoning", "multimodal", "agentic", "rag")
-for _spec in [SECTIONS["chat"], SECTIONS["agentic"], SECTIONS["rag"]]:
-    for _k in ENDPOINT_KEYS:
-        _spec[_k] = SECTIONS["topology"][_k]
-
-SECTIONS["network"] = _net.SPEC  # optional section: see trafficgen.network
-OPTIONAL = {"scenario": {"description", "base", "start_time"},
-            "topology": {"mtu", "sites"},  # mtu moved to network.mtu; still read (_legacy_mtu)
-            "network": _net.OPTIONAL}
-DEFAULTS = {"scenario": {"description": "", "start_time": "2026-01-01T00:00:00Z"},
-            "topology": {"client_skew": 0.0},
-            "chat": {"arrivals": {"process": "poisson"}, "reasoning": 0, "keepalive_every": 0,
-                     "images": 0, "image_bytes": 0, "image_tokens": 0, "retrieval_share": 0.0,
-                     "retrieval_lookups": 1.0, "retrieval_gap": 0, "alpn": [], "plaintext": False,
-                     "client_hello_bytes": 1750},  # unused: the client profile sets the size
-            "kv_transfer": {"arrivals": {"process": "poisson"}},
-            "network": _net.DEFAULTS}
-
-# Flow classes: section name (= the ``class`` label) -> (parameters type, the built-in scenario
-# whose section of that name supplies every key a scenario leaves out). In generation order.
-CLASS_SECTIONS: dict[str, tuple[type, str]] = {
-    "chat": (ChatParams, "chat"),
-    "coding": (ChatParams, "coding"),  # code completion: the chat flow shape, its own figures
-    "reasoning": (ChatParams, "reasoning"),  # a silent thinking phase, then a long answer
-    "multimodal": (MultimodalParams, "multimodal"),  # images upstream; voice and video sessions
-    "agentic": (AgenticParams, "agentic"),  # chains of LLM calls and tool calls
-    "rag": (RagParams, "rag"),  # embed -> vector search -> rerank, east-west
-}
-CLASS_SECTIONS["kv_transfer"] = (KVParams, "kv-transfer")
-for _cls, (_ptype, _) in CLASS_SECTIONS.items():
-    if _ptype is ChatParams:
-        SECTIONS.setdefault(_cls, SECTIONS["chat"])
-        DEFAULTS.setdefault(_cls, DEFAULTS["chat"])
-    if _cls in ENDPOINT_CLASSES:
-        OPTIONAL[_cls] = set(ENDPOINT_KEYS)
-DEFAULTS["agentic"] = {"arrivals": {"process": "poisson"}, "alpn": [], "client_hello_bytes": 1750}
-DEFAULTS["rag"] = {"arrivals": {"process": "poisson"}, "client_hello_bytes": 600}
-SECTIONS["multimodal"] = {**SECTIONS["chat"], **_media.SPEC}
-DEFAULTS["multimodal"] = {**DEFAULTS["chat"], **_media.DEFAULTS}
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -607,6 +134,7 @@ def builtin_dir():
 
 
 def builtin_names() -> list[str]:
+    """The built-in scenarios' names (``models/*.toml``), sorted."""
     return sorted(p.name[:-5] for p in builtin_dir().iterdir() if p.name.endswith(".toml"))
 
 
@@ -644,6 +172,8 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def resolve_base(data: dict, where: str, seen: tuple[str, ...] = ()) -> dict:
+    """``data`` merged over its ``scenario.base`` (and that one's base, ...), key by key within
+    each section; ``seen``: the bases on the way, to refuse a cycle."""
     base = data.get("scenario", {}).get("base") if isinstance(data.get("scenario"), dict) else None
     if base is None:
         return data
@@ -662,7 +192,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+", key):
-        shown = f"{key}=<redacted>" if any(k in key for k in _net.SECRET_KEYS) else text
+        shown = f"{key}=<redacted>" if any(k in key for k in SECRET_KEYS) else text
         raise ConfigError("-t", shown, "expected dotted.key=value, e.g. chat.rate=80/s")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
@@ -672,6 +202,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any] | list[str] | None) -> dict:
+    """A copy of ``data`` with each dotted key set (a dict, or ``-t`` style ``key=value`` strings)."""
     items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
     data = copy.deepcopy(data)
     for key, value in items:
@@ -720,58 +251,21 @@ def load_scenario(src: "str | Path | dict | Scenario", overrides=None, *, durati
         raise
 
 
-def _section(data: dict, name: str, where: str) -> dict:
-    raw = data.get(name)
-    if not isinstance(raw, dict):
-        raise ConfigError(where, name, "missing table" if raw is None else "expected a table")
-    spec = SECTIONS[name]
-    for key in raw:
-        if key not in spec:
-            raise ConfigError(where, f"{name}.{key}",
-                              f"unknown key (allowed: {', '.join(sorted(spec))})")
-    values = {}
-    for key, conv in spec.items():
-        if key not in raw:
-            if key in DEFAULTS.get(name, {}):
-                raw[key] = DEFAULTS[name][key]
-            elif key in OPTIONAL.get(name, set()):
-                continue
-            else:
-                raise ConfigError(where, f"{name}.{key}", "missing (required)")
-        try:
-            values[key] = conv(raw[key])
-        except ValueError as e:
-            raise ConfigError(where, f"{name}.{key}", str(e)) from None
-    return values
-
-
 def _build(data: dict, where: str) -> Scenario:
+    """Validate a scenario dict (its base resolved, overrides applied) into a Scenario; every
+    default taken is written into ``data``, which becomes its ``source``."""
     if not isinstance(data, dict):
         raise ConfigError(where, "", "expected a table of sections")
     for name in data:
         if name not in SECTIONS:
             raise ConfigError(where, name, f"unknown section (allowed: {', '.join(SECTIONS)})")
-    sc = _section(data, "scenario", where)
+    sc = parse_section(data, "scenario", SECTIONS["scenario"], where)
     _legacy_mtu(data, where)
-    topo = _section(data, "topology", where)
+    topo = parse_section(data, "topology", SECTIONS["topology"], where)
     if topo["client_count"] > topo["clients"].num_addresses:
         raise ConfigError(where, "topology.client_count",
                           f"{topo['client_count']} clients do not fit in {topo['clients']}")
-    params, endpoints = {}, {}
-    for cls, (ptype, _builtin) in CLASS_SECTIONS.items():
-        if cls in data:
-            if isinstance(data[cls], dict):
-                data[cls] = {**class_defaults(cls), **data[cls]}
-            values = _section(data, cls, where)
-            own = {k: values.pop(k) for k in ENDPOINT_KEYS if k in values} if cls in ENDPOINT_CLASSES else {}
-            if own:
-                own = {("bandwidth_bps" if k == "bandwidth" else k): v for k, v in own.items()}
-                pool = own.get("clients", topo["clients"])
-                count = own.get("client_count", topo["client_count"])
-                if count > pool.num_addresses:
-                    raise ConfigError(where, f"{cls}.client_count", f"{count} clients do not fit in {pool}")
-                endpoints[cls] = own
-            params[cls] = ptype(**values)
+    params, endpoints = _classes(data, topo, where)
     if not params:
         raise ConfigError(where, "", "no flow class configured (add a table for one of: "
                           f"{', '.join(CLASS_SECTIONS)})")
@@ -782,11 +276,11 @@ def _build(data: dict, where: str) -> Scenario:
                           f"{topo['capture']!r} (seen there: {', '.join(there)})")
     net = PLAIN
     if "network" in data:
-        net = _net.build_network(_section(data, "network", where), tuple(params),
-                                 lambda key, problem: ConfigError(where, key, problem))
+        net = build_network(parse_section(data, "network", NETWORK, where), tuple(params),
+                            lambda key, problem: ConfigError(where, key, problem))
     mm = params.get("multimodal")
     if mm is not None and mm.voice_rate > 0 and mm.voice.rtp_share > 0 \
-            and net.quic[_net.CLASSES.index("multimodal")]:
+            and net.quic[CLASSES.index("multimodal")]:
         raise ConfigError(where, "network.quic", "multimodal's RTP voice flows are UDP already: "
                           "set multimodal.voice.rtp_share = 0 to carry multimodal over QUIC")
     if "kv_transfer" in params:  # the IP MTU its RDMA path MTU must fit
@@ -802,6 +296,28 @@ def _build(data: dict, where: str) -> Scenario:
             "capture": topo["capture"], "gateway_mac": topo["gateway_mac"],
             "ipv6_mss": net.ip != "4", **_site_fields(topo.get("sites", ()))}),
         params=params, endpoints=endpoints, source=data, network=net)
+
+
+def _classes(data: dict, topo: dict, where: str) -> tuple[dict, dict]:
+    """The class sections in ``data`` (each over its built-in's): class -> parameters, and
+    class -> its own endpoints (the endpoint keys it gives)."""
+    params, endpoints = {}, {}
+    for cls, (ptype, _builtin) in CLASS_SECTIONS.items():
+        if cls not in data:
+            continue
+        if isinstance(data[cls], dict):
+            data[cls] = {**class_defaults(cls), **data[cls]}
+        values = parse_section(data, cls, SECTIONS[cls], where)
+        own = {k.name: values.pop(k.name) for k in ENDPOINT_KEYS
+               if k.name in values} if cls in ENDPOINT_CLASSES else {}
+        if own:
+            pool = own.get("clients", topo["clients"])
+            count = own.get("client_count", topo["client_count"])
+            if count > pool.num_addresses:
+                raise ConfigError(where, f"{cls}.client_count", f"{count} clients do not fit in {pool}")
+            endpoints[cls] = own
+        params[cls] = ptype(**values)
+    return params, endpoints
 
 
 def _site_fields(sites: tuple[Site, ...]) -> dict:
@@ -836,7 +352,7 @@ def _legacy_mtu(data: dict, where: str) -> None:
         raise ConfigError(where, "topology.mtu", "the MTU is network.mtu now: set it there "
                           "only (drop topology.mtu)")
     try:
-        SECTIONS["topology"]["mtu"](topo["mtu"])
+        SECTIONS["topology"]["mtu"].parse(topo["mtu"])
     except ValueError as e:
         raise ConfigError(where, "topology.mtu", str(e)) from None
     data["network"] = {**net, "mtu": topo.pop("mtu")}
