@@ -23,8 +23,6 @@ gaps derive(call key, 1).
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM, PH_TEARDOWN, PH_TOOL
-
 from .chat import (
     CLOSE_NOTIFY_WIRE,
     D_CLIENT_FIN,
@@ -44,6 +42,7 @@ from .chat import (
     token_time,
     turn_count,
 )
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM, PH_TEARDOWN, PH_TOOL
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import ATO_NS, IW_SEGMENTS, W_ABS, W_CLOSE, W_REQ

@@ -24,8 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
-
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ

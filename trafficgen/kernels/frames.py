@@ -10,9 +10,8 @@ legacy_session_id_echo is then the ClientHello's session id. No per-packet alloc
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import PROTO_UDP, SYN
-
 from . import udp as _udp
+from .codes import PROTO_UDP, SYN
 from .rng import mix64
 from .wire import fold, put16, put32, sum16  # noqa: F401 (encap imports them from here)
 

@@ -7,9 +7,7 @@ message (a group over ``MAX_MESSAGE_BYTES`` goes as several), ``pmtu`` payload b
 import numpy as np
 from numba import njit
 
-from trafficgen.config.kvcache import MAX_MESSAGE_BYTES
-from trafficgen.schema import PH_TRANSFER
-
+from .codes import PH_TRANSFER
 from .rng import bits, uniform
 from .sampling import sample
 from .udp import (
@@ -27,6 +25,7 @@ from .udp import (
 
 # draw indexes of a transfer's key
 D_PROMPT, D_HIT, D_NEW, D_PREFILL, D_DECODE, D_PSN, D_IPID = range(7)
+MAX_MESSAGE_BYTES = 1 << 30  # a layer group larger than this goes as several WRITE messages
 
 
 @njit(cache=True, nogil=True)

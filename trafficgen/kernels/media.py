@@ -24,9 +24,8 @@ arrival jitter derive(session, 3_100_000 + direction).
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
-
 from .chat import client_rank, put_write, site_rtt, tls_wire
+from .codes import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_REQ, W_TURN

@@ -19,8 +19,7 @@ Initials come already sealed with their real keys (``trafficgen.quic_initial``: 
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import FIN, PH_HANDSHAKE, SYN
-
+from .codes import FIN, PH_HANDSHAKE, SYN
 from .frames import put16, put32
 from .rng import mix64
 

@@ -9,9 +9,12 @@ import math
 import numpy as np
 from numba import njit
 
-from trafficgen.config.dist import CONSTANT, LOGNORMAL, MAX_KNOTS, UNIFORM, WEIGHTS
-
 from .rng import uniform
+
+# distribution kinds (the packed vector's first value; ``config.dist`` builds them)
+CONSTANT, UNIFORM, LOGNORMAL, QUANTILES, WEIGHTS = 0, 1, 2, 3, 4
+MAX_KNOTS = 64  # knots of a quantile or weights table
+DIST_LEN = 6 + 2 * MAX_KNOTS  # [kind, a, b, lo, hi, nknots, p[MAX_KNOTS]..., v[MAX_KNOTS]...]
 
 # Acklam's rational approximation to the normal quantile, refined by one Halley step.
 _A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,

@@ -20,7 +20,7 @@ take a handful of arrays rather than dozens.
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
+from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
 
 INF = np.int64(2**62)
 ATO_NS = 40_000_000  # delayed-ACK timer

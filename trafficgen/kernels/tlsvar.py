@@ -13,9 +13,8 @@ write's TLS records grow with them.
 """
 from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
-
 from .chat import L_CLIENT_HELLO, L_SERVER_FLIGHT, TLS_MAX_PLAIN, TLS_OVERHEAD, tls_wire
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
 from .rng import derive, uniform
 from .tcp import W_REQ, WF_BYTES, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 

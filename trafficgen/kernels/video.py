@@ -18,8 +18,6 @@ frame i derive(session, 1_000_000) (2i bytes, 2i+1 jitter); reply j derive(sessi
 import numpy as np
 from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
-
 from .chat import (
     CLOSE_NOTIFY_WIRE,
     D_CLIENT_FIN,
@@ -35,6 +33,7 @@ from .chat import (
     put_write,
     tls_wire,
 )
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from .media import RESPONSE_DONE, RESPONSE_START, b64, ws_client, ws_server
 from .rng import derive, uniform
 from .sampling import sample
