@@ -21,7 +21,6 @@ gaps derive(call key, 1).
 """
 
 import numpy as np
-from numba import njit
 
 from .chat import (
     CLOSE_NOTIFY_WIRE,
@@ -43,6 +42,7 @@ from .chat import (
     turn_count,
 )
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM, PH_TEARDOWN, PH_TOOL
+from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import ATO_NS, IW_SEGMENTS, W_ABS, W_CLOSE, W_REQ
@@ -61,7 +61,7 @@ SLACK_NS = 2_000_000  # on top of every bound: processing delays, serialisation 
 CALL_KEY = 10_000
 
 
-@njit(cache=True, inline="always")
+@inline
 def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
     """Upper bound (ns) on sending ``nbytes`` from an idle connection: slow-start rounds from
     the initial window (doubling, capped by the receive window), serialisation, two
@@ -77,13 +77,13 @@ def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
     return rounds * rtt + np.int64(nbytes * ns_per_byte * 1.25) + 2 * ATO_NS + SLACK_NS
 
 
-@njit(cache=True, inline="always")
+@inline
 def handshake_bound(rtt):
     """From opening a connection to the request's first byte leaving: SYN, the TLS flights."""
     return 2 * rtt + D_CLIENT_HELLO + D_SERVER_FLIGHT + D_CLIENT_FIN + D_REQUEST + SLACK_NS
 
 
-@njit(cache=True)
+@helper
 def stream_time(k_call, out, itl_p, stall_prob, stall_p):
     """The reply stream's length after its first token: the gaps of tokens 1..out-1."""
     k_t = derive(k_call, 1)
@@ -93,7 +93,7 @@ def stream_time(k_call, out, itl_p, stall_prob, stall_p):
     return t
 
 
-@njit(cache=True, inline="always")
+@inline
 def path_rtt(paths_key, svc, client, server, n_servers, rtt_p):
     """One RTT per (service, client, server) path; service 0's paths are the chat classes'."""
     ident = client * n_servers + server
@@ -102,7 +102,7 @@ def path_rtt(paths_key, svc, client, server, n_servers, rtt_p):
     return max(np.int64(2), np.int64(sample(rtt_p, uniform(derive(paths_key, ident), 0))))
 
 
-@njit(cache=True)
+@helper
 def _conn(fill, cn, c, s, svc, server_addr, t_open, rtt, percall, k):
     if fill:
         cn[c, CN_SESSION], cn[c, CN_SERVICE], cn[c, CN_SERVER] = s, svc, server_addr
@@ -115,7 +115,7 @@ def _conn(fill, cn, c, s, svc, server_addr, t_open, rtt, percall, k):
     return c + 1
 
 
-@njit(cache=True)
+@helper
 def _call(fill, cm, i, s, turn, llm, tool, kind, svc, conn, t, up, down, stream, latency,
           prompt, output, k_call, new):
     if fill:
@@ -126,7 +126,7 @@ def _call(fill, cm, i, s, turn, llm, tool, kind, svc, conn, t, up, down, stream,
     return i + 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def walk(fill, mode, s_key, s_start, t_min, t_end, n_clients, client_skew, paths_key,
          svc_addr, svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp,
          ip, dp, fp, mss, ns_per_byte, rwnd, s_client, s_calls, s_conns, cm, cn):
@@ -166,7 +166,7 @@ AI_TURNS, AI_CALLS, AI_KEEPALIVE, AI_MAXCTX, AI_OVERHEAD, AI_CHUNK, AI_TPC, AI_T
 AD_THINK, AD_TURN_TOKENS, AD_CONTEXT, AD_OUTPUT, AD_TTFT, AD_ITL, AD_STALL, AD_TOOLS, AD_DELAY = range(9)
 
 
-@njit(cache=True)
+@helper
 def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, svc_naddr,
              svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp, mss, ns_per_byte, rwnd, cm, cn,
              i, c):
@@ -246,7 +246,7 @@ RI_TURNS, RI_KEEPALIVE, RI_RERANK = range(3)
 RD_THINK, RD_QUERY, RD_TOPK, RD_CHUNK = range(4)
 
 
-@njit(cache=True)
+@helper
 def _rag(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, svc_naddr,
          svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp, mss, ns_per_byte, rwnd, cm, cn, i, c):
     c0 = c
@@ -306,7 +306,7 @@ def _rag(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, 
     return i, c
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wire, keepalive,
            chunk_overhead, bpt, tokens_per_chunk, itl_p, stall_prob, stall_p, c_w0, c_wn, wd):
     """Each connection's writes at ``c_w0[c]`` (calls ``order[c_call0[c]:+c_ncalls[c]]`` of
@@ -357,7 +357,7 @@ def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wir
         c_wn[c] = w - c_w0[c]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def write_counts(cm, order, c_call0, c_ncalls, has_ticket, tokens_per_chunk, out):
     """Writes per connection: handshake (3, +1 ticket), per call 1 up + its reply, close."""
     for c in range(c_call0.shape[0]):

@@ -22,9 +22,9 @@ derive(session, 1_000_000+k). Changing one draw never shifts another.
 import math
 
 import numpy as np
-from numba import njit
 
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
+from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
@@ -42,7 +42,7 @@ L_APPDATA, L_CLIENT_HELLO, L_SERVER_FLIGHT, L_CLIENT_FINISHED = 0, 1, 2, 3
 D_CLIENT_HELLO, D_SERVER_FLIGHT, D_CLIENT_FIN, D_TICKET, D_REQUEST = 50_000, 300_000, 150_000, 50_000, 10_000
 
 
-@njit(cache=True, inline="always")
+@inline
 def tls_wire(plain):
     """Wire bytes of ``plain`` application bytes sent as TLS 1.3 records."""
     return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
@@ -54,7 +54,7 @@ def setup_count(has_ticket: bool, tls: bool) -> int:
     return 4 + int(has_ticket) if tls else 1
 
 
-@njit(cache=True, inline="always")
+@inline
 def turn_count(u, mean):
     if mean <= 1.0:
         return 1
@@ -62,14 +62,14 @@ def turn_count(u, mean):
     return min(n, 100_000)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def turn_counts(s_key, turns_mean, s_turns):
     """Turns per session."""
     for s in range(s_key.shape[0]):
         s_turns[s] = turn_count(uniform(s_key[s], 2), turns_mean)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
     base = 16 + 8 * k
     think = np.int64(sample(think_p, uniform(k_s, base))) if k > 0 else np.int64(0)
@@ -79,7 +79,7 @@ def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
     return think, prompt, out, ttft
 
 
-@njit(cache=True, inline="always")
+@inline
 def turn_extras(k_s, k, out, reason_p, images_p):
     """Reasoning tokens (inside ``out``, at least one token stays visible) and images of turn
     ``k``: zero, and no draw, where the distributions are the constant 0."""
@@ -94,20 +94,20 @@ def turn_extras(k_s, k, out, reason_p, images_p):
     return reason, images
 
 
-@njit(cache=True, inline="always")
+@inline
 def _silence(reason, mean_gap):
     """How long the hidden reasoning tokens keep the stream silent after the first-token wait."""
     return np.int64(reason) * mean_gap
 
 
-@njit(cache=True, inline="always")
+@inline
 def keepalives(reason, mean_gap, keepalive_every):
     if keepalive_every <= 0 or reason == 0:
         return 0
     return int((_silence(reason, mean_gap) - 1) // keepalive_every)
 
 
-@njit(cache=True)
+@helper
 def token_time(k_t, idx, itl_p, stall_prob, stall_p):
     """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
     if uniform(k_t, 3 * idx + 1) < stall_prob:
@@ -115,7 +115,7 @@ def token_time(k_t, idx, itl_p, stall_prob, stall_p):
     return np.int64(sample(itl_p, uniform(k_t, 3 * idx)))
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, reason_p, images_p,
          mean_gap, keepalive_every, keepalive, tokens_per_chunk, setup_writes, nominal_rtt,
          r_think, r_prompt, r_out, r_ttft, r_reason, r_images, r_at, r_keep, r_new, s_kept,
@@ -156,12 +156,12 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
         s_kept[s], s_conns[s], s_writes[s] = kept, conns, writes
 
 
-@njit(cache=True, inline="always")
+@inline
 def s_turns_of(s_turn0, s, total):
     return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]
 
 
-@njit(cache=True, inline="always")
+@inline
 def client_rank(u, n, skew):
     """A client index in [0, n) for the uniform ``u``: uniform for ``skew`` 0, else a
     power law over ranks (client 0 the most active): P(rank r) ~ (r + 1) ** -skew (a
@@ -176,7 +176,7 @@ def client_rank(u, n, skew):
     return min(max(int(x) - 1, 0), n - 1)
 
 
-@njit(cache=True, inline="always")
+@inline
 def site_rtt(site_first, rtt_sites, client):
     """The RTT distribution of ``client``'s site: the last site whose first client index is at
     or before it (``Topology.rtt_table``)."""
@@ -186,7 +186,7 @@ def site_rtt(site_first, rtt_sites, client):
     return rtt_sites[k]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_servers, paths_key,
          itl_p, stall_prob, stall_p, site_first, rtt_sites, keepalive, tokens_per_chunk, bytes_per_token,
          req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
@@ -282,7 +282,7 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
             _close(c, w, last_done, keepalive, c_w0, c_wn, wd)
 
 
-@njit(cache=True)
+@helper
 def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
     w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
                L_APPDATA, wd)
@@ -290,7 +290,7 @@ def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
     return w
 
 
-@njit(cache=True, inline="always")
+@inline
 def put_write(w, d, nbytes, dep, delay, req, phase, flags, layout, wd):
     wd[w, WF_DIR], wd[w, WF_BYTES], wd[w, WF_DEP], wd[w, WF_DELAY] = d, nbytes, dep, delay
     wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_FLAGS], wd[w, WF_LAYOUT] = req, phase, flags, layout

@@ -12,10 +12,10 @@ The models never see any of this: they schedule plain IPv4 frames, ``netplan`` a
 constant overhead to ``wire_len``, and this kernel must land exactly on those lengths.
 """
 import numpy as np
-from numba import njit
 
 from . import quic as kq
 from .frames import PCAP_REC, fold, put16, put32, sum16
+from .jit import helper, inline, kernel
 from .rng import GOLDEN, mix64
 from .udp import ROCE_PORT, icrc_v6
 
@@ -33,7 +33,7 @@ VXLAN_BYTES = 14 + 20 + 8 + 8
 SRV6_BYTES = 40 + 8  # + 16 per segment
 
 
-@njit(cache=True, inline="always")
+@inline
 def _copy(dst, o, src, s, n):
     d = dst[o:o + n]
     v = src[s:s + n]
@@ -41,19 +41,19 @@ def _copy(dst, o, src, s, n):
         d[k] = v[k]
 
 
-@njit(cache=True, inline="always")
+@inline
 def _get16(b, o):
     return (np.int64(b[o]) << 8) | np.int64(b[o + 1])
 
 
-@njit(cache=True, inline="always")
+@inline
 def _mac_of(buf, o, tag, ip):
     buf[o] = 0x02
     buf[o + 1] = tag
     put32(buf, o + 2, ip)
 
 
-@njit(cache=True)
+@helper
 def _outer4(out, o, tos, total, ipid, ttl, proto, src, dst):
     """A 20-byte IPv4 header at ``o`` with its checksum."""
     out[o] = 0x45
@@ -71,7 +71,7 @@ def _outer4(out, o, tos, total, ipid, ttl, proto, src, dst):
     put16(out, o + 10, fold(sum16(out, o, 20)))
 
 
-@njit(cache=True)
+@helper
 def _v6_header(out, o, tos, label, plen, nh, hop):
     out[o] = 0x60 | (tos >> 4)
     out[o + 1] = ((tos & 0x0F) << 4) | ((label >> 16) & 0x0F)
@@ -81,7 +81,7 @@ def _v6_header(out, o, tos, label, plen, nh, hop):
     out[o + 7] = hop
 
 
-@njit(cache=True)
+@helper
 def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
     """The inner IP packet at ``q`` from the plain IPv4 one at ``src[ip4:]``; returns its
     length. IPv6: addresses are the side's /96 prefix + the IPv4 address. ``quic``: the
@@ -131,7 +131,7 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
     return 40 + l4
 
 
-@njit(cache=True)
+@helper
 def _srv6(out, q, tos, label, inner_len, v6, hop, c, d, side, segs, nsegs, under6):
     """Outer IPv6 + SRH at ``q``: the class's transit segments (reversed on the way back),
     then the far headend. Sent from the capture side: Segments Left n-1, else 0 (arriving)."""
@@ -164,7 +164,7 @@ def _srv6(out, q, tos, label, inner_len, v6, hop, c, d, side, segs, nsegs, under
     return 40 + 8 + 16 * n
 
 
-@njit(cache=True)
+@helper
 def _flow_hash(src, ip4):
     """Hash of the inner 5-tuple (addresses, protocol, ports), as a switch's ECMP hash."""
     h = np.uint64(src[ip4 + 9])
@@ -173,7 +173,7 @@ def _flow_hash(src, ip4):
     return h
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6, f_key, cfg,
             dscp, ecn, labels, nlabels, vni, segs, nsegs, under6, pre6, f_quic, qkind, qpn):
     """Rewrite ``n`` plain frames (pcap records in ``src``, frame i at ``src_off[i]``) into
@@ -275,14 +275,14 @@ def rewrite(src, src_off, out, out_off, wire_len, dirs, flow_row, cls, pn0, f_v6
     return o
 
 
-@njit(cache=True, inline="always")
+@inline
 def _fold16(s):
     while s >> np.uint64(16):
         s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
     return s
 
 
-@njit(cache=True)
+@helper
 def _vxlan_checksum(out, udp, ip, end, v6):
     """The outer UDP checksum of a VXLAN packet (UDP header at ``udp``, inner IP packet
     ``out[ip:end]``). An inner TCP/UDP segment with a checksum sums, by that checksum, to the
@@ -305,7 +305,7 @@ def _vxlan_checksum(out, udp, ip, end, v6):
     put16(out, udp + 6, 0xFFFF if cs == 0 else cs)
 
 
-@njit(cache=True)
+@helper
 def _quic(out, ip, end, v6, kind, pn, d, key):
     """UDP + QUIC in place of the TCP segment of the IP packet ``out[ip:end]``."""
     u = ip + (40 if v6 else 20)
@@ -318,7 +318,7 @@ def _quic(out, ip, end, v6, kind, pn, d, key):
     put16(out, u + 6, 0xFFFF if cs == 0 else cs)
 
 
-@njit(cache=True)
+@helper
 def _sectag(out, p, sec, q, mode, pn, key):
     """SecTAG at ``sec`` (frame at ``p``, secure data up to ``q``) and an ICV after it:
     pseudo-random bytes here (a key's GCM tag replaces them). Returns the frame's end."""

@@ -8,10 +8,10 @@ at an offset of the flow key alone (the template byte is the index past it): the
 legacy_session_id_echo is then the ClientHello's session id. No per-packet allocation.
 """
 import numpy as np
-from numba import njit
 
 from . import udp as _udp
 from .codes import PROTO_UDP, SYN
+from .jit import helper, inline, kernel
 from .rng import mix64
 from .wire import fold, put16, put32, sum16  # noqa: F401 (encap imports them from here)
 
@@ -26,7 +26,7 @@ WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
 WSCALE = 7
 
 
-@njit(cache=True)
+@kernel
 def frame_space(wire_len, pcap):
     """Bytes needed for these frames (plus pcap record headers if ``pcap``)."""
     total = 0
@@ -35,7 +35,7 @@ def frame_space(wire_len, pcap):
     return total + (PCAP_REC * wire_len.shape[0] if pcap else 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _mac(buf, o, kind, ip, gw_mac):
     """kind 0: gateway MAC; 1: a client's (02:00 + IPv4); 2: a server's (02:01 + IPv4)."""
     if kind == 0:
@@ -47,7 +47,7 @@ def _mac(buf, o, kind, ip, gw_mac):
         put32(buf, o + 2, ip)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
           writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side,
           gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets, f_proto=None):
@@ -151,14 +151,14 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
     return o
 
 
-@njit(cache=True, inline="always")
+@inline
 def echo_offset(key, pool_span):
     """Where a connection's ECHO bytes start in the pool: a function of its flow key alone, so
     both directions' templates (ClientHello and ServerHello session ids) get the same bytes."""
     return np.int64(mix64(np.uint64(key) ^ np.uint64(ECHO_SALT)) % np.uint64(pool_span))
 
 
-@njit(cache=True)
+@helper
 def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, tpl_mask, tpl_start,
              tpl_len):
     po = np.int64(pool_off)
@@ -204,7 +204,7 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, t
         r += 1
 
 
-@njit(cache=True)
+@helper
 def _field(tpl, tpl_mask, t0, k, writelen):
     """Byte ``k`` of a length field (mask DEC or HEX): the write's length less the field's
     first two template bytes, decimal right-padded with spaces or hex zero-padded."""
@@ -228,7 +228,7 @@ def _field(tpl, tpl_mask, t0, k, writelen):
     return 48 + (v // 10 ** (nd - 1 - j)) % 10
 
 
-@njit(cache=True)
+@helper
 def _plain(out, pl, n, segoff, writelen, po, pool, tpl, tpl_mask, t0, plen_t):
     """A plaintext HTTP write: the template's prefix (with its length fields), filler text
     from the pool, the template's suffix at the write's end."""

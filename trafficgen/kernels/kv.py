@@ -5,9 +5,9 @@ A transfer moves ``uncached x layer_bytes`` bytes per layer, ``layers_per_msg`` 
 message (a group over ``MAX_MESSAGE_BYTES`` goes as several), ``pmtu`` payload bytes per packet.
 """
 import numpy as np
-from numba import njit
 
 from .codes import PH_TRANSFER
+from .jit import helper, inline, kernel
 from .rng import bits, uniform
 from .sampling import sample
 from .udp import (
@@ -28,7 +28,7 @@ D_PROMPT, D_HIT, D_NEW, D_PREFILL, D_DECODE, D_PSN, D_IPID = range(7)
 MAX_MESSAGE_BYTES = 1 << 30  # a layer group larger than this goes as several WRITE messages
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def draw(keys, prompt, prefix, hit_prob, hit_new, n_prefill, n_decode,
          out_prompt, out_uncached, out_prefill, out_decode):
     """Per transfer (keys uint64[n]): prompt tokens, uncached tokens (>= 1), server indexes.
@@ -48,12 +48,12 @@ def draw(keys, prompt, prefix, hit_prob, hit_new, n_prefill, n_decode,
         out_decode[t] = min(n_decode - 1, int(uniform(k, D_DECODE) * n_decode))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _msg_len(group_bytes, off):
     return min(group_bytes - off, MAX_MESSAGE_BYTES)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def count(uncached, layer_bytes, layers, per_msg, pmtu, ack_every, out_rows):
     """Rows (WRITE packets + ACKs) of each transfer into ``out_rows`` (int64[n]); the total."""
     total = 0
@@ -72,7 +72,7 @@ def count(uncached, layer_bytes, layers, per_msg, pmtu, ack_every, out_rows):
     return total
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_every,
          ns_per_byte, layer_ns_per_token, ack_lag_ns, class_id, out):
     """The packets of each transfer t (flow t, request t) from row ``row0[t]`` of ``out``
@@ -107,7 +107,7 @@ def fill(keys, starts, uncached, row0, layer_bytes, layers, per_msg, pmtu, ack_e
                 off += m
 
 
-@njit(cache=True)
+@helper
 def _message(out, r, t, start, clock, m, msg, psn, ipid, ipid_ack, pmtu, ack_every, ns_per_byte,
              ack_lag_ns, class_id):
     """One WRITE message of ``m`` bytes (and its ACKs) from row ``r``, the link free at
@@ -141,7 +141,7 @@ def _message(out, r, t, start, clock, m, msg, psn, ipid, ipid_ack, pmtu, ack_eve
     return r, clock, psn, ipid, ipid_ack
 
 
-@njit(cache=True, inline="always")
+@inline
 def _row(rec, ts, t, d, wl, op, psn, ack, plen, ipid, segoff, writelen, class_id):
     rec["ts_ns"] = ts
     rec["flow_id"] = t

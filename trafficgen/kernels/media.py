@@ -22,10 +22,10 @@ a WebSocket connection's ISNs, IP ids and close jitter are bits of the session k
 arrival jitter derive(session, 3_100_000 + direction).
 """
 import numpy as np
-from numba import njit
 
 from .chat import client_rank, put_write, site_rtt, tls_wire
 from .codes import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
+from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_REQ, W_TURN
@@ -46,23 +46,23 @@ RESPONSE_START = 1100  # response.created + output_item.added + content_part.add
 RESPONSE_DONE = 1800  # audio.done + audio_transcript.done + content_part/output_item/response.done
 
 
-@njit(cache=True, inline="always")
+@inline
 def ws_client(n):
     """Plain bytes of a masked client WebSocket frame of ``n`` payload bytes (RFC 6455)."""
     return n + 6 + (2 if n >= 126 else 0) + (6 if n >= 65536 else 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def ws_server(n):
     return n + 2 + (2 if n >= 126 else 0) + (6 if n >= 65536 else 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def b64(n):
     return 4 * ((n + 2) // 3)
 
 
-@njit(cache=True)
+@helper
 def timeline(k, t_first, s_end, owd, speed, user_p, model_p, lat_p, pause_p, barge_in,
              x0, e_u0, e_u1, e_r0, e_sent, store):
     """Exchanges of one session from ``t_first`` until ``s_end``: the user's speech [u0, u1)
@@ -92,7 +92,7 @@ def timeline(k, t_first, s_end, owd, speed, user_p, model_p, lat_p, pause_p, bar
     return j, end
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, setup_rtts,
              session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp, s_first,
              s_end):
@@ -112,7 +112,7 @@ def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_
         s_end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p, pause_p,
               barge_in, s_x0, e_u0, e_u1, e_r0, e_sent, s_nx, s_last, store):
     """Count (``store`` 0) or fill (1, at ``s_x0``) every session's exchanges."""
@@ -123,12 +123,12 @@ def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p
         s_nx[s], s_last[s] = n, last
 
 
-@njit(cache=True, inline="always")
+@inline
 def _ceil(a, b):
     return (a + b - 1) // b
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ws_count(s_x0, s_nx, e_u0, e_u1, e_sent, chunk, down_chunk, setup_writes, s_writes):
     """Writes of each WebSocket session (``setup_writes``: handshake and upgrade, and close)."""
     for s in range(s_x0.shape[0]):
@@ -138,7 +138,7 @@ def ws_count(s_x0, s_nx, e_u0, e_u1, e_sent, chunk, down_chunk, setup_writes, s_
         s_writes[s] = w
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_rate, down_chunk,
               speed, req0, w_after_setup, wd):
     """An exchange's writes, appended after each session's setup writes (``w_after_setup[c]``
@@ -180,7 +180,7 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
         w_after_setup[c] = w
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def rtp_rows(s_key, s_x0, s_nx, s_rtt, s_first, s_last, e_u0, e_u1, e_r0, e_sent, opus_p,
              silence_bytes, dtx, jitter, side, class_id, flow0, req0, row0, s_rows, rows, store):
     """RTP packets of each RTP session (flow ``flow0[s]``, requests from ``req0[s]``) from its

@@ -7,7 +7,8 @@ Label names come from one byte table (``names``, ``name_off``: the vocabularies 
 ``trafficgen.schema`` laid end to end), so no Python runs per packet.
 """
 import numpy as np
-from numba import njit
+
+from .jit import helper, inline, kernel
 
 EPB_FIXED = 28 + 4  # header fields + trailing length
 OPT_HDR = 4
@@ -22,12 +23,12 @@ def _lit(text: bytes) -> np.ndarray:
 LITERALS = tuple(_lit(t) for t in (_CLASS, _FLOW, _REQ, _DIR, _PHASE))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _pad4(n):
     return (n + 3) & ~3
 
 
-@njit(cache=True, inline="always")
+@inline
 def _digits(v):
     n = 1 if v >= 0 else 2
     v = abs(v)
@@ -37,7 +38,7 @@ def _digits(v):
     return n
 
 
-@njit(cache=True)
+@helper
 def _put_int(out, o, v):
     """Write the decimal digits of ``v`` at ``o``; returns the position after them."""
     n = _digits(v)
@@ -55,14 +56,14 @@ def _put_int(out, o, v):
     return end
 
 
-@njit(cache=True, inline="always")
+@inline
 def _put(out, o, src):
     for k in range(src.shape[0]):
         out[o + k] = src[k]
     return o + src.shape[0]
 
 
-@njit(cache=True, inline="always")
+@inline
 def _put_name(out, o, names, name_off, code):
     for k in range(name_off[code], name_off[code + 1]):
         out[o] = names[k]
@@ -70,14 +71,14 @@ def _put_name(out, o, names, name_off, code):
     return o
 
 
-@njit(cache=True)
+@helper
 def comment_len(cls, flow, req, d, ph, name_off, lit_len, c_base, d_base, p_base):
     return (lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
             + _digits(req) + name_off[d_base + d + 1] - name_off[d_base + d]
             + name_off[p_base + ph + 1] - name_off[p_base + ph])
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def epb_space(wire_len, cls, flow, req, dirs, phase, name_off, lit_len, c_base, d_base, p_base):
     """Bytes of the EPBs of these packets (int64)."""
     total = 0
@@ -88,7 +89,7 @@ def epb_space(wire_len, cls, flow, req, dirs, phase, name_off, lit_len, c_base, 
     return total
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def build_epbs(out, frames, offsets, wire_len, ts_ns, cls, flow, req, dirs, phase, names,
                name_off, c_base, d_base, p_base, l_class, l_flow, l_req, l_dir, l_phase):
     """Write one EPB per packet into ``out`` (uint8, sized by ``epb_space``): frame i is
@@ -141,7 +142,7 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, cls, flow, req, dirs, phas
     return o
 
 
-@njit(cache=True, inline="always")
+@inline
 def _le32(out, o, v):
     out[o] = v & 0xFF
     out[o + 1] = (v >> 8) & 0xFF

@@ -17,10 +17,10 @@ Frames (``write``): the plain TCP frame of the same length becomes UDP + QUIC: l
 Initials come already sealed with their real keys (``trafficgen.quic_initial``: Q_SEALED).
 """
 import numpy as np
-from numba import njit
 
 from .codes import FIN, PH_HANDSHAKE, SYN
 from .frames import put16, put32
+from .jit import helper, inline, kernel
 from .rng import mix64
 
 Q_DROP, Q_INITIAL, Q_HANDSHAKE, Q_SHORT = 0, 1, 2, 3
@@ -33,7 +33,7 @@ F_COLS = F_PN + 6
 CID_CLIENT_DCID, CID_CLIENT, CID_SERVER = 1, 2, 3
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
     """Per packet (in capture order) of ``n``: ``kind`` (uint8: Q_* or 255 for a packet of a
     TCP flow), ``qlen`` (int64: the QUIC packet's bytes, the UDP payload) and ``pn`` (int64:
@@ -81,20 +81,20 @@ def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def cid_value(key, which):
     """Connection id ``which`` (CID_*) of the flow with this key, as a uint64."""
     return mix64(np.uint64(key) ^ np.uint64(which * 0x51ED27))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _cid(out, o, key, which):
     x = cid_value(key, which)
     for k in range(8):
         out[o + k] = (x >> np.uint64(8 * (7 - k))) & np.uint64(0xFF)
 
 
-@njit(cache=True)
+@helper
 def write(out, u, qlen, kind, pn, d, key):
     """QUIC header of a ``qlen``-byte packet at ``u + 8`` (after the UDP header at ``u``,
     whose length is set here; its checksum comes after). Protected bytes already there."""

@@ -18,9 +18,9 @@ per direction) and writes are rows of one int64 matrix (``WF_*`` columns), so th
 take a handful of arrays rather than dozens.
 """
 import numpy as np
-from numba import njit
 
 from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
+from .jit import helper, kernel
 
 INF = np.int64(2**62)
 ATO_NS = 40_000_000  # delayed-ACK timer
@@ -56,7 +56,7 @@ S_LEN = 43
 WS_START, WS_END, WS_QTIME = 0, 1, 2
 
 
-@njit(cache=True)
+@helper
 def packet_bound(wd, w0, wn, mss):
     """Upper bound on the packets a connection with writes ``w0:w0+wn`` can produce."""
     segs = 0
@@ -65,7 +65,7 @@ def packet_bound(wd, w0, wn, mss):
     return 2 * segs + 16
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def total_bound(c_w0, c_wn, wd, mss):
     """Packets buffer size that fits every connection."""
     total = 0
@@ -74,7 +74,7 @@ def total_bound(c_w0, c_wn, wd, mss):
     return total
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def simulate(c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter, wd,
              dur_end, mss, ns_per_byte, capture_side, rwnd, out, c_npk, c_resp_end, wo):
     """Simulate every connection in order; fill ``out`` (int64[cap, P_COLS]).
@@ -115,14 +115,14 @@ def simulate(c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter, 
     return cur
 
 
-@njit(cache=True)
+@helper
 def _next_w(wd, w, end, d):
     while w < end and wd[w, WF_DIR] != d:
         w += 1
     return w
 
 
-@njit(cache=True)
+@helper
 def _emit(out, i, S, conn, d, t, flags, seq_rel, plen, req, phase, layout, segoff, writelen,
           ns_per_byte, owd, capture_side):
     """Record packet ``i`` sent by side ``d`` at ``t`` (later if its link is busy); it
@@ -153,7 +153,7 @@ def _emit(out, i, S, conn, d, t, flags, seq_rel, plen, req, phase, layout, segof
     return i + 1
 
 
-@njit(cache=True)
+@helper
 def _ack_now(out, i, S, conn, s, t, ns_per_byte, owd, capture_side):
     """Side ``s`` sends a pure ACK of everything it has received."""
     i = _emit(out, i, S, conn, s, t, ACK, S[S_NXT + s], 0, S[S_STREQ], S[S_STPHASE], 0, 0, 0,
@@ -163,7 +163,7 @@ def _ack_now(out, i, S, conn, s, t, ns_per_byte, owd, capture_side):
     return i
 
 
-@njit(cache=True)
+@helper
 def _ready(S, wd, wo, ws, w0, wend, d, t_est, dur_end, jitter):
     """When side ``d``'s next write is ready (INF while it waits on something not yet done).
 
@@ -193,7 +193,7 @@ def _ready(S, wd, wo, ws, w0, wend, d, t_est, dur_end, jitter):
     return t
 
 
-@njit(cache=True)
+@helper
 def _send(out, i, S, wd, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, owd,
           capture_side):
     """Side ``d`` sends what its congestion and receive windows allow, then a pending FIN."""
@@ -226,7 +226,7 @@ def _send(out, i, S, wd, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, 
     return i
 
 
-@njit(cache=True)
+@helper
 def _conn(conn, t_open, rtt, isn0, isn1, ipid0, ipid1, w0, wn, jitter, wd, wo, S, dur_end, mss,
           ns_per_byte, capture_side, rwnd, out, base, c_resp_end):
     owd = rtt // 2
@@ -288,7 +288,7 @@ def _conn(conn, t_open, rtt, isn0, isn1, ipid0, ipid1, w0, wn, jitter, wd, wo, S
     return i - base
 
 
-@njit(cache=True)
+@helper
 def _arrive(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, owd,
             capture_side):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``."""
@@ -341,7 +341,7 @@ def _arrive(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_
                  capture_side)
 
 
-@njit(cache=True)
+@helper
 def put_write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end, ns_per_byte,
            owd, capture_side, c_resp_end):
     """Side ``d``'s application writes its next write at ``t`` (or, for a later turn after

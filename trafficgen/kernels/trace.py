@@ -8,15 +8,15 @@ must open). ``kv_uncached``: a transfer's uncached tokens from the trace's cache
 where the trace has none, from the scenario's prefix-cache model (``kernels.kv.draw``'s draws).
 """
 import numpy as np
-from numba import njit
 
 from .chat import client_rank, keepalives, s_turns_of, site_rtt, turn_extras
+from .jit import kernel
 from .kv import D_HIT, D_NEW
 from .rng import derive, uniform
 from .sampling import sample
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def paths(s_key, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, out_rtt):
     """Per session: the RTT (ns) of its client-server path, as ``kernels.chat.fill`` draws it."""
     for s in range(s_key.shape[0]):
@@ -28,7 +28,7 @@ def paths(s_key, n_clients, client_skew, n_servers, paths_key, site_first, rtt_s
         out_rtt[s] = max(rtt, np.int64(2))
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, keepalive_every,
          keepalive, tokens_per_chunk, setup_writes, r_think, r_ttft, r_reason, r_images, r_keep,
          r_new, s_kept, s_conns, s_writes):
@@ -59,7 +59,7 @@ def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, kee
         s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def kv_uncached(keys, prompt, cached, prefix, hit_prob, hit_new, out):
     """Uncached tokens (>= 1) per transfer: the prompt minus the trace's cached prefix where it
     has one (``cached`` >= 0); else as the scenario's model draws it (every prompt's first

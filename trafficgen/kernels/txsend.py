@@ -19,7 +19,9 @@ import ctypes.util
 
 import llvmlite.binding as _llvm
 import numpy as np
-from numba import carray, njit, types
+from numba import carray, types
+
+from .jit import inline, kernel
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 for _name in ("clock_gettime", "clock_nanosleep", "sendmmsg", "__errno_location"):
@@ -53,14 +55,14 @@ FINE_NS, FINE_BINS, COARSE_NS, COARSE_BINS = 100, 10_000, 100_000, 10_000
 HIST_BINS = FINE_BINS + COARSE_BINS + 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def now_ns(ts):
     """CLOCK_MONOTONIC in int64 ns; ``ts``: int64[2] scratch (a struct timespec)."""
     _clock_gettime(CLOCK_MONOTONIC, ts.ctypes.data)
     return ts[0] * 1_000_000_000 + ts[1]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def sleep_until(ts, t_ns):
     """Sleep until CLOCK_MONOTONIC reaches ``t_ns`` (returns early on a signal)."""
     ts[0] = t_ns // 1_000_000_000
@@ -68,7 +70,7 @@ def sleep_until(ts, t_ns):
     _clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ts.ctypes.data, 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _hist_bin(err):
     if err < 0:
         return 0
@@ -78,7 +80,7 @@ def _hist_bin(err):
     return min(k, HIST_BINS - 1)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def init_msgs(msgs, iovs):
     """Point mmsghdr k at iovec k: ``msgs`` int64[B, 8], ``iovs`` int64[B, 2]."""
     base = iovs.ctypes.data
@@ -89,7 +91,7 @@ def init_msgs(msgs, iovs):
         msgs[k, 3] = 1  # msg_iovlen
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns, timed,
                catchup_ns, msgs, iovs, ts, hist, acc):
     """Send frames ``i..n-1`` (bytes ``buf[off[k]:off[k] + length[k]]``) at their absolute

@@ -10,8 +10,8 @@ How the schedule's columns read for UDP rows is in ``schema.py``; ``request_span
 a UDP class's requests.
 """
 import numpy as np
-from numba import njit
 
+from .jit import helper, inline, kernel
 from .wire import fold, put16, put24, put32, sum16
 
 # payload layouts of UDP rows (the ``layout`` column)
@@ -44,12 +44,12 @@ def _crc_tables() -> np.ndarray:
 CRC_T = _crc_tables()
 
 
-@njit(cache=True, inline="always")
+@inline
 def _crc_byte(c, b):
     return CRC_T[0, (c ^ b) & 0xFF] ^ (c >> 8)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def crc32_update(c, buf, o, n):
     """CRC-32 register ``c`` (int64, not inverted) advanced over ``buf[o:o+n]``, 16 bytes a
     step (slicing-by-16: ~1.9 GB/s here, against ~1.45 for slicing-by-8)."""
@@ -70,7 +70,7 @@ def crc32_update(c, buf, o, n):
     return c
 
 
-@njit(cache=True, inline="always")
+@inline
 def _copy_pool(out, o, n, pool, off):
     dst = out[o:o + n]
     src = pool[off:off + n]
@@ -78,7 +78,7 @@ def _copy_pool(out, o, n, pool, off):
         dst[k] = src[k]
 
 
-@njit(cache=True, inline="always")
+@inline
 def roce_bth_len(opcode):
     """Bytes of BTH plus extension headers of a RoCE opcode we write."""
     if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY:
@@ -88,7 +88,7 @@ def roce_bth_len(opcode):
     return 12
 
 
-@njit(cache=True, inline="always")
+@inline
 def udp_payload_len(layout, opcode, plen):
     """UDP payload bytes of a row (what follows the UDP header)."""
     if layout == L_ROCE:
@@ -98,7 +98,7 @@ def udp_payload_len(layout, opcode, plen):
     return plen
 
 
-@njit(cache=True)
+@helper
 def _roce(out, p, d, opcode, psn, ack, plen, segoff, writelen, key, pool_off, pool):
     """BTH, extension header and payload at ``p``; returns the end (before the ICRC)."""
     pad = (-plen) & 3
@@ -132,7 +132,7 @@ def _roce(out, p, d, opcode, psn, ack, plen, segoff, writelen, key, pool_off, po
     return q + pad
 
 
-@njit(cache=True)
+@helper
 def _icrc(out, ip, end):
     """The RoCEv2 invariant CRC of the packet whose IPv4 header is at ``ip`` (payload up to
     ``end``), as the value to store little-endian."""
@@ -151,7 +151,7 @@ def _icrc(out, ip, end):
     return (~c) & 0xFFFFFFFF
 
 
-@njit(cache=True)
+@helper
 def icrc_v6(out, ip, end):
     """The ICRC of a RoCEv2 packet whose IPv6 header is at ``ip`` (UDP at ``ip + 40``, payload
     up to ``end``, before the ICRC): traffic class, flow label, hop limit and the UDP checksum
@@ -173,7 +173,7 @@ def icrc_v6(out, ip, end):
     return (~c) & 0xFFFFFFFF
 
 
-@njit(cache=True)
+@helper
 def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, ack, plen,
               ipid, segoff, writelen, key, pool, pool_span):
     """IPv4 + UDP + payload at ``ip`` (just after the Ethernet header); returns the frame end.
@@ -229,7 +229,7 @@ def udp_frame(out, ip, d, up, cip, sip, cport, sport, ttl, layout, flags, seq, a
     return end
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def request_spans(req, dirs, wire_len, ts, n_req, start, first_down, end, bytes_):
     """Per request: first packet, first packet down (-1 if none), last packet (int64 ns) and
     wire bytes by direction (int64[n, 2])."""

@@ -16,7 +16,6 @@ frame i derive(session, 1_000_000) (2i bytes, 2i+1 jitter); reply j derive(sessi
 2_000_000) (3j gap, 3j+1 tokens, 3j+2 latency); its token gaps derive(session, 3_000_000 + j).
 """
 import numpy as np
-from numba import njit
 
 from .chat import (
     CLOSE_NOTIFY_WIRE,
@@ -34,6 +33,7 @@ from .chat import (
     tls_wire,
 )
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+from .jit import inline, kernel
 from .media import RESPONSE_DONE, RESPONSE_START, b64, ws_client, ws_server
 from .rng import derive, uniform
 from .sampling import sample
@@ -50,7 +50,7 @@ CLOSE_WRITES = 3
 MAX_FRAMES = 1_000_000
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ws_setup(c_w0, hello_wire, flight_wire, ticket_wire, wd, c_next):
     """Each connection's handshake and upgrade writes from ``c_w0[c]``; ``c_next[c]`` gets the
     next free row."""
@@ -77,7 +77,7 @@ def ws_setup(c_w0, hello_wire, flight_wire, ticket_wire, wd, c_next):
         c_next[c] = w
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ws_close(c_w0, c_next, c_tend, wd, c_wn):
     """Each connection's close at ``c_tend[c]``: a WebSocket close frame up (status 1000), its
     echo, close_notify and FIN. ``c_wn[c]`` gets the connection's write count."""
@@ -93,7 +93,7 @@ def ws_close(c_w0, c_next, c_tend, wd, c_wn):
         c_wn[c] = w - c_w0[c]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_p, lat_p, itl_p,
           bytes_per_token, tokens_per_frame, conn0, req0, c_next, s_writes, s_reqs, s_tend, wd,
           r_session, r_turn, r_conn, r_prompt, r_output, r_images):
@@ -161,7 +161,7 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
             s_writes[s], s_reqs[s], s_tend[s] = writes, seg, t_end + 100_000_000
 
 
-@njit(cache=True, inline="always")
+@inline
 def _request(r, s, seg, c, frames, tokens_per_frame, ntok, r_session, r_turn, r_conn, r_prompt,
              r_output, r_images):
     r_session[r], r_turn[r], r_conn[r] = s, seg, c
