@@ -21,9 +21,11 @@ a WebSocket connection's ISNs, IP ids and close jitter are bits of the session k
 (models/media.py); Opus frame sizes derive(session, 3_000_000 + direction),
 arrival jitter derive(session, 3_100_000 + direction).
 """
+from collections import namedtuple
+
 import numpy as np
 
-from .chat import client_rank, put_write, site_rtt, tls_wire
+from .chat import put_write, session_path, tls_wire
 from .codes import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
 from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
@@ -45,6 +47,25 @@ COMMITTED = 620  # speech_stopped + committed + conversation.item.created
 RESPONSE_START = 1100  # response.created + output_item.added + content_part.added
 RESPONSE_DONE = 1800  # audio.done + audio_transcript.done + content_part/output_item/response.done
 
+MediaSessions = namedtuple("MediaSessions", "client server rtt rtp first end")
+MediaSessions.__doc__ = """Per media session (``sessions``' output): client, server, path RTT,
+transport (1 = RTP), when the user first speaks (video: sends its first frame) and until when
+exchanges may start."""
+Talk = namedtuple("Talk", "user model lat pause barge_in")
+Talk.__doc__ = """How a voice conversation goes: packed distributions of the user's and the
+model's speech spurts, the model's latency and the pause before the user speaks again, and the
+probability the user speaks into an answer."""
+Exchanges = namedtuple("Exchanges", "x0 nx last u0 u1 r0 sent")
+Exchanges.__doc__ = """Voice exchanges: per session (``x0``, ``nx``: its first and count;
+``last``: the end of its last) and per exchange the user's speech [u0, u1) (client clock), the
+answer's first audio at the server ``r0`` and the ns of its audio sent."""
+WsAudio = namedtuple("WsAudio", "chunk sample_rate down_chunk speed")
+WsAudio.__doc__ = """Audio over a WebSocket: ns of audio per append event up, the sample rate,
+ns of audio per delta down, and how much faster than real time the answer is sent."""
+Rtp = namedtuple("Rtp", "opus silence_bytes dtx jitter side class_id")
+Rtp.__doc__ = """RTP streams: the packed distribution of an Opus frame's bytes in speech, a
+silence frame's bytes, DTX on, the far end's jitter (ns), the capture's end, the class code."""
+
 
 @inline
 def ws_client(n):
@@ -63,64 +84,61 @@ def b64(n):
 
 
 @helper
-def timeline(k, t_first, s_end, owd, speed, user_p, model_p, lat_p, pause_p, barge_in,
-             x0, e_u0, e_u1, e_r0, e_sent, store):
-    """Exchanges of one session from ``t_first`` until ``s_end``: the user's speech [u0, u1)
-    (client clock), the answer's first audio at the server ``r0`` and the ns of its audio sent
-    (``sent``; less than drawn when barged into). Stored at ``x0`` if ``store``. Returns
-    (exchanges, end time: the last answer heard, or the last speech)."""
+def timeline(k, t_first, s_end, owd, speed, talk, x0, ex, store):
+    """Exchanges of one session from ``t_first`` until ``s_end`` (``talk``: ``Talk``): the
+    user's speech [u0, u1) (client clock), the answer's first audio at the server ``r0`` and
+    the ns of its audio sent (``sent``; less than drawn when barged into). Stored into ``ex``
+    (``Exchanges``) at ``x0`` if ``store``. Returns (exchanges, end time: the last answer
+    heard, or the last speech)."""
     t = t_first
     j = 0
     end = t_first
     while t < s_end and j < MAX_EXCHANGES:
         b = 16 + 8 * j
-        u = max(np.int64(sample(user_p, uniform(k, b))), np.int64(FRAME_NS))
-        r0 = t + u + owd + np.int64(sample(lat_p, uniform(k, b + 1)))
-        m = max(np.int64(sample(model_p, uniform(k, b + 2))), np.int64(FRAME_NS))
-        if uniform(k, b + 3) < barge_in:
+        u = max(np.int64(sample(talk.user, uniform(k, b))), np.int64(FRAME_NS))
+        r0 = t + u + owd + np.int64(sample(talk.lat, uniform(k, b + 1)))
+        m = max(np.int64(sample(talk.model, uniform(k, b + 2))), np.int64(FRAME_NS))
+        if uniform(k, b + 3) < talk.barge_in:
             nxt = r0 + owd + np.int64(uniform(k, b + 4) * m)  # the user speaks into it
             sent = min(m, np.int64((nxt + owd + VAD_NS - r0) * speed))
             end = nxt
         else:
-            nxt = r0 + owd + m + np.int64(sample(pause_p, uniform(k, b + 5)))
+            nxt = r0 + owd + m + np.int64(sample(talk.pause, uniform(k, b + 5)))
             sent = m
             end = r0 + owd + m
         if store:
-            e_u0[x0 + j], e_u1[x0 + j], e_r0[x0 + j], e_sent[x0 + j] = t, t + u, r0, sent
+            ex.u0[x0 + j], ex.u1[x0 + j], ex.r0[x0 + j], ex.sent[x0 + j] = t, t + u, r0, sent
         t = nxt
         j += 1
     return j, end
 
 
 @kernel
-def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, setup_rtts,
-             session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp, s_first,
-             s_end):
-    """Per session: client, server, path RTT, transport (1 = RTP), when the user first speaks
-    and until when exchanges may start (the session's length, or the run's end)."""
+def sessions(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_share, dur_end, out):
+    """Per session (``out``: ``MediaSessions``): client, server, path RTT (``chat.Paths``),
+    transport (1 = RTP), when the user first speaks and until when exchanges may start (the
+    session's length, or the run's end ``dur_end``)."""
     for s in range(s_key.shape[0]):
         k = s_key[s]
-        client = client_rank(uniform(k, 0), n_clients, client_skew)
-        server = min(int(uniform(k, 1) * n_servers), n_servers - 1)
-        rtt = max(np.int64(sample(site_rtt(site_first, rtt_sites, client),
-                                  uniform(derive(paths_key, client * n_servers + server), 0))),
-                  np.int64(2))
-        s_client[s], s_server[s], s_rtt[s] = client, server, rtt
-        s_rtp[s] = 1 if uniform(k, 3) < rtp_share else 0
-        setup = (setup_rtts * rtt + 20_000_000) if s_rtp[s] == 0 else 0
-        s_first[s] = s_start[s] + setup + np.int64(sample(pause_p, uniform(k, 4)))
-        s_end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
+        client, server, rtt = session_path(k, paths)
+        rtt = max(rtt, np.int64(2))
+        out.client[s], out.server[s], out.rtt[s] = client, server, rtt
+        out.rtp[s] = 1 if uniform(k, 3) < rtp_share else 0
+        setup = (setup_rtts * rtt + 20_000_000) if out.rtp[s] == 0 else 0
+        out.first[s] = s_start[s] + setup + np.int64(sample(pause_p, uniform(k, 4)))
+        out.end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
 
 
 @kernel
-def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p, pause_p,
-              barge_in, s_x0, e_u0, e_u1, e_r0, e_sent, s_nx, s_last, store):
-    """Count (``store`` 0) or fill (1, at ``s_x0``) every session's exchanges."""
+def exchanges(s_key, st, speed, talk, ex, store):
+    """Count (``store`` 0) or fill (1, at ``ex.x0``) every session's exchanges (``st``:
+    ``MediaSessions``; ``talk``: ``Talk``; ``ex``: ``Exchanges``, its ``nx`` and ``last``
+    filled); ``speed``: the answer's sending speed on WebSocket sessions."""
     for s in range(s_key.shape[0]):
-        sp = 1.0 if s_rtp[s] else speed
-        n, last = timeline(s_key[s], s_first[s], s_end[s], s_rtt[s] // 2, sp, user_p, model_p,
-                           lat_p, pause_p, barge_in, s_x0[s], e_u0, e_u1, e_r0, e_sent, store)
-        s_nx[s], s_last[s] = n, last
+        sp = 1.0 if st.rtp[s] else speed
+        n, last = timeline(s_key[s], st.first[s], st.end[s], st.rtt[s] // 2, sp, talk, ex.x0[s],
+                           ex, store)
+        ex.nx[s], ex.last[s] = n, last
 
 
 @inline
@@ -139,11 +157,13 @@ def ws_count(s_x0, s_nx, e_u0, e_u1, e_sent, chunk, down_chunk, setup_writes, s_
 
 
 @kernel
-def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_rate, down_chunk,
-              speed, req0, w_after_setup, wd):
-    """An exchange's writes, appended after each session's setup writes (``w_after_setup[c]``
-    is the next free row of connection ``c``); returns nothing, rows are as ``ws_count``
-    sized. Request ``req0[c] + j`` is exchange j. All times absolute (W_ABS)."""
+def ws_writes(c_w0, ex, s_rtt, audio, req0, w_after_setup, wd):
+    """An exchange's writes (``ex``: ``Exchanges`` of the WebSocket sessions, one connection
+    each; ``audio``: ``WsAudio``), appended after each session's setup writes
+    (``w_after_setup[c]`` is the next free row of connection ``c``); returns nothing, rows are
+    as ``ws_count`` sized. Request ``req0[c] + j`` is exchange j. All times absolute (W_ABS)."""
+    s_x0, s_nx, e_u0, e_u1, e_r0, e_sent = ex.x0, ex.nx, ex.u0, ex.u1, ex.r0, ex.sent
+    chunk, sample_rate, down_chunk, speed = audio
     for c in range(c_w0.shape[0]):
         w = w_after_setup[c]
         owd = s_rtt[c] // 2
@@ -181,13 +201,14 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
 
 
 @kernel
-def rtp_rows(s_key, s_x0, s_nx, s_rtt, s_first, s_last, e_u0, e_u1, e_r0, e_sent, opus_p,
-             silence_bytes, dtx, jitter, side, class_id, flow0, req0, row0, s_rows, rows, store):
-    """RTP packets of each RTP session (flow ``flow0[s]``, requests from ``req0[s]``) from its
-    first speech to its end, both ways: counted into ``s_rows`` (``store`` 0) or filled into
-    ``rows`` (SCHED_DTYPE) at ``row0`` (``store`` 1). ``side``: the capture's end; the far
-    end's packets arrive ``owd`` plus up to ``jitter`` ns late (uniform, less than a frame:
-    they stay in order)."""
+def rtp_rows(s_key, s_rtt, s_first, ex, rtp, flow0, req0, row0, s_rows, rows, store):
+    """RTP packets of each RTP session (``ex``: their ``Exchanges``; flow ``flow0[s]``,
+    requests from ``req0[s]``) from its first speech to its end, both ways: counted into
+    ``s_rows`` (``store`` 0) or filled into ``rows`` (SCHED_DTYPE) at ``row0`` (``store`` 1).
+    ``rtp``: ``Rtp``; the far end's packets (the capture is at ``rtp.side``) arrive ``owd``
+    plus up to ``rtp.jitter`` ns late (uniform, less than a frame: they stay in order)."""
+    s_x0, s_nx, s_last, e_u0, e_u1, e_r0, e_sent = ex.x0, ex.nx, ex.last, ex.u0, ex.u1, ex.r0, ex.sent
+    opus_p, silence_bytes, dtx, jitter, side, class_id = rtp
     for s in range(s_key.shape[0]):
         k = s_key[s]
         owd = s_rtt[s] // 2

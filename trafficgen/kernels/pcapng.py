@@ -6,11 +6,26 @@ with if_tsresol = 9) whose opt_comment reads
 Label names come from one byte table (``names``, ``name_off``: the vocabularies of
 ``trafficgen.schema`` laid end to end), so no Python runs per packet.
 """
+from collections import namedtuple
+
 import numpy as np
 
+from .headers import (
+    EPB_BLOCK_TYPE,
+    EPB_CAP_LEN,
+    EPB_DATA,
+    EPB_IFACE,
+    EPB_LEN,
+    EPB_ORIG_LEN,
+    EPB_TS_HIGH,
+    EPB_TS_LOW,
+    EPB_TYPE,
+    OPT_COMMENT,
+    OPT_ENDOFOPT,
+)
 from .jit import helper, inline, kernel
 
-EPB_FIXED = 28 + 4  # header fields + trailing length
+EPB_FIXED = EPB_DATA + 4  # header fields + trailing length
 OPT_HDR = 4
 OPT_END = 4
 _CLASS, _FLOW, _REQ, _DIR, _PHASE = (b"class=", b" flow=", b" request=", b" dir=", b" phase=")
@@ -21,6 +36,14 @@ def _lit(text: bytes) -> np.ndarray:
 
 
 LITERALS = tuple(_lit(t) for t in (_CLASS, _FLOW, _REQ, _DIR, _PHASE))
+
+Labels = namedtuple("Labels", "cls flow req dirs phase")
+Labels.__doc__ = """Per packet: the label codes and ids its comment shows (class, flow id,
+request id, direction, phase)."""
+NameTable = namedtuple("NameTable", "names name_off c_base d_base p_base lit_len")
+NameTable.__doc__ = """The label names laid end to end (``names`` uint8, name ``k`` at
+``names[name_off[k]:name_off[k + 1]]``), where the class, direction and phase names start in it,
+and the bytes of the comment's literal parts (``LITERALS``)."""
 
 
 @inline
@@ -72,71 +95,76 @@ def _put_name(out, o, names, name_off, code):
 
 
 @helper
-def comment_len(cls, flow, req, d, ph, name_off, lit_len, c_base, d_base, p_base):
-    return (lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
+def comment_len(table, cls, flow, req, d, ph):
+    """Bytes of one packet's comment (``NameTable`` ``table``; its label codes)."""
+    name_off, c_base, d_base, p_base = table.name_off, table.c_base, table.d_base, table.p_base
+    return (table.lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
             + _digits(req) + name_off[d_base + d + 1] - name_off[d_base + d]
             + name_off[p_base + ph + 1] - name_off[p_base + ph])
 
 
 @kernel
-def epb_space(wire_len, cls, flow, req, dirs, phase, name_off, lit_len, c_base, d_base, p_base):
-    """Bytes of the EPBs of these packets (int64)."""
+def epb_space(wire_len, labels, table):
+    """Bytes of the EPBs of these packets (int64): ``labels`` (``Labels``) named by ``table``
+    (``NameTable``)."""
     total = 0
     for i in range(wire_len.shape[0]):
-        n = comment_len(cls[i], flow[i], req[i], dirs[i], phase[i], name_off, lit_len, c_base,
-                        d_base, p_base)
+        n = comment_len(table, labels.cls[i], labels.flow[i], labels.req[i], labels.dirs[i],
+                        labels.phase[i])
         total += EPB_FIXED + _pad4(wire_len[i]) + OPT_HDR + _pad4(n) + OPT_END
     return total
 
 
 @kernel
-def build_epbs(out, frames, offsets, wire_len, ts_ns, cls, flow, req, dirs, phase, names,
-               name_off, c_base, d_base, p_base, l_class, l_flow, l_req, l_dir, l_phase):
+def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
     """Write one EPB per packet into ``out`` (uint8, sized by ``epb_space``): frame i is
-    ``frames[offsets[i]:offsets[i] + wire_len[i]]``; ts_ns int64 ns since the epoch. Label
-    codes index the name table from ``c_base``/``d_base``/``p_base``. Returns bytes written."""
+    ``frames[offsets[i]:offsets[i] + wire_len[i]]``; ts_ns int64 ns since the epoch.
+    ``labels``: ``Labels``, named by ``table`` (``NameTable``); ``literals``: ``LITERALS``.
+    Returns bytes written."""
+    l_class, l_flow, l_req, l_dir, l_phase = literals
+    names, name_off = table.names, table.name_off
     o = 0
     for i in range(wire_len.shape[0]):
         wl = wire_len[i]
         start = o
-        _le32(out, o, 6)
-        _le32(out, o + 8, 0)
+        _le32(out, o + EPB_TYPE, EPB_BLOCK_TYPE)
+        _le32(out, o + EPB_IFACE, 0)
         t = ts_ns[i]
-        _le32(out, o + 12, (t >> 32) & 0xFFFFFFFF)
-        _le32(out, o + 16, t & 0xFFFFFFFF)
-        _le32(out, o + 20, wl)
-        _le32(out, o + 24, wl)
+        _le32(out, o + EPB_TS_HIGH, (t >> 32) & 0xFFFFFFFF)
+        _le32(out, o + EPB_TS_LOW, t & 0xFFFFFFFF)
+        _le32(out, o + EPB_CAP_LEN, wl)
+        _le32(out, o + EPB_ORIG_LEN, wl)
         src = frames[offsets[i]:offsets[i] + wl]
-        dst = out[o + 28:o + 28 + wl]
+        dst = out[o + EPB_DATA:o + EPB_DATA + wl]
         for k in range(wl):
             dst[k] = src[k]
-        o += 28 + wl
+        o += EPB_DATA + wl
         while o & 3:
             out[o] = 0
             o += 1
         c = o + OPT_HDR
         c = _put(out, c, l_class)
-        c = _put_name(out, c, names, name_off, c_base + cls[i])
+        c = _put_name(out, c, names, name_off, table.c_base + labels.cls[i])
         c = _put(out, c, l_flow)
-        c = _put_int(out, c, flow[i])
+        c = _put_int(out, c, labels.flow[i])
         c = _put(out, c, l_req)
-        c = _put_int(out, c, req[i])
+        c = _put_int(out, c, labels.req[i])
         c = _put(out, c, l_dir)
-        c = _put_name(out, c, names, name_off, d_base + dirs[i])
+        c = _put_name(out, c, names, name_off, table.d_base + labels.dirs[i])
         c = _put(out, c, l_phase)
-        c = _put_name(out, c, names, name_off, p_base + phase[i])
+        c = _put_name(out, c, names, name_off, table.p_base + labels.phase[i])
         n = c - o - OPT_HDR
-        out[o] = 1  # opt_comment
+        out[o] = OPT_COMMENT
         out[o + 1] = 0
         out[o + 2] = n & 0xFF
         out[o + 3] = n >> 8
         while c & 3:
             out[c] = 0
             c += 1
-        _le32(out, c, 0)  # opt_endofopt
+        _le32(out, c, OPT_ENDOFOPT)
         c += 4
         blen = c + 4 - start
-        _le32(out, start + 4, blen)
+        _le32(out, start + EPB_LEN, blen)
         _le32(out, c, blen)
         o = c + 4
     return o

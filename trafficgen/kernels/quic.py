@@ -20,6 +20,7 @@ import numpy as np
 
 from .codes import FIN, PH_HANDSHAKE, SYN
 from .frames import put16, put32
+from .headers import UDP_HLEN, UDP_LEN
 from .jit import helper, inline, kernel
 from .rng import mix64
 
@@ -98,8 +99,8 @@ def _cid(out, o, key, which):
 def write(out, u, qlen, kind, pn, d, key):
     """QUIC header of a ``qlen``-byte packet at ``u + 8`` (after the UDP header at ``u``,
     whose length is set here; its checksum comes after). Protected bytes already there."""
-    put16(out, u + 4, qlen + 8)
-    q = u + 8
+    put16(out, u + UDP_LEN, qlen + UDP_HLEN)
+    q = u + UDP_HLEN
     if kind == Q_SEALED:
         return
     if kind == Q_SHORT:

@@ -9,53 +9,50 @@ where the trace has none, from the scenario's prefix-cache model (``kernels.kv.d
 """
 import numpy as np
 
-from .chat import client_rank, keepalives, s_turns_of, site_rtt, turn_extras
+from .chat import keepalives, s_turns_of, session_path, turn_extras
 from .jit import kernel
 from .kv import D_HIT, D_NEW
-from .rng import derive, uniform
+from .rng import uniform
 from .sampling import sample
 
 
 @kernel
-def paths(s_key, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, out_rtt):
-    """Per session: the RTT (ns) of its client-server path, as ``kernels.chat.fill`` draws it."""
+def paths(s_key, paths, out_rtt):
+    """Per session: the RTT (ns) of its client-server path (``chat.Paths``), as
+    ``kernels.chat.fill`` draws it."""
     for s in range(s_key.shape[0]):
-        k_s = s_key[s]
-        client = client_rank(uniform(k_s, 0), n_clients, client_skew)
-        server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
-        rtt = np.int64(sample(site_rtt(site_first, rtt_sites, client),
-                              uniform(derive(paths_key, client * n_servers + server), 0)))
+        _, _, rtt = session_path(s_key[s], paths)
         out_rtt[s] = max(rtt, np.int64(2))
 
 
 @kernel
-def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, keepalive_every,
-         keepalive, tokens_per_chunk, setup_writes, r_think, r_ttft, r_reason, r_images, r_keep,
-         r_new, s_kept, s_conns, s_writes):
-    """Per turn (``t_at`` its request time, ``t_out`` its output tokens, int64[T]): the draws
-    and whether it opens a connection (the first turn, or one more than ``keepalive`` after
-    the turn before); every turn is kept. Per session: kept turns, connections, writes."""
+def plan(s_key, s_turn0, p, t, s_kept, s_conns, s_writes):
+    """Per turn (``t.at`` its request time, ``t.out`` its output tokens, int64[T]; ``t`` a
+    ``chat.Turns``): the draws (``p``, ``chat.ChatParams``: its ``images`` the constant 0) and
+    whether it opens a connection (the first turn, or one more than ``keepalive`` after the
+    turn before); every turn is kept. Per session: kept turns, connections, writes."""
+    mean_gap, keepalive, tokens_per_chunk = p.mean_gap, p.keepalive, p.tokens_per_chunk
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         conns = writes = 0
-        nt = s_turns_of(s_turn0, s, t_at.shape[0])
+        nt = s_turns_of(s_turn0, s, t.at.shape[0])
         for k in range(nt):
             r = s_turn0[s] + k
-            think = t_at[r] - t_at[r - 1] if k > 0 else np.int64(0)
-            out = t_out[r]
+            think = t.at[r] - t.at[r - 1] if k > 0 else np.int64(0)
+            out = t.out[r]
             reason = 0
             if out > 1:
-                reason, _ = turn_extras(k_s, k, out, reason_p, no_images)
-            r_think[r] = think
-            r_ttft[r] = np.int64(sample(ttft_p, uniform(k_s, 16 + 8 * k + 3)))
-            r_reason[r], r_images[r] = reason, 0
-            r_keep[r] = True
-            r_new[r] = k == 0 or think > keepalive
-            if r_new[r]:
+                reason, _ = turn_extras(k_s, k, out, p.reason, p.images)
+            t.think[r] = think
+            t.ttft[r] = np.int64(sample(p.ttft, uniform(k_s, 16 + 8 * k + 3)))
+            t.reason[r], t.images[r] = reason, 0
+            t.keep[r] = True
+            t.new[r] = k == 0 or think > keepalive
+            if t.new[r]:
                 conns += 1
-                writes += setup_writes
+                writes += p.setup_writes
             writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
-            writes += keepalives(reason, mean_gap, keepalive_every)
+            writes += keepalives(reason, mean_gap, p.keepalive_every)
         s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes
 
 

@@ -15,6 +15,8 @@ request without one. Draws per session key: 0 client, 1 server, 2 length, 4 firs
 frame i derive(session, 1_000_000) (2i bytes, 2i+1 jitter); reply j derive(session,
 2_000_000) (3j gap, 3j+1 tokens, 3j+2 latency); its token gaps derive(session, 3_000_000 + j).
 """
+from collections import namedtuple
+
 import numpy as np
 
 from .chat import (
@@ -48,6 +50,17 @@ TEXT_DELTA_JSON = 170  # response.text.delta with its ids, around the text
 SETUP_WRITES = 8  # hello, flight, finished, upgrade, 101, created, update, updated (+ ticket)
 CLOSE_WRITES = 3
 MAX_FRAMES = 1_000_000
+
+VideoParams = namedtuple("VideoParams", "period frame reply tokens lat itl bytes_per_token "
+                                        "tokens_per_frame")
+VideoParams.__doc__ = """A video stream: ns between frames, packed distributions of a frame's
+JPEG bytes, the time between replies, a reply's tokens, the model's latency and the inter-token
+gap; bytes per token of a text delta, prompt tokens per frame."""
+VideoCounts = namedtuple("VideoCounts", "writes reqs tend")
+VideoCounts.__doc__ = """``video``'s count per session: writes, requests, when it may close."""
+Segments = namedtuple("Segments", "session turn conn prompt output images")
+Segments.__doc__ = """Request rows of video segments (frames up to a reply): session, segment,
+connection, prompt tokens, output tokens, frames."""
 
 
 @kernel
@@ -94,11 +107,14 @@ def ws_close(c_w0, c_next, c_tend, wd, c_wn):
 
 
 @kernel
-def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_p, lat_p, itl_p,
-          bytes_per_token, tokens_per_frame, conn0, req0, c_next, s_writes, s_reqs, s_tend, wd,
-          r_session, r_turn, r_conn, r_prompt, r_output, r_images):
-    """Count (``store`` 0: writes, requests, end time per session) or fill (1: writes from
-    ``c_next[conn0 + s]``, request rows from ``req0[s]``) every video session."""
+def video(store, s_key, st, vp, conn0, req0, c_next, counts, wd, seg_rows):
+    """Count (``store`` 0: writes, requests, end time per session into ``counts``,
+    ``VideoCounts``) or fill (1: writes from ``c_next[conn0 + s]``, request rows
+    (``seg_rows``, ``Segments``) from ``req0[s]``) every video session (``st``:
+    ``media.MediaSessions``; ``vp``: ``VideoParams``)."""
+    s_first, s_end, s_rtt = st.first, st.end, st.rtt
+    period, frame_p, reply_p, tokens_p, lat_p, itl_p = vp.period, vp.frame, vp.reply, vp.tokens, vp.lat, vp.itl
+    bytes_per_token, tokens_per_frame = vp.bytes_per_token, vp.tokens_per_frame
     for s in range(s_key.shape[0]):
         k = s_key[s]
         k_fr, k_re = derive(k, 1_000_000), derive(k, 2_000_000)
@@ -141,8 +157,7 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
                 if store:
                     w = put_write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_DONE)), -1, t, r,
                                PH_STREAM, W_ABS, L_APPDATA, wd)
-                    _request(r, s, seg, c, frames, tokens_per_frame, ntok, r_session, r_turn,
-                             r_conn, r_prompt, r_output, r_images)
+                    _request(seg_rows, r, s, seg, c, frames * tokens_per_frame, ntok, frames)
                 writes += 2 + ntok
                 t_end = max(t_end, t + owd)
                 next_reply = max(next_reply + np.int64(sample(reply_p, uniform(k_re, 3 * seg + 3))),
@@ -152,17 +167,15 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
             i += 1
         if frames > 0:  # frames after the last answer: a request without one
             if store:
-                _request(req0[s] + seg, s, seg, c, frames, tokens_per_frame, 0, r_session, r_turn,
-                         r_conn, r_prompt, r_output, r_images)
+                _request(seg_rows, req0[s] + seg, s, seg, c, frames * tokens_per_frame, 0, frames)
             seg += 1
         if store:
             c_next[c] = w
         else:
-            s_writes[s], s_reqs[s], s_tend[s] = writes, seg, t_end + 100_000_000
+            counts.writes[s], counts.reqs[s], counts.tend[s] = writes, seg, t_end + 100_000_000
 
 
 @inline
-def _request(r, s, seg, c, frames, tokens_per_frame, ntok, r_session, r_turn, r_conn, r_prompt,
-             r_output, r_images):
-    r_session[r], r_turn[r], r_conn[r] = s, seg, c
-    r_prompt[r], r_output[r], r_images[r] = frames * tokens_per_frame, ntok, frames
+def _request(rows, r, s, seg, c, prompt, ntok, frames):
+    rows.session[r], rows.turn[r], rows.conn[r] = s, seg, c
+    rows.prompt[r], rows.output[r], rows.images[r] = prompt, ntok, frames
