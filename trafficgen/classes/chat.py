@@ -13,7 +13,7 @@ from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import chat as kc
 from trafficgen.kernels.rng import key_of
-from trafficgen.kernels.tcp import WF_COLS
+from trafficgen.kernels.tcp import WF_COLS, Conns
 from trafficgen.schema import CLASS_CODE
 
 from .common import EpochSchedule, PlainPlan, SessionModel, TlsPlan, schedule_from_sim
@@ -115,7 +115,7 @@ class ChatModel(SessionModel):
                                conn0=_offsets(s_conns), write0=_offsets(s_writes),
                                client=s_client, server=s_server)
         kc.fill(sessions, self.paths, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
-                kc.Requests(**r), kc.Conns(**c, isn=c_isn, ipid=c_ipid), wd)
+                kc.Requests(**r), Conns(**c, isn=c_isn, ipid=c_ipid), wd)
         if adjust is not None:
             adjust(s_client, r, c, wd)
         self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],

@@ -88,8 +88,8 @@ class MediaModel:
     def _sessions(self, keys, starts, pause_p, rtp_share, session_p):
         n = keys.shape[0]
         out = {k: np.empty(n, np.int64) for k in km.MediaSessions._fields}
-        km.sessions(keys, starts, self.paths, SETUP_RTTS, session_p, pause_p, rtp_share,
-                    self.scenario.duration_ns, km.MediaSessions(**out))
+        km.session_draws(keys, starts, self.paths, SETUP_RTTS, session_p, pause_p, rtp_share,
+                         self.scenario.duration_ns, km.MediaSessions(**out))
         out["start"] = starts
         return out
 
@@ -120,10 +120,10 @@ class MediaModel:
         nx, last, x0 = np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(n, np.int64)
         e = [np.empty(0, np.int64)] * 4
         st = _session_rows(vs)
-        km.exchanges(vk, st, v.down_speed, self.talk, km.Exchanges(x0, nx, last, *e), 0)
+        km.exchange_draws(vk, st, v.down_speed, self.talk, km.Exchanges(x0, nx, last, *e), 0)
         x0 = offsets(nx)
         e = [np.empty(int(nx.sum()), np.int64) for _ in range(4)]
-        km.exchanges(vk, st, v.down_speed, self.talk, km.Exchanges(x0, nx, last, *e), 1)
+        km.exchange_draws(vk, st, v.down_speed, self.talk, km.Exchanges(x0, nx, last, *e), 1)
         return {"x0": x0, "nx": nx, "last": last, "u0": e[0], "u1": e[1], "r0": e[2], "sent": e[3]}
 
     def _tcp(self, vk, vs, ex, fk, fs, s_client, s_server) -> EpochSchedule:
@@ -138,8 +138,8 @@ class MediaModel:
         z = np.empty(0, np.int64)
         fw, fr, ftend = (np.empty(nf, np.int64) for _ in range(3))
         f_rows, counts = _session_rows(fs), kv.VideoCounts(writes=fw, reqs=fr, tend=ftend)
-        kv.video(0, fk, f_rows, self.video_params, nw, z, z, counts,
-                 np.empty((0, WF_COLS), np.int64), kv.Segments(z, z, z, z, z, z))
+        kv.segments(0, fk, f_rows, self.video_params, nw, z, z, counts,
+                    np.empty((0, WF_COLS), np.int64), kv.Segments(z, z, z, z, z, z))
         C = nw + nf
         c_w0 = offsets(np.concatenate((vw, fw + setup)))
         wd = np.empty((int(vw.sum() + fw.sum()) + nf * setup, WF_COLS), np.int64)
@@ -163,8 +163,8 @@ class MediaModel:
         audio = km.WsAudio(chunk=v.chunk, sample_rate=v.sample_rate, down_chunk=v.down_chunk,
                            speed=v.down_speed)
         km.ws_writes(c_w0[:nw], ws_ex, vs["rtt"][ws], audio, vreq0, c_next[:nw], wd)
-        kv.video(1, fk, f_rows, self.video_params, nw, freq0, c_next, counts, wd,
-                 kv.Segments(**{k: r[k] for k in kv.Segments._fields}))
+        kv.segments(1, fk, f_rows, self.video_params, nw, freq0, c_next, counts, wd,
+                    kv.Segments(**{k: r[k] for k in kv.Segments._fields}))
         r["session"][nvr:] = fs["sess"][r["session"][nvr:]]
         r["kind"] = np.full(R, KIND_CODE["media"], np.int64)
         tend = np.concatenate((ex["last"][ws] + 200_000_000, ftend))

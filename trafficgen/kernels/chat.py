@@ -75,11 +75,6 @@ Requests = namedtuple("Requests", "session turn conn prompt output ttft reasonin
 Requests.__doc__ = """Per request (a kept turn): session, turn, connection, prompt, output and
 reasoning tokens, time to first token, images."""
 
-Conns = namedtuple("Conns", "session open_dep open_at rtt isn ipid w0 wn jitter")
-Conns.__doc__ = """Per connection: session, the connection it waits for (-1 none), when it
-opens (absolute, or after that one), RTT, ISNs and first IP ids ([C, 2] by direction), its
-writes (first, count) and clock jitter: the transport kernel's input (``tcp.simulate``)."""
-
 
 @inline
 def tls_wire(plain):
@@ -236,7 +231,7 @@ def session_path(k_s, paths):
 
 @kernel
 def fill(ss, paths, p, t, r, c, wd):
-    """Fill requests (``r``, ``Requests``: kept turns), connections (``c``, ``Conns``) and
+    """Fill requests (``r``, ``Requests``: kept turns), connections (``c``, ``tcp.Conns``) and
     writes (``wd``, [W, WF_COLS]) of the sessions ``ss`` (``Sessions``: their clients and
     servers filled too) at the offsets ``plan`` sized; ``t``: ``plan``'s ``Turns``, ``p``
     the ``ChatParams``, ``paths`` the ``Paths``. ``p.hello_wire`` 0: plaintext HTTP (no TLS

@@ -25,7 +25,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .chat import put_write, session_path, tls_wire
+from .chat import Paths, put_write, session_path, tls_wire
 from .codes import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
 from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
@@ -113,8 +113,18 @@ def timeline(k, t_first, s_end, owd, speed, talk, x0, ex, store):
     return j, end
 
 
+def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites,
+             setup_rtts, session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp,
+             s_first, s_end):
+    """:func:`session_draws` with its inputs one by one (the form tests call)."""
+    session_draws(s_key, s_start,
+                  Paths(n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites),
+                  setup_rtts, session_p, pause_p, rtp_share, dur_end,
+                  MediaSessions(s_client, s_server, s_rtt, s_rtp, s_first, s_end))
+
+
 @kernel
-def sessions(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_share, dur_end, out):
+def session_draws(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_share, dur_end, out):
     """Per session (``out``: ``MediaSessions``): client, server, path RTT (``chat.Paths``),
     transport (1 = RTP), when the user first speaks and until when exchanges may start (the
     session's length, or the run's end ``dur_end``)."""
@@ -129,8 +139,17 @@ def sessions(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_share, d
         out.end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
 
 
+def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p, pause_p,
+              barge_in, s_x0, e_u0, e_u1, e_r0, e_sent, s_nx, s_last, store):
+    """:func:`exchange_draws` with its inputs one by one (the form tests call)."""
+    z = np.empty(0, np.int64)
+    exchange_draws(s_key, MediaSessions(z, z, s_rtt, s_rtp, s_first, s_end), speed,
+                   Talk(user_p, model_p, lat_p, pause_p, barge_in),
+                   Exchanges(s_x0, s_nx, s_last, e_u0, e_u1, e_r0, e_sent), store)
+
+
 @kernel
-def exchanges(s_key, st, speed, talk, ex, store):
+def exchange_draws(s_key, st, speed, talk, ex, store):
     """Count (``store`` 0) or fill (1, at ``ex.x0``) every session's exchanges (``st``:
     ``MediaSessions``; ``talk``: ``Talk``; ``ex``: ``Exchanges``, its ``nx`` and ``last``
     filled); ``speed``: the answer's sending speed on WebSocket sessions."""

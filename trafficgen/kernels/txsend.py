@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections import namedtuple
 
 import llvmlite.binding as _llvm
 import numpy as np
@@ -53,6 +54,17 @@ ST_DONE, ST_SLICE, ST_STOP, ST_FAILING = 0, 1, 2, 3
 # departure-error histogram: 100 ns bins to 1 ms, then 100 us bins to ~1 s, then overflow
 FINE_NS, FINE_BINS, COARSE_NS, COARSE_BINS = 100, 10_000, 100_000, 10_000
 HIST_BINS = FINE_BINS + COARSE_BINS + 1
+
+Frames = namedtuple("Frames", "buf off length sched")
+Frames.__doc__ = """Frames to send: frame k is ``buf[off[k]:off[k] + length[k]]``, due at
+``sched[k]`` (CLOCK_MONOTONIC ns; 0: now)."""
+Pacing = namedtuple("Pacing", "stop_ns slice_end_ns spin_ns timed catchup_ns")
+Pacing.__doc__ = """How ``send_paced`` paces: when to stop, when this slice ends, the spin margin
+before a deadline, whether lateness is measured, how late a frame may be and still keep half
+its gap."""
+TxState = namedtuple("TxState", "msgs iovs ts hist acc")
+TxState.__doc__ = """A sender's scratch and counters: sendmmsg headers and iovecs
+(``init_msgs``), a timespec, the lateness histogram (int64[HIST_BINS]) and the A_* counters."""
 
 
 @kernel
@@ -92,16 +104,19 @@ def init_msgs(msgs, iovs):
 
 
 @kernel
-def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns, timed,
-               catchup_ns, msgs, iovs, ts, hist, acc):
-    """Send frames ``i..n-1`` (bytes ``buf[off[k]:off[k] + length[k]]``) at their absolute
-    deadlines ``sched[k]`` (CLOCK_MONOTONIC ns; 0: now). Stops before a deadline past
-    ``stop_ns`` or at that time, and returns once ``slice_end_ns`` passes while waiting.
-    With ``timed``, each packet's lateness (return time of its send call minus its deadline)
-    goes into ``hist`` (int64[HIST_BINS]) and ``acc``. A late frame still keeps half its
-    scheduled gap after the one before (catching up at twice the rate, never in a burst)
-    while that leaves it at most ``catchup_ns`` late; later than that, every due frame goes
-    at once. Returns (next index, status)."""
+def send_paced(fd, frames, i, n, pacing, state):
+    """Send frames ``i..n-1`` of ``frames`` (``Frames``: bytes ``buf[off[k]:off[k] +
+    length[k]]``) at their absolute deadlines ``sched[k]`` (CLOCK_MONOTONIC ns; 0: now).
+    ``pacing`` (``Pacing``): stops before a deadline past ``stop_ns`` or at that time, and
+    returns once ``slice_end_ns`` passes while waiting. With ``timed``, each packet's lateness
+    (return time of its send call minus its deadline) goes into ``state.hist``
+    (int64[HIST_BINS]) and ``state.acc``. A late frame still keeps half its scheduled gap after
+    the one before (catching up at twice the rate, never in a burst) while that leaves it at
+    most ``catchup_ns`` late; later than that, every due frame goes at once. ``state``:
+    ``TxState``. Returns (next index, status)."""
+    buf, off, length, sched = frames
+    stop_ns, slice_end_ns, spin_ns, timed, catchup_ns = pacing
+    msgs, iovs, ts, hist, acc = state
     batch = msgs.shape[0]
     base = buf.ctypes.data
     errno_ptr = carray(_errno_location(), 1)

@@ -36,7 +36,7 @@ from .chat import (
 )
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from .jit import inline, kernel
-from .media import RESPONSE_DONE, RESPONSE_START, b64, ws_client, ws_server
+from .media import RESPONSE_DONE, RESPONSE_START, MediaSessions, b64, ws_client, ws_server
 from .rng import derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_CLOSE, W_REQ, W_TURN
@@ -106,8 +106,20 @@ def ws_close(c_w0, c_next, c_tend, wd, c_wn):
         c_wn[c] = w - c_w0[c]
 
 
+def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_p, lat_p, itl_p,
+          bytes_per_token, tokens_per_frame, conn0, req0, c_next, s_writes, s_reqs, s_tend, wd,
+          r_session, r_turn, r_conn, r_prompt, r_output, r_images):
+    """:func:`segments` with its inputs one by one (the form tests call)."""
+    z = np.empty(0, np.int64)
+    segments(store, s_key, MediaSessions(z, z, s_rtt, z, s_first, s_end),
+             VideoParams(period, frame_p, reply_p, tokens_p, lat_p, itl_p, bytes_per_token,
+                         tokens_per_frame),
+             conn0, req0, c_next, VideoCounts(s_writes, s_reqs, s_tend), wd,
+             Segments(r_session, r_turn, r_conn, r_prompt, r_output, r_images))
+
+
 @kernel
-def video(store, s_key, st, vp, conn0, req0, c_next, counts, wd, seg_rows):
+def segments(store, s_key, st, vp, conn0, req0, c_next, counts, wd, seg_rows):
     """Count (``store`` 0: writes, requests, end time per session into ``counts``,
     ``VideoCounts``) or fill (1: writes from ``c_next[conn0 + s]``, request rows
     (``seg_rows``, ``Segments``) from ``req0[s]``) every video session (``st``:
