@@ -70,13 +70,10 @@ Services = namedtuple("Services", "addr addr0 naddr rtt lat req resp")
 Services.__doc__ = """The services 0.. a chain calls: server addresses flat in ``addr``
 (service v's from ``addr0[v]``, ``naddr[v]`` of them) and, per service, packed distributions
 of its path RTT, latency, request and response bytes ([V, DIST_LEN])."""
-Link = namedtuple("Link", "mss ns_per_byte rwnd")
-Link.__doc__ = """What bounds a transfer's time: MSS, ns per byte at the access link, the receive
-window (bytes)."""
+Link = namedtuple("Link", "mss ns_per_byte rwnd")  # MSS, ns per byte, receive window (bytes)
 Plan = namedtuple("Plan", "s_client s_calls s_conns cm cn")
 Plan.__doc__ = """``walk``'s output: per session its client and (counting) calls and connections
-or (filling) their offsets; the call matrix [calls, CM_COLS] and connection matrix
-[connections, CN_COLS]."""
+or (filling) their offsets; the call and connection matrices ([n, CM_COLS], [n, CN_COLS])."""
 Replies = namedtuple("Replies", "hello_wire flight_wire ticket_wire keepalive chunk_overhead "
                                 "bpt tokens_per_chunk itl stall_prob stall")
 Replies.__doc__ = """What ``writes`` needs beyond the calls: the TLS handshake's wire bytes

@@ -86,8 +86,7 @@ FrameRows = namedtuple("FrameRows", "wire_len dirs flow_row cls qkind qpn")
 FrameRows.__doc__ = """Per plain frame: its length on the wire (``wire_len``), direction (0 up,
 1 down), flow row (into ``FlowCols``), class code (into ``NetTables``' per-class rows) and,
 on QUIC flows, the packet's kind (``kernels.quic`` Q_*) and packet number."""
-FlowCols = namedtuple("FlowCols", "v6 key quic")
-FlowCols.__doc__ = """Per flow row: IPv6 (uint8 0/1), the flow key (uint64), QUIC (uint8 0/1)."""
+FlowCols = namedtuple("FlowCols", "v6 key quic")  # per flow row: IPv6 (0/1), key, QUIC (0/1)
 NetTables = namedtuple("NetTables", "cfg dscp ecn labels nlabels vni segs nsegs under6 pre6")
 NetTables.__doc__ = """The network section, per run: ``cfg`` int64[C_LEN] (C_*), per class
 ``dscp``/``ecn`` (uint8[C]), MPLS ``labels`` int64[C, L] and ``nlabels``, ``vni`` int64[C],
@@ -301,8 +300,8 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
             put16(out, q, ETHERTYPE_IP4)
             _outer4(out, q + 2, tos, GRE_BYTES + inner_len, _get16(src, ip4 + IP4_ID), ttl,
                     IPPROTO_GRE, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
-            put16(out, q + 2 + IP4_HLEN, 0)  # GRE flags and version
-            put16(out, q + 2 + IP4_HLEN + 2, fam)  # GRE protocol type
+            put16(out, q + 2 + IP4_HLEN, 0)  # GRE flags and version, then protocol type
+            put16(out, q + 2 + IP4_HLEN + 2, fam)
             q += 2 + GRE_BYTES
         elif encap == ENCAP_VXLAN:
             put16(out, q, ETHERTYPE_IP4)
