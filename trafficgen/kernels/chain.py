@@ -187,7 +187,7 @@ AD_THINK, AD_TURN_TOKENS, AD_CONTEXT, AD_OUTPUT, AD_TTFT, AD_ITL, AD_STALL, AD_T
 def _agentic(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
     t_min, t_end = span
     ip, dp, fp, paths_key = chain.ip, chain.dp, chain.fp, chain.paths_key
-    svc_addr, svc_addr0, svc_naddr, svc_rtt = svc.addr, svc.addr0, svc.naddr, svc.rtt
+    svc_addr, svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp = svc
     mss, ns_per_byte, rwnd = link
     cm, cn = rec.cm, rec.cn
     c0 = c
@@ -242,9 +242,9 @@ def _agentic(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
                 nt = svc_naddr[1]
                 ts = min(int(uniform(k_g, 4) * nt), nt - 1)
                 r_t = path_rtt(paths_key, 1, client, ts, nt, svc_rtt[1])
-                req = max(1, int(round(sample(svc.req[1], uniform(k_g, 0)))))
-                resp = max(1, int(round(sample(svc.resp[1], uniform(k_g, 2)))))
-                lat = np.int64(sample(svc.lat[1], uniform(k_g, 1)))
+                req = max(1, int(round(sample(svc_req[1], uniform(k_g, 0)))))
+                resp = max(1, int(round(sample(svc_resp[1], uniform(k_g, 2)))))
+                lat = np.int64(sample(svc_lat[1], uniform(k_g, 1)))
                 if t_min <= t_tools < t_end and ip[AI_TOOLS_SEEN]:
                     tc = c
                     c = _conn(fill, cn, c, s, 1, svc_addr[svc_addr0[1] + ts], t_tools, r_t, 1,
@@ -270,8 +270,7 @@ RD_THINK, RD_QUERY, RD_TOPK, RD_CHUNK = range(4)
 def _rag(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
     t_min, t_end = span
     ip, dp, fp, paths_key = chain.ip, chain.dp, chain.fp, chain.paths_key
-    svc_addr, svc_addr0, svc_naddr, svc_rtt = svc.addr, svc.addr0, svc.naddr, svc.rtt
-    svc_lat, svc_req, svc_resp = svc.lat, svc.req, svc.resp
+    svc_addr, svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp = svc
     mss, ns_per_byte, rwnd = link
     cm, cn = rec.cm, rec.cn
     c0 = c

@@ -162,29 +162,32 @@ def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
     mean next to think times of tens of seconds. Per session: kept turns, connections, writes.
     """
     mean_gap, keepalive, tokens_per_chunk = p.mean_gap, p.keepalive, p.tokens_per_chunk
+    setup_writes, keepalive_every, nominal_rtt = p.setup_writes, p.keepalive_every, p.nominal_rtt
+    think_p, prompt_p, output_p, ttft_p, reason_p, images_p = p.think, p.prompt, p.output, p.ttft, p.reason, p.images
+    r_think, r_prompt, r_out, r_ttft, r_reason, r_images, r_at, r_keep, r_new = t
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         ts = s_start[s]
         kept = conns = writes = 0
-        for k in range(s_turns_of(s_turn0, s, t.think.shape[0])):
+        for k in range(s_turns_of(s_turn0, s, r_think.shape[0])):
             r = s_turn0[s] + k
-            think, prompt, out, ttft = _turn_draws(k_s, k, p.think, p.prompt, p.output, p.ttft)
-            reason, images = turn_extras(k_s, k, out, p.reason, p.images)
+            think, prompt, out, ttft = _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p)
+            reason, images = turn_extras(k_s, k, out, reason_p, images_p)
             ts += think
-            t.think[r], t.prompt[r], t.out[r], t.ttft[r], t.at[r] = think, prompt, out, ttft, ts
-            t.reason[r], t.images[r] = reason, images
-            t.keep[r] = ts >= t_min
-            t.new[r] = t.keep[r] and (kept == 0 or think > keepalive)
-            if t.keep[r]:
+            r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, ts
+            r_reason[r], r_images[r] = reason, images
+            r_keep[r] = ts >= t_min
+            r_new[r] = r_keep[r] and (kept == 0 or think > keepalive)
+            if r_keep[r]:
                 kept += 1
-                if t.new[r]:
+                if r_new[r]:
                     conns += 1
-                    writes += p.setup_writes  # hello, server flight, finished, [ticket], close
+                    writes += setup_writes  # hello, server flight, finished, [ticket], close
                 writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
-                writes += keepalives(reason, mean_gap, p.keepalive_every)
+                writes += keepalives(reason, mean_gap, keepalive_every)
             if s_start[s] >= t_min:
                 continue  # every turn is kept: later nominal times are not needed
-            ts += p.nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
+            ts += nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
         s_kept[s], s_conns[s], s_writes[s] = kept, conns, writes
 
 
@@ -236,41 +239,48 @@ def fill(ss, paths, p, t, r, c, wd):
     servers filled too) at the offsets ``plan`` sized; ``t``: ``plan``'s ``Turns``, ``p``
     the ``ChatParams``, ``paths`` the ``Paths``. ``p.hello_wire`` 0: plaintext HTTP (no TLS
     handshake; the request goes out at once)."""
+    # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
     keepalive, tokens_per_chunk, bytes_per_token = p.keepalive, p.tokens_per_chunk, p.bytes_per_token
     mean_gap, keepalive_every = p.mean_gap, p.keepalive_every
-    hello_wire, ticket_wire = p.hello_wire, p.ticket_wire
-    for s in range(ss.key.shape[0]):
-        k_s = ss.key[s]
+    hello_wire, flight_wire, ticket_wire = p.hello_wire, p.flight_wire, p.ticket_wire
+    req_overhead, chunk_overhead, stall_prob = p.req_overhead, p.chunk_overhead, p.stall_prob
+    image_bytes_p, image_tokens_p, itl_p, stall_p = p.image_bytes, p.image_tokens, p.itl, p.stall
+    s_key, s_turn0, s_req0, s_conn0, s_write0, s_client, s_server = ss
+    t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new = t
+    r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images = r
+    c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter = c
+    for s in range(s_key.shape[0]):
+        k_s = s_key[s]
         client, server, rtt = session_path(k_s, paths)
-        ss.client[s], ss.server[s] = client, server
-        conn0 = ss.conn0[s]
+        s_client[s], s_server[s] = client, server
+        conn0 = s_conn0[s]
         ci = conn0 - 1
-        w = ss.write0[s]
-        ri = ss.req0[s]
+        w = s_write0[s]
+        ri = s_req0[s]
         last_done = -1  # local index of the previous turn's last write on this connection
-        for k in range(s_turns_of(ss.turn0, s, t.think.shape[0])):
-            tr = ss.turn0[s] + k
-            if not t.keep[tr]:
+        for k in range(s_turns_of(s_turn0, s, t_think.shape[0])):
+            tr = s_turn0[s] + k
+            if not t_keep[tr]:
                 continue
-            if t.new[tr]:
+            if t_new[tr]:
                 if ci >= conn0:
-                    w = _close(ci, w, last_done, keepalive, c.w0, c.wn, wd)
+                    w = _close(ci, w, last_done, keepalive, c_w0, c_wn, wd)
                 ci += 1
                 k_c = derive(k_s, 100 + ci - conn0)
-                c.session[ci] = s
-                c.open_dep[ci] = -1 if ci == conn0 else ci - 1
-                c.open_at[ci] = t.at[tr] if ci == conn0 else t.think[tr]
-                c.rtt[ci] = max(rtt, np.int64(2))
-                c.isn[ci, 0] = bits(k_c, 0) & 0xFFFFFFFF
-                c.isn[ci, 1] = bits(k_c, 1) & 0xFFFFFFFF
-                c.ipid[ci, 0] = bits(k_c, 2) & 0xFFFF
-                c.ipid[ci, 1] = bits(k_c, 3) & 0xFFFF
-                c.jitter[ci] = np.int64(uniform(k_c, 4) * 100_000_000)
-                c.w0[ci] = w
+                c_session[ci] = s
+                c_open_dep[ci] = -1 if ci == conn0 else ci - 1
+                c_open_at[ci] = t_at[tr] if ci == conn0 else t_think[tr]
+                c_rtt[ci] = max(rtt, np.int64(2))
+                c_isn[ci, 0] = bits(k_c, 0) & 0xFFFFFFFF
+                c_isn[ci, 1] = bits(k_c, 1) & 0xFFFFFFFF
+                c_ipid[ci, 0] = bits(k_c, 2) & 0xFFFF
+                c_ipid[ci, 1] = bits(k_c, 3) & 0xFFFF
+                c_jitter[ci] = np.int64(uniform(k_c, 4) * 100_000_000)
+                c_w0[ci] = w
                 if hello_wire > 0:
                     w = put_write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
                                   L_CLIENT_HELLO, wd)
-                    w = put_write(w, DIR_DOWN, p.flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE,
+                    w = put_write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE,
                                   0, L_SERVER_FLIGHT, wd)
                     w = put_write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
                                   L_CLIENT_FINISHED, wd)
@@ -281,24 +291,24 @@ def fill(ss, paths, p, t, r, c, wd):
                 else:
                     req_dep, req_delay, req_flags = -1, D_CLIENT_HELLO, W_REQ
             else:
-                req_dep, req_delay, req_flags = last_done, t.think[tr], W_REQ | W_TURN
-            out = t.out[tr]
-            reason = t.reason[tr]
-            upload = int(round(t.prompt[tr] * bytes_per_token)) + p.req_overhead
+                req_dep, req_delay, req_flags = last_done, t_think[tr], W_REQ | W_TURN
+            out = t_out[tr]
+            reason = t_reason[tr]
+            upload = int(round(t_prompt[tr] * bytes_per_token)) + req_overhead
             image_tokens = 0
-            if t.images[tr] > 0:
+            if t_images[tr] > 0:
                 k_i = derive(k_s, 2_000_000 + k)
-                for i in range(t.images[tr]):
-                    upload += int(round(sample(p.image_bytes, uniform(k_i, 2 * i)) * BASE64))
-                    image_tokens += int(round(sample(p.image_tokens, uniform(k_i, 2 * i + 1))))
-            r.session[ri], r.turn[ri], r.conn[ri] = s, k, ci
-            r.prompt[ri], r.output[ri], r.ttft[ri] = t.prompt[tr] + image_tokens, out, t.ttft[tr]
-            r.reasoning[ri], r.images[ri] = reason, t.images[tr]
-            req_local = w - c.w0[ci]
+                for i in range(t_images[tr]):
+                    upload += int(round(sample(image_bytes_p, uniform(k_i, 2 * i)) * BASE64))
+                    image_tokens += int(round(sample(image_tokens_p, uniform(k_i, 2 * i + 1))))
+            r_session[ri], r_turn[ri], r_conn[ri] = s, k, ci
+            r_prompt[ri], r_output[ri], r_ttft[ri] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
+            r_reason[ri], r_images[ri] = reason, t_images[tr]
+            req_local = w - c_w0[ci]
             w = put_write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, ri, PH_REQUEST, req_flags,
                           L_APPDATA, wd)
             k_t = derive(k_s, 1_000_000 + k)
-            t_tok = t.ttft[tr]
+            t_tok = t_ttft[tr]
             for j in range(keepalives(reason, mean_gap, keepalive_every)):
                 w = put_write(w, DIR_DOWN, tls_wire(KEEPALIVE_PLAIN), req_local,
                               t_tok + (j + 1) * keepalive_every, ri, PH_THINKING, 0, L_APPDATA, wd)
@@ -308,17 +318,17 @@ def fill(ss, paths, p, t, r, c, wd):
                 ntok = min(tokens_per_chunk, out - done_tokens)
                 for g in range(ntok):
                     if done_tokens + g > reason:  # the first visible token comes at ttft + silence
-                        t_tok += token_time(k_t, done_tokens + g, p.itl, p.stall_prob, p.stall)
-                plain = p.chunk_overhead + int(round(ntok * bytes_per_token))
+                        t_tok += token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
+                plain = chunk_overhead + int(round(ntok * bytes_per_token))
                 w = put_write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, ri, PH_STREAM, 0,
                               L_APPDATA, wd)
                 done_tokens += ntok
             w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, ri,
                           PH_STREAM, 0, L_APPDATA, wd)
-            last_done = w - 1 - c.w0[ci]
+            last_done = w - 1 - c_w0[ci]
             ri += 1
         if ci >= conn0:
-            _close(ci, w, last_done, keepalive, c.w0, c.wn, wd)
+            _close(ci, w, last_done, keepalive, c_w0, c_wn, wd)
 
 
 @helper

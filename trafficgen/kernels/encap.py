@@ -247,22 +247,24 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
     number of frame 0, minus 1. A QUIC flow's plain TCP frame has the QUIC packet's length.
     Returns the bytes written, or -1 - i if frame i's length disagrees with its wire_len.
     """
-    cfg, dscp = net.cfg, net.dscp
+    cfg, dscp, ecn, labels, nlabels, vni, _, _, _, pre6 = net
+    wire_len, dirs, flow_row, cls, qkind, qpn = rows  # out of the tuples once (see frames)
+    f_v6, f_key, f_quic = flows
     encap, nvlan, macsec = cfg[C_ENCAP], cfg[C_NVLAN], cfg[C_MACSEC]
     o = 0
-    for i in range(rows.wire_len.shape[0]):
+    for i in range(wire_len.shape[0]):
         s = src_off[i]
         ip4 = s + ETH_HLEN
-        d = rows.dirs[i]
-        c = rows.cls[i]
-        f = rows.flow_row[i]
-        key = flows.key[f]
-        v6 = flows.v6[f] != 0
-        tos = (dscp[c] << 2) | net.ecn[c]
+        d = dirs[i]
+        c = cls[i]
+        f = flow_row[i]
+        key = f_key[f]
+        v6 = f_v6[f] != 0
+        tos = (dscp[c] << 2) | ecn[c]
         ttl = src[ip4 + IP4_TTL]
         for k in range(8):  # pcap record: the timestamp as built, the new lengths
             out[o + k] = src[s - PCAP_REC + k]
-        wl = rows.wire_len[i]
+        wl = wire_len[i]
         for k in range(4):
             out[o + PCAP_INCL_LEN + k] = (wl >> (8 * k)) & 0xFF
             out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF
@@ -291,9 +293,9 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
         elif encap == ENCAP_MPLS:
             put16(out, q, ETHERTYPE_MPLS)
             q += 2
-            nl = net.nlabels[c]
+            nl = nlabels[c]
             for k in range(nl):
-                put32(out, q, (net.labels[c, k] << 12) | ((dscp[c] >> 3) << 9)
+                put32(out, q, (labels[c, k] << 12) | ((dscp[c] >> 3) << 9)
                        | (256 if k == nl - 1 else 0) | ttl)
                 q += 4
         elif encap == ENCAP_GRE:
@@ -314,7 +316,7 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
             put16(out, udp + UDP_CSUM, 0)
             vx = udp + UDP_HLEN
             put32(out, vx, 0x08000000)  # flags: a valid VNI
-            put32(out, vx + 4, net.vni[c] << 8)
+            put32(out, vx + 4, vni[c] << 8)
             _copy(out, vx + 8, src, s, ETH_TYPE)  # the inner frame's MAC addresses
             put16(out, vx + 8 + ETH_TYPE, fam)
             q += 2 + VXLAN_BYTES - ETH_HLEN + ETH_HLEN
@@ -324,10 +326,10 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
             q += _srv6(out, q, tos, np.int64(_flow_hash(src, ip4) & np.uint64(0xFFFFF)),
                        inner_len, v6, ttl, c, d, net)
         ipq = q
-        quic = flows.quic[f] != 0
-        q += _inner_ip(out, q, src, ip4, v6, tos, label, net.pre6, d, quic)
+        quic = f_quic[f] != 0
+        q += _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic)
         if quic:
-            _quic(out, ipq, q, v6, rows.qkind[i], rows.qpn[i], d, key)
+            _quic(out, ipq, q, v6, qkind[i], qpn[i], d, key)
         if udp >= 0:  # VXLAN: the UDP checksum covers the whole inner frame
             _vxlan_checksum(out, udp, ipq, q, v6)
         if macsec != MACSEC_OFF:

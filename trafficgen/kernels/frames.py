@@ -141,19 +141,22 @@ def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
     header (times ``start_ns`` + ts); ``gw_mac``: the gateway's MAC (uint8[6]); ``mss``: the
     SYNs' MSS option; ``payloads``: ``Payloads``. Returns the bytes written.
     """
+    # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
+    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len = rows
+    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto = flows
     o = 0
     pool_span = payloads.pool.shape[0] - 65536
-    for i in range(rows.ts.shape[0]):
-        wl = rows.wire_len[i]
+    for i in range(ts.shape[0]):
+        wl = wire_len[i]
         if pcap:
-            pcap_record(out, o, start_ns + rows.ts[i], wl)
+            pcap_record(out, o, start_ns + ts[i], wl)
             o += PCAP_REC
         offsets[i] = o
-        f = rows.flow_row[i]
-        d = rows.dirs[i]
+        f = flow_row[i]
+        d = dirs[i]
         up = d == 0
-        cip, sip = flows.cip[f], flows.sip[f]
-        capture_side = flows.side[f]
+        cip, sip = f_cip[f], f_sip[f]
+        capture_side = f_side[f]
         # Ethernet: at the client side, client <-> gateway; at the server side, router <-> server
         if capture_side == 0:
             _mac(out, o + ETH_DST, 0 if up else 1, cip, gw_mac)
@@ -162,19 +165,19 @@ def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
             _mac(out, o + ETH_DST, 2 if up else 0, sip, gw_mac)
             _mac(out, o + ETH_SRC, 0 if up else 2, sip, gw_mac)
         put16(out, o + ETH_TYPE, ETHERTYPE_IP4)
-        ttl = TTL if d == capture_side else TTL - flows.hops[f]
-        if flows.proto[f] == PROTO_UDP:
+        ttl = TTL if d == capture_side else TTL - f_hops[f]
+        if f_proto[f] == PROTO_UDP:
             o = _udp.udp_frame(out, o + ETH_HLEN, rows, i, flows, f, ttl, payloads.pool, pool_span)
             continue
         # IPv4
         ip = o + ETH_HLEN
-        fl = rows.flags[i]
+        fl = flags[i]
         thl = TCP_SYN_HLEN if fl & SYN else TCP_HLEN
-        n = rows.plen[i]
+        n = plen[i]
         out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
         out[ip + IP4_TOS] = 0
         put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
-        put16(out, ip + IP4_ID, rows.ipid[i])
+        put16(out, ip + IP4_ID, ipid[i])
         out[ip + IP4_FRAG] = IP4_DF
         out[ip + IP4_FRAG + 1] = 0
         out[ip + IP4_TTL] = ttl
@@ -186,10 +189,10 @@ def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
         put16(out, ip + IP4_CSUM, fold(sum16(out, ip, IP4_HLEN)))
         # TCP
         tp = ip + IP4_HLEN
-        put16(out, tp + TCP_SPORT, flows.cport[f] if up else flows.sport[f])
-        put16(out, tp + TCP_DPORT, flows.sport[f] if up else flows.cport[f])
-        put32(out, tp + TCP_SEQ, rows.seq[i])
-        put32(out, tp + TCP_ACK, rows.ack[i])
+        put16(out, tp + TCP_SPORT, f_cport[f] if up else f_sport[f])
+        put16(out, tp + TCP_DPORT, f_sport[f] if up else f_cport[f])
+        put32(out, tp + TCP_SEQ, seq[i])
+        put32(out, tp + TCP_ACK, ack[i])
         out[tp + TCP_OFF] = (thl // 4) << 4
         out[tp + TCP_FLAGS] = fl
         put16(out, tp + TCP_WIN, WIN_SYN[d] if fl & SYN else WIN_SCALED)
@@ -211,10 +214,10 @@ def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
             out[op + 10] = 4
             out[op + 11] = 2
         pl = tp + thl
-        key = flows.key[f]
+        key = f_key[f]
         if n > 0:
-            _payload(out, pl, n, rows.layout[i], rows.segoff[i], rows.writelen[i],
-                     (key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(rows.seq[i]))
+            _payload(out, pl, n, layout[i], segoff[i], writelen[i],
+                     (key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq[i]))
                      % np.uint64(pool_span), echo_offset(key, pool_span), payloads)
         # pseudo-header + TCP header + payload
         s = sum16(out, ip + IP4_SRC, 8) + np.uint64(PROTO_TCP) + np.uint64(thl + n) \

@@ -90,24 +90,26 @@ def timeline(k, t_first, s_end, owd, speed, talk, x0, ex, store):
     the ns of its audio sent (``sent``; less than drawn when barged into). Stored into ``ex``
     (``Exchanges``) at ``x0`` if ``store``. Returns (exchanges, end time: the last answer
     heard, or the last speech)."""
+    user_p, model_p, lat_p, pause_p, barge_in = talk  # out of the tuples once (see frames)
+    e_u0, e_u1, e_r0, e_sent = ex.u0, ex.u1, ex.r0, ex.sent
     t = t_first
     j = 0
     end = t_first
     while t < s_end and j < MAX_EXCHANGES:
         b = 16 + 8 * j
-        u = max(np.int64(sample(talk.user, uniform(k, b))), np.int64(FRAME_NS))
-        r0 = t + u + owd + np.int64(sample(talk.lat, uniform(k, b + 1)))
-        m = max(np.int64(sample(talk.model, uniform(k, b + 2))), np.int64(FRAME_NS))
-        if uniform(k, b + 3) < talk.barge_in:
+        u = max(np.int64(sample(user_p, uniform(k, b))), np.int64(FRAME_NS))
+        r0 = t + u + owd + np.int64(sample(lat_p, uniform(k, b + 1)))
+        m = max(np.int64(sample(model_p, uniform(k, b + 2))), np.int64(FRAME_NS))
+        if uniform(k, b + 3) < barge_in:
             nxt = r0 + owd + np.int64(uniform(k, b + 4) * m)  # the user speaks into it
             sent = min(m, np.int64((nxt + owd + VAD_NS - r0) * speed))
             end = nxt
         else:
-            nxt = r0 + owd + m + np.int64(sample(talk.pause, uniform(k, b + 5)))
+            nxt = r0 + owd + m + np.int64(sample(pause_p, uniform(k, b + 5)))
             sent = m
             end = r0 + owd + m
         if store:
-            ex.u0[x0 + j], ex.u1[x0 + j], ex.r0[x0 + j], ex.sent[x0 + j] = t, t + u, r0, sent
+            e_u0[x0 + j], e_u1[x0 + j], e_r0[x0 + j], e_sent[x0 + j] = t, t + u, r0, sent
         t = nxt
         j += 1
     return j, end
@@ -128,15 +130,16 @@ def session_draws(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_sha
     """Per session (``out``: ``MediaSessions``): client, server, path RTT (``chat.Paths``),
     transport (1 = RTP), when the user first speaks and until when exchanges may start (the
     session's length, or the run's end ``dur_end``)."""
+    s_client, s_server, s_rtt, s_rtp, s_first, s_end = out
     for s in range(s_key.shape[0]):
         k = s_key[s]
         client, server, rtt = session_path(k, paths)
         rtt = max(rtt, np.int64(2))
-        out.client[s], out.server[s], out.rtt[s] = client, server, rtt
-        out.rtp[s] = 1 if uniform(k, 3) < rtp_share else 0
-        setup = (setup_rtts * rtt + 20_000_000) if out.rtp[s] == 0 else 0
-        out.first[s] = s_start[s] + setup + np.int64(sample(pause_p, uniform(k, 4)))
-        out.end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
+        s_client[s], s_server[s], s_rtt[s] = client, server, rtt
+        s_rtp[s] = 1 if uniform(k, 3) < rtp_share else 0
+        setup = (setup_rtts * rtt + 20_000_000) if s_rtp[s] == 0 else 0
+        s_first[s] = s_start[s] + setup + np.int64(sample(pause_p, uniform(k, 4)))
+        s_end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
 
 
 def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p, pause_p,
@@ -153,11 +156,13 @@ def exchange_draws(s_key, st, speed, talk, ex, store):
     """Count (``store`` 0) or fill (1, at ``ex.x0``) every session's exchanges (``st``:
     ``MediaSessions``; ``talk``: ``Talk``; ``ex``: ``Exchanges``, its ``nx`` and ``last``
     filled); ``speed``: the answer's sending speed on WebSocket sessions."""
+    s_rtt, s_rtp, s_first, s_end = st.rtt, st.rtp, st.first, st.end
+    s_x0, s_nx, s_last = ex.x0, ex.nx, ex.last
     for s in range(s_key.shape[0]):
-        sp = 1.0 if st.rtp[s] else speed
-        n, last = timeline(s_key[s], st.first[s], st.end[s], st.rtt[s] // 2, sp, talk, ex.x0[s],
-                           ex, store)
-        ex.nx[s], ex.last[s] = n, last
+        sp = 1.0 if s_rtp[s] else speed
+        n, last = timeline(s_key[s], s_first[s], s_end[s], s_rtt[s] // 2, sp, talk, s_x0[s], ex,
+                           store)
+        s_nx[s], s_last[s] = n, last
 
 
 @inline

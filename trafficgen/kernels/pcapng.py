@@ -107,10 +107,10 @@ def comment_len(table, cls, flow, req, d, ph):
 def epb_space(wire_len, labels, table):
     """Bytes of the EPBs of these packets (int64): ``labels`` (``Labels``) named by ``table``
     (``NameTable``)."""
+    cls, flow, req, dirs, phase = labels
     total = 0
     for i in range(wire_len.shape[0]):
-        n = comment_len(table, labels.cls[i], labels.flow[i], labels.req[i], labels.dirs[i],
-                        labels.phase[i])
+        n = comment_len(table, cls[i], flow[i], req[i], dirs[i], phase[i])
         total += EPB_FIXED + _pad4(wire_len[i]) + OPT_HDR + _pad4(n) + OPT_END
     return total
 
@@ -122,7 +122,8 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
     ``labels``: ``Labels``, named by ``table`` (``NameTable``); ``literals``: ``LITERALS``.
     Returns bytes written."""
     l_class, l_flow, l_req, l_dir, l_phase = literals
-    names, name_off = table.names, table.name_off
+    names, name_off, c_base, d_base, p_base, _ = table
+    cls, flow, req, dirs, phase = labels  # out of the tuple once (a member read costs a refcount)
     o = 0
     for i in range(wire_len.shape[0]):
         wl = wire_len[i]
@@ -144,15 +145,15 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
             o += 1
         c = o + OPT_HDR
         c = _put(out, c, l_class)
-        c = _put_name(out, c, names, name_off, table.c_base + labels.cls[i])
+        c = _put_name(out, c, names, name_off, c_base + cls[i])
         c = _put(out, c, l_flow)
-        c = _put_int(out, c, labels.flow[i])
+        c = _put_int(out, c, flow[i])
         c = _put(out, c, l_req)
-        c = _put_int(out, c, labels.req[i])
+        c = _put_int(out, c, req[i])
         c = _put(out, c, l_dir)
-        c = _put_name(out, c, names, name_off, table.d_base + labels.dirs[i])
+        c = _put_name(out, c, names, name_off, d_base + dirs[i])
         c = _put(out, c, l_phase)
-        c = _put_name(out, c, names, name_off, table.p_base + labels.phase[i])
+        c = _put_name(out, c, names, name_off, p_base + phase[i])
         n = c - o - OPT_HDR
         out[o] = OPT_COMMENT
         out[o + 1] = 0

@@ -32,27 +32,30 @@ def plan(s_key, s_turn0, p, t, s_kept, s_conns, s_writes):
     whether it opens a connection (the first turn, or one more than ``keepalive`` after the
     turn before); every turn is kept. Per session: kept turns, connections, writes."""
     mean_gap, keepalive, tokens_per_chunk = p.mean_gap, p.keepalive, p.tokens_per_chunk
+    setup_writes, keepalive_every = p.setup_writes, p.keepalive_every
+    ttft_p, reason_p, no_images = p.ttft, p.reason, p.images
+    r_think, _, t_out, r_ttft, r_reason, r_images, t_at, r_keep, r_new = t
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         conns = writes = 0
-        nt = s_turns_of(s_turn0, s, t.at.shape[0])
+        nt = s_turns_of(s_turn0, s, t_at.shape[0])
         for k in range(nt):
             r = s_turn0[s] + k
-            think = t.at[r] - t.at[r - 1] if k > 0 else np.int64(0)
-            out = t.out[r]
+            think = t_at[r] - t_at[r - 1] if k > 0 else np.int64(0)
+            out = t_out[r]
             reason = 0
             if out > 1:
-                reason, _ = turn_extras(k_s, k, out, p.reason, p.images)
-            t.think[r] = think
-            t.ttft[r] = np.int64(sample(p.ttft, uniform(k_s, 16 + 8 * k + 3)))
-            t.reason[r], t.images[r] = reason, 0
-            t.keep[r] = True
-            t.new[r] = k == 0 or think > keepalive
-            if t.new[r]:
+                reason, _ = turn_extras(k_s, k, out, reason_p, no_images)
+            r_think[r] = think
+            r_ttft[r] = np.int64(sample(ttft_p, uniform(k_s, 16 + 8 * k + 3)))
+            r_reason[r], r_images[r] = reason, 0
+            r_keep[r] = True
+            r_new[r] = k == 0 or think > keepalive
+            if r_new[r]:
                 conns += 1
-                writes += p.setup_writes
+                writes += setup_writes
             writes += 2 + (out - reason + tokens_per_chunk - 1) // tokens_per_chunk
-            writes += keepalives(reason, mean_gap, p.keepalive_every)
+            writes += keepalives(reason, mean_gap, keepalive_every)
         s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes
 
 
