@@ -14,6 +14,30 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+# The codes the kernels write (direction and phase labels, TCP flags, IP protocols) live with
+# them; they are re-exported here, beside their vocabularies.
+from trafficgen.kernels.codes import (  # noqa: F401
+    ACK,
+    DIR_DOWN,
+    DIR_UP,
+    FIN,
+    PH_HANDSHAKE,
+    PH_PREFILL_WAIT,
+    PH_REQUEST,
+    PH_RESPONSE,
+    PH_SILENCE,
+    PH_STREAM,
+    PH_TEARDOWN,
+    PH_THINKING,
+    PH_TOOL,
+    PH_TRANSFER,
+    PROTO_TCP,
+    PROTO_UDP,
+    PSH,
+    RST,
+    SYN,
+)
+
 # Label vocabularies. The position of a name is its code; append only, never reorder.
 CLASSES = ("chat", "coding", "multimodal", "reasoning", "agentic", "rag", "kv_transfer")
 KINDS = ("llm", "tool", "embed", "search", "rerank", "kv_transfer", "media")
@@ -23,15 +47,7 @@ PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", 
 
 CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
-DIR_UP, DIR_DOWN = 0, 1
 PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
-PH_HANDSHAKE, PH_REQUEST, PH_PREFILL_WAIT, PH_STREAM, PH_TOOL, PH_TRANSFER, PH_TEARDOWN, \
-    PH_THINKING, PH_RESPONSE, PH_SILENCE = range(10)
-
-# TCP flag bits, as on the wire.
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-PROTO_TCP, PROTO_UDP = 6, 17
 
 VOCABULARIES = {"class": CLASSES, "kind": KINDS, "direction": DIRECTIONS, "phase": PHASES}
 

@@ -72,13 +72,24 @@ class ChainModel(SessionModel):
                     for f in ("rtt", "latency", "request_bytes", "response_bytes")]
         self.itl = (p.itl.params(), p.stall_prob, p.stall.params()) if cls == "agentic" else \
             (_ZERO.params(), 0.0, _ZERO.params())
+        self.chain = kch.Chain(mode=self.mode, n_clients=topo.client_count,
+                               client_skew=topo.client_skew, paths_key=self.paths_key,
+                               ip=self.ip, dp=self.dp, fp=self.fp)
+        rtt, lat, req, resp = self.svc
+        self.services = kch.Services(addr=self.svc_addr, addr0=self.svc_addr0,
+                                     naddr=self.svc_naddr, rtt=rtt, lat=lat, req=req, resp=resp)
+        self.link = kch.Link(mss=topo.mss, ns_per_byte=8e9 / topo.bandwidth_bps, rwnd=RWND_BYTES)
+        itl, stall_prob, stall = self.itl
+        self.tokens_per_chunk = getattr(p, "tokens_per_chunk", 1)
+        self.replies = kch.Replies(
+            hello_wire=int(self.tls.hello[0]), flight_wire=self.flight_wire,
+            ticket_wire=self.ticket_wire, keepalive=p.keepalive,
+            chunk_overhead=getattr(p, "chunk_overhead_bytes", 0), bpt=p.bytes_per_token,
+            tokens_per_chunk=self.tokens_per_chunk, itl=itl, stall_prob=stall_prob, stall=stall)
 
     def _walk(self, fill, s_key, starts, s_client, s_calls, s_conns, cm, cn):
-        sc, topo = self.scenario, self.topo
-        kch.walk(fill, self.mode, s_key, starts, 0, sc.duration_ns, topo.client_count,
-                 topo.client_skew, self.paths_key, self.svc_addr, self.svc_addr0, self.svc_naddr,
-                 *self.svc, self.ip, self.dp, self.fp, topo.mss, 8e9 / topo.bandwidth_bps,
-                 RWND_BYTES, s_client, s_calls, s_conns, cm, cn)
+        kch.walk(fill, s_key, starts, 0, self.scenario.duration_ns, self.chain, self.services,
+                 self.link, kch.Plan(s_client, s_calls, s_conns, cm, cn))
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the sessions that start in [t0, t1)."""
@@ -86,7 +97,6 @@ class ChainModel(SessionModel):
 
     def window_for(self, s_key: np.ndarray, starts: np.ndarray) -> EpochSchedule:
         """The same for given sessions: their keys and start times (model clock, in order)."""
-        p = self.params
         n = s_key.shape[0]
         s_client, s_calls, s_conns = (np.zeros(n, np.int64) for _ in range(3))
         self._walk(False, s_key, starts, s_client, s_calls, s_conns,
@@ -98,15 +108,12 @@ class ChainModel(SessionModel):
         order = np.argsort(cm[:, kch.CM_CONN], kind="stable")
         c_ncalls = np.bincount(cm[:, kch.CM_CONN], minlength=cn.shape[0]).astype(np.int64)
         c_call0 = offsets(c_ncalls)
-        tpc = getattr(p, "tokens_per_chunk", 1)
         c_nw = np.empty(cn.shape[0], np.int64)
-        kch.write_counts(cm, order, c_call0, c_ncalls, 1 if self.ticket_wire else 0, tpc, c_nw)
+        kch.write_counts(cm, order, c_call0, c_ncalls, 1 if self.ticket_wire else 0,
+                         self.tokens_per_chunk, c_nw)
         c_w0, c_wn = offsets(c_nw), np.empty(cn.shape[0], np.int64)
         wd = np.empty((int(c_nw.sum()), WF_COLS), np.int64)
-        itl, stall_prob, stall = self.itl
-        kch.writes(cm, order, cn, c_call0, c_ncalls, int(self.tls.hello[0]), self.flight_wire,
-                   self.ticket_wire, p.keepalive, getattr(p, "chunk_overhead_bytes", 0),
-                   p.bytes_per_token, tpc, itl, stall_prob, stall, c_w0, c_wn, wd)
+        kch.writes(cm, order, cn, c_call0, c_ncalls, self.replies, c_w0, c_wn, wd)
         self.tls.apply(wd, c_w0, c_wn, s_client[cn[:, kch.CN_SESSION]],
                        cn[:, kch.CN_SERVICE] - self.endpoint0, self.layout_base, self.variant_first)
         C = cn.shape[0]

@@ -13,7 +13,7 @@ from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import chat as kc
 from trafficgen.kernels.rng import key_of
-from trafficgen.kernels.tcp import WF_COLS
+from trafficgen.kernels.tcp import WF_COLS, Conns
 from trafficgen.schema import CLASS_CODE
 
 from .common import EpochSchedule, PlainPlan, SessionModel, TlsPlan, schedule_from_sim
@@ -56,6 +56,19 @@ class ChatModel(SessionModel):
         # Conversations last minutes: start this early so the capture opens in steady state
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
+        d = self.dists
+        self.tables = kc.ChatParams(
+            think=d["think_time"], prompt=d["prompt_tokens"], output=d["output_tokens"],
+            ttft=d["ttft"], reason=d["reasoning"], images=d["images"], itl=d["itl"],
+            stall=d["stall"], image_bytes=d["image_bytes"], image_tokens=d["image_tokens"],
+            stall_prob=p.stall_prob, mean_gap=self.mean_gap, keepalive_every=p.keepalive_every,
+            keepalive=p.keepalive, tokens_per_chunk=p.tokens_per_chunk,
+            setup_writes=self.setup_writes, nominal_rtt=self.nominal_rtt,
+            bytes_per_token=p.bytes_per_token, req_overhead=p.request_overhead_bytes,
+            chunk_overhead=p.chunk_overhead_bytes, hello_wire=int(self.tls.hello[0]),
+            flight_wire=self.flight_wire, ticket_wire=self.ticket_wire)
+        self.paths = kc.Paths(topo.client_count, topo.client_skew, len(topo.servers),
+                              self.paths_key, *self.rtt_params)
         # a share of the requests fan out to RAG lookups, where retrievals are seen
         self.fanout = None
         if p.retrieval_share > 0 and scenario.topology.side("rag") is not None:
@@ -79,12 +92,8 @@ class ChatModel(SessionModel):
         t = {k: np.empty(T, np.int64) for k in ("think", "prompt", "out", "ttft", "reason", "images", "at")}
         t_keep, t_new = np.empty(T, np.bool_), np.empty(T, np.bool_)
         s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
-        d = self.dists
-        kc.plan(s_key, starts, turn0, 0, d["think_time"], d["prompt_tokens"], d["output_tokens"],
-                d["ttft"], d["reasoning"], d["images"], self.mean_gap, p.keepalive_every,
-                p.keepalive, p.tokens_per_chunk, self.setup_writes, self.nominal_rtt,
-                t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
-                t_keep, t_new, s_kept, s_conns, s_writes)
+        kc.plan(s_key, starts, turn0, 0, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
+                s_kept, s_conns, s_writes)
         ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
         return [ep, self.fanout.lookups(s_key, ep)] if self.fanout is not None else ep
 
@@ -93,8 +102,7 @@ class ChatModel(SessionModel):
         """Requests, connections and writes of planned sessions (``kc.plan``'s output), through
         the transport kernel to a schedule. ``adjust(s_client, r, c, wd)``, if given, may change
         the connections and writes before they are simulated (trace-driven runs)."""
-        sc, p, topo = self.scenario, self.params, self.topo
-        d = self.dists
+        sc = self.scenario
         n = s_key.shape[0]
         R, C, W = int(s_kept.sum()), int(s_conns.sum()), int(s_writes.sum())
         s_client, s_server = np.empty(n, np.int64), np.empty(n, np.int64)
@@ -103,18 +111,11 @@ class ChatModel(SessionModel):
         c = {k: np.empty(C, np.int64) for k in ("session", "open_dep", "open_at", "rtt", "w0", "wn", "jitter")}
         c_isn, c_ipid = np.empty((C, 2), np.int64), np.empty((C, 2), np.int64)
         wd = np.empty((W, WF_COLS), np.int64)
-        kc.fill(s_key, turn0, _offsets(s_kept), _offsets(s_conns), _offsets(s_writes),
-                topo.client_count, topo.client_skew, len(topo.servers), self.paths_key, d["itl"], p.stall_prob,
-                d["stall"], *self.rtt_params, p.keepalive, p.tokens_per_chunk, p.bytes_per_token,
-                p.request_overhead_bytes, p.chunk_overhead_bytes, int(self.tls.hello[0]),
-                self.flight_wire, self.ticket_wire, self.mean_gap, p.keepalive_every,
-                d["image_bytes"], d["image_tokens"],
-                t["think"], t["prompt"], t["out"], t["ttft"], t["reason"], t["images"], t["at"],
-                t_keep, t_new, s_client, s_server,
-                r["session"], r["turn"], r["conn"], r["prompt"], r["output"], r["ttft"],
-                r["reasoning"], r["images"],
-                c["session"], c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
-                c["jitter"], wd)
+        sessions = kc.Sessions(key=s_key, turn0=turn0, req0=_offsets(s_kept),
+                               conn0=_offsets(s_conns), write0=_offsets(s_writes),
+                               client=s_client, server=s_server)
+        kc.fill(sessions, self.paths, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
+                kc.Requests(**r), Conns(**c, isn=c_isn, ipid=c_ipid), wd)
         if adjust is not None:
             adjust(s_client, r, c, wd)
         self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],

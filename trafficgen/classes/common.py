@@ -195,11 +195,13 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     # the thread's scratch as it is; simulate() checks each connection's bound before it
     # runs it and returns -1 if the buffer could overflow: then size it by the total bound
     out = _scratch_packets(0, whole=True)
+    conns = tcp.Conns(session=c["session"], open_dep=c["open_dep"], open_at=c["open_at"],
+                      rtt=c["rtt"], isn=c_isn, ipid=c_ipid, w0=c["w0"], wn=c["wn"],
+                      jitter=c["jitter"])
+    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_per_byte=8e9 / topo.bandwidth_bps,
+                    capture_side=side, rwnd=RWND_BYTES)
     for _attempt in range(2):
-        n = tcp.simulate(c["open_dep"], c["open_at"], c["rtt"], c_isn, c_ipid, c["w0"], c["wn"],
-                         c["jitter"], wd, sc.duration_ns, topo.mss, 8e9 / topo.bandwidth_bps,
-                         side, RWND_BYTES, out, c_npk, c_resp_end,
-                         wo)
+        n = tcp.simulate(conns, wd, link, out, c_npk, c_resp_end, wo)
         if n >= 0:
             break
         out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))

@@ -56,6 +56,11 @@ class KVTransferModel(SessionModel):
         self.decode = np.asarray(p.decode_servers, np.int64)
         self.templates = EmptyTemplates()
         self.warmup_ns = 0
+        self.transfers = kk.Transfers(
+            layer_bytes=p.model.layer_bytes, layers=p.model.layers, per_msg=p.layers_per_message,
+            pmtu=p.path_mtu, ack_every=p.ack_every, ns_per_byte=self.ns_per_byte,
+            layer_ns_per_token=self.layer_ns_per_token, ack_lag_ns=self.ack_lag_ns,
+            class_id=self.class_id)
 
     def draws(self, keys: np.ndarray) -> dict:
         """Per transfer: ``prompt``, ``uncached`` tokens and ``prefill``/``decode`` indexes."""
@@ -74,17 +79,13 @@ class KVTransferModel(SessionModel):
     def build(self, keys: np.ndarray, starts: np.ndarray, d: dict) -> EpochSchedule:
         """The packets, flows and requests of transfers given their keys, start times and
         ``draws``."""
-        p, m = self.params, self.params.model
         n = keys.shape[0]
         rows = np.empty(n, np.int64)
-        total = kk.count(d["uncached"], m.layer_bytes, m.layers, p.layers_per_message,
-                         p.path_mtu, p.ack_every, rows)
+        total = kk.count(d["uncached"], self.transfers, rows)
         row0 = np.zeros(n, np.int64)
         np.cumsum(rows[:-1], out=row0[1:])
         pk = np.empty(total, SCHED_DTYPE)
-        kk.fill(keys, starts, d["uncached"], row0, m.layer_bytes, m.layers, p.layers_per_message,
-                p.path_mtu, p.ack_every, self.ns_per_byte, self.layer_ns_per_token,
-                self.ack_lag_ns, self.class_id, pk)
+        kk.fill(keys, starts, d["uncached"], row0, self.transfers, pk)
         ids = np.arange(n)
         flows = {"session": ids, "src_ip": self.prefill[d["prefill"]],
                  "dst_ip": self.decode[d["decode"]], "dst_port": np.full(n, ROCE_PORT),

@@ -23,6 +23,7 @@ import numpy as np
 from trafficgen.config.arrivals import ArrivalSpec
 from trafficgen.config.dist import parse_dist
 from trafficgen.config.scenario import Scenario
+from trafficgen.kernels import chat as kc
 from trafficgen.kernels import media as km
 from trafficgen.kernels import video as kv
 from trafficgen.kernels.rng import key_of
@@ -73,14 +74,22 @@ class MediaModel:
         self.itl = p.itl.params()
         self.rtt_params = self.topo.rtt_table()  # (first client of each site, its RTT)
         self.warmup_ns = 0
+        t = self.topo
+        self.paths = kc.Paths(t.client_count, t.client_skew, len(t.servers), self.paths_key,
+                              *self.rtt_params)
+        d = self.vd
+        self.talk = km.Talk(user=d["user_spurt"], model=d["model_spurt"], lat=d["latency"],
+                            pause=d["pause"], barge_in=v.barge_in)
+        self.video_params = kv.VideoParams(
+            period=1e9 / f.fps, frame=self.fd["frame_bytes"], reply=self.fd["reply_every"],
+            tokens=self.fd["reply_tokens"], lat=self.fd["latency"], itl=self.itl,
+            bytes_per_token=p.bytes_per_token, tokens_per_frame=f.tokens_per_frame)
 
     def _sessions(self, keys, starts, pause_p, rtp_share, session_p):
-        n, t = keys.shape[0], self.topo
-        out = {k: np.empty(n, np.int64) for k in ("client", "server", "rtt", "rtp", "first", "end")}
-        km.sessions(keys, starts, t.client_count, t.client_skew, len(t.servers), self.paths_key,
-                    *self.rtt_params, SETUP_RTTS, session_p, pause_p, rtp_share,
-                    self.scenario.duration_ns, out["client"],
-                    out["server"], out["rtt"], out["rtp"], out["first"], out["end"])
+        n = keys.shape[0]
+        out = {k: np.empty(n, np.int64) for k in km.MediaSessions._fields}
+        km.session_draws(keys, starts, self.paths, SETUP_RTTS, session_p, pause_p, rtp_share,
+                         self.scenario.duration_ns, km.MediaSessions(**out))
         out["start"] = starts
         return out
 
@@ -106,34 +115,31 @@ class MediaModel:
         return _join(tcp, udp, nv + nf)
 
     def _exchanges(self, vk, vs):
-        v, d = self.params.voice, self.vd
+        v = self.params.voice
         n = vk.shape[0]
         nx, last, x0 = np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(n, np.int64)
         e = [np.empty(0, np.int64)] * 4
-        args = (vk, vs["rtt"], vs["rtp"], vs["first"], vs["end"], v.down_speed, d["user_spurt"],
-                d["model_spurt"], d["latency"], d["pause"], v.barge_in)
-        km.exchanges(*args, x0, *e, nx, last, 0)
+        st = _session_rows(vs)
+        km.exchange_draws(vk, st, v.down_speed, self.talk, km.Exchanges(x0, nx, last, *e), 0)
         x0 = offsets(nx)
         e = [np.empty(int(nx.sum()), np.int64) for _ in range(4)]
-        km.exchanges(*args, x0, *e, nx, last, 1)
+        km.exchange_draws(vk, st, v.down_speed, self.talk, km.Exchanges(x0, nx, last, *e), 1)
         return {"x0": x0, "nx": nx, "last": last, "u0": e[0], "u1": e[1], "r0": e[2], "sent": e[3]}
 
     def _tcp(self, vk, vs, ex, fk, fs, s_client, s_server) -> EpochSchedule:
         """The WebSocket connections: voice sessions on WebSocket, then every video session."""
-        p, v, f = self.params, self.params.voice, self.params.video
+        v = self.params.voice
         ws = np.flatnonzero(vs["rtp"] == 0)
         nw, nf = ws.shape[0], fk.shape[0]
         setup = kv.SETUP_WRITES + (1 if self.ticket_wire else 0) + kv.CLOSE_WRITES
         vw = np.empty(nw, np.int64)
         km.ws_count(ex["x0"][ws], ex["nx"][ws], ex["u0"], ex["u1"], ex["sent"], v.chunk,
                     v.down_chunk, setup, vw)
-        fd, z = self.fd, np.empty(0, np.int64)
+        z = np.empty(0, np.int64)
         fw, fr, ftend = (np.empty(nf, np.int64) for _ in range(3))
-        period = 1e9 / f.fps
-        vargs = (fk, fs["first"], fs["end"], fs["rtt"], period, fd["frame_bytes"],
-                 fd["reply_every"], fd["reply_tokens"], fd["latency"], self.itl,
-                 p.bytes_per_token, f.tokens_per_frame, nw)
-        kv.video(0, *vargs, z, z, fw, fr, ftend, np.empty((0, WF_COLS), np.int64), z, z, z, z, z, z)
+        f_rows, counts = _session_rows(fs), kv.VideoCounts(writes=fw, reqs=fr, tend=ftend)
+        kv.segments(0, fk, f_rows, self.video_params, nw, z, z, counts,
+                    np.empty((0, WF_COLS), np.int64), kv.Segments(z, z, z, z, z, z))
         C = nw + nf
         c_w0 = offsets(np.concatenate((vw, fw + setup)))
         wd = np.empty((int(vw.sum() + fw.sum()) + nf * setup, WF_COLS), np.int64)
@@ -152,11 +158,13 @@ class MediaModel:
         r["turn"][:nvr] = xw - np.repeat(ex["x0"][ws], nxw)
         r["prompt"][:nvr] = np.round((ex["u1"][xw] - ex["u0"][xw]) / 1e9 * v.input_tokens_per_s)
         r["output"][:nvr] = np.round(ex["sent"][xw] / 1e9 * v.output_tokens_per_s)
-        km.ws_writes(c_w0[:nw], ex["x0"][ws], nxw, vs["rtt"][ws], ex["u0"], ex["u1"], ex["r0"],
-                     ex["sent"], v.chunk, v.sample_rate, v.down_chunk, v.down_speed, vreq0,
-                     c_next[:nw], wd)
-        kv.video(1, *vargs, freq0, c_next, fw, fr, ftend, wd, r["session"], r["turn"], r["conn"],
-                 r["prompt"], r["output"], r["images"])
+        ws_ex = km.Exchanges(x0=ex["x0"][ws], nx=nxw, last=ex["last"][ws], u0=ex["u0"],
+                             u1=ex["u1"], r0=ex["r0"], sent=ex["sent"])
+        audio = km.WsAudio(chunk=v.chunk, sample_rate=v.sample_rate, down_chunk=v.down_chunk,
+                           speed=v.down_speed)
+        km.ws_writes(c_w0[:nw], ws_ex, vs["rtt"][ws], audio, vreq0, c_next[:nw], wd)
+        kv.segments(1, fk, f_rows, self.video_params, nw, freq0, c_next, counts, wd,
+                    kv.Segments(**{k: r[k] for k in kv.Segments._fields}))
         r["session"][nvr:] = fs["sess"][r["session"][nvr:]]
         r["kind"] = np.full(R, KIND_CODE["media"], np.int64)
         tend = np.concatenate((ex["last"][ws] + 200_000_000, ftend))
@@ -189,9 +197,11 @@ class MediaModel:
         rs = np.flatnonzero((vs["rtp"] == 1) & (ex["nx"] > 0))  # none: no packets at all
         n = rs.shape[0]
         nx = ex["nx"][rs]
-        args = (vk[rs], ex["x0"][rs], nx, vs["rtt"][rs], vs["first"][rs], ex["last"][rs],
-                ex["u0"], ex["u1"], ex["r0"], ex["sent"], self.vd["opus_bytes"], v.silence_bytes,
-                v.dtx, v.jitter, self.side, self.class_id, np.arange(n), offsets(nx))
+        rtp_ex = km.Exchanges(x0=ex["x0"][rs], nx=nx, last=ex["last"][rs], u0=ex["u0"],
+                              u1=ex["u1"], r0=ex["r0"], sent=ex["sent"])
+        rtp = km.Rtp(opus=self.vd["opus_bytes"], silence_bytes=v.silence_bytes, dtx=v.dtx,
+                     jitter=v.jitter, side=self.side, class_id=self.class_id)
+        args = (vk[rs], vs["rtt"][rs], vs["first"][rs], rtp_ex, rtp, np.arange(n), offsets(nx))
         counts = np.empty(n, np.int64)
         km.rtp_rows(*args, counts, counts, np.empty(0, SCHED_DTYPE), 0)
         rows = np.empty(int(counts.sum()), SCHED_DTYPE)
@@ -208,6 +218,11 @@ class MediaModel:
                                               * v.output_tokens_per_s).astype(np.int64),
                     "client_id": np.repeat(vs["client"][rs], nx)}
         return schedule_from_packets(self.scenario.start_ns, self.class_id, rows, flows, requests, 0)
+
+
+def _session_rows(st: dict) -> km.MediaSessions:
+    """The kernels' view of a stream's session columns (``MediaModel._sessions``)."""
+    return km.MediaSessions(**{k: st[k] for k in km.MediaSessions._fields})
 
 
 def _runs(first: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trafficgen.kernels import chat as kc
 from trafficgen.kernels import trace as kt
 from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.kernels.tcp import W_ABS, W_REQ, WF_DELAY, WF_FLAGS, WF_REQ
@@ -84,15 +85,15 @@ class TraceChatModel(ChatModel):
         self.s_key = np.empty(n, np.uint64)
         derive_range(key_of(scenario.seed, self.class_id, TRACE_ID), 0, self.s_key)
         s_rtt = np.empty(n, np.int64)
-        kt.paths(self.s_key, self.topo.client_count, self.topo.client_skew, len(self.topo.servers),
-                 self.paths_key, *self.rtt_params, s_rtt)
+        kt.paths(self.s_key, self.paths, s_rtt)
         self.s_rtt = s_rtt
         first_t = self.t_at[self.s_turn0] if n else np.empty(0, np.int64)
         s_open = first_t - self.lead(s_rtt)
         self.by_open = np.argsort(s_open, kind="stable")
         self.s_open = s_open[self.by_open]
         self.warmup_ns = int(max(0, -int(self.s_open[0]))) if n else 0
-        self.no_images = np.zeros_like(self.dists["images"])
+        # the trace gives no image counts: its turns draw none
+        self.trace_tables = self.tables._replace(images=np.zeros_like(self.dists["images"]))
 
     def lead(self, rtt: np.ndarray) -> np.ndarray:
         """How long before its first request a connection opens (ns): the handshakes' two RTTs,
@@ -105,7 +106,6 @@ class TraceChatModel(ChatModel):
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the trace's sessions whose first connection
         opens in [t0, t1)."""
-        p = self.params
         lo, hi = np.searchsorted(self.s_open, [t0, t1], "left")
         sess = self.by_open[lo:hi]
         n = sess.shape[0]
@@ -119,11 +119,8 @@ class TraceChatModel(ChatModel):
             t[k] = np.empty(T, np.int64)
         t_keep, t_new = np.empty(T, np.bool_), np.empty(T, np.bool_)
         s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
-        d = self.dists
-        kt.plan(s_key, turn0, t["at"], t["out"], d["ttft"], d["reasoning"], self.no_images,
-                self.mean_gap, p.keepalive_every, p.keepalive, p.tokens_per_chunk,
-                self.setup_writes, t["think"], t["ttft"], t["reason"], t["images"],
-                t_keep, t_new, s_kept, s_conns, s_writes)
+        kt.plan(s_key, turn0, self.trace_tables, kc.Turns(**t, keep=t_keep, new=t_new),
+                s_kept, s_conns, s_writes)
         trace_client = None if self.s_trace_client is None else self.s_trace_client[sess]
 
         def adjust(s_client, r, c, wd):

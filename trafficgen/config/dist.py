@@ -20,11 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# the kinds and the packed layout belong to the sampling kernel; re-exported here
+from trafficgen.kernels.sampling import (  # noqa: F401
+    CONSTANT,
+    DIST_LEN,
+    LOGNORMAL,
+    MAX_KNOTS,
+    QUANTILES,
+    UNIFORM,
+    WEIGHTS,
+)
+
 from .units import parse_duration, parse_size
 
-CONSTANT, UNIFORM, LOGNORMAL, QUANTILES, WEIGHTS = 0, 1, 2, 3, 4
-MAX_KNOTS = 64
-DIST_LEN = 6 + 2 * MAX_KNOTS
 _Z90 = 1.2815515655446004  # standard normal 90th percentile
 
 _UNIT_PARSERS = {

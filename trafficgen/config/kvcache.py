@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_MESSAGE_BYTES = 1 << 30  # a layer group larger than this goes as several WRITE messages
+# a layer group larger than this goes as several WRITE messages (the kernel's constant)
+from trafficgen.kernels.kv import MAX_MESSAGE_BYTES  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -325,12 +325,16 @@ class Engine:
         buf = self.alloc(space) if net.plain else net.scratch(space)
         offsets = np.empty(part.shape[0], np.int64)
         tpl = self.templates
-        end = kf.build(buf, True, 0, part["ts_ns"], rows, part["direction"],
-                       part["seq"], part["ack"], part["tcp_flags"], plen, part["ipid"],
-                       part["layout"], part["segoff"], part["writelen"], wire,
-                       a["cip"], a["sip"], a["cport"], a["sport"], a["key"], a["hops"],
-                       a["side"], self.gw_mac, self.sc.topology.mss, self.pool,
-                       tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
+        packets = kf.PacketRows(
+            ts=part["ts_ns"], flow_row=rows, dirs=part["direction"], seq=part["seq"],
+            ack=part["ack"], flags=part["tcp_flags"], plen=plen, ipid=part["ipid"],
+            layout=part["layout"], segoff=part["segoff"], writelen=part["writelen"], wire_len=wire)
+        flow_attrs = kf.FlowAttrs(cip=a["cip"], sip=a["sip"], cport=a["cport"], sport=a["sport"],
+                                  key=a["key"], hops=a["hops"], side=a["side"], proto=a["proto"])
+        payloads = kf.Payloads(pool=self.pool, tpl=tpl.data, tpl_mask=tpl.mask,
+                               tpl_start=tpl.start, tpl_len=tpl.length)
+        end = kf.encode(buf, True, 0, packets, flow_attrs, self.gw_mac, self.sc.topology.mss,
+                        payloads, offsets)
         assert end == space
         if not net.plain:
             buf, offsets = net.wire(buf, offsets, part, a, rows, self.alloc, first_packet)

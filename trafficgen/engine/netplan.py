@@ -313,10 +313,13 @@ class NetPlan:
             from trafficgen.wire.quic import seal_initials
             kinds = seal_initials(plain, plain_off, part, cols, rows, self.quic_hellos,
                                   self.hello_of_layout)
-        end = ke.rewrite(plain, plain_off, out, offsets, part["wire_len"], part["direction"],
-                         rows, part["class"], first_packet, cols["v6"], cols["key"], self.cfg,
-                         self.dscp, self.ecn, self.labels, self.nlabels, self.vni, self.segs,
-                         self.nsegs, self.under6, self.pre6, cols["quic"], kinds, part["seq"])
+        frames = ke.FrameRows(wire_len=part["wire_len"], dirs=part["direction"], flow_row=rows,
+                              cls=part["class"], qkind=kinds, qpn=part["seq"])
+        flows = ke.FlowCols(v6=cols["v6"], key=cols["key"], quic=cols["quic"])
+        tables = ke.NetTables(cfg=self.cfg, dscp=self.dscp, ecn=self.ecn, labels=self.labels,
+                              nlabels=self.nlabels, vni=self.vni, segs=self.segs,
+                              nsegs=self.nsegs, under6=self.under6, pre6=self.pre6)
+        end = ke.rewrite(plain, plain_off, out, offsets, frames, flows, tables, first_packet)
         if end != space:
             raise RuntimeError(f"network rewrite: frame {-1 - end} does not match its wire_len")
         if self.macsec_mode in (ke.MACSEC_ENCRYPT, ke.MACSEC_INTEGRITY):

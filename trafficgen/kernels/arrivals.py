@@ -26,8 +26,8 @@ derive(key, SPREAD_ID).
 import math
 
 import numpy as np
-from numba import njit
 
+from .jit import inline, kernel
 from .rng import derive, uniform
 from .sampling import ndtri
 
@@ -35,7 +35,7 @@ BATCH_ID = 1 << 62
 SPREAD_ID = (1 << 62) + 1
 
 
-@njit(cache=True)
+@kernel
 def gamma_variate(key, a):
     """One Gamma(shape ``a``, scale 1) variate from the draws of ``key`` (Marsaglia and Tsang,
     2000; for a < 1 the boost G(a) = G(a + 1) U**(1/a))."""
@@ -59,7 +59,7 @@ def gamma_variate(key, a):
             return d * v * boost
 
 
-@njit(cache=True)
+@kernel
 def levels(key, n_scales, scales_ns, sigmas, t0, seg_ns, out):
     """``out[j]``: the product over scales of the mean-one lognormal level holding at segment
     ``j`` (time ``t0 + j * seg_ns``); the level of scale ``s`` for period ``p`` is a pure
@@ -77,7 +77,7 @@ def levels(key, n_scales, scales_ns, sigmas, t0, seg_ns, out):
         out[j] = m
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def block(key, t0, t1, seg_ns, rate_per_ns, level, shape, batch_mean, spread_ns, out):
     """Arrival times in [t0, t1) (ns) into ``out``, in order of their events (batches may
     interleave: sort after). ``level[j]`` multiplies the rate over segment j of ``seg_ns``
@@ -133,7 +133,7 @@ def block(key, t0, t1, seg_ns, rate_per_ns, level, shape, batch_mean, spread_ns,
     return n
 
 
-@njit(cache=True, inline="always")
+@inline
 def onoff_length(key, i, mean_ns, tail):
     """Length (ns) of on/off period ``i``: exponential with that mean (a Markov-modulated
     source), or Pareto of shape ``tail`` > 1 with that mean (heavy-tailed periods give
@@ -146,7 +146,7 @@ def onoff_length(key, i, mean_ns, tail):
     return max(np.int64(1), np.int64(min(x, 1000.0 * mean_ns)))
 
 
-@njit(cache=True)
+@kernel
 def onoff_walk(key, on_ns, off_ns, tail, first_on, i, t_i, t_end):
     """From period ``i`` starting at ``t_i``, the period that contains ``t_end``: (index, start).
     Even periods are on when ``first_on``, odd ones off (and the other way round)."""
@@ -159,7 +159,7 @@ def onoff_walk(key, on_ns, off_ns, tail, first_on, i, t_i, t_end):
         i += 1
 
 
-@njit(cache=True)
+@kernel
 def onoff_gate(key, on_ns, off_ns, tail, first_on, i, t_i, t0, seg_ns, gain, level):
     """Multiply ``level[j]`` (segment j of ``seg_ns`` from ``t0``) by ``gain`` times the share of
     the segment the source is on; period ``i`` starts at ``t_i`` <= ``t0``."""

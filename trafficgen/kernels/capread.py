@@ -6,15 +6,15 @@ status codes) is ``pcapscan``'s, the one ``inspect`` uses; the sender keeps the 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .pcapscan import BAD, FULL, NEED_MORE, OTHER_BLOCK, walk_pcap, walk_pcapng
 
 __all__ = ["index_pcap", "index_pcapng", "BAD", "FULL", "NEED_MORE", "OTHER_BLOCK"]
 MAX_RECORD = 262144  # the largest frame a pcap record may hold (libpcap's MAXIMUM_SNAPLEN)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def index_pcap(b, pos, end, big, frac_ns, off, caplen, ts):
     """Records of a classic pcap in ``b[pos:end]``: frame offset in ``b``, captured length,
     timestamp (int64 ns; ``frac_ns`` ns per sub-second unit). Returns (records, pos, status)."""
@@ -22,7 +22,7 @@ def index_pcap(b, pos, end, big, frac_ns, off, caplen, ts):
     return walk_pcap(b, pos, end, big, frac_ns, MAX_RECORD, off, caplen, origlen, ts)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def index_pcapng(b, pos, end, big, if_mult, if_div, if_scale, off, caplen, ts):
     """Enhanced and simple packet blocks of a pcapng section in ``b[pos:end]``, until another
     kind of block (status OTHER_BLOCK). Timestamps as in ``pcapscan.walk_pcapng``; a simple

@@ -19,11 +19,9 @@ derive(session, 10_000 + i) (0 output or up bytes, 1 latency, 2 down bytes, 3 pa
 4 a per-call server, 5 the agent's delay, 6 top-k, 7 chunk tokens, 8 rerank), its tokens'
 gaps derive(call key, 1).
 """
+from collections import namedtuple
 
 import numpy as np
-from numba import njit
-
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM, PH_TEARDOWN, PH_TOOL
 
 from .chat import (
     CLOSE_NOTIFY_WIRE,
@@ -44,6 +42,8 @@ from .chat import (
     token_time,
     turn_count,
 )
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_STREAM, PH_TEARDOWN, PH_TOOL
+from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import ATO_NS, IW_SEGMENTS, W_ABS, W_CLOSE, W_REQ
@@ -61,8 +61,28 @@ CN_COLS = 11
 SLACK_NS = 2_000_000  # on top of every bound: processing delays, serialisation rounding
 CALL_KEY = 10_000
 
+Chain = namedtuple("Chain", "mode n_clients client_skew paths_key ip dp fp")
+Chain.__doc__ = """A chain class's parameters (``classes.chain.ChainModel``): ``mode``
+(MODE_AGENTIC or MODE_RAG), its clients (count, rank skew), the key of the path RTT draws,
+and its int, packed-distribution and float parameters ``ip``, ``dp``, ``fp`` (AI_*/AD_*
+or RI_*/RD_* rows)."""
+Services = namedtuple("Services", "addr addr0 naddr rtt lat req resp")
+Services.__doc__ = """The services 0.. a chain calls: server addresses flat in ``addr``
+(service v's from ``addr0[v]``, ``naddr[v]`` of them) and, per service, packed distributions
+of its path RTT, latency, request and response bytes ([V, DIST_LEN])."""
+Link = namedtuple("Link", "mss ns_per_byte rwnd")  # MSS, ns per byte, receive window (bytes)
+Plan = namedtuple("Plan", "s_client s_calls s_conns cm cn")
+Plan.__doc__ = """``walk``'s output: per session its client and (counting) calls and connections
+or (filling) their offsets; the call and connection matrices ([n, CM_COLS], [n, CN_COLS])."""
+Replies = namedtuple("Replies", "hello_wire flight_wire ticket_wire keepalive chunk_overhead "
+                                "bpt tokens_per_chunk itl stall_prob stall")
+Replies.__doc__ = """What ``writes`` needs beyond the calls: the TLS handshake's wire bytes
+(ClientHello, server flight, ticket: 0 none), the connections' keep-alive (ns), a streamed
+chunk's overhead, bytes per token, tokens per chunk, and the token gaps (inter-token gap,
+stall probability, stall)."""
 
-@njit(cache=True, inline="always")
+
+@inline
 def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
     """Upper bound (ns) on sending ``nbytes`` from an idle connection: slow-start rounds from
     the initial window (doubling, capped by the receive window), serialisation, two
@@ -78,13 +98,13 @@ def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
     return rounds * rtt + np.int64(nbytes * ns_per_byte * 1.25) + 2 * ATO_NS + SLACK_NS
 
 
-@njit(cache=True, inline="always")
+@inline
 def handshake_bound(rtt):
     """From opening a connection to the request's first byte leaving: SYN, the TLS flights."""
     return 2 * rtt + D_CLIENT_HELLO + D_SERVER_FLIGHT + D_CLIENT_FIN + D_REQUEST + SLACK_NS
 
 
-@njit(cache=True)
+@helper
 def stream_time(k_call, out, itl_p, stall_prob, stall_p):
     """The reply stream's length after its first token: the gaps of tokens 1..out-1."""
     k_t = derive(k_call, 1)
@@ -94,7 +114,7 @@ def stream_time(k_call, out, itl_p, stall_prob, stall_p):
     return t
 
 
-@njit(cache=True, inline="always")
+@inline
 def path_rtt(paths_key, svc, client, server, n_servers, rtt_p):
     """One RTT per (service, client, server) path; service 0's paths are the chat classes'."""
     ident = client * n_servers + server
@@ -103,7 +123,7 @@ def path_rtt(paths_key, svc, client, server, n_servers, rtt_p):
     return max(np.int64(2), np.int64(sample(rtt_p, uniform(derive(paths_key, ident), 0))))
 
 
-@njit(cache=True)
+@helper
 def _conn(fill, cn, c, s, svc, server_addr, t_open, rtt, percall, k):
     if fill:
         cn[c, CN_SESSION], cn[c, CN_SERVICE], cn[c, CN_SERVER] = s, svc, server_addr
@@ -116,47 +136,43 @@ def _conn(fill, cn, c, s, svc, server_addr, t_open, rtt, percall, k):
     return c + 1
 
 
-@njit(cache=True)
-def _call(fill, cm, i, s, turn, llm, tool, kind, svc, conn, t, up, down, stream, latency,
-          prompt, output, k_call, new):
+@helper
+def _call(fill, cm, i, row):
+    """Row ``i`` of the call matrix, if ``fill``: ``row`` holds its CM_* columns in order
+    (session, turn, llm call, tool call, kind, service, connection, time, up and down bytes,
+    stream, latency, prompt and output tokens, call key, new connection). Returns i + 1."""
     if fill:
-        cm[i, CM_SESSION], cm[i, CM_TURN], cm[i, CM_LLM], cm[i, CM_TOOL] = s, turn, llm, tool
-        cm[i, CM_KIND], cm[i, CM_SERVICE], cm[i, CM_CONN], cm[i, CM_T] = kind, svc, conn, t
-        cm[i, CM_UP], cm[i, CM_DOWN], cm[i, CM_STREAM], cm[i, CM_LATENCY] = up, down, stream, latency
-        cm[i, CM_PROMPT], cm[i, CM_OUTPUT], cm[i, CM_KEY], cm[i, CM_NEW] = prompt, output, np.int64(k_call), new
+        cm[i, CM_SESSION], cm[i, CM_TURN], cm[i, CM_LLM], cm[i, CM_TOOL] = row[0], row[1], row[2], row[3]
+        cm[i, CM_KIND], cm[i, CM_SERVICE], cm[i, CM_CONN], cm[i, CM_T] = row[4], row[5], row[6], row[7]
+        cm[i, CM_UP], cm[i, CM_DOWN], cm[i, CM_STREAM], cm[i, CM_LATENCY] = row[8], row[9], row[10], row[11]
+        cm[i, CM_PROMPT], cm[i, CM_OUTPUT], cm[i, CM_KEY], cm[i, CM_NEW] = row[12], row[13], np.int64(row[14]), row[15]
     return i + 1
 
 
-@njit(cache=True, nogil=True)
-def walk(fill, mode, s_key, s_start, t_min, t_end, n_clients, client_skew, paths_key,
-         svc_addr, svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp,
-         ip, dp, fp, mss, ns_per_byte, rwnd, s_client, s_calls, s_conns, cm, cn):
-    """Plan every session's chain (see the module docstring); count (``fill`` False: per
-    session calls and connections into ``s_calls``/``s_conns``) or record them into ``cm``
-    and ``cn`` at the offsets ``s_calls``/``s_conns`` now hold.
+@kernel
+def walk(fill, s_key, s_start, t_min, t_end, chain, svc, link, rec):
+    """Plan every session's chain (see the module docstring) of the class ``chain``
+    (``Chain``) over the services ``svc`` (``Services``); count (``fill`` False: per session
+    calls and connections into ``rec.s_calls``/``rec.s_conns``) or record them into
+    ``rec.cm`` and ``rec.cn`` at the offsets ``rec.s_calls``/``rec.s_conns`` now hold
+    (``rec``: a ``Plan``). ``link``: ``Link``.
 
-    ``svc_*`` describe services 0.. (addresses flat in ``svc_addr`` from ``svc_addr0[v]``,
-    ``svc_naddr[v]`` of them; packed distributions per row). ``ip``: int parameters, ``dp``:
-    packed distributions [k, DIST_LEN], ``fp``: float parameters (see ``models.chain``).
     Calls whose ready time falls before ``t_min`` (warm-up) are planned but not kept; a
     session stops at the first call ready at or after ``t_end``.
     """
+    span = (t_min, t_end)
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
-        client = client_rank(uniform(k_s, 0), n_clients, client_skew)
-        s_client[s] = client
-        i = s_calls[s] if fill else 0
-        c = s_conns[s] if fill else 0
-        if mode == MODE_AGENTIC:
-            i, c = _agentic(fill, s, k_s, s_start[s], t_min, t_end, client, paths_key, svc_addr,
-                            svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp,
-                            mss, ns_per_byte, rwnd, cm, cn, i, c)
+        client = client_rank(uniform(k_s, 0), chain.n_clients, chain.client_skew)
+        rec.s_client[s] = client
+        i = rec.s_calls[s] if fill else 0
+        c = rec.s_conns[s] if fill else 0
+        if chain.mode == MODE_AGENTIC:
+            i, c = _agentic(fill, s, k_s, s_start[s], span, client, chain, svc, link, rec, i, c)
         else:
-            i, c = _rag(fill, s, k_s, s_start[s], t_min, t_end, client, paths_key, svc_addr,
-                        svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp,
-                        mss, ns_per_byte, rwnd, cm, cn, i, c)
+            i, c = _rag(fill, s, k_s, s_start[s], span, client, chain, svc, link, rec, i, c)
         if not fill:
-            s_calls[s], s_conns[s] = i, c
+            rec.s_calls[s], rec.s_conns[s] = i, c
 
 
 # agentic parameters: ip = [turns x1000, llm calls x1000, keepalive, max context, overhead,
@@ -167,10 +183,13 @@ AI_TURNS, AI_CALLS, AI_KEEPALIVE, AI_MAXCTX, AI_OVERHEAD, AI_CHUNK, AI_TPC, AI_T
 AD_THINK, AD_TURN_TOKENS, AD_CONTEXT, AD_OUTPUT, AD_TTFT, AD_ITL, AD_STALL, AD_TOOLS, AD_DELAY = range(9)
 
 
-@njit(cache=True)
-def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, svc_naddr,
-             svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp, mss, ns_per_byte, rwnd, cm, cn,
-             i, c):
+@helper
+def _agentic(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
+    t_min, t_end = span
+    ip, dp, fp, paths_key = chain.ip, chain.dp, chain.fp, chain.paths_key
+    svc_addr, svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp = svc
+    mss, ns_per_byte, rwnd = link
+    cm, cn = rec.cm, rec.cn
     c0 = c
     bpt, stall_prob = fp[0], fp[1]
     n0 = svc_naddr[0]
@@ -202,8 +221,8 @@ def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_add
                     conn = c
                     c = _conn(fill, cn, c, s, 0, svc_addr[svc_addr0[0] + server], t, rtt, 0,
                               derive(k_s, 100_000 + c - c0))
-                i = _call(fill, cm, i, s, k, j, -1, K_LLM, 0, conn, t, tls_wire(up), out, 1, ttft,
-                          context, out, k_c, 1 if new else 0)
+                i = _call(fill, cm, i, (s, k, j, -1, K_LLM, 0, conn, t, tls_wire(up), out, 1,
+                                        ttft, context, out, k_c, 1 if new else 0))
             t_send = t + (handshake_bound(rtt) if new else 0)
             t_deliv = t_send + xfer_bound(tls_wire(up), rtt, mss, ns_per_byte, rwnd) + rtt // 2
             # the last token and the end of the stream reach the agent (an RTT of slack for
@@ -230,8 +249,8 @@ def _agentic(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_add
                     tc = c
                     c = _conn(fill, cn, c, s, 1, svc_addr[svc_addr0[1] + ts], t_tools, r_t, 1,
                               derive(k_s, 100_000 + c - c0))
-                    i = _call(fill, cm, i, s, k, j, n_tool, K_TOOL, 1, tc, t_tools, tls_wire(req),
-                              tls_wire(resp), 0, lat, 0, 0, k_g, 1)
+                    i = _call(fill, cm, i, (s, k, j, n_tool, K_TOOL, 1, tc, t_tools, tls_wire(req),
+                                            tls_wire(resp), 0, lat, 0, 0, k_g, 1))
                 n_tool += 1
                 done = t_tools + handshake_bound(r_t) + xfer_bound(tls_wire(req), r_t, mss, ns_per_byte, rwnd) \
                     + r_t + lat + xfer_bound(tls_wire(resp), r_t, mss, ns_per_byte, rwnd)
@@ -247,9 +266,13 @@ RI_TURNS, RI_KEEPALIVE, RI_RERANK = range(3)
 RD_THINK, RD_QUERY, RD_TOPK, RD_CHUNK = range(4)
 
 
-@njit(cache=True)
-def _rag(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, svc_naddr,
-         svc_rtt, svc_lat, svc_req, svc_resp, ip, dp, fp, mss, ns_per_byte, rwnd, cm, cn, i, c):
+@helper
+def _rag(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
+    t_min, t_end = span
+    ip, dp, fp, paths_key = chain.ip, chain.dp, chain.fp, chain.paths_key
+    svc_addr, svc_addr0, svc_naddr, svc_rtt, svc_lat, svc_req, svc_resp = svc
+    mss, ns_per_byte, rwnd = link
+    cm, cn = rec.cm, rec.cn
     c0 = c
     bpt = fp[0]
     n_turns = turn_count(uniform(k_s, 2), ip[RI_TURNS] / 1000.0)
@@ -296,9 +319,9 @@ def _rag(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, 
                     conns[v] = c
                     c = _conn(fill, cn, c, s, v, svc_addr[svc_addr0[v] + servers[v]], t, rtts[v],
                               0, derive(k_s, 100_000 + c - c0))
-                i = _call(fill, cm, i, s, k, -1, -1, K_EMBED + step, v, conns[v], t,
-                          tls_wire(req), tls_wire(resp), 0, lat, prompt, chunks if v == 2 else 0,
-                          k_c, 1 if new else 0)
+                i = _call(fill, cm, i, (s, k, -1, -1, K_EMBED + step, v, conns[v], t,
+                                        tls_wire(req), tls_wire(resp), 0, lat, prompt,
+                                        chunks if v == 2 else 0, k_c, 1 if new else 0))
             r = rtts[v]
             t += (handshake_bound(r) if new else 0) + xfer_bound(tls_wire(req), r, mss, ns_per_byte, rwnd) \
                 + r + lat + xfer_bound(tls_wire(resp), r, mss, ns_per_byte, rwnd)
@@ -307,14 +330,16 @@ def _rag(fill, s, k_s, t, t_min, t_end, client, paths_key, svc_addr, svc_addr0, 
     return i, c
 
 
-@njit(cache=True, nogil=True)
-def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wire, keepalive,
-           chunk_overhead, bpt, tokens_per_chunk, itl_p, stall_prob, stall_p, c_w0, c_wn, wd):
+@kernel
+def writes(cm, order, cn, c_call0, c_ncalls, rp, c_w0, c_wn, wd):
     """Each connection's writes at ``c_w0[c]`` (calls ``order[c_call0[c]:+c_ncalls[c]]`` of
     ``cm``, in time order): handshake, per call its upload (``W_ABS`` at the call's time, or
     after the handshake on a new connection) and its reply (a token stream or one answer),
     then close_notify + FIN (a per-call connection right after its answer, a kept-alive one
-    ``keepalive`` after its last)."""
+    ``rp.keepalive`` after its last). ``rp``: ``Replies``."""
+    hello_wire, flight_wire, ticket_wire, keepalive = rp.hello_wire, rp.flight_wire, rp.ticket_wire, rp.keepalive
+    chunk_overhead, bpt, tokens_per_chunk = rp.chunk_overhead, rp.bpt, rp.tokens_per_chunk
+    itl_p, stall_prob, stall_p = rp.itl, rp.stall_prob, rp.stall
     for c in range(cn.shape[0]):
         w = c_w0[c]
         w = put_write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0, L_CLIENT_HELLO, wd)
@@ -358,7 +383,7 @@ def writes(cm, order, cn, c_call0, c_ncalls, hello_wire, flight_wire, ticket_wir
         c_wn[c] = w - c_w0[c]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def write_counts(cm, order, c_call0, c_ncalls, has_ticket, tokens_per_chunk, out):
     """Writes per connection: handshake (3, +1 ticket), per call 1 up + its reply, close."""
     for c in range(c_call0.shape[0]):

@@ -20,12 +20,12 @@ Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s toke
 derive(session, 1_000_000+k). Changing one draw never shifts another.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
-from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
-
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
+from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
@@ -42,8 +42,41 @@ L_APPDATA, L_CLIENT_HELLO, L_SERVER_FLIGHT, L_CLIENT_FINISHED = 0, 1, 2, 3
 # processing delays (ns)
 D_CLIENT_HELLO, D_SERVER_FLIGHT, D_CLIENT_FIN, D_TICKET, D_REQUEST = 50_000, 300_000, 150_000, 50_000, 10_000
 
+ChatParams = namedtuple("ChatParams", [
+    # packed distributions (float64[DIST_LEN], ``config.dist.Dist.params``)
+    "think", "prompt", "output", "ttft", "reason", "images", "itl", "stall", "image_bytes",
+    "image_tokens",
+    # scalars
+    "stall_prob", "mean_gap", "keepalive_every", "keepalive", "tokens_per_chunk",
+    "setup_writes", "nominal_rtt", "bytes_per_token", "req_overhead", "chunk_overhead",
+    "hello_wire", "flight_wire", "ticket_wire"])
+ChatParams.__doc__ = """A chat-shaped class's parameters, built once per model
+(``classes.chat.ChatModel``): its distributions (think time, prompt and output tokens, time
+to first token, reasoning share, images per request, inter-token gap, stall, image bytes and
+tokens) and scalars: the stall probability, the mean token gap (ns), SSE keep-alive period
+(0: none), connection keep-alive (ns), tokens per streamed chunk, a connection's setup writes
+(``setup_count``), the nominal RTT, bytes per token, request and chunk overheads, and the wire
+bytes of the ClientHello (0: plaintext HTTP), the server's flight and the session ticket."""
 
-@njit(cache=True, inline="always")
+Paths = namedtuple("Paths", "n_clients client_skew n_servers paths_key site_first rtt_sites")
+Paths.__doc__ = """Who talks to whom: ``n_clients`` ranked by ``client_skew`` (``client_rank``),
+``n_servers``, the key of the path RTT draws (shared by all classes), and per site its first
+client and packed RTT distribution (``Topology.rtt_table``)."""
+
+Turns = namedtuple("Turns", "think prompt out ttft reason images at keep new")
+Turns.__doc__ = """Per turn (``plan``'s output, ``fill``'s input): think time, prompt, output and
+reasoning tokens, time to first token, images, nominal start, kept, opens a connection."""
+
+Sessions = namedtuple("Sessions", "key turn0 req0 conn0 write0 client server")
+Sessions.__doc__ = """Per session: its key, where its turns, requests, connections and writes
+start (``plan``'s counts summed), and (``fill``'s output) its client and server."""
+
+Requests = namedtuple("Requests", "session turn conn prompt output ttft reasoning images")
+Requests.__doc__ = """Per request (a kept turn): session, turn, connection, prompt, output and
+reasoning tokens, time to first token, images."""
+
+
+@inline
 def tls_wire(plain):
     """Wire bytes of ``plain`` application bytes sent as TLS 1.3 records."""
     return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
@@ -55,7 +88,7 @@ def setup_count(has_ticket: bool, tls: bool) -> int:
     return 4 + int(has_ticket) if tls else 1
 
 
-@njit(cache=True, inline="always")
+@inline
 def turn_count(u, mean):
     if mean <= 1.0:
         return 1
@@ -63,14 +96,14 @@ def turn_count(u, mean):
     return min(n, 100_000)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def turn_counts(s_key, turns_mean, s_turns):
     """Turns per session."""
     for s in range(s_key.shape[0]):
         s_turns[s] = turn_count(uniform(s_key[s], 2), turns_mean)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
     base = 16 + 8 * k
     think = np.int64(sample(think_p, uniform(k_s, base))) if k > 0 else np.int64(0)
@@ -80,7 +113,7 @@ def _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p):
     return think, prompt, out, ttft
 
 
-@njit(cache=True, inline="always")
+@inline
 def turn_extras(k_s, k, out, reason_p, images_p):
     """Reasoning tokens (inside ``out``, at least one token stays visible) and images of turn
     ``k``: zero, and no draw, where the distributions are the constant 0."""
@@ -95,20 +128,20 @@ def turn_extras(k_s, k, out, reason_p, images_p):
     return reason, images
 
 
-@njit(cache=True, inline="always")
+@inline
 def _silence(reason, mean_gap):
     """How long the hidden reasoning tokens keep the stream silent after the first-token wait."""
     return np.int64(reason) * mean_gap
 
 
-@njit(cache=True, inline="always")
+@inline
 def keepalives(reason, mean_gap, keepalive_every):
     if keepalive_every <= 0 or reason == 0:
         return 0
     return int((_silence(reason, mean_gap) - 1) // keepalive_every)
 
 
-@njit(cache=True)
+@helper
 def token_time(k_t, idx, itl_p, stall_prob, stall_p):
     """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
     if uniform(k_t, 3 * idx + 1) < stall_prob:
@@ -116,12 +149,10 @@ def token_time(k_t, idx, itl_p, stall_prob, stall_p):
     return np.int64(sample(itl_p, uniform(k_t, 3 * idx)))
 
 
-@njit(cache=True, nogil=True)
-def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, reason_p, images_p,
-         mean_gap, keepalive_every, keepalive, tokens_per_chunk, setup_writes, nominal_rtt,
-         r_think, r_prompt, r_out, r_ttft, r_reason, r_images, r_at, r_keep, r_new, s_kept,
-         s_conns, s_writes):
-    """Per turn: draws, nominal start time, whether it is kept and opens a connection.
+@kernel
+def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
+    """Per turn: draws, nominal start time, whether it is kept and opens a connection (into
+    ``t``, ``Turns``), for the class of ``p`` (``ChatParams``).
 
     A turn is kept if its nominal start is at or after ``t_min`` (0 for warm sessions that
     began before the capture; their first kept turn opens the connection). A reply's nominal
@@ -129,20 +160,23 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
     token gap, stalls included): drawing every token of ten minutes of warm-up sessions cost
     more than all else in a short run, and a sum of hundreds of gaps barely differs from its
     mean next to think times of tens of seconds. Per session: kept turns, connections, writes.
-    ``setup_writes``: a connection's writes besides its requests' (``setup_count``).
     """
+    mean_gap, keepalive, tokens_per_chunk = p.mean_gap, p.keepalive, p.tokens_per_chunk
+    setup_writes, keepalive_every, nominal_rtt = p.setup_writes, p.keepalive_every, p.nominal_rtt
+    think_p, prompt_p, output_p, ttft_p, reason_p, images_p = p.think, p.prompt, p.output, p.ttft, p.reason, p.images
+    r_think, r_prompt, r_out, r_ttft, r_reason, r_images, r_at, r_keep, r_new = t
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
-        t = s_start[s]
+        ts = s_start[s]
         kept = conns = writes = 0
         for k in range(s_turns_of(s_turn0, s, r_think.shape[0])):
             r = s_turn0[s] + k
             think, prompt, out, ttft = _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p)
             reason, images = turn_extras(k_s, k, out, reason_p, images_p)
-            t += think
-            r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, t
+            ts += think
+            r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, ts
             r_reason[r], r_images[r] = reason, images
-            r_keep[r] = t >= t_min
+            r_keep[r] = ts >= t_min
             r_new[r] = r_keep[r] and (kept == 0 or think > keepalive)
             if r_keep[r]:
                 kept += 1
@@ -153,16 +187,16 @@ def plan(s_key, s_start, s_turn0, t_min, think_p, prompt_p, output_p, ttft_p, re
                 writes += keepalives(reason, mean_gap, keepalive_every)
             if s_start[s] >= t_min:
                 continue  # every turn is kept: later nominal times are not needed
-            t += nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
+            ts += nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
         s_kept[s], s_conns[s], s_writes[s] = kept, conns, writes
 
 
-@njit(cache=True, inline="always")
+@inline
 def s_turns_of(s_turn0, s, total):
     return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]
 
 
-@njit(cache=True, inline="always")
+@inline
 def client_rank(u, n, skew):
     """A client index in [0, n) for the uniform ``u``: uniform for ``skew`` 0, else a
     power law over ranks (client 0 the most active): P(rank r) ~ (r + 1) ** -skew (a
@@ -177,7 +211,7 @@ def client_rank(u, n, skew):
     return min(max(int(x) - 1, 0), n - 1)
 
 
-@njit(cache=True, inline="always")
+@inline
 def site_rtt(site_first, rtt_sites, client):
     """The RTT distribution of ``client``'s site: the last site whose first client index is at
     or before it (``Topology.rtt_table``)."""
@@ -187,58 +221,72 @@ def site_rtt(site_first, rtt_sites, client):
     return rtt_sites[k]
 
 
-@njit(cache=True, nogil=True)
-def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_servers, paths_key,
-         itl_p, stall_prob, stall_p, site_first, rtt_sites, keepalive, tokens_per_chunk, bytes_per_token,
-         req_overhead, chunk_overhead, hello_wire, flight_wire, ticket_wire,
-         mean_gap, keepalive_every, image_bytes_p, image_tokens_p,
-         t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new,
-         s_client, s_server,
-         r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images,
-         c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter,
-         wd):
-    """Fill requests (kept turns), connections and writes, at the offsets ``plan`` sized.
-    ``hello_wire`` 0: plaintext HTTP (no TLS handshake; the request goes out at once)."""
+@inline
+def session_path(k_s, paths):
+    """A session's client, server and path RTT (ns; the draws its key's 0 and 1 pick)."""
+    n_servers = paths.n_servers
+    client = client_rank(uniform(k_s, 0), paths.n_clients, paths.client_skew)
+    server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
+    rtt = np.int64(sample(site_rtt(paths.site_first, paths.rtt_sites, client),
+                          uniform(derive(paths.paths_key, client * n_servers + server), 0)))
+    return client, server, rtt
+
+
+@kernel
+def fill(ss, paths, p, t, r, c, wd):
+    """Fill requests (``r``, ``Requests``: kept turns), connections (``c``, ``tcp.Conns``) and
+    writes (``wd``, [W, WF_COLS]) of the sessions ``ss`` (``Sessions``: their clients and
+    servers filled too) at the offsets ``plan`` sized; ``t``: ``plan``'s ``Turns``, ``p``
+    the ``ChatParams``, ``paths`` the ``Paths``. ``p.hello_wire`` 0: plaintext HTTP (no TLS
+    handshake; the request goes out at once)."""
+    # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
+    keepalive, tokens_per_chunk, bytes_per_token = p.keepalive, p.tokens_per_chunk, p.bytes_per_token
+    mean_gap, keepalive_every = p.mean_gap, p.keepalive_every
+    hello_wire, flight_wire, ticket_wire = p.hello_wire, p.flight_wire, p.ticket_wire
+    req_overhead, chunk_overhead, stall_prob = p.req_overhead, p.chunk_overhead, p.stall_prob
+    image_bytes_p, image_tokens_p, itl_p, stall_p = p.image_bytes, p.image_tokens, p.itl, p.stall
+    s_key, s_turn0, s_req0, s_conn0, s_write0, s_client, s_server = ss
+    t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new = t
+    r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images = r
+    c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter = c
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
-        client = client_rank(uniform(k_s, 0), n_clients, client_skew)
-        server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
+        client, server, rtt = session_path(k_s, paths)
         s_client[s], s_server[s] = client, server
-        rtt = np.int64(sample(site_rtt(site_first, rtt_sites, client),
-                              uniform(derive(paths_key, client * n_servers + server), 0)))
-        c = s_conn0[s] - 1
+        conn0 = s_conn0[s]
+        ci = conn0 - 1
         w = s_write0[s]
-        r = s_req0[s]
+        ri = s_req0[s]
         last_done = -1  # local index of the previous turn's last write on this connection
         for k in range(s_turns_of(s_turn0, s, t_think.shape[0])):
             tr = s_turn0[s] + k
             if not t_keep[tr]:
                 continue
             if t_new[tr]:
-                if c >= s_conn0[s]:
-                    w = _close(c, w, last_done, keepalive, c_w0, c_wn, wd)
-                c += 1
-                k_c = derive(k_s, 100 + c - s_conn0[s])
-                c_session[c] = s
-                c_open_dep[c] = -1 if c == s_conn0[s] else c - 1
-                c_open_at[c] = t_at[tr] if c == s_conn0[s] else t_think[tr]
-                c_rtt[c] = max(rtt, np.int64(2))
-                c_isn[c, 0] = bits(k_c, 0) & 0xFFFFFFFF
-                c_isn[c, 1] = bits(k_c, 1) & 0xFFFFFFFF
-                c_ipid[c, 0] = bits(k_c, 2) & 0xFFFF
-                c_ipid[c, 1] = bits(k_c, 3) & 0xFFFF
-                c_jitter[c] = np.int64(uniform(k_c, 4) * 100_000_000)
-                c_w0[c] = w
+                if ci >= conn0:
+                    w = _close(ci, w, last_done, keepalive, c_w0, c_wn, wd)
+                ci += 1
+                k_c = derive(k_s, 100 + ci - conn0)
+                c_session[ci] = s
+                c_open_dep[ci] = -1 if ci == conn0 else ci - 1
+                c_open_at[ci] = t_at[tr] if ci == conn0 else t_think[tr]
+                c_rtt[ci] = max(rtt, np.int64(2))
+                c_isn[ci, 0] = bits(k_c, 0) & 0xFFFFFFFF
+                c_isn[ci, 1] = bits(k_c, 1) & 0xFFFFFFFF
+                c_ipid[ci, 0] = bits(k_c, 2) & 0xFFFF
+                c_ipid[ci, 1] = bits(k_c, 3) & 0xFFFF
+                c_jitter[ci] = np.int64(uniform(k_c, 4) * 100_000_000)
+                c_w0[ci] = w
                 if hello_wire > 0:
                     w = put_write(w, DIR_UP, hello_wire, -1, D_CLIENT_HELLO, -1, PH_HANDSHAKE, 0,
-                               L_CLIENT_HELLO, wd)
-                    w = put_write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE, 0,
-                               L_SERVER_FLIGHT, wd)
+                                  L_CLIENT_HELLO, wd)
+                    w = put_write(w, DIR_DOWN, flight_wire, 0, D_SERVER_FLIGHT, -1, PH_HANDSHAKE,
+                                  0, L_SERVER_FLIGHT, wd)
                     w = put_write(w, DIR_UP, FINISHED_WIRE, 1, D_CLIENT_FIN, -1, PH_HANDSHAKE, 0,
-                               L_CLIENT_FINISHED, wd)
+                                  L_CLIENT_FINISHED, wd)
                     if ticket_wire > 0:
                         w = put_write(w, DIR_DOWN, ticket_wire, 2, D_TICKET, -1, PH_HANDSHAKE, 0,
-                                   L_APPDATA, wd)
+                                      L_APPDATA, wd)
                     req_dep, req_delay, req_flags = 2, D_REQUEST, W_REQ
                 else:
                     req_dep, req_delay, req_flags = -1, D_CLIENT_HELLO, W_REQ
@@ -253,17 +301,17 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
                 for i in range(t_images[tr]):
                     upload += int(round(sample(image_bytes_p, uniform(k_i, 2 * i)) * BASE64))
                     image_tokens += int(round(sample(image_tokens_p, uniform(k_i, 2 * i + 1))))
-            r_session[r], r_turn[r], r_conn[r] = s, k, c
-            r_prompt[r], r_output[r], r_ttft[r] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
-            r_reason[r], r_images[r] = reason, t_images[tr]
-            req_local = w - c_w0[c]
-            w = put_write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, r, PH_REQUEST, req_flags,
-                       L_APPDATA, wd)
+            r_session[ri], r_turn[ri], r_conn[ri] = s, k, ci
+            r_prompt[ri], r_output[ri], r_ttft[ri] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
+            r_reason[ri], r_images[ri] = reason, t_images[tr]
+            req_local = w - c_w0[ci]
+            w = put_write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, ri, PH_REQUEST, req_flags,
+                          L_APPDATA, wd)
             k_t = derive(k_s, 1_000_000 + k)
             t_tok = t_ttft[tr]
             for j in range(keepalives(reason, mean_gap, keepalive_every)):
                 w = put_write(w, DIR_DOWN, tls_wire(KEEPALIVE_PLAIN), req_local,
-                           t_tok + (j + 1) * keepalive_every, r, PH_THINKING, 0, L_APPDATA, wd)
+                              t_tok + (j + 1) * keepalive_every, ri, PH_THINKING, 0, L_APPDATA, wd)
             t_tok += _silence(reason, mean_gap)
             done_tokens = reason  # hidden: no bytes on the wire
             while done_tokens < out:
@@ -272,18 +320,18 @@ def fill(s_key, s_turn0, s_req0, s_conn0, s_write0, n_clients, client_skew, n_se
                     if done_tokens + g > reason:  # the first visible token comes at ttft + silence
                         t_tok += token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
                 plain = chunk_overhead + int(round(ntok * bytes_per_token))
-                w = put_write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, r, PH_STREAM, 0,
-                           L_APPDATA, wd)
+                w = put_write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, ri, PH_STREAM, 0,
+                              L_APPDATA, wd)
                 done_tokens += ntok
-            w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, r, PH_STREAM, 0,
-                       L_APPDATA, wd)
-            last_done = w - 1 - c_w0[c]
-            r += 1
-        if c >= s_conn0[s]:
-            _close(c, w, last_done, keepalive, c_w0, c_wn, wd)
+            w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, ri,
+                          PH_STREAM, 0, L_APPDATA, wd)
+            last_done = w - 1 - c_w0[ci]
+            ri += 1
+        if ci >= conn0:
+            _close(ci, w, last_done, keepalive, c_w0, c_wn, wd)
 
 
-@njit(cache=True)
+@helper
 def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
     w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
                L_APPDATA, wd)
@@ -291,7 +339,7 @@ def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
     return w
 
 
-@njit(cache=True, inline="always")
+@inline
 def put_write(w, d, nbytes, dep, delay, req, phase, flags, layout, wd):
     wd[w, WF_DIR], wd[w, WF_BYTES], wd[w, WF_DEP], wd[w, WF_DELAY] = d, nbytes, dep, delay
     wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_FLAGS], wd[w, WF_LAYOUT] = req, phase, flags, layout

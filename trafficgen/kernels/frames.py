@@ -7,12 +7,50 @@ TLS record headers that fall inside the segment. Template bytes of mask ECHO com
 at an offset of the flow key alone (the template byte is the index past it): the ServerHello's
 legacy_session_id_echo is then the ClientHello's session id. No per-packet allocation.
 """
-import numpy as np
-from numba import njit
+from collections import namedtuple
 
-from trafficgen.schema import PROTO_UDP, SYN
+import numpy as np
 
 from . import udp as _udp
+from .codes import PROTO_TCP, PROTO_UDP, SYN
+from .headers import (
+    ETH_DST,
+    ETH_HLEN,
+    ETH_SRC,
+    ETH_TYPE,
+    ETHERTYPE_IP4,
+    IP4_CSUM,
+    IP4_DF,
+    IP4_DST,
+    IP4_FRAG,
+    IP4_HLEN,
+    IP4_ID,
+    IP4_LEN,
+    IP4_PROTO,
+    IP4_SRC,
+    IP4_TOS,
+    IP4_TTL,
+    IP4_VER_IHL,
+    IP4_VER_IHL_20,
+    PCAP_INCL_LEN,
+    PCAP_ORIG_LEN,
+    PCAP_REC,
+    PCAP_TS_FRAC,
+    PCAP_TS_SEC,
+    TCP_ACK,
+    TCP_CSUM,
+    TCP_DPORT,
+    TCP_FLAGS,
+    TCP_HLEN,
+    TCP_OFF,
+    TCP_OPTS,
+    TCP_SEQ,
+    TCP_SPORT,
+    TCP_SYN_HLEN,
+    TCP_URG,
+    TCP_WIN,
+)
+from .jit import helper, inline, kernel
 from .rng import mix64
 from .wire import fold, put16, put32, sum16  # noqa: F401 (encap imports them from here)
 
@@ -21,13 +59,32 @@ PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen
 ECHO = 4  # TLS templates' mask code: pool byte ``tpl`` past the flow's echo offset (session ids)
 ECHO_SALT = 0x5E55101D
 TEXT = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz etaoinshrd ", np.uint8).copy()
-PCAP_REC = 16  # pcap record header
 WIN_SYN = (64240, 65160)  # Linux SYN / SYN-ACK windows
 WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
 WSCALE = 7
+TTL = 64  # the hosts' initial TTL; less the path's hops at the far side's tap
+
+PacketRows = namedtuple("PacketRows", "ts flow_row dirs seq ack flags plen ipid layout segoff "
+                                      "writelen wire_len")
+PacketRows.__doc__ = """The schedule's columns the encoder reads, one value per packet: ``ts``
+int64 ns since the run's start; ``flow_row`` the row of the packet's flow in ``FlowAttrs``;
+``dirs`` 0 up / 1 down; ``seq``/``ack`` absolute; ``flags`` TCP flags; ``plen`` payload bytes;
+``ipid`` the IPv4 id; ``layout``/``segoff``/``writelen`` place the payload inside its
+application write; ``wire_len`` the frame's bytes (UDP rows: see ``schema.SCHED_DTYPE``)."""
+
+FlowAttrs = namedtuple("FlowAttrs", "cip sip cport sport key hops side proto")
+FlowAttrs.__doc__ = """Per flow row: client and server addresses (uint32) and ports (uint16),
+the flow key (uint64: payload offsets, ids), ``hops`` between the two ends, ``side`` the end
+the capture is on (0 client, 1 server) and ``proto`` (uint8: 17 = UDP, encoded by
+``kernels.udp``; else TCP)."""
+
+Payloads = namedtuple("Payloads", "pool tpl tpl_mask tpl_start tpl_len")
+Payloads.__doc__ = """Where payload bytes come from: the pseudo-random ``pool`` (uint8, 64 KiB
+longer than the span offsets are drawn in) and the write templates (``wire.tls.Templates``:
+bytes, masks, start and length per layout)."""
 
 
-@njit(cache=True)
+@kernel
 def frame_space(wire_len, pcap):
     """Bytes needed for these frames (plus pcap record headers if ``pcap``)."""
     total = 0
@@ -36,7 +93,7 @@ def frame_space(wire_len, pcap):
     return total + (PCAP_REC * wire_len.shape[0] if pcap else 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _mac(buf, o, kind, ip, gw_mac):
     """kind 0: gateway MAC; 1: a client's (02:00 + IPv4); 2: a server's (02:01 + IPv4)."""
     if kind == 0:
@@ -48,32 +105,51 @@ def _mac(buf, o, kind, ip, gw_mac):
         put32(buf, o + 2, ip)
 
 
-@njit(cache=True, nogil=True)
+@inline
+def pcap_record(out, o, t, wl):
+    """A pcap record header at ``o``: time ``t`` (ns since the epoch), ``wl`` bytes captured of
+    ``wl``."""
+    sec = t // 1_000_000_000
+    nsec = t - sec * 1_000_000_000
+    for k in range(4):
+        out[o + PCAP_TS_SEC + k] = (sec >> (8 * k)) & 0xFF
+        out[o + PCAP_TS_FRAC + k] = (nsec >> (8 * k)) & 0xFF
+        out[o + PCAP_INCL_LEN + k] = (wl >> (8 * k)) & 0xFF
+        out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF
+
+
 def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
           writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side,
           gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets, f_proto=None):
-    """Encode ``n`` packets into ``out`` (uint8); ``offsets[i]`` gets frame i's start.
+    """:func:`encode` with its inputs one by one (the form tests and benchmarks call);
+    ``f_proto`` None: every flow is TCP. Returns the bytes written."""
+    if f_proto is None:
+        f_proto = np.full(f_cip.shape[0], PROTO_TCP, np.uint8)
+    return encode(out, pcap, start_ns,
+                  PacketRows(ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
+                             writelen, wire_len),
+                  FlowAttrs(f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto),
+                  gw_mac, mss, Payloads(pool, tpl, tpl_mask, tpl_start, tpl_len), offsets)
 
-    Per packet: ts int64 ns since ``start_ns``; flow_row index into the f_* flow arrays;
-    dirs 0 up / 1 down; seq/ack absolute; plen payload bytes; layout/segoff/writelen place the
-    payload inside its application write; f_side is the end of each flow the capture is on
-    (0 client, 1 server). ``f_proto`` (uint8 per flow, optional): flows of protocol 17 are
-    UDP, encoded by ``kernels.udp`` (see schema.py for their columns). Returns the bytes
-    written.
+
+@kernel
+def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
+    """Encode the packets of ``rows`` (``PacketRows``) into ``out`` (uint8); ``offsets[i]``
+    gets frame i's start.
+
+    ``flows``: ``FlowAttrs`` of the rows' flows; ``pcap``: each frame after a pcap record
+    header (times ``start_ns`` + ts); ``gw_mac``: the gateway's MAC (uint8[6]); ``mss``: the
+    SYNs' MSS option; ``payloads``: ``Payloads``. Returns the bytes written.
     """
+    # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
+    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len = rows
+    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto = flows
     o = 0
-    pool_span = pool.shape[0] - 65536
+    pool_span = payloads.pool.shape[0] - 65536
     for i in range(ts.shape[0]):
         wl = wire_len[i]
         if pcap:
-            t = start_ns + ts[i]
-            sec = t // 1_000_000_000
-            nsec = t - sec * 1_000_000_000
-            for k in range(4):
-                out[o + k] = (sec >> (8 * k)) & 0xFF
-                out[o + 4 + k] = (nsec >> (8 * k)) & 0xFF
-                out[o + 8 + k] = (wl >> (8 * k)) & 0xFF
-                out[o + 12 + k] = (wl >> (8 * k)) & 0xFF
+            pcap_record(out, o, start_ns + ts[i], wl)
             o += PCAP_REC
         offsets[i] = o
         f = flow_row[i]
@@ -83,85 +159,85 @@ def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, 
         capture_side = f_side[f]
         # Ethernet: at the client side, client <-> gateway; at the server side, router <-> server
         if capture_side == 0:
-            _mac(out, o, 0 if up else 1, cip, gw_mac)
-            _mac(out, o + 6, 1 if up else 0, cip, gw_mac)
+            _mac(out, o + ETH_DST, 0 if up else 1, cip, gw_mac)
+            _mac(out, o + ETH_SRC, 1 if up else 0, cip, gw_mac)
         else:
-            _mac(out, o, 2 if up else 0, sip, gw_mac)
-            _mac(out, o + 6, 0 if up else 2, sip, gw_mac)
-        out[o + 12] = 0x08
-        out[o + 13] = 0x00
-        if f_proto is not None and f_proto[f] == PROTO_UDP:
-            o = _udp.udp_frame(out, o + 14, d, up, cip, sip, f_cport[f], f_sport[f],
-                               64 if d == capture_side else 64 - f_hops[f], layout[i], flags[i],
-                               seq[i], ack[i], plen[i], ipid[i], segoff[i], writelen[i], f_key[f],
-                               pool, pool_span)
+            _mac(out, o + ETH_DST, 2 if up else 0, sip, gw_mac)
+            _mac(out, o + ETH_SRC, 0 if up else 2, sip, gw_mac)
+        put16(out, o + ETH_TYPE, ETHERTYPE_IP4)
+        ttl = TTL if d == capture_side else TTL - f_hops[f]
+        if f_proto[f] == PROTO_UDP:
+            o = _udp.udp_frame(out, o + ETH_HLEN, rows, i, flows, f, ttl, payloads.pool, pool_span)
             continue
         # IPv4
-        ip = o + 14
+        ip = o + ETH_HLEN
         fl = flags[i]
-        thl = 32 if fl & SYN else 20
+        thl = TCP_SYN_HLEN if fl & SYN else TCP_HLEN
         n = plen[i]
-        out[ip] = 0x45
-        out[ip + 1] = 0
-        put16(out, ip + 2, 20 + thl + n)
-        put16(out, ip + 4, ipid[i])
-        out[ip + 6] = 0x40  # DF
-        out[ip + 7] = 0
-        out[ip + 8] = 64 if d == capture_side else 64 - f_hops[f]
-        out[ip + 9] = 6
-        out[ip + 10] = 0
-        out[ip + 11] = 0
-        put32(out, ip + 12, cip if up else sip)
-        put32(out, ip + 16, sip if up else cip)
-        put16(out, ip + 10, fold(sum16(out, ip, 20)))
+        out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
+        out[ip + IP4_TOS] = 0
+        put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
+        put16(out, ip + IP4_ID, ipid[i])
+        out[ip + IP4_FRAG] = IP4_DF
+        out[ip + IP4_FRAG + 1] = 0
+        out[ip + IP4_TTL] = ttl
+        out[ip + IP4_PROTO] = PROTO_TCP
+        out[ip + IP4_CSUM] = 0
+        out[ip + IP4_CSUM + 1] = 0
+        put32(out, ip + IP4_SRC, cip if up else sip)
+        put32(out, ip + IP4_DST, sip if up else cip)
+        put16(out, ip + IP4_CSUM, fold(sum16(out, ip, IP4_HLEN)))
         # TCP
-        tp = ip + 20
-        put16(out, tp, f_cport[f] if up else f_sport[f])
-        put16(out, tp + 2, f_sport[f] if up else f_cport[f])
-        put32(out, tp + 4, seq[i])
-        put32(out, tp + 8, ack[i])
-        out[tp + 12] = (thl // 4) << 4
-        out[tp + 13] = fl
-        put16(out, tp + 14, WIN_SYN[d] if fl & SYN else WIN_SCALED)
-        out[tp + 16] = 0
-        out[tp + 17] = 0
-        out[tp + 18] = 0
-        out[tp + 19] = 0
+        tp = ip + IP4_HLEN
+        put16(out, tp + TCP_SPORT, f_cport[f] if up else f_sport[f])
+        put16(out, tp + TCP_DPORT, f_sport[f] if up else f_cport[f])
+        put32(out, tp + TCP_SEQ, seq[i])
+        put32(out, tp + TCP_ACK, ack[i])
+        out[tp + TCP_OFF] = (thl // 4) << 4
+        out[tp + TCP_FLAGS] = fl
+        put16(out, tp + TCP_WIN, WIN_SYN[d] if fl & SYN else WIN_SCALED)
+        out[tp + TCP_CSUM] = 0
+        out[tp + TCP_CSUM + 1] = 0
+        out[tp + TCP_URG] = 0
+        out[tp + TCP_URG + 1] = 0
         if fl & SYN:  # MSS, NOP, window scale, NOP, NOP, SACK permitted
-            out[tp + 20] = 2
-            out[tp + 21] = 4
-            put16(out, tp + 22, mss)
-            out[tp + 24] = 1
-            out[tp + 25] = 3
-            out[tp + 26] = 3
-            out[tp + 27] = WSCALE
-            out[tp + 28] = 1
-            out[tp + 29] = 1
-            out[tp + 30] = 4
-            out[tp + 31] = 2
+            op = tp + TCP_OPTS
+            out[op] = 2
+            out[op + 1] = 4
+            put16(out, op + 2, mss)
+            out[op + 4] = 1
+            out[op + 5] = 3
+            out[op + 6] = 3
+            out[op + 7] = WSCALE
+            out[op + 8] = 1
+            out[op + 9] = 1
+            out[op + 10] = 4
+            out[op + 11] = 2
         pl = tp + thl
+        key = f_key[f]
         if n > 0:
             _payload(out, pl, n, layout[i], segoff[i], writelen[i],
-                     (f_key[f] + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq[i]))
-                     % np.uint64(pool_span), echo_offset(f_key[f], pool_span), pool, tpl,
-                     tpl_mask, tpl_start, tpl_len)
+                     (key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq[i]))
+                     % np.uint64(pool_span), echo_offset(key, pool_span), payloads)
         # pseudo-header + TCP header + payload
-        s = sum16(out, ip + 12, 8) + np.uint64(6) + np.uint64(thl + n) + sum16(out, tp, thl + n)
-        put16(out, tp + 16, fold(s))
+        s = sum16(out, ip + IP4_SRC, 8) + np.uint64(PROTO_TCP) + np.uint64(thl + n) \
+            + sum16(out, tp, thl + n)
+        put16(out, tp + TCP_CSUM, fold(s))
         o = pl + n
     return o
 
 
-@njit(cache=True, inline="always")
+@inline
 def echo_offset(key, pool_span):
     """Where a connection's ECHO bytes start in the pool: a function of its flow key alone, so
     both directions' templates (ClientHello and ServerHello session ids) get the same bytes."""
     return np.int64(mix64(np.uint64(key) ^ np.uint64(ECHO_SALT)) % np.uint64(pool_span))
 
 
-@njit(cache=True)
-def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, tpl_mask, tpl_start,
-             tpl_len):
+@helper
+def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, payloads):
+    """The payload of one segment: ``n`` bytes at ``pl``, bytes ``segoff``.. of its write."""
+    pool, tpl, tpl_mask, tpl_start, tpl_len = payloads
     po = np.int64(pool_off)
     dst = out[pl:pl + n]
     src = pool[po:po + n]
@@ -170,7 +246,7 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, t
     # template prefix of the write (handshake messages), where it overlaps this segment
     plen_t = tpl_len[lay]
     if plen_t > 0 and tpl_mask[tpl_start[lay] + plen_t - 1] >= PLAIN:
-        _plain(out, pl, n, segoff, writelen, po, pool, tpl, tpl_mask, tpl_start[lay], plen_t)
+        _plain(out, pl, n, segoff, writelen, po, payloads, tpl_start[lay], plen_t)
         return
     if segoff < plen_t:
         t0 = tpl_start[lay]
@@ -205,7 +281,7 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, pool, tpl, t
         r += 1
 
 
-@njit(cache=True)
+@helper
 def _field(tpl, tpl_mask, t0, k, writelen):
     """Byte ``k`` of a length field (mask DEC or HEX): the write's length less the field's
     first two template bytes, decimal right-padded with spaces or hex zero-padded."""
@@ -229,10 +305,11 @@ def _field(tpl, tpl_mask, t0, k, writelen):
     return 48 + (v // 10 ** (nd - 1 - j)) % 10
 
 
-@njit(cache=True)
-def _plain(out, pl, n, segoff, writelen, po, pool, tpl, tpl_mask, t0, plen_t):
+@helper
+def _plain(out, pl, n, segoff, writelen, po, payloads, t0, plen_t):
     """A plaintext HTTP write: the template's prefix (with its length fields), filler text
     from the pool, the template's suffix at the write's end."""
+    pool, tpl, tpl_mask = payloads.pool, payloads.tpl, payloads.tpl_mask
     t0, plen_t, seg, wl = np.int64(t0), np.int64(plen_t), np.int64(segoff), np.int64(writelen)
     suf = np.int64(tpl_mask[t0 + plen_t - 1] & 0x7F)
     pre = plen_t - suf

@@ -21,12 +21,13 @@ a WebSocket connection's ISNs, IP ids and close jitter are bits of the session k
 (models/media.py); Opus frame sizes derive(session, 3_000_000 + direction),
 arrival jitter derive(session, 3_100_000 + direction).
 """
+from collections import namedtuple
+
 import numpy as np
-from numba import njit
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
-
-from .chat import client_rank, put_write, site_rtt, tls_wire
+from .chat import Paths, put_write, session_path, tls_wire
+from .codes import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
+from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_REQ, W_TURN
@@ -46,30 +47,51 @@ COMMITTED = 620  # speech_stopped + committed + conversation.item.created
 RESPONSE_START = 1100  # response.created + output_item.added + content_part.added
 RESPONSE_DONE = 1800  # audio.done + audio_transcript.done + content_part/output_item/response.done
 
+MediaSessions = namedtuple("MediaSessions", "client server rtt rtp first end")
+MediaSessions.__doc__ = """Per media session (``sessions``' output): client, server, path RTT,
+transport (1 = RTP), when the user first speaks (video: sends its first frame) and until when
+exchanges may start."""
+Talk = namedtuple("Talk", "user model lat pause barge_in")
+Talk.__doc__ = """How a voice conversation goes: packed distributions of the user's and the
+model's speech spurts, the model's latency and the pause before the user speaks again, and the
+probability the user speaks into an answer."""
+Exchanges = namedtuple("Exchanges", "x0 nx last u0 u1 r0 sent")
+Exchanges.__doc__ = """Voice exchanges: per session (``x0``, ``nx``: its first and count;
+``last``: the end of its last) and per exchange the user's speech [u0, u1) (client clock), the
+answer's first audio at the server ``r0`` and the ns of its audio sent."""
+WsAudio = namedtuple("WsAudio", "chunk sample_rate down_chunk speed")
+WsAudio.__doc__ = """Audio over a WebSocket: ns of audio per append event up, the sample rate,
+ns of audio per delta down, and how much faster than real time the answer is sent."""
+Rtp = namedtuple("Rtp", "opus silence_bytes dtx jitter side class_id")
+Rtp.__doc__ = """RTP streams: the packed distribution of an Opus frame's bytes in speech, a
+silence frame's bytes, DTX on, the far end's jitter (ns), the capture's end, the class code."""
 
-@njit(cache=True, inline="always")
+
+@inline
 def ws_client(n):
     """Plain bytes of a masked client WebSocket frame of ``n`` payload bytes (RFC 6455)."""
     return n + 6 + (2 if n >= 126 else 0) + (6 if n >= 65536 else 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def ws_server(n):
     return n + 2 + (2 if n >= 126 else 0) + (6 if n >= 65536 else 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def b64(n):
     return 4 * ((n + 2) // 3)
 
 
-@njit(cache=True)
-def timeline(k, t_first, s_end, owd, speed, user_p, model_p, lat_p, pause_p, barge_in,
-             x0, e_u0, e_u1, e_r0, e_sent, store):
-    """Exchanges of one session from ``t_first`` until ``s_end``: the user's speech [u0, u1)
-    (client clock), the answer's first audio at the server ``r0`` and the ns of its audio sent
-    (``sent``; less than drawn when barged into). Stored at ``x0`` if ``store``. Returns
-    (exchanges, end time: the last answer heard, or the last speech)."""
+@helper
+def timeline(k, t_first, s_end, owd, speed, talk, x0, ex, store):
+    """Exchanges of one session from ``t_first`` until ``s_end`` (``talk``: ``Talk``): the
+    user's speech [u0, u1) (client clock), the answer's first audio at the server ``r0`` and
+    the ns of its audio sent (``sent``; less than drawn when barged into). Stored into ``ex``
+    (``Exchanges``) at ``x0`` if ``store``. Returns (exchanges, end time: the last answer
+    heard, or the last speech)."""
+    user_p, model_p, lat_p, pause_p, barge_in = talk  # out of the tuples once (see frames)
+    e_u0, e_u1, e_r0, e_sent = ex.u0, ex.u1, ex.r0, ex.sent
     t = t_first
     j = 0
     end = t_first
@@ -93,19 +115,26 @@ def timeline(k, t_first, s_end, owd, speed, user_p, model_p, lat_p, pause_p, bar
     return j, end
 
 
-@njit(cache=True, nogil=True)
-def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, setup_rtts,
-             session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp, s_first,
-             s_end):
-    """Per session: client, server, path RTT, transport (1 = RTP), when the user first speaks
-    and until when exchanges may start (the session's length, or the run's end)."""
+def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites,
+             setup_rtts, session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp,
+             s_first, s_end):
+    """:func:`session_draws` with its inputs one by one (the form tests call)."""
+    session_draws(s_key, s_start,
+                  Paths(n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites),
+                  setup_rtts, session_p, pause_p, rtp_share, dur_end,
+                  MediaSessions(s_client, s_server, s_rtt, s_rtp, s_first, s_end))
+
+
+@kernel
+def session_draws(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_share, dur_end, out):
+    """Per session (``out``: ``MediaSessions``): client, server, path RTT (``chat.Paths``),
+    transport (1 = RTP), when the user first speaks and until when exchanges may start (the
+    session's length, or the run's end ``dur_end``)."""
+    s_client, s_server, s_rtt, s_rtp, s_first, s_end = out
     for s in range(s_key.shape[0]):
         k = s_key[s]
-        client = client_rank(uniform(k, 0), n_clients, client_skew)
-        server = min(int(uniform(k, 1) * n_servers), n_servers - 1)
-        rtt = max(np.int64(sample(site_rtt(site_first, rtt_sites, client),
-                                  uniform(derive(paths_key, client * n_servers + server), 0))),
-                  np.int64(2))
+        client, server, rtt = session_path(k, paths)
+        rtt = max(rtt, np.int64(2))
         s_client[s], s_server[s], s_rtt[s] = client, server, rtt
         s_rtp[s] = 1 if uniform(k, 3) < rtp_share else 0
         setup = (setup_rtts * rtt + 20_000_000) if s_rtp[s] == 0 else 0
@@ -113,23 +142,35 @@ def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_
         s_end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
 
 
-@njit(cache=True, nogil=True)
 def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p, pause_p,
               barge_in, s_x0, e_u0, e_u1, e_r0, e_sent, s_nx, s_last, store):
-    """Count (``store`` 0) or fill (1, at ``s_x0``) every session's exchanges."""
+    """:func:`exchange_draws` with its inputs one by one (the form tests call)."""
+    z = np.empty(0, np.int64)
+    exchange_draws(s_key, MediaSessions(z, z, s_rtt, s_rtp, s_first, s_end), speed,
+                   Talk(user_p, model_p, lat_p, pause_p, barge_in),
+                   Exchanges(s_x0, s_nx, s_last, e_u0, e_u1, e_r0, e_sent), store)
+
+
+@kernel
+def exchange_draws(s_key, st, speed, talk, ex, store):
+    """Count (``store`` 0) or fill (1, at ``ex.x0``) every session's exchanges (``st``:
+    ``MediaSessions``; ``talk``: ``Talk``; ``ex``: ``Exchanges``, its ``nx`` and ``last``
+    filled); ``speed``: the answer's sending speed on WebSocket sessions."""
+    s_rtt, s_rtp, s_first, s_end = st.rtt, st.rtp, st.first, st.end
+    s_x0, s_nx, s_last = ex.x0, ex.nx, ex.last
     for s in range(s_key.shape[0]):
         sp = 1.0 if s_rtp[s] else speed
-        n, last = timeline(s_key[s], s_first[s], s_end[s], s_rtt[s] // 2, sp, user_p, model_p,
-                           lat_p, pause_p, barge_in, s_x0[s], e_u0, e_u1, e_r0, e_sent, store)
+        n, last = timeline(s_key[s], s_first[s], s_end[s], s_rtt[s] // 2, sp, talk, s_x0[s], ex,
+                           store)
         s_nx[s], s_last[s] = n, last
 
 
-@njit(cache=True, inline="always")
+@inline
 def _ceil(a, b):
     return (a + b - 1) // b
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ws_count(s_x0, s_nx, e_u0, e_u1, e_sent, chunk, down_chunk, setup_writes, s_writes):
     """Writes of each WebSocket session (``setup_writes``: handshake and upgrade, and close)."""
     for s in range(s_x0.shape[0]):
@@ -139,12 +180,14 @@ def ws_count(s_x0, s_nx, e_u0, e_u1, e_sent, chunk, down_chunk, setup_writes, s_
         s_writes[s] = w
 
 
-@njit(cache=True, nogil=True)
-def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_rate, down_chunk,
-              speed, req0, w_after_setup, wd):
-    """An exchange's writes, appended after each session's setup writes (``w_after_setup[c]``
-    is the next free row of connection ``c``); returns nothing, rows are as ``ws_count``
-    sized. Request ``req0[c] + j`` is exchange j. All times absolute (W_ABS)."""
+@kernel
+def ws_writes(c_w0, ex, s_rtt, audio, req0, w_after_setup, wd):
+    """An exchange's writes (``ex``: ``Exchanges`` of the WebSocket sessions, one connection
+    each; ``audio``: ``WsAudio``), appended after each session's setup writes
+    (``w_after_setup[c]`` is the next free row of connection ``c``); returns nothing, rows are
+    as ``ws_count`` sized. Request ``req0[c] + j`` is exchange j. All times absolute (W_ABS)."""
+    s_x0, s_nx, e_u0, e_u1, e_r0, e_sent = ex.x0, ex.nx, ex.u0, ex.u1, ex.r0, ex.sent
+    chunk, sample_rate, down_chunk, speed = audio
     for c in range(c_w0.shape[0]):
         w = w_after_setup[c]
         owd = s_rtt[c] // 2
@@ -181,14 +224,15 @@ def ws_writes(c_w0, s_x0, s_nx, s_rtt, e_u0, e_u1, e_r0, e_sent, chunk, sample_r
         w_after_setup[c] = w
 
 
-@njit(cache=True, nogil=True)
-def rtp_rows(s_key, s_x0, s_nx, s_rtt, s_first, s_last, e_u0, e_u1, e_r0, e_sent, opus_p,
-             silence_bytes, dtx, jitter, side, class_id, flow0, req0, row0, s_rows, rows, store):
-    """RTP packets of each RTP session (flow ``flow0[s]``, requests from ``req0[s]``) from its
-    first speech to its end, both ways: counted into ``s_rows`` (``store`` 0) or filled into
-    ``rows`` (SCHED_DTYPE) at ``row0`` (``store`` 1). ``side``: the capture's end; the far
-    end's packets arrive ``owd`` plus up to ``jitter`` ns late (uniform, less than a frame:
-    they stay in order)."""
+@kernel
+def rtp_rows(s_key, s_rtt, s_first, ex, rtp, flow0, req0, row0, s_rows, rows, store):
+    """RTP packets of each RTP session (``ex``: their ``Exchanges``; flow ``flow0[s]``,
+    requests from ``req0[s]``) from its first speech to its end, both ways: counted into
+    ``s_rows`` (``store`` 0) or filled into ``rows`` (SCHED_DTYPE) at ``row0`` (``store`` 1).
+    ``rtp``: ``Rtp``; the far end's packets (the capture is at ``rtp.side``) arrive ``owd``
+    plus up to ``rtp.jitter`` ns late (uniform, less than a frame: they stay in order)."""
+    s_x0, s_nx, s_last, e_u0, e_u1, e_r0, e_sent = ex.x0, ex.nx, ex.last, ex.u0, ex.u1, ex.r0, ex.sent
+    opus_p, silence_bytes, dtx, jitter, side, class_id = rtp
     for s in range(s_key.shape[0]):
         k = s_key[s]
         owd = s_rtt[s] // 2

@@ -1,7 +1,9 @@
 """Copying rows into their merged places: the k-way merge of partition streams."""
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .jit import kernel
 
 
 @intrinsic
@@ -19,7 +21,7 @@ def _copy(typingctx, dst, d, src, s, n):
     return sig, codegen
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def scatter_rows(src, width, where, dst):
     """Row i of ``src`` to row ``where[i]`` of ``dst``: flat uint8 views of structured arrays
     whose rows are ``width`` bytes (the k-way merge puts each stream's rows straight into their

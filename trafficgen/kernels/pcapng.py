@@ -6,10 +6,26 @@ with if_tsresol = 9) whose opt_comment reads
 Label names come from one byte table (``names``, ``name_off``: the vocabularies of
 ``trafficgen.schema`` laid end to end), so no Python runs per packet.
 """
-import numpy as np
-from numba import njit
+from collections import namedtuple
 
-EPB_FIXED = 28 + 4  # header fields + trailing length
+import numpy as np
+
+from .headers import (
+    EPB_BLOCK_TYPE,
+    EPB_CAP_LEN,
+    EPB_DATA,
+    EPB_IFACE,
+    EPB_LEN,
+    EPB_ORIG_LEN,
+    EPB_TS_HIGH,
+    EPB_TS_LOW,
+    EPB_TYPE,
+    OPT_COMMENT,
+    OPT_ENDOFOPT,
+)
+from .jit import helper, inline, kernel
+
+EPB_FIXED = EPB_DATA + 4  # header fields + trailing length
 OPT_HDR = 4
 OPT_END = 4
 _CLASS, _FLOW, _REQ, _DIR, _PHASE = (b"class=", b" flow=", b" request=", b" dir=", b" phase=")
@@ -21,13 +37,21 @@ def _lit(text: bytes) -> np.ndarray:
 
 LITERALS = tuple(_lit(t) for t in (_CLASS, _FLOW, _REQ, _DIR, _PHASE))
 
+Labels = namedtuple("Labels", "cls flow req dirs phase")
+Labels.__doc__ = """Per packet: the label codes and ids its comment shows (class, flow id,
+request id, direction, phase)."""
+NameTable = namedtuple("NameTable", "names name_off c_base d_base p_base lit_len")
+NameTable.__doc__ = """The label names laid end to end (``names`` uint8, name ``k`` at
+``names[name_off[k]:name_off[k + 1]]``), where the class, direction and phase names start in it,
+and the bytes of the comment's literal parts (``LITERALS``)."""
 
-@njit(cache=True, inline="always")
+
+@inline
 def _pad4(n):
     return (n + 3) & ~3
 
 
-@njit(cache=True, inline="always")
+@inline
 def _digits(v):
     n = 1 if v >= 0 else 2
     v = abs(v)
@@ -37,7 +61,7 @@ def _digits(v):
     return n
 
 
-@njit(cache=True)
+@helper
 def _put_int(out, o, v):
     """Write the decimal digits of ``v`` at ``o``; returns the position after them."""
     n = _digits(v)
@@ -55,14 +79,14 @@ def _put_int(out, o, v):
     return end
 
 
-@njit(cache=True, inline="always")
+@inline
 def _put(out, o, src):
     for k in range(src.shape[0]):
         out[o + k] = src[k]
     return o + src.shape[0]
 
 
-@njit(cache=True, inline="always")
+@inline
 def _put_name(out, o, names, name_off, code):
     for k in range(name_off[code], name_off[code + 1]):
         out[o] = names[k]
@@ -70,46 +94,52 @@ def _put_name(out, o, names, name_off, code):
     return o
 
 
-@njit(cache=True)
-def comment_len(cls, flow, req, d, ph, name_off, lit_len, c_base, d_base, p_base):
-    return (lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
+@helper
+def comment_len(table, cls, flow, req, d, ph):
+    """Bytes of one packet's comment (``NameTable`` ``table``; its label codes)."""
+    name_off, c_base, d_base, p_base = table.name_off, table.c_base, table.d_base, table.p_base
+    return (table.lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
             + _digits(req) + name_off[d_base + d + 1] - name_off[d_base + d]
             + name_off[p_base + ph + 1] - name_off[p_base + ph])
 
 
-@njit(cache=True, nogil=True)
-def epb_space(wire_len, cls, flow, req, dirs, phase, name_off, lit_len, c_base, d_base, p_base):
-    """Bytes of the EPBs of these packets (int64)."""
+@kernel
+def epb_space(wire_len, labels, table):
+    """Bytes of the EPBs of these packets (int64): ``labels`` (``Labels``) named by ``table``
+    (``NameTable``)."""
+    cls, flow, req, dirs, phase = labels
     total = 0
     for i in range(wire_len.shape[0]):
-        n = comment_len(cls[i], flow[i], req[i], dirs[i], phase[i], name_off, lit_len, c_base,
-                        d_base, p_base)
+        n = comment_len(table, cls[i], flow[i], req[i], dirs[i], phase[i])
         total += EPB_FIXED + _pad4(wire_len[i]) + OPT_HDR + _pad4(n) + OPT_END
     return total
 
 
-@njit(cache=True, nogil=True)
-def build_epbs(out, frames, offsets, wire_len, ts_ns, cls, flow, req, dirs, phase, names,
-               name_off, c_base, d_base, p_base, l_class, l_flow, l_req, l_dir, l_phase):
+@kernel
+def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
     """Write one EPB per packet into ``out`` (uint8, sized by ``epb_space``): frame i is
-    ``frames[offsets[i]:offsets[i] + wire_len[i]]``; ts_ns int64 ns since the epoch. Label
-    codes index the name table from ``c_base``/``d_base``/``p_base``. Returns bytes written."""
+    ``frames[offsets[i]:offsets[i] + wire_len[i]]``; ts_ns int64 ns since the epoch.
+    ``labels``: ``Labels``, named by ``table`` (``NameTable``); ``literals``: ``LITERALS``.
+    Returns bytes written."""
+    l_class, l_flow, l_req, l_dir, l_phase = literals
+    names, name_off, c_base, d_base, p_base, _ = table
+    cls, flow, req, dirs, phase = labels  # out of the tuple once (a member read costs a refcount)
     o = 0
     for i in range(wire_len.shape[0]):
         wl = wire_len[i]
         start = o
-        _le32(out, o, 6)
-        _le32(out, o + 8, 0)
+        _le32(out, o + EPB_TYPE, EPB_BLOCK_TYPE)
+        _le32(out, o + EPB_IFACE, 0)
         t = ts_ns[i]
-        _le32(out, o + 12, (t >> 32) & 0xFFFFFFFF)
-        _le32(out, o + 16, t & 0xFFFFFFFF)
-        _le32(out, o + 20, wl)
-        _le32(out, o + 24, wl)
+        _le32(out, o + EPB_TS_HIGH, (t >> 32) & 0xFFFFFFFF)
+        _le32(out, o + EPB_TS_LOW, t & 0xFFFFFFFF)
+        _le32(out, o + EPB_CAP_LEN, wl)
+        _le32(out, o + EPB_ORIG_LEN, wl)
         src = frames[offsets[i]:offsets[i] + wl]
-        dst = out[o + 28:o + 28 + wl]
+        dst = out[o + EPB_DATA:o + EPB_DATA + wl]
         for k in range(wl):
             dst[k] = src[k]
-        o += 28 + wl
+        o += EPB_DATA + wl
         while o & 3:
             out[o] = 0
             o += 1
@@ -125,23 +155,23 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, cls, flow, req, dirs, phas
         c = _put(out, c, l_phase)
         c = _put_name(out, c, names, name_off, p_base + phase[i])
         n = c - o - OPT_HDR
-        out[o] = 1  # opt_comment
+        out[o] = OPT_COMMENT
         out[o + 1] = 0
         out[o + 2] = n & 0xFF
         out[o + 3] = n >> 8
         while c & 3:
             out[c] = 0
             c += 1
-        _le32(out, c, 0)  # opt_endofopt
+        _le32(out, c, OPT_ENDOFOPT)
         c += 4
         blen = c + 4 - start
-        _le32(out, start + 4, blen)
+        _le32(out, start + EPB_LEN, blen)
         _le32(out, c, blen)
         o = c + 4
     return o
 
 
-@njit(cache=True, inline="always")
+@inline
 def _le32(out, o, v):
     out[o] = v & 0xFF
     out[o + 1] = (v >> 8) & 0xFF

@@ -9,8 +9,8 @@ direction-insensitive hash of the IP 5-tuple, 0 when the frame is not IP), ``kin
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from .jit import helper, inline, kernel
 from .rng import mix64
 
 ETH_IPV4 = 0x0800
@@ -23,12 +23,12 @@ OTHER_BLOCK = 2  # pcapng: a block the caller must read itself (SHB, IDB, ...)
 BAD = 3  # a record/block that cannot be valid (its length field is impossible)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _u16be(b, o):
     return (np.int64(b[o]) << 8) | np.int64(b[o + 1])
 
 
-@njit(cache=True, inline="always")
+@inline
 def _u32(b, o, big):
     if big:
         return ((np.int64(b[o]) << 24) | (np.int64(b[o + 1]) << 16) | (np.int64(b[o + 2]) << 8)
@@ -37,7 +37,7 @@ def _u32(b, o, big):
             | np.int64(b[o]))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _addr(b, o, n):
     """A 64-bit digest of an n-byte address."""
     h = np.uint64(0x9E3779B97F4A7C15)
@@ -46,7 +46,7 @@ def _addr(b, o, n):
     return h
 
 
-@njit(cache=True)
+@helper
 def classify(b, o, n, linktype):
     """(flow key, kind) of the frame of ``n`` captured bytes at ``o`` (Ethernet link type 1)."""
     if linktype != 1 or n < 14:
@@ -94,7 +94,7 @@ def classify(b, o, n, linktype):
     return key, kind
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def walk_pcap(b, pos, end, big, frac_ns, limit, off, caplen, origlen, ts):
     """Records of a classic pcap in ``b[pos:end]``: each frame's offset in ``b``, captured and
     original length, timestamp (int64 ns; ``frac_ns`` ns per sub-second unit: 1000 for
@@ -120,7 +120,7 @@ def walk_pcap(b, pos, end, big, frac_ns, limit, off, caplen, origlen, ts):
         pos += 16 + cl
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, n_if, off, caplen, origlen, ts,
                 iface):
     """Enhanced and simple packet blocks of a pcapng section in ``b[pos:end]``, until another
@@ -172,7 +172,7 @@ def walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, n_if, off, caplen, 
         pos += blen
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, ts, caplen, origlen, fkey, kind):
     """Records of a classic pcap in ``b[pos:end]`` (``walk_pcap``), each one's flow key and
     kind (``classify``). Returns (records, new pos, status)."""
@@ -184,7 +184,7 @@ def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, ts, caplen, origlen,
     return n, pos, status
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def scan_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link, ts, caplen, origlen,
                 fkey, kind):
     """Packet blocks of a pcapng section (``walk_pcapng``), each one's flow key and kind;

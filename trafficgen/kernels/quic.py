@@ -17,11 +17,11 @@ Frames (``write``): the plain TCP frame of the same length becomes UDP + QUIC: l
 Initials come already sealed with their real keys (``trafficgen.quic_initial``: Q_SEALED).
 """
 import numpy as np
-from numba import njit
 
-from trafficgen.schema import FIN, PH_HANDSHAKE, SYN
-
+from .codes import FIN, PH_HANDSHAKE, SYN
 from .frames import put16, put32
+from .headers import UDP_HLEN, UDP_LEN
+from .jit import helper, inline, kernel
 from .rng import mix64
 
 Q_DROP, Q_INITIAL, Q_HANDSHAKE, Q_SHORT = 0, 1, 2, 3
@@ -34,7 +34,7 @@ F_COLS = F_PN + 6
 CID_CLIENT_DCID, CID_CLIENT, CID_SERVER = 1, 2, 3
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
     """Per packet (in capture order) of ``n``: ``kind`` (uint8: Q_* or 255 for a packet of a
     TCP flow), ``qlen`` (int64: the QUIC packet's bytes, the UDP payload) and ``pn`` (int64:
@@ -82,25 +82,25 @@ def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
     return 0
 
 
-@njit(cache=True)
+@kernel
 def cid_value(key, which):
     """Connection id ``which`` (CID_*) of the flow with this key, as a uint64."""
     return mix64(np.uint64(key) ^ np.uint64(which * 0x51ED27))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _cid(out, o, key, which):
     x = cid_value(key, which)
     for k in range(8):
         out[o + k] = (x >> np.uint64(8 * (7 - k))) & np.uint64(0xFF)
 
 
-@njit(cache=True)
+@helper
 def write(out, u, qlen, kind, pn, d, key):
     """QUIC header of a ``qlen``-byte packet at ``u + 8`` (after the UDP header at ``u``,
     whose length is set here; its checksum comes after). Protected bytes already there."""
-    put16(out, u + 4, qlen + 8)
-    q = u + 8
+    put16(out, u + UDP_LEN, qlen + UDP_HLEN)
+    q = u + UDP_HLEN
     if kind == Q_SEALED:
         return
     if kind == Q_SHORT:

@@ -6,7 +6,8 @@ so any draw can be recomputed anywhere, in any order, in any process: this is wh
 independent of chunking and parallelism. SplitMix64 (Steele, Lea, Flood 2014) passes BigCrush.
 """
 import numpy as np
-from numba import njit
+
+from .jit import inline, kernel
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -15,7 +16,7 @@ _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 
-@njit(cache=True, inline="always")
+@inline
 def mix64(z):
     """SplitMix64 finaliser: uint64 -> uint64."""
     z = np.uint64(z)
@@ -24,25 +25,25 @@ def mix64(z):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True, inline="always")
+@inline
 def derive(key, ident):
     """Child key of ``key`` for the non-negative integer id ``ident``."""
     return mix64(np.uint64(key) ^ mix64(np.uint64(ident) + GOLDEN))
 
 
-@njit(cache=True, inline="always")
+@inline
 def bits(key, i):
     """Draw ``i`` of ``key`` as uint64."""
     return mix64(np.uint64(key) + (np.uint64(i) + np.uint64(1)) * GOLDEN)
 
 
-@njit(cache=True, inline="always")
+@inline
 def uniform(key, i):
     """Draw ``i`` of ``key`` as a float64 strictly inside (0, 1)."""
     return (float(bits(key, i) >> _S11) + 0.5) * _INV53
 
 
-@njit(cache=True)
+@kernel
 def fill_bytes(key, out):
     """Fill a uint8 array with pseudo-random bytes from ``key`` (8 bytes per draw)."""
     n = out.shape[0]
@@ -65,7 +66,7 @@ def key_of(*ids: int) -> np.uint64:
     return k
 
 
-@njit(cache=True)
+@kernel
 def derive_range(key, first, out):
     """``out[i] = derive(key, first + i)``: child keys for a run of ids."""
     for i in range(out.shape[0]):

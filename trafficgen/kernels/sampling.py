@@ -7,11 +7,14 @@ draw's position in its stream never depends on the values of other draws.
 import math
 
 import numpy as np
-from numba import njit
 
-from trafficgen.config.dist import CONSTANT, LOGNORMAL, MAX_KNOTS, UNIFORM, WEIGHTS
-
+from .jit import kernel
 from .rng import uniform
+
+# distribution kinds (the packed vector's first value; ``config.dist`` builds them)
+CONSTANT, UNIFORM, LOGNORMAL, QUANTILES, WEIGHTS = 0, 1, 2, 3, 4
+MAX_KNOTS = 64  # knots of a quantile or weights table
+DIST_LEN = 6 + 2 * MAX_KNOTS  # [kind, a, b, lo, hi, nknots, p[MAX_KNOTS]..., v[MAX_KNOTS]...]
 
 # Acklam's rational approximation to the normal quantile, refined by one Halley step.
 _A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
@@ -23,7 +26,7 @@ _C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
 
 
-@njit(cache=True)
+@kernel
 def ndtri(p):
     """Standard normal quantile for p in (0, 1), accurate to ~1e-15."""
     if p <= 0.0:
@@ -46,7 +49,7 @@ def ndtri(p):
     return x - u / (1.0 + x * u / 2.0)
 
 
-@njit(cache=True)
+@kernel
 def sample(params, u):
     """One draw from the packed distribution ``params`` (float64[DIST_LEN]) for u in (0, 1)."""
     kind = int(params[0])
@@ -77,7 +80,7 @@ def sample(params, u):
     return math.exp(math.log(v0) + f * (math.log(v1) - math.log(v0)))
 
 
-@njit(cache=True)
+@kernel
 def sample_many(params, key, first, out):
     """Fill ``out`` with draws ``first, first+1, ...`` of ``key`` through ``params``."""
     for i in range(out.shape[0]):

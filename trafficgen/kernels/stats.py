@@ -1,7 +1,7 @@
 """Per-flow and per-request totals from a packet schedule (one pass each, no Python loops)."""
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .tcp import (
     P_ACK,
     P_CONN,
@@ -20,7 +20,7 @@ from .tcp import (
 )
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
     """start/end: int64[n]; bytes_/packets: int64[n, 2] by direction (packets in any order)."""
     for f in range(n_flows):
@@ -36,7 +36,7 @@ def flow_totals(flow, dirs, wire_len, ts, n_flows, start, end, bytes_, packets):
         end[f] = max(end[f], ts[i])
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def request_totals(req, dirs, plen, wire_len, ts, n_req, start, first_byte, end, bytes_):
     """start: first request byte seen; first_byte/end: first/last response byte seen (any
     payload of the request's: a reasoning reply's keep-alives and a tool's answer count).
@@ -62,7 +62,7 @@ def request_totals(req, dirs, plen, wire_len, ts, n_req, start, first_byte, end,
             end[r] = max(end[r], t)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def gather_rows(src, order, dst):
     """``dst[i] = src[order[i]]`` for rows of bytes (uint8[n, itemsize] views of structured
     arrays): one contiguous copy per row, vectorised."""
@@ -74,7 +74,7 @@ def gather_rows(src, order, dst):
             d[k] = s[k]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def fill_schedule(out, order, flow_of_conn, req_map, class_id, start_ns, sched):
     """Sorted schedule rows from the transport kernel's int64[n, P_COLS] output.
 

@@ -17,10 +17,12 @@ Layout for speed: a connection's state is one small int64 array (``S_*`` offsets
 per direction) and writes are rows of one int64 matrix (``WF_*`` columns), so the helpers
 take a handful of arrays rather than dozens.
 """
-import numpy as np
-from numba import njit
+from collections import namedtuple
 
-from trafficgen.schema import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
+import numpy as np
+
+from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
+from .jit import helper, kernel
 
 INF = np.int64(2**62)
 ATO_NS = 40_000_000  # delayed-ACK timer
@@ -55,8 +57,19 @@ S_LEN = 43
 # per-write state of the current connection (int64[wn, 3])
 WS_START, WS_END, WS_QTIME = 0, 1, 2
 
+Conns = namedtuple("Conns", "session open_dep open_at rtt isn ipid w0 wn jitter")
+Conns.__doc__ = """Per connection, the transport's input: session, the connection it waits for
+(-1 none), when it opens (absolute, or after that one's last response), RTT, ISNs and first IP
+ids ([C, 2] by direction), its writes (first row of ``wd``, count) and clock jitter."""
+Link = namedtuple("Link", "dur_end mss ns_per_byte capture_side rwnd")
+Link.__doc__ = """The path, per class: the run's end (ns), MSS, ns per byte at the access link,
+the end the capture is on (0 client, 1 server) and the receive window (bytes)."""
+# Inside: a connection's constants travel as one tuple ``cx`` = (conn, w0, wend, owd, rto): its
+# index, its writes' rows [w0, wend), the one-way delay and the retransmission timeout; a
+# segment's labels as ``seg`` = (req, phase, layout, segoff, writelen).
 
-@njit(cache=True)
+
+@helper
 def packet_bound(wd, w0, wn, mss):
     """Upper bound on the packets a connection with writes ``w0:w0+wn`` can produce."""
     segs = 0
@@ -65,7 +78,7 @@ def packet_bound(wd, w0, wn, mss):
     return 2 * segs + 16
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def total_bound(c_w0, c_wn, wd, mss):
     """Packets buffer size that fits every connection."""
     total = 0
@@ -74,24 +87,25 @@ def total_bound(c_w0, c_wn, wd, mss):
     return total
 
 
-@njit(cache=True, nogil=True)
-def simulate(c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter, wd,
-             dur_end, mss, ns_per_byte, capture_side, rwnd, out, c_npk, c_resp_end, wo):
-    """Simulate every connection in order; fill ``out`` (int64[cap, P_COLS]).
+@kernel
+def simulate(conns, wd, link, out, c_npk, c_resp_end, wo):
+    """Simulate every connection of ``conns`` (``Conns``; its writes rows of ``wd``) in order
+    over ``link`` (``Link``); fill ``out`` (int64[cap, P_COLS]).
 
-    Connections: ``c_open_dep[c]`` is -1 for a session's first connection, opened at the
-    absolute time ``c_open_at[c]``; otherwise the earlier connection whose last response it
-    follows, opened ``c_open_at[c]`` ns after that response was delivered. A connection that
-    would open at or after ``dur_end`` is skipped. ``c_isn``/``c_ipid`` are [n, 2] (per
-    direction). Returns the number of packets written, or -1 if ``out`` is too small.
-    ``c_npk`` gets packets per connection (0 = skipped), ``c_resp_end`` the delivery time of
-    its last response, ``wo`` each write's delivery time and whether it was sent.
+    Connections: ``open_dep[c]`` is -1 for a session's first connection, opened at the
+    absolute time ``open_at[c]``; otherwise the earlier connection whose last response it
+    follows, opened ``open_at[c]`` ns after that response was delivered. A connection that
+    would open at or after ``link.dur_end`` is skipped. Returns the number of packets
+    written, or -1 if ``out`` is too small. ``c_npk`` gets packets per connection (0 =
+    skipped), ``c_resp_end`` the delivery time of its last response, ``wo`` each write's
+    delivery time and whether it was sent.
     """
     cap = out.shape[0]
     cur = 0
     wo[:, WO_DELIV] = -1
     wo[:, WO_ISSUED] = 0
     S = np.empty(S_LEN, np.int64)
+    c_open_dep, c_open_at = conns.open_dep, conns.open_at
     for c in range(c_open_dep.shape[0]):
         c_npk[c] = 0
         c_resp_end[c] = -1
@@ -102,35 +116,34 @@ def simulate(c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter, 
             if prev_end < 0:
                 continue
             t_open = prev_end + c_open_at[c]
-        if t_open >= dur_end:
+        if t_open >= link.dur_end:
             continue
-        w0, wn = c_w0[c], c_wn[c]
-        if cur + packet_bound(wd, w0, wn, mss) > cap:
+        if cur + packet_bound(wd, conns.w0[c], conns.wn[c], link.mss) > cap:
             return -1
-        n = _conn(c, t_open, c_rtt[c], c_isn[c, 0], c_isn[c, 1], c_ipid[c, 0], c_ipid[c, 1],
-                  w0, wn, c_jitter[c], wd, wo, S, dur_end, mss, ns_per_byte, capture_side, rwnd,
-                  out, cur, c_resp_end)
+        n = _conn(c, t_open, conns, wd, wo, S, link, out, cur, c_resp_end)
         c_npk[c] = n
         cur += n
     return cur
 
 
-@njit(cache=True)
+@helper
 def _next_w(wd, w, end, d):
     while w < end and wd[w, WF_DIR] != d:
         w += 1
     return w
 
 
-@njit(cache=True)
-def _emit(out, i, S, conn, d, t, flags, seq_rel, plen, req, phase, layout, segoff, writelen,
-          ns_per_byte, owd, capture_side):
+@helper
+def _emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     """Record packet ``i`` sent by side ``d`` at ``t`` (later if its link is busy); it
-    acknowledges what ``d`` has received. Returns ``i + 1``."""
+    acknowledges what ``d`` has received. ``seg``: its labels (req, phase, layout, segoff,
+    writelen). Returns ``i + 1``."""
+    conn, _, _, owd, _ = cx
+    req, phase, layout, segoff, writelen = seg
     wlen = (HDR_SYN if flags & SYN else HDR_DATA) + plen
     t_send = max(t, S[S_LINKFREE + d])
-    S[S_LINKFREE + d] = t_send + np.int64(wlen * ns_per_byte) + 1
-    out[i, P_TS] = t_send + (owd if d != capture_side else 0)
+    S[S_LINKFREE + d] = t_send + np.int64(wlen * link.ns_per_byte) + 1
+    out[i, P_TS] = t_send + (owd if d != link.capture_side else 0)
     out[i, P_SEND] = t_send
     out[i, P_CONN] = conn
     out[i, P_DIR] = d
@@ -153,23 +166,24 @@ def _emit(out, i, S, conn, d, t, flags, seq_rel, plen, req, phase, layout, segof
     return i + 1
 
 
-@njit(cache=True)
-def _ack_now(out, i, S, conn, s, t, ns_per_byte, owd, capture_side):
+@helper
+def _ack_now(out, i, S, cx, link, s, t):
     """Side ``s`` sends a pure ACK of everything it has received."""
-    i = _emit(out, i, S, conn, s, t, ACK, S[S_NXT + s], 0, S[S_STREQ], S[S_STPHASE], 0, 0, 0,
-              ns_per_byte, owd, capture_side)
+    i = _emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
     S[S_UNACKED + 1 - s] = 0
     S[S_TIMER + 1 - s] = INF
     return i
 
 
-@njit(cache=True)
-def _ready(S, wd, wo, ws, w0, wend, d, t_est, dur_end, jitter):
+@helper
+def _ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
     """When side ``d``'s next write is ready (INF while it waits on something not yet done).
 
     A write waits for a write of its own side to be written, or for one of the other side's
     to be delivered; writes of one side stay in order. A close happens at the run's end at the
     latest (after the reply in flight, if any)."""
+    _, w0, wend, _, _ = cx
+    dur_end = link.dur_end
     w = S[S_NEXTW + d]
     if w >= wend:
         return INF
@@ -193,10 +207,11 @@ def _ready(S, wd, wo, ws, w0, wend, d, t_est, dur_end, jitter):
     return t
 
 
-@njit(cache=True)
-def _send(out, i, S, wd, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, owd,
-          capture_side):
+@helper
+def _send(out, i, S, wd, ws, cx, link, d, t):
     """Side ``d`` sends what its congestion and receive windows allow, then a pending FIN."""
+    _, w0, wend, _, rto = cx
+    mss, rwnd = link.mss, link.rwnd
     if S[S_NXT + d] == S[S_UNA + d] and t - S[S_LASTSEND + d] > rto:
         S[S_CWND + d] = min(S[S_CWND + d], IW_SEGMENTS * mss)  # restart after idle
     while S[S_NXT + d] < S[S_QUEUED + d] and S[S_NXT + d] - S[S_UNA + d] < S[S_CWND + d]:
@@ -210,15 +225,13 @@ def _send(out, i, S, wd, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, 
         if seg_end - S[S_UNA + d] > rwnd:
             break
         flags = ACK | PSH if seg_end == w_end else ACK
-        i = _emit(out, i, S, conn, d, t, flags, nxt, seg_end - nxt, wd[w, WF_REQ],
-                  wd[w, WF_PHASE], wd[w, WF_LAYOUT], nxt - w_start, w_end - w_start,
-                  ns_per_byte, owd, capture_side)
+        i = _emit(out, i, S, cx, link, d, t, flags, nxt, seg_end - nxt,
+                  (wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_LAYOUT], nxt - w_start, w_end - w_start))
         S[S_NXT + d] = seg_end
         S[S_UNACKED + 1 - d] = 0  # the data segment carries the ACK
         S[S_TIMER + 1 - d] = INF
     if S[S_FINPEND + d] and not S[S_FINSENT + d] and S[S_NXT + d] == S[S_QUEUED + d]:
-        i = _emit(out, i, S, conn, d, t, FIN | ACK, S[S_NXT + d], 0, -1, PH_TEARDOWN, 0, 0, 0,
-                  ns_per_byte, owd, capture_side)
+        i = _emit(out, i, S, cx, link, d, t, FIN | ACK, S[S_NXT + d], 0, (-1, PH_TEARDOWN, 0, 0, 0))
         S[S_NXT + d] += 1
         S[S_FINSENT + d] = 1
         S[S_UNACKED + 1 - d] = 0
@@ -226,12 +239,16 @@ def _send(out, i, S, wd, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, 
     return i
 
 
-@njit(cache=True)
-def _conn(conn, t_open, rtt, isn0, isn1, ipid0, ipid1, w0, wn, jitter, wd, wo, S, dur_end, mss,
-          ns_per_byte, capture_side, rwnd, out, base, c_resp_end):
+@helper
+def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
+    """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``;
+    returns how many."""
+    rtt, w0, wn, jitter = conns.rtt[conn], conns.w0[conn], conns.wn[conn], conns.jitter[conn]
+    mss = link.mss
     owd = rtt // 2
     rto = rtt + RTO_MIN_NS
     wend = w0 + wn
+    cx = (conn, w0, wend, owd, rto)
     ws = np.zeros((wn, 3), np.int64)
     ws[:, WS_QTIME] = -1
     for d in range(2):
@@ -243,22 +260,21 @@ def _conn(conn, t_open, rtt, isn0, isn1, ipid0, ipid1, w0, wn, jitter, wd, wo, S
         w = _next_w(wd, w0, wend, d)
         S[S_NEXTW + d] = S[S_SENDW + d] = S[S_DELIVW + d] = w
         S[S_FINPEND + d] = S[S_FINSENT + d] = S[S_LASTQ + d] = 0
-    S[S_ISN], S[S_ISN + 1], S[S_IPID], S[S_IPID + 1] = isn0, isn1, ipid0, ipid1
+    S[S_ISN], S[S_ISN + 1] = conns.isn[conn, 0], conns.isn[conn, 1]
+    S[S_IPID], S[S_IPID + 1] = conns.ipid[conn, 0], conns.ipid[conn, 1]
     S[S_STREQ], S[S_STPHASE] = -1, PH_HANDSHAKE
     S[S_TRUNC] = S[S_DONE] = 0
     S[S_LASTDOWN] = t_open
     i = base
     # three-way handshake (no data: its arrivals need no processing)
+    hs = (-1, PH_HANDSHAKE, 0, 0, 0)
     S[S_RCV], S[S_RCV + 1] = 0, 0
-    i = _emit(out, i, S, conn, 0, t_open, SYN, 0, 0, -1, PH_HANDSHAKE, 0, 0, 0,
-              ns_per_byte, owd, capture_side)
+    i = _emit(out, i, S, cx, link, 0, t_open, SYN, 0, 0, hs)
     S[S_RCV] = 1
-    i = _emit(out, i, S, conn, 1, t_open + owd, SYN | ACK, 0, 0, -1, PH_HANDSHAKE, 0, 0, 0,
-              ns_per_byte, owd, capture_side)
+    i = _emit(out, i, S, cx, link, 1, t_open + owd, SYN | ACK, 0, 0, hs)
     S[S_RCV + 1] = 1
     t_est = t_open + rtt
-    i = _emit(out, i, S, conn, 0, t_est, ACK, 1, 0, -1, PH_HANDSHAKE, 0, 0, 0,
-              ns_per_byte, owd, capture_side)
+    i = _emit(out, i, S, cx, link, 0, t_est, ACK, 1, 0, hs)
     S[S_HEAD], S[S_HEAD + 1] = -1, -1
     S[S_LASTSEND], S[S_LASTSEND + 1] = t_est, t_open + owd
     guard = 0
@@ -269,29 +285,28 @@ def _conn(conn, t_open, rtt, isn0, isn1, ipid0, ipid1, w0, wn, jitter, wd, wo, S
         # candidate events: arrivals (FIFO per direction), delayed-ACK timers, writes
         ta0 = out[S[S_HEAD], P_SEND] + owd if S[S_HEAD] >= 0 else INF
         ta1 = out[S[S_HEAD + 1], P_SEND] + owd if S[S_HEAD + 1] >= 0 else INF
-        tw0 = _ready(S, wd, wo, ws, w0, wend, 0, t_est, dur_end, jitter)
-        tw1 = _ready(S, wd, wo, ws, w0, wend, 1, t_est, dur_end, jitter)
+        tw0 = _ready(S, wd, wo, ws, cx, link, 0, t_est, jitter)
+        tw1 = _ready(S, wd, wo, ws, cx, link, 1, t_est, jitter)
         t = min(min(ta0, ta1), min(min(S[S_TIMER], S[S_TIMER + 1]), min(tw0, tw1)))
         if t >= INF:
             break
         if ta0 == t or ta1 == t:
             d = 0 if ta0 == t else 1
-            i = _arrive(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto,
-                        ns_per_byte, owd, capture_side)
+            i = _arrive(out, i, S, wd, wo, ws, cx, link, d, t)
         elif S[S_TIMER] == t or S[S_TIMER + 1] == t:
             d = 0 if S[S_TIMER] == t else 1
-            i = _ack_now(out, i, S, conn, 1 - d, t, ns_per_byte, owd, capture_side)
+            i = _ack_now(out, i, S, cx, link, 1 - d, t)
         else:
             d = 0 if tw0 == t else 1
-            i = put_write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end,
-                       ns_per_byte, owd, capture_side, c_resp_end)
+            i = put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end)
     return i - base
 
 
-@njit(cache=True)
-def _arrive(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, owd,
-            capture_side):
+@helper
+def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``."""
+    _, w0, wend, _, _ = cx
+    mss = link.mss
     p = S[S_HEAD + d]
     q = p + 1
     while q < i and out[q, P_DIR] != d:
@@ -323,31 +338,28 @@ def _arrive(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_
         S[S_UNACKED + d] = 0
         S[S_TIMER + d] = INF
         if s == 1:  # the server answers the client's FIN with its own
-            i = _emit(out, i, S, conn, 1, t, FIN | ACK, S[S_NXT + 1], 0, -1, PH_TEARDOWN, 0, 0,
-                      0, ns_per_byte, owd, capture_side)
+            i = _emit(out, i, S, cx, link, 1, t, FIN | ACK, S[S_NXT + 1], 0, (-1, PH_TEARDOWN, 0, 0, 0))
             S[S_NXT + 1] += 1
             S[S_FINSENT + 1] = 1
         else:  # the client acknowledges the server's FIN: done
-            i = _emit(out, i, S, conn, 0, t, ACK, S[S_NXT], 0, -1, PH_TEARDOWN, 0, 0, 0,
-                      ns_per_byte, owd, capture_side)
+            i = _emit(out, i, S, cx, link, 0, t, ACK, S[S_NXT], 0, (-1, PH_TEARDOWN, 0, 0, 0))
             S[S_DONE] = 1
         return i
     if plen > 0:
         if S[S_UNACKED + d] >= 2:
-            i = _ack_now(out, i, S, conn, s, t, ns_per_byte, owd, capture_side)
+            i = _ack_now(out, i, S, cx, link, s, t)
         elif S[S_TIMER + d] >= INF:
             S[S_TIMER + d] = t + ATO_NS
-    return _send(out, i, S, wd, ws, conn, s, t, w0, wend, mss, rwnd, rto, ns_per_byte, owd,
-                 capture_side)
+    return _send(out, i, S, wd, ws, cx, link, s, t)
 
 
-@njit(cache=True)
-def put_write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_end, ns_per_byte,
-           owd, capture_side, c_resp_end):
+@helper
+def put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end):
     """Side ``d``'s application writes its next write at ``t`` (or, for a later turn after
     the run's end, stops: the connection goes straight to its close)."""
+    conn, w0, wend, _, _ = cx
     w = S[S_NEXTW + d]
-    if wd[w, WF_FLAGS] & W_TURN and t >= dur_end:
+    if wd[w, WF_FLAGS] & W_TURN and t >= link.dur_end:
         S[S_TRUNC] = 1
         close = w
         while close < wend and not wd[close, WF_FLAGS] & W_CLOSE:
@@ -367,5 +379,4 @@ def put_write(out, i, S, wd, wo, ws, conn, d, t, w0, wend, mss, rwnd, rto, dur_e
         if not S[S_TRUNC]:
             c_resp_end[conn] = wo[w0 + wd[w, WF_DEP], WO_DELIV]
     S[S_NEXTW + d] = _next_w(wd, w + 1, wend, d)
-    return _send(out, i, S, wd, ws, conn, d, t, w0, wend, mss, rwnd, rto, ns_per_byte, owd,
-                 capture_side)
+    return _send(out, i, S, wd, ws, cx, link, d, t)

@@ -11,11 +11,10 @@ request's header block uncompressed, a status line and headers before each respo
 chunk header per SSE event in place of the DATA frame header. Sizes are plaintext bytes; the
 write's TLS records grow with them.
 """
-from numba import njit
-
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
 
 from .chat import L_CLIENT_HELLO, L_SERVER_FLIGHT, TLS_MAX_PLAIN, TLS_OVERHEAD, tls_wire
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
+from .jit import inline, kernel
 from .rng import derive, uniform
 from .tcp import W_REQ, WF_BYTES, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 
@@ -28,18 +27,18 @@ H1_RESPONSE_HEAD = 250  # "HTTP/1.1 200 OK" and headers, chunked transfer-encodi
 LAYOUTS = 3  # per variant: ClientHello, server flight, client CCS + Finished
 
 
-@njit(cache=True, inline="always")
+@inline
 def _plain(wire):
     """Plaintext bytes of a write of ``wire`` bytes of TLS records."""
     return wire - TLS_OVERHEAD * ((wire + TLS_MAX_PLAIN + TLS_OVERHEAD - 1) // (TLS_MAX_PLAIN + TLS_OVERHEAD))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _grow(wd, w, delta):
     wd[w, WF_BYTES] = tls_wire(max(_plain(wd[w, WF_BYTES]) + delta, 1))
 
 
-@njit(cache=True, inline="always")
+@inline
 def _chunk_header(n):
     """HTTP/1.1 chunk framing of an ``n``-byte chunk: hex length, CRLF, CRLF."""
     digits = 1
@@ -49,7 +48,7 @@ def _chunk_header(n):
     return digits + 4
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def assign(wd, c_w0, c_wn, c_client, c_endpoint, key, cum_w, var_hello, var_flight, var_h2,
            framing, base):
     """Give each connection ``c`` (writes ``wd[c_w0[c]:c_w0[c] + c_wn[c]]``) its variant:
@@ -111,7 +110,7 @@ K_REQUEST, K_FIRST_EVENT, K_EVENT, K_DONE, K_KEEPALIVE, K_FIRST_KEEPALIVE = rang
 CHUNK_FRAMING = 6 + 2 + 2  # hex size, CRLF, ..., CRLF
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def assign_plain(wd, c_w0, c_wn, kind_len, base):
     """Plaintext HTTP/1.1 connections (no handshake writes): each write's message kind as its
     layout (``base + kind``) and its plaintext size: a request's bytes less their TLS records

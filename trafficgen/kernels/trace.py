@@ -8,33 +8,33 @@ must open). ``kv_uncached``: a transfer's uncached tokens from the trace's cache
 where the trace has none, from the scenario's prefix-cache model (``kernels.kv.draw``'s draws).
 """
 import numpy as np
-from numba import njit
 
-from .chat import client_rank, keepalives, s_turns_of, site_rtt, turn_extras
+from .chat import keepalives, s_turns_of, session_path, turn_extras
+from .jit import kernel
 from .kv import D_HIT, D_NEW
-from .rng import derive, uniform
+from .rng import uniform
 from .sampling import sample
 
 
-@njit(cache=True, nogil=True)
-def paths(s_key, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites, out_rtt):
-    """Per session: the RTT (ns) of its client-server path, as ``kernels.chat.fill`` draws it."""
+@kernel
+def paths(s_key, paths, out_rtt):
+    """Per session: the RTT (ns) of its client-server path (``chat.Paths``), as
+    ``kernels.chat.fill`` draws it."""
     for s in range(s_key.shape[0]):
-        k_s = s_key[s]
-        client = client_rank(uniform(k_s, 0), n_clients, client_skew)
-        server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
-        rtt = np.int64(sample(site_rtt(site_first, rtt_sites, client),
-                              uniform(derive(paths_key, client * n_servers + server), 0)))
+        _, _, rtt = session_path(s_key[s], paths)
         out_rtt[s] = max(rtt, np.int64(2))
 
 
-@njit(cache=True, nogil=True)
-def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, keepalive_every,
-         keepalive, tokens_per_chunk, setup_writes, r_think, r_ttft, r_reason, r_images, r_keep,
-         r_new, s_kept, s_conns, s_writes):
-    """Per turn (``t_at`` its request time, ``t_out`` its output tokens, int64[T]): the draws
-    and whether it opens a connection (the first turn, or one more than ``keepalive`` after
-    the turn before); every turn is kept. Per session: kept turns, connections, writes."""
+@kernel
+def plan(s_key, s_turn0, p, t, s_kept, s_conns, s_writes):
+    """Per turn (``t.at`` its request time, ``t.out`` its output tokens, int64[T]; ``t`` a
+    ``chat.Turns``): the draws (``p``, ``chat.ChatParams``: its ``images`` the constant 0) and
+    whether it opens a connection (the first turn, or one more than ``keepalive`` after the
+    turn before); every turn is kept. Per session: kept turns, connections, writes."""
+    mean_gap, keepalive, tokens_per_chunk = p.mean_gap, p.keepalive, p.tokens_per_chunk
+    setup_writes, keepalive_every = p.setup_writes, p.keepalive_every
+    ttft_p, reason_p, no_images = p.ttft, p.reason, p.images
+    r_think, _, t_out, r_ttft, r_reason, r_images, t_at, r_keep, r_new = t
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         conns = writes = 0
@@ -59,7 +59,7 @@ def plan(s_key, s_turn0, t_at, t_out, ttft_p, reason_p, no_images, mean_gap, kee
         s_kept[s], s_conns[s], s_writes[s] = nt, conns, writes
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def kv_uncached(keys, prompt, cached, prefix, hit_prob, hit_new, out):
     """Uncached tokens (>= 1) per transfer: the prompt minus the trace's cached prefix where it
     has one (``cached`` >= 0); else as the scenario's model draws it (every prompt's first

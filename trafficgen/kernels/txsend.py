@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections import namedtuple
 
 import llvmlite.binding as _llvm
 import numpy as np
-from numba import carray, njit, types
+from numba import carray, types
+
+from .jit import inline, kernel
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 for _name in ("clock_gettime", "clock_nanosleep", "sendmmsg", "__errno_location"):
@@ -52,15 +55,26 @@ ST_DONE, ST_SLICE, ST_STOP, ST_FAILING = 0, 1, 2, 3
 FINE_NS, FINE_BINS, COARSE_NS, COARSE_BINS = 100, 10_000, 100_000, 10_000
 HIST_BINS = FINE_BINS + COARSE_BINS + 1
 
+Frames = namedtuple("Frames", "buf off length sched")
+Frames.__doc__ = """Frames to send: frame k is ``buf[off[k]:off[k] + length[k]]``, due at
+``sched[k]`` (CLOCK_MONOTONIC ns; 0: now)."""
+Pacing = namedtuple("Pacing", "stop_ns slice_end_ns spin_ns timed catchup_ns")
+Pacing.__doc__ = """How ``send_paced`` paces: when to stop, when this slice ends, the spin margin
+before a deadline, whether lateness is measured, how late a frame may be and still keep half
+its gap."""
+TxState = namedtuple("TxState", "msgs iovs ts hist acc")
+TxState.__doc__ = """A sender's scratch and counters: sendmmsg headers and iovecs
+(``init_msgs``), a timespec, the lateness histogram (int64[HIST_BINS]) and the A_* counters."""
 
-@njit(cache=True, nogil=True)
+
+@kernel
 def now_ns(ts):
     """CLOCK_MONOTONIC in int64 ns; ``ts``: int64[2] scratch (a struct timespec)."""
     _clock_gettime(CLOCK_MONOTONIC, ts.ctypes.data)
     return ts[0] * 1_000_000_000 + ts[1]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def sleep_until(ts, t_ns):
     """Sleep until CLOCK_MONOTONIC reaches ``t_ns`` (returns early on a signal)."""
     ts[0] = t_ns // 1_000_000_000
@@ -68,7 +82,7 @@ def sleep_until(ts, t_ns):
     _clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ts.ctypes.data, 0)
 
 
-@njit(cache=True, inline="always")
+@inline
 def _hist_bin(err):
     if err < 0:
         return 0
@@ -78,7 +92,7 @@ def _hist_bin(err):
     return min(k, HIST_BINS - 1)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def init_msgs(msgs, iovs):
     """Point mmsghdr k at iovec k: ``msgs`` int64[B, 8], ``iovs`` int64[B, 2]."""
     base = iovs.ctypes.data
@@ -89,17 +103,20 @@ def init_msgs(msgs, iovs):
         msgs[k, 3] = 1  # msg_iovlen
 
 
-@njit(cache=True, nogil=True)
-def send_paced(fd, buf, off, length, sched, i, n, stop_ns, slice_end_ns, spin_ns, timed,
-               catchup_ns, msgs, iovs, ts, hist, acc):
-    """Send frames ``i..n-1`` (bytes ``buf[off[k]:off[k] + length[k]]``) at their absolute
-    deadlines ``sched[k]`` (CLOCK_MONOTONIC ns; 0: now). Stops before a deadline past
-    ``stop_ns`` or at that time, and returns once ``slice_end_ns`` passes while waiting.
-    With ``timed``, each packet's lateness (return time of its send call minus its deadline)
-    goes into ``hist`` (int64[HIST_BINS]) and ``acc``. A late frame still keeps half its
-    scheduled gap after the one before (catching up at twice the rate, never in a burst)
-    while that leaves it at most ``catchup_ns`` late; later than that, every due frame goes
-    at once. Returns (next index, status)."""
+@kernel
+def send_paced(fd, frames, i, n, pacing, state):
+    """Send frames ``i..n-1`` of ``frames`` (``Frames``: bytes ``buf[off[k]:off[k] +
+    length[k]]``) at their absolute deadlines ``sched[k]`` (CLOCK_MONOTONIC ns; 0: now).
+    ``pacing`` (``Pacing``): stops before a deadline past ``stop_ns`` or at that time, and
+    returns once ``slice_end_ns`` passes while waiting. With ``timed``, each packet's lateness
+    (return time of its send call minus its deadline) goes into ``state.hist``
+    (int64[HIST_BINS]) and ``state.acc``. A late frame still keeps half its scheduled gap after
+    the one before (catching up at twice the rate, never in a burst) while that leaves it at
+    most ``catchup_ns`` late; later than that, every due frame goes at once. ``state``:
+    ``TxState``. Returns (next index, status)."""
+    buf, off, length, sched = frames
+    stop_ns, slice_end_ns, spin_ns, timed, catchup_ns = pacing
+    msgs, iovs, ts, hist, acc = state
     batch = msgs.shape[0]
     base = buf.ctypes.data
     errno_ptr = carray(_errno_location(), 1)

@@ -15,10 +15,9 @@ request without one. Draws per session key: 0 client, 1 server, 2 length, 4 firs
 frame i derive(session, 1_000_000) (2i bytes, 2i+1 jitter); reply j derive(session,
 2_000_000) (3j gap, 3j+1 tokens, 3j+2 latency); its token gaps derive(session, 3_000_000 + j).
 """
-import numpy as np
-from numba import njit
+from collections import namedtuple
 
-from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+import numpy as np
 
 from .chat import (
     CLOSE_NOTIFY_WIRE,
@@ -35,7 +34,9 @@ from .chat import (
     put_write,
     tls_wire,
 )
-from .media import RESPONSE_DONE, RESPONSE_START, b64, ws_client, ws_server
+from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
+from .jit import inline, kernel
+from .media import RESPONSE_DONE, RESPONSE_START, MediaSessions, b64, ws_client, ws_server
 from .rng import derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_CLOSE, W_REQ, W_TURN
@@ -50,8 +51,19 @@ SETUP_WRITES = 8  # hello, flight, finished, upgrade, 101, created, update, upda
 CLOSE_WRITES = 3
 MAX_FRAMES = 1_000_000
 
+VideoParams = namedtuple("VideoParams", "period frame reply tokens lat itl bytes_per_token "
+                                        "tokens_per_frame")
+VideoParams.__doc__ = """A video stream: ns between frames, packed distributions of a frame's
+JPEG bytes, the time between replies, a reply's tokens, the model's latency and the inter-token
+gap; bytes per token of a text delta, prompt tokens per frame."""
+VideoCounts = namedtuple("VideoCounts", "writes reqs tend")
+VideoCounts.__doc__ = """``video``'s count per session: writes, requests, when it may close."""
+Segments = namedtuple("Segments", "session turn conn prompt output images")
+Segments.__doc__ = """Request rows of video segments (frames up to a reply): session, segment,
+connection, prompt tokens, output tokens, frames."""
 
-@njit(cache=True, nogil=True)
+
+@kernel
 def ws_setup(c_w0, hello_wire, flight_wire, ticket_wire, wd, c_next):
     """Each connection's handshake and upgrade writes from ``c_w0[c]``; ``c_next[c]`` gets the
     next free row."""
@@ -78,7 +90,7 @@ def ws_setup(c_w0, hello_wire, flight_wire, ticket_wire, wd, c_next):
         c_next[c] = w
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ws_close(c_w0, c_next, c_tend, wd, c_wn):
     """Each connection's close at ``c_tend[c]``: a WebSocket close frame up (status 1000), its
     echo, close_notify and FIN. ``c_wn[c]`` gets the connection's write count."""
@@ -94,12 +106,27 @@ def ws_close(c_w0, c_next, c_tend, wd, c_wn):
         c_wn[c] = w - c_w0[c]
 
 
-@njit(cache=True, nogil=True)
 def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_p, lat_p, itl_p,
           bytes_per_token, tokens_per_frame, conn0, req0, c_next, s_writes, s_reqs, s_tend, wd,
           r_session, r_turn, r_conn, r_prompt, r_output, r_images):
-    """Count (``store`` 0: writes, requests, end time per session) or fill (1: writes from
-    ``c_next[conn0 + s]``, request rows from ``req0[s]``) every video session."""
+    """:func:`segments` with its inputs one by one (the form tests call)."""
+    z = np.empty(0, np.int64)
+    segments(store, s_key, MediaSessions(z, z, s_rtt, z, s_first, s_end),
+             VideoParams(period, frame_p, reply_p, tokens_p, lat_p, itl_p, bytes_per_token,
+                         tokens_per_frame),
+             conn0, req0, c_next, VideoCounts(s_writes, s_reqs, s_tend), wd,
+             Segments(r_session, r_turn, r_conn, r_prompt, r_output, r_images))
+
+
+@kernel
+def segments(store, s_key, st, vp, conn0, req0, c_next, counts, wd, seg_rows):
+    """Count (``store`` 0: writes, requests, end time per session into ``counts``,
+    ``VideoCounts``) or fill (1: writes from ``c_next[conn0 + s]``, request rows
+    (``seg_rows``, ``Segments``) from ``req0[s]``) every video session (``st``:
+    ``media.MediaSessions``; ``vp``: ``VideoParams``)."""
+    s_first, s_end, s_rtt = st.first, st.end, st.rtt
+    period, frame_p, reply_p, tokens_p, lat_p, itl_p = vp.period, vp.frame, vp.reply, vp.tokens, vp.lat, vp.itl
+    bytes_per_token, tokens_per_frame = vp.bytes_per_token, vp.tokens_per_frame
     for s in range(s_key.shape[0]):
         k = s_key[s]
         k_fr, k_re = derive(k, 1_000_000), derive(k, 2_000_000)
@@ -142,8 +169,7 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
                 if store:
                     w = put_write(w, DIR_DOWN, tls_wire(ws_server(RESPONSE_DONE)), -1, t, r,
                                PH_STREAM, W_ABS, L_APPDATA, wd)
-                    _request(r, s, seg, c, frames, tokens_per_frame, ntok, r_session, r_turn,
-                             r_conn, r_prompt, r_output, r_images)
+                    _request(seg_rows, r, s, seg, c, frames * tokens_per_frame, ntok, frames)
                 writes += 2 + ntok
                 t_end = max(t_end, t + owd)
                 next_reply = max(next_reply + np.int64(sample(reply_p, uniform(k_re, 3 * seg + 3))),
@@ -153,17 +179,15 @@ def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_
             i += 1
         if frames > 0:  # frames after the last answer: a request without one
             if store:
-                _request(req0[s] + seg, s, seg, c, frames, tokens_per_frame, 0, r_session, r_turn,
-                         r_conn, r_prompt, r_output, r_images)
+                _request(seg_rows, req0[s] + seg, s, seg, c, frames * tokens_per_frame, 0, frames)
             seg += 1
         if store:
             c_next[c] = w
         else:
-            s_writes[s], s_reqs[s], s_tend[s] = writes, seg, t_end + 100_000_000
+            counts.writes[s], counts.reqs[s], counts.tend[s] = writes, seg, t_end + 100_000_000
 
 
-@njit(cache=True, inline="always")
-def _request(r, s, seg, c, frames, tokens_per_frame, ntok, r_session, r_turn, r_conn, r_prompt,
-             r_output, r_images):
-    r_session[r], r_turn[r], r_conn[r] = s, seg, c
-    r_prompt[r], r_output[r], r_images[r] = frames * tokens_per_frame, ntok, frames
+@inline
+def _request(rows, r, s, seg, c, prompt, ntok, frames):
+    rows.session[r], rows.turn[r], rows.conn[r] = s, seg, c
+    rows.prompt[r], rows.output[r], rows.images[r] = prompt, ntok, frames

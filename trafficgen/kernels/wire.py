@@ -1,23 +1,24 @@
 """Byte helpers shared by the frame kernels: big-endian stores and the Internet checksum
 (RFC 1071) as a ones'-complement sum that LLVM vectorises."""
 import numpy as np
-from numba import njit
+
+from .jit import inline
 
 
-@njit(cache=True, inline="always")
+@inline
 def put16(buf, o, v):
     buf[o] = (v >> 8) & 0xFF
     buf[o + 1] = v & 0xFF
 
 
-@njit(cache=True, inline="always")
+@inline
 def put24(buf, o, v):
     buf[o] = (v >> 16) & 0xFF
     buf[o + 1] = (v >> 8) & 0xFF
     buf[o + 2] = v & 0xFF
 
 
-@njit(cache=True, inline="always")
+@inline
 def put32(buf, o, v):
     buf[o] = (v >> 24) & 0xFF
     buf[o + 1] = (v >> 16) & 0xFF
@@ -25,7 +26,7 @@ def put32(buf, o, v):
     buf[o + 3] = v & 0xFF
 
 
-@njit(cache=True, inline="always")
+@inline
 def sum16(buf, o, n):
     """Ones'-complement partial sum of ``n`` bytes at ``o`` as big-endian 16-bit words:
     even and odd bytes are summed apart (a loop LLVM vectorises), then combined."""
@@ -40,7 +41,7 @@ def sum16(buf, o, n):
     return (hi << np.uint64(8)) + lo
 
 
-@njit(cache=True, inline="always")
+@inline
 def fold(s):
     while s >> np.uint64(16):
         s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))

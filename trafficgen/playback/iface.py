@@ -208,8 +208,9 @@ class Transmitter:
         readonly = np.zeros(1, np.uint8)
         readonly.flags.writeable = False  # e.g. np.frombuffer(bytes): numba types it apart
         for frames in (np.zeros(1, np.uint8), readonly):
-            kt.send_paced(-1, frames, none, none, none, 0, 0, 0, 0, 0, True, 0,
-                          self.msgs, self.iovs, self.tspec, self.hist, self.acc)
+            kt.send_paced(-1, kt.Frames(frames, none, none, none), 0, 0,
+                          kt.Pacing(0, 0, 0, True, 0),
+                          kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc))
         kt.sleep_until(self.tspec, 0)
         kt.now_ns(self.tspec)
 
@@ -236,11 +237,12 @@ class Transmitter:
             if self._abort.is_set():
                 self.stopped_by = self.stopped_by or "abort"
                 return False
-            i, status = kt.send_paced(fd, buf, off, length, sched, i, n, self.stop_ns,
-                                      time.monotonic_ns() + SLICE_NS, self.spin_ns,
-                                      self.rate.timed, self.catchup_ns, self.msgs, self.iovs,
-                                      self.tspec,
-                                      self.hist, self.acc)
+            pacing = kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
+                               spin_ns=self.spin_ns, timed=self.rate.timed,
+                               catchup_ns=self.catchup_ns)
+            i, status = kt.send_paced(fd, kt.Frames(buf, off, length, sched), i, n, pacing,
+                                      kt.TxState(self.msgs, self.iovs, self.tspec, self.hist,
+                                                 self.acc))
             self._check_pace()
             self._rt_budget()
             if self.on_slice is not None:

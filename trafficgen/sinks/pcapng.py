@@ -83,11 +83,14 @@ class PcapngSink(PcapSink):
         if batch.frames is None:
             raise ValueError("this batch has no frames: generate with frames=True for a capture")
         wl = p["wire_len"].astype(np.int64)
-        labels = (p["class"], p["flow_id"], p["request_id"], p["direction"], p["phase"])
-        space = kn.epb_space(wl, *labels, NAME_OFF, LIT_LEN, C_BASE, D_BASE, P_BASE)
+        labels = kn.Labels(cls=p["class"], flow=p["flow_id"], req=p["request_id"],
+                           dirs=p["direction"], phase=p["phase"])
+        table = kn.NameTable(names=NAMES, name_off=NAME_OFF, c_base=C_BASE, d_base=D_BASE,
+                             p_base=P_BASE, lit_len=LIT_LEN)
+        space = kn.epb_space(wl, labels, table)
         out = self._pool.get(space)
-        end = kn.build_epbs(out, batch.frames, batch.offsets, wl, p["ts_ns"], *labels, NAMES,
-                            NAME_OFF, C_BASE, D_BASE, P_BASE, *kn.LITERALS)
+        end = kn.build_epbs(out, batch.frames, batch.offsets, wl, p["ts_ns"], labels, table,
+                            kn.LITERALS)
         assert end == space
         if self._release is not None:
             self._release(batch.frames)
