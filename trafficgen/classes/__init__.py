@@ -5,6 +5,9 @@ A model is built per scenario and class as ``Model(scenario, cls, layout_base)``
 ``tls.Templates``-like table of write-prefix bytes, or an empty one; its layouts are shifted by
 ``layout_base`` in the engine's combined table) and ``window(t0, t1) -> EpochSchedule`` (every
 flow, request and packet of the sessions that start in [t0, t1), local ids from 0).
+
+May import: ``config`` (the validated parameters), ``wire`` (TLS and HTTP templates),
+``kernels``, ``schema``, ``errors``. Never the engine, sinks, API or CLI.
 """
 from __future__ import annotations
 
