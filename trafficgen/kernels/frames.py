@@ -118,20 +118,6 @@ def pcap_record(out, o, t, wl):
         out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF
 
 
-def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
-          writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side,
-          gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets, f_proto=None):
-    """:func:`encode` with its inputs one by one (the form tests and benchmarks call);
-    ``f_proto`` None: every flow is TCP. Returns the bytes written."""
-    if f_proto is None:
-        f_proto = np.full(f_cip.shape[0], PROTO_TCP, np.uint8)
-    return encode(out, pcap, start_ns,
-                  PacketRows(ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
-                             writelen, wire_len),
-                  FlowAttrs(f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto),
-                  gw_mac, mss, Payloads(pool, tpl, tpl_mask, tpl_start, tpl_len), offsets)
-
-
 @kernel
 def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
     """Encode the packets of ``rows`` (``PacketRows``) into ``out`` (uint8); ``offsets[i]``
