@@ -52,7 +52,7 @@ from .headers import (
 )
 from .jit import helper, inline, kernel
 from .rng import mix64
-from .wire import fold, put16, put32, sum16  # noqa: F401 (encap imports them from here)
+from .wire import fold, put16, put32, sum16
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
