@@ -8,7 +8,7 @@ Three figures, each the best of ``--repeat`` rounds:
 
 1. **crc32**: ``kernels.udp.crc32_update`` (slicing-by-16) over a 64 MiB buffer, beside
    ``zlib.crc32`` on the same bytes (the ICRC is the same CRC, so zlib is the ceiling to beat).
-2. **encoder**: ``kernels.frames.build`` alone over the scenario's schedule rows (ICRC, IPv4
+2. **encoder**: ``kernels.frames.encode`` alone over the scenario's schedule rows (ICRC, IPv4
    and UDP checksums, payload copy), frames/s and MB/s of frames, no pcap headers.
 3. **pipeline**: ``trafficgen.generate(kv-transfer, pcap=...)`` into ``--dir`` (``/dev/shm``),
    the whole thing: transfers, packets, merge, frames, pcap writing.
@@ -67,19 +67,24 @@ def schedule(sc, limit: int):
 def encoder_figures(sc, limit: int, repeat: int) -> dict:
     rows, flows = schedule(sc, limit)
     eng = Engine(sc)
-    a = eng._flow_attrs(flows)
+    a = eng.flow_attrs(flows)
     pool = np.empty(POOL_BYTES, np.uint8)
     fill_bytes(key_of(1), pool)
     tpl = eng.templates
     buf = np.empty(kf.frame_space(rows["wire_len"], False), np.uint8)
     offsets = np.empty(rows.shape[0], np.int64)
+    packets = kf.PacketRows(
+        ts=rows["ts_ns"], flow_row=rows["flow_id"], dirs=rows["direction"], seq=rows["seq"],
+        ack=rows["ack"], flags=rows["tcp_flags"], plen=rows["payload_len"], ipid=rows["ipid"],
+        layout=rows["layout"], segoff=rows["segoff"], writelen=rows["writelen"],
+        wire_len=rows["wire_len"])
+    flow_attrs = kf.FlowAttrs(cip=a["cip"], sip=a["sip"], cport=a["cport"], sport=a["sport"],
+                              key=a["key"], hops=a["hops"], side=a["side"], proto=a["proto"])
+    payloads = kf.Payloads(pool=pool, tpl=tpl.data, tpl_mask=tpl.mask, tpl_start=tpl.start,
+                           tpl_len=tpl.length)
 
     def once():
-        kf.build(buf, False, 0, rows["ts_ns"], rows["flow_id"], rows["direction"], rows["seq"],
-                 rows["ack"], rows["tcp_flags"], rows["payload_len"], rows["ipid"], rows["layout"],
-                 rows["segoff"], rows["writelen"], rows["wire_len"], a["cip"], a["sip"],
-                 a["cport"], a["sport"], a["key"], a["hops"], a["side"], eng.gw_mac, 1460, pool,
-                 tpl.data, tpl.mask, tpl.start, tpl.length, offsets, a["proto"])
+        kf.encode(buf, False, 0, packets, flow_attrs, eng.gw_mac, 1460, payloads, offsets)
     once()
     t = best(once, repeat)
     return {"frames": int(rows.shape[0]), "MB": buf.shape[0] / 1e6, "seconds": t,

@@ -27,6 +27,7 @@ import pytest
 from scipy import stats
 
 import trafficgen as tg
+from trafficgen.kernels import frames as kf
 from trafficgen.kernels import udp as ku
 
 # --- runs and their tables ------------------------------------------------------------------
@@ -76,6 +77,16 @@ def batch_tables(sc, *names: str) -> tuple[np.ndarray, ...]:
         for name in names:
             parts[name].append(getattr(b, name))
     return tuple(np.concatenate(parts[name]) for name in names)
+
+
+def packet_rows(sched: np.ndarray) -> kf.PacketRows:
+    """The frame encoder's ``PacketRows`` of schedule rows (``SCHED_DTYPE``), each row's flow
+    at row ``flow_id`` of the ``FlowAttrs`` passed beside them."""
+    return kf.PacketRows(
+        ts=sched["ts_ns"], flow_row=sched["flow_id"], dirs=sched["direction"], seq=sched["seq"],
+        ack=sched["ack"], flags=sched["tcp_flags"], plen=sched["payload_len"], ipid=sched["ipid"],
+        layout=sched["layout"], segoff=sched["segoff"], writelen=sched["writelen"],
+        wire_len=sched["wire_len"])
 
 
 def table_columns(path) -> dict:

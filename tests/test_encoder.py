@@ -1,4 +1,4 @@
-"""The frame encoder (``kernels.frames.build``) against an independent model of the frames.
+"""The frame encoder (``kernels.frames.encode``) against an independent model of the frames.
 
 hypothesis draws packet schedules (flows, directions, flags, sequence numbers, payload sizes,
 payload placement inside TLS writes, capture side, timestamps); each frame is decoded by dpkt and
@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 import trafficgen as tg
 from trafficgen.kernels import frames as kf
 from trafficgen.kernels.rng import fill_bytes
-from trafficgen.schema import ACK, FIN, PSH, RST, SCHED_DTYPE, SYN
+from trafficgen.schema import ACK, FIN, PROTO_TCP, PSH, RST, SCHED_DTYPE, SYN
 from trafficgen.wire.tls import Templates, Variant
 
+from .helpers import packet_rows
 from .netwalk import csum as rfc1071  # the Internet checksum, the textbook way
 
 POOL = np.empty((1 << 18) + 65536, np.uint8)
@@ -73,13 +74,13 @@ def encode(flows, rows, mss, side, start_ns, pcap=True):
           ("key", np.uint64), ("hops", np.uint8)]}
     buf = np.empty(kf.frame_space(rows["wire_len"], pcap), np.uint8)
     offsets = np.empty(rows.shape[0], np.int64)
-    end = kf.build(buf, pcap, start_ns, rows["ts_ns"], rows["flow_id"], rows["direction"],
-                   rows["seq"], rows["ack"], rows["tcp_flags"], rows["payload_len"], rows["ipid"],
-                   rows["layout"], rows["segoff"], rows["writelen"], rows["wire_len"],
-                   f["cip"], f["sip"], f["cport"], f["sport"], f["key"], f["hops"],
-                   np.full(len(flows), side, np.uint8), GW_MAC,
-                   mss, POOL, TEMPLATES.data, TEMPLATES.mask, TEMPLATES.start, TEMPLATES.length,
-                   offsets)
+    flow_attrs = kf.FlowAttrs(cip=f["cip"], sip=f["sip"], cport=f["cport"], sport=f["sport"],
+                              key=f["key"], hops=f["hops"], side=np.full(len(flows), side, np.uint8),
+                              proto=np.full(len(flows), PROTO_TCP, np.uint8))
+    payloads = kf.Payloads(pool=POOL, tpl=TEMPLATES.data, tpl_mask=TEMPLATES.mask,
+                           tpl_start=TEMPLATES.start, tpl_len=TEMPLATES.length)
+    end = kf.encode(buf, pcap, start_ns, packet_rows(rows), flow_attrs, GW_MAC, mss, payloads,
+                    offsets)
     assert end == buf.shape[0]
     return bytes(buf), offsets
 

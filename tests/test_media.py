@@ -17,6 +17,7 @@ from scipy import stats
 
 import trafficgen as tg
 from trafficgen.classes.common import offsets
+from trafficgen.kernels import chat as kc
 from trafficgen.kernels import media as km
 from trafficgen.kernels import video as kv
 from trafficgen.kernels.rng import derive_range, key_of
@@ -49,17 +50,16 @@ def _voice_draws(n=3000, barge_in=0.0, speed=1.0):
     starts = np.zeros(n, np.int64)
     s = {k: np.empty(n, np.int64) for k in ("client", "server", "rtt", "rtp", "first", "end")}
     d = {k: getattr(v, k).params() for k in ("session", "user_spurt", "model_spurt", "latency", "pause")}
-    km.sessions(keys, starts, 100, 0.0, 2, key_of(1, 0xFFFF), *sc.topology.rtt_table(), 4,
-                d["session"], d["pause"], v.rtp_share, 2**62, s["client"], s["server"], s["rtt"],
-                s["rtp"], s["first"], s["end"])
+    paths = kc.Paths(100, 0.0, 2, key_of(1, 0xFFFF), *sc.topology.rtt_table())
+    st = km.MediaSessions(**s)
+    km.session_draws(keys, starts, paths, 4, d["session"], d["pause"], v.rtp_share, 2**62, st)
     nx, last = np.empty(n, np.int64), np.empty(n, np.int64)
-    args = (keys, s["rtt"], s["rtp"], s["first"], s["end"], speed, d["user_spurt"],
-            d["model_spurt"], d["latency"], d["pause"], barge_in)
+    talk = km.Talk(d["user_spurt"], d["model_spurt"], d["latency"], d["pause"], barge_in)
     e0 = [np.empty(0, np.int64)] * 4
-    km.exchanges(*args, np.zeros(n, np.int64), *e0, nx, last, 0)
+    km.exchange_draws(keys, st, speed, talk, km.Exchanges(np.zeros(n, np.int64), nx, last, *e0), 0)
     x0 = offsets(nx)
     e = [np.empty(int(nx.sum()), np.int64) for _ in range(4)]
-    km.exchanges(*args, x0, *e, nx, last, 1)
+    km.exchange_draws(keys, st, speed, talk, km.Exchanges(x0, nx, last, *e), 1)
     owd = np.repeat(s["rtt"] // 2, nx)
     e = dict(zip(("u0", "u1", "r0", "sent"), e), sess=np.repeat(np.arange(n), nx))
     return v, s, e, owd
@@ -106,14 +106,17 @@ def test_video_frames_and_replies():
     pr = {k: getattr(f, k).params() for k in ("frame_bytes", "reply_every", "reply_tokens", "latency")}
     z = np.empty(0, np.int64)
     fw, fr, ft = (np.empty(n, np.int64) for _ in range(3))
-    args = (keys, first, end, rtt, 1e9 / f.fps, pr["frame_bytes"], pr["reply_every"],
-            pr["reply_tokens"], pr["latency"], sc.multimodal.itl.params(), 4.0, f.tokens_per_frame, 0)
-    kv.video(0, *args, z, z, fw, fr, ft, np.empty((0, WF_COLS), np.int64), z, z, z, z, z, z)
+    st = km.MediaSessions(z, z, rtt, z, first, end)
+    vp = kv.VideoParams(1e9 / f.fps, pr["frame_bytes"], pr["reply_every"], pr["reply_tokens"],
+                        pr["latency"], sc.multimodal.itl.params(), 4.0, f.tokens_per_frame)
+    counts = kv.VideoCounts(fw, fr, ft)
+    kv.segments(0, keys, st, vp, 0, z, z, counts, np.empty((0, WF_COLS), np.int64),
+                kv.Segments(z, z, z, z, z, z))
     wd = np.empty((int(fw.sum()), WF_COLS), np.int64)
     R = int(fr.sum())
     r = [np.zeros(R, np.int64) for _ in range(6)]
     c_next = offsets(fw)
-    kv.video(1, *args, offsets(fr), c_next, fw, fr, ft, wd, *r)
+    kv.segments(1, keys, st, vp, 0, offsets(fr), c_next, counts, wd, kv.Segments(*r))
     up = (wd[:, WF_DIR] == 0) & (wd[:, WF_PHASE] == PHASE_CODE["request"])
     plain = wd[up, WF_BYTES] - TLS_REC * np.ceil(wd[up, WF_BYTES] / (16384 + TLS_REC))
     b64 = plain - kv.FRAME_JSON - 14  # a masked client frame with a 64-bit length

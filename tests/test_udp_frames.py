@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from trafficgen.kernels import udp as ku
 from trafficgen.schema import KIND_CODE, SCHED_DTYPE
 
-from .helpers import ROCE_OPS, icrc_of, ones_complement_sum
+from .helpers import ROCE_OPS, icrc_of, ones_complement_sum, packet_rows
 
 
 def test_crc_kernel_matches_zlib():
@@ -125,13 +125,13 @@ def encode(sched, flows) -> list[bytes]:
     pool[:] = np.arange(pool.shape[0]) * 7 % 251
     buf = np.empty(kf.frame_space(sched["wire_len"], False), np.uint8)
     off = np.empty(sched.shape[0], np.int64)
-    z8 = np.zeros(1, np.uint8)
-    kf.build(buf, False, 0, sched["ts_ns"], sched["flow_id"], sched["direction"], sched["seq"],
-             sched["ack"], sched["tcp_flags"], sched["payload_len"], sched["ipid"], sched["layout"],
-             sched["segoff"], sched["writelen"], sched["wire_len"], flows["src_ip"].astype(np.uint32),
-             flows["dst_ip"].astype(np.uint32), flows["src_port"].astype(np.uint16),
-             flows["dst_port"].astype(np.uint16), np.array([11, 12], np.uint64),
-             np.array([3, 4], np.uint8), np.zeros(2, np.uint8), np.zeros(6, np.uint8), 1460, pool, z8, z8,
-             np.zeros(1, np.int64), np.zeros(1, np.int64), off,
-             flows["protocol"].astype(np.uint8))
+    z8, z64 = np.zeros(1, np.uint8), np.zeros(1, np.int64)
+    flow_attrs = kf.FlowAttrs(
+        cip=flows["src_ip"].astype(np.uint32), sip=flows["dst_ip"].astype(np.uint32),
+        cport=flows["src_port"].astype(np.uint16), sport=flows["dst_port"].astype(np.uint16),
+        key=np.array([11, 12], np.uint64), hops=np.array([3, 4], np.uint8),
+        side=np.zeros(2, np.uint8), proto=flows["protocol"].astype(np.uint8))
+    payloads = kf.Payloads(pool=pool, tpl=z8, tpl_mask=z8, tpl_start=z64, tpl_len=z64)
+    kf.encode(buf, False, 0, packet_rows(sched), flow_attrs, np.zeros(6, np.uint8), 1460,
+              payloads, off)
     return [bytes(buf[o:o + w]) for o, w in zip(off, sched["wire_len"])]

@@ -37,6 +37,7 @@ class Capture:
         n = MAX_PACKETS
         self.ts, self.caplen, self.origlen = (np.empty(n, np.int64) for _ in range(3))
         self.fkey, self.kind = np.empty(n, np.uint64), np.empty(n, np.uint8)
+        self.rows = ks.ScanRows(self.ts, self.caplen, self.origlen, self.fkey, self.kind)
 
     def _fail(self, what: str, offset: int):
         raise TrafficgenError(f"{self.path}: {what} at byte {offset} (packet {self.packets + 1})")
@@ -105,8 +106,7 @@ class Capture:
             pos = 0
             while True:
                 n, pos, status = ks.scan_pcap(buf, pos, have, big, frac_ns, link, snaplen,
-                                              self.ts, self.caplen, self.origlen, self.fkey,
-                                              self.kind)
+                                              self.rows)
                 self._take(n)
                 if status == ks.BAD:
                     self._fail("impossible record length", base + pos)
@@ -121,15 +121,14 @@ class Capture:
         big = False
         if_mult, if_div, if_scale, if_link = [], [], [], []
         resolutions = set()
-        arrays = None
+        ifs = None
         for buf, have, base, eof in self._chunks(0):
             pos = 0
             while True:
-                if arrays is None:
-                    arrays = (np.array(if_mult, np.int64), np.array(if_div, np.int64),
-                              np.array(if_scale, np.float64), np.array(if_link, np.int64))
-                n, pos, status = ks.scan_pcapng(buf, pos, have, big, *arrays, self.ts,
-                                                self.caplen, self.origlen, self.fkey, self.kind)
+                if ifs is None:
+                    ifs = ks.Interfaces(np.array(if_mult, np.int64), np.array(if_div, np.int64),
+                                        np.array(if_scale, np.float64), np.array(if_link, np.int64))
+                n, pos, status = ks.scan_pcapng(buf, pos, have, big, ifs, self.rows)
                 self._take(n)
                 if status == ks.FULL:
                     continue
@@ -163,7 +162,7 @@ class Capture:
                     if_link.append(link)
                     self.links.add(link)
                     resolutions.add(label)
-                arrays = None
+                ifs = None
                 pos += blen
             self.consumed = pos
             if eof and pos < have:

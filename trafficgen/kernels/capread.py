@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from .jit import kernel
-from .pcapscan import BAD, FULL, NEED_MORE, OTHER_BLOCK, walk_pcap, walk_pcapng
+from .pcapscan import BAD, FULL, NEED_MORE, OTHER_BLOCK, Blocks, Interfaces, walk_pcap, walk_pcapng
 
-__all__ = ["index_pcap", "index_pcapng", "BAD", "FULL", "NEED_MORE", "OTHER_BLOCK"]
+__all__ = ["index_pcap", "index_pcapng", "BAD", "FULL", "NEED_MORE", "OTHER_BLOCK", "Interfaces"]
 MAX_RECORD = 262144  # the largest frame a pcap record may hold (libpcap's MAXIMUM_SNAPLEN)
 
 
@@ -23,11 +23,11 @@ def index_pcap(b, pos, end, big, frac_ns, off, caplen, ts):
 
 
 @kernel
-def index_pcapng(b, pos, end, big, if_mult, if_div, if_scale, off, caplen, ts):
+def index_pcapng(b, pos, end, big, ifs, off, caplen, ts):
     """Enhanced and simple packet blocks of a pcapng section in ``b[pos:end]``, until another
-    kind of block (status OTHER_BLOCK). Timestamps as in ``pcapscan.walk_pcapng``; a simple
-    packet block has none (-1). Returns (packets, pos, status)."""
+    kind of block (status OTHER_BLOCK). Timestamps as in ``pcapscan.walk_pcapng`` (``ifs``:
+    the section's ``Interfaces``); a simple packet block has none (-1). Returns (packets, pos,
+    status)."""
     origlen = np.empty(off.shape[0], np.int64)
     iface = np.empty(off.shape[0], np.int64)
-    return walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_mult.shape[0], off,
-                       caplen, origlen, ts, iface)
+    return walk_pcapng(b, pos, end, big, ifs, Blocks(off, caplen, origlen, ts, iface))

@@ -17,7 +17,6 @@ import numpy as np
 
 from . import quic as kq
 from .codes import PROTO_TCP, PROTO_UDP
-from .frames import fold, put16, put32, sum16
 from .headers import (
     ETH_HLEN,
     ETH_SRC,
@@ -67,6 +66,7 @@ from .headers import (
 from .jit import helper, inline, kernel
 from .rng import GOLDEN, mix64
 from .udp import ROCE_PORT, icrc_v6
+from .wire import fold, get16, put16, put32, sum16
 
 ENCAP_NONE, ENCAP_MPLS, ENCAP_VXLAN, ENCAP_GRE, ENCAP_SRV6 = range(5)
 MACSEC_OFF, MACSEC_OPAQUE, MACSEC_ENCRYPT, MACSEC_INTEGRITY = range(4)
@@ -100,11 +100,6 @@ def _copy(dst, o, src, s, n):
     v = src[s:s + n]
     for k in range(n):  # over views: vectorised
         d[k] = v[k]
-
-
-@inline
-def _get16(b, o):
-    return (np.int64(b[o]) << 8) | np.int64(b[o + 1])
 
 
 @inline
@@ -147,7 +142,7 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
     """The inner IP packet at ``q`` from the plain IPv4 one at ``src[ip4:]``; returns its
     length. IPv6: addresses are the side's /96 prefix + the IPv4 address. ``quic``: the
     protocol becomes UDP (the caller writes the QUIC packet and the UDP checksum)."""
-    tot4 = _get16(src, ip4 + IP4_LEN)
+    tot4 = get16(src, ip4 + IP4_LEN)
     proto = PROTO_UDP if quic else src[ip4 + IP4_PROTO]
     l4 = tot4 - IP4_HLEN
     if not v6:
@@ -167,8 +162,8 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
         out[q + IP6_DST + 12 + k] = src[ip4 + IP4_DST + k]
     seg = q + IP6_HLEN
     _copy(out, seg, src, ip4 + IP4_HLEN, l4)
-    if proto == PROTO_UDP and not quic and (_get16(out, seg + UDP_DPORT) == ROCE_PORT
-                                            or _get16(out, seg + UDP_SPORT) == ROCE_PORT):
+    if proto == PROTO_UDP and not quic and (get16(out, seg + UDP_DPORT) == ROCE_PORT
+                                            or get16(out, seg + UDP_SPORT) == ROCE_PORT):
         # RoCEv2: its ICRC covers the IP header, so it is made again over IPv6 (and the UDP
         # checksum, which covers the ICRC, in full)
         crc = icrc_v6(out, q, seg + l4 - 4)
@@ -182,7 +177,7 @@ def _inner_ip(out, q, src, ip4, v6, tos, label, pre6, d, quic):
         return IP6_HLEN + l4
     if not quic and (proto == PROTO_TCP or proto == PROTO_UDP):
         cs = seg + (TCP_CSUM if proto == PROTO_TCP else UDP_CSUM)
-        old = _get16(out, cs)
+        old = get16(out, cs)
         new = sum16(out, q + IP6_ADDRS, 32)
         if proto == PROTO_UDP and old == 0:  # no checksum over IPv4: IPv6 needs one (RFC 8200)
             s = new + np.uint64(PROTO_UDP) + np.uint64(l4) + sum16(out, seg, l4)
@@ -210,9 +205,8 @@ def _srv6(out, q, tos, label, inner_len, v6, hop, c, d, net):
     sl = n - 1 if d == net.cfg[C_SIDE] else 0
     out[srh + 3] = sl  # segments left
     out[srh + 4] = n - 1  # last entry
-    out[srh + 5] = 0
-    out[srh + 6] = 0
-    out[srh + 7] = 0
+    for k in range(5, 8):  # flags, tag
+        out[srh + k] = 0
     for j in range(n):  # Segment List[j] is the (n-1-j)-th segment visited
         visit = n - 1 - j
         e = srh + 8 + 16 * j
@@ -285,7 +279,7 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
             q += VLAN_TAG
         fam = ETHERTYPE_IP6 if v6 else ETHERTYPE_IP4
         label = np.int64(mix64(key ^ (np.uint64(d + 1) * GOLDEN)) & np.uint64(0xFFFFF))
-        inner_len = _get16(src, ip4 + IP4_LEN) + (IP6_HLEN - IP4_HLEN if v6 else 0)
+        inner_len = get16(src, ip4 + IP4_LEN) + (IP6_HLEN - IP4_HLEN if v6 else 0)
         udp = -1
         if encap == ENCAP_NONE:
             put16(out, q, fam)
@@ -300,14 +294,14 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
                 q += 4
         elif encap == ENCAP_GRE:
             put16(out, q, ETHERTYPE_IP4)
-            _outer4(out, q + 2, tos, GRE_BYTES + inner_len, _get16(src, ip4 + IP4_ID), ttl,
+            _outer4(out, q + 2, tos, GRE_BYTES + inner_len, get16(src, ip4 + IP4_ID), ttl,
                     IPPROTO_GRE, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
             put16(out, q + 2 + IP4_HLEN, 0)  # GRE flags and version, then protocol type
             put16(out, q + 2 + IP4_HLEN + 2, fam)
             q += 2 + GRE_BYTES
         elif encap == ENCAP_VXLAN:
             put16(out, q, ETHERTYPE_IP4)
-            _outer4(out, q + 2, tos, VXLAN_BYTES + inner_len, _get16(src, ip4 + IP4_ID), ttl,
+            _outer4(out, q + 2, tos, VXLAN_BYTES + inner_len, get16(src, ip4 + IP4_ID), ttl,
                     PROTO_UDP, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
             udp = q + 2 + IP4_HLEN
             put16(out, udp + UDP_SPORT, 49152 + np.int64(_flow_hash(src, ip4) & np.uint64(0x3FFF)))
@@ -358,7 +352,7 @@ def _vxlan_checksum(out, udp, ip, end, v6):
     seg = ip + hl
     n4 = end - seg
     cs_at = seg + (TCP_CSUM if proto == PROTO_TCP else UDP_CSUM)
-    if (proto == PROTO_TCP or (proto == PROTO_UDP and _get16(out, cs_at) != 0)) \
+    if (proto == PROTO_TCP or (proto == PROTO_UDP and get16(out, cs_at) != 0)) \
             and n4 >= (20 if proto == PROTO_TCP else UDP_HLEN):
         pseudo = (sum16(out, ip + IP6_ADDRS, 32) if v6 else sum16(out, ip + IP4_ADDRS, 8)) \
             + np.uint64(proto) + np.uint64(n4)

@@ -52,7 +52,7 @@ from .headers import (
 )
 from .jit import helper, inline, kernel
 from .rng import mix64
-from .wire import fold, put16, put32, sum16  # noqa: F401 (encap imports them from here)
+from .wire import fold, put16, put32, sum16
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
@@ -116,20 +116,6 @@ def pcap_record(out, o, t, wl):
         out[o + PCAP_TS_FRAC + k] = (nsec >> (8 * k)) & 0xFF
         out[o + PCAP_INCL_LEN + k] = (wl >> (8 * k)) & 0xFF
         out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF
-
-
-def build(out, pcap, start_ns, ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
-          writelen, wire_len, f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side,
-          gw_mac, mss, pool, tpl, tpl_mask, tpl_start, tpl_len, offsets, f_proto=None):
-    """:func:`encode` with its inputs one by one (the form tests and benchmarks call);
-    ``f_proto`` None: every flow is TCP. Returns the bytes written."""
-    if f_proto is None:
-        f_proto = np.full(f_cip.shape[0], PROTO_TCP, np.uint8)
-    return encode(out, pcap, start_ns,
-                  PacketRows(ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff,
-                             writelen, wire_len),
-                  FlowAttrs(f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto),
-                  gw_mac, mss, Payloads(pool, tpl, tpl_mask, tpl_start, tpl_len), offsets)
 
 
 @kernel

@@ -25,7 +25,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .chat import Paths, put_write, session_path, tls_wire
+from .chat import put_write, session_path, tls_wire
 from .codes import DIR_DOWN, DIR_UP, PH_PREFILL_WAIT, PH_REQUEST, PH_SILENCE, PH_STREAM
 from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
@@ -48,7 +48,7 @@ RESPONSE_START = 1100  # response.created + output_item.added + content_part.add
 RESPONSE_DONE = 1800  # audio.done + audio_transcript.done + content_part/output_item/response.done
 
 MediaSessions = namedtuple("MediaSessions", "client server rtt rtp first end")
-MediaSessions.__doc__ = """Per media session (``sessions``' output): client, server, path RTT,
+MediaSessions.__doc__ = """Per media session (``session_draws``' output): client, server, path RTT,
 transport (1 = RTP), when the user first speaks (video: sends its first frame) and until when
 exchanges may start."""
 Talk = namedtuple("Talk", "user model lat pause barge_in")
@@ -115,16 +115,6 @@ def timeline(k, t_first, s_end, owd, speed, talk, x0, ex, store):
     return j, end
 
 
-def sessions(s_key, s_start, n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites,
-             setup_rtts, session_p, pause_p, rtp_share, dur_end, s_client, s_server, s_rtt, s_rtp,
-             s_first, s_end):
-    """:func:`session_draws` with its inputs one by one (the form tests call)."""
-    session_draws(s_key, s_start,
-                  Paths(n_clients, client_skew, n_servers, paths_key, site_first, rtt_sites),
-                  setup_rtts, session_p, pause_p, rtp_share, dur_end,
-                  MediaSessions(s_client, s_server, s_rtt, s_rtp, s_first, s_end))
-
-
 @kernel
 def session_draws(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_share, dur_end, out):
     """Per session (``out``: ``MediaSessions``): client, server, path RTT (``chat.Paths``),
@@ -140,15 +130,6 @@ def session_draws(s_key, s_start, paths, setup_rtts, session_p, pause_p, rtp_sha
         setup = (setup_rtts * rtt + 20_000_000) if s_rtp[s] == 0 else 0
         s_first[s] = s_start[s] + setup + np.int64(sample(pause_p, uniform(k, 4)))
         s_end[s] = min(s_start[s] + np.int64(sample(session_p, uniform(k, 2))), dur_end)
-
-
-def exchanges(s_key, s_rtt, s_rtp, s_first, s_end, speed, user_p, model_p, lat_p, pause_p,
-              barge_in, s_x0, e_u0, e_u1, e_r0, e_sent, s_nx, s_last, store):
-    """:func:`exchange_draws` with its inputs one by one (the form tests call)."""
-    z = np.empty(0, np.int64)
-    exchange_draws(s_key, MediaSessions(z, z, s_rtt, s_rtp, s_first, s_end), speed,
-                   Talk(user_p, model_p, lat_p, pause_p, barge_in),
-                   Exchanges(s_x0, s_nx, s_last, e_u0, e_u1, e_r0, e_sent), store)
 
 
 @kernel

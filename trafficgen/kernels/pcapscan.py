@@ -8,6 +8,8 @@ direction-insensitive hash of the IP 5-tuple, 0 when the frame is not IP), ``kin
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
 from .jit import helper, inline, kernel
@@ -21,6 +23,17 @@ NEED_MORE = 0  # the next record/block is not wholly in the buffer
 FULL = 1  # the output arrays are full
 OTHER_BLOCK = 2  # pcapng: a block the caller must read itself (SHB, IDB, ...)
 BAD = 3  # a record/block that cannot be valid (its length field is impossible)
+
+Interfaces = namedtuple("Interfaces", "mult div scale link")
+Interfaces.__doc__ = """A pcapng section's interfaces, by interface id: timestamp units become
+ns as ``raw * mult[i] // div[i]`` (decimal resolutions, exact) or, where ``mult[i]`` is 0,
+``raw * scale[i]`` (binary ones); ``link[i]`` the link type (int64 but ``scale``: float64)."""
+Blocks = namedtuple("Blocks", "off caplen origlen ts iface")
+Blocks.__doc__ = """Per packet block walked (int64 each): the frame's offset in the buffer, its
+captured and original length, timestamp (ns; -1: none) and interface id."""
+ScanRows = namedtuple("ScanRows", "ts caplen origlen fkey kind")
+ScanRows.__doc__ = """Per packet scanned: timestamp (int64 ns), captured and original length
+(int64), flow key (uint64) and kind (uint8), as the module's docstring says."""
 
 
 @inline
@@ -121,13 +134,14 @@ def walk_pcap(b, pos, end, big, frac_ns, limit, off, caplen, origlen, ts):
 
 
 @kernel
-def walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, n_if, off, caplen, origlen, ts,
-                iface):
+def walk_pcapng(b, pos, end, big, ifs, out):
     """Enhanced and simple packet blocks of a pcapng section in ``b[pos:end]``, until another
-    kind of block (OTHER_BLOCK): as ``walk_pcap``, plus each packet's interface (a simple
-    packet block's is 0, and it has no timestamp: -1). Interface i's timestamp units become ns
-    as ``raw * if_mult[i] // if_div[i]`` (decimal resolutions, exact) or, where ``if_mult[i]``
-    is 0, ``raw * if_scale[i]`` (binary ones). Returns (packets, new pos, status)."""
+    kind of block (OTHER_BLOCK): as ``walk_pcap``, into ``out`` (``Blocks``), plus each
+    packet's interface (a simple packet block's is 0, and it has no timestamp: -1); ``ifs``:
+    the section's ``Interfaces`` (their timestamp units). Returns (packets, new pos, status)."""
+    if_mult, if_div, if_scale = ifs.mult, ifs.div, ifs.scale
+    n_if = if_mult.shape[0]
+    off, caplen, origlen, ts, iface = out
     n = 0
     cap = off.shape[0]
     while True:
@@ -173,9 +187,10 @@ def walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, n_if, off, caplen, 
 
 
 @kernel
-def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, ts, caplen, origlen, fkey, kind):
+def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, rows):
     """Records of a classic pcap in ``b[pos:end]`` (``walk_pcap``), each one's flow key and
-    kind (``classify``). Returns (records, new pos, status)."""
+    kind (``classify``) into ``rows`` (``ScanRows``). Returns (records, new pos, status)."""
+    ts, caplen, origlen, fkey, kind = rows
     off = np.empty(ts.shape[0], np.int64)
     n, pos, status = walk_pcap(b, pos, end, big, frac_ns, min(max(snaplen, 262144), 0x7FFFFFFF),
                                off, caplen, origlen, ts)
@@ -185,14 +200,13 @@ def scan_pcap(b, pos, end, big, frac_ns, linktype, snaplen, ts, caplen, origlen,
 
 
 @kernel
-def scan_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link, ts, caplen, origlen,
-                fkey, kind):
-    """Packet blocks of a pcapng section (``walk_pcapng``), each one's flow key and kind;
-    ``if_link[i]`` is interface i's link type. Returns (packets, new pos, status)."""
+def scan_pcapng(b, pos, end, big, ifs, rows):
+    """Packet blocks of a pcapng section (``walk_pcapng``; ``ifs``: its ``Interfaces``), each
+    one's flow key and kind into ``rows`` (``ScanRows``). Returns (packets, new pos, status)."""
+    ts, caplen, origlen, fkey, kind = rows
     off = np.empty(ts.shape[0], np.int64)
     iface = np.empty(ts.shape[0], np.int64)
-    n, pos, status = walk_pcapng(b, pos, end, big, if_mult, if_div, if_scale, if_link.shape[0],
-                                 off, caplen, origlen, ts, iface)
+    n, pos, status = walk_pcapng(b, pos, end, big, ifs, Blocks(off, caplen, origlen, ts, iface))
     for k in range(n):
-        fkey[k], kind[k] = classify(b, off[k], caplen[k], if_link[iface[k]])
+        fkey[k], kind[k] = classify(b, off[k], caplen[k], ifs.link[iface[k]])
     return n, pos, status

@@ -19,10 +19,10 @@ Initials come already sealed with their real keys (``trafficgen.quic_initial``: 
 import numpy as np
 
 from .codes import FIN, PH_HANDSHAKE, SYN
-from .frames import put16, put32
 from .headers import UDP_HLEN, UDP_LEN
 from .jit import helper, inline, kernel
 from .rng import mix64
+from .wire import put16, put32
 
 Q_DROP, Q_INITIAL, Q_HANDSHAKE, Q_SHORT = 0, 1, 2, 3
 Q_SEALED = 4  # an Initial already sealed in the plain frame (``quic_initial``): keep its bytes

@@ -36,7 +36,7 @@ from .chat import (
 )
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from .jit import inline, kernel
-from .media import RESPONSE_DONE, RESPONSE_START, MediaSessions, b64, ws_client, ws_server
+from .media import RESPONSE_DONE, RESPONSE_START, b64, ws_client, ws_server
 from .rng import derive, uniform
 from .sampling import sample
 from .tcp import W_ABS, W_CLOSE, W_REQ, W_TURN
@@ -57,7 +57,7 @@ VideoParams.__doc__ = """A video stream: ns between frames, packed distributions
 JPEG bytes, the time between replies, a reply's tokens, the model's latency and the inter-token
 gap; bytes per token of a text delta, prompt tokens per frame."""
 VideoCounts = namedtuple("VideoCounts", "writes reqs tend")
-VideoCounts.__doc__ = """``video``'s count per session: writes, requests, when it may close."""
+VideoCounts.__doc__ = """``segments``' count per session: writes, requests, when it may close."""
 Segments = namedtuple("Segments", "session turn conn prompt output images")
 Segments.__doc__ = """Request rows of video segments (frames up to a reply): session, segment,
 connection, prompt tokens, output tokens, frames."""
@@ -104,18 +104,6 @@ def ws_close(c_w0, c_next, c_tend, wd, c_wn):
         w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, g + 1, 1_000_000, -1, PH_TEARDOWN, W_CLOSE,
                    L_APPDATA, wd)
         c_wn[c] = w - c_w0[c]
-
-
-def video(store, s_key, s_first, s_end, s_rtt, period, frame_p, reply_p, tokens_p, lat_p, itl_p,
-          bytes_per_token, tokens_per_frame, conn0, req0, c_next, s_writes, s_reqs, s_tend, wd,
-          r_session, r_turn, r_conn, r_prompt, r_output, r_images):
-    """:func:`segments` with its inputs one by one (the form tests call)."""
-    z = np.empty(0, np.int64)
-    segments(store, s_key, MediaSessions(z, z, s_rtt, z, s_first, s_end),
-             VideoParams(period, frame_p, reply_p, tokens_p, lat_p, itl_p, bytes_per_token,
-                         tokens_per_frame),
-             conn0, req0, c_next, VideoCounts(s_writes, s_reqs, s_tend), wd,
-             Segments(r_session, r_turn, r_conn, r_prompt, r_output, r_images))
 
 
 @kernel

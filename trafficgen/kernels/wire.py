@@ -1,8 +1,14 @@
-"""Byte helpers shared by the frame kernels: big-endian stores and the Internet checksum
+"""Byte helpers shared by the frame kernels: big-endian loads and stores and the Internet checksum
 (RFC 1071) as a ones'-complement sum that LLVM vectorises."""
 import numpy as np
 
 from .jit import inline
+
+
+@inline
+def get16(b, o):
+    """The big-endian 16-bit value at ``o``."""
+    return (np.int64(b[o]) << 8) | np.int64(b[o + 1])
 
 
 @inline

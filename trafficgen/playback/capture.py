@@ -152,17 +152,17 @@ class _PcapngWalk(_PcapWalk):
     def __init__(self, cap: CaptureFile):
         super().__init__(cap)
         self.big = False
-        self.ifaces: list[tuple[int, int, float]] = []
-        self.arrays = None
+        self.ifaces: list[tuple[int, int, float, int]] = []
+        self.ifs = None
 
     def index(self, slot: Slot, have: int, base: int, index: int) -> tuple[int, int]:
         buf, pos, n = slot.buf, 0, 0
         while True:
-            if self.arrays is None:
-                cols = list(zip(*self.ifaces)) or [(), (), ()]
-                self.arrays = (np.array(cols[0], np.int64), np.array(cols[1], np.int64),
-                               np.array(cols[2], np.float64))
-            k, pos, status = kc.index_pcapng(buf, pos, have, self.big, *self.arrays,
+            if self.ifs is None:
+                cols = list(zip(*self.ifaces)) or [(), (), (), ()]
+                self.ifs = kc.Interfaces(np.array(cols[0], np.int64), np.array(cols[1], np.int64),
+                                         np.array(cols[2], np.float64), np.array(cols[3], np.int64))
+            k, pos, status = kc.index_pcapng(buf, pos, have, self.big, self.ifs,
                                              slot.off[n:], slot.length[n:], slot.ts[n:])
             n += k
             if status == kc.BAD:
@@ -182,7 +182,7 @@ class _PcapngWalk(_PcapWalk):
             if bom not in (struct.pack("<I", PCAPNG_BOM), struct.pack(">I", PCAPNG_BOM)):
                 self.fail("bad pcapng byte-order magic", base + pos, index)
             self.big = bom == struct.pack(">I", PCAPNG_BOM)
-            self.ifaces, self.arrays = [], None
+            self.ifaces, self.ifs = [], None
         e = ">" if self.big else "<"
         btype, blen = struct.unpack_from(e + "II", buf, pos)
         if blen < 12 or blen % 4:
@@ -192,10 +192,11 @@ class _PcapngWalk(_PcapWalk):
         if btype == 1:  # interface description
             if blen < 20:
                 self.fail("short interface description block", base + pos, index)
-            self.cap._check_link(struct.unpack_from(e + "H", buf, pos + 8)[0], base + pos)
+            link = struct.unpack_from(e + "H", buf, pos + 8)[0]
+            self.cap._check_link(link, base + pos)
             mult, div, scale, _ = tsresol(bytes(buf[pos + 16:pos + blen - 4]), e)
-            self.ifaces.append((mult, div, scale))
-            self.arrays = None
+            self.ifaces.append((mult, div, scale, link))
+            self.ifs = None
         return blen
 
 
