@@ -139,6 +139,30 @@ def test_max_packets_gives_exactly_the_first_packets_and_the_rows_they_show(smal
         assert not np.any(flows["start_ns"][~np.isin(flows["flow_id"], f["flow_id"])] < p["ts_ns"][-1])
 
 
+def test_a_row_waiting_behind_another_keeps_what_covered_it():
+    """Flow 1 is shown by the first batch's packet but waits behind flow 0 (not yet shown,
+    earlier in id order); the cut falls in the next batch at the same instant, which alone
+    would not show flow 1: it is still kept, and flow 0 is not."""
+    from trafficgen.engine.batch import Batch, first_packets
+    from trafficgen.schema import SCHED_DTYPE, empty
+    flows = empty("flows", 2)
+    flows["flow_id"], flows["start_ns"] = [0, 1], [100, 50]
+
+    def packets(*rows):
+        p = np.zeros(len(rows), SCHED_DTYPE)
+        p["ts_ns"], p["flow_id"] = zip(*rows)
+        p["request_id"] = -1
+        return p
+
+    stream = [Batch(packets((50, 1)), None, None, flows, empty("requests"), 0),
+              Batch(packets((50, 2), (100, 0)), None, None, flows[:0], empty("requests"), 0)]
+    got = list(first_packets(iter(stream), 2))
+    assert [len(b) for b in got] == [1, 1]
+    assert got[0].flows.shape[0] == 0 and list(got[1].flows["flow_id"]) == [1]
+    got = list(first_packets(iter(stream), 3))  # the whole stream: every row, in order
+    assert [list(b.flows["flow_id"]) for b in got] == [[], [0, 1]]
+
+
 def test_max_packets_writes_exactly_that_many_through_the_sinks(small, tmp_path):
     with tg.PcapSink(tmp_path / "a.pcap") as pcap, \
             tg.ParquetSink(tmp_path / "p.parquet", "packets", small) as packets, \

@@ -7,6 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
+from trafficgen.errors import Arg, ArgumentError
 from trafficgen.kernels.headers import PCAP_REC
 from trafficgen.schema import TABLES, concat_rows, to_arrow
 
@@ -75,28 +76,25 @@ class Batch:
         none_f, none_r = np.zeros(self.flows.shape[0], bool), np.zeros(self.requests.shape[0], bool)
         f_lo, r_lo = self.covered(start) if start > 0 else (none_f, none_r)
         f_hi, r_hi = self.covered(stop) if stop < n else (~none_f, ~none_r)  # the rest: at the end
+        return replace(self, **self.packet_range(start, stop), flows=self.flows[f_hi & ~f_lo],
+                       requests=self.requests[r_hi & ~r_lo])
+
+    def packet_range(self, start: int, stop: int) -> dict:
+        """Packets ``start`` to ``stop - 1`` (``0 <= start <= stop <= len``) and their frames,
+        as ``packets``, ``frames`` and ``offsets`` (views; offsets from the slice's own start)."""
         frames = offsets = None
         if self.frames is not None:
             lo = int(self.offsets[start]) - PCAP_REC if start < stop else 0
             hi = (int(self.offsets[stop - 1]) + int(self.packets["wire_len"][stop - 1])
                   if start < stop else 0)
             frames, offsets = self.frames[lo:hi], self.offsets[start:stop] - lo
-        return replace(self, packets=self.packets[start:stop], frames=frames, offsets=offsets,
-                       flows=self.flows[f_hi & ~f_lo], requests=self.requests[r_hi & ~r_lo])
+        return {"packets": self.packets[start:stop], "frames": frames, "offsets": offsets}
 
     def covered(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Which flow and request rows the first ``k`` packets cover (two boolean masks): the
-        rows their packets reference, and any that start before the last of them (a row's
-        ``start_ns`` is its first packet's time, so these are the same rows unless a packet is
-        missing from the stream)."""
-        if k <= 0:
-            return np.zeros(self.flows.shape[0], bool), np.zeros(self.requests.shape[0], bool)
-        p = self.packets[:k]
-        last = p["ts_ns"][-1]  # the stream is in time order
-        flows = (self.flows["start_ns"] < last) | np.isin(self.flows["flow_id"], p["flow_id"])
-        reqs = (self.requests["start_ns"] < last) | np.isin(self.requests["request_id"],
-                                                             p["request_id"])
-        return flows, reqs
+        """Which flow and request rows the first ``k`` packets cover (two boolean masks,
+        :func:`covers`)."""
+        p = self.packets[:max(k, 0)]
+        return covers(p, self.flows, "flow_id"), covers(p, self.requests, "request_id")
 
     def to_arrow(self, table: str = "packets"):
         """One of the batch's tables as a ``pyarrow.Table``, as the Parquet files have it.
@@ -109,13 +107,13 @@ class Batch:
         Returns
         -------
         pyarrow.Table
-            The documented columns only (README, "Output tables"); labels (``class``,
+            The documented columns only (README, "What it makes"); labels (``class``,
             ``kind``, ``direction``, ``phase``) as dictionary-encoded strings, addresses as
             text. Batches' tables concatenate with ``pyarrow.concat_tables``.
         """
         import pyarrow as pa
         if table not in TABLES:
-            raise ValueError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
+            raise ArgumentError(Arg("table"), f": expected one of {', '.join(TABLES)}, got {table!r}")
         rows = getattr(self, table)
         return pa.Table.from_batches([to_arrow(rows, table, self.ipv6_prefixes)])
 
@@ -131,46 +129,93 @@ class Batch:
         return arrow.to_pandas()
 
 
+def covers(packets: np.ndarray, rows: np.ndarray, key: str) -> np.ndarray:
+    """Which of ``rows`` (flow rows, ``key`` ``"flow_id"``; request rows, ``"request_id"``)
+    the time-ordered ``packets`` cover: those they reference, and any that start before the last
+    of them (a row's ``start_ns`` is its first packet's time, so these are the rows whose first
+    packet is among ``packets``, however ties in time fall)."""
+    if not packets.shape[0]:
+        return np.zeros(rows.shape[0], bool)
+    return (rows["start_ns"] < packets["ts_ns"][-1]) | np.isin(rows[key], packets[key])
+
+
+class _Waiting:
+    """One table's rows not yet given out, in stream order, each with whether the packets so
+    far cover it. Rows are copied once, when they go."""
+
+    def __init__(self, key: str):
+        self.key, self.parts = key, []  # [rows, covered mask] in order
+        self.empty = None  # no rows, of the table's dtype
+
+    def add(self, rows: np.ndarray, packets: np.ndarray) -> None:
+        """New rows in; then the packets just kept mark what they cover."""
+        self.empty = rows[:0]
+        if rows.shape[0]:
+            self.parts.append([rows, np.zeros(rows.shape[0], bool)])
+        for part in self.parts:
+            part[1] |= covers(packets, part[0], self.key)
+
+    def lead(self) -> np.ndarray:
+        """The covered rows up to the first one that is not: they go now."""
+        out = []
+        while self.parts:
+            rows, mask = self.parts[0]
+            i = _run(mask)
+            out.append(rows[:i])
+            if i < rows.shape[0]:
+                self.parts[0] = [rows[i:], mask[i:]]
+                break
+            self.parts.pop(0)
+        return self._cat(out)
+
+    def covered(self) -> np.ndarray:
+        """Every covered row (the stream was cut: the rest never go)."""
+        return self._cat([rows[mask] for rows, mask in self.parts])
+
+    def rest(self) -> np.ndarray:
+        """Every row (the stream ended uncut)."""
+        return self._cat([rows for rows, _ in self.parts])
+
+    def _cat(self, parts: list) -> np.ndarray:
+        parts = [p for p in parts if p.shape[0]]
+        if not parts:
+            return self.empty
+        return parts[0] if len(parts) == 1 else concat_rows(parts)
+
+
 def first_packets(source: Iterator[Batch], limit: int) -> Iterator[Batch]:
     """The first ``limit`` packets of a stream of batches, the last batch cut to fit, with the
-    rows those packets cover (``Batch.covered``).
+    rows those packets cover (:func:`covers`).
 
     A row comes with the first batch whose packets cover it, in the stream's row order (a row
     waits while an earlier one is not yet covered), so the rows of the batches are exactly those
-    the kept packets show. If the stream ends before ``limit``, nothing is cut and every row
-    comes (the last ones in a batch of no packets). ``source`` is closed when done.
+    the kept packets show, in the order of an uncut stream. If the stream ends before
+    ``limit``, nothing is cut and every row comes (the last ones in a batch of no packets).
+    ``source`` is closed when done.
     """
-    held_f = held_r = None
-    left = limit
+    waiting = {"flows": _Waiting("flow_id"), "requests": _Waiting("request_id")}
+    left, last = limit, None
     try:
         for batch in source if left > 0 else ():
-            if held_f is not None:
-                batch = replace(batch, flows=_cat(held_f, batch.flows),
-                                requests=_cat(held_r, batch.requests))
+            last = batch
             n = len(batch)
-            f, r = batch.covered(min(n, left))
-            if n >= left:  # the cut: the rows the kept packets cover, no other
-                cut = batch if n == left else batch[:left]
-                yield replace(cut, flows=batch.flows[f], requests=batch.requests[r])
+            kept = batch if n <= left else replace(batch, **batch.packet_range(0, left))
+            for name, w in waiting.items():
+                w.add(getattr(batch, name), kept.packets)
+            left -= len(kept)
+            if left == 0:  # the cut: the rows the kept packets cover, no other
+                yield replace(kept, **{name: w.covered() for name, w in waiting.items()})
                 return
-            i, j = _run(f), _run(r)  # the covered rows up to the first one that is not
-            held_f, held_r = batch.flows[i:], batch.requests[j:]
-            left -= n
-            if n or i or j:
-                yield replace(batch, flows=batch.flows[:i], requests=batch.requests[:j])
-        if held_f is not None and (held_f.shape[0] or held_r.shape[0]):
-            yield replace(batch, packets=batch.packets[:0], frames=None, offsets=None,
-                          flows=held_f, requests=held_r)
+            rows = {name: w.lead() for name, w in waiting.items()}
+            if n or rows["flows"].shape[0] or rows["requests"].shape[0]:
+                yield replace(batch, **rows)
+        rest = {name: w.rest() for name, w in waiting.items()}
+        if last is not None and (rest["flows"].shape[0] or rest["requests"].shape[0]):
+            yield replace(last, packets=last.packets[:0], frames=None, offsets=None, **rest)
     finally:
         close = getattr(source, "close", None)
         if close is not None:
             close()
-
-
-def _cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not a.shape[0]:
-        return b
-    return concat_rows([a, b]) if b.shape[0] else a
 
 
 def _run(mask: np.ndarray) -> int:

@@ -63,6 +63,16 @@ class Replay:
         Schedule the sending thread SCHED_FIFO while it runs: timing that holds on a busy
         machine. Default (None): when the process may (root, CAP_SYS_NICE); True:
         required; False: never.
+
+    Raises
+    ------
+    ArgumentError
+        A bad argument, named as here (``loop: expected a whole number >= 0, got -1``).
+
+    Notes
+    -----
+    ``run()`` sends (blocking), after ``prepare()`` (the checks: the interface, the whole file)
+    if it was not called; ``stats()`` and ``abort()`` work from any thread. A Replay runs once.
     """
 
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
