@@ -7,6 +7,7 @@ its flags). (What the functions make: test_engine.py; the sinks: test_sinks.py; 
 test_replay.py; the README's examples: test_readme.py.)"""
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import subprocess
@@ -348,3 +349,18 @@ def test_the_cli_names_its_flags_for_the_same_errors(tmp_path, capsys):
     pcap.write_bytes(b"")
     assert main(["replay", str(pcap), "--pps", "0"]) == 2  # argparse takes 0; Rate refuses it
     assert capsys.readouterr().err.startswith("error: --pps: expected a number above zero")
+
+
+def test_generate_defaults_are_what_the_docstring_says(small, tmp_path):
+    """``workers=None``: this process (the report says one worker), with shards too (it used to
+    fail on ``max(1, None)``); the docstring and the README say the same."""
+    from trafficgen.engine.core import GEN_WORKERS
+    report = tg.generate(small, flows=tmp_path / "f.parquet")
+    assert report["workers"] == 1
+    sharded = tg.generate(small, flows=tmp_path / "f", shards=True)
+    assert sharded["workers"] == 1 and sharded["flows"] == report["flows"] and sharded["shards"] >= 1
+    assert GEN_WORKERS == min(2, max(1, os.cpu_count() or 1))  # two, one on a one-CPU machine
+    doc = " ".join(tg.generate.__doc__.split())
+    assert "``None`` (the default): this process, generating the next windows on two threads" in doc
+    assert "generate(..., workers=None)`, the default, runs in this process with two" in " ".join(
+        README.split())
