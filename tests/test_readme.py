@@ -53,17 +53,21 @@ def test_library_examples_run(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = pq.read_metadata(tmp_path / "first.parquet").num_rows
     data = (tmp_path / "first.pcap").read_bytes()
-    assert rows >= 10_000 and len(data) > 24 + rows * (16 + 54)
+    assert rows == 10_000 and len(data) > 24 + rows * (16 + 54)  # what the comment says
     o, records = 24, 0
     while o < len(data):  # walk the pcap records: exactly the table's rows
         o += 16 + int.from_bytes(data[o + 8:o + 12], "little")
         records += 1
     assert o == len(data) and records == rows
+    # the flow table: exactly the flows of those packets
+    kept = set(pq.read_table(tmp_path / "first.parquet")["flow_id"].to_pylist())
+    assert sorted(kept) == pq.read_table(tmp_path / "first-flows.parquet")["flow_id"].to_pylist()
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     n = int(done.stdout.split()[0])
     assert n > 1_000
+    assert "bytes_down_sum" in done.stdout and "stream" in done.stdout  # the Arrow and pandas tables
     assert pq.read_metadata(tmp_path / "flows.parquet").num_rows > 0
     assert (tmp_path / "chat.pcap").stat().st_size > n * 54
 

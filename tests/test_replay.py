@@ -212,6 +212,67 @@ def test_bad_arguments(tmp_path, capsys, as_if_root):
     assert not (tmp_path / "x.pcap").exists()
 
 
+class RecordingTransmitter:
+    """Stands in for the sending kernel: keeps the frames it is given, sends nothing."""
+
+    def __init__(self, iface, rate, **kw):
+        self.frames: list[bytes] = []
+        self.stopped_by = self.warning = self.pacer = None
+        self.realtime_used = False
+        self.acc = np.zeros(1, np.int64)
+
+    def send(self, buf, off, length, ts) -> bool:
+        self.frames += [bytes(buf[o:o + n]) for o, n in zip(off, length)]
+        self.acc[0] = len(self.frames)
+        return True
+
+    def stats(self) -> dict:
+        return {"packets": len(self.frames), "bytes": sum(map(len, self.frames)), "send_errors": 0}
+
+    def finish(self) -> None:
+        pass
+
+
+def test_run_prepares_a_replay_that_was_not(tmp_path, monkeypatch):
+    """``run()`` alone checks and sends (``prepare()`` is optional); a Replay runs once; a
+    check that fails in ``run()`` fails it as ``prepare()`` would, before anything is sent."""
+    import types
+
+    import trafficgen.playback.replayer as replayer
+    calls = []
+    monkeypatch.setattr(replayer, "check_interface", lambda name: (7, 1500))
+    monkeypatch.setattr(replayer, "check_may_send", lambda name: None)
+    monkeypatch.setattr(replayer, "open_interface", lambda name, bypass: types.SimpleNamespace(
+        name=name, qdisc_bypass=bypass, close=lambda: calls.append("close")))
+    monkeypatch.setattr(replayer, "Transmitter", RecordingTransmitter)
+    real_open = replayer.Replay._open
+    monkeypatch.setattr(replayer.Replay, "_open", lambda self: (calls.append("prepare"), real_open(self)))
+    frames = make_frames(20, seed=4, hi=300)
+    write_pcap(tmp_path / "in.pcap", frames, T0 + np.arange(20) * 1000)
+
+    r = tg.Replay(tmp_path / "in.pcap", "fake0", Rate("topspeed"))
+    rep = r.run()
+    assert calls == ["prepare", "close"] and r.tx.frames == frames
+    assert rep["packets"] == 20 and rep["source"]["packets"] == 20 and rep["stopped_by"] == "end"
+    assert r.report is rep and r.stats()["state"] == "done"
+    with pytest.raises(tg.TrafficgenError, match="sends once"):
+        r.run()
+    with pytest.raises(tg.TrafficgenError, match="already called"):
+        r.prepare()
+
+    calls.clear()
+    r = tg.Replay(tmp_path / "in.pcap", "fake0", limit=5)
+    assert r.prepare()["packets"] == 20
+    assert r.run()["packets"] == 5 and calls == ["prepare", "close"]  # prepared once
+
+    calls.clear()
+    (tmp_path / "junk.pcap").write_bytes(b"not a capture at all")
+    r = tg.Replay(tmp_path / "junk.pcap", "fake0")
+    with pytest.raises(tg.TrafficgenError, match="junk.pcap"):
+        r.run()
+    assert r.tx is None and r.stats()["state"] is None and calls == ["prepare"]
+
+
 # --- onto a veth pair ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["pcap-us", "pcapng-ns-be", "pcap-streamed"])

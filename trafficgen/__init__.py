@@ -13,12 +13,13 @@ from .version import __version__
 
 # public name -> the module that defines it
 _PUBLIC = {
-    "Batch": "trafficgen.engine.core",
+    "Batch": "trafficgen.engine.batch",
     "batches": "trafficgen.api",
     "generate": "trafficgen.api",
     "load_scenario": "trafficgen.api",
     "Scenario": "trafficgen.config.scenario",
     "ConfigError": "trafficgen.errors",
+    "ArgumentError": "trafficgen.errors",
     "TrafficgenError": "trafficgen.errors",
     "Rate": "trafficgen.playback.rate",
     "Replay": "trafficgen.playback.replayer",
@@ -26,15 +27,19 @@ _PUBLIC = {
     "ParquetSink": "trafficgen.sinks.parquet",
     "PcapSink": "trafficgen.sinks.pcap",
     "PcapngSink": "trafficgen.sinks.pcapng",
+    "LABELS": "trafficgen.labels",
+    "LABEL_CODES": "trafficgen.labels",
 }
 __all__ = ["__version__", "Batch", "batches", "generate", "load_scenario", "Scenario", "ConfigError",
-           "TrafficgenError", "Rate", "Replay", "replay", "ParquetSink", "PcapSink", "PcapngSink"]
+           "ArgumentError", "TrafficgenError", "Rate", "Replay", "replay", "ParquetSink", "PcapSink",
+           "PcapngSink", "LABELS", "LABEL_CODES"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .api import batches, generate, load_scenario
     from .config.scenario import Scenario
-    from .engine.core import Batch
-    from .errors import ConfigError, TrafficgenError
+    from .engine.batch import Batch
+    from .errors import ArgumentError, ConfigError, TrafficgenError
+    from .labels import LABEL_CODES, LABELS
     from .playback.rate import Rate
     from .playback.replayer import Replay, replay
     from .sinks.parquet import ParquetSink

@@ -3,7 +3,9 @@
     import trafficgen as tg
     sc = tg.load_scenario("chat", {"chat.rate": "5/s"}, duration="30s", seed=7)
     for batch in tg.batches(sc):            # nothing touches the disk
-        batch.packets["ts_ns"], batch.packets["wire_len"], batch.frame(0)
+        batch.packets["ts_ns"], batch.packets["wire_len"], batch.frame(0)   # raw numpy rows
+        batch.to_pandas("packets")          # the documented table, labels decoded
+    first = list(tg.batches(sc, max_packets=10_000))   # exactly 10,000 packets
     report = tg.generate(sc, pcap="chat.pcap", flows="flows.parquet")
 
 The CLI calls the same functions.
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from trafficgen.config.scenario import Scenario, load_scenario
+from trafficgen.engine.batch import Batch, first_packets
 from trafficgen.engine.build import check_batch, make_engine, window_ns
-from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS, Batch
-from trafficgen.errors import TrafficgenError
+from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS
+from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 from trafficgen.sinks import check_writable
 from trafficgen.sinks.buffers import BufferPool
 from trafficgen.sinks.outputs import capture_format, open_sinks
@@ -27,17 +30,65 @@ from trafficgen.sinks.outputs import capture_format, open_sinks
 __all__ = ["load_scenario", "batches", "generate", "Batch", "open_sinks"]
 
 
-def batches(scenario: Scenario | str | dict, *, frames: bool = True,
+def batches(scenario: Scenario | str | dict, *, frames: bool = True, max_packets: int | None = None,
             batch_packets: int = DEFAULT_BATCH_PACKETS,
             window: int | str = DEFAULT_WINDOW_NS) -> Iterator[Batch]:
-    """Iterate the scenario's packets in timestamp order, in batches (see ``Batch``).
+    """Iterate the scenario's packets in timestamp order, in batches, with their flow and
+    request rows (see :class:`Batch`). Nothing touches the disk.
 
-    ``frames=False`` skips building frame bytes (labels and tables only). ``batch_packets`` and
-    ``window`` (ns or a duration such as ``"10s"``: how much session time is generated at once)
-    trade memory against overhead and never change the output."""
+    Parameters
+    ----------
+    scenario : Scenario, str or dict
+        A loaded scenario, or what ``load_scenario`` takes (a built-in name, a path, a dict).
+    frames : bool
+        Build the frame bytes (default); False gives the labels and tables only, faster.
+    max_packets : int, optional
+        Stop after exactly this many packets: the last batch is cut to fit (``batch[:k]``),
+        and the flow and request rows are exactly those the kept packets cover (referenced
+        by one of them, or starting before the last one), in the order an uncut run gives
+        them; a row then comes with the first batch that covers it. A stream that ends sooner
+        is not cut.
+    batch_packets : int
+        Packets per batch at most (default 65,536).
+    window : int or str
+        Session time generated at once: ns, or a duration such as ``"10s"``.
+
+    ``batch_packets`` and ``window`` trade memory against overhead and never change the
+    packets, frames or rows, only how they are cut into batches.
+
+    Returns
+    -------
+    iterator of Batch
+        Each with ``len(batch)`` packets, ``to_arrow()`` / ``to_pandas()`` for the documented
+        tables with labels decoded, and the raw numpy rows (``packets``, ``flows``,
+        ``requests``) for speed.
+
+    Raises
+    ------
+    ArgumentError
+        A bad ``max_packets``, ``batch_packets`` or ``window`` (when called, before any batch).
+    ConfigError
+        A scenario that does not validate.
+    """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    return iter(make_engine(scenario, frames, batch_packets, window))
+    if max_packets is not None and (isinstance(max_packets, bool) or not isinstance(max_packets, int)
+                                    or max_packets < 0):
+        raise ArgumentError(Arg("max_packets"), f": expected a whole number >= 0, got {max_packets!r}")
+    engine = make_engine(scenario, frames, batch_packets, window)
+    net = scenario.network
+    source = _with_prefixes(iter(engine), (net.ipv6_clients, net.ipv6_servers) if net.any_ipv6 else None)
+    return source if max_packets is None else first_packets(source, max_packets)
+
+
+def _with_prefixes(source: Iterator[Batch], prefixes) -> Iterator[Batch]:
+    """The batches, each told how to show its IPv6 flows' addresses (``Batch.to_arrow``)."""
+    try:
+        for batch in source:
+            batch.ipv6_prefixes = prefixes
+            yield batch
+    finally:
+        source.close()
 
 
 def _check_outputs(paths: dict[str, object]) -> None:
@@ -57,13 +108,13 @@ def _workers(workers, scheduler) -> int | None:
     this process on one generation thread, the unit of the scaling figures)."""
     if scheduler is not None:
         if workers is not None:
-            raise TrafficgenError("--workers and --scheduler: the cluster's workers do the work; "
-                                  "give one of the two")
+            raise ArgumentError(Arg("workers"), " and ", Arg("scheduler"), ": the cluster's workers "
+                                "do the work; give one of the two")
         return 0
     if workers is None:
         return None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise TrafficgenError(f"workers: expected a whole number >= 1, got {workers!r}")
+        raise ArgumentError(Arg("workers"), f": expected a whole number >= 1, got {workers!r}")
     return workers
 
 
@@ -73,17 +124,50 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
              workers: int | None = None, scheduler=None, shards: bool = False) -> dict:
     """Generate a scenario into the given sinks (paths or binary file objects).
 
-    Frames are built only when ``pcap`` is given; a path ending in ``.pcapng`` is written as
-    pcapng with the labels as packet comments, anything else as pcap. Each path is written under a temporary name
-    and renamed when whole; on any error none of them appears. A capture path that is an
-    existing FIFO or device (``/dev/null``) is written in place. ``progress(done_ns, total_ns)``
-    is called as the stream advances. Returns a report dict (counts, bytes, seconds).
+    Each path is written under a temporary name and renamed when whole; on any error none of
+    them appears. None of ``batch_packets``, ``window``, ``workers``, ``scheduler`` and
+    ``shards`` changes a byte of the output (see ``trafficgen.engine.parallel``).
 
-    ``workers``: local processes to spread the work over (default 1: this process alone);
-    ``scheduler``: a Dask scheduler's address (or a ``distributed.Client``) to run it on
-    instead. ``shards``: every output path names a new folder of one file per partition (the
-    sessions that start in one minute), readable as one dataset. None of the three changes a
-    byte of the output (see ``trafficgen.engine.parallel``).
+    Parameters
+    ----------
+    scenario : Scenario, str or dict
+        A loaded scenario, or what ``load_scenario`` takes.
+    pcap : path or binary file, optional
+        The capture; frames are built only when it is given. A path ending in ``.pcapng`` is
+        written as pcapng with the labels as packet comments, anything else as pcap. An
+        existing FIFO or device (``/dev/null``) is written in place.
+    flows, requests, packets : path or binary file, optional
+        The Parquet tables.
+    batch_packets : int
+        Packets per batch at most (default 65,536).
+    window : int or str
+        Session time generated at once: ns, or a duration such as ``"10s"`` (default).
+    progress : callable, optional
+        ``progress(done_ns, total_ns)``, called as the stream advances.
+    workers : int, optional
+        ``None`` (the default): this process, generating the next windows on two threads
+        (one on a one-CPU machine) while it merges and writes; ``1``: this process on one
+        thread (the unit of the scaling figures); ``N``: ``N`` local worker processes. The
+        command line's default differs: ``trafficgen generate`` without ``--workers`` takes one
+        worker per CPU this process may run on for runs of 5 minutes or more or with
+        ``--shards``, and this process (as ``None``) otherwise.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler's address (or a client) to run on instead of local workers.
+    shards : bool
+        Every output path names a new folder of one file per partition (the sessions that
+        start in one minute), readable as one dataset.
+
+    Returns
+    -------
+    dict
+        The report: packets, wire bytes, flows, requests, seconds, outputs.
+
+    Raises
+    ------
+    ArgumentError
+        A bad argument (``workers``, ``window``, ``shards`` with a stream, ...).
+    TrafficgenError
+        An output that cannot be written, a scenario that does not validate (``ConfigError``).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -151,10 +235,11 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
     from trafficgen.sinks import StagedFolder
     given = {k: v for k, v in outputs.items() if v is not None}
     if not given:
-        raise TrafficgenError("--shards: nothing to write")
+        raise ArgumentError(Arg("shards"), ": nothing to write (give ", Arg("pcap"), ", ", Arg("flows"),
+                            ", ", Arg("requests"), " or ", Arg("packets"), ")")
     for what, dest in given.items():
         if hasattr(dest, "write") or os.fspath(dest) == "-":
-            raise TrafficgenError(f"--shards: the {what} output must be a folder path, not a stream")
+            raise ArgumentError(Arg("shards"), f": the {what} output must be a folder path, not a stream")
     suffix = {"capture": "pcapng" if os.fspath(given.get("capture", "")).lower().endswith(".pcapng")
               else "pcap", "flows": "parquet", "requests": "parquet", "packets": "parquet"}
     opts = Options("capture" in given, "capture" in given or "packets" in given,
@@ -165,7 +250,7 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
         def paths_of(i):
             return ({k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
                                        for k, f in folders.items()})
-        parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers),
+        parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers or 0),
                                    scheduler=scheduler, progress=progress)
         for f in folders.values():
             f.commit()

@@ -38,18 +38,23 @@ from trafficgen.kernels.codes import (  # noqa: F401
     SYN,
 )
 
-# Label vocabularies. The position of a name is its code; append only, never reorder.
-CLASSES = ("chat", "coding", "multimodal", "reasoning", "agentic", "rag", "kv_transfer")
-KINDS = ("llm", "tool", "embed", "search", "rerank", "kv_transfer", "media")
-DIRECTIONS = ("up", "down")
-PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown",
-          "thinking", "response", "silence")
+# The label vocabularies and their codes (public: ``tg.LABELS``, ``tg.LABEL_CODES``; see
+# ``trafficgen.labels``), beside the schemas that encode them.
+from trafficgen.labels import (  # noqa: F401
+    CLASS_CODE,
+    CLASSES,
+    DIRECTION_CODE,
+    DIRECTIONS,
+    KIND_CODE,
+    KINDS,
+    LABEL_CODES,
+    LABELS,
+    PHASE_CODE,
+    PHASES,
+)
 
-CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
-KIND_CODE = {name: i for i, name in enumerate(KINDS)}
-PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
-
-VOCABULARIES = {"class": CLASSES, "kind": KINDS, "direction": DIRECTIONS, "phase": PHASES}
+# the vocabulary of each label column (the position of a name is its code)
+VOCABULARIES = LABELS
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from trafficgen.errors import TrafficgenError
 from trafficgen.version import __version__
 
 from .replay import EXAMPLE as REPLAY_EXAMPLE
-from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser
+from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser, cli_message
 
 EXAMPLES = {
     "generate": """examples:
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except TrafficgenError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {cli_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"

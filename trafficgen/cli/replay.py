@@ -8,7 +8,24 @@ import json
 import sys
 
 from trafficgen.config.units import parse_duration
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import ArgumentError, TrafficgenError
+
+# The library's arguments as the command line gives them: an ArgumentError names the argument
+# (``pps``), and the CLI prints the same message with the flag (``--pps``).
+FLAGS = {
+    "pps": "--pps", "mbps": "--mbps", "multiplier": "--multiplier", "topspeed": "--topspeed",
+    "iface": "--iface", "loop": "--loop", "limit": "--limit", "duration": "--duration",
+    "realtime": "--realtime", "qdisc_bypass": "--qdisc-bypass",
+    "workers": "--workers", "scheduler": "--scheduler", "shards": "--shards", "window": "--window",
+    "pcap": "-o", "flows": "--flows", "requests": "--requests", "packets": "--packets",
+}
+
+
+def cli_message(e: TrafficgenError) -> str:
+    """An error's message as the command line words it: arguments named by their flags."""
+    if isinstance(e, ArgumentError):
+        return e.render(lambda name: FLAGS.get(name, name))
+    return str(e)
 
 EXAMPLE = """examples:
   trafficgen replay lab.pcap --iface veth0                  # the file's own timing

@@ -1,6 +1,7 @@
 """The generation engine: the window loop, rows, the network plan, scale-out.
 
-Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows; Batch),
+Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows), ``batch``
+(Batch: its slices and tables; the stream's first N packets),
 ``build`` (an Engine from the API's arguments, checked), ``netplan`` (addresses,
 VLAN/encapsulation, QUIC, MACsec per flow), ``malloc``, and scale-out: ``parallel`` (its entry),
 ``phases`` (a partition's two phases, the ids), ``spool``, ``pool`` (local worker processes),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trafficgen.config.scenario import Scenario
 from trafficgen.config.units import parse_duration
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import Arg, ArgumentError
 
 from .core import GEN_WORKERS, MIN_WINDOW_NS, Engine
 
@@ -14,7 +14,7 @@ def window_ns(window) -> int:
 
     Raises
     ------
-    TrafficgenError
+    ArgumentError
         Not a duration, or shorter than 100 ms.
     """
     given = window
@@ -22,16 +22,16 @@ def window_ns(window) -> int:
         try:
             window = parse_duration(window)
         except ValueError as e:
-            raise TrafficgenError(f"window: {e}") from None
+            raise ArgumentError(Arg("window"), f": {e}") from None
     if isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW_NS:
-        raise TrafficgenError(f"window: expected a duration of at least 100ms, got {given!r}")
+        raise ArgumentError(Arg("window"), f": expected a duration of at least 100ms, got {given!r}")
     return window
 
 
 def check_batch(batch_packets) -> int:
-    """``batch_packets`` if it is a whole number >= 1, else a ``TrafficgenError``."""
+    """``batch_packets`` if it is a whole number >= 1, else an ``ArgumentError``."""
     if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
-        raise TrafficgenError(f"batch_packets: expected a whole number >= 1, got {batch_packets!r}")
+        raise ArgumentError(Arg("batch_packets"), f": expected a whole number >= 1, got {batch_packets!r}")
     return batch_packets
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from math import gcd
 from typing import Iterator
 
@@ -28,6 +27,7 @@ from trafficgen.kernels.rng import derive_range, fill_bytes, key_of
 from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows, take_rows
 from trafficgen.wire.tls import CombinedTemplates
 
+from .batch import Batch
 from .netplan import NetPlan
 
 DEFAULT_WINDOW_NS = 10 * 10**9
@@ -38,29 +38,6 @@ GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in
 DEFAULT_BATCH_PACKETS = 1 << 16
 BATCH_FRAME_BYTES = 64 << 20  # a batch also ends before its frames pass this (jumbo RoCE frames)
 POOL_BYTES = (4 << 20) + 65536
-
-
-@dataclass
-class Batch:
-    """A slice of the packet stream, in timestamp order.
-
-    ``packets``: schedule rows (the packet table's columns and a few encoder fields);
-    ``frames``/``offsets``: the frames as pcap records in one buffer (``None`` when frames are
-    not built); frame ``i`` is ``frames[offsets[i]:offsets[i] + packets['wire_len'][i]]``;
-    ``flows``/``requests``: table rows that became final with this batch (may be empty);
-    ``progress_ns``: how far into the scenario the stream is now complete.
-    """
-
-    packets: np.ndarray
-    frames: np.ndarray | None
-    offsets: np.ndarray | None
-    flows: np.ndarray
-    requests: np.ndarray
-    progress_ns: int
-
-    def frame(self, i: int) -> bytes:
-        o = int(self.offsets[i])
-        return self.frames[o:o + int(self.packets["wire_len"][i])].tobytes()
 
 
 ID_KINDS = ("flow", "session", "request")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import operator
 from typing import Callable, Iterator
 
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import Arg, ArgumentError
 
 from . import phases
 
@@ -18,13 +18,13 @@ def dask_client(scheduler):
     try:
         from distributed import Client
     except ImportError:
-        raise TrafficgenError("--scheduler needs Dask: pip install 'trafficgen[dask]'") from None
+        raise ArgumentError(Arg("scheduler"), " needs Dask: pip install 'trafficgen[dask]'") from None
     if isinstance(scheduler, Client):
         return scheduler, False
     try:
         return Client(scheduler, timeout="10s"), True
     except (OSError, TimeoutError) as e:
-        raise TrafficgenError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+        raise ArgumentError(Arg("scheduler", scheduler), f": no Dask scheduler answers there ({e})") from None
 
 
 def dask_workers(client) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import Arg, ArgumentError
 
 from .backend import Backend
 from .core import Engine
@@ -16,8 +16,8 @@ from .phases import Ids, Options
 def check_shards(scenario) -> None:
     """Refuse what cannot be cut into captures: MACsec packet numbers count one capture's frames."""
     if scenario.network.macsec:
-        raise TrafficgenError("network.macsec: MACsec packet numbers count the frames of one whole "
-                              "capture, so a MACsec run cannot be sharded (drop --shards)")
+        raise ArgumentError("network.macsec: MACsec packet numbers count the frames of one whole "
+                            "capture, so a MACsec run cannot be sharded (drop ", Arg("shards"), ")")
 
 
 def write_shards(scenario, opts: Options, paths_of: Callable[[int], dict], *, workers: int = 1,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import Arg, ArgumentError
 from trafficgen.kernels import txsend as kt
 
 from .rate import Pacer, Rate
@@ -70,28 +70,28 @@ def check_interface(name: str | None) -> tuple[int, int]:
     """(index, MTU) of ``name`` if it exists and is up with a link, else ``TrafficgenError``
     saying what to do. Reads /sys only: nothing is opened."""
     if not name:
-        raise TrafficgenError("--iface: nothing is sent unless --iface names an interface "
-                              "(see 'ip link')")
+        raise ArgumentError(Arg("iface"), ": nothing is sent unless ", Arg("iface"),
+                            " names an interface (see 'ip link')")
     if "/" in name or name in (".", "..") or len(name) > 15:
-        raise TrafficgenError(f"--iface {name}: not an interface name (see 'ip link')")
+        raise ArgumentError(Arg("iface", name), ": not an interface name (see 'ip link')")
     try:
         index = socket.if_nametoindex(name)
     except OSError:
-        raise TrafficgenError(f"--iface {name}: no such interface (see 'ip link')") from None
+        raise ArgumentError(Arg("iface", name), ": no such interface (see 'ip link')") from None
     try:
         flags, mtu = int(_sys(name, "flags"), 16), int(_sys(name, "mtu"))
     except (OSError, ValueError):
-        raise TrafficgenError(f"--iface {name}: cannot read its state from /sys/class/net") from None
+        raise ArgumentError(Arg("iface", name), ": cannot read its state from /sys/class/net") from None
     if not flags & IFF_UP:
-        raise TrafficgenError(f"--iface {name}: the interface is down: bring it up with "
-                              f"'ip link set {name} up'")
+        raise ArgumentError(Arg("iface", name), f": the interface is down: bring it up with "
+                            f"'ip link set {name} up'")
     try:
         carrier = _sys(name, "carrier") == "1"
     except OSError:
         carrier = False
     if not carrier:
-        raise TrafficgenError(f"--iface {name}: the interface is up but has no link (no "
-                              f"carrier; for a veth, bring its peer up too)")
+        raise ArgumentError(Arg("iface", name), ": the interface is up but has no link (no "
+                            "carrier; for a veth, bring its peer up too)")
     return index, mtu
 
 
@@ -114,7 +114,7 @@ def may_send_raw() -> bool:
 def check_may_send(name: str) -> None:
     """Refuse early (before a long file check) when raw sockets are not allowed."""
     if not may_send_raw():
-        raise TrafficgenError(f"--iface {name}: {NO_CAP_NET_RAW}")
+        raise ArgumentError(Arg("iface", name), f": {NO_CAP_NET_RAW}")
 
 
 def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
@@ -124,7 +124,7 @@ def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
     except PermissionError:
-        raise TrafficgenError(f"--iface {name}: {NO_CAP_NET_RAW}") from None
+        raise ArgumentError(Arg("iface", name), f": {NO_CAP_NET_RAW}") from None
     try:
         sock.bind((name, 0))
         for opt in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
@@ -142,7 +142,7 @@ def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
                 pass
     except OSError as e:
         sock.close()
-        raise TrafficgenError(f"--iface {name}: cannot bind a raw socket: {e.strerror or e}") from None
+        raise ArgumentError(Arg("iface", name), f": cannot bind a raw socket: {e.strerror or e}") from None
     return Interface(name, index, mtu, sock, bypass)
 
 
@@ -252,8 +252,8 @@ class Transmitter:
                 return False
             if status == kt.ST_FAILING:
                 err = int(self.acc[kt.A_ERRNO])
-                raise TrafficgenError(f"--iface {self.iface.name}: sending failed "
-                                      f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
+                raise ArgumentError(Arg("iface", self.iface.name), f": sending failed "
+                                    f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
         return True
 
     def _check_pace(self, final: bool = False) -> None:
@@ -312,8 +312,8 @@ class Transmitter:
             self._spin_ordinary, self.spin_ns = self.spin_ns, min(self.spin_ns, RT_SPIN_NS)
         except PermissionError:
             if required:
-                raise TrafficgenError("--realtime: needs CAP_SYS_NICE (run as root) to schedule "
-                                      "the sending thread SCHED_FIFO") from None
+                raise ArgumentError(Arg("realtime"), ": needs CAP_SYS_NICE (run as root) to "
+                                    "schedule the sending thread SCHED_FIFO") from None
 
     def finish(self) -> None:
         """The end-of-run check of the pace (a run that ends late warns); the thread's

@@ -12,41 +12,73 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import Arg, ArgumentError
 
 MODES = ("original", "multiplier", "pps", "mbps", "topspeed")
+UNITS = {"multiplier": "times the file's speed", "pps": "packets per second",
+         "mbps": "megabits per second"}
+
+
+def _joined(items: list, sep: str) -> list:
+    out = []
+    for k, item in enumerate(items):
+        out += [sep, item] if k else [item]
+    return out
 
 
 @dataclass(frozen=True)
 class Rate:
-    """How fast to send. ``mode``: ``original`` (the file's timing), ``multiplier`` (its
-    timing sped up ``value`` times), ``pps`` (``value`` packets/s), ``mbps`` (``value``
-    megabits/s of frame bytes) or ``topspeed`` (as fast as the interface takes them)."""
+    """How fast to send.
+
+    Parameters
+    ----------
+    mode : str
+        ``"original"`` (the file's timing, the default), ``"multiplier"`` (its timing sped up
+        ``value`` times), ``"pps"`` (``value`` packets/s), ``"mbps"`` (``value`` megabits/s of
+        frame bytes) or ``"topspeed"`` (as fast as the interface takes them).
+    value : float, optional
+        The number ``multiplier``, ``pps`` and ``mbps`` need; none for the other two.
+
+    Raises
+    ------
+    ArgumentError
+        An unknown mode, or a value missing, out of range or given where none is taken; the
+        message names the mode (``pps: expected a number above zero ...``).
+    """
 
     mode: str = "original"
     value: float | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise TrafficgenError(f"rate: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ArgumentError(Arg("mode"), f": expected one of {', '.join(MODES)}, got {self.mode!r}")
         if self.mode in ("original", "topspeed"):
             if self.value is not None:
-                raise TrafficgenError(f"rate: {self.mode} takes no value, got {self.value!r}")
+                raise ArgumentError(Arg(self.mode), f": takes no value, got {self.value!r}")
             return
         v = self.value
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise TrafficgenError(f"--{self.mode}: expected a number above zero, got {v!r}")
+            raise ArgumentError(Arg(self.mode), f": expected a number above zero ({UNITS[self.mode]}), "
+                                f"got {v!r}")
         if self.mode == "pps" and v > 1e9 or self.mode == "mbps" and v > 1e7:
-            raise TrafficgenError(f"--{self.mode}: {v:g} is beyond any interface")
+            raise ArgumentError(Arg(self.mode), f": {v:g} is beyond any interface")
 
     @classmethod
     def choose(cls, *, pps=None, mbps=None, multiplier=None, topspeed=False) -> "Rate":
-        """The one rate given (at most one of them), or the file's own timing."""
+        """The one rate given (at most one of them), or the file's own timing.
+
+        Raises
+        ------
+        ArgumentError
+            More than one given, or a value that is not a number above zero.
+        """
         given = [(m, v) for m, v in (("pps", pps), ("mbps", mbps), ("multiplier", multiplier))
                  if v is not None] + ([("topspeed", None)] if topspeed else [])
         if len(given) > 1:
-            raise TrafficgenError("give at most one of --pps, --mbps, --multiplier, --topspeed, "
-                                  f"got {' and '.join('--' + m for m, _ in given)}")
+            names = [Arg(m) for m, _ in given]
+            raise ArgumentError(*_joined(names, " and "), ": give at most one rate (",
+                                Arg("pps"), ", ", Arg("mbps"), ", ", Arg("multiplier"), " or ",
+                                Arg("topspeed"), ")")
         return cls(*given[0]) if given else cls()
 
     @property

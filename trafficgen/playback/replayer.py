@@ -2,7 +2,7 @@
 
     import threading, trafficgen as tg
     r = tg.Replay("lab.pcap", iface="veth0", rate=tg.Rate("pps", 20_000), loop=3)
-    r.prepare()                       # checks the file and the interface; nothing sent yet
+    r.prepare()                       # optional: checks the file and the interface first
     t = threading.Thread(target=r.run); t.start()
     r.stats()                         # counters so far, from any thread
     r.abort(); t.join()               # stop early (within ~50 ms)
@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from trafficgen.config.scenario import Scenario, load_scenario
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 
 from .capture import CaptureFile, Chunk, Prefetch, SlotPool
 from .iface import ETH_HLEN, Interface, Transmitter, check_interface, check_may_send, open_interface, oversize
@@ -34,7 +34,7 @@ def _count(value, what: str, allow_zero: bool) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
-        raise TrafficgenError(f"--{what}: expected a whole number >= {0 if allow_zero else 1}, got {value!r}")
+        raise ArgumentError(Arg(what), f": expected a whole number >= {0 if allow_zero else 1}, got {value!r}")
     return int(value)
 
 
@@ -63,6 +63,16 @@ class Replay:
         Schedule the sending thread SCHED_FIFO while it runs: timing that holds on a busy
         machine. Default (None): when the process may (root, CAP_SYS_NICE); True:
         required; False: never.
+
+    Raises
+    ------
+    ArgumentError
+        A bad argument, named as here (``loop: expected a whole number >= 0, got -1``).
+
+    Notes
+    -----
+    ``run()`` sends (blocking), after ``prepare()`` (the checks: the interface, the whole file)
+    if it was not called; ``stats()`` and ``abort()`` work from any thread. A Replay runs once.
     """
 
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
@@ -72,15 +82,16 @@ class Replay:
         self.source, self.iface_name = source, iface
         self.rate = rate if rate is not None else Rate()
         if not isinstance(self.rate, Rate):
-            raise TrafficgenError(f"rate: expected a trafficgen.Rate, got {rate!r}")
+            raise ArgumentError(Arg("rate"), f": expected a trafficgen.Rate, got {rate!r}")
         self.loop = _count(loop, "loop", allow_zero=True)
         self.limit = _count(limit, "limit", allow_zero=False)
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
                                      or not duration > 0):
-            raise TrafficgenError(f"--duration: expected a number of seconds above zero, got {duration!r}")
+            raise ArgumentError(Arg("duration"), f": expected a number of seconds above zero, got {duration!r}")
         self.duration = duration
         if self.live and loop != 1:
-            raise TrafficgenError("--loop: a live scenario is generated once; give --duration")
+            raise ArgumentError(Arg("loop"), ": a live scenario is generated once; give ",
+                                Arg("duration"), " instead")
         self.progress, self.qdisc_bypass, self.realtime = progress, qdisc_bypass, realtime
         self.state = None
         self.iface: Interface | None = None
@@ -89,16 +100,37 @@ class Replay:
         self.report: dict | None = None
         self._cached: list[Chunk] | None = None
         self._slots: SlotPool | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # prepare() and the start of run(): one at a time
         self._last_progress = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def prepare(self) -> dict:
         """Check the source and the interface (before anything is sent) and open the socket.
-        Returns what was found (packets, bytes, timestamps span for a file)."""
-        if self.state is not None:
-            raise TrafficgenError("prepare() was already called on this Replay")
+
+        Optional: ``run()`` prepares a Replay that was not. Calling it first separates the
+        checks (a whole pass over a file) from the sending, and tells what will be sent.
+
+        Returns
+        -------
+        dict
+            What was found: packets, bytes and timestamp span (``span_ns``) of a file; the
+            scenario, seed and duration of a live run.
+
+        Raises
+        ------
+        TrafficgenError
+            The file, the scenario or the interface cannot be used (nothing was sent), or
+            ``prepare()`` was called before.
+        """
+        with self._lock:
+            if self.state is not None:
+                raise TrafficgenError("prepare() was already called on this Replay")
+            self._open()
+            self.state = READY
+            return dict(self.info)
+
+    def _open(self) -> None:
         check_interface(self.iface_name)  # nothing is sent without an interface that is up
         check_may_send(self.iface_name)  # before a long check of the file
         if self.live:
@@ -117,8 +149,6 @@ class Replay:
         self.tx = Transmitter(self.iface, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
                               realtime=self.realtime,
                               duration_ns=int(self.duration * 1e9) if self.duration else None)
-        self.state = READY
-        return dict(self.info)
 
     def _check_mtu(self, size: int, what: str, mtu: int | None = None) -> None:
         """Refuse frames the interface cannot take (``size`` > MTU + Ethernet header)."""
@@ -127,7 +157,7 @@ class Replay:
             room = (f"more than its MTU of {mtu} allows ({mtu + ETH_HLEN} bytes with the "
                     f"Ethernet header): raise it ('ip link set {self.iface_name} mtu N') or use "
                     f"smaller frames") if size >= ETH_HLEN else "shorter than an Ethernet header"
-            raise TrafficgenError(f"--iface {self.iface_name}: {what}, {room}")
+            raise ArgumentError(Arg("iface", self.iface_name), f": {what}, {room}")
 
     def _scan(self, mtu: int) -> dict:
         """Walk the whole file once: it is readable to the end and every frame fits."""
@@ -161,12 +191,28 @@ class Replay:
                      chunk.ts.copy(), chunk.index)
 
     def run(self) -> dict:
-        """Send everything (blocking; any thread). Returns the report, also kept in
-        ``report``. On KeyboardInterrupt the report is made (``stopped_by: interrupt``)
-        and the interrupt raised again."""
+        """Send everything (blocking; any thread), after ``prepare()`` if it has not run.
+
+        A Replay runs once. On KeyboardInterrupt the report is made (``stopped_by:
+        interrupt``) and the interrupt raised again.
+
+        Returns
+        -------
+        dict
+            The report, also kept in ``report``: packets and bytes sent, rates achieved,
+            departure error, send errors, what stopped the run (``stopped_by``).
+
+        Raises
+        ------
+        TrafficgenError
+            What ``prepare()`` raises, or this Replay has run (or was closed) already.
+        """
         with self._lock:
+            if self.state is None:
+                self.prepare()
             if self.state != READY:
-                raise TrafficgenError("run() needs a prepared Replay (call prepare() once)")
+                raise TrafficgenError(f"this Replay is {'running' if self.state == RUNNING else 'done'}: "
+                                      "a Replay sends once; make a new one to send again")
             self.state = RUNNING
         t_wall = time.perf_counter()
         try:
