@@ -148,7 +148,7 @@ def merged_batches(scenario, opts: Options, *, workers: int = 1, scheduler=None,
     here (``alloc(nbytes)``: the frame buffers). The workers start before this returns, so
     before the caller opens its sinks (and their threads)."""
     engine = Engine(scenario, frames=opts.frames, packets=opts.packets, window_ns=opts.window_ns,
-                    batch_packets=opts.batch_packets, alloc=alloc)
+                    batch_packets=opts.batch_packets, alloc=alloc, stop_at_ns=opts.stop_at_ns)
     parts = engine.partitions()
     backend = Backend(scenario, opts, workers, scheduler)
     return _merged(scenario, parts, backend, Merger(engine, scenario.start_ns,
