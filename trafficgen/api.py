@@ -127,13 +127,17 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         source = merged_batches(scenario, opts, workers=n_workers, scheduler=scheduler, stats=par,
                                 alloc=buffers.get)
     tally = Tally(with_packets)
-    with open_sinks(scenario, outputs, buffers.release) as sinks:
-        for batch in source:
-            sinks.write(batch)
-            tally.add(batch)
-            if tick is not None:
-                tick(batch.progress_ns)
-        sinks.finish()  # every file whole under its temporary name before any is renamed
+    source = iter(source)
+    try:
+        with open_sinks(scenario, outputs, buffers.release) as sinks:
+            for batch in source:
+                sinks.write(batch)
+                tally.add(batch)
+                if tick is not None:
+                    tick(batch.progress_ns)
+            sinks.finish()  # every file whole under its temporary name before any is renamed
+    finally:
+        source.close()  # a run that stops early stops its workers now, not when collected
     return _report(scenario, tally, cut, time.perf_counter() - t0, outputs,
                    workers=par.get("workers", n_workers or 1), **({"merge_s": par["merge_s"]} if par else {}))
 

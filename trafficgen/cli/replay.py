@@ -74,7 +74,7 @@ def as_seconds(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        ns = parse_duration(float(text) if text.replace(".", "", 1).isdigit() else text)
+        ns = parse_duration(text)  # '30' is seconds, as everywhere
     except ValueError as e:
         raise TrafficgenError(f"--duration: {e}") from None
     if ns == 0:

@@ -1,7 +1,8 @@
 """The generation engine: the window loop, rows, the network plan, scale-out.
 
 Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows; Batch),
-``build`` (an Engine from the API's arguments, checked), ``netplan`` (addresses,
+``build`` (an Engine from the API's arguments, checked), ``report`` (a run's counts, the
+capture's span, rows left open by a cut, the no-request warning), ``netplan`` (addresses,
 VLAN/encapsulation, QUIC, MACsec per flow), ``malloc``, and scale-out: ``parallel`` (its entry),
 ``phases`` (a partition's two phases, the ids), ``spool``, ``pool`` (local worker processes),
 ``dask``, ``backend``, ``merge``, ``shards``.
