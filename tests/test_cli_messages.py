@@ -250,3 +250,12 @@ def test_a_fifo_reader_that_goes_away(tmp_path):
     assert "the capture's reader closed it after" in done.stdout
     assert pq.read_metadata(tmp_path / "f.parquet").num_rows > 0
 
+
+
+def test_a_short_cut_of_a_long_run_stays_in_this_process(tmp_path):
+    """Workers start by themselves for runs of 5 minutes or more: what counts is the time up to
+    the cut, so a minute cut from an hour is one process (and simulates only that minute)."""
+    done = cli("generate", "chat", "-t", "chat.rate=4/s", "--duration", "1h", "--stop-at", "3",
+               "--requests", tmp_path / "r.parquet", "--json")
+    report = json.loads(done.stdout)
+    assert report["workers"] == 1 and report["stop_at_s"] == 3 and report["elapsed_s"] < 30

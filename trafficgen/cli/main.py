@@ -172,12 +172,13 @@ def _workers_arg(text: str) -> int:
 AUTO_WORKERS_MIN_NS = 5 * 60 * 10**9  # shorter runs: starting workers costs more than it saves
 
 
-def _auto_workers(args, scenario) -> int | None:
+def _auto_workers(args, scenario, stop_ns: int | None = None) -> int | None:
     if args.workers is not None or args.scheduler is not None:
         return args.workers
     from trafficgen.engine.parallel import default_workers
     n = default_workers()
-    if n < 2 or (scenario.duration_ns < AUTO_WORKERS_MIN_NS and not args.shards):
+    if n < 2 or (min(scenario.duration_ns, stop_ns or scenario.duration_ns) < AUTO_WORKERS_MIN_NS
+                 and not args.shards):
         return None if not args.shards else 1
     return n
 
@@ -263,7 +264,7 @@ def cmd_generate(args) -> int:
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
                           packets=args.packets, window=args.window, progress=progress,
-                          workers=_auto_workers(args, scenario), scheduler=args.scheduler,
+                          workers=_auto_workers(args, scenario, stop_ns), scheduler=args.scheduler,
                           shards=args.shards, stop_at=stop_at)
     finally:
         progress.close()
