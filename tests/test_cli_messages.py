@@ -252,6 +252,25 @@ def test_a_fifo_reader_that_goes_away(tmp_path):
 
 
 
+def test_a_pcapng_fifo_reader_that_goes_away_is_an_error_with_tables(tmp_path):
+    """A FIFO named .pcapng is written by its sink, not taken as a pipe: when its reader goes
+    away the run stops; with a table beside it, one line says the table was not written."""
+    fifo = tmp_path / "cap.pcapng"
+    os.mkfifo(fifo)
+    for extra, code in ((["--flows", tmp_path / "f.parquet"], 1), ([], 0)):
+        t = threading.Thread(target=lambda: open(fifo, "rb").close())
+        t.start()
+        done = cli(*LONG[:3], "1m", *LONG[4:], "-o", fifo, *extra, timeout=300)
+        t.join()
+        assert done.returncode == code, done.stderr
+        if code:
+            assert done.stderr == (f"error: {fifo}: its reader closed it before the end; the run "
+                                   f"stopped, so {tmp_path / 'f.parquet'} were not written\n")
+        else:
+            assert done.stderr == "" and done.stdout == ""
+    assert listing(tmp_path) == ["cap.pcapng"]
+
+
 def test_a_short_cut_of_a_long_run_stays_in_this_process(tmp_path):
     """Workers start by themselves for runs of 5 minutes or more: what counts is the time up to
     the cut, so a minute cut from an hour is one process (and simulates only that minute)."""

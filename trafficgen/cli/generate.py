@@ -1,6 +1,6 @@
-"""Pieces of ``trafficgen generate``: its duration options, checked with the option named; the
-capture on standard output, which ends quietly when its reader goes away; the summary line and
-the warnings."""
+"""Pieces of ``trafficgen generate``: its options (durations checked with the option named, the
+seed, the workers it picks by itself); the capture into a pipe (standard output, a FIFO), which
+ends quietly when its reader goes away; the summary line."""
 from __future__ import annotations
 
 import os
@@ -25,6 +25,33 @@ def duration_option(option: str, text: str) -> int:
         return key.parse(text)
     except ValueError as e:
         raise TrafficgenError(f"{option}: {e}") from None
+
+
+AUTO_WORKERS_MIN_NS = 5 * 60 * 10**9  # shorter runs: starting workers costs more than it saves
+
+
+def auto_workers(args, scenario, stop_ns: int | None = None) -> int | None:
+    """``--workers`` as given, or by itself: the machine's cores for runs of 5 minutes or more
+    up to the cut (``stop_ns``), else this process (``None``; one worker with ``--shards``)."""
+    if args.workers is not None or args.scheduler is not None:
+        return args.workers
+    from trafficgen.engine.parallel import default_workers
+    n = default_workers()
+    if n < 2 or (min(scenario.duration_ns, stop_ns or scenario.duration_ns) < AUTO_WORKERS_MIN_NS
+                 and not args.shards):
+        return None if not args.shards else 1
+    return n
+
+
+def seed_option(text: str) -> int:
+    """``--seed``: a whole number from 0 to 2**63-1 (``0x`` and ``0o`` prefixes allowed)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}")
+    return value
 
 
 class PipeCapture:

@@ -16,7 +16,7 @@ import threading
 from trafficgen.errors import TrafficgenError
 from trafficgen.version import __version__
 
-from .generate import duration_option, pipe_capture, quiet_stdout, summary
+from .generate import auto_workers, duration_option, pipe_capture, quiet_stdout, seed_option, summary
 from .replay import EXAMPLE as REPLAY_EXAMPLE
 from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser
 
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shards", action="store_true", help="each output path names a new folder "
                    "of one file per minute of session starts (day.pcap/part-00000.pcap, ...; "
                    "flows.parquet/ reads as one dataset) instead of one merged file")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary "
+                                                              "(warnings still print)")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
     g.add_argument("--iface", metavar="IF", help="send the frames onto this interface as they "
                                                  "are generated, instead of writing a file")
@@ -169,30 +170,6 @@ def _workers_arg(text: str) -> int:
     return n
 
 
-AUTO_WORKERS_MIN_NS = 5 * 60 * 10**9  # shorter runs: starting workers costs more than it saves
-
-
-def _auto_workers(args, scenario, stop_ns: int | None = None) -> int | None:
-    if args.workers is not None or args.scheduler is not None:
-        return args.workers
-    from trafficgen.engine.parallel import default_workers
-    n = default_workers()
-    if n < 2 or (min(scenario.duration_ns, stop_ns or scenario.duration_ns) < AUTO_WORKERS_MIN_NS
-                 and not args.shards):
-        return None if not args.shards else 1
-    return n
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}")
-    return value
-
-
 class _Progress:
     """A tqdm bar over simulated seconds, on stderr, only for a terminal."""
 
@@ -225,7 +202,7 @@ def cmd_generate(args) -> int:
         duration_option("--duration", duration)  # checked here, so the message names the option
     stop_at = args.stop_at
     stop_ns = duration_option("--stop-at", stop_at) if stop_at is not None else None
-    seed = _seed(args.seed) if args.seed is not None else None
+    seed = seed_option(args.seed) if args.seed is not None else None
     from trafficgen.config.scenario import read_toml
     read_toml(args.scenario)  # an unknown name says so (and lists the built-ins) before all else
     from .replay import check_rate_needs_iface, cmd_generate_live
@@ -248,7 +225,8 @@ def cmd_generate(args) -> int:
             raise TrafficgenError("-o -: standard output is a terminal; pipe it into a program "
                                   "or give a file name")
         say = sys.stderr
-    capture = pipe_capture(args.output, any((args.flows, args.requests, args.packets)))
+    tables = [t for t in (args.flows, args.requests, args.packets) if t]
+    capture = pipe_capture(args.output, bool(tables))
     if args.trace is not None:
         from trafficgen.traces.scenario import trace_scenario
         scenario = trace_scenario(args.scenario, args.trace, args.overrides, time_scale=args.time_scale,
@@ -264,8 +242,14 @@ def cmd_generate(args) -> int:
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
                           packets=args.packets, window=args.window, progress=progress,
-                          workers=_auto_workers(args, scenario, stop_ns), scheduler=args.scheduler,
+                          workers=auto_workers(args, scenario, stop_ns), scheduler=args.scheduler,
                           shards=args.shards, stop_at=stop_at)
+    except BrokenPipeError:  # a reader left a capture we could not take as a pipe (FIFO .pcapng)
+        if not tables or capture is not args.output:
+            raise
+        print(f"error: {args.output}: its reader closed it before the end; the run stopped, so "
+              f"{', '.join(tables)} were not written", file=sys.stderr)
+        return 1
     finally:
         progress.close()
         if capture is not args.output:
