@@ -87,6 +87,14 @@ def test_json_report_matches_the_files(tmp_path, capinfos):
     assert info.stdout.split()[-1] == str(report["packets"])
     assert report["outputs"] == {"capture": str(out["pcap"]), "flows": str(out["flows"]),
                                  "requests": str(out["requests"]), "packets": str(out["packets"])}
+    # the capture's real span, beside the duration asked; no cut, nothing left open, no warning
+    ts = pq.read_table(out["packets"], columns=["ts_ns"]).column("ts_ns").to_numpy()
+    start = tg.load_scenario("chat").start_ns
+    assert report["first_packet_s"] == round((ts[0] - start) / 1e9, 6)
+    assert report["last_packet_s"] == round((ts[-1] - start) / 1e9, 6) > report["duration_s"]
+    assert report["stop_at_s"] is None and report["truncated"] == {"flows": 0, "requests": 0}
+    assert report["warnings"] == []
+    assert not any(pq.read_table(out["flows"], columns=["truncated"]).column("truncated").to_pylist())
 
 
 def test_summary_line_and_quiet(tmp_path):
@@ -132,6 +140,10 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["generate", "no-such-scenario", "-o", "x.pcap"], ["no-such-scenario", "chat"]),
+    (["generate", "no-such-scenario"], ["no-such-scenario", "no such scenario", "chat"]),
+    (["generate", "chat", "--duration", "0s", "-o", "x.pcap"], ["--duration", "1ms to 30d"]),
+    (["generate", "chat", "--stop-at", "later", "-o", "x.pcap"], ["--stop-at", "later"]),
+    (["generate", "chat", "--stop-at", "10s", "--iface", "lo"], ["--stop-at", "--limit"]),
     (["generate", "chat", "--duration", "5 parsecs", "-o", "x.pcap"], ["--duration", "5 parsecs"]),
     (["generate", "chat", "--duration", "-5s", "-o", "x.pcap"], ["--duration"]),
     (["generate", "chat", "--seed", "-1", "-o", "x.pcap"], ["--seed", "-1"]),

@@ -14,13 +14,14 @@ from trafficgen.config.units import format_duration, parse_bandwidth, parse_dura
     ("10µs", 10_000), ("1ns", 1), (".5s", 500_000_000), ("2d", 172_800 * 10**9),
     (" 3 s ", 3 * 10**9), ("1e3ms", 10**9), (30, 30 * 10**9), (0.25, 250_000_000),
     ("4611686018427387904ns", 2**62),
+    ("60", 60 * 10**9), (" 1.5 ", 1_500_000_000), ("0", 0),  # a number without a unit: seconds
 ])
 def test_durations(text, ns):
     got = parse_duration(text)
     assert got == ns and isinstance(got, int)
 
 
-@pytest.mark.parametrize("bad", ["", "5", "5 parsecs", "-1s", "s", "1..2s", "inf s", "nan",
+@pytest.mark.parametrize("bad", ["", "-5", "5 parsecs", "-1s", "s", "1..2s", "inf s", "nan",
                                  True, None, [1], "1e400000000s", "300y", -3, float("inf")])
 def test_bad_durations_are_refused_with_the_value(bad):
     with pytest.raises(ValueError) as e:

@@ -20,8 +20,9 @@ from typing import Callable, Iterator
 
 from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.engine.batch import Batch, first_packets
-from trafficgen.engine.build import check_batch, make_engine, window_ns
+from trafficgen.engine.build import check_batch, make_engine, stop_at_ns, window_ns
 from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS
+from trafficgen.engine.report import Tally, no_request_warning
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 from trafficgen.sinks import check_writable
 from trafficgen.sinks.buffers import BufferPool
@@ -121,7 +122,8 @@ def _workers(workers, scheduler) -> int | None:
 def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests=None,
              packets=None, batch_packets: int = DEFAULT_BATCH_PACKETS,
              window: int | str = DEFAULT_WINDOW_NS, progress: Callable[[int, int], None] | None = None,
-             workers: int | None = None, scheduler=None, shards: bool = False) -> dict:
+             workers: int | None = None, scheduler=None, shards: bool = False,
+             stop_at: int | str | None = None) -> dict:
     """Generate a scenario into the given sinks (paths or binary file objects).
 
     Each path is written under a temporary name and renamed when whole; on any error none of
@@ -155,12 +157,25 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         A Dask scheduler's address (or a client) to run on instead of local workers.
     shards : bool
         Every output path names a new folder of one file per partition (the sessions that
-        start in one minute), readable as one dataset.
+        start in one minute), readable as one dataset. None of ``workers``, ``scheduler`` and
+        ``shards`` changes a byte of the output (see ``trafficgen.engine.parallel``).
+    stop_at : int or str, optional
+        Cut the capture there (ns, a number of seconds as a str, or a duration such as
+        ``"90s"``, from the capture start), as a tap that stops recording would: no packet at
+        or after it is written (capture and packet table); flows and requests that start
+        before it and go on past it stay in the tables, marked ``truncated`` (with their
+        figures as simulated), and those that start after it are left out. It may lie before
+        or after ``duration``; the bytes before the cut are those of the run without it,
+        whatever ``window``, ``batch_packets``, ``workers``.
 
     Returns
     -------
     dict
-        The report: packets, wire bytes, flows, requests, seconds, outputs.
+        The report: packets, wire bytes, flows, requests, seconds, outputs;
+        ``first_packet_s`` and ``last_packet_s`` (the capture's real span, seconds from its
+        start: sessions that start within ``duration`` run to their end), ``stop_at_s``,
+        ``truncated`` (flows and requests left open by the cut) and ``warnings`` (e.g. an
+        output with no request, with the rate key and duration that would change that).
 
     Raises
     ------
@@ -172,55 +187,58 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     n_workers = _workers(workers, scheduler)
+    cut = stop_at_ns(stop_at)
     outputs = {"capture": pcap, "flows": flows, "requests": requests, "packets": packets}
+    total_ns = scenario.duration_ns if cut is None else min(cut, scenario.duration_ns)
+    tick = None if progress is None else (lambda done, _total=None: progress(min(done, total_ns), total_ns))
     if shards:
         return _generate_shards(scenario, outputs, n_workers, scheduler, batch_packets, window,
-                                progress)
+                                tick, cut)
     _check_outputs(outputs)
     capture_format(pcap)
     buffers = BufferPool()  # frame buffers go back to the pool once written
-    # without a capture or a packet table, the packets are counted but never sorted or merged
-    with_packets = pcap is not None or packets is not None
+    # without a capture or a packet table, the packets are counted but never sorted or merged;
+    # a cut counts the packets before it
+    with_packets = pcap is not None or packets is not None or cut is not None
     t0 = time.perf_counter()
     par: dict = {}
     if n_workers in (None, 1):
         source = make_engine(scenario, pcap is not None, batch_packets, window, buffers.get, with_packets,
-                         gen_threads=1 if n_workers == 1 else GEN_WORKERS)
+                             gen_threads=1 if n_workers == 1 else GEN_WORKERS, stop_at_ns=cut)
     else:
         from trafficgen.engine.parallel import Options, merged_batches
         opts = Options(pcap is not None, with_packets, window_ns(window),
-                       check_batch(batch_packets))
+                       check_batch(batch_packets), cut)
         source = merged_batches(scenario, opts, workers=n_workers, scheduler=scheduler, stats=par,
                                 alloc=buffers.get)
-    totals = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
-    with open_sinks(scenario, outputs, buffers.release) as sinks:
-        for batch in source:
-            sinks.write(batch)
-            if with_packets:
-                totals["packets"] += batch.packets.shape[0]
-                totals["wire_bytes"] += int(batch.packets["wire_len"].sum())
-            else:  # every flow's packets are in the run: its totals are theirs
-                f = batch.flows
-                totals["packets"] += int(f["packets_up"].sum() + f["packets_down"].sum())
-                totals["wire_bytes"] += int(f["bytes_up"].sum() + f["bytes_down"].sum())
-            totals["flows"] += batch.flows.shape[0]
-            totals["requests"] += batch.requests.shape[0]
-            if progress is not None:
-                progress(batch.progress_ns, scenario.duration_ns)
-        sinks.finish()  # every file whole under its temporary name before any is renamed
-    return _report(scenario, totals, time.perf_counter() - t0, outputs,
+    tally = Tally(with_packets)
+    source = iter(source)
+    try:
+        with open_sinks(scenario, outputs, buffers.release) as sinks:
+            for batch in source:
+                sinks.write(batch)
+                tally.add(batch)
+                if tick is not None:
+                    tick(batch.progress_ns)
+            sinks.finish()  # every file whole under its temporary name before any is renamed
+    finally:
+        source.close()  # a run that stops early stops its workers now, not when collected
+    return _report(scenario, tally, cut, time.perf_counter() - t0, outputs,
                    workers=par.get("workers", n_workers or 1), **({"merge_s": par["merge_s"]} if par else {}))
 
 
-def _report(scenario, totals: dict, elapsed: float, outputs: dict, **extra) -> dict:
+def _report(scenario, tally: Tally, cut: int | None, elapsed: float, outputs: dict, **extra) -> dict:
+    counts = tally.report(scenario.start_ns)
     return {
         "scenario": scenario.name, "seed": scenario.seed,
-        "duration_s": scenario.duration_ns / 1e9, **totals,
+        "duration_s": scenario.duration_ns / 1e9, **counts,
+        "stop_at_s": None if cut is None else cut / 1e9,
         "elapsed_s": round(elapsed, 3),
-        "packets_per_s": round(totals["packets"] / elapsed) if elapsed > 0 else None,
+        "packets_per_s": round(counts["packets"] / elapsed) if elapsed > 0 else None,
         "outputs": {k: os.fspath(v) for k, v in outputs.items()
                     if v is not None and not hasattr(v, "write")},
         **extra,
+        "warnings": [no_request_warning(scenario, cut)] if counts["requests"] == 0 else [],
     }
 
 
@@ -228,7 +246,7 @@ SHARD_NAME = "part-{:05d}"
 
 
 def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_packets, window,
-                     progress) -> dict:
+                     progress, cut) -> dict:
     """Every output a new folder of one file per partition, staged under a hidden name in the
     same parent and renamed into place when every shard of every output is whole."""
     from trafficgen.engine.parallel import Options, write_shards
@@ -242,8 +260,9 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
             raise ArgumentError(Arg("shards"), f": the {what} output must be a folder path, not a stream")
     suffix = {"capture": "pcapng" if os.fspath(given.get("capture", "")).lower().endswith(".pcapng")
               else "pcap", "flows": "parquet", "requests": "parquet", "packets": "parquet"}
-    opts = Options("capture" in given, "capture" in given or "packets" in given,
-                   window_ns(window), check_batch(batch_packets))
+    with_packets = "capture" in given or "packets" in given or cut is not None
+    opts = Options("capture" in given, with_packets, window_ns(window), check_batch(batch_packets),
+                   cut)
     t0 = time.perf_counter()
     with ExitStack() as stack:
         folders = {k: stack.enter_context(StagedFolder(v, what=k)) for k, v in given.items()}
@@ -254,6 +273,5 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
                                    scheduler=scheduler, progress=progress)
         for f in folders.values():
             f.commit()
-    totals = {k: sum(p[k] for p in parts) for k in ("packets", "wire_bytes", "flows", "requests")}
-    return _report(scenario, totals, time.perf_counter() - t0, outputs, workers=used,
-                   shards=len(parts))
+    return _report(scenario, Tally.merged(parts, with_packets), cut, time.perf_counter() - t0,
+                   outputs, workers=used, shards=len(parts))

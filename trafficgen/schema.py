@@ -80,6 +80,13 @@ def _i8(name: str) -> Column:
     return Column(name, "i8", pa.int64())
 
 
+def _truncated() -> Column:
+    """``truncated``: the row goes on past a capture cut (``generate --stop-at``): the capture
+    holds its packets before the cut only, and the row keeps the figures of the whole flow or
+    request as simulated (its ``end_ns`` at or after the cut). False in a run without a cut."""
+    return Column("truncated", "?", pa.bool_())
+
+
 FLOW_COLUMNS = (
     _i8("flow_id"), _i8("session_id"), _label("class"), _i8("start_ns"), _i8("end_ns"),
     _ip("src_ip"), _ip("dst_ip"),
@@ -88,6 +95,7 @@ FLOW_COLUMNS = (
     _i8("bytes_up"), _i8("bytes_down"), _i8("packets_up"), _i8("packets_down"),
     _i8("client_id"), _i8("requests"),
     Column("ip_version", "u1", pa.uint8()),  # 4 or 6 (network.ip); addresses shown in it
+    _truncated(),
 )
 
 REQUEST_COLUMNS = (
@@ -96,7 +104,7 @@ REQUEST_COLUMNS = (
     Column("prompt_tokens", "i4", pa.int32()), Column("output_tokens", "i4", pa.int32()),
     Column("reasoning_tokens", "i4", pa.int32()), Column("images", "i2", pa.int16()),
     Column("turn", "i4", pa.int32()), Column("llm_call", "i4", pa.int32()),
-    Column("tool_call", "i4", pa.int32()), _i8("client_id"),
+    Column("tool_call", "i4", pa.int32()), _i8("client_id"), _truncated(),
 )
 
 PACKET_COLUMNS = (

@@ -13,10 +13,10 @@ import signal
 import sys
 import threading
 
-from trafficgen.config.units import parse_duration
 from trafficgen.errors import TrafficgenError
 from trafficgen.version import __version__
 
+from .generate import auto_workers, duration_option, pipe_capture, quiet_stdout, seed_option, summary
 from .replay import EXAMPLE as REPLAY_EXAMPLE
 from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser, cli_message
 
@@ -28,6 +28,7 @@ EXAMPLES = {
   trafficgen generate chat --duration 10m --requests requests.parquet   # tables only: fast
   trafficgen generate my-scenario.toml -t chat.rate=80/s -t topology.capture=server -o lab.pcap
   trafficgen generate chat --duration 30s -o - | tshark -r - -q -z conv,tcp
+  trafficgen generate reasoning --duration 60 --stop-at 90 -o r.pcap   # a tap stopped at 90 s
   trafficgen generate chat -t network.encap=vxlan -t network.vlan=100 -o lab.pcapng
   trafficgen generate coding --trace azure-code.csv --requests r.parquet   # one request per row
   trafficgen generate chat --trace mooncake.jsonl --time-scale 0.5 --duration 10m -o m.pcap
@@ -84,8 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capture file; the suffix picks the format (.pcap, or .pcapng with each "
                         "packet's labels as a comment); '-' writes the pcap "
                         "to standard output, and a FIFO or device is written in place")
-    g.add_argument("--duration", help="how long requests keep starting, e.g. 90s, 5m, 1h "
-                                      "(in-flight requests then finish and connections close)")
+    g.add_argument("--duration", help="how long requests keep starting, e.g. 90s, 5m, 1h, or 90 "
+                                      "(seconds); in-flight requests then finish and connections "
+                                      "close, so the capture runs past it (see --stop-at)")
+    g.add_argument("--stop-at", metavar="DURATION", help="cut the capture at this time from its "
+                   "start, as a tap that stops recording: no later packet is written; flows and "
+                   "requests left open stay in the tables, marked truncated")
     g.add_argument("--seed", help="random seed (same seed, same bytes)")
     g.add_argument("--flows", metavar="F.parquet", help="write the flow table")
     g.add_argument("--requests", metavar="R.parquet", help="write the request table")
@@ -111,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shards", action="store_true", help="each output path names a new folder "
                    "of one file per minute of session starts (day.pcap/part-00000.pcap, ...; "
                    "flows.parquet/ reads as one dataset) instead of one merged file")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary "
+                                                              "(warnings still print)")
     g.add_argument("--json", action="store_true", help="print the run report as JSON")
     g.add_argument("--iface", metavar="IF", help="send the frames onto this interface as they "
                                                  "are generated, instead of writing a file")
@@ -164,37 +170,6 @@ def _workers_arg(text: str) -> int:
     return n
 
 
-AUTO_WORKERS_MIN_NS = 5 * 60 * 10**9  # shorter runs: starting workers costs more than it saves
-
-
-def _auto_workers(args, scenario) -> int | None:
-    if args.workers is not None or args.scheduler is not None:
-        return args.workers
-    from trafficgen.engine.parallel import default_workers
-    n = default_workers()
-    if n < 2 or (scenario.duration_ns < AUTO_WORKERS_MIN_NS and not args.shards):
-        return None if not args.shards else 1
-    return n
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise TrafficgenError(f"--seed: expected a whole number from 0 to 2**63-1, got {text!r}")
-    return value
-
-
-def _duration(text: str) -> str:
-    try:
-        parse_duration(text)
-    except ValueError as e:
-        raise TrafficgenError(f"--duration: {e}") from None
-    return text
-
-
 class _Progress:
     """A tqdm bar over simulated seconds, on stderr, only for a terminal."""
 
@@ -222,25 +197,36 @@ def cmd_generate(args) -> int:
     from trafficgen.api import generate, load_scenario
     from trafficgen.engine.malloc import tune_malloc
     tune_malloc()
-    duration = _duration(args.duration) if args.duration is not None else None
-    seed = _seed(args.seed) if args.seed is not None else None
+    duration = args.duration
+    if duration is not None:
+        duration_option("--duration", duration)  # checked here, so the message names the option
+    stop_at = args.stop_at
+    stop_ns = duration_option("--stop-at", stop_at) if stop_at is not None else None
+    seed = seed_option(args.seed) if args.seed is not None else None
+    from trafficgen.config.scenario import read_toml
+    read_toml(args.scenario)  # an unknown name says so (and lists the built-ins) before all else
     from .replay import check_rate_needs_iface, cmd_generate_live
     check_rate_needs_iface(args)
     if args.iface is not None:
         if args.workers is not None or args.scheduler is not None or args.shards:
             raise TrafficgenError("--iface sends the frames as they are generated, in this process: "
                                   "--workers, --scheduler and --shards go with files")
+        if stop_at is not None:
+            raise TrafficgenError("--stop-at cuts a capture file; with --iface, --limit N stops "
+                                  "the sending after N packets")
         return cmd_generate_live(args, load_scenario(args.scenario, args.overrides,
                                                      duration=duration, seed=seed))
     if not any((args.output, args.flows, args.requests, args.packets)):
         raise TrafficgenError("nothing to write: give -o OUT.pcap and/or --flows, --requests, "
                               "--packets")
-    capture, say = args.output, sys.stdout
-    if capture == "-":  # the capture on standard output (e.g. into tcpdump -r -); talk on stderr
+    say = sys.stdout
+    if args.output == "-":  # the capture on standard output (e.g. into tcpdump -r -); talk on stderr
         if sys.stdout.isatty():
             raise TrafficgenError("-o -: standard output is a terminal; pipe it into a program "
                                   "or give a file name")
-        capture, say = sys.stdout.buffer, sys.stderr
+        say = sys.stderr
+    tables = [t for t in (args.flows, args.requests, args.packets) if t]
+    capture = pipe_capture(args.output, bool(tables))
     if args.trace is not None:
         from trafficgen.traces.scenario import trace_scenario
         scenario = trace_scenario(args.scenario, args.trace, args.overrides, time_scale=args.time_scale,
@@ -249,31 +235,38 @@ def cmd_generate(args) -> int:
         raise TrafficgenError("--time-scale and --trace-format go with --trace FILE")
     else:
         scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
-    if args.shards and capture is not args.output:
+    if args.shards and args.output == "-":
         raise TrafficgenError("--shards: -o names a folder of captures, not standard output")
-    progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
+    progress = _Progress(min(scenario.duration_ns, stop_ns or scenario.duration_ns),
+                         not args.quiet and sys.stderr.isatty())
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
                           packets=args.packets, window=args.window, progress=progress,
-                          workers=_auto_workers(args, scenario), scheduler=args.scheduler,
-                          shards=args.shards)
+                          workers=auto_workers(args, scenario, stop_ns), scheduler=args.scheduler,
+                          shards=args.shards, stop_at=stop_at)
+    except BrokenPipeError:  # a reader left a capture we could not take as a pipe (FIFO .pcapng)
+        if not tables or capture is not args.output:
+            raise
+        print(f"error: {args.output}: its reader closed it before the end; the run stopped, so "
+              f"{', '.join(tables)} were not written", file=sys.stderr)
+        return 1
     finally:
         progress.close()
-    if capture is not args.output:
-        report["outputs"] = {"capture": "-", **report["outputs"]}
+        if capture is not args.output:
+            capture.close()
+    if capture is not args.output:  # a pipe: standard output or a FIFO
+        report["outputs"] = {"capture": args.output, **report["outputs"]}
+        if capture.gone:  # its reader went away; the other outputs were written whole
+            report.update(capture_reader_left=True, capture_bytes_written=capture.written)
     if args.trace is not None:
         report["trace"] = {"file": args.trace, "time_scale": args.time_scale,
                            "rows": {c: int(r["t"].shape[0]) for c, r in scenario.trace.items()}}
     if args.json:
         print(json.dumps(report, indent=2), file=say)
     elif not args.quiet:
-        outs = ", ".join(report["outputs"].values())
-        print(f"wrote {outs}: {report['packets']:,} packets, {report['wire_bytes'] / 1e6:,.1f} MB "
-              f"on the wire, {report['flows']:,} flows, {report['requests']:,} requests "
-              f"({report['duration_s']:g} s of '{report['scenario']}', seed {report['seed']}) "
-              f"in {report['elapsed_s']:.1f} s"
-              + (f" on {report['workers']} workers" if report.get("workers", 1) > 1 else "")
-              + (f", {report['shards']} shards each" if "shards" in report else ""), file=say)
+        print(summary(report), file=say)
+    for text in report["warnings"]:  # also with -q: a warning is not the summary
+        print(f"warning: {text}", file=sys.stderr)
     return 0
 
 
@@ -366,10 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"error: {how}; no output was written", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+    except BrokenPipeError:  # the reader of our output went away (| head): done, as head expects
+        quiet_stdout()
+        return 0
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, status 1
         if os.environ.get("TRAFFICGEN_DEBUG"):
             raise

@@ -17,6 +17,7 @@ FLAGS = {
     "iface": "--iface", "loop": "--loop", "limit": "--limit", "duration": "--duration",
     "realtime": "--realtime", "qdisc_bypass": "--qdisc-bypass",
     "workers": "--workers", "scheduler": "--scheduler", "shards": "--shards", "window": "--window",
+    "stop_at": "--stop-at",
     "pcap": "-o", "flows": "--flows", "requests": "--requests", "packets": "--packets",
 }
 
@@ -91,7 +92,7 @@ def as_seconds(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        ns = parse_duration(float(text) if text.replace(".", "", 1).isdigit() else text)
+        ns = parse_duration(text)  # '30' is seconds, as everywhere
     except ValueError as e:
         raise TrafficgenError(f"--duration: {e}") from None
     if ns == 0:

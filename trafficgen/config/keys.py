@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from trafficgen.errors import ConfigError
 
 from .dist import Dist, parse_dist
-from .units import parse_duration, parse_size
+from .units import format_duration, parse_duration, parse_size
 
 
 class Marker:
@@ -307,5 +307,6 @@ def duration_or_zero(hi: int) -> Callable[[Any], int]:
 
 
 def seconds(ns) -> str:
-    """Nanoseconds shown as seconds (``"0.001s"``)."""
-    return f"{ns / 1e9:g}s"
+    """Nanoseconds shown as a duration in its largest exact unit (``"1ms"``, ``"30d"``), as
+    ``parse_duration`` reads it back."""
+    return format_duration(int(ns))

@@ -22,7 +22,7 @@ _BW_UNITS = {"bps": 1.0, "kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "tbps": 1e12}
 _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
-_DURATION_RE = re.compile(rf"^\s*{_NUM}\s*(ns|us|µs|ms|s|min|m|h|d)\s*$")
+_DURATION_RE = re.compile(rf"^\s*{_NUM}\s*(ns|us|µs|ms|s|min|m|h|d)?\s*$")  # no unit: seconds
 _RATE_RE = re.compile(rf"^\s*{_NUM}\s*/\s*(s|sec|min|m|h|d)\s*$")
 _BW_RE = re.compile(rf"^\s*{_NUM}\s*([kmgt]?bps)\s*$", re.IGNORECASE)
 _SIZE_RE = re.compile(rf"^\s*{_NUM}\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
@@ -44,7 +44,8 @@ def _finite(x: float, what: str) -> float:
 
 
 def parse_duration(value) -> int:
-    """Duration to int nanoseconds (>= 0). Numbers are seconds."""
+    """Duration to int nanoseconds (>= 0). Numbers, and numbers written without a unit
+    (``"60"``, as a command line gives them), are seconds."""
     if _is_number(value):
         seconds = _finite(float(value), DURATION_HELP)
         if seconds < 0:
@@ -56,7 +57,7 @@ def parse_duration(value) -> int:
         m = _DURATION_RE.match(value)
         if m:  # exact decimal arithmetic: '1.1s' is 1_100_000_000 ns, '2**62ns' stays exact
             try:
-                ns = Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
+                ns = Decimal(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
             except ArithmeticError:  # an exponent beyond Decimal's range
                 ns = Decimal(2**63)
             if ns >= 2**63:
@@ -106,7 +107,10 @@ def parse_size(value) -> int:
 
 
 def format_duration(ns: int) -> str:
-    """Inverse of :func:`parse_duration` for display: the largest unit that divides exactly."""
+    """Inverse of :func:`parse_duration` for display: the largest unit that divides exactly
+    (``30d``, ``1ms``; ``0s``)."""
+    if ns == 0:
+        return "0s"
     for unit in ("d", "h", "m", "s", "ms", "us"):
         if ns and ns % _DURATION_UNITS[unit] == 0:
             return f"{ns // _DURATION_UNITS[unit]}{unit}"

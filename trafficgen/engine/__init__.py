@@ -2,7 +2,8 @@
 
 Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows), ``batch``
 (Batch: its slices and tables; the stream's first N packets),
-``build`` (an Engine from the API's arguments, checked), ``netplan`` (addresses,
+``build`` (an Engine from the API's arguments, checked), ``report`` (a run's counts, the
+capture's span, rows left open by a cut, the no-request warning), ``netplan`` (addresses,
 VLAN/encapsulation, QUIC, MACsec per flow), ``malloc``, and scale-out: ``parallel`` (its entry),
 ``phases`` (a partition's two phases, the ids), ``spool``, ``pool`` (local worker processes),
 ``dask``, ``backend``, ``merge``, ``shards``.

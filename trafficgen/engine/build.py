@@ -28,6 +28,28 @@ def window_ns(window) -> int:
     return window
 
 
+def stop_at_ns(stop_at) -> int | None:
+    """The capture's cut (``generate(stop_at=...)``) as ns from the capture start: ``None``
+    (no cut), or a duration as ``parse_duration`` reads it (``"90s"``, ``"5m"``; a number, or a
+    number without a unit, is seconds, as ``load_scenario(duration=...)`` takes it).
+
+    Raises
+    ------
+    ArgumentError
+        Not a duration, or not above zero.
+    """
+    if stop_at is None:
+        return None
+    try:
+        ns = parse_duration(stop_at)
+    except ValueError as e:
+        raise ArgumentError(Arg("stop_at"), f": {e}") from None
+    if ns <= 0:
+        raise ArgumentError(Arg("stop_at"), ": expected a time above zero (a cut at the start "
+                            f"leaves nothing), got {stop_at!r}")
+    return ns
+
+
 def check_batch(batch_packets) -> int:
     """``batch_packets`` if it is a whole number >= 1, else an ``ArgumentError``."""
     if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) or batch_packets < 1:
@@ -36,7 +58,8 @@ def check_batch(batch_packets) -> int:
 
 
 def make_engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=None,
-                packets: bool = True, gen_threads: int = GEN_WORKERS) -> Engine:
+                packets: bool = True, gen_threads: int = GEN_WORKERS,
+                stop_at_ns: int | None = None) -> Engine:
     """An ``Engine`` for ``scenario`` with the batch size and window checked.
 
     Parameters
@@ -55,7 +78,10 @@ def make_engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=N
         Sort and emit the packets (a capture or a packet table), not only the tables.
     gen_threads : int
         Windows generated ahead, in parallel.
+    stop_at_ns : int, optional
+        Cut the capture there (ns from its start; see ``Engine``).
     """
     check_batch(batch_packets)
     return Engine(scenario, frames=frames, batch_packets=batch_packets,
-                  window_ns=window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads)
+                  window_ns=window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads,
+                  stop_at_ns=stop_at_ns)

@@ -86,18 +86,23 @@ class Engine:
 
     def __init__(self, scenario: Scenario, *, frames: bool = True,
                  batch_packets: int = DEFAULT_BATCH_PACKETS, window_ns: int = DEFAULT_WINDOW_NS,
-                 alloc=None, packets: bool = True, gen_threads: int = GEN_WORKERS):
+                 alloc=None, packets: bool = True, gen_threads: int = GEN_WORKERS,
+                 stop_at_ns: int | None = None):
         """``alloc(nbytes)`` supplies each batch's frame buffer (uint8); default a new array.
         ``packets=False`` (only with ``frames=False``): batches carry the flow and request
         rows alone, the same rows, without sorting and merging every packet (a day of request
-        tables in a fraction of the time)."""
+        tables in a fraction of the time). ``stop_at_ns`` (from the capture start): the
+        capture is cut there, as a tap that stops recording would cut it (see ``cut``)."""
         if frames and not packets:
             raise ValueError("frames need packets")
         if batch_packets < 1:
             raise ValueError("batch_packets must be at least 1")
         if window_ns < MIN_WINDOW_NS:
             raise ValueError(f"the window must be at least {MIN_WINDOW_NS // 10**6} ms")
+        if stop_at_ns is not None and stop_at_ns <= 0:
+            raise ValueError("stop_at_ns must be above zero")
         self.sc = scenario
+        self.stop_at_ns = stop_at_ns
         self.gen_threads = gen_threads
         self.frames = frames
         self.alloc = alloc if alloc is not None else (lambda n: np.empty(n, np.uint8))
@@ -132,6 +137,8 @@ class Engine:
         if lo is not None:
             start, end = max(start, lo), min(end, hi)
         for k in range(start // w, -(-end // w)):
+            if self.stop_at_ns is not None and max(k * w, start) >= self.stop_at_ns:
+                return  # sessions that start after the cut have no packet before it
             if max(k * w, start) < min((k + 1) * w, end):
                 yield max(k * w, start), min((k + 1) * w, end)
 
@@ -145,6 +152,8 @@ class Engine:
         how many workers run them, and generating each alone with the ids of the ones before it
         (``run(lo, hi, first_ids)``) gives exactly this engine's output, split by session start."""
         start, end = -self.warmup_ns, self.sc.duration_ns
+        if self.stop_at_ns is not None:  # sessions that start after the cut: nothing to capture
+            end = min(end, self.stop_at_ns)
         return [(max(k * PARTITION_NS, start), min((k + 1) * PARTITION_NS, end))
                 for k in range(start // PARTITION_NS, -(-end // PARTITION_NS))]
 
@@ -244,7 +253,11 @@ class Engine:
             yield from self.batches_of(ready, attrs, flows, reqs, max(t1, 0))
 
     def batches_of(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
-        """Slice the emitted packets into batches; the window's table rows go with the first."""
+        """Slice the emitted packets into batches; the window's table rows go with the first.
+        Every batch of a run, alone or merged from partitions, comes through here: the cut
+        (``stop_at_ns``) is made here, once."""
+        if self.stop_at_ns is not None:
+            ready, flows, reqs = cut(ready, flows, reqs, self.sc.start_ns + self.stop_at_ns)
         if ready.shape[0] == 0:
             if flows.shape[0] or reqs.shape[0]:
                 yield Batch(ready, None, None, flows, reqs, progress)
@@ -316,6 +329,21 @@ class Engine:
         if not net.plain:
             buf, offsets = net.wire(buf, offsets, part, a, rows, self.alloc, first_packet)
         return Batch(part, buf, offsets, flows, reqs, progress)
+
+
+def cut(ready: np.ndarray, flows: np.ndarray, reqs: np.ndarray, at_ns: int):
+    """The rows a tap that stops recording at ``at_ns`` (ns since the epoch) sees: the
+    packets before it (``ready`` is in time order), the flows and requests whose first packet
+    is before it, those going on past it marked ``truncated`` (their figures stay those of the
+    whole flow or request). Cutting rows already cut changes nothing."""
+    ready = ready[:int(np.searchsorted(ready["ts_ns"], at_ns, "left"))]
+    out = []
+    for rows in (flows, reqs):
+        if rows.shape[0]:
+            rows = rows[rows["start_ns"] < at_ns]  # a copy: the caller's rows stay as they are
+            rows["truncated"] |= rows["end_ns"] >= at_ns
+        out.append(rows)
+    return ready, out[0], out[1]
 
 
 def _merge_sorted(runs: list) -> np.ndarray:

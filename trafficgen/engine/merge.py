@@ -9,6 +9,7 @@ given back).
 """
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 import shutil
@@ -148,9 +149,11 @@ def merged_batches(scenario, opts: Options, *, workers: int = 1, scheduler=None,
     here (``alloc(nbytes)``: the frame buffers). The workers start before this returns, so
     before the caller opens its sinks (and their threads)."""
     engine = Engine(scenario, frames=opts.frames, packets=opts.packets, window_ns=opts.window_ns,
-                    batch_packets=opts.batch_packets, alloc=alloc)
-    parts = engine.partitions()
-    backend = Backend(scenario, opts, workers, scheduler)
+                    batch_packets=opts.batch_packets, alloc=alloc, stop_at_ns=opts.stop_at_ns)
+    parts = engine.partitions()  # none after a cut
+    # the workers stream whole partitions, uncut: the merge looks each packet's flow up by flow
+    # id among the flows streamed, so the rows are cut once, by this engine, as they are framed
+    backend = Backend(scenario, dataclasses.replace(opts, stop_at_ns=None), workers, scheduler)
     return _merged(scenario, parts, backend, Merger(engine, scenario.start_ns,
                                                     scenario.duration_ns), stats)
 

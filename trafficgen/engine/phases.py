@@ -24,6 +24,7 @@ from trafficgen.sinks.buffers import BufferPool
 from trafficgen.sinks.outputs import open_sinks
 
 from .core import ID_KINDS, Batch, Engine, id_counts
+from .report import Tally
 
 PARTS = {"pkts": SCHED_DTYPE, "flows": FLOW_DTYPE, "reqs": REQUEST_DTYPE}  # a stream's arrays
 
@@ -36,6 +37,7 @@ class Options:
     packets: bool  # a capture or a packet table: packets are sorted and merged
     window_ns: int
     batch_packets: int
+    stop_at_ns: int | None = None  # the capture's cut (``Engine``), from the capture start
 
 
 _ENGINES: dict = {}  # per process (and thread, for Dask): (token, options) -> Engine
@@ -45,7 +47,8 @@ _ENGINES_LOCK = threading.Lock()
 def partition_engine(token: str, scenario, opts: Options, frames: bool) -> Engine:
     """This process's (and thread's) engine for the run ``token``, built on first use; its
     frame buffers (``engine.buffers``) come back from the shard's writer and are used again."""
-    key = (token, frames, opts.packets, opts.window_ns, opts.batch_packets, threading.get_ident())
+    key = (token, frames, opts.packets, opts.window_ns, opts.batch_packets, opts.stop_at_ns,
+           threading.get_ident())
     with _ENGINES_LOCK:
         e = _ENGINES.get(key)
         if e is None:
@@ -54,7 +57,7 @@ def partition_engine(token: str, scenario, opts: Options, frames: bool) -> Engin
             pool = BufferPool()  # frame buffers back from the shard's writer, used again
             e = _ENGINES[key] = Engine(scenario, frames=frames, packets=opts.packets,
                                        window_ns=opts.window_ns, batch_packets=opts.batch_packets,
-                                       gen_threads=1, alloc=pool.get)
+                                       gen_threads=1, alloc=pool.get, stop_at_ns=opts.stop_at_ns)
             e.buffers = pool
     return e
 
@@ -81,16 +84,13 @@ def write_shard(token: str, scenario, opts: Options, lo: int, hi: int, first_ids
     """Phase two, into this partition's own capture and table files (``paths``: the
     ``generate`` outputs, as shard file paths)."""
     engine = partition_engine(token, scenario, opts, opts.frames)
-    n = {"packets": 0, "wire_bytes": 0, "flows": 0, "requests": 0}
+    tally = Tally(opts.packets)
     with open_sinks(scenario, paths, engine.buffers.release) as sinks:
         for b in engine.run(lo, hi, first_ids, sim):
             sinks.write(b)
-            n["packets"] += b.packets.shape[0]
-            n["wire_bytes"] += int(b.packets["wire_len"].sum())
-            n["flows"] += b.flows.shape[0]
-            n["requests"] += b.requests.shape[0]
+            tally.add(b)
         sinks.finish()
-    return n
+    return tally.as_dict()
 
 
 def pieces(b: Batch):

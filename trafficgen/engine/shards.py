@@ -25,7 +25,8 @@ def write_shards(scenario, opts: Options, paths_of: Callable[[int], dict], *, wo
     """Each partition into its own files (``paths_of(i)``): returns each one's counts and the
     number of workers that ran."""
     check_shards(scenario)
-    parts = Engine(scenario, frames=False, packets=False, window_ns=opts.window_ns).partitions()
+    parts = Engine(scenario, frames=False, packets=False, window_ns=opts.window_ns,
+                   stop_at_ns=opts.stop_at_ns).partitions()
     out: list[dict | None] = [None] * len(parts)
     with Backend(scenario, opts, workers, scheduler) as backend:
         jobs = [(lo, hi, paths_of(i)) for i, (lo, hi) in enumerate(parts)]

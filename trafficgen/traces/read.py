@@ -49,6 +49,7 @@ def read_trace(path, fmt: str | None = None) -> Trace:
         raise TrafficgenError(f"{path}: cannot read: {e.strerror or e}") from None
     if not head.strip():
         raise TrafficgenError(f"{path}: empty: no requests in it")
+    refuse_binary(path, head)
     if fmt is not None and fmt not in FORMATS:
         raise TrafficgenError(f"trace format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     kind = fmt or _sniff(path, head)
@@ -67,6 +68,27 @@ def read_trace(path, fmt: str | None = None) -> Trace:
     if len(trace) == 0:
         raise TrafficgenError(f"{path}: no requests in it")
     return trace
+
+
+_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ\x00")  # gzip, zstd, bzip2, xz
+_TRACE_KINDS = "a request trace (CSV or JSON lines text, or a Parquet table; see 'generate --trace')"
+
+
+def refuse_binary(path: Path, head: bytes) -> None:
+    """A capture or other binary file given where a request trace is expected says so in one
+    line, instead of a CSV reader's complaint about its first line. Parquet and compressed
+    files (``head``: the file's first bytes) pass: their readers know them."""
+    from trafficgen.sinks.formats import PCAP_MAGICS, PCAPNG_SHB
+    if head[:4] == b"PAR1" or head.startswith(_COMPRESSED):
+        return
+    magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else None
+    if magic in PCAP_MAGICS or magic == PCAPNG_SHB:
+        kind = "pcapng" if magic == PCAPNG_SHB else "pcap"
+        raise TrafficgenError(f"{path}: a {kind} capture, not {_TRACE_KINDS}; to look into a "
+                              f"capture: trafficgen inspect {path}")
+    control = sum(b < 32 and b not in b"\t\n\r\f" for b in head)
+    if b"\0" in head or control > len(head) // 10:
+        raise TrafficgenError(f"{path}: a binary file, not {_TRACE_KINDS}")
 
 
 def _sniff(path: Path, head: bytes) -> str:
