@@ -82,7 +82,8 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     ``workers``: local processes to spread the work over (default 1: this process alone);
     ``scheduler``: a Dask scheduler's address (or a ``distributed.Client``) to run it on
     instead. ``shards``: every output path names a new folder of one file per partition (the
-    sessions that start in one minute), readable as one dataset. None of the three changes a
+    sessions that start in one minute) that has rows for it, readable as one dataset; the
+    report's ``shards`` gives each output's number of files. None of the three changes a
     byte of the output (see ``trafficgen.engine.parallel``).
     """
     if not isinstance(scenario, Scenario):
@@ -165,10 +166,10 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
         def paths_of(i):
             return ({k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
                                        for k, f in folders.items()})
-        parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers),
-                                   scheduler=scheduler, progress=progress)
+        parts, used, files = write_shards(scenario, opts, paths_of, workers=max(1, n_workers or 1),
+                                          scheduler=scheduler, progress=progress)
         for f in folders.values():
             f.commit()
     totals = {k: sum(p[k] for p in parts) for k in ("packets", "wire_bytes", "flows", "requests")}
     return _report(scenario, totals, time.perf_counter() - t0, outputs, workers=used,
-                   shards=len(parts))
+                   shards=files)

@@ -273,7 +273,8 @@ def cmd_generate(args) -> int:
               f"({report['duration_s']:g} s of '{report['scenario']}', seed {report['seed']}) "
               f"in {report['elapsed_s']:.1f} s"
               + (f" on {report['workers']} workers" if report.get("workers", 1) > 1 else "")
-              + (f", {report['shards']} shards each" if "shards" in report else ""), file=say)
+              + (", shard files: " + ", ".join(f"{n} {k}" for k, n in report["shards"].items())
+                 if "shards" in report else ""), file=say)
     return 0
 
 
