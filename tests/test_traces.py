@@ -119,6 +119,22 @@ def test_bad_jsonl_names_the_line(tmp_path, text, line, what):
     assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
 
 
+@pytest.mark.parametrize("data, line, what", [
+    # not UTF-8, in a row of the wrong length: pyarrow cannot hand such a row to a Python
+    # handler (an unraisable error, which fails the test); the scan names it
+    (b"time_s,input_tokens,output_tokens\n1,2,3\n\xe4\xff,1,2,3\n", 3, "not UTF-8 text (byte 1"),
+    (b"time_s,input_tokens,output_tokens\n1,2,3\n\n2,\xe4,3\n", 4, "not UTF-8 text (byte 3"),
+    (b"time_s,input_tokens,output_tokens\n1,2,3\n2,3\n", 3, "expected 3 fields, got 2"),
+])
+def test_bad_bytes_name_the_line(tmp_path, data, line, what):
+    f = tmp_path / "t.csv"
+    f.write_bytes(data)
+    with pytest.raises(TrafficgenError) as e:
+        read_trace(f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+
+
 def test_wrong_columns_and_empty(tmp_path):
     f = tmp_path / "t.csv"
     f.write_text("a,b\n1,2\n")

@@ -139,23 +139,17 @@ def _csv_chunks(src: Source):
     names = [h.strip().strip('"') for h in header.split(",")]
     if len(names) < 2 or len(set(names)) != len(names) or not all(names):
         raise BadValue(None, f"line 1: expected a header of distinct column names, got {header[:80]!r}")
-    bad: list = []
-
-    def invalid(row):
-        bad.append(row)
-        return "error"
 
     def fail(e):
-        if bad and bad[0].number is not None:
-            return BadValue(bad[0].number - 2, f"expected {bad[0].expected_columns} fields, got "
-                                           f"{bad[0].actual_columns}")
-        return BadValue(_scan_csv(src, len(names)), short_error(e))
+        # the bad line found by reading again (error path only); no invalid_row_handler, which
+        # pyarrow cannot call on a row that is not UTF-8 (an unraisable error, then this one)
+        row, what = _scan_csv(src, len(names))
+        return BadValue(row, what or short_error(e))
     errors = (pa.ArrowException, UnicodeDecodeError, ValueError)
     with src.arrow() as stream:
         try:
             reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(use_threads=False,
                                                                           block_size=CHUNK_BYTES),
-                                   parse_options=pcsv.ParseOptions(invalid_row_handler=invalid),
                                    convert_options=pcsv.ConvertOptions(
                                        column_types={n: pa.string() for n in names}))
         except errors as e:
@@ -198,8 +192,9 @@ def _chunked(path, fmt, chunks, convert) -> Trace:
     return _merge(path, fmt, parts)
 
 
-def _scan_csv(src: Source, ncols: int) -> int | None:
-    """The first data row that is not valid UTF-8 or has the wrong number of fields."""
+def _scan_csv(src: Source, ncols: int) -> tuple[int | None, str | None]:
+    """The first data row that is not valid UTF-8, is quoted (Arrow's error then says what is
+    wrong) or has the wrong number of fields: (row, what is wrong, or None), or (None, None)."""
     row = 0
     with src.binary() as fh:
         fh.readline()
@@ -208,12 +203,14 @@ def _scan_csv(src: Source, ncols: int) -> int | None:
                 continue
             try:
                 text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                return row
-            if text.count(",") + 1 != ncols or '"' in text:
-                return row
+            except UnicodeDecodeError as e:
+                return row, f"not UTF-8 text (byte {e.start + 1} of the line)"
+            if '"' in text:
+                return row, None
+            if text.count(",") + 1 != ncols:
+                return row, f"expected {ncols} fields, got {text.count(',') + 1}"
             row += 1
-    return None
+    return None, None
 
 
 def _csv(src: Source, kind: str) -> Trace:
