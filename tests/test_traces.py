@@ -94,6 +94,7 @@ def test_burstgpt_and_generic_formats(tmp_path):
     (AZURE_HEAD + "2023-11-16 18:17:03.97,12,3\n2023-11-16 18:17:04.0,1\n", 3, "fields"),
     (AZURE_HEAD + "2023-11-16 18:17:03.97,-12,3\n", 2, "ContextTokens"),
     ("time_s,input_tokens,output_tokens\n1,2,3\nnan,2,3\n", 3, "time_s"),
+    ("time_s,input_tokens,output_tokens\n1,2,3\n1e300,2,3\n", 3, "finite time, got 1e+300"),  # no overflow warning
 ])
 def test_bad_csv_names_the_line(tmp_path, text, line, what):
     f = tmp_path / "t.csv"
@@ -109,6 +110,8 @@ def test_bad_csv_names_the_line(tmp_path, text, line, what):
     ('{"timestamp": 0, "input_length": 5, "output_length": 1}\n{"timestamp": 1, "output_length": 1}\n', 2,
      "input_length"),
     ('{"timestamp": 0, "input_length": "5", "output_length": 1}\n', 1, "input_length"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 1}\n{"timestamp": 1.8e302, "input_length": 5, '
+     '"output_length": 1}\n', 2, "finite time, got 1.8e+302"),  # hypothesis found the overflow warning
 ])
 def test_bad_jsonl_names_the_line(tmp_path, text, line, what):
     f = tmp_path / "t.jsonl"

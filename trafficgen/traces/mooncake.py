@@ -39,7 +39,7 @@ def read_mooncake(src) -> Trace:
             row = first_bad(pc.is_valid(c).to_numpy(zero_copy_only=False))
             raise BadValue(row, f"missing {name}")
     ms = table.column("timestamp").to_numpy()
-    t = check_times(ms * 1e6, "timestamp")
+    t = check_times(ms, 1e6, "timestamp")
     prompt = table.column("input_length").to_numpy().astype(np.int64)
     output = table.column("output_length").to_numpy().astype(np.int64)
     for name, v in (("input_length", prompt), ("output_length", output)):
@@ -50,11 +50,14 @@ def read_mooncake(src) -> Trace:
     return ordered_trace(src.path, "mooncake", t, prompt, output, False, cached=cached)
 
 
-def check_times(ns: np.ndarray, name: str) -> np.ndarray:
-    """Times in ns (float) as int64, or ``BadValue`` at the first that is not finite."""
+def check_times(v: np.ndarray, scale: float, name: str) -> np.ndarray:
+    """Times ``v`` in units of ``scale`` ns as int64 ns, or ``BadValue`` at the first that is
+    not finite or does not fit (``v`` named as the file gives it)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e302 ms: inf, refused below
+        ns = v * scale
     row = first_bad(np.isfinite(ns) & (np.abs(ns) < 4e18))
     if row is not None:
-        raise BadValue(row, f"{name}: expected a finite time, got {ns[row] / 1e6!r}")
+        raise BadValue(row, f"{name}: expected a finite time, got {float(v[row])!r}")
     return np.round(ns).astype(np.int64)
 
 
