@@ -9,6 +9,8 @@ import hashlib
 import lzma
 import os
 import re
+import shlex
+import subprocess
 import sys
 
 import numpy as np
@@ -324,3 +326,18 @@ def test_compressed_reading_streams(tmp_path):
         rss[n] = peak_rss_of([sys.executable, "-c", code, str(packed)])
     # measured: +40 MB (32 MB read ahead, 5 MB of arrays); held whole: +155 MB
     assert rss[200_000] < rss[20_000] + 70, rss
+
+
+@pytest.mark.parametrize("readme", ["README.md", "traces/README.md"])
+def test_readme_trace_commands_run(tmp_path, readme):
+    """The commands the READMEs give for the shipped traces run as written, from a checkout."""
+    text = (PROJECT_TRACES.parent / readme).read_text()
+    block = re.search(r"```sh\n((?:trafficgen [^\n]*traces/[^\n]*\n)+)```", text)
+    assert block, readme
+    (tmp_path / "traces").symlink_to(PROJECT_TRACES)
+    for line in block.group(1).splitlines():
+        argv = shlex.split(line, comments=True)
+        assert argv[0] == "trafficgen"
+        done = subprocess.run([sys.executable, "-m", "trafficgen", *argv[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (line, done.stderr)
