@@ -6,12 +6,12 @@ they were fitted to: the table in the README ("How close the models are").
 
 Each class runs its built-in scenario, request tables only, for an hour (chat and coding at
 the Azure traces' own rates, so arrival burstiness compares like with like); the traces are
-read from ../shared/traces (or $TRAFFICGEN_TRACES) where present, else their rows say "-".
+the project's (traces/, compressed), or those in $TRAFFICGEN_TRACES where it names a folder that
+has them.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import tempfile
@@ -22,9 +22,11 @@ import pyarrow.parquet as pq
 
 import trafficgen as tg
 from trafficgen.analysis.stats import arrival_stats
+from trafficgen.traces.read import read_trace
 
 S = 10**9
-TRACES = Path(os.environ.get("TRAFFICGEN_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
+TRACES = ([Path(os.environ["TRAFFICGEN_TRACES"])] if os.environ.get("TRAFFICGEN_TRACES") else []) \
+    + [Path(__file__).resolve().parents[1] / "traces"]
 
 
 def requests(name: str, over: list[str], duration: str, folder: Path, seed: int = 1) -> dict:
@@ -41,19 +43,13 @@ def requests(name: str, over: list[str], duration: str, folder: Path, seed: int 
 
 
 def azure(name: str):
-    path = TRACES / name
-    if not path.exists():
+    """An Azure trace's requests (``name`` uncompressed; found plain or compressed), or None."""
+    found = [d / (name + ext) for d in TRACES for ext in ("", ".gz", ".xz", ".bz2")
+             if (d / (name + ext)).is_file()]
+    if not found:
         return None
-    times, prompt, output = [], [], []
-    for line in path.read_text().splitlines()[1:]:
-        stamp, p, o = line.split(",")
-        whole, frac = stamp.split(".")
-        base = dt.datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
-        times.append(int(base.timestamp()) * S + int(frac.ljust(9, "0")[:9]))
-        prompt.append(int(p))
-        output.append(int(o))
-    return {"start_ns": np.sort(np.array(times)), "prompt_tokens": np.array(prompt),
-            "output_tokens": np.array(output)}
+    tr = read_trace(found[0])
+    return {"start_ns": tr.times_ns, "prompt_tokens": tr.prompt, "output_tokens": tr.output}
 
 
 def q(x, p):

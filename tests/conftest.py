@@ -1,12 +1,53 @@
 """Shared fixtures: small generated runs (made once per session) and the external tools.
-The functions and constants they are built from are in ``helpers.py``."""
+The functions and constants they are built from are in ``helpers.py``.
+
+And one rule: where ``TRAFFICGEN_REQUIRE_TOOLS`` is set (``.ci/run`` sets it), a test that
+would skip fails instead, at collection or at run time, so a missing tool, package, trace or
+permission cannot pass CI unseen. No test skips deliberately there; one that must would be
+named in ``ALLOWED_SKIPS`` with its reason."""
 from __future__ import annotations
+
+import os
 
 import pytest
 
 import trafficgen as tg
 
 from .helpers import Run, generate_run, reference_scenario, require_tool
+
+# node id -> why it may skip even in CI (none: every test runs there)
+ALLOWED_SKIPS: dict[str, str] = {}
+
+
+def _strict() -> bool:
+    return bool(os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"))
+
+
+def _as_failure(report, what: str) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"{what} skipped, and TRAFFICGEN_REQUIRE_TOOLS is set (CI runs every "
+                       f"test; tests/conftest.py): {reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test's skip (in its setup or body) is a failure in CI; an xfail stays an xfail."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and _strict() \
+            and item.nodeid not in ALLOWED_SKIPS:
+        _as_failure(report, "test")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module that skips as it is collected (``pytest.importorskip``) is an error in CI."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and _strict() and collector.nodeid not in ALLOWED_SKIPS:
+        _as_failure(report, "module")
+
 
 # The shared chat run: small enough that tshark and the pure-Python checks stay fast.
 CHAT_RUN_ARGS = dict(overrides={"chat.rate": "8/s"}, duration="20s", seed=7)

@@ -8,8 +8,11 @@ with ``struct`` alone; checksums and CRCs; traces and distributions; peak memory
 """
 from __future__ import annotations
 
+import bz2
 import datetime as dt
+import gzip
 import hashlib
+import lzma
 import math
 import os
 import shutil
@@ -373,29 +376,52 @@ def icrc_of(frame: bytes) -> int:
 
 # --- traces and distributions -----------------------------------------------------------------
 
-def traces_dir() -> Path:
-    """The real traces' folder: $TRAFFICGEN_TRACES, else ``../shared/traces`` beside the checkout."""
+# The reference traces ship with the project, compressed (traces/README.md); the tests read them
+# from there, or first from $TRAFFICGEN_TRACES where it is set (another copy, e.g. the
+# uncompressed originals), each name plain or with a compression suffix.
+PROJECT_TRACES = Path(__file__).resolve().parents[1] / "traces"
+TRACE_SUFFIXES = ("", ".gz", ".xz", ".bz2")
+
+
+def traces_dirs() -> list[Path]:
+    """Where the reference traces are looked for, in order: $TRAFFICGEN_TRACES (if set), then
+    the project's ``traces/``."""
     env = os.environ.get("TRAFFICGEN_TRACES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "traces"
+    return ([Path(env)] if env else []) + [PROJECT_TRACES]
 
 
 def real_trace(name: str) -> Path:
-    """The path of a real trace file; the test is skipped when it is not present."""
-    path = traces_dir() / name
-    if not path.exists():
-        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
-    return path
+    """The path of a reference trace, by its uncompressed name (``"azure-llm-2023-code.csv"``):
+    the first of :func:`traces_dirs` that has it, plain or compressed. The project ships them,
+    so a missing one fails the test (a broken checkout), never skips it."""
+    for folder in traces_dirs():
+        for suffix in TRACE_SUFFIXES:
+            path = folder / (name + suffix)
+            if path.is_file():
+                return path
+    pytest.fail(f"reference trace {name} not found in {', '.join(map(str, traces_dirs()))} "
+                f"(the project ships it in traces/; see traces/README.md)")
+
+
+def open_trace(name: str):
+    """A reference trace's text, decompressed, as a file of lines (``str``)."""
+    path = real_trace(name)
+    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
+    return opener(path, "rt", encoding="utf-8")
 
 
 def trace_tokens(name: str) -> np.ndarray:
     """(prompt, output) token counts of an Azure CSV trace, one row per request."""
-    return np.loadtxt(real_trace(name), delimiter=",", skiprows=1, usecols=(1, 2))
+    with open_trace(name) as fh:
+        return np.loadtxt(fh, delimiter=",", skiprows=1, usecols=(1, 2))
 
 
 def trace_times(name: str) -> np.ndarray:
     """Sorted arrival times (int64 ns since the epoch) of an Azure CSV trace."""
     out = []
-    for line in real_trace(name).read_text().splitlines()[1:]:
+    with open_trace(name) as fh:
+        lines = fh.read().splitlines()[1:]
+    for line in lines:
         stamp = line.split(",")[0]
         whole, frac = stamp.split(".")
         base = dt.datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)

@@ -18,7 +18,7 @@ from trafficgen.kernels import chat as kc
 from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.schema import DIR_DOWN, DIR_UP, PHASE_CODE
 
-from .helpers import lognormal_cdf, trace_tokens, traces_dir
+from .helpers import lognormal_cdf, trace_tokens
 
 ALPHA = 1e-3
 RATE, DURATION_S = 40, 120
@@ -139,10 +139,8 @@ def test_token_counts_match_the_azure_conversation_trace(run):
             tol = 4 * math.sqrt(q * (1 - q) / n) + 0.005
             assert lo - tol <= q <= hi + tol, (column, q, v, lo, hi)
     # negative control: the trace's code service is a different population
-    code = traces_dir() / "azure-llm-2023-code.csv"
-    if code.exists():
-        other = np.loadtxt(code, delimiter=",", skiprows=1, usecols=(1,))
-        assert stats.ks_2samp(requests["prompt_tokens"], other).statistic > 0.1
+    other = trace_tokens("azure-llm-2023-code.csv")[:, 0]
+    assert stats.ks_2samp(requests["prompt_tokens"], other).statistic > 0.1
 
 
 def test_stream_carries_one_record_per_token(run):

@@ -106,5 +106,5 @@ def test_plot_errors(small_run, tmp_path, monkeypatch):
         plot.plot_file(junk, tmp_path / "y.png")
     assert not (tmp_path / "y.png").exists()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(tg.TrafficgenError, match=r"trafficgen\[plot\]"):
+    with pytest.raises(tg.TrafficgenError, match=r"trafficgen-ai\[plot\]"):
         plot.plot_file(small_run["requests"], tmp_path / "z.png")

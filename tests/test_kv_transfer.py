@@ -23,7 +23,7 @@ from trafficgen.engine.core import Engine
 from trafficgen.kernels import udp as ku
 from trafficgen.kernels.rng import derive_range, key_of
 
-from .helpers import ROCE_OPS, TSHARK_PROBLEMS, icrc_of, ones_complement_sum, run_tshark, traces_dir
+from .helpers import ROCE_OPS, TSHARK_PROBLEMS, icrc_of, ones_complement_sum, open_trace, run_tshark
 
 # A small run: a made-up model of 186 B per token per layer (odd token counts need RoCE pad
 # bytes), 3 layers in 2 messages, short prompts with prefix hits, several packets per message.
@@ -286,11 +286,8 @@ def test_samplers_match_their_targets():
 
 
 def mooncake():
-    path = traces_dir() / "mooncake-conversation.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} not present (set TRAFFICGEN_TRACES to the traces folder)")
     seen, prompt, uncached = set(), [], []
-    with open(path) as fh:
+    with open_trace("mooncake-conversation.jsonl") as fh:
         for line in fh:
             r = json.loads(line)
             cached = 0

@@ -102,6 +102,24 @@ def _pcapng_frames(path) -> list[tuple[int, bytes]]:
         return [(int(round(ts * 1e9)), bytes(buf)) for ts, buf in dpkt.pcapng.Reader(f)]
 
 
+def shard_listing(paths) -> dict[str, list[str]]:
+    """Each output folder's file names, checked: ``part-NNNNN`` (the partition's number, with
+    gaps where a partition had no rows for it), no file without rows, and the capture, packet
+    and flow folders naming the same partitions (the request folder some of them)."""
+    names = {k: sorted(os.listdir(p)) for k, p in paths.items()}
+    for k, listing in names.items():
+        ext = OUTPUTS[k].rsplit(".", 1)[1]
+        assert listing and all(re.fullmatch(rf"part-\d{{5}}\.{ext}", n) for n in listing), listing
+        for n in listing:
+            rows = (len(_pcapng_frames(paths[k] / n)) if ext == "pcapng"
+                    else pq.ParquetFile(paths[k] / n).metadata.num_rows)
+            assert rows > 0, f"{k}/{n} is empty"
+    stems = {k: [n.split(".")[0] for n in v] for k, v in names.items()}
+    assert stems["pcap"] == stems["packets"] == stems["flows"]
+    assert set(stems["requests"]) <= set(stems["flows"])
+    return names
+
+
 def check_shards(paths, report, reference):
     """The shards read back as the unsharded outputs: each Parquet folder as one dataset with
     pyarrow, pandas, polars and DuckDB; the capture shards, merged by time, as the capture."""
@@ -111,8 +129,9 @@ def check_shards(paths, report, reference):
     _, want_report, ref = reference
     for k in ("packets", "wire_bytes", "flows", "requests"):
         assert report[k] == want_report[k], k
-    names = sorted(os.listdir(paths["flows"]))
-    assert names[0] == "part-00000.parquet" and len(names) == report["shards"] > 3
+    names = shard_listing(paths)
+    assert report["shards"] == {("capture" if k == "pcap" else k): len(v) for k, v in names.items()}
+    assert len(names["flows"]) > 3
     for table in ("flows", "requests", "packets"):
         whole = pq.read_table(ref / OUTPUTS[table])
         parts = pq.read_table(paths[table])  # the folder, as one dataset
@@ -131,10 +150,9 @@ def check_shards(paths, report, reference):
     # the capture shards, merged by time (ties: the earlier shard, as flow ids are), are the
     # capture; exact times from each shard's packet table (dpkt gives float seconds)
     records = []
-    for k, name in enumerate(sorted(os.listdir(paths["pcap"]))):
-        assert name == f"part-{k:05d}.pcapng"
+    for k, name in enumerate(names["pcap"]):
         frames = _pcapng_frames(paths["pcap"] / name)
-        ts = pq.read_table(paths["packets"] / f"part-{k:05d}.parquet", columns=["ts_ns"])["ts_ns"]
+        ts = pq.read_table(paths["packets"] / names["packets"][k], columns=["ts_ns"])["ts_ns"]
         assert len(frames) == len(ts)
         records += [(t, k, i, buf) for i, (t, (_, buf)) in enumerate(zip(ts.to_pylist(), frames))]
     records.sort(key=lambda r: r[:3])
@@ -146,6 +164,36 @@ def test_shards_read_back_as_the_whole(tmp_path, reference, workers):
     paths, report = _shards(tmp_path / "s", "chat", workers=workers)
     assert report["workers"] == workers
     check_shards(paths, report, reference["chat"])
+
+
+def test_shards_skip_empty_partitions(tmp_path, reference):
+    """The enterprise mix's warm-up partitions hold no session: they write no file, on one
+    worker or two, and the names (the partitions' numbers) are the same either way."""
+    n_parts = len(Engine(_scenario("mix"), frames=False, packets=False).partitions())
+    listings = []
+    for workers in (1, 2):
+        paths, report = _shards(tmp_path / f"w{workers}", "mix", workers=workers)
+        check_shards(paths, report, reference["mix"])
+        listings.append(shard_listing(paths))
+    assert listings[0] == listings[1]
+    assert 3 < len(listings[0]["flows"]) < n_parts - 3  # several partitions wrote nothing
+
+
+def test_shards_of_a_run_without_rows(tmp_path, reference):
+    """Nothing at all to write: each folder gets one empty file, the first partition's, so it
+    reads as an empty dataset with its columns (a capture: a valid empty one)."""
+    sc = tg.load_scenario("kv-transfer", {"kv_transfer.rate": "1/h"}, duration="5s", seed=1)
+    paths = {k: tmp_path / v for k, v in OUTPUTS.items()}
+    report = tg.generate(sc, **paths, shards=True)
+    assert report["packets"] == report["flows"] == report["requests"] == 0
+    assert report["shards"] == {"capture": 1, "flows": 1, "requests": 1, "packets": 1}
+    for k, v in OUTPUTS.items():
+        assert os.listdir(paths[k]) == [f"part-00000.{v.rsplit('.', 1)[1]}"]
+    assert _pcapng_frames(paths["pcap"] / "part-00000.pcapng") == []
+    for table in ("flows", "requests", "packets"):
+        t = pq.read_table(paths[table])  # the folder, as one dataset
+        whole = pq.read_table(reference["chat"][2] / OUTPUTS[table])
+        assert t.num_rows == 0 and t.schema.remove_metadata() == whole.schema.remove_metadata()
 
 
 def test_dask_local_cluster(tmp_path, reference):
@@ -269,7 +317,8 @@ def test_cli_options(tmp_path, capsys):
                  "--flows", str(tmp_path / "f"), "--json"]) == 0
     import json
     report = json.loads(capsys.readouterr().out)
-    assert report["workers"] == 2 and report["shards"] == len(os.listdir(tmp_path / "f")) > 1
+    assert report["workers"] == 2 and report["shards"] == {"flows": len(os.listdir(tmp_path / "f"))}
+    assert report["shards"]["flows"] > 1
 
 
 def test_a_failed_dask_task_fails_the_run(tmp_path, monkeypatch):

@@ -157,7 +157,8 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
         A Dask scheduler's address (or a client) to run on instead of local workers.
     shards : bool
         Every output path names a new folder of one file per partition (the sessions that
-        start in one minute), readable as one dataset. None of ``workers``, ``scheduler`` and
+        start in one minute) that has rows for it, readable as one dataset; the report's
+        ``shards`` gives each output's number of files. None of ``workers``, ``scheduler`` and
         ``shards`` changes a byte of the output (see ``trafficgen.engine.parallel``).
     stop_at : int or str, optional
         Cut the capture there (ns, a number of seconds as a str, or a duration such as
@@ -269,9 +270,9 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
         def paths_of(i):
             return ({k: os.path.join(f.tmp, f"{SHARD_NAME.format(i)}.{suffix[k]}")
                                        for k, f in folders.items()})
-        parts, used = write_shards(scenario, opts, paths_of, workers=max(1, n_workers or 0),
-                                   scheduler=scheduler, progress=progress)
+        parts, used, files = write_shards(scenario, opts, paths_of, workers=max(1, n_workers or 0),
+                                          scheduler=scheduler, progress=progress)
         for f in folders.values():
             f.commit()
     return _report(scenario, Tally.merged(parts, with_packets), cut, time.perf_counter() - t0,
-                   outputs, workers=used, shards=len(parts))
+                   outputs, workers=used, shards=files)

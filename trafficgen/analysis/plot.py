@@ -5,7 +5,7 @@ as it goes (bytes per second by transport, a packet-size histogram, bytes and fi
 per flow), so memory is bounded by the flows, not the packets. A capture has no class labels:
 its throughput is split by transport (TCP, UDP, other); a packet table (``--packets``) has
 them. Parquet tables are read a record batch at a time. matplotlib draws, headless (Agg); it
-is the ``plot`` extra (``pip install 'trafficgen[plot]'``). The PNG is written under a
+is the ``plot`` extra (``pip install 'trafficgen-ai[plot]'``). The PNG is written under a
 temporary name and renamed when whole.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _plt():
     try:
         import matplotlib
     except ImportError:
-        raise TrafficgenError("plotting needs matplotlib: pip install 'trafficgen[plot]'") from None
+        raise TrafficgenError("plotting needs matplotlib: pip install 'trafficgen-ai[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

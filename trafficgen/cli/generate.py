@@ -165,5 +165,6 @@ def summary(report: dict) -> str:
             f"the wire, {report['flows']:,} flows, {report['requests']:,} requests ({where}) in "
             f"{report['elapsed_s']:.1f} s"
             + (f" on {report['workers']} workers" if report.get("workers", 1) > 1 else "")
-            + (f", {report['shards']} shards each" if "shards" in report else ""))
+            + (", shard files: " + ", ".join(f"{n} {k}" for k, n in report["shards"].items())
+               if "shards" in report else ""))
 

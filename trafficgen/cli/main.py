@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs of 5 minutes or more; shorter runs stay in this process); never "
                         "changes the output")
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler's workers "
-                   "instead (e.g. tcp://10.0.0.5:8786; pip install 'trafficgen[dask]')")
+                   "instead (e.g. tcp://10.0.0.5:8786; pip install 'trafficgen-ai[dask]')")
     g.add_argument("--shards", action="store_true", help="each output path names a new folder "
                    "of one file per minute of session starts (day.pcap/part-00000.pcap, ...; "
                    "flows.parquet/ reads as one dataset) instead of one merged file")

@@ -18,7 +18,7 @@ def dask_client(scheduler):
     try:
         from distributed import Client
     except ImportError:
-        raise ArgumentError(Arg("scheduler"), " needs Dask: pip install 'trafficgen[dask]'") from None
+        raise ArgumentError(Arg("scheduler"), " needs Dask: pip install 'trafficgen-ai[dask]'") from None
     if isinstance(scheduler, Client):
         return scheduler, False
     try:

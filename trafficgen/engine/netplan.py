@@ -116,7 +116,7 @@ class NetPlan:
                 raise TrafficgenError(("network.macsec_key: MACsec with a key" if
                                        net.macsec_key else "network.quic: QUIC Initials")
                                       + " need the cryptography package (pip install "
-                                      "'trafficgen[crypto]')") from None
+                                      "'trafficgen-ai[crypto]')") from None
         cfg = np.zeros(ke.C_LEN, np.int64)
         cfg[ke.C_ENCAP] = _ENCAP_CODE[net.encap]
         cfg[ke.C_NVLAN] = len(net.vlan)

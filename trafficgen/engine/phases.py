@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import threading
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 
 from trafficgen.schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows
 from trafficgen.sinks.buffers import BufferPool
-from trafficgen.sinks.outputs import open_sinks
+from trafficgen.sinks.outputs import SinkSet, open_sinks
 
 from .core import ID_KINDS, Batch, Engine, id_counts
 from .report import Tally
@@ -79,18 +80,31 @@ def stream_arrays(token: str, scenario, opts: Options, lo: int, hi: int, first_i
     return {k: concat_rows(v) if v else np.empty(0, PARTS[k]) for k, v in parts.items()}
 
 
+ROWS_OF = {"capture": "packets", "packets": "packets", "flows": "flows", "requests": "requests"}
+
+
 def write_shard(token: str, scenario, opts: Options, lo: int, hi: int, first_ids: dict, sim,
                 paths: dict) -> dict:
     """Phase two, into this partition's own capture and table files (``paths``: the
-    ``generate`` outputs, as shard file paths)."""
+    ``generate`` outputs, as shard file paths). An output's file is opened at the first batch
+    with rows for it (``ROWS_OF``), so a partition writes no empty file: its counts name the
+    outputs it wrote (``"files"``)."""
     engine = partition_engine(token, scenario, opts, opts.frames)
     tally = Tally(opts.packets)
-    with open_sinks(scenario, paths, engine.buffers.release) as sinks:
+    waiting = {k: v for k, v in paths.items() if v is not None}
+    sinks = SinkSet()
+    with ExitStack() as stack:
         for b in engine.run(lo, hi, first_ids, sim):
+            for k in [k for k in waiting if getattr(b, ROWS_OF[k]).shape[0]]:
+                # every sink skips a batch without its rows, so one opened now writes what it
+                # would have written had it been open from the start
+                sinks += stack.enter_context(open_sinks(scenario, {k: waiting.pop(k)},
+                                                        engine.buffers.release))
             sinks.write(b)
             tally.add(b)
         sinks.finish()
-    return tally.as_dict()
+    return {**tally.as_dict(),
+            "files": sorted(k for k in paths if paths[k] is not None and k not in waiting)}
 
 
 def pieces(b: Batch):

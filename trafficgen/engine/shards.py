@@ -1,12 +1,17 @@
 """Shards: each partition into its own files (one per output), written by the worker that
-builds it; nothing is merged. MACsec runs cannot be sharded (their packet numbers count one
-capture's frames).
+builds it; nothing is merged. A partition writes no file for an output it has no rows for
+(``phases.write_shard``), so the names keep the partition's number, with gaps: the same
+number in two output folders is the same partition. An output with no rows in any partition
+gets one empty file, the first partition's, so its folder still reads as a dataset with its
+columns (or holds a valid empty capture). MACsec runs cannot be sharded (their packet numbers
+count one capture's frames).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from trafficgen.errors import Arg, ArgumentError
+from trafficgen.sinks.outputs import open_sinks
 
 from .backend import Backend
 from .core import Engine
@@ -21,9 +26,14 @@ def check_shards(scenario) -> None:
 
 
 def write_shards(scenario, opts: Options, paths_of: Callable[[int], dict], *, workers: int = 1,
-                 scheduler=None, progress: Callable | None = None) -> tuple[list[dict], int]:
-    """Each partition into its own files (``paths_of(i)``): returns each one's counts and the
-    number of workers that ran."""
+                 scheduler=None, progress: Callable | None = None) -> tuple[list[dict], int, dict]:
+    """Each partition into its own files (``paths_of(i)``, the same keys for every ``i``).
+
+    Returns
+    -------
+    (counts, workers, files)
+        Each partition's counts (``phases.write_shard``), the number of workers that ran, and
+        how many files each output got."""
     check_shards(scenario)
     parts = Engine(scenario, frames=False, packets=False, window_ns=opts.window_ns,
                    stop_at_ns=opts.stop_at_ns).partitions()
@@ -41,4 +51,12 @@ def write_shards(scenario, opts: Options, paths_of: Callable[[int], dict], *, wo
             if progress is not None:
                 hi = parts[done][0] if done < len(parts) else scenario.duration_ns
                 progress(max(0, min(hi, scenario.duration_ns)), scenario.duration_ns)
-        return out, backend.workers
+        workers_ran = backend.workers
+    first = {k: v for k, v in paths_of(0).items() if v is not None}
+    files = {k: sum(k in r["files"] for r in out) for k in first}
+    empty = {k: first[k] for k, n in files.items() if n == 0}
+    if empty:  # no rows anywhere: one empty file, for the folder's schema (or an empty capture)
+        with open_sinks(scenario, empty) as sinks:
+            sinks.finish()
+        files.update(dict.fromkeys(empty, 1))
+    return out, workers_ran, files

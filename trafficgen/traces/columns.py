@@ -85,10 +85,11 @@ def as_seconds(col, name: str, scale: float) -> np.ndarray:
         if row is not None:
             raise BadValue(row, f"{name}: expected a number, got {texts[row].as_py()!r}")
         v = pc.cast(pc.utf8_trim_whitespace(texts), pa.float64()).to_numpy(zero_copy_only=False)
-    ns = v * scale
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e300 s: inf, refused below
+        ns = v * scale
     row = first_bad(np.isfinite(ns) & (np.abs(ns) < 4e18))
     if row is not None:
-        raise BadValue(row, f"{name}: expected a finite time, got {v[row]!r}")
+        raise BadValue(row, f"{name}: expected a finite time, got {float(v[row])!r}")
     return np.round(ns).astype(np.int64)
 
 

@@ -4,29 +4,33 @@ and the cached prefix tokens those blocks give each request."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from .columns import MAX_TOKENS, BadValue, first_bad
+from .compressed import Source
 from .trace import Trace, ordered_trace, short_error
 
 BLOCK_TOKENS = 512  # a Mooncake hash_ids block
 
 
-def read_mooncake(path: Path) -> Trace:
+def read_mooncake(src) -> Trace:
     """A Mooncake JSONL trace (``timestamp`` ms, ``input_length``, ``output_length``,
-    ``hash_ids``); a bad row raises ``BadValue``."""
+    ``hash_ids``) from ``src`` (a path, or a :class:`~.compressed.Source` for a compressed
+    file); a bad row raises ``BadValue``."""
+    if not isinstance(src, Source):
+        src = Source(src)
     import pyarrow as pa
     import pyarrow.json as pjson
     schema = pa.schema([("timestamp", pa.float64()), ("input_length", pa.int64()),
                         ("output_length", pa.int64()), ("hash_ids", pa.list_(pa.int64()))])
     try:
-        table = pjson.read_json(path, read_options=pjson.ReadOptions(use_threads=False),
-                                parse_options=pjson.ParseOptions(
-                                    explicit_schema=schema, unexpected_field_behavior="ignore"))
+        with src.arrow() as stream:
+            table = pjson.read_json(stream, read_options=pjson.ReadOptions(use_threads=False),
+                                    parse_options=pjson.ParseOptions(
+                                        explicit_schema=schema, unexpected_field_behavior="ignore"))
     except (pa.ArrowException, ValueError) as e:
-        row, what = _scan_jsonl(path)
+        row, what = _scan_jsonl(src)
         raise BadValue(row, what or short_error(e)) from None
     for name in ("timestamp", "input_length", "output_length"):
         c = table.column(name)
@@ -35,7 +39,7 @@ def read_mooncake(path: Path) -> Trace:
             row = first_bad(pc.is_valid(c).to_numpy(zero_copy_only=False))
             raise BadValue(row, f"missing {name}")
     ms = table.column("timestamp").to_numpy()
-    t = check_times(ms * 1e6, "timestamp")
+    t = check_times(ms, 1e6, "timestamp")
     prompt = table.column("input_length").to_numpy().astype(np.int64)
     output = table.column("output_length").to_numpy().astype(np.int64)
     for name, v in (("input_length", prompt), ("output_length", output)):
@@ -43,21 +47,24 @@ def read_mooncake(path: Path) -> Trace:
         if row is not None:
             raise BadValue(row, f"{name}: expected a token count from 0 to 2**31-1, got {v[row]}")
     cached = cached_tokens(table.column("hash_ids").combine_chunks(), prompt)
-    return ordered_trace(path, "mooncake", t, prompt, output, False, cached=cached)
+    return ordered_trace(src.path, "mooncake", t, prompt, output, False, cached=cached)
 
 
-def check_times(ns: np.ndarray, name: str) -> np.ndarray:
-    """Times in ns (float) as int64, or ``BadValue`` at the first that is not finite."""
+def check_times(v: np.ndarray, scale: float, name: str) -> np.ndarray:
+    """Times ``v`` in units of ``scale`` ns as int64 ns, or ``BadValue`` at the first that is
+    not finite or does not fit (``v`` named as the file gives it)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e302 ms: inf, refused below
+        ns = v * scale
     row = first_bad(np.isfinite(ns) & (np.abs(ns) < 4e18))
     if row is not None:
-        raise BadValue(row, f"{name}: expected a finite time, got {ns[row] / 1e6!r}")
+        raise BadValue(row, f"{name}: expected a finite time, got {float(v[row])!r}")
     return np.round(ns).astype(np.int64)
 
 
-def _scan_jsonl(path: Path) -> tuple[int | None, str | None]:
+def _scan_jsonl(src: Source) -> tuple[int | None, str | None]:
     """The first bad line of a JSONL file (error path only): (data row, what is wrong)."""
     row = 0
-    with open(path, "rb") as fh:
+    with src.binary() as fh:
         for line in fh:
             if not line.strip():
                 continue

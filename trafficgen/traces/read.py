@@ -1,6 +1,8 @@
 """Request traces in: one reader per format, all returning the same arrays (:class:`Trace`).
 
-Formats (picked from the file's suffix and header, see :func:`read_trace`):
+Formats (picked from the file's suffix and header, see :func:`read_trace`); any of them may be
+compressed with gzip, xz or bzip2 (told from the first bytes) and is read as a stream
+(``compressed``), except Parquet, which compresses its own columns:
 
 - ``azure``: the Azure LLM inference trace CSV, ``TIMESTAMP,ContextTokens,GeneratedTokens``
   (``2023-11-16 18:17:03.9799600``, UTC).
@@ -29,10 +31,13 @@ import numpy as np
 from trafficgen.errors import TrafficgenError
 
 from .columns import BadValue, as_ids, as_iso, as_seconds, as_strings, as_tokens, first_bad
+from .compressed import DecompressError, Source, codec_of, codec_of_head, open_binary, plain_name
 from .mooncake import read_mooncake
 from .trace import Trace, ordered_trace, short_error
 
-CHUNK_BYTES = 4 << 20  # CSV text read at a time
+# CSV text parsed at a time; Arrow's streaming reader reads up to 32 blocks ahead, so memory
+# holds at most 32 MB of the text (decompressed), whatever the file's size
+CHUNK_BYTES = 1 << 20
 FORMATS = ("azure", "mooncake", "burstgpt", "generic")
 _TIME_UNITS = {"time_s": 1e9, "time_ms": 1e6, "time_ns": 1.0}
 
@@ -40,31 +45,46 @@ _TIME_UNITS = {"time_s": 1e9, "time_ms": 1e6, "time_ns": 1.0}
 def read_trace(path, fmt: str | None = None) -> Trace:
     """Read a request trace; ``fmt`` one of FORMATS or None to tell from the file."""
     path = Path(path)
+    codec = None
     try:
-        with open(path, "rb") as fh:
+        codec = codec_of(path)
+        with open_binary(path, codec) as fh:
             head = fh.read(4096)
     except IsADirectoryError:
         raise TrafficgenError(f"{path}: is a directory, not a trace file") from None
-    except OSError as e:
-        raise TrafficgenError(f"{path}: cannot read: {e.strerror or e}") from None
+    except DecompressError as e:
+        if codec is None:  # the file itself cannot be read
+            raise TrafficgenError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+        raise _corrupt(path, codec, e) from None
     if not head.strip():
         raise TrafficgenError(f"{path}: empty: no requests in it")
     refuse_binary(path, head)
     if fmt is not None and fmt not in FORMATS:
         raise TrafficgenError(f"trace format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if codec is not None and head[:4] == b"PAR1":
+        raise TrafficgenError(f"{path}: a {codec}-compressed Parquet file: Parquet compresses its own "
+                              f"columns; decompress it first")
+    if codec is not None and codec_of_head(head) is not None:
+        raise TrafficgenError(f"{path}: compressed twice ({codec_of_head(head)} inside {codec}): "
+                              f"decompress it once")
     kind = fmt or _sniff(path, head)
+    src = Source(path, codec)
     try:
         if head[:4] == b"PAR1":
             trace = _parquet(path)
         elif kind == "mooncake":
-            trace = read_mooncake(path)
+            trace = read_mooncake(src)
         else:
-            trace = _csv(path, kind)
+            trace = _csv(src, kind)
     except BadValue as e:
         if e.row is None:
             raise TrafficgenError(f"{path}: {e.message}") from None
-        line = _line_of(path, e.row, header=kind != "mooncake")
+        line = _line_of(src, e.row, header=kind != "mooncake")
         raise TrafficgenError(f"{path}: line {line}: {e.message}") from None
+    except DecompressError as e:
+        if codec is None:
+            raise
+        raise _corrupt(path, codec, e) from None
     if len(trace) == 0:
         raise TrafficgenError(f"{path}: no requests in it")
     return trace
@@ -91,10 +111,14 @@ def refuse_binary(path: Path, head: bytes) -> None:
         raise TrafficgenError(f"{path}: a binary file, not {_TRACE_KINDS}")
 
 
+def _corrupt(path: Path, codec: str, e: BaseException) -> TrafficgenError:
+    return TrafficgenError(f"{path}: corrupt or truncated {codec} data: {short_error(e)}")
+
+
 def _sniff(path: Path, head: bytes) -> str:
     if head[:4] == b"PAR1":
         return "generic"
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or head.lstrip()[:1] == b"{":
+    if Path(plain_name(path)).suffix.lower() in (".jsonl", ".json", ".ndjson") or head.lstrip()[:1] == b"{":
         return "mooncake"
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace").lower()
     if "contexttokens" in first and "generatedtokens" in first:
@@ -104,10 +128,10 @@ def _sniff(path: Path, head: bytes) -> str:
     return "generic"
 
 
-def _line_of(path: Path, row: int, header: bool) -> int:
+def _line_of(src: Source, row: int, header: bool) -> int:
     """The 1-based line of data row ``row`` (empty lines are skipped by the readers)."""
     seen = -1 if header else 0
-    with open(path, "rb") as fh:
+    with src.binary() as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -126,45 +150,42 @@ def _pick(names: dict, *choices: str) -> str | None:
 
 # --- readers -------------------------------------------------------------------------------
 
-def _csv_chunks(path: Path):
-    """Yield (table of string columns, index of its first data row), a few MB at a time: memory
-    holds the trace's arrays and one chunk, never the file's text."""
+def _csv_chunks(src: Source):
+    """Yield (table of string columns, index of its first data row), a block at a time: memory
+    holds the trace's arrays and the blocks Arrow reads ahead (``CHUNK_BYTES``), never the
+    whole text of a large file, plain or compressed."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
-    with open(path, "rb") as fh:
+    with src.binary() as fh:
         header = fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
     names = [h.strip().strip('"') for h in header.split(",")]
     if len(names) < 2 or len(set(names)) != len(names) or not all(names):
         raise BadValue(None, f"line 1: expected a header of distinct column names, got {header[:80]!r}")
-    bad: list = []
-
-    def invalid(row):
-        bad.append(row)
-        return "error"
 
     def fail(e):
-        if bad and bad[0].number is not None:
-            return BadValue(bad[0].number - 2, f"expected {bad[0].expected_columns} fields, got "
-                                           f"{bad[0].actual_columns}")
-        return BadValue(_scan_csv(path, len(names)), short_error(e))
+        # the bad line found by reading again (error path only); no invalid_row_handler, which
+        # pyarrow cannot call on a row that is not UTF-8 (an unraisable error, then this one)
+        row, what = _scan_csv(src, len(names))
+        return BadValue(row, what or short_error(e))
     errors = (pa.ArrowException, UnicodeDecodeError, ValueError)
-    try:
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(use_threads=False, block_size=CHUNK_BYTES),
-                               parse_options=pcsv.ParseOptions(invalid_row_handler=invalid),
-                               convert_options=pcsv.ConvertOptions(
-                                   column_types={n: pa.string() for n in names}))
-    except errors as e:
-        raise fail(e) from None
-    base = 0
-    while True:
+    with src.arrow() as stream:
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
+            reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(use_threads=False,
+                                                                          block_size=CHUNK_BYTES),
+                                   convert_options=pcsv.ConvertOptions(
+                                       column_types={n: pa.string() for n in names}))
         except errors as e:
             raise fail(e) from None
-        yield pa.Table.from_batches([batch]), base
-        base += batch.num_rows
+        base = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except errors as e:
+                raise fail(e) from None
+            yield pa.Table.from_batches([batch]), base
+            base += batch.num_rows
 
 
 def _merge(path, fmt, parts: list) -> Trace:
@@ -193,26 +214,30 @@ def _chunked(path, fmt, chunks, convert) -> Trace:
     return _merge(path, fmt, parts)
 
 
-def _scan_csv(path: Path, ncols: int) -> int | None:
-    """The first data row that is not valid UTF-8 or has the wrong number of fields."""
+def _scan_csv(src: Source, ncols: int) -> tuple[int | None, str | None]:
+    """The first data row that is not valid UTF-8, is quoted (Arrow's error then says what is
+    wrong) or has the wrong number of fields: (row, what is wrong, or None), or (None, None)."""
     row = 0
-    with open(path, "rb") as fh:
+    with src.binary() as fh:
         fh.readline()
         for line in fh:
             if not line.strip():
                 continue
             try:
                 text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                return row
-            if text.count(",") + 1 != ncols or '"' in text:
-                return row
+            except UnicodeDecodeError as e:
+                return row, f"not UTF-8 text (byte {e.start + 1} of the line)"
+            if '"' in text:
+                return row, None
+            if text.count(",") + 1 != ncols:
+                return row, f"expected {ncols} fields, got {text.count(',') + 1}"
             row += 1
-    return None
+    return None, None
 
 
-def _csv(path: Path, kind: str) -> Trace:
-    return _chunked(path, kind, _csv_chunks(path), lambda table: _csv_table(path, kind, table))
+def _csv(src: Source, kind: str) -> Trace:
+    path = src.path
+    return _chunked(path, kind, _csv_chunks(src), lambda table: _csv_table(path, kind, table))
 
 
 def _csv_table(path: Path, kind: str, table) -> Trace:
