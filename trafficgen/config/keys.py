@@ -295,6 +295,15 @@ def dist_within(lo: float, hi: float) -> Callable[[Any], Dist]:
     return conv
 
 
+
+@allows("true, false")
+def boolean(v) -> bool:
+    """A TOML true or false (not 0 or 1, not a string)."""
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
 def duration_or_zero(hi: int) -> Callable[[Any], int]:
     """0 (off) or a duration from 1 ms to ``hi`` ns."""
     @allows(f"0 (off) or 1ms to {hi // 10**9}s")

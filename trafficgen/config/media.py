@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .keys import Key, allows, dist, params_class, subtable
+from .keys import Key, allows, boolean, dist, params_class, subtable
 from .units import parse_duration, parse_rate
 
 
@@ -30,12 +30,6 @@ def _dur(lo_ns: int, hi_ns: int) -> Callable[[Any], int]:
         return ns
     return conv
 
-
-@allows("true, false")
-def _bool(v) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
-    return v
 
 
 @allows("0/s to 10000/s")
@@ -70,7 +64,7 @@ VOICE_KEYS = (
     Key("opus_bytes", dist("bytes"), _d(80, 110, 20, 400), "Opus payload bytes of a 20 ms speech frame"),
     Key("silence_bytes", _num(1, 1275, whole=True), 3,
         "Opus payload bytes of a silence (comfort noise) frame"),
-    Key("dtx", _bool, True, "discontinuous transmission: one silence frame per 400 ms, not per 20 ms"),
+    Key("dtx", boolean, True, "discontinuous transmission: one silence frame per 400 ms, not per 20 ms"),
     Key("rtp_port", _num(1024, 65535, whole=True), 49170, "the media server's UDP port"),
     Key("jitter", _dur(0, 10 * 10**6), "2ms",
         "the far side's RTP packets arrive up to this much late (uniform)"),

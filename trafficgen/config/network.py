@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from trafficgen.schema import CLASSES
 
-from .keys import OPTIONAL, Key, allows, section
+from .keys import OPTIONAL, Key, allows, boolean, section
 
 REDACTED = "<redacted>"
 SECRET_KEYS = ("macsec_key",)
@@ -109,12 +109,6 @@ def _choice(choices: tuple[str, ...]):
     return conv
 
 
-@allows("true, false")
-def _bool(v) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
-    return v
-
 
 def _v4(v) -> int:
     if not isinstance(v, str):
@@ -197,9 +191,9 @@ NETWORK_KEYS = (
     Key("srv6_segments", _per_class(_list(_v6, 0, MAX_SEGMENTS, "IPv6 segments")),
         {"default": ["fc00:0:2::"], "kv_transfer": ["fc00:0:5::", "fc00:0:6::"]},
         "SRv6: the transit segments per class, in visiting order"),
-    Key("macsec", _bool, False, "802.1AE SecTAG (with SCI) and a 16-byte ICV on every frame"),
+    Key("macsec", boolean, False, "802.1AE SecTAG (with SCI) and a 16-byte ICV on every frame"),
     Key("macsec_key", _key, OPTIONAL, "real GCM-AES-128 with this key (a secret: never shown)"),
-    Key("macsec_encrypt", _bool, True, "with a key: encrypt, or false for integrity only"),
+    Key("macsec_encrypt", boolean, True, "with a key: encrypt, or false for integrity only"),
     Key("mtu", _int(576, 9216), 1500, "the IP MTU: TCP segments fill it"),
     Key("dscp", _per_class(_int(0, 63, "a DSCP")), {"default": 0}, "the DSCP per class"),
     Key("ecn", _per_class(_ecn), {"default": 0}, "the ECN codepoint per class"),
