@@ -77,8 +77,9 @@ def _flow_rows(sched, class_id, flows, seen):
     rows = empty("flows", nf)
     start, end = np.empty(nf, np.int64), np.empty(nf, np.int64)
     fbytes, fpk = np.empty((nf, 2), np.int64), np.empty((nf, 2), np.int64)
-    stats.flow_totals(sched["flow_id"], sched["direction"], sched["wire_len"], sched["ts_ns"],
-                      nf, start, end, fbytes, fpk)
+    if sched.shape[0] or nf:  # (an empty column would type as another layout: a compile more)
+        stats.flow_totals(sched["flow_id"], sched["direction"], sched["wire_len"], sched["ts_ns"],
+                          nf, start, end, fbytes, fpk)
     rows["flow_id"] = np.arange(nf)
     rows["session_id"] = flows["session"][keep]
     rows["class"] = class_id
