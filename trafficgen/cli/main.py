@@ -251,6 +251,8 @@ def cmd_generate(args) -> int:
         scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     if args.shards and capture is not args.output:
         raise TrafficgenError("--shards: -o names a folder of captures, not standard output")
+    from .compiling import compile_first
+    compile_first(scenario, args, capture)  # a first run: "compiling kernels (first run only)"
     progress = _Progress(scenario.duration_ns, not args.quiet and sys.stderr.isatty())
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
@@ -350,6 +352,8 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .compiling import warnings_on_one_line
+    warnings_on_one_line()
     from .replay import cmd_replay
     handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
                "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
