@@ -4,7 +4,8 @@
 
 Each built-in scenario runs (at its own duration, to a pcap) in a process of its own with an
 empty numba cache, so every function it uses is compiled and listed; then chat once more to a
-pcapng and once with the Parquet tables, for what those outputs add. About three minutes.
+pcapng and once with the Parquet tables, and enterprise-mix (its ``[network]`` section), for
+what those add. About three minutes.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .signatures import MANIFEST, Recorder
 
 BUILTINS = ("chat", "coding", "reasoning", "multimodal", "agentic", "rag", "kv-transfer")
 OUTPUTS = {"pcapng": ["--pcapng"], "tables": ["--tables"]}
+NETWORK = ("enterprise-mix", ("chat", "coding", "reasoning", "multimodal", "agentic", "rag"))
 
 
 def record_one(argv: list[str]) -> int:
@@ -85,6 +87,10 @@ def record_all() -> dict:
     for what, flags in OUTPUTS.items():
         print(f"recording chat with {what}", file=sys.stderr)
         outputs[what] = [i for i in positions(_run("chat", flags)) if i not in base]
+    name, classes = NETWORK  # a [network] section: what it adds to its classes' own
+    print(f"recording {name} (its [network] section)", file=sys.stderr)
+    base = {i for c in classes for i in scenarios[c]}
+    outputs["network"] = [i for i in positions(_run(name, [])) if i not in base]
     return {"entries": entries, "scenarios": scenarios, "outputs": outputs}
 
 
