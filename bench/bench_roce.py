@@ -67,7 +67,7 @@ def schedule(sc, limit: int):
 def encoder_figures(sc, limit: int, repeat: int) -> dict:
     rows, flows = schedule(sc, limit)
     eng = Engine(sc)
-    a = eng._flow_attrs(flows)
+    a = eng.flow_attrs(flows)
     pool = np.empty(POOL_BYTES, np.uint8)
     fill_bytes(key_of(1), pool)
     tpl = eng.templates

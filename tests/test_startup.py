@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("numba", "llvmlite", "pyarrow")
 
 
-def python(code: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python -c CODE`` in a fresh process, from the folder ``env`` puts first on the path
-    (the working folder comes before PYTHONPATH)."""
+def python(code: str, env: dict | None = None, timeout: int = 600, cwd=None) -> subprocess.CompletedProcess:
+    """``python -c CODE`` in a fresh process, by default from the folder ``env`` puts first on
+    the path (the working folder comes before PYTHONPATH)."""
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=_first(env))
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd or _first(env))
 
 
 def trafficgen(*args, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -226,9 +226,15 @@ print(json.dumps(missing))
 
 @pytest.mark.slow
 def test_two_processes_compile_each_function_once(tmp_path):
+    """Run from a folder holding another ``trafficgen`` (a checkout, say): the helper process
+    still imports this one."""
     log = tmp_path / "log"
-    done = python("""
+    decoy = tmp_path / "elsewhere"
+    (decoy / "trafficgen").mkdir(parents=True)
+    (decoy / "trafficgen" / "__init__.py").write_text("")
+    done = python(f"""
 import json, sys
+sys.path.insert(0, {str(ROOT)!r})
 import trafficgen as tg
 from trafficgen.engine.compile import compile_plan, kernel_plan
 plan = kernel_plan(tg.load_scenario("chat"))
@@ -237,7 +243,7 @@ first = compile_plan(plan, progress=lambda d, t: calls.append((d, t)))
 cached = all(e.cached() for e in plan if e.top)
 again = compile_plan(plan, progress=lambda d, t: calls.append("again"))
 print(json.dumps([first["compiled"], calls[-1], cached, again["compiled"], "again" in calls]))
-""", env=base_env(NUMBA_CACHE_DIR=tmp_path / "cache", TRAFFICGEN_COMPILE_LOG=log))
+""", env=base_env(NUMBA_CACHE_DIR=tmp_path / "cache", TRAFFICGEN_COMPILE_LOG=log), cwd=decoy)
     assert done.returncode == 0, done.stderr
     n, last, cached, again, called_again = json.loads(done.stdout.splitlines()[-1])
     assert n > 30 and last[0] == last[1] >= n and cached and again == 0 and not called_again

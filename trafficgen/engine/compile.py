@@ -282,13 +282,17 @@ def _watch(claims: Claims, total: int, progress, stop: threading.Event) -> None:
 
 def _start_helper(folder: str, todo: list[Entry]):
     Path(folder, "plan.json").write_text(json.dumps([[e.name, e.specs, e.top, e.cost] for e in todo]))
+    # this trafficgen, whatever the path and the working folder say (python -m looks in the
+    # working folder first: another checkout there would be imported instead)
+    root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # this trafficgen, whatever the path says
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    log = os.environ.get(LOG_ENV)
     try:
-        return subprocess.Popen([sys.executable, "-m", "trafficgen.engine.compile", folder], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        with open(log + ".helper", "a") if log else open(os.devnull, "w") as err:
+            return subprocess.Popen([sys.executable, "-m", "trafficgen.engine.compile", folder],
+                                    env=env, cwd=root, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err)
     except OSError:
         return None
 
