@@ -102,7 +102,7 @@ def plain_calls(dispatcher):
 
 
 def kernel(fn):
-    return plain_calls(njit(cache=_CACHE, nogil=True)(fn))
+    return plain_calls(njit(cache=_CACHE, nogil=True, no_cfunc_wrapper=True)(fn))
 
 
 def helper(fn):
