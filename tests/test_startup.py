@@ -265,6 +265,18 @@ def test_a_first_run_says_it_is_compiling_and_the_next_does_not(tmp_path):
     assert again.returncode == 0 and "compiling" not in again.stderr, again.stderr
 
 
+@pytest.mark.slow
+def test_the_library_compiles_without_a_word(tmp_path):
+    """A library user gets nothing printed (here with no cache at all: every kernel compiles)."""
+    done = python(f"""
+import trafficgen as tg
+tg.generate(tg.load_scenario("chat", duration="2s"), pcap={str(tmp_path / "c.pcap")!r})
+""", env=base_env(TRAFFICGEN_NO_KERNEL_CACHE=1))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == done.stderr == ""
+    assert (tmp_path / "c.pcap").stat().st_size > 1000
+
+
 # --- where compiled kernels are cached --------------------------------------------------------
 
 def package_copy(tmp: Path, writable: bool = False) -> Path:
