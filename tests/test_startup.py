@@ -180,6 +180,22 @@ for name, decorate in (("helper", helper), ("njit", njit)):
     assert numbas.split()[1] != "1"  # plain numba: one compile per literal (what this prevents)
 
 
+def test_the_quicker_compiler_flags_read_as_numbas_own():
+    import trafficgen.kernels.jit  # noqa: F401 (installs it)
+    from numba.core.compiler import Flags
+    from numba.core.targetconfig import TargetConfig
+    assert TargetConfig.values.__module__ == "trafficgen.kernels.jit"
+    flags = [Flags()]
+    for name, value in (("nrt", True), ("boundscheck", True), ("error_model", "numpy"),
+                        ("release_gil", True), ("no_cpython_wrapper", True)):
+        f = Flags()
+        setattr(f, name, value)
+        flags.append(f)
+    for f in flags:
+        assert f.values() == {k: getattr(f, k) for k in type(f).options}
+    assert flags[0] != flags[1] and flags[0] == Flags() and hash(flags[0]) == hash(Flags())
+
+
 # --- the compile plans ------------------------------------------------------------------------
 
 def test_every_plan_entry_reads_back_as_written():

@@ -2,7 +2,7 @@
 
 numba compiles a kernel the first time it is called with new argument types and caches the
 machine code (``trafficgen.kernels.cache_dir``): later runs load it in milliseconds, but the
-first run of a scenario compiles some 60 functions, one after another (about 15 s of CPU for
+first run of a scenario compiles some 60 functions, one after another (about 13 s of CPU for
 ``generate chat``). :func:`compile_kernels` does that work up front, from the scenario's plan
 (``engine.signatures``: the functions its classes use, callees first):
 
@@ -12,7 +12,7 @@ first run of a scenario compiles some 60 functions, one after another (about 15 
   compile times), and compile it with its callees; each function is compiled once, by
   whichever process claims it first (a file per function in a scratch folder), and the other
   waits for it and loads it from the cache when it needs it (about 40% less wall time for
-  ``generate chat`` when the second core is free; the same CPU time);
+  ``generate chat`` when the second core is free, for some 2 s more CPU: bench/RESULTS.md);
 - ``progress(done, total)`` counts the functions compiled by either.
 
 Whatever the plan misses (a network option the built-ins leave out, a trace-driven run)
