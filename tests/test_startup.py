@@ -181,9 +181,10 @@ for name, decorate in (("helper", helper), ("njit", njit)):
 
 
 def test_the_quicker_compiler_flags_read_as_numbas_own():
-    import trafficgen.kernels.jit  # noqa: F401 (installs it)
     from numba.core.compiler import Flags
     from numba.core.targetconfig import TargetConfig
+
+    import trafficgen.kernels.jit  # noqa: F401 (installs it)
     assert TargetConfig.values.__module__ == "trafficgen.kernels.jit"
     flags = [Flags()]
     for name, value in (("nrt", True), ("boundscheck", True), ("error_model", "numpy"),
