@@ -195,9 +195,11 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     # the thread's scratch as it is; simulate() checks each connection's bound before it
     # runs it and returns -1 if the buffer could overflow: then size it by the total bound
     out = _scratch_packets(0, whole=True)
-    conns = tcp.Conns(session=c["session"], open_dep=c["open_dep"], open_at=c["open_at"],
-                      rtt=c["rtt"], isn=c_isn, ipid=c_ipid, w0=c["w0"], wn=c["wn"],
-                      jitter=c["jitter"])
+    # contiguous columns, whatever the model built them as (columns of a matrix are strided):
+    # one signature of the transport kernel for every class, compiled once
+    col = {k: np.ascontiguousarray(c[k]) for k in ("session", "open_dep", "open_at", "rtt", "w0",
+                                                     "wn", "jitter")}
+    conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid)
     link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_per_byte=8e9 / topo.bandwidth_bps,
                     capture_side=side, rwnd=RWND_BYTES)
     for _attempt in range(2):
@@ -235,8 +237,9 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     flows = empty("flows", nf)
     start, end = np.empty(nf, np.int64), np.empty(nf, np.int64)
     fbytes, fpk = np.empty((nf, 2), np.int64), np.empty((nf, 2), np.int64)
-    stats.flow_totals(cols["flow_id"], cols["direction"], cols["wire_len"], ts, nf, start, end,
-                      fbytes, fpk)
+    if n or nf:  # (no packets, no flows: and an empty column would type as another layout)
+        stats.flow_totals(cols["flow_id"], cols["direction"], cols["wire_len"], ts, nf, start, end,
+                          fbytes, fpk)
     sess = c["session"][conns]
     clients = s_client[sess]
     flows["flow_id"] = np.arange(nf)
@@ -262,8 +265,9 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     requests = empty("requests", nr)
     rs, rf, re_ = (np.empty(nr, np.int64) for _ in range(3))
     rbytes = np.empty((nr, 2), np.int64)
-    stats.request_totals(cols["request_id"], cols["direction"], cols["payload_len"],
-                         cols["wire_len"], ts, nr, rs, rf, re_, rbytes)
+    if n or nr:
+        stats.request_totals(cols["request_id"], cols["direction"], cols["payload_len"],
+                             cols["wire_len"], ts, nr, rs, rf, re_, rbytes)
     requests["request_id"] = np.arange(nr)
     requests["flow_id"] = flow_of_conn[r["conn"][keep]]
     requests["session_id"] = r["session"][keep]

@@ -77,8 +77,9 @@ def _flow_rows(sched, class_id, flows, seen):
     rows = empty("flows", nf)
     start, end = np.empty(nf, np.int64), np.empty(nf, np.int64)
     fbytes, fpk = np.empty((nf, 2), np.int64), np.empty((nf, 2), np.int64)
-    stats.flow_totals(sched["flow_id"], sched["direction"], sched["wire_len"], sched["ts_ns"],
-                      nf, start, end, fbytes, fpk)
+    if sched.shape[0] or nf:  # (an empty column would type as another layout: a compile more)
+        stats.flow_totals(sched["flow_id"], sched["direction"], sched["wire_len"], sched["ts_ns"],
+                          nf, start, end, fbytes, fpk)
     rows["flow_id"] = np.arange(nf)
     rows["session_id"] = flows["session"][keep]
     rows["class"] = class_id
@@ -97,8 +98,9 @@ def _request_rows(sched, class_id, requests, seen, flow_map):
     rows = empty("requests", nr)
     rs, rf, re_ = (np.empty(nr, np.int64) for _ in range(3))
     rbytes = np.empty((nr, 2), np.int64)
-    ku.request_spans(sched["request_id"], sched["direction"], sched["wire_len"], sched["ts_ns"],
-                     nr, rs, rf, re_, rbytes)
+    if sched.shape[0] or nr:  # (an empty column would type as another layout: a compile more)
+        ku.request_spans(sched["request_id"], sched["direction"], sched["wire_len"], sched["ts_ns"],
+                         nr, rs, rf, re_, rbytes)
     rows["request_id"] = np.arange(nr)
     rows["flow_id"] = flow_map[requests["flow"][keep]]
     rows["session_id"] = requests["session"][keep]

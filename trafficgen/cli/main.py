@@ -237,6 +237,8 @@ def cmd_generate(args) -> int:
         scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     if args.shards and args.output == "-":
         raise TrafficgenError("--shards: -o names a folder of captures, not standard output")
+    from .compiling import compile_first
+    compile_first(scenario, args, capture)  # a first run: "compiling kernels (first run only)"
     progress = _Progress(min(scenario.duration_ns, stop_ns or scenario.duration_ns),
                          not args.quiet and sys.stderr.isatty())
     try:
@@ -319,11 +321,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from trafficgen.config.scenario import builtin_names, load_scenario
-    rows = []
-    for name in builtin_names():
-        sc = load_scenario(name)
-        rows.append({"name": name, "classes": list(sc.classes), "description": sc.description})
+    from trafficgen.config.catalog import describe_builtins  # the TOML files alone: quick
+    rows = describe_builtins()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -343,6 +342,8 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .compiling import warnings_on_one_line
+    warnings_on_one_line()
     from .replay import cmd_replay
     handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
                "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,

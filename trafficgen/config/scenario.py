@@ -14,13 +14,13 @@ import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from trafficgen.errors import ConfigError
 from trafficgen.schema import CLASSES
 
+from .catalog import builtin_dir, builtin_names
 from .keys import parse_section
 from .network import NETWORK, PLAIN, SECRET_KEYS, Network, build_network
 from .sections import (
@@ -121,22 +121,6 @@ class Scenario:
 
 
 # --- loading ------------------------------------------------------------------------------
-
-def builtin_dir():
-    """Where the built-in scenarios live (package data, or models/ in a source checkout)."""
-    try:
-        root = resources.files("trafficgen.scenarios")
-        if root.is_dir():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parents[2] / "models"
-
-
-def builtin_names() -> list[str]:
-    """The built-in scenarios' names (``models/*.toml``), sorted."""
-    return sorted(p.name[:-5] for p in builtin_dir().iterdir() if p.name.endswith(".toml"))
-
 
 def read_toml(src: str | Path) -> tuple[dict, str]:
     """Read a scenario by built-in name or path; return (data, where-for-messages)."""

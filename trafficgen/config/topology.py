@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .catalog import CAPTURE_POINTS, SEEN_AT  # noqa: F401 (defined where `models` reads them)
 from .dist import Dist
 from .keys import OPTIONAL, Key, allows, bounded, dist, float_in, int_in, optional, text
 from .units import parse_bandwidth
@@ -19,12 +20,7 @@ from .units import parse_bandwidth
 # its servers' end; `gateway`: the inference gateway, which terminates the user-facing TLS
 # (their server end) and is the client of the retrieval backends (rag at its client end);
 # `fabric`: the data-centre fabric between gateways, backends and GPU servers; `dci`: the link
-# between data centres (disaggregated KV transfers).
-CAPTURE_POINTS = ("client", "server", "gateway", "fabric", "dci")
-_FRONT = {"client": 0, "server": 1, "gateway": 1}
-SEEN_AT = {"chat": _FRONT, "coding": _FRONT, "reasoning": _FRONT, "multimodal": _FRONT,
-           "agentic": _FRONT, "rag": {"server": 1, "gateway": 0, "fabric": 1},
-           "kv_transfer": {"server": 1, "fabric": 0, "dci": 0}}
+# between data centres (disaggregated KV transfers). (Both tables: ``catalog``.)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ Owns: ``core`` (Engine: classes -> sorted packet rows -> frames, in time windows
 capture's span, rows left open by a cut, the no-request warning), ``netplan`` (addresses,
 VLAN/encapsulation, QUIC, MACsec per flow), ``malloc``, and scale-out: ``parallel`` (its entry),
 ``phases`` (a partition's two phases, the ids), ``spool``, ``pool`` (local worker processes),
-``dask``, ``backend``, ``merge``, ``shards``.
+``dask``, ``backend``, ``merge``, ``shards``; ``compile`` (a first run's kernels compiled ahead,
+on two processes, from the plans ``record`` writes to ``kernels.json``; ``signatures``).
 May import: ``sinks`` (buffers, the sink set of a shard), ``classes``, ``config``, ``wire``,
 ``schema``, ``errors``, ``kernels``. Never replay, analysis, the API or the CLI.
 """

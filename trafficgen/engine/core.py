@@ -309,7 +309,8 @@ class Engine:
         rows = part["flow_id"] - attrs.base
         net = self.net
         # with a network section, plain frames are built first, then rewritten (netplan)
-        wire = part["wire_len"] if net.plain else net.plain_lengths(part, a, rows)
+        # contiguous, as plain_lengths' are: one signature of the frame kernels either way
+        wire = np.ascontiguousarray(part["wire_len"]) if net.plain else net.plain_lengths(part, a, rows)
         plen = part["payload_len"] if net.plain else net.build_payload(part, a, rows)
         space = kf.frame_space(wire, True)
         buf = self.alloc(space) if net.plain else net.scratch(space)

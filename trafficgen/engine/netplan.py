@@ -305,7 +305,7 @@ class NetPlan:
         offsets) as pcap records of ``part['wire_len']`` bytes. ``first_packet``: the
         stream index of the batch's first packet (MACsec packet numbers follow it)."""
         from trafficgen.kernels.frames import frame_space
-        space = frame_space(part["wire_len"], True)
+        space = frame_space(np.ascontiguousarray(part["wire_len"]), True)  # as _batch's: one signature
         out = alloc(space)
         offsets = np.empty(part.shape[0], np.int64)
         kinds = part["segoff"]

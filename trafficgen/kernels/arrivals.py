@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .jit import inline, kernel
+from .jit import kernel
 from .rng import derive, uniform
 from .sampling import ndtri
 
@@ -133,7 +133,7 @@ def block(key, t0, t1, seg_ns, rate_per_ns, level, shape, batch_mean, spread_ns,
     return n
 
 
-@inline
+@kernel
 def onoff_length(key, i, mean_ns, tail):
     """Length (ns) of on/off period ``i``: exponential with that mean (a Markov-modulated
     source), or Pareto of shape ``tail`` > 1 with that mean (heavy-tailed periods give

@@ -76,7 +76,7 @@ Requests.__doc__ = """Per request (a kept turn): session, turn, connection, prom
 reasoning tokens, time to first token, images."""
 
 
-@inline
+@kernel
 def tls_wire(plain):
     """Wire bytes of ``plain`` application bytes sent as TLS 1.3 records."""
     return plain + TLS_OVERHEAD * ((plain + TLS_MAX_PLAIN - 1) // TLS_MAX_PLAIN)
@@ -196,7 +196,7 @@ def s_turns_of(s_turn0, s, total):
     return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]
 
 
-@inline
+@kernel
 def client_rank(u, n, skew):
     """A client index in [0, n) for the uniform ``u``: uniform for ``skew`` 0, else a
     power law over ranks (client 0 the most active): P(rank r) ~ (r + 1) ** -skew (a

@@ -118,7 +118,6 @@ def pcap_record(out, o, t, wl):
         out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF
 
 
-@kernel
 def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
     """Encode the packets of ``rows`` (``PacketRows``) into ``out`` (uint8); ``offsets[i]``
     gets frame i's start.
@@ -126,91 +125,131 @@ def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
     ``flows``: ``FlowAttrs`` of the rows' flows; ``pcap``: each frame after a pcap record
     header (times ``start_ns`` + ts); ``gw_mac``: the gateway's MAC (uint8[6]); ``mss``: the
     SYNs' MSS option; ``payloads``: ``Payloads``. Returns the bytes written.
+
+    The kernel is :func:`encode_tcp`, or :func:`encode_mixed` when a flow is UDP: a run of TCP
+    flows alone never compiles the UDP encoders (the same bytes either way).
     """
+    both = bool((flows.proto == PROTO_UDP).any())
+    return (encode_mixed if both else encode_tcp)(out, pcap, start_ns, rows, flows, gw_mac, mss,
+                                                   payloads, offsets)
+
+
+@kernel
+def encode_tcp(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
+    """:func:`encode` where every flow is TCP."""
     # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
+    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len = rows
+    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, _ = flows
+    o = 0
+    pool_span = payloads.pool.shape[0] - 65536
+    for i in range(ts.shape[0]):
+        if pcap:
+            pcap_record(out, o, start_ns + ts[i], wire_len[i])
+            o += PCAP_REC
+        offsets[i] = o
+        f = flow_row[i]
+        d = dirs[i]
+        ttl = _ethernet(out, o, d, f_side[f], f_cip[f], f_sip[f], f_hops[f], gw_mac)
+        o = _tcp(out, o + ETH_HLEN, d, ttl, flags[i], plen[i], ipid[i], seq[i], ack[i], layout[i],
+                 segoff[i], writelen[i], f_cip[f], f_sip[f], f_cport[f], f_sport[f], f_key[f], mss,
+                 payloads, pool_span)
+    return o
+
+
+@kernel
+def encode_mixed(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
+    """:func:`encode` where flows may be TCP or UDP (``flows.proto``)."""
     ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len = rows
     f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto = flows
     o = 0
     pool_span = payloads.pool.shape[0] - 65536
     for i in range(ts.shape[0]):
-        wl = wire_len[i]
         if pcap:
-            pcap_record(out, o, start_ns + ts[i], wl)
+            pcap_record(out, o, start_ns + ts[i], wire_len[i])
             o += PCAP_REC
         offsets[i] = o
         f = flow_row[i]
         d = dirs[i]
-        up = d == 0
-        cip, sip = f_cip[f], f_sip[f]
-        capture_side = f_side[f]
-        # Ethernet: at the client side, client <-> gateway; at the server side, router <-> server
-        if capture_side == 0:
-            _mac(out, o + ETH_DST, 0 if up else 1, cip, gw_mac)
-            _mac(out, o + ETH_SRC, 1 if up else 0, cip, gw_mac)
-        else:
-            _mac(out, o + ETH_DST, 2 if up else 0, sip, gw_mac)
-            _mac(out, o + ETH_SRC, 0 if up else 2, sip, gw_mac)
-        put16(out, o + ETH_TYPE, ETHERTYPE_IP4)
-        ttl = TTL if d == capture_side else TTL - f_hops[f]
+        ttl = _ethernet(out, o, d, f_side[f], f_cip[f], f_sip[f], f_hops[f], gw_mac)
         if f_proto[f] == PROTO_UDP:
             o = _udp.udp_frame(out, o + ETH_HLEN, rows, i, flows, f, ttl, payloads.pool, pool_span)
-            continue
-        # IPv4
-        ip = o + ETH_HLEN
-        fl = flags[i]
-        thl = TCP_SYN_HLEN if fl & SYN else TCP_HLEN
-        n = plen[i]
-        out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
-        out[ip + IP4_TOS] = 0
-        put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
-        put16(out, ip + IP4_ID, ipid[i])
-        out[ip + IP4_FRAG] = IP4_DF
-        out[ip + IP4_FRAG + 1] = 0
-        out[ip + IP4_TTL] = ttl
-        out[ip + IP4_PROTO] = PROTO_TCP
-        out[ip + IP4_CSUM] = 0
-        out[ip + IP4_CSUM + 1] = 0
-        put32(out, ip + IP4_SRC, cip if up else sip)
-        put32(out, ip + IP4_DST, sip if up else cip)
-        put16(out, ip + IP4_CSUM, fold(sum16(out, ip, IP4_HLEN)))
-        # TCP
-        tp = ip + IP4_HLEN
-        put16(out, tp + TCP_SPORT, f_cport[f] if up else f_sport[f])
-        put16(out, tp + TCP_DPORT, f_sport[f] if up else f_cport[f])
-        put32(out, tp + TCP_SEQ, seq[i])
-        put32(out, tp + TCP_ACK, ack[i])
-        out[tp + TCP_OFF] = (thl // 4) << 4
-        out[tp + TCP_FLAGS] = fl
-        put16(out, tp + TCP_WIN, WIN_SYN[d] if fl & SYN else WIN_SCALED)
-        out[tp + TCP_CSUM] = 0
-        out[tp + TCP_CSUM + 1] = 0
-        out[tp + TCP_URG] = 0
-        out[tp + TCP_URG + 1] = 0
-        if fl & SYN:  # MSS, NOP, window scale, NOP, NOP, SACK permitted
-            op = tp + TCP_OPTS
-            out[op] = 2
-            out[op + 1] = 4
-            put16(out, op + 2, mss)
-            out[op + 4] = 1
-            out[op + 5] = 3
-            out[op + 6] = 3
-            out[op + 7] = WSCALE
-            out[op + 8] = 1
-            out[op + 9] = 1
-            out[op + 10] = 4
-            out[op + 11] = 2
-        pl = tp + thl
-        key = f_key[f]
-        if n > 0:
-            _payload(out, pl, n, layout[i], segoff[i], writelen[i],
-                     (key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq[i]))
-                     % np.uint64(pool_span), echo_offset(key, pool_span), payloads)
-        # pseudo-header + TCP header + payload
-        s = sum16(out, ip + IP4_SRC, 8) + np.uint64(PROTO_TCP) + np.uint64(thl + n) \
-            + sum16(out, tp, thl + n)
-        put16(out, tp + TCP_CSUM, fold(s))
-        o = pl + n
+        else:
+            o = _tcp(out, o + ETH_HLEN, d, ttl, flags[i], plen[i], ipid[i], seq[i], ack[i],
+                     layout[i], segoff[i], writelen[i], f_cip[f], f_sip[f], f_cport[f], f_sport[f],
+                     f_key[f], mss, payloads, pool_span)
     return o
+
+
+@inline
+def _ethernet(out, o, d, capture_side, cip, sip, hops, gw_mac):
+    """The Ethernet header of a frame sent by side ``d`` at ``o``: at the client side, client
+    <-> gateway; at the server side, router <-> server. Returns the IPv4 TTL seen there."""
+    up = d == 0
+    if capture_side == 0:
+        _mac(out, o + ETH_DST, 0 if up else 1, cip, gw_mac)
+        _mac(out, o + ETH_SRC, 1 if up else 0, cip, gw_mac)
+    else:
+        _mac(out, o + ETH_DST, 2 if up else 0, sip, gw_mac)
+        _mac(out, o + ETH_SRC, 0 if up else 2, sip, gw_mac)
+    put16(out, o + ETH_TYPE, ETHERTYPE_IP4)
+    return TTL if d == capture_side else TTL - hops
+
+
+@inline
+def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip, cport, sport,
+         key, mss, payloads, pool_span):
+    """IPv4 + TCP + payload of a segment sent by side ``d``, at ``ip`` (just after the Ethernet
+    header); returns the frame's end."""
+    up = d == 0
+    thl = TCP_SYN_HLEN if fl & SYN else TCP_HLEN
+    out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
+    out[ip + IP4_TOS] = 0
+    put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
+    put16(out, ip + IP4_ID, ipid)
+    out[ip + IP4_FRAG] = IP4_DF
+    out[ip + IP4_FRAG + 1] = 0
+    out[ip + IP4_TTL] = ttl
+    out[ip + IP4_PROTO] = PROTO_TCP
+    out[ip + IP4_CSUM] = 0
+    out[ip + IP4_CSUM + 1] = 0
+    put32(out, ip + IP4_SRC, cip if up else sip)
+    put32(out, ip + IP4_DST, sip if up else cip)
+    put16(out, ip + IP4_CSUM, fold(sum16(out, ip, IP4_HLEN)))
+    tp = ip + IP4_HLEN
+    put16(out, tp + TCP_SPORT, cport if up else sport)
+    put16(out, tp + TCP_DPORT, sport if up else cport)
+    put32(out, tp + TCP_SEQ, seq)
+    put32(out, tp + TCP_ACK, ack)
+    out[tp + TCP_OFF] = (thl // 4) << 4
+    out[tp + TCP_FLAGS] = fl
+    put16(out, tp + TCP_WIN, WIN_SYN[d] if fl & SYN else WIN_SCALED)
+    out[tp + TCP_CSUM] = 0
+    out[tp + TCP_CSUM + 1] = 0
+    out[tp + TCP_URG] = 0
+    out[tp + TCP_URG + 1] = 0
+    if fl & SYN:  # MSS, NOP, window scale, NOP, NOP, SACK permitted
+        op = tp + TCP_OPTS
+        out[op] = 2
+        out[op + 1] = 4
+        put16(out, op + 2, mss)
+        out[op + 4] = 1
+        out[op + 5] = 3
+        out[op + 6] = 3
+        out[op + 7] = WSCALE
+        out[op + 8] = 1
+        out[op + 9] = 1
+        out[op + 10] = 4
+        out[op + 11] = 2
+    pl = tp + thl
+    if n > 0:
+        _payload(out, pl, n, lay, segoff, writelen,
+                 (key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq))
+                 % np.uint64(pool_span), echo_offset(key, pool_span), payloads)
+    # pseudo-header + TCP header + payload
+    s = sum16(out, ip + IP4_SRC, 8) + np.uint64(PROTO_TCP) + np.uint64(thl + n) \
+        + sum16(out, tp, thl + n)
+    put16(out, tp + TCP_CSUM, fold(s))
+    return pl + n
 
 
 @inline

@@ -1,19 +1,115 @@
 """The one decorator policy of the kernels.
 
 ``kernel``
-    An entry point called from Python: compiled once per signature, cached on disk, and run
-    without the GIL (the engine's worker threads run kernels side by side).
+    Anything called from Python (small functions too, e.g. ``rng.derive``): compiled once per
+    signature, cached on disk, and run without the GIL (the engine's worker threads run
+    kernels side by side).
 ``helper``
-    A function called only from other kernels, compiled as a function of its own (large bodies
-    called from several places: inlining them would multiply compile time, not speed).
+    A function called only from other kernels, compiled once per signature as a function of
+    its own, without the Python entry point numba would build for it (a third of a small
+    function's compile time).
 ``inline``
-    A small function inlined into its callers by numba itself (numba IR, before LLVM):
-    byte stores, draws, the checksum loop; what the hot loops are made of.
+    A small function called only from other kernels (byte stores, the checksum loop: what the
+    hot loops are made of): a helper that LLVM inlines into its callers. Not numba's
+    ``inline="always"``, which copies the body into every call site before typing and
+    multiplies compile time, not speed.
 
-Every jitted function of ``trafficgen.kernels`` uses one of these three.
+A helper or inline function has no Python entry point: called from Python it would crash the
+interpreter (``tests/test_startup.py`` checks that nothing outside the kernels refers to one).
+Every jitted function of ``trafficgen.kernels`` uses one of these three. Calls between them
+are typed with plain types (:func:`plain_calls`), so each compiles once per signature.
+Compiled code is cached where ``trafficgen.kernels.cache_dir`` decided, or not at all.
 """
-from numba import njit
+import os
 
-kernel = njit(cache=True, nogil=True)
-helper = njit(cache=True)
-inline = njit(cache=True, inline="always")
+from . import cache_dir
+
+_CACHE = cache_dir() is not None  # decided before numba is imported (its cache folder)
+# numba wraps sys.stdout and stderr in colorama for every typing error it builds (thousands per
+# compile, each a failed overload candidate) unless told not to; its messages are uncoloured
+# by default anyway
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
+from numba import njit  # noqa: E402
+from numba.core import targetconfig, types  # noqa: E402
+
+
+def _quicker_flag_values() -> None:
+    """numba compares and hashes its compiler flags (``TargetConfig.values()``: a dict of some
+    40 options, each read through a property) every time it looks up an overload's typing
+    cache: about a tenth of the CPU time of compiling the kernels (chat's: 14.8 -> 13 s). The
+    same dict, from one merge of the class's defaults and the options set; installed only if
+    it gives what numba's own does (``tests/test_startup.py`` compares them too)."""
+    cls = targetconfig.TargetConfig
+    original = cls.values
+    defaults: dict = {}
+
+    def values(self):
+        d = defaults.get(type(self))
+        if d is None:
+            d = defaults[type(self)] = {k: o.default for k, o in type(self).options.items()}
+        return {**d, **self._values}
+
+    try:
+        from numba.core.compiler import Flags
+        probe = Flags()
+        probe.nrt = True
+        if values(probe) != original(probe) or values(Flags()) != original(Flags()):
+            return
+    except Exception:  # noqa: BLE001 - another numba: leave it as it is
+        return
+    cls.values = values
+
+
+_quicker_flag_values()
+
+_hook: list = []  # [the compile hook] while one is set
+
+
+def set_compile_hook(hook):
+    """Call ``hook(dispatcher, sig, compile)`` instead of ``compile(sig)`` whenever a kernel,
+    helper or inline function is asked for a signature (from Python, or while another
+    compiles); None removes it. Returns the hook it replaces. ``trafficgen.engine.compile``
+    records and shares out compiles through it."""
+    previous = _hook[0] if _hook else None
+    _hook[:] = [hook] if hook is not None else []
+    return previous
+
+
+def plain_calls(dispatcher):
+    """``dispatcher``, typed with plain types when another kernel calls it.
+
+    numba types a constant argument as its literal (``Literal[int](0)``), and a variable whose
+    type is inferred in steps (``cur = 0`` then ``cur += n``) first as the literal of its first
+    value: each is a signature of its own, so a helper (and every helper it calls) would
+    compile once per literal. Called from a kernel, it is compiled for the plain types
+    (``int64``, ``UniTuple(int64 x 5)``) and the call site converts. Its compiles go through
+    the compile hook, if one is set.
+    """
+    typed = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return typed(tuple(types.unliteral(a) for a in args),
+                     {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        return _hook[0](dispatcher, sig, compile_) if _hook else compile_(sig)
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def kernel(fn):
+    return plain_calls(njit(cache=_CACHE, nogil=True, no_cfunc_wrapper=True)(fn))
+
+
+def helper(fn):
+    return plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True, no_cfunc_wrapper=True)(fn))
+
+
+def inline(fn):
+    return plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                            forceinline=True)(fn))

@@ -25,19 +25,19 @@ def mix64(z):
     return z ^ (z >> _S31)
 
 
-@inline
+@kernel
 def derive(key, ident):
     """Child key of ``key`` for the non-negative integer id ``ident``."""
     return mix64(np.uint64(key) ^ mix64(np.uint64(ident) + GOLDEN))
 
 
-@inline
+@kernel
 def bits(key, i):
     """Draw ``i`` of ``key`` as uint64."""
     return mix64(np.uint64(key) + (np.uint64(i) + np.uint64(1)) * GOLDEN)
 
 
-@inline
+@kernel
 def uniform(key, i):
     """Draw ``i`` of ``key`` as a float64 strictly inside (0, 1)."""
     return (float(bits(key, i) >> _S11) + 0.5) * _INV53

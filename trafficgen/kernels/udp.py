@@ -99,7 +99,7 @@ def _copy_pool(out, o, n, pool, off):
         dst[k] = src[k]
 
 
-@inline
+@kernel
 def roce_bth_len(opcode):
     """Bytes of BTH plus extension headers of a RoCE opcode we write."""
     if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY:
