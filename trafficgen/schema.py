@@ -142,9 +142,12 @@ SCHEMAS = {"flows": FLOW_SCHEMA, "requests": REQUEST_SCHEMA, "packets": PACKET_S
 # the 12-byte header), 2 RoCEv2 (tcp_flags = BTH opcode; seq = PSN; payload_len = RDMA payload
 # bytes, without headers, pad and ICRC; on WRITEs ack = the message's index in its transfer,
 # bit 31 the BTH AckReq bit, segoff = the packet's offset in its message, writelen = the
-# message length (RETH DMA length); on ACKs ack = the AETH MSN). ipid is the IPv4 id.
+# message length (RETH DMA length); on ACKs ack = the AETH MSN). ipid is the IPv4 id; on TCP
+# rows win is the advertised receive window (bytes, before scaling), tsval/tsecr the timestamp
+# option (0 without timestamps); UDP rows leave them 0.
 SCHED_DTYPE = np.dtype(PACKET_DTYPE.descr + [
-    ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4")])
+    ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4"),
+    ("win", "u4"), ("tsval", "u4"), ("tsecr", "u4")])
 
 _DICTS = {name: pa.array(vocab, pa.string()) for name, vocab in VOCABULARIES.items()}
 

@@ -84,7 +84,7 @@ class KVTransferModel(SessionModel):
         total = kk.count(d["uncached"], self.transfers, rows)
         row0 = np.zeros(n, np.int64)
         np.cumsum(rows[:-1], out=row0[1:])
-        pk = np.empty(total, SCHED_DTYPE)
+        pk = np.zeros(total, SCHED_DTYPE)
         kk.fill(keys, starts, d["uncached"], row0, self.transfers, pk)
         ids = np.arange(n)
         flows = {"session": ids, "src_ip": self.prefill[d["prefill"]],

@@ -204,7 +204,7 @@ class MediaModel:
         args = (vk[rs], vs["rtt"][rs], vs["first"][rs], rtp_ex, rtp, np.arange(n), offsets(nx))
         counts = np.empty(n, np.int64)
         km.rtp_rows(*args, counts, counts, np.empty(0, SCHED_DTYPE), 0)
-        rows = np.empty(int(counts.sum()), SCHED_DTYPE)
+        rows = np.zeros(int(counts.sum()), SCHED_DTYPE)
         km.rtp_rows(*args, offsets(counts), counts, rows, 1)
         flows = {"session": vs["sess"][rs], "src_ip": t.client_addresses(vs["client"][rs]),
                  "dst_ip": np.asarray(t.servers, np.int64)[vs["server"][rs]],

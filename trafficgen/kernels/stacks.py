@@ -42,3 +42,7 @@ STACKS = np.array([
     [64, LAY_APPLE, 24, 1, 1000, 65535, 6, IPID_RANDOM, 1, 131072, 4194304],      # macos
     [64, LAY_APPLE, 24, 1, 1000, 65535, 6, IPID_RANDOM, 1, 131072, 4194304],      # ios
 ], np.int64)
+
+# A Linux server's SYN/ACK options: with timestamps (the client offered them) ``mss,sok,ts,nop,ws``;
+# without (a Windows client) ``mss,nop,nop,sok,nop,ws``. Servers run Linux.
+SYNACK_OPT_BYTES_TS, SYNACK_OPT_BYTES_NOTS = 20, 12

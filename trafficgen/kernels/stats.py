@@ -15,6 +15,9 @@ from .tcp import (
     P_SEGOFF,
     P_SEQ,
     P_TS,
+    P_TSECR,
+    P_TSVAL,
+    P_WIN,
     P_WLEN,
     P_WRITELEN,
 )
@@ -98,3 +101,6 @@ def fill_schedule(out, order, flow_of_conn, req_map, class_id, start_ns, sched):
         rec["layout"] = r[P_LAYOUT]
         rec["segoff"] = r[P_SEGOFF]
         rec["writelen"] = r[P_WRITELEN]
+        rec["win"] = r[P_WIN]
+        rec["tsval"] = r[P_TSVAL]
+        rec["tsecr"] = r[P_TSECR]

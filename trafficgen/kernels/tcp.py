@@ -44,9 +44,11 @@ WF_COLS = 8
 WO_DELIV, WO_ISSUED = 0, 1
 
 # per-packet output columns (int64[cap, P_COLS], narrowed by the caller)
+# P_WIN: the receive window the sender advertises (bytes, before its window scale); P_TSVAL,
+# P_TSECR: its TCP timestamp option (0 where the connection has no timestamps)
 P_TS, P_CONN, P_DIR, P_SEQ, P_ACK, P_FLAGS, P_PLEN, P_REQ, P_PHASE, P_IPID, P_WLEN, \
-    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND = range(15)
-P_COLS = 15
+    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR = range(18)
+P_COLS = 18
 
 # connection state: per-direction pairs, then scalars
 S_NXT, S_UNA, S_QUEUED, S_CWND, S_LINKFREE, S_LASTSEND, S_CNT, S_RCV, S_UNACKED, S_TIMER, \
@@ -158,6 +160,9 @@ def _emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     out[i, P_LAYOUT] = layout
     out[i, P_SEGOFF] = segoff
     out[i, P_WRITELEN] = writelen
+    out[i, P_WIN] = 0
+    out[i, P_TSVAL] = 0
+    out[i, P_TSECR] = 0
     S[S_CNT + d] += 1
     if S[S_HEAD + d] < 0:
         S[S_HEAD + d] = i
