@@ -4,8 +4,6 @@ curl and python profiles are the real stacks' bytes; scenarios choose profiles a
 refuse bad ones; the HTTP framing sizes follow the negotiated protocol."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from trafficgen.wire.profiles import PROFILES, client_hello, quic_hello
 from trafficgen.wire.tls import CombinedTemplates, Templates, Variant
 
 from . import ja4ref
+from .helpers import cli
 
 GOLDEN = Path(__file__).parent / "golden"
 # JA4 strings published for these browsers (FoxIO ja4 database and vendor write-ups), written
@@ -115,8 +114,7 @@ def test_scenarios_choose_profiles_and_services():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "trafficgen", *args], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return cli(*args)
 
 
 @pytest.mark.parametrize("override, words", [

@@ -237,6 +237,8 @@ def cmd_generate(args) -> int:
         scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     if args.shards and args.output == "-":
         raise TrafficgenError("--shards: -o names a folder of captures, not standard output")
+    from trafficgen.engine.build import window_ns
+    window_ns(args.window)  # bad input is one line: checked before anything compiles
     from .compiling import compile_first
     compile_first(scenario, args, capture)  # a first run: "compiling kernels (first run only)"
     progress = _Progress(min(scenario.duration_ns, stop_ns or scenario.duration_ns),
