@@ -216,7 +216,7 @@ def test_capture_to_standard_output(tmp_path):
                            "-o", "-", "--json"], capture_output=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stderr)
+    report = json.loads(without_compiling(done.stderr.decode()))
     assert report["outputs"] == {"capture": "-"}
     cli("generate", "chat", *SMALL_ARGS, "-o", tmp_path / "f.pcap", "-q")
     assert done.stdout == (tmp_path / "f.pcap").read_bytes()

@@ -64,7 +64,7 @@ def schedules(draw):
         rows[i] = (t, draw(st.integers(0, len(flows) - 1)), 0, draw(st.integers(0, 1)),
                    54 + (12 if flags & SYN else 0) + plen, 0, 0, flags,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
-                   draw(st.integers(0, 65535)), layout, segoff, writelen)
+                   draw(st.integers(0, 65535)), layout, segoff, writelen, 0, 0, 0)
     return flows, rows, mss, draw(st.integers(0, 1)), draw(st.integers(0, 2**62 - 2**41))
 
 
@@ -200,7 +200,7 @@ def test_checksum_of_an_odd_length_payload_with_carries():
     """A payload of 0xFF bytes, odd length: the sum carries many times and pads the last byte."""
     rows = np.zeros(1, SCHED_DTYPE)
     rows[0] = (0, 0, 0, 0, 54 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, 65535, 0, 0,
-               1447)
+               1447, 0, 0, 0)
     flows = [{"cip": 0xFFFFFFFF, "sip": 0xFFFFFFFE, "cport": 65535, "sport": 65535,
               "key": 0, "hops": 0}]
     saved = POOL[:1447].copy()

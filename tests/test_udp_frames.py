@@ -41,7 +41,7 @@ def roce_rows(draw):
                    42 + ku.roce_bth_len(op) + plen + (-plen % 4) + 4, 5, 6, op,
                    draw(st.integers(0, 2**24 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
                    draw(st.integers(0, 65535)), ku.L_ROCE, draw(st.integers(0, 2**30)),
-                   draw(st.integers(0, 2**32 - 1)))
+                   draw(st.integers(0, 2**32 - 1)), 0, 0, 0)
     return rows
 
 
