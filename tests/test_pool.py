@@ -40,7 +40,11 @@ def measure(folder, sc) -> dict:
                     idle += 1
                     same_pool += block(s) == block(s2)
                     break
-    return {"flows": len(f), "idle": idle, "same_pool": same_pool,
+    # a pooled connection carries one request at a time (HTTP/1.1 keep-alive): each starts
+    # after the one before it on the connection has ended
+    overlap = sum(int((b[1:, 0] <= np.sort(b[:, 1])[:-1]).sum())
+                  for b in (x[np.argsort(x[:, 0])] for x in busy.values()))
+    return {"flows": len(f), "idle": idle, "same_pool": same_pool, "overlap": overlap,
             "one_request": int((f["requests"] == 1).sum()), "requests": int(f["requests"].sum())}
 
 
@@ -65,6 +69,7 @@ def test_the_gateway_takes_idle_pooled_connections(runs):
     # pooled: never beside an idle one of its pool (a few: a call's busy time is its planned
     # bound, a little past its last byte)
     assert pooled["same_pool"] <= 0.02 * pooled["flows"]
+    assert pooled["overlap"] == 0 == unpooled["overlap"]
     assert pooled["flows"] < 0.8 * unpooled["flows"]
     assert abs(pooled["requests"] - unpooled["requests"]) < 0.02 * unpooled["requests"]
     assert pooled["requests"] / pooled["flows"] > 1.3 * unpooled["requests"] / unpooled["flows"]

@@ -136,7 +136,7 @@ class ChainModel(SessionModel):
         if self.pool.any():
             cn = self._pooled(cm, cn, s_client)
         # each connection's calls, in time order, then its writes
-        order = np.argsort(cm[:, kch.CM_CONN], kind="stable")
+        order = np.lexsort((cm[:, kch.CM_T], cm[:, kch.CM_CONN]))  # pooled: calls of several sessions
         c_ncalls = np.bincount(cm[:, kch.CM_CONN], minlength=cn.shape[0]).astype(np.int64)
         c_call0 = offsets(c_ncalls)
         c_nw = np.empty(cn.shape[0], np.int64)
