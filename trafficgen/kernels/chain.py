@@ -322,11 +322,10 @@ def _rag(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
                 i = _call(fill, cm, i, (s, k, -1, -1, K_EMBED + step, v, conns[v], t,
                                         tls_wire(req), tls_wire(resp), 0, lat, prompt,
                                         chunks if v == 2 else 0, k_c, 1 if new else 0))
-            r = rtts[v]
+            r, last[v] = rtts[v], t  # kept alive from its last call's start: never past its close
             hs = new or chain.pool[v]  # pooled: it may find no idle connection: bound a handshake
             t += (handshake_bound(r) if hs else 0) + xfer_bound(tls_wire(req), r, mss, ns_per_byte, rwnd) \
                 + r + lat + xfer_bound(tls_wire(resp), r, mss, ns_per_byte, rwnd)
-            last[v] = t
             t += 100_000  # the gateway's own step
     return i, c
 

@@ -9,8 +9,10 @@ backend), as HTTP client pools do (Go net/http's Transport, urllib3's HTTPConnec
   chain plans it (handshake, upload, the service's latency, the answer: ``chain`` bounds);
 - released, it goes back idle, unless ``pool_size`` connections of the pool are idle
   already: then it closes (Go's MaxIdleConnsPerHost, urllib3's maxsize);
-- an idle connection closes ``pool_idle`` after its last call (``chain.writes`` closes it
-  then: CN_PERCALL = POOLED), and is not taken after that.
+- an idle connection closes ``pool_idle`` after its last call's answer (``chain.writes``
+  closes it then: CN_PERCALL = POOLED); it is taken only up to ``pool_idle`` after that
+  call's start (the answer's time on the wire is known only after the transport runs, so
+  the pool never takes a connection that may have closed).
 
 The pools span the sessions given together (the class model gives one arrival block's, so
 the same sessions share them whatever the window or worker count). A pooled connection
@@ -68,7 +70,8 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out)
     for g in range(g0.shape[0]):
         m = max(m, gn[g])
     conn, state = np.empty(m, np.int64), np.empty(m, np.int64)
-    until = np.empty(m, np.int64)  # busy: the end of its call; idle: since when
+    until = np.empty(m, np.int64)  # the end of its last call (bounded from above)
+    last = np.empty(m, np.int64)  # its last call's start: it closes no sooner than pool_idle after
     for g in range(g0.shape[0]):
         k = 0  # the pool's connections so far
         for j in range(gn[g]):
@@ -83,7 +86,7 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out)
                     break
                 idle = 0
                 for x in range(k):
-                    if state[x] == IDLE and until[b] - until[x] <= pool_idle:
+                    if state[x] == IDLE and until[b] - last[x] <= pool_idle:
                         idle += 1
                 if idle >= pool_size:
                     state[b] = CLOSED
@@ -93,7 +96,7 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out)
             take = -1
             for x in range(k):
                 if state[x] == IDLE:
-                    if t - until[x] > pool_idle:
+                    if t - last[x] > pool_idle:
                         state[x] = CLOSED  # timed out: closed pool_idle after its last call
                     elif take < 0 or until[x] > until[take]:
                         take = x
@@ -115,7 +118,7 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out)
                 cm[i, CM_NEW] = 1
             else:
                 cm[i, CM_NEW] = 0
-            state[take] = BUSY
+            state[take], last[take] = BUSY, t
             hs = handshake_bound(r) if cm[i, CM_NEW] else 0
             until[take] = t + hs + xfer_bound(cm[i, CM_UP], r, mss, ns_per_byte, rwnd) + r \
                 + cm[i, CM_LATENCY] + xfer_bound(cm[i, CM_DOWN], r, mss, ns_per_byte, rwnd)
