@@ -62,7 +62,7 @@ def _ip(b: bytes, o: int, end: int, w: Walk, tunnel_ok: bool) -> None:
             flags, ptype = struct.unpack_from("!HH", b, o + 20)
             assert flags == 0, "GRE flags/version"
             w.outer = {"kind": "gre", "src": src, "dst": dst, "ptype": ptype, "tos": b[o + 1],
-                       "ttl": b[o + 8]}
+                       "ttl": b[o + 8], "id": _u16(b, o + 4), "df": bool(b[o + 6] & 0x40)}
             return _ip(b, o + 24, end, w, False)
         if tunnel_ok and proto == 17 and _u16(b, o + 22) == 4789:
             seg = b[o + 20:end]
@@ -70,7 +70,8 @@ def _ip(b: bytes, o: int, end: int, w: Walk, tunnel_ok: bool) -> None:
             assert seg[6:8] != b"\0\0" and l4_ok(src, dst, 17, seg), "bad outer UDP checksum"
             assert seg[8] == 0x08 and seg[9:12] == b"\0\0\0" and seg[15] == 0, "VXLAN flags"
             w.outer = {"kind": "vxlan", "src": src, "dst": dst, "sport": _u16(seg, 0),
-                       "vni": int.from_bytes(seg[12:15], "big"), "tos": b[o + 1], "ttl": b[o + 8]}
+                       "vni": int.from_bytes(seg[12:15], "big"), "tos": b[o + 1], "ttl": b[o + 8],
+                       "id": _u16(b, o + 4), "df": bool(b[o + 6] & 0x40)}
             w.inner_eth = seg[16:28]
             et = _u16(seg, 28)
             assert et in (0x0800, 0x86DD), f"inner ethertype {et:#x}"

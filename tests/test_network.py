@@ -143,6 +143,7 @@ def test_outer_headers_follow_the_configuration(runs, name):
     pk = run.packets
     sport_of = defaultdict(set)
     last_pn = None
+    ids = ([], [])  # per tunnel endpoint: (outer ID, inner ID) of its frames in capture order
     for i, f in enumerate(run.frames):
         w = walk(f)
         d = 1 if pk["direction"][i] == "down" else 0
@@ -158,7 +159,14 @@ def test_outer_headers_follow_the_configuration(runs, name):
         if net.encap in ("vxlan", "gre"):
             src, dst = (net.underlay[d], net.underlay[1 - d])
             assert (w.outer["src"], w.outer["dst"]) == (src.to_bytes(4, "big"), dst.to_bytes(4, "big")), i
-            assert w.outer["tos"] == w.tos and w.outer["ttl"] == w.ttl, i
+            assert w.outer["tos"] == w.tos, i
+            # the tunnel endpoint's own header: its TTL (one per endpoint: 64 sent here, 61 after
+            # the far side's three underlay hops), DF (GRE pmtudisc; VXLAN's df unset) and its
+            # ID counter, never the inner packet's
+            sent_here = d == (0 if side == "client" else 1)
+            assert w.outer["ttl"] == (64 if sent_here else 61), i
+            assert w.outer["df"] == (net.encap == "gre"), i
+            ids[d].append((w.outer["id"], int.from_bytes(w.ip_header[4:6], "big")))
         if net.encap == "gre":
             assert w.outer["ptype"] == (0x86DD if w.ip_version == 6 else 0x0800), i
         if net.encap == "vxlan":
@@ -177,6 +185,12 @@ def test_outer_headers_follow_the_configuration(runs, name):
             assert tci == 0x20 and sci == f[6:12] + b"\x00\x01", i
             assert last_pn is None or pn == last_pn + 1, i
             last_pn = pn
+    for seq in ids if net.encap in ("vxlan", "gre") else ():
+        outer, inner = np.array(seq).T
+        assert len(outer) > 50 and np.mean(outer == inner) < 0.02, "outer IDs copy the inner ones"
+        # one counter per endpoint: it only moves forward (mod 2**16), a step per frame at least
+        steps = (np.diff(outer) % 65536)
+        assert steps.min() >= 1 and np.median(steps) < 100, steps[:20]
     if sport_of:
         assert all(len(v) == 1 for v in sport_of.values()), "source port not a function of the 5-tuple"
         assert len({next(iter(v)) for v in sport_of.values()}) > len(sport_of) // 2

@@ -9,6 +9,7 @@ from trafficgen.config.dist import parse_dist
 from trafficgen.config.scenario import Scenario
 from trafficgen.config.sections import Service
 from trafficgen.kernels import chain as kch
+from trafficgen.kernels import pool as kpool
 from trafficgen.kernels.rng import key_of
 from trafficgen.kernels.tcp import WF_COLS
 from trafficgen.schema import CLASS_CODE
@@ -72,9 +73,11 @@ class ChainModel(SessionModel):
                     for f in ("rtt", "latency", "request_bytes", "response_bytes")]
         self.itl = (p.itl.params(), p.stall_prob, p.stall.params()) if cls == "agentic" else \
             (_ZERO.params(), 0.0, _ZERO.params())
+        # the calls pooled per (caller, service, backend): the rag backends, the agents' tools
+        self.pool = np.array([0] + [1 if p.pool_size > 0 else 0] * (len(services) - 1), np.int64)
         self.chain = kch.Chain(mode=self.mode, n_clients=topo.client_count,
                                client_skew=topo.client_skew, paths_key=self.paths_key,
-                               ip=self.ip, dp=self.dp, fp=self.fp)
+                               ip=self.ip, dp=self.dp, fp=self.fp, pool=self.pool)
         rtt, lat, req, resp = self.svc
         self.services = kch.Services(addr=self.svc_addr, addr0=self.svc_addr0,
                                      naddr=self.svc_naddr, rtt=rtt, lat=lat, req=req, resp=resp)
@@ -85,15 +88,41 @@ class ChainModel(SessionModel):
             hello_wire=int(self.tls.hello[0]), flight_wire=self.flight_wire,
             ticket_wire=self.ticket_wire, keepalive=p.keepalive,
             chunk_overhead=getattr(p, "chunk_overhead_bytes", 0), bpt=p.bytes_per_token,
-            tokens_per_chunk=self.tokens_per_chunk, itl=itl, stall_prob=stall_prob, stall=stall)
+            tokens_per_chunk=self.tokens_per_chunk, itl=itl, stall_prob=stall_prob, stall=stall,
+            pool_idle=p.pool_idle_timeout)
 
     def _walk(self, fill, s_key, starts, s_client, s_calls, s_conns, cm, cn):
         kch.walk(fill, s_key, starts, 0, self.scenario.duration_ns, self.chain, self.services,
                  self.link, kch.Plan(s_client, s_calls, s_conns, cm, cn))
 
-    def window(self, t0: int, t1: int) -> EpochSchedule:
-        """Every flow, request and packet of the sessions that start in [t0, t1)."""
-        return self.window_for(*self.sessions(t0, t1))
+    def window(self, t0: int, t1: int):
+        """Every flow, request and packet of the sessions that start in [t0, t1). Pooled: the
+        sessions of each arrival block that starts in [t0, t1), one schedule per block, as
+        the block's sessions share their pools whatever the window (windows start on a block
+        or inside one already given: the warm-up, partitions and blockwise windows are whole
+        blocks)."""
+        if not self.pool.any():
+            return self.window_for(*self.sessions(t0, t1))
+        first = -(-t0 // BLOCK_NS)
+        return [self.window_for(*self.sessions(b * BLOCK_NS, (b + 1) * BLOCK_NS))
+                for b in range(first, -(-t1 // BLOCK_NS)) if b * BLOCK_NS < t1]
+
+    def _pooled(self, cm, cn, s_client):
+        """The pooled services' calls on pooled connections (``kernels.pool``): the new
+        connection matrix; ``cm``'s connections renumbered in place."""
+        pooled = np.flatnonzero(self.pool[cm[:, kch.CM_SERVICE]] == 1)
+        key = np.stack([s_client[cm[pooled, kch.CM_SESSION]], cm[pooled, kch.CM_SERVICE],
+                        cn[cm[pooled, kch.CM_CONN], kch.CN_SERVER]])
+        # by pool (caller, service, backend), then time (then row: ties stay in call order)
+        order = np.lexsort((pooled, cm[pooled, kch.CM_T], key[2], key[1], key[0]))
+        calls, key = pooled[order].astype(np.int64), key[:, order]
+        g0 = np.flatnonzero(np.concatenate([[calls.size > 0], np.any(key[:, 1:] != key[:, :-1], axis=0)]))
+        gn = np.diff(np.append(g0, calls.size)).astype(np.int64)
+        keep = (self.pool[cn[:, kch.CN_SERVICE]] == 0).astype(np.int64)
+        out = np.empty((int(keep.sum()) + calls.size, kch.CN_COLS), np.int64)
+        n = kpool.assign(cm, cn, calls, g0.astype(np.int64), gn, keep, self.params.pool_size,
+                         self.params.pool_idle_timeout, self.link, out)
+        return out[:n]
 
     def window_for(self, s_key: np.ndarray, starts: np.ndarray) -> EpochSchedule:
         """The same for given sessions: their keys and start times (model clock, in order)."""
@@ -104,8 +133,10 @@ class ChainModel(SessionModel):
         cm = np.empty((int(s_calls.sum()), kch.CM_COLS), np.int64)
         cn = np.empty((int(s_conns.sum()), kch.CN_COLS), np.int64)
         self._walk(True, s_key, starts, s_client, offsets(s_calls), offsets(s_conns), cm, cn)
+        if self.pool.any():
+            cn = self._pooled(cm, cn, s_client)
         # each connection's calls, in time order, then its writes
-        order = np.argsort(cm[:, kch.CM_CONN], kind="stable")
+        order = np.lexsort((cm[:, kch.CM_T], cm[:, kch.CM_CONN]))  # pooled: calls of several sessions
         c_ncalls = np.bincount(cm[:, kch.CM_CONN], minlength=cn.shape[0]).astype(np.int64)
         c_call0 = offsets(c_ncalls)
         c_nw = np.empty(cn.shape[0], np.int64)

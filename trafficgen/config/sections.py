@@ -155,6 +155,17 @@ _RATE = bounded(parse_rate, 0.0, 1e6, lambda x: f"{x:g}/s")
 _KEEPALIVE = Key("keepalive", bounded(parse_duration, 10**6, 86_400 * 10**9, seconds),
                  help="an idle connection closes after this; the next request opens a new one")
 _THINK_TIME = Key("think_time", dist("duration"), help="between a session's turns")
+# east-west callers' HTTP client pools (kernels/pool.py): per (caller, backend), idle kept-alive
+# connections first, a new one only when all are busy; Go net/http keeps 2 idle per host
+# (MaxIdleConnsPerHost), urllib3/requests 10 (pool_maxsize), httpx 20 in all; Go closes an
+# idle one after 90 s (DefaultTransport.IdleConnTimeout), aiohttp after 15 s, nginx's upstream
+# keepalive_timeout 60 s
+POOL_KEYS = (
+    Key("pool_size", int_in(0, 10_000), 0,
+        "idle kept-alive connections a caller pools per backend (0: no pool, each session its own)"),
+    Key("pool_idle_timeout", bounded(parse_duration, 10**6, 86_400 * 10**9, seconds), "90s",
+        "a pooled connection idle this long closes"),
+)
 _ARRIVALS = Key("arrivals", _arrivals, {"process": "poisson"}, "how sessions arrive (README: arrivals)")
 TOKEN_STREAM_KEYS = (
     Key("output_tokens", dist("count"), help="tokens in an answer"),
@@ -213,7 +224,7 @@ AGENTIC_KEYS = (
     Key("tools_per_step", dist_within(0, 64), help="parallel tool calls after each LLM call but the turn's last"),
     Key("agent_delay", dist("duration", positive=False), help="the agent's own time before each step"),
     Key("tools", _service, help="the tool servers"),
-    *HTTP_KEYS, *TLS_KEYS, *SERVICE_NAME_KEYS,
+    *HTTP_KEYS, *TLS_KEYS, *SERVICE_NAME_KEYS, *POOL_KEYS,
 )
 RAG_KEYS = (
     Key("rate", _RATE, help="retrievals per second, all sessions together"),
@@ -228,6 +239,7 @@ RAG_KEYS = (
     Key("search", _service, help="the vector search"),
     Key("rerank", _service, help="the reranker"),
     HTTP_KEYS[0], *with_defaults(TLS_KEYS, client_hello_bytes=600), _CLIENT_PROFILES,
+    *with_defaults(POOL_KEYS, pool_size=10, pool_idle_timeout="60s"),
 )
 KV_TRANSFER_KEYS = (
     Key("rate", _RATE, help="transfers per second"),

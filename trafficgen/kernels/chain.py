@@ -61,11 +61,11 @@ CN_COLS = 11
 SLACK_NS = 2_000_000  # on top of every bound: processing delays, serialisation rounding
 CALL_KEY = 10_000
 
-Chain = namedtuple("Chain", "mode n_clients client_skew paths_key ip dp fp")
+Chain = namedtuple("Chain", "mode n_clients client_skew paths_key ip dp fp pool")
 Chain.__doc__ = """A chain class's parameters (``classes.chain.ChainModel``): ``mode``
 (MODE_AGENTIC or MODE_RAG), its clients (count, rank skew), the key of the path RTT draws,
-and its int, packed-distribution and float parameters ``ip``, ``dp``, ``fp`` (AI_*/AD_*
-or RI_*/RD_* rows)."""
+its int, packed-distribution and float parameters ``ip``, ``dp``, ``fp`` (AI_*/AD_* or
+RI_*/RD_* rows), and per service 1 if its calls are pooled (``kernels.pool``)."""
 Services = namedtuple("Services", "addr addr0 naddr rtt lat req resp")
 Services.__doc__ = """The services 0.. a chain calls: server addresses flat in ``addr``
 (service v's from ``addr0[v]``, ``naddr[v]`` of them) and, per service, packed distributions
@@ -75,11 +75,11 @@ Plan = namedtuple("Plan", "s_client s_calls s_conns cm cn")
 Plan.__doc__ = """``walk``'s output: per session its client and (counting) calls and connections
 or (filling) their offsets; the call and connection matrices ([n, CM_COLS], [n, CN_COLS])."""
 Replies = namedtuple("Replies", "hello_wire flight_wire ticket_wire keepalive chunk_overhead "
-                                "bpt tokens_per_chunk itl stall_prob stall")
+                                "bpt tokens_per_chunk itl stall_prob stall pool_idle")
 Replies.__doc__ = """What ``writes`` needs beyond the calls: the TLS handshake's wire bytes
 (ClientHello, server flight, ticket: 0 none), the connections' keep-alive (ns), a streamed
 chunk's overhead, bytes per token, tokens per chunk, and the token gaps (inter-token gap,
-stall probability, stall)."""
+stall probability, stall), a pooled connection's idle timeout (ns)."""
 
 
 @inline
@@ -322,10 +322,10 @@ def _rag(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
                 i = _call(fill, cm, i, (s, k, -1, -1, K_EMBED + step, v, conns[v], t,
                                         tls_wire(req), tls_wire(resp), 0, lat, prompt,
                                         chunks if v == 2 else 0, k_c, 1 if new else 0))
-            r = rtts[v]
-            t += (handshake_bound(r) if new else 0) + xfer_bound(tls_wire(req), r, mss, ns_per_byte, rwnd) \
+            r, last[v] = rtts[v], t  # kept alive from its last call's start: never past its close
+            hs = new or chain.pool[v]  # pooled: it may find no idle connection: bound a handshake
+            t += (handshake_bound(r) if hs else 0) + xfer_bound(tls_wire(req), r, mss, ns_per_byte, rwnd) \
                 + r + lat + xfer_bound(tls_wire(resp), r, mss, ns_per_byte, rwnd)
-            last[v] = t
             t += 100_000  # the gateway's own step
     return i, c
 
@@ -377,7 +377,8 @@ def writes(cm, order, cn, c_call0, c_ncalls, rp, c_w0, c_wn, wd):
                 w = put_write(w, DIR_DOWN, cm[g, CM_DOWN], req_local, lat, g,
                            PH_TOOL if phase == PH_TOOL else PH_RESPONSE, 0, L_APPDATA, wd)
             last_done = w - 1 - c_w0[c]
-        idle = 1_000_000 if cn[c, CN_PERCALL] else keepalive
+        pc = cn[c, CN_PERCALL]  # 1: per call, 2: pooled (kernels.pool), 0: the session's
+        idle = keepalive if pc == 0 else (1_000_000 if pc == 1 else rp.pool_idle)
         w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, idle, -1, PH_TEARDOWN, W_CLOSE,
                    L_APPDATA, wd)
         c_wn[c] = w - c_w0[c]

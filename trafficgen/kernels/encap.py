@@ -3,7 +3,8 @@
 Inside out, per frame: the inner IP header (IPv4 with the class's DSCP/ECN and its checksum
 recomputed, or IPv6 with the L4 checksum fixed incrementally from the pseudo-header
 difference, RFC 1624), an encapsulation (MPLS label stack; GRE or VXLAN over an IPv4
-underlay, the VXLAN UDP source port from the inner flow hash and its checksum over the whole
+underlay, the outer IPv4 header the tunnel endpoint's own (``underlay``: its ID counter, TTL
+and DF), the VXLAN UDP source port from the inner flow hash and its checksum over the whole
 inner frame; SRv6: an outer IPv6 header and a Segment Routing Header with the class's segment
 list, RFC 8754), 802.1Q or QinQ tags, and an 802.1AE SecTAG with a 16-byte ICV (opaque here;
 ``netplan.seal_macsec`` replaces it, and encrypts, when a key is configured).
@@ -29,18 +30,13 @@ from .headers import (
     ETHERTYPE_VLAN,
     IP4_ADDRS,
     IP4_CSUM,
-    IP4_DF,
     IP4_DST,
-    IP4_FRAG,
     IP4_HLEN,
-    IP4_ID,
     IP4_LEN,
     IP4_PROTO,
     IP4_SRC,
     IP4_TOS,
     IP4_TTL,
-    IP4_VER_IHL,
-    IP4_VER_IHL_20,
     IP6_ADDRS,
     IP6_DST,
     IP6_FLOW,
@@ -66,6 +62,7 @@ from .headers import (
 from .jit import helper, inline, kernel
 from .rng import GOLDEN, mix64
 from .udp import ROCE_PORT, icrc_v6
+from .underlay import outer4, outer_ident, outer_ttl, vxlan_checksum
 from .wire import fold, get16, put16, put32, sum16
 
 ENCAP_NONE, ENCAP_MPLS, ENCAP_VXLAN, ENCAP_GRE, ENCAP_SRV6 = range(5)
@@ -107,24 +104,6 @@ def _mac_of(buf, o, tag, ip):
     buf[o] = 0x02
     buf[o + 1] = tag
     put32(buf, o + 2, ip)
-
-
-@helper
-def _outer4(out, o, tos, total, ipid, ttl, proto, src, dst):
-    """A 20-byte IPv4 header at ``o`` with its checksum."""
-    out[o + IP4_VER_IHL] = IP4_VER_IHL_20
-    out[o + IP4_TOS] = tos
-    put16(out, o + IP4_LEN, total)
-    put16(out, o + IP4_ID, ipid)
-    out[o + IP4_FRAG] = IP4_DF
-    out[o + IP4_FRAG + 1] = 0
-    out[o + IP4_TTL] = ttl
-    out[o + IP4_PROTO] = proto
-    out[o + IP4_CSUM] = 0
-    out[o + IP4_CSUM + 1] = 0
-    put32(out, o + IP4_SRC, src)
-    put32(out, o + IP4_DST, dst)
-    put16(out, o + IP4_CSUM, fold(sum16(out, o, IP4_HLEN)))
 
 
 @helper
@@ -294,15 +273,17 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
                 q += 4
         elif encap == ENCAP_GRE:
             put16(out, q, ETHERTYPE_IP4)
-            _outer4(out, q + 2, tos, GRE_BYTES + inner_len, get16(src, ip4 + IP4_ID), ttl,
-                    IPPROTO_GRE, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
+            outer4(out, q + 2, tos, GRE_BYTES + inner_len,
+                   outer_ident(cfg[C_UNDER0 + d], IPPROTO_GRE, pn0 + i + 1),
+                   outer_ttl(d, cfg[C_SIDE]), True, IPPROTO_GRE, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
             put16(out, q + 2 + IP4_HLEN, 0)  # GRE flags and version, then protocol type
             put16(out, q + 2 + IP4_HLEN + 2, fam)
             q += 2 + GRE_BYTES
         elif encap == ENCAP_VXLAN:
             put16(out, q, ETHERTYPE_IP4)
-            _outer4(out, q + 2, tos, VXLAN_BYTES + inner_len, get16(src, ip4 + IP4_ID), ttl,
-                    PROTO_UDP, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
+            outer4(out, q + 2, tos, VXLAN_BYTES + inner_len,
+                   outer_ident(cfg[C_UNDER0 + d], PROTO_UDP, pn0 + i + 1),
+                   outer_ttl(d, cfg[C_SIDE]), False, PROTO_UDP, cfg[C_UNDER0 + d], cfg[C_UNDER0 + 1 - d])
             udp = q + 2 + IP4_HLEN
             put16(out, udp + UDP_SPORT, 49152 + np.int64(_flow_hash(src, ip4) & np.uint64(0x3FFF)))
             put16(out, udp + UDP_DPORT, VXLAN_PORT)
@@ -325,45 +306,13 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
         if quic:
             _quic(out, ipq, q, v6, qkind[i], qpn[i], d, key)
         if udp >= 0:  # VXLAN: the UDP checksum covers the whole inner frame
-            _vxlan_checksum(out, udp, ipq, q, v6)
+            vxlan_checksum(out, udp, ipq, q, v6)
         if macsec != MACSEC_OFF:
             q = _sectag(out, p, sec, q, macsec, pn0 + i + 1, key)
         if q - p != wl:
             return -1 - i
         o = q
     return o
-
-
-@inline
-def _fold16(s):
-    while s >> np.uint64(16):
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-    return s
-
-
-@helper
-def _vxlan_checksum(out, udp, ip, end, v6):
-    """The outer UDP checksum of a VXLAN packet (UDP header at ``udp``, inner IP packet
-    ``out[ip:end]``). An inner TCP/UDP segment with a checksum sums, by that checksum, to the
-    complement of its pseudo-header (RFC 1071), so only headers are read; a segment without
-    one (UDP checksum 0) is summed in full."""
-    hl = IP6_HLEN if v6 else IP4_HLEN
-    proto = out[ip + IP6_NEXT] if v6 else out[ip + IP4_PROTO]
-    seg = ip + hl
-    n4 = end - seg
-    cs_at = seg + (TCP_CSUM if proto == PROTO_TCP else UDP_CSUM)
-    if (proto == PROTO_TCP or (proto == PROTO_UDP and get16(out, cs_at) != 0)) \
-            and n4 >= (20 if proto == PROTO_TCP else UDP_HLEN):
-        pseudo = (sum16(out, ip + IP6_ADDRS, 32) if v6 else sum16(out, ip + IP4_ADDRS, 8)) \
-            + np.uint64(proto) + np.uint64(n4)
-        body = sum16(out, ip, hl) + (~_fold16(pseudo) & np.uint64(0xFFFF))
-    else:
-        body = sum16(out, ip, end - ip)
-    n = end - udp
-    # the outer pseudo-header: the underlay's addresses, just before the UDP header
-    cs = fold(sum16(out, udp - IP4_HLEN + IP4_ADDRS, 8) + np.uint64(PROTO_UDP) + np.uint64(n)
-              + sum16(out, udp, ip - udp) + body)
-    put16(out, udp + UDP_CSUM, 0xFFFF if cs == 0 else cs)
 
 
 @helper

@@ -1,0 +1,127 @@
+"""Connection pools of east-west callers (a RAG gateway's HTTP clients to its backends, an
+agent's to its tool hosts): the calls of a chain class's sessions (``chain.walk``) taken off
+their sessions' own connections and put on pooled ones, one pool per (caller, service,
+backend), as HTTP client pools do (Go net/http's Transport, urllib3's HTTPConnectionPool):
+
+- a call takes an idle kept-alive connection of its pool if there is one (the most recently
+  used, as Go's idle list), and opens a new connection only when every pooled one is busy;
+- a connection is busy from its call's time to the call's end, bounded from above as the
+  chain plans it (handshake, upload, the service's latency, the answer: ``chain`` bounds);
+- released, it goes back idle, unless ``pool_size`` connections of the pool are idle
+  already: then it closes (Go's MaxIdleConnsPerHost, urllib3's maxsize);
+- an idle connection closes ``pool_idle`` after its last call's answer (``chain.writes``
+  closes it then: CN_PERCALL = POOLED); it is taken only up to ``pool_idle`` after that
+  call's start (the answer's time on the wire is known only after the transport runs, so
+  the pool never takes a connection that may have closed).
+
+The pools span the sessions given together (the class model gives one arrival block's, so
+the same sessions share them whatever the window or worker count). A pooled connection
+belongs to the session of the call that opened it; every call keeps its own session.
+"""
+import numpy as np
+
+from .chain import (
+    CM_CONN,
+    CM_DOWN,
+    CM_KEY,
+    CM_LATENCY,
+    CM_NEW,
+    CM_T,
+    CM_UP,
+    CN_IPID0,
+    CN_IPID1,
+    CN_ISN0,
+    CN_ISN1,
+    CN_JITTER,
+    CN_OPEN,
+    CN_PERCALL,
+    CN_RTT,
+    handshake_bound,
+    xfer_bound,
+)
+from .jit import kernel
+from .rng import bits, derive, uniform
+
+POOLED = 2  # CN_PERCALL of a pooled connection: it closes pool_idle after its last call
+ONE_SHOT = 1  # closes right after its last call (here: released into a full pool)
+BUSY, IDLE, CLOSED = 0, 1, 2
+POOL_KEY = 0x9001
+
+
+@kernel
+def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out):
+    """Pool the calls ``calls[g0[g]:g0[g] + gn[g]]`` of each group ``g`` (a pool: one caller,
+    service and backend; rows of ``cm`` in time order): rewrite their ``CM_CONN``/``CM_NEW``
+    and write the connections into ``cn_out``, after the ones of ``cn`` kept
+    (``keep_conn``: 1 for a connection whose calls are not pooled; those calls are renumbered
+    too). ``link``: ``chain.Link``. Returns the connections written."""
+    mss, ns_per_byte, rwnd = link
+    remap = np.full(cn.shape[0], -1, np.int64)
+    n = 0
+    for c in range(cn.shape[0]):
+        if keep_conn[c]:
+            cn_out[n, :] = cn[c, :]
+            remap[c] = n
+            n += 1
+    for i in range(cm.shape[0]):
+        if keep_conn[cm[i, CM_CONN]]:
+            cm[i, CM_CONN] = remap[cm[i, CM_CONN]]
+    m = 0
+    for g in range(g0.shape[0]):
+        m = max(m, gn[g])
+    conn, state = np.empty(m, np.int64), np.empty(m, np.int64)
+    until = np.empty(m, np.int64)  # the end of its last call (bounded from above)
+    last = np.empty(m, np.int64)  # its last call's start: it closes no sooner than pool_idle after
+    for g in range(g0.shape[0]):
+        k = 0  # the pool's connections so far
+        for j in range(gn[g]):
+            i = calls[g0[g] + j]
+            t = cm[i, CM_T]
+            while True:  # release the busy ones whose call ended by t, in order
+                b = -1
+                for x in range(k):
+                    if state[x] == BUSY and until[x] <= t and (b < 0 or until[x] < until[b]):
+                        b = x
+                if b < 0:
+                    break
+                idle = 0
+                for x in range(k):
+                    if state[x] == IDLE and until[b] - last[x] <= pool_idle:
+                        idle += 1
+                if idle >= pool_size:
+                    state[b] = CLOSED
+                    cn_out[conn[b], CN_PERCALL] = ONE_SHOT
+                else:
+                    state[b] = IDLE
+            take = -1
+            for x in range(k):
+                if state[x] == IDLE:
+                    if t - last[x] > pool_idle:
+                        state[x] = CLOSED  # timed out: closed pool_idle after its last call
+                    elif take < 0 or until[x] > until[take]:
+                        take = x
+            old = cm[i, CM_CONN]
+            r = cn[old, CN_RTT]
+            if take < 0:
+                take = k
+                k += 1
+                cn_out[n, :] = cn[old, :]
+                kc = derive(np.uint64(cm[i, CM_KEY]), POOL_KEY)
+                cn_out[n, CN_OPEN], cn_out[n, CN_PERCALL] = t, POOLED
+                cn_out[n, CN_ISN0] = bits(kc, 0) & 0xFFFFFFFF
+                cn_out[n, CN_ISN1] = bits(kc, 1) & 0xFFFFFFFF
+                cn_out[n, CN_IPID0] = bits(kc, 2) & 0xFFFF
+                cn_out[n, CN_IPID1] = bits(kc, 3) & 0xFFFF
+                cn_out[n, CN_JITTER] = np.int64(uniform(kc, 4) * 100_000_000)
+                conn[take] = n
+                n += 1
+                cm[i, CM_NEW] = 1
+            else:
+                cm[i, CM_NEW] = 0
+            state[take], last[take] = BUSY, t
+            hs = handshake_bound(r) if cm[i, CM_NEW] else 0
+            until[take] = t + hs + xfer_bound(cm[i, CM_UP], r, mss, ns_per_byte, rwnd) + r \
+                + cm[i, CM_LATENCY] + xfer_bound(cm[i, CM_DOWN], r, mss, ns_per_byte, rwnd)
+            cm[i, CM_CONN] = conn[take]
+    return n
+
