@@ -1,0 +1,136 @@
+"""The transport simulation's hosts and links (issue 15), read back by independent readers:
+frames spaced by their serialization time and no response before its cause arrived (the pcap,
+parsed with struct and dpkt), handshake delays that vary, TCP timestamps and windows that a
+stack would send, request labels on every packet of a request's span (the Parquet packet
+table) and the flow table's ``rtt_ns`` against tshark's initial RTT."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import trafficgen as tg
+from tests.helpers import batch_tables, generate_run, read_capture, run_tshark
+
+
+@pytest.fixture(scope="module")
+def chat_client(tmp_path_factory):
+    """5 s of chat at the client tap: pcap and tables."""
+    sc = tg.load_scenario("chat", duration="5s", seed=3)
+    return generate_run(tmp_path_factory.mktemp("transport"), sc)
+
+
+def _flows_of(cap):
+    """Per frame: its connection (the client's address and port) and its direction (0 up)."""
+    up = cap.dport == 443
+    client = np.where(up, cap.src * 65536 + cap.sport, cap.dst * 65536 + cap.dport)
+    return client, np.where(up, 0, 1)
+
+
+def test_serialization_spacing_and_causality(chat_client):
+    """At the client tap both directions cross the client's 1 Gb/s access link: two frames of a
+    connection in one direction are at least (L + 20) x 8 ns apart, and no two frames of a
+    connection share a timestamp (each side answers after the frame finished arriving, plus
+    its kernel's turnaround)."""
+    cap = read_capture(chat_client.pcap)
+    assert not cap.decode_errors
+    assert chat_client.scenario.topology.bandwidth_bps == 1e9
+    conn, d = _flows_of(cap)
+    order = np.lexsort((cap.ts_ns, d, conn))
+    c, dd, ts, ln = conn[order], d[order], cap.ts_ns[order], cap.origlen[order]
+    same = (c[1:] == c[:-1]) & (dd[1:] == dd[:-1])
+    gaps, need = (ts[1:] - ts[:-1])[same], ((ln[:-1] + 20) * 8)[same]
+    assert same.sum() > 1000
+    assert (gaps >= need).all(), f"{(gaps < need).sum()} frames closer than their serialization"
+    order = np.lexsort((cap.ts_ns, conn))
+    c, ts = conn[order], cap.ts_ns[order]
+    tied = (c[1:] == c[:-1]) & (ts[1:] == ts[:-1])
+    assert not tied.any(), f"{tied.sum()} frames of one connection share a timestamp"
+    # the client's ACK comes after the SYN/ACK finished arriving (66 + 20 bytes at 1 Gb/s)
+    syn_ack = np.flatnonzero(cap.flags == 0x12)
+    for i in syn_ack[:50]:
+        nxt = np.flatnonzero((conn == conn[i]) & (cap.ts_ns > cap.ts_ns[i]))[0]
+        assert cap.flags[nxt] & 0x10 and cap.ts_ns[nxt] - cap.ts_ns[i] > (cap.origlen[i] + 20) * 8
+
+
+def test_handshake_delays_vary(tmp_path):
+    """At the server tap, SYN -> SYN/ACK is the server kernel's turnaround (drawn per event):
+    over 100 flows at least 20 distinct values, none zero."""
+    sc = tg.load_scenario("chat", ["chat.rate=80/s", "topology.capture=server"], duration="4s", seed=2)
+    cap = read_capture(generate_run(tmp_path, sc, tables=False).pcap)
+    conn, _ = _flows_of(cap)
+    syn = {int(conn[i]): cap.ts_ns[i] for i in np.flatnonzero(cap.flags == 0x02)}
+    gaps = [cap.ts_ns[i] - syn[int(conn[i])] for i in np.flatnonzero(cap.flags == 0x12)
+            if int(conn[i]) in syn]
+    assert len(gaps) >= 100
+    assert min(gaps) > 0
+    assert len(set(gaps[:100])) >= 20
+    assert 5_000 < np.median(gaps) < 100_000  # tens of microseconds
+
+
+def test_timestamps_and_windows():
+    """The schedule's TCP timestamp and window columns (until the encoder writes them):
+    TSval never goes back per side; TSecr echoes a TSval the peer sent earlier (0 on a SYN);
+    the right edge a side advertises (ack + window) never moves left; SYNs carry the Linux SYN
+    window, and windows grow past it as data arrives."""
+    sc = tg.load_scenario("chat", duration="3s", seed=4)
+    (pk,) = batch_tables(sc, "packets")
+    pk = pk[np.lexsort((pk["ts_ns"], pk["flow_id"]))]
+    grew = 0
+    for f in np.unique(pk["flow_id"])[:40]:
+        rows = pk[pk["flow_id"] == f]
+        seen = [set(), set()]
+        for r in rows:
+            d = int(r["direction"])
+            if r["tcp_flags"] & 0x02 and not r["tcp_flags"] & 0x10:
+                assert r["tsecr"] == 0 and r["win"] == 64240
+            else:
+                assert int(r["tsecr"]) in seen[1 - d], "TSecr echoes no TSval of the peer's"
+            seen[d].add(int(r["tsval"]))
+        for d in (0, 1):
+            side = rows[(rows["direction"] == d) & ((rows["tcp_flags"] & 0x02) == 0)]
+            assert (np.diff(side["tsval"].astype(np.int64)) >= 0).all()
+            edge = side["ack"].astype(np.int64) + side["win"]
+            assert (np.diff(edge) >= 0).all(), "a window shrank"
+            grew += int(side["win"].max() > 64240)
+    assert grew > 0
+
+
+def _label_errors(packets, requests):
+    """Packets inside a request's span on its flow that carry another request, by kind."""
+    p, r = pq.read_table(packets).to_pandas(), pq.read_table(requests).to_pandas()
+    wrong = []
+    for q in r.itertuples():
+        m = (p.flow_id == q.flow_id) & (p.ts_ns >= q.start_ns) & (p.ts_ns <= q.end_ns)
+        w = p[m & (p.request_id != q.request_id)]
+        wrong += [(x.phase, x.direction, x.payload_len > 0) for x in w.itertuples()]
+    return wrong, len(p)
+
+
+@pytest.mark.parametrize("name", ["chat", "multimodal"])
+def test_packets_in_a_request_span_carry_it(tmp_path, name):
+    """The packet table: every packet inside a request's span on its flow carries that request
+    (the server's ACKs of an upload used to say handshake, request -1), except the server's
+    session ticket (TLS handshake data, not the request's bytes)."""
+    run = generate_run(tmp_path, tg.load_scenario(name, duration="5s", seed=1), pcap=False)
+    wrong, n = _label_errors(run.packets, run.requests)
+    assert n > 1000
+    others = [w for w in wrong if not (w[0] == "handshake" and w[1] == "down" and w[2])]
+    assert not others, f"{len(others)} packets in a request's span labelled otherwise: {others[:5]}"
+    assert len(wrong) < 0.01 * n
+
+
+def test_rtt_ns_matches_tshark(chat_client, tshark):
+    """tshark's initial RTT (SYN -> the client's ACK, at the client tap) is within 10% of the
+    flow table's ``rtt_ns`` for every flow."""
+    out = run_tshark(tshark, chat_client.pcap, "-Y", "tcp.analysis.initial_rtt", "-T", "fields",
+                     "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.analysis.initial_rtt")
+    irtt = {}
+    for line in out.splitlines():
+        sport, dport, rtt = line.split("\t")
+        irtt.setdefault(int(sport) if int(dport) == 443 else int(dport), float(rtt) * 1e9)
+    flows = pq.read_table(chat_client.flows).to_pandas()
+    assert len(flows) >= 20 and (flows.rtt_ns > 0).all()
+    for f in flows.itertuples():
+        seen = irtt.get(int(f.src_port))
+        assert seen is not None and abs(seen - f.rtt_ns) <= 0.1 * f.rtt_ns, (f.flow_id, seen, f.rtt_ns)
