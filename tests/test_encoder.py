@@ -225,4 +225,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "fa8462480e3fbf5d23377748e79613fcdaab8ea24a542740dbd75cd545d421d6"
+GOLDEN_SHA256 = "eb6bd97a67d40064e0da34fee1b920abf766a2e51c7c43f1f045ac2df67a9e77"

@@ -2,6 +2,7 @@
 turn its output into a sorted packet schedule plus flow and request rows (local ids)."""
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS, DAY_NS
 from trafficgen.config.scenario import Scenario
-from trafficgen.kernels import stats, tcp, tlsvar
+from trafficgen.kernels import stats, tcp, tcpseg, tlsvar
 from trafficgen.kernels.chat import tls_wire
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
@@ -184,11 +185,21 @@ def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
 STACK_HEADERS = False
 
 
+@functools.lru_cache(maxsize=16)
+def turn_table(dist) -> np.ndarray:
+    """A kernel turnaround distribution as the transport draws it: its quantiles at
+    k / TURN_STEPS (the last at 1 - 1 / (4 TURN_STEPS): the tail stops near its p99.99)."""
+    n = tcpseg.TURN_STEPS
+    p = np.arange(n + 1) / n
+    p[-1] = 1 - 1 / (4 * n)
+    return np.array([dist.quantile(float(x)) for x in p], np.float64)
+
+
 def host_link(sc: Scenario, topo, class_id: int, side: int) -> tcp.Link:
     """The transport kernel's path for a class: the run's end, the MSS, the clients' access
     link and the servers' fabric link, the tap's side and the hosts' delays (``[hosts]``)."""
     h = sc.hosts
-    turn = np.ascontiguousarray(np.stack([h.client_turnaround.params(), h.server_turnaround.params()]))
+    turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
     return tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
                     ns_byte_s=8e9 / h.fabric_bandwidth, capture_side=side,
                     key=key_of(sc.seed, class_id, 0x4057), turn=turn, app_read=h.app_read.params(),

@@ -42,6 +42,7 @@ from .stacks import (
 INF = np.int64(2**62)
 HDR = 54  # Ethernet 14 + IPv4 20 + TCP 20
 IFG_BYTES = 20  # preamble, SFD, inter-frame gap
+TURN_STEPS = 4096  # a turnaround distribution's quantile table: TURN_STEPS + 1 values
 
 # per-packet output columns (int64[cap, P_COLS], narrowed by the caller)
 # P_WIN: the receive window the sender advertises (bytes, before its window scale); P_TSVAL,
@@ -68,10 +69,15 @@ def ser_ns(wlen, ns_per_byte):
 
 @helper
 def turnaround(S, ck, link, s):
-    """Side ``s``'s next kernel turnaround (ns, at least 1), drawn from its distribution."""
+    """Side ``s``'s next kernel turnaround (ns, at least 1), drawn from its distribution
+    (``link.turn[s]``: its quantiles at k / TURN_STEPS, interpolated: one draw costs no
+    logarithm, a few every packet would)."""
     n = S[S_NDRAW + s]
     S[S_NDRAW + s] = n + 1
-    return max(np.int64(1), np.int64(sample(link.turn[s], uniform(ck, 2 * n + s))))
+    x = uniform(ck, 2 * n + s) * TURN_STEPS
+    k = int(x)
+    q = link.turn[s]
+    return max(np.int64(1), np.int64(q[k] + (x - k) * (q[k + 1] - q[k])))
 
 
 @helper
