@@ -134,3 +134,37 @@ def test_rtt_ns_matches_tshark(chat_client, tshark):
     for f in flows.itertuples():
         seen = irtt.get(int(f.src_port))
         assert seen is not None and abs(seen - f.rtt_ns) <= 0.1 * f.rtt_ns, (f.flow_id, seen, f.rtt_ns)
+
+
+@pytest.mark.parametrize("client_os", ["linux", "windows"])
+def test_header_lengths_by_stack(monkeypatch, client_os):
+    """With header lengths by stack on (``STACK_HEADERS``, once the encoder writes the
+    options): the SYN is 54 + the client OS's option bytes, the SYN/ACK 54 + 20 with
+    timestamps (Linux client) or 54 + 12 without (Windows), every later segment 54 + 12 with
+    timestamps and at most MSS - 12 payload bytes; no timestamps without them."""
+    from trafficgen.classes import chat as cchat
+    from trafficgen.classes import common
+    from trafficgen.kernels.stacks import OS_NAMES
+
+    code = OS_NAMES.index(client_os)
+    real = cchat.schedule_from_sim
+
+    def with_os(*a, **kw):
+        n = a[7]["session"].shape[0]
+        return real(*a, **kw, c_os=np.tile(np.array([code, 0], np.int64), (n, 1)))
+
+    monkeypatch.setattr(common, "STACK_HEADERS", True)
+    monkeypatch.setattr(cchat, "schedule_from_sim", with_os)
+    sc = tg.load_scenario("chat", duration="2s", seed=6)
+    (pk,) = batch_tables(sc, "packets")
+    ts_on = client_os == "linux"
+    syn = (pk["tcp_flags"] & 0x12) == 0x02
+    synack = (pk["tcp_flags"] & 0x12) == 0x12
+    rest = ~syn & ~synack
+    assert syn.sum() > 5
+    assert (pk["wire_len"][syn] == (74 if ts_on else 66)).all()
+    assert (pk["wire_len"][synack] == (74 if ts_on else 66)).all()
+    hdr = 66 if ts_on else 54
+    assert (pk["wire_len"][rest] == hdr + pk["payload_len"][rest]).all()
+    assert pk["payload_len"].max() == sc.topology.mss - (12 if ts_on else 0)
+    assert (pk["tsval"][rest] != 0).any() == ts_on

@@ -15,19 +15,8 @@ from trafficgen.kernels.chat import tls_wire
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
 from trafficgen.kernels.stacks import OS_LINUX
-from trafficgen.kernels.tcp import (
-    P_COLS,
-    P_CONN,
-    P_DIR,
-    P_PLEN,
-    P_REQ,
-    P_TS,
-    P_WLEN,
-    W_REQ,
-    WF_FLAGS,
-    WF_REQ,
-    WO_ISSUED,
-)
+from trafficgen.kernels.tcp import W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
+from trafficgen.kernels.tcpseg import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
 from trafficgen.schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 from trafficgen.wire.profiles import profile
 from trafficgen.wire.tls import Templates, Variant, server_hello_prefix

@@ -4,14 +4,16 @@ A flow model describes each connection as a list of *writes*: (direction, bytes,
 waits for, delay after that write is written or delivered, labels). This kernel runs a small
 event simulation per connection -- three-way handshake, segmentation at the MSS without
 spanning writes (TCP_NODELAY senders), slow start with ABC (RFC 3465, L=2) and restart after
-idle (RFC 5681), a receive-window cap, delayed ACKs (every second segment or a 40 ms timer,
-piggybacked on data), and a FIN exchange -- and records every packet at the capture point.
+idle (RFC 5681), the peer's advertised receive window, delayed ACKs (every second segment or
+a 40 ms timer, piggybacked on data), and a FIN exchange -- and records every packet at the
+capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``.
 Sequence and acknowledgement numbers are those of the simulation, so they are consistent by
 construction: a side acknowledges only bytes that have arrived at it.
 
 Times are int64 ns on the model's clock (0 = capture start). Directions: 0 up (client to
-server), 1 down. A packet's capture time is its send time on the capture side, its send time
-plus the one-way delay on the far side.
+server), 1 down. A packet's capture time is when it starts on the capture side's link: its
+send time there, or on the far side when it has crossed the path and waited for that link.
+Each host reacts to an arrival (its last bit) a kernel turnaround later (``Link.turn``).
 
 Layout for speed: a connection's state is one small int64 array (``S_*`` offsets, two slots
 per direction) and writes are rows of one int64 matrix (``WF_*`` columns), so the helpers
@@ -25,28 +27,17 @@ from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARD
 from .jit import helper, kernel
 from .rng import derive
 from .stacks import TS_OPT_BYTES
-from .tcpseg import (  # noqa: F401 (P_* re-exported: the kernel's output columns)
+from .tcpseg import (
     INF,
     P_ACK,
     P_ARR,
-    P_COLS,
-    P_CONN,
     P_DIR,
     P_FLAGS,
-    P_IPID,
-    P_LAYOUT,
-    P_PHASE,
     P_PLEN,
-    P_REQ,
-    P_SEGOFF,
     P_SEND,
     P_SEQ,
-    P_TS,
-    P_TSECR,
     P_TSVAL,
     P_WIN,
-    P_WLEN,
-    P_WRITELEN,
     S_CNT,
     S_CWND,
     S_DELIVW,
