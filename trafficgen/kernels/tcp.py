@@ -317,14 +317,15 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
     s = 1 - d
     plen = out[p, P_PLEN]
     flags = out[p, P_FLAGS]
+    t_r = t + turnaround(S, cx[5], link, s)  # when s's kernel has processed it
     if plen > 0:
         S[S_RCV + d] = ((out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) + plen
         S[S_UNACKED + d] += 1
         wd_ = S[S_DELIVW + d]
         while wd_ < wend and ws[wd_ - w0, WS_END] > 0 and ws[wd_ - w0, WS_END] <= S[S_RCV + d]:
-            wo[wd_, WO_DELIV] = t
+            wo[wd_, WO_DELIV] = t_r  # the application has it once the kernel has
             if d == 1:
-                S[S_LASTDOWN] = t
+                S[S_LASTDOWN] = t_r
             if (wd[wd_, WF_FLAGS] & W_REQ and S[S_STREQ] == wd[wd_, WF_REQ]
                     and S[S_STPHASE] == PH_REQUEST):
                 S[S_STPHASE] = PH_PREFILL_WAIT
@@ -337,7 +338,6 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
             S[S_CWND + s] += min(a - S[S_UNA + s], 2 * mss)
             S[S_UNA + s] = a
         S[S_PEEREDGE + s] = max(S[S_PEEREDGE + s], a + out[p, P_WIN])
-    t_r = t + turnaround(S, cx[5], link, s)  # when s's kernel has processed it
     if flags & FIN:
         S[S_RCV + d] += 1
         S[S_UNACKED + d] = 0
