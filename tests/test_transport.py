@@ -176,3 +176,22 @@ def test_header_lengths_by_stack(monkeypatch, client_os):
     assert (pk["wire_len"][rest] == hdr + pk["payload_len"][rest]).all()
     assert pk["payload_len"].max() == sc.topology.mss - (12 if ts_on else 0)
     assert (pk["tsval"][rest] != 0).any() == ts_on
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("hosts.server_turnaround", "-5us", "hosts.server_turnaround"),
+    ("hosts.fabric_bandwidth", "1bps", "must be from"),
+    ("hosts.nagle", "1", "unknown key"),
+])
+def test_hosts_keys_are_checked(key, value, says):
+    """``[hosts]`` keys are declared once and validated: a bad value is a one-line error."""
+    with pytest.raises(tg.ConfigError) as e:
+        tg.load_scenario("chat", [f"{key}={value}"])
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_hosts_defaults_are_written_out():
+    """A scenario without ``[hosts]`` runs with its defaults, written into ``to_dict()``."""
+    d = tg.load_scenario("chat").to_dict()
+    assert d["hosts"]["fabric_bandwidth"] == "25Gbps"
+    assert d["hosts"]["server_turnaround"]["median"] == "15us"
