@@ -184,15 +184,15 @@ def turn_table(dist) -> np.ndarray:
     return np.array([dist.quantile(float(x)) for x in p], np.float64)
 
 
-def host_link(sc: Scenario, topo, class_id: int, side: int) -> tcp.Link:
-    """The transport kernel's path for a class: the run's end, the MSS, the clients' access
-    link and the servers' fabric link, the tap's side and the hosts' delays (``[hosts]``)."""
+def host_link(sc: Scenario, topo, class_id: int, side: int) -> tuple[tcp.Link, tcp.Hosts]:
+    """The transport kernel's path for a class (the run's end, the MSS, the clients' access
+    link and the servers' fabric link, the tap's side) and its hosts' delays (``[hosts]``)."""
     h = sc.hosts
     turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
-    return tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
+    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
                     ns_byte_s=8e9 / h.fabric_bandwidth, capture_side=side,
-                    key=key_of(sc.seed, class_id, 0x4057), turn=turn, app_read=h.app_read.params(),
-                    stack_hdr=int(STACK_HEADERS))
+                    key=key_of(sc.seed, class_id, 0x4057), stack_hdr=int(STACK_HEADERS))
+    return link, tcp.Hosts(turn=turn, app_read=h.app_read.params())
 
 
 def _renumber(keep: np.ndarray) -> np.ndarray:
@@ -223,9 +223,9 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     col = {k: np.ascontiguousarray(c[k]) for k in ("session", "open_dep", "open_at", "rtt", "w0",
                                                      "wn", "jitter")}
     conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid, os=np.ascontiguousarray(c_os, np.int64))
-    link = host_link(sc, topo, class_id, side)
+    link, hosts = host_link(sc, topo, class_id, side)
     for _attempt in range(2):
-        n = tcp.simulate(conns, wd, link, out, c_npk, c_resp_end, c_hsrtt, wo)
+        n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
         if n >= 0:
             break
         out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))

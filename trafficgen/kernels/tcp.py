@@ -96,12 +96,16 @@ Conns.__doc__ = """Per connection, the transport's input: session, the connectio
 (-1 none), when it opens (absolute, or after that one's last response), RTT, ISNs and first IP
 ids ([C, 2] by direction), its writes (first row of ``wd``, count), clock jitter and each
 end's stack (``stacks.OS_*``, [C, 2]: client, server)."""
-Link = namedtuple("Link", "dur_end mss ns_byte_c ns_byte_s capture_side key turn app_read stack_hdr")
+Link = namedtuple("Link", "dur_end mss ns_byte_c ns_byte_s capture_side key stack_hdr")
 Link.__doc__ = """The path, per class: the run's end (ns), MSS, ns per byte on the client's and
 the server's link, the end the capture is on (0 client, 1 server), the key of the hosts'
-draws, their kernels' turnaround (float64[2, DIST_LEN]: client, server), the application's
-read delay (float64[DIST_LEN]) and whether header lengths follow the stacks (1) or are the
-fixed 66-byte SYNs and 54-byte segments of an encoder that writes no timestamps (0)."""
+draws and whether header lengths follow the stacks (1) or are the fixed 66-byte SYNs and
+54-byte segments of an encoder that writes no timestamps (0). Scalars only: it goes to every
+helper call (an array in it would be reference-counted at each)."""
+Hosts = namedtuple("Hosts", "turn app_read")
+Hosts.__doc__ = """The hosts' delays: their kernels' turnaround (float64[2, TURN_STEPS + 1],
+client and server: quantile tables, ``kernels.tcpseg.turnaround``) and the application's read
+delay (float64[DIST_LEN], a packed distribution)."""
 # Inside: a connection's constants travel as one tuple ``cx`` = (conn, w0, wend, owd, rto, ck,
 # base): its index, its writes' rows [w0, wend), the one-way delay, the retransmission timeout,
 # its key and its first row of ``out``; a segment's labels as ``seg`` = (req, phase, layout,
@@ -128,9 +132,9 @@ def total_bound(c_w0, c_wn, wd, mss):
 
 
 @kernel
-def simulate(conns, wd, link, out, c_npk, c_resp_end, c_hsrtt, wo):
+def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     """Simulate every connection of ``conns`` (``Conns``; its writes rows of ``wd``) in order
-    over ``link`` (``Link``); fill ``out`` (int64[cap, P_COLS]).
+    over ``link`` (``Link``) between ``hosts`` (``Hosts``); fill ``out`` (int64[cap, P_COLS]).
 
     Connections: ``open_dep[c]`` is -1 for a session's first connection, opened at the
     absolute time ``open_at[c]``; otherwise the earlier connection whose last response it
@@ -162,7 +166,7 @@ def simulate(conns, wd, link, out, c_npk, c_resp_end, c_hsrtt, wo):
             continue
         if cur + packet_bound(wd, conns.w0[c], conns.wn[c], link.mss) > cap:
             return -1
-        n = _conn(c, t_open, conns, wd, wo, S, link, out, cur, c_resp_end)
+        n = _conn(c, t_open, conns, wd, wo, S, link, hosts, out, cur, c_resp_end)
         c_npk[c] = n
         c_hsrtt[c] = S[S_HSRTT]
         cur += n
@@ -250,7 +254,7 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
 
 
 @helper
-def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
+def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, c_resp_end):
     """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``;
     returns how many."""
     rtt, w0, wn, jitter = conns.rtt[conn], conns.w0[conn], conns.wn[conn], conns.jitter[conn]
@@ -261,7 +265,7 @@ def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
     cx = (conn, w0, wend, owd, rto, ck, base)
     ws = np.zeros((wn, 3), np.int64)
     ws[:, WS_QTIME] = -1
-    setup(S, conns, conn, ck, link)
+    setup(S, conns, conn, ck, link, hosts.app_read)
     for d in range(2):
         S[S_NXT + d] = S[S_UNA + d] = S[S_QUEUED + d] = S[S_RCV + d] = 1  # the SYN took 0
         S[S_CWND + d] = IW_SEGMENTS * S[S_EMSS]
@@ -275,7 +279,8 @@ def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
     S[S_TRUNC] = S[S_DONE] = 0
     S[S_LASTDOWN] = t_open
     # three-way handshake (no data: its arrivals need no processing)
-    i, t_est = handshake(out, base, S, cx, link, t_open)
+    turn = hosts.turn
+    i, t_est = handshake(out, base, S, cx, link, turn, t_open)
     S[S_HEAD], S[S_HEAD + 1] = -1, -1
     S[S_LASTSEND], S[S_LASTSEND + 1] = t_est, out[base + 1, P_SEND]
     guard = 0
@@ -293,7 +298,7 @@ def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
             break
         if ta0 == t or ta1 == t:
             d = 0 if ta0 == t else 1
-            i = _arrive(out, i, S, wd, wo, ws, cx, link, d, t)
+            i = _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t)
         elif S[S_TIMER] == t or S[S_TIMER + 1] == t:
             d = 0 if S[S_TIMER] == t else 1
             i = _ack_now(out, i, S, cx, link, 1 - d, t)
@@ -304,7 +309,7 @@ def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
 
 
 @helper
-def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
+def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``, whose kernel
     reacts a turnaround later."""
     w0, wend = cx[1], cx[2]
@@ -317,7 +322,7 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
     s = 1 - d
     plen = out[p, P_PLEN]
     flags = out[p, P_FLAGS]
-    t_r = t + turnaround(S, cx[5], link, s)  # when s's kernel has processed it
+    t_r = t + turnaround(S, cx[5], turn, s)  # when s's kernel has processed it
     if plen > 0:
         S[S_RCV + d] = ((out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) + plen
         S[S_UNACKED + d] += 1

@@ -7,7 +7,7 @@ Link timing (MODELS.md, serialization): a frame of L bytes occupies its sender's
 the receiver's link (store and forward: queued behind the direction's earlier frames there),
 and the receiver has it when its last bit has arrived there. A tap on an end's link sees a
 frame where it starts on that link. Each side's kernel reacts to an arrival after a
-turnaround drawn per event (``Link.turn``); nothing a host sends shares a time with its cause.
+turnaround drawn per event (``Hosts.turn``); nothing a host sends shares a time with its cause.
 
 Headers by stack (``kernels.stacks``): the SYN's options are its client OS's, the SYN/ACK's a
 Linux server's answer; with timestamps on (both ends use them) every later segment carries 12
@@ -23,7 +23,7 @@ the side's scale. Draws: the connection's key ``ck`` (``derive(Link.key, ISNs)``
 import numpy as np
 
 from .codes import ACK, PH_HANDSHAKE, SYN
-from .jit import helper
+from .jit import helper, inline
 from .rng import bits, uniform
 from .sampling import sample
 from .stacks import (
@@ -61,26 +61,26 @@ S_STREQ, S_STPHASE, S_TRUNC, S_LASTDOWN, S_DONE, S_TSON, S_HDR, S_EMSS, S_HSRTT 
 S_LEN = 67
 
 
-@helper
+@inline
 def ser_ns(wlen, ns_per_byte):
     """Serialization time (ns, at least 1) of a frame of ``wlen`` bytes."""
     return max(np.int64(1), np.int64(np.ceil((wlen + IFG_BYTES) * ns_per_byte)))
 
 
-@helper
-def turnaround(S, ck, link, s):
+@inline
+def turnaround(S, ck, turn, s):
     """Side ``s``'s next kernel turnaround (ns, at least 1), drawn from its distribution
-    (``link.turn[s]``: its quantiles at k / TURN_STEPS, interpolated: one draw costs no
+    (``turn[s]``: its quantiles at k / TURN_STEPS, interpolated: one draw costs no
     logarithm, a few every packet would)."""
     n = S[S_NDRAW + s]
     S[S_NDRAW + s] = n + 1
     x = uniform(ck, 2 * n + s) * TURN_STEPS
     k = int(x)
-    q = link.turn[s]
+    q = turn[s]
     return max(np.int64(1), np.int64(q[k] + (x - k) * (q[k + 1] - q[k])))
 
 
-@helper
+@inline
 def window(out, i, S, base, mss, s, t):
     """The window side ``s`` advertises at ``t`` (bytes, a multiple of its scale), and its new
     right edge."""
@@ -163,7 +163,7 @@ def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
 
 
 @helper
-def setup(S, conns, conn, ck, link):
+def setup(S, conns, conn, ck, link, app_read):
     """The per-connection constants of ``S``: stacks, header sizes, timestamp clocks and
     offsets, the application's read delays."""
     for s in range(2):
@@ -171,7 +171,7 @@ def setup(S, conns, conn, ck, link):
         S[S_ISN + s], S[S_IPID + s] = conns.isn[conn, s], conns.ipid[conn, s]
         S[S_FARFREE + s] = S[S_TSRECENT + s] = S[S_READ + s] = S[S_NDRAW + s] = 0
         S[S_TSOFF + s] = np.int64(bits(ck, 1_000_002 + s) & np.uint64(0xFFFFFFFF))
-        S[S_RDELAY + s] = np.int64(sample(link.app_read, uniform(ck, 1_000_000 + s)))
+        S[S_RDELAY + s] = np.int64(sample(app_read, uniform(ck, 1_000_000 + s)))
         S[S_REDGE + s] = 1
     S[S_TSON] = STACKS[S[S_OS], K_TS] * STACKS[S[S_OS + 1], K_TS]
     opt = TS_OPT_BYTES if S[S_TSON] and link.stack_hdr else 0
@@ -180,7 +180,7 @@ def setup(S, conns, conn, ck, link):
 
 
 @helper
-def handshake(out, i, S, cx, link, t_open):
+def handshake(out, i, S, cx, link, turn, t_open):
     """SYN, SYN/ACK, ACK: each a turnaround after its cause arrived. Returns the next row and
     when the client's ACK left (the connection is established)."""
     ck, base = cx[5], cx[6]
@@ -192,12 +192,12 @@ def handshake(out, i, S, cx, link, t_open):
     S[S_RCV] = 1
     S[S_TSRECENT + 1] = out[i - 1, P_TSVAL]
     S[S_PEEREDGE + 1] = 1 + out[i - 1, P_WIN]
-    i = emit(out, i, S, cx, link, 1, out[i - 1, P_ARR] + turnaround(S, ck, link, 1), SYN | ACK, 0, 0, hs)
+    i = emit(out, i, S, cx, link, 1, out[i - 1, P_ARR] + turnaround(S, ck, turn, 1), SYN | ACK, 0, 0, hs)
     S[S_RCV + 1] = 1
     S[S_TSRECENT] = out[i - 1, P_TSVAL]
     S[S_PEEREDGE] = 1 + out[i - 1, P_WIN]
     S[S_HSRTT] = out[i - 1, P_ARR] - out[i - 2, P_SEND]
-    i = emit(out, i, S, cx, link, 0, out[i - 1, P_ARR] + turnaround(S, ck, link, 0), ACK, 1, 0, hs)
+    i = emit(out, i, S, cx, link, 0, out[i - 1, P_ARR] + turnaround(S, ck, turn, 0), ACK, 1, 0, hs)
     S[S_TSRECENT + 1] = out[i - 1, P_TSVAL]  # the server has it before it sends again
     S[S_PEEREDGE + 1] = max(S[S_PEEREDGE + 1], 1 + out[i - 1, P_WIN])
     return i, out[i - 1, P_SEND]
