@@ -225,4 +225,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "eb6bd97a67d40064e0da34fee1b920abf766a2e51c7c43f1f045ac2df67a9e77"
+GOLDEN_SHA256 = "63424879b543a04f57e359e619af59895341c719ca2cd4ec6cb122be8707d680"
