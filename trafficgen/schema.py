@@ -7,8 +7,9 @@ Arrow output) it becomes an Arrow record batch. Label columns (class, kind, dire
 inside and dotted strings outside. :func:`to_arrow` is the only conversion, and
 ``tests/test_schema.py`` checks that the two descriptions agree column by column.
 
-The flow table's ``rtt_ns`` is the handshake RTT the client saw (its SYN sent -> the SYN/ACK
-arrived); a UDP flow's is its path's RTT, or 0 where it has none (README, the tables).
+The flow table's ``rtt_ns`` is the handshake RTT the client measures (its SYN sent -> its ACK
+of the SYN/ACK sent); a UDP flow's is its path's RTT, or 0 where it has none (README, the
+tables).
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ FLOW_COLUMNS = (
     Column("protocol", "u1", pa.uint8()),
     _i8("bytes_up"), _i8("bytes_down"), _i8("packets_up"), _i8("packets_down"),
     _i8("client_id"), _i8("requests"),
-    _i8("rtt_ns"),  # the client's handshake RTT (SYN sent -> SYN/ACK in); UDP: the path's RTT
+    _i8("rtt_ns"),  # the client's handshake RTT (its SYN -> its ACK); UDP: the path's RTT
     Column("ip_version", "u1", pa.uint8()),  # 4 or 6 (network.ip); addresses shown in it
     _truncated(),
 )

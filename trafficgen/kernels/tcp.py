@@ -142,7 +142,7 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     would open at or after ``link.dur_end`` is skipped. Returns the number of packets
     written, or -1 if ``out`` is too small. ``c_npk`` gets packets per connection (0 =
     skipped), ``c_resp_end`` the delivery time of its last response, ``c_hsrtt`` the
-    handshake's RTT at the client (its SYN sent -> the SYN/ACK arrived), ``wo`` each write's
+    handshake's RTT at the client (its SYN sent -> its ACK of the SYN/ACK sent), ``wo`` each write's
     delivery time and whether it was sent.
     """
     cap = out.shape[0]

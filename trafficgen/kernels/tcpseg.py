@@ -182,7 +182,9 @@ def setup(S, conns, conn, ck, link, app_read):
 @helper
 def handshake(out, i, S, cx, link, turn, t_open):
     """SYN, SYN/ACK, ACK: each a turnaround after its cause arrived. Returns the next row and
-    when the client's ACK left (the connection is established)."""
+    when the client's ACK left (the connection is established). ``S[S_HSRTT]``: the
+    handshake's RTT as the client's side measures it (its SYN sent -> its ACK sent: what a
+    tap beside it reads as the initial RTT)."""
     ck, base = cx[5], cx[6]
     hs = (-1, PH_HANDSHAKE, 0, 0, 0)
     for s in range(2):
@@ -196,8 +198,8 @@ def handshake(out, i, S, cx, link, turn, t_open):
     S[S_RCV + 1] = 1
     S[S_TSRECENT] = out[i - 1, P_TSVAL]
     S[S_PEEREDGE] = 1 + out[i - 1, P_WIN]
-    S[S_HSRTT] = out[i - 1, P_ARR] - out[i - 2, P_SEND]
     i = emit(out, i, S, cx, link, 0, out[i - 1, P_ARR] + turnaround(S, ck, turn, 0), ACK, 1, 0, hs)
+    S[S_HSRTT] = out[i - 1, P_SEND] - out[i - 3, P_SEND]  # SYN -> ACK, as the client sent them
     S[S_TSRECENT + 1] = out[i - 1, P_TSVAL]  # the server has it before it sends again
     S[S_PEEREDGE + 1] = max(S[S_PEEREDGE + 1], 1 + out[i - 1, P_WIN])
     return i, out[i - 1, P_SEND]
