@@ -201,3 +201,29 @@ def test_hosts_defaults_are_written_out():
     d = tg.load_scenario("chat").to_dict()
     assert d["hosts"]["fabric_bandwidth"] == "25Gbps"
     assert d["hosts"]["server_turnaround"]["median"] == "15us"
+
+
+def test_timestamps_on_the_wire(chat_client):
+    """Once the encoder writes the stacks' options (``STACK_HEADERS``): in the pcap, read with
+    dpkt, every segment of a Linux-to-Linux connection carries a TCP timestamp; TSval never
+    goes back per side and TSecr echoes a TSval the peer sent before (0 on the SYN)."""
+    import dpkt
+
+    from trafficgen.classes import common
+    if not common.STACK_HEADERS:
+        pytest.skip("the frame encoder does not write the stacks' options yet (STACK_HEADERS)")
+    cap = read_capture(chat_client.pcap)
+    conn, d = _flows_of(cap)
+    last, seen = {}, {}
+    for i, buf in enumerate(cap.frames):
+        opts = dict(dpkt.tcp.parse_opts(dpkt.ethernet.Ethernet(buf).data.data.opts))
+        assert dpkt.tcp.TCP_OPT_TIMESTAMP in opts, f"frame {i + 1} has no timestamp"
+        tsval, tsecr = np.frombuffer(opts[dpkt.tcp.TCP_OPT_TIMESTAMP], ">u4")
+        k, side = int(conn[i]), int(d[i])
+        if cap.flags[i] == 0x02:
+            assert tsecr == 0
+        else:
+            assert int(tsecr) in seen.get((k, 1 - side), set()), f"frame {i + 1}: TSecr echoes nothing"
+        assert tsval >= last.get((k, side), 0)
+        last[(k, side)] = int(tsval)
+        seen.setdefault((k, side), set()).add(int(tsval))
