@@ -6,6 +6,10 @@ Arrow output) it becomes an Arrow record batch. Label columns (class, kind, dire
 ``uint8`` codes inside and dictionary-encoded strings outside; IPv4 addresses are ``uint32``
 inside and dotted strings outside. :func:`to_arrow` is the only conversion, and
 ``tests/test_schema.py`` checks that the two descriptions agree column by column.
+
+The flow table's ``rtt_ns`` is the handshake RTT the client measures (its SYN sent -> its ACK
+of the SYN/ACK sent); a UDP flow's is its path's RTT, or 0 where it has none (README, the
+tables).
 """
 from __future__ import annotations
 
@@ -94,6 +98,7 @@ FLOW_COLUMNS = (
     Column("protocol", "u1", pa.uint8()),
     _i8("bytes_up"), _i8("bytes_down"), _i8("packets_up"), _i8("packets_down"),
     _i8("client_id"), _i8("requests"),
+    _i8("rtt_ns"),  # the client's handshake RTT (its SYN -> its ACK); UDP: the path's RTT
     Column("ip_version", "u1", pa.uint8()),  # 4 or 6 (network.ip); addresses shown in it
     _truncated(),
 )

@@ -115,7 +115,7 @@ class ChatModel(SessionModel):
                                conn0=_offsets(s_conns), write0=_offsets(s_writes),
                                client=s_client, server=s_server)
         kc.fill(sessions, self.paths, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
-                kc.Requests(**r), Conns(**c, isn=c_isn, ipid=c_ipid), wd)
+                kc.Requests(**r), Conns(**c, isn=c_isn, ipid=c_ipid, os=np.zeros((C, 2), np.int64)), wd)
         if adjust is not None:
             adjust(s_client, r, c, wd)
         self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],

@@ -2,6 +2,7 @@
 turn its output into a sorted packet schedule plus flow and request rows (local ids)."""
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -9,23 +10,13 @@ import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS, DAY_NS
 from trafficgen.config.scenario import Scenario
-from trafficgen.kernels import stats, tcp, tlsvar
+from trafficgen.kernels import stats, tcp, tcpseg, tlsvar
 from trafficgen.kernels.chat import tls_wire
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
-from trafficgen.kernels.tcp import (
-    P_COLS,
-    P_CONN,
-    P_DIR,
-    P_PLEN,
-    P_REQ,
-    P_TS,
-    P_WLEN,
-    W_REQ,
-    WF_FLAGS,
-    WF_REQ,
-    WO_ISSUED,
-)
+from trafficgen.kernels.stacks import OS_LINUX
+from trafficgen.kernels.tcp import W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
+from trafficgen.kernels.tcpseg import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
 from trafficgen.schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 from trafficgen.wire.profiles import profile
 from trafficgen.wire.tls import Templates, Variant, server_hello_prefix
@@ -177,20 +168,52 @@ def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
     return buf if whole else buf[:rows]
 
 
+# Header lengths by stack (SYN options per OS, timestamps on every segment): True once the frame
+# encoder writes those options (issue 15, kernels/frames.py); until then the transport keeps
+# the encoder's fixed 66-byte SYNs and 54-byte segments, whatever the stacks.
+STACK_HEADERS = False
+
+
+@functools.lru_cache(maxsize=16)
+def turn_table(dist) -> np.ndarray:
+    """A kernel turnaround distribution as the transport draws it: its quantiles at
+    k / TURN_STEPS (the last at 1 - 1 / (4 TURN_STEPS): the tail stops near its p99.99)."""
+    n = tcpseg.TURN_STEPS
+    p = np.arange(n + 1) / n
+    p[-1] = 1 - 1 / (4 * n)
+    return np.array([dist.quantile(float(x)) for x in p], np.float64)
+
+
+def host_link(sc: Scenario, topo, class_id: int, side: int) -> tuple[tcp.Link, tcp.Hosts]:
+    """The transport kernel's path for a class (the run's end, the MSS, the clients' access
+    link and the servers' fabric link, the tap's side) and its hosts' delays (``[hosts]``)."""
+    h = sc.hosts
+    turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
+    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
+                    ns_byte_s=8e9 / h.fabric_bandwidth, capture_side=side,
+                    key=key_of(sc.seed, class_id, 0x4057), stack_hdr=int(STACK_HEADERS))
+    return link, tcp.Hosts(turn=turn, app_read=h.app_read.params())
+
+
 def _renumber(keep: np.ndarray) -> np.ndarray:
     """Map old index -> new dense index among kept ones (-1 where dropped)."""
     return np.where(keep, np.cumsum(keep) - 1, -1)
 
 
 def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_server, r, c,
-                      c_isn, c_ipid, wd, packets: bool = True) -> EpochSchedule:
+                      c_isn, c_ipid, wd, packets: bool = True, c_os=None) -> EpochSchedule:
     """Run the transport kernel over an epoch's connections (``c``) and writes (``wd``) and
     build the sorted schedule and the flow and request rows. ``topo``: the class's topology
     (``Scenario.topology_of``); ``side``: the end of the connections the capture is on.
     ``packets=False``: the flow and request rows only, counted straight from the kernel's
-    rows (the same figures, without sorting them into a schedule)."""
+    rows (the same figures, without sorting them into a schedule). ``c_os``: each
+    connection's stacks (int64[C, 2], ``kernels.stacks.OS_*`` of client and server; None:
+    both Linux)."""
     n_conn = c["session"].shape[0]
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
+    c_hsrtt = np.empty(n_conn, np.int64)
+    if c_os is None:
+        c_os = np.full((n_conn, 2), OS_LINUX, np.int64)
     wo = np.empty((wd.shape[0], 2), np.int64)
     # the thread's scratch as it is; simulate() checks each connection's bound before it
     # runs it and returns -1 if the buffer could overflow: then size it by the total bound
@@ -199,11 +222,10 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     # one signature of the transport kernel for every class, compiled once
     col = {k: np.ascontiguousarray(c[k]) for k in ("session", "open_dep", "open_at", "rtt", "w0",
                                                      "wn", "jitter")}
-    conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid)
-    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_per_byte=8e9 / topo.bandwidth_bps,
-                    capture_side=side, rwnd=RWND_BYTES)
+    conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid, os=np.ascontiguousarray(c_os, np.int64))
+    link, hosts = host_link(sc, topo, class_id, side)
     for _attempt in range(2):
-        n = tcp.simulate(conns, wd, link, out, c_npk, c_resp_end, wo)
+        n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
         if n >= 0:
             break
         out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))
@@ -258,6 +280,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     flows["client_id"] = clients
     conn_reqs = np.bincount(r["conn"][issued], minlength=n_conn)
     flows["requests"] = conn_reqs[conns]
+    flows["rtt_ns"] = c_hsrtt[conns]
 
     # requests
     keep = np.flatnonzero(issued)

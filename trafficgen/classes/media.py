@@ -208,7 +208,8 @@ class MediaModel:
         km.rtp_rows(*args, offsets(counts), counts, rows, 1)
         flows = {"session": vs["sess"][rs], "src_ip": t.client_addresses(vs["client"][rs]),
                  "dst_ip": np.asarray(t.servers, np.int64)[vs["server"][rs]],
-                 "dst_port": np.full(n, v.rtp_port), "client_id": vs["client"][rs]}
+                 "dst_port": np.full(n, v.rtp_port), "client_id": vs["client"][rs],
+                 "rtt": vs["rtt"][rs]}
         xr = _runs(ex["x0"][rs], nx)
         requests = {"flow": np.repeat(np.arange(n), nx), "session": np.repeat(vs["sess"][rs], nx),
                     "kind": KIND_CODE["media"], "turn": xr - np.repeat(ex["x0"][rs], nx),

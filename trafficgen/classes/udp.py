@@ -87,6 +87,8 @@ def _flow_rows(sched, class_id, flows, seen):
     for col in ("src_ip", "dst_ip", "dst_port", "client_id"):
         rows[col] = flows[col][keep]
     rows["protocol"] = PROTO_UDP
+    if "rtt" in flows:  # the path's RTT (no handshake); RoCEv2 inside a fabric has none: 0
+        rows["rtt_ns"] = flows["rtt"][keep]
     rows["bytes_up"], rows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
     rows["packets_up"], rows["packets_down"] = fpk[:, 0], fpk[:, 1]
     return rows

@@ -21,6 +21,7 @@ from trafficgen.errors import ConfigError
 from trafficgen.schema import CLASSES
 
 from .catalog import builtin_dir, builtin_names
+from .hosts import HostsParams, default_hosts
 from .keys import parse_section
 from .network import NETWORK, PLAIN, SECRET_KEYS, Network, build_network
 from .sections import (
@@ -56,6 +57,7 @@ class Scenario:
     endpoints: dict  # flow class -> its own clients/servers/rtt where it has them (ENDPOINT_KEYS)
     source: dict = field(compare=False, repr=False)
     network: Network = PLAIN  # the [network] section (plain IPv4 without one)
+    hosts: HostsParams = field(default_factory=default_hosts)  # [hosts]: turnaround, reads, fabric
     # trace-driven runs (``trafficgen.traces``): the trace rows each class replays, or None
     trace: Any = field(default=None, compare=False, repr=False)
 
@@ -262,6 +264,8 @@ def _build(data: dict, where: str) -> Scenario:
     if "network" in data:
         net = build_network(parse_section(data, "network", NETWORK, where), tuple(params),
                             lambda key, problem: ConfigError(where, key, problem))
+    data.setdefault("hosts", {})
+    hosts = HostsParams(**parse_section(data, "hosts", SECTIONS["hosts"], where))
     mm = params.get("multimodal")
     if mm is not None and mm.voice_rate > 0 and mm.voice.rtp_share > 0 \
             and net.quic[CLASSES.index("multimodal")]:
@@ -279,7 +283,7 @@ def _build(data: dict, where: str) -> Scenario:
             "rtt": topo["rtt"], "bandwidth_bps": topo["bandwidth"], "mtu": net.mtu,
             "capture": topo["capture"], "gateway_mac": topo["gateway_mac"],
             "ipv6_mss": net.ip != "4", **_site_fields(topo.get("sites", ()))}),
-        params=params, endpoints=endpoints, source=data, network=net)
+        params=params, endpoints=endpoints, source=data, network=net, hosts=hosts)
 
 
 def _classes(data: dict, topo: dict, where: str) -> tuple[dict, dict]:

@@ -15,6 +15,7 @@ from typing import Mapping
 from trafficgen.wire.profiles import check_alpn, check_hostname, check_profiles
 
 from .arrivals import ArrivalSpec, parse_arrivals
+from .hosts import HOSTS_KEYS
 from .keys import (
     OPTIONAL,
     REQUIRED,
@@ -292,6 +293,7 @@ SECTIONS: Mapping[str, Mapping[str, Key]] = MappingProxyType({
     "agentic": section(AGENTIC_KEYS, ENDPOINT_KEYS),
     "rag": section(RAG_KEYS, ENDPOINT_KEYS),
     "network": NETWORK,
+    "hosts": section(HOSTS_KEYS),
     "coding": _CHAT,
     "reasoning": _CHAT,
     "multimodal": section(CHAT_KEYS, ENDPOINT_KEYS, MEDIA_KEYS),

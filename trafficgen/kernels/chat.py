@@ -248,7 +248,7 @@ def fill(ss, paths, p, t, r, c, wd):
     s_key, s_turn0, s_req0, s_conn0, s_write0, s_client, s_server = ss
     t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new = t
     r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images = r
-    c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter = c
+    c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter, _ = c  # (c.os: the caller's)
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         client, server, rtt = session_path(k_s, paths)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .jit import kernel
-from .tcp import (
+from .tcpseg import (
     P_ACK,
     P_CONN,
     P_DIR,

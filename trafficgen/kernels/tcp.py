@@ -4,14 +4,16 @@ A flow model describes each connection as a list of *writes*: (direction, bytes,
 waits for, delay after that write is written or delivered, labels). This kernel runs a small
 event simulation per connection -- three-way handshake, segmentation at the MSS without
 spanning writes (TCP_NODELAY senders), slow start with ABC (RFC 3465, L=2) and restart after
-idle (RFC 5681), a receive-window cap, delayed ACKs (every second segment or a 40 ms timer,
-piggybacked on data), and a FIN exchange -- and records every packet at the capture point.
+idle (RFC 5681), the peer's advertised receive window, delayed ACKs (every second segment or
+a 40 ms timer, piggybacked on data), and a FIN exchange -- and records every packet at the
+capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``.
 Sequence and acknowledgement numbers are those of the simulation, so they are consistent by
 construction: a side acknowledges only bytes that have arrived at it.
 
 Times are int64 ns on the model's clock (0 = capture start). Directions: 0 up (client to
-server), 1 down. A packet's capture time is its send time on the capture side, its send time
-plus the one-way delay on the far side.
+server), 1 down. A packet's capture time is when it starts on the capture side's link: its
+send time there, or on the far side when it has crossed the path and waited for that link.
+Each host reacts to an arrival (its last bit) a kernel turnaround later (``Link.turn``).
 
 Layout for speed: a connection's state is one small int64 array (``S_*`` offsets, two slots
 per direction) and writes are rows of one int64 matrix (``WF_*`` columns), so the helpers
@@ -21,15 +23,58 @@ from collections import namedtuple
 
 import numpy as np
 
-from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, SYN
+from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH
 from .jit import helper, kernel
+from .rng import derive
+from .stacks import TS_OPT_BYTES
+from .tcpseg import (
+    INF,
+    P_ACK,
+    P_ARR,
+    P_DIR,
+    P_FLAGS,
+    P_PLEN,
+    P_SEND,
+    P_SEQ,
+    P_TSVAL,
+    P_WIN,
+    S_CNT,
+    S_CWND,
+    S_DELIVW,
+    S_DONE,
+    S_EMSS,
+    S_FINPEND,
+    S_FINSENT,
+    S_HEAD,
+    S_HSRTT,
+    S_ISN,
+    S_LASTDOWN,
+    S_LASTQ,
+    S_LASTSEND,
+    S_LEN,
+    S_LINKFREE,
+    S_NEXTW,
+    S_NXT,
+    S_PEEREDGE,
+    S_QUEUED,
+    S_RCV,
+    S_SENDW,
+    S_STPHASE,
+    S_STREQ,
+    S_TIMER,
+    S_TRUNC,
+    S_TSRECENT,
+    S_UNA,
+    S_UNACKED,
+    emit,
+    handshake,
+    setup,
+    turnaround,
+)
 
-INF = np.int64(2**62)
 ATO_NS = 40_000_000  # delayed-ACK timer
 RTO_MIN_NS = 200_000_000
 IW_SEGMENTS = 10  # initial window, RFC 6928
-HDR_DATA = 54  # Ethernet 14 + IPv4 20 + TCP 20
-HDR_SYN = 66  # + 12 bytes of options: MSS, NOP, WS, NOP, NOP, SACK_PERM
 
 # write flags
 W_TURN = 1  # a later turn: skipped (and the connection closed) if ready at or after the end
@@ -43,40 +88,37 @@ WF_COLS = 8
 # per-write results (int64[W, 2])
 WO_DELIV, WO_ISSUED = 0, 1
 
-# per-packet output columns (int64[cap, P_COLS], narrowed by the caller)
-# P_WIN: the receive window the sender advertises (bytes, before its window scale); P_TSVAL,
-# P_TSECR: its TCP timestamp option (0 where the connection has no timestamps)
-P_TS, P_CONN, P_DIR, P_SEQ, P_ACK, P_FLAGS, P_PLEN, P_REQ, P_PHASE, P_IPID, P_WLEN, \
-    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR = range(18)
-P_COLS = 18
-
-# connection state: per-direction pairs, then scalars
-S_NXT, S_UNA, S_QUEUED, S_CWND, S_LINKFREE, S_LASTSEND, S_CNT, S_RCV, S_UNACKED, S_TIMER, \
-    S_HEAD, S_NEXTW, S_SENDW, S_DELIVW, S_FINPEND, S_FINSENT, S_LASTQ, S_ISN, S_IPID = \
-    range(0, 38, 2)
-S_STREQ, S_STPHASE, S_TRUNC, S_LASTDOWN, S_DONE = range(38, 43)
-S_LEN = 43
 # per-write state of the current connection (int64[wn, 3])
 WS_START, WS_END, WS_QTIME = 0, 1, 2
 
-Conns = namedtuple("Conns", "session open_dep open_at rtt isn ipid w0 wn jitter")
+Conns = namedtuple("Conns", "session open_dep open_at rtt isn ipid w0 wn jitter os")
 Conns.__doc__ = """Per connection, the transport's input: session, the connection it waits for
 (-1 none), when it opens (absolute, or after that one's last response), RTT, ISNs and first IP
-ids ([C, 2] by direction), its writes (first row of ``wd``, count) and clock jitter."""
-Link = namedtuple("Link", "dur_end mss ns_per_byte capture_side rwnd")
-Link.__doc__ = """The path, per class: the run's end (ns), MSS, ns per byte at the access link,
-the end the capture is on (0 client, 1 server) and the receive window (bytes)."""
-# Inside: a connection's constants travel as one tuple ``cx`` = (conn, w0, wend, owd, rto): its
-# index, its writes' rows [w0, wend), the one-way delay and the retransmission timeout; a
-# segment's labels as ``seg`` = (req, phase, layout, segoff, writelen).
+ids ([C, 2] by direction), its writes (first row of ``wd``, count), clock jitter and each
+end's stack (``stacks.OS_*``, [C, 2]: client, server)."""
+Link = namedtuple("Link", "dur_end mss ns_byte_c ns_byte_s capture_side key stack_hdr")
+Link.__doc__ = """The path, per class: the run's end (ns), MSS, ns per byte on the client's and
+the server's link, the end the capture is on (0 client, 1 server), the key of the hosts'
+draws and whether header lengths follow the stacks (1) or are the fixed 66-byte SYNs and
+54-byte segments of an encoder that writes no timestamps (0). Scalars only: it goes to every
+helper call (an array in it would be reference-counted at each)."""
+Hosts = namedtuple("Hosts", "turn app_read")
+Hosts.__doc__ = """The hosts' delays: their kernels' turnaround (float64[2, TURN_STEPS + 1],
+client and server: quantile tables, ``kernels.tcpseg.turnaround``) and the application's read
+delay (float64[DIST_LEN], a packed distribution)."""
+# Inside: a connection's constants travel as one tuple ``cx`` = (conn, w0, wend, owd, rto, ck,
+# base): its index, its writes' rows [w0, wend), the one-way delay, the retransmission timeout,
+# its key and its first row of ``out``; a segment's labels as ``seg`` = (req, phase, layout,
+# segoff, writelen).
 
 
 @helper
 def packet_bound(wd, w0, wn, mss):
     """Upper bound on the packets a connection with writes ``w0:w0+wn`` can produce."""
     segs = 0
+    m = mss - TS_OPT_BYTES  # the least a segment may carry
     for w in range(w0, w0 + wn):
-        segs += (wd[w, WF_BYTES] + mss - 1) // mss
+        segs += (wd[w, WF_BYTES] + m - 1) // m
     return 2 * segs + 16
 
 
@@ -90,16 +132,17 @@ def total_bound(c_w0, c_wn, wd, mss):
 
 
 @kernel
-def simulate(conns, wd, link, out, c_npk, c_resp_end, wo):
+def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     """Simulate every connection of ``conns`` (``Conns``; its writes rows of ``wd``) in order
-    over ``link`` (``Link``); fill ``out`` (int64[cap, P_COLS]).
+    over ``link`` (``Link``) between ``hosts`` (``Hosts``); fill ``out`` (int64[cap, P_COLS]).
 
     Connections: ``open_dep[c]`` is -1 for a session's first connection, opened at the
     absolute time ``open_at[c]``; otherwise the earlier connection whose last response it
     follows, opened ``open_at[c]`` ns after that response was delivered. A connection that
     would open at or after ``link.dur_end`` is skipped. Returns the number of packets
     written, or -1 if ``out`` is too small. ``c_npk`` gets packets per connection (0 =
-    skipped), ``c_resp_end`` the delivery time of its last response, ``wo`` each write's
+    skipped), ``c_resp_end`` the delivery time of its last response, ``c_hsrtt`` the
+    handshake's RTT at the client (its SYN sent -> its ACK of the SYN/ACK sent), ``wo`` each write's
     delivery time and whether it was sent.
     """
     cap = out.shape[0]
@@ -111,6 +154,7 @@ def simulate(conns, wd, link, out, c_npk, c_resp_end, wo):
     for c in range(c_open_dep.shape[0]):
         c_npk[c] = 0
         c_resp_end[c] = -1
+        c_hsrtt[c] = 0
         if c_open_dep[c] < 0:
             t_open = c_open_at[c]
         else:
@@ -122,8 +166,9 @@ def simulate(conns, wd, link, out, c_npk, c_resp_end, wo):
             continue
         if cur + packet_bound(wd, conns.w0[c], conns.wn[c], link.mss) > cap:
             return -1
-        n = _conn(c, t_open, conns, wd, wo, S, link, out, cur, c_resp_end)
+        n = _conn(c, t_open, conns, wd, wo, S, link, hosts, out, cur, c_resp_end)
         c_npk[c] = n
+        c_hsrtt[c] = S[S_HSRTT]
         cur += n
     return cur
 
@@ -136,45 +181,9 @@ def _next_w(wd, w, end, d):
 
 
 @helper
-def _emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
-    """Record packet ``i`` sent by side ``d`` at ``t`` (later if its link is busy); it
-    acknowledges what ``d`` has received. ``seg``: its labels (req, phase, layout, segoff,
-    writelen). Returns ``i + 1``."""
-    conn, _, _, owd, _ = cx
-    req, phase, layout, segoff, writelen = seg
-    wlen = (HDR_SYN if flags & SYN else HDR_DATA) + plen
-    t_send = max(t, S[S_LINKFREE + d])
-    S[S_LINKFREE + d] = t_send + np.int64(wlen * link.ns_per_byte) + 1
-    out[i, P_TS] = t_send + (owd if d != link.capture_side else 0)
-    out[i, P_SEND] = t_send
-    out[i, P_CONN] = conn
-    out[i, P_DIR] = d
-    out[i, P_SEQ] = (S[S_ISN + d] + seq_rel) & 0xFFFFFFFF
-    out[i, P_ACK] = (S[S_ISN + 1 - d] + S[S_RCV + 1 - d]) & 0xFFFFFFFF if flags & ACK else 0
-    out[i, P_FLAGS] = flags
-    out[i, P_PLEN] = plen
-    out[i, P_REQ] = req
-    out[i, P_PHASE] = phase
-    out[i, P_IPID] = (S[S_IPID + d] + S[S_CNT + d]) & 0xFFFF
-    out[i, P_WLEN] = wlen
-    out[i, P_LAYOUT] = layout
-    out[i, P_SEGOFF] = segoff
-    out[i, P_WRITELEN] = writelen
-    out[i, P_WIN] = 0
-    out[i, P_TSVAL] = 0
-    out[i, P_TSECR] = 0
-    S[S_CNT + d] += 1
-    if S[S_HEAD + d] < 0:
-        S[S_HEAD + d] = i
-    if plen > 0:
-        S[S_LASTSEND + d] = t
-    return i + 1
-
-
-@helper
 def _ack_now(out, i, S, cx, link, s, t):
     """Side ``s`` sends a pure ACK of everything it has received."""
-    i = _emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
+    i = emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
     S[S_UNACKED + 1 - s] = 0
     S[S_TIMER + 1 - s] = INF
     return i
@@ -187,7 +196,7 @@ def _ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
     A write waits for a write of its own side to be written, or for one of the other side's
     to be delivered; writes of one side stay in order. A close happens at the run's end at the
     latest (after the reply in flight, if any)."""
-    _, w0, wend, _, _ = cx
+    w0, wend = cx[1], cx[2]
     dur_end = link.dur_end
     w = S[S_NEXTW + d]
     if w >= wend:
@@ -215,8 +224,8 @@ def _ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
 @helper
 def _send(out, i, S, wd, ws, cx, link, d, t):
     """Side ``d`` sends what its congestion and receive windows allow, then a pending FIN."""
-    _, w0, wend, _, rto = cx
-    mss, rwnd = link.mss, link.rwnd
+    w0, wend, rto = cx[1], cx[2], cx[4]
+    mss = S[S_EMSS]
     if S[S_NXT + d] == S[S_UNA + d] and t - S[S_LASTSEND + d] > rto:
         S[S_CWND + d] = min(S[S_CWND + d], IW_SEGMENTS * mss)  # restart after idle
     while S[S_NXT + d] < S[S_QUEUED + d] and S[S_NXT + d] - S[S_UNA + d] < S[S_CWND + d]:
@@ -227,16 +236,16 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
         S[S_SENDW + d] = w
         w_start, w_end = ws[w - w0, WS_START], ws[w - w0, WS_END]
         seg_end = min(nxt + mss, w_end)
-        if seg_end - S[S_UNA + d] > rwnd:
+        if seg_end > S[S_PEEREDGE + d]:  # the peer's advertised window
             break
         flags = ACK | PSH if seg_end == w_end else ACK
-        i = _emit(out, i, S, cx, link, d, t, flags, nxt, seg_end - nxt,
+        i = emit(out, i, S, cx, link, d, t, flags, nxt, seg_end - nxt,
                   (wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_LAYOUT], nxt - w_start, w_end - w_start))
         S[S_NXT + d] = seg_end
         S[S_UNACKED + 1 - d] = 0  # the data segment carries the ACK
         S[S_TIMER + 1 - d] = INF
     if S[S_FINPEND + d] and not S[S_FINSENT + d] and S[S_NXT + d] == S[S_QUEUED + d]:
-        i = _emit(out, i, S, cx, link, d, t, FIN | ACK, S[S_NXT + d], 0, (-1, PH_TEARDOWN, 0, 0, 0))
+        i = emit(out, i, S, cx, link, d, t, FIN | ACK, S[S_NXT + d], 0, (-1, PH_TEARDOWN, 0, 0, 0))
         S[S_NXT + d] += 1
         S[S_FINSENT + d] = 1
         S[S_UNACKED + 1 - d] = 0
@@ -245,51 +254,43 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
 
 
 @helper
-def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
+def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, c_resp_end):
     """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``;
     returns how many."""
     rtt, w0, wn, jitter = conns.rtt[conn], conns.w0[conn], conns.wn[conn], conns.jitter[conn]
-    mss = link.mss
     owd = rtt // 2
     rto = rtt + RTO_MIN_NS
     wend = w0 + wn
-    cx = (conn, w0, wend, owd, rto)
+    ck = derive(derive(link.key, conns.isn[conn, 0]), conns.isn[conn, 1])
+    cx = (conn, w0, wend, owd, rto, ck, base)
     ws = np.zeros((wn, 3), np.int64)
     ws[:, WS_QTIME] = -1
+    setup(S, conns, conn, ck, link, hosts.app_read)
     for d in range(2):
         S[S_NXT + d] = S[S_UNA + d] = S[S_QUEUED + d] = S[S_RCV + d] = 1  # the SYN took 0
-        S[S_CWND + d] = IW_SEGMENTS * mss
+        S[S_CWND + d] = IW_SEGMENTS * S[S_EMSS]
         S[S_LINKFREE + d] = S[S_UNACKED + d] = S[S_CNT + d] = 0
         S[S_TIMER + d] = INF
         S[S_HEAD + d] = -1
         w = _next_w(wd, w0, wend, d)
         S[S_NEXTW + d] = S[S_SENDW + d] = S[S_DELIVW + d] = w
         S[S_FINPEND + d] = S[S_FINSENT + d] = S[S_LASTQ + d] = 0
-    S[S_ISN], S[S_ISN + 1] = conns.isn[conn, 0], conns.isn[conn, 1]
-    S[S_IPID], S[S_IPID + 1] = conns.ipid[conn, 0], conns.ipid[conn, 1]
     S[S_STREQ], S[S_STPHASE] = -1, PH_HANDSHAKE
     S[S_TRUNC] = S[S_DONE] = 0
     S[S_LASTDOWN] = t_open
-    i = base
     # three-way handshake (no data: its arrivals need no processing)
-    hs = (-1, PH_HANDSHAKE, 0, 0, 0)
-    S[S_RCV], S[S_RCV + 1] = 0, 0
-    i = _emit(out, i, S, cx, link, 0, t_open, SYN, 0, 0, hs)
-    S[S_RCV] = 1
-    i = _emit(out, i, S, cx, link, 1, t_open + owd, SYN | ACK, 0, 0, hs)
-    S[S_RCV + 1] = 1
-    t_est = t_open + rtt
-    i = _emit(out, i, S, cx, link, 0, t_est, ACK, 1, 0, hs)
+    turn = hosts.turn
+    i, t_est = handshake(out, base, S, cx, link, turn, t_open)
     S[S_HEAD], S[S_HEAD + 1] = -1, -1
-    S[S_LASTSEND], S[S_LASTSEND + 1] = t_est, t_open + owd
+    S[S_LASTSEND], S[S_LASTSEND + 1] = t_est, out[base + 1, P_SEND]
     guard = 0
     while not S[S_DONE]:
         guard += 1
         if guard > 64 * (wn + 64) + 8 * (i - base + 64):
             break
         # candidate events: arrivals (FIFO per direction), delayed-ACK timers, writes
-        ta0 = out[S[S_HEAD], P_SEND] + owd if S[S_HEAD] >= 0 else INF
-        ta1 = out[S[S_HEAD + 1], P_SEND] + owd if S[S_HEAD + 1] >= 0 else INF
+        ta0 = out[S[S_HEAD], P_ARR] if S[S_HEAD] >= 0 else INF
+        ta1 = out[S[S_HEAD + 1], P_ARR] if S[S_HEAD + 1] >= 0 else INF
         tw0 = _ready(S, wd, wo, ws, cx, link, 0, t_est, jitter)
         tw1 = _ready(S, wd, wo, ws, cx, link, 1, t_est, jitter)
         t = min(min(ta0, ta1), min(min(S[S_TIMER], S[S_TIMER + 1]), min(tw0, tw1)))
@@ -297,7 +298,7 @@ def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
             break
         if ta0 == t or ta1 == t:
             d = 0 if ta0 == t else 1
-            i = _arrive(out, i, S, wd, wo, ws, cx, link, d, t)
+            i = _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t)
         elif S[S_TIMER] == t or S[S_TIMER + 1] == t:
             d = 0 if S[S_TIMER] == t else 1
             i = _ack_now(out, i, S, cx, link, 1 - d, t)
@@ -308,10 +309,11 @@ def _conn(conn, t_open, conns, wd, wo, S, link, out, base, c_resp_end):
 
 
 @helper
-def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
-    """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``."""
-    _, w0, wend, _, _ = cx
-    mss = link.mss
+def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
+    """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``, whose kernel
+    reacts a turnaround later."""
+    w0, wend = cx[1], cx[2]
+    mss = S[S_EMSS]
     p = S[S_HEAD + d]
     q = p + 1
     while q < i and out[q, P_DIR] != d:
@@ -320,49 +322,52 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, d, t):
     s = 1 - d
     plen = out[p, P_PLEN]
     flags = out[p, P_FLAGS]
+    t_r = t + turnaround(S, cx[5], turn, s)  # when s's kernel has processed it
     if plen > 0:
         S[S_RCV + d] = ((out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) + plen
         S[S_UNACKED + d] += 1
         wd_ = S[S_DELIVW + d]
         while wd_ < wend and ws[wd_ - w0, WS_END] > 0 and ws[wd_ - w0, WS_END] <= S[S_RCV + d]:
-            wo[wd_, WO_DELIV] = t
+            wo[wd_, WO_DELIV] = t_r  # the application has it once the kernel has
             if d == 1:
-                S[S_LASTDOWN] = t
+                S[S_LASTDOWN] = t_r
             if (wd[wd_, WF_FLAGS] & W_REQ and S[S_STREQ] == wd[wd_, WF_REQ]
                     and S[S_STPHASE] == PH_REQUEST):
                 S[S_STPHASE] = PH_PREFILL_WAIT
             wd_ = _next_w(wd, wd_ + 1, wend, d)
         S[S_DELIVW + d] = wd_
+    S[S_TSRECENT + s] = out[p, P_TSVAL]
     if flags & ACK:
         a = (out[p, P_ACK] - S[S_ISN + s]) & 0xFFFFFFFF
         if a > S[S_UNA + s]:
             S[S_CWND + s] += min(a - S[S_UNA + s], 2 * mss)
             S[S_UNA + s] = a
+        S[S_PEEREDGE + s] = max(S[S_PEEREDGE + s], a + out[p, P_WIN])
     if flags & FIN:
         S[S_RCV + d] += 1
         S[S_UNACKED + d] = 0
         S[S_TIMER + d] = INF
         if s == 1:  # the server answers the client's FIN with its own
-            i = _emit(out, i, S, cx, link, 1, t, FIN | ACK, S[S_NXT + 1], 0, (-1, PH_TEARDOWN, 0, 0, 0))
+            i = emit(out, i, S, cx, link, 1, t_r, FIN | ACK, S[S_NXT + 1], 0, (-1, PH_TEARDOWN, 0, 0, 0))
             S[S_NXT + 1] += 1
             S[S_FINSENT + 1] = 1
         else:  # the client acknowledges the server's FIN: done
-            i = _emit(out, i, S, cx, link, 0, t, ACK, S[S_NXT], 0, (-1, PH_TEARDOWN, 0, 0, 0))
+            i = emit(out, i, S, cx, link, 0, t_r, ACK, S[S_NXT], 0, (-1, PH_TEARDOWN, 0, 0, 0))
             S[S_DONE] = 1
         return i
     if plen > 0:
         if S[S_UNACKED + d] >= 2:
-            i = _ack_now(out, i, S, cx, link, s, t)
+            i = _ack_now(out, i, S, cx, link, s, t_r)
         elif S[S_TIMER + d] >= INF:
             S[S_TIMER + d] = t + ATO_NS
-    return _send(out, i, S, wd, ws, cx, link, s, t)
+    return _send(out, i, S, wd, ws, cx, link, s, t_r)
 
 
 @helper
 def put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end):
     """Side ``d``'s application writes its next write at ``t`` (or, for a later turn after
     the run's end, stops: the connection goes straight to its close)."""
-    conn, w0, wend, _, _ = cx
+    conn, w0, wend = cx[0], cx[1], cx[2]
     w = S[S_NEXTW + d]
     if wd[w, WF_FLAGS] & W_TURN and t >= link.dur_end:
         S[S_TRUNC] = 1
@@ -378,7 +383,10 @@ def put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end):
     ws[w - w0, WS_QTIME] = t
     S[S_LASTQ + d] = t
     wo[w, WO_ISSUED] = 1
-    S[S_STREQ], S[S_STPHASE] = wd[w, WF_REQ], wd[w, WF_PHASE]
+    if wd[w, WF_REQ] >= 0 or wd[w, WF_PHASE] != PH_HANDSHAKE or S[S_STREQ] < 0:
+        # (a handshake write of one side, such as the server's session ticket, does not end
+        # the other's request: the ACKs stay that request's)
+        S[S_STREQ], S[S_STPHASE] = wd[w, WF_REQ], wd[w, WF_PHASE]
     if wd[w, WF_FLAGS] & W_CLOSE:
         S[S_FINPEND + d] = 1
         if not S[S_TRUNC]:
