@@ -41,7 +41,7 @@ def roce_rows(draw):
                    42 + ku.roce_bth_len(op) + plen + (-plen % 4) + 4, 5, 6, op,
                    draw(st.integers(0, 2**24 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
                    draw(st.integers(0, 65535)), ku.L_ROCE, draw(st.integers(0, 2**30)),
-                   draw(st.integers(0, 2**32 - 1)))
+                   draw(st.integers(0, 2**32 - 1)), 0, 0, 0)
     return rows
 
 
@@ -130,7 +130,8 @@ def encode(sched, flows) -> list[bytes]:
         cip=flows["src_ip"].astype(np.uint32), sip=flows["dst_ip"].astype(np.uint32),
         cport=flows["src_port"].astype(np.uint16), sport=flows["dst_port"].astype(np.uint16),
         key=np.array([11, 12], np.uint64), hops=np.array([3, 4], np.uint8),
-        side=np.zeros(2, np.uint8), proto=flows["protocol"].astype(np.uint8))
+        side=np.zeros(2, np.uint8), proto=flows["protocol"].astype(np.uint8),
+        cos=np.zeros(2, np.uint8), sos=np.zeros(2, np.uint8), tsopt=np.zeros(2, np.uint8))
     payloads = kf.Payloads(pool=pool, tpl=z8, tpl_mask=z8, tpl_start=z64, tpl_len=z64)
     kf.encode(buf, False, 0, packet_rows(sched), flow_attrs, np.zeros(6, np.uint8), 1460,
               payloads, off)

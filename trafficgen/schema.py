@@ -49,6 +49,8 @@ from trafficgen.labels import (  # noqa: F401
     KINDS,
     LABEL_CODES,
     LABELS,
+    OS_CODE,
+    OSES,
     PHASE_CODE,
     PHASES,
 )
@@ -95,6 +97,7 @@ FLOW_COLUMNS = (
     _i8("bytes_up"), _i8("bytes_down"), _i8("packets_up"), _i8("packets_down"),
     _i8("client_id"), _i8("requests"),
     Column("ip_version", "u1", pa.uint8()),  # 4 or 6 (network.ip); addresses shown in it
+    _label("client_os"), _label("server_os"),  # each end's TCP/IP stack (kernels/stacks.py)
     _truncated(),
 )
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS, DAY_NS
 from trafficgen.config.scenario import Scenario
-from trafficgen.kernels import stats, tcp, tlsvar
+from trafficgen.kernels import stacks, stats, tcp, tlsvar
 from trafficgen.kernels.chat import tls_wire
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
@@ -27,7 +27,7 @@ from trafficgen.kernels.tcp import (
     WO_ISSUED,
 )
 from trafficgen.schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
-from trafficgen.wire.profiles import profile
+from trafficgen.wire.profiles import PROFILE_OS, profile
 from trafficgen.wire.tls import Templates, Variant, server_hello_prefix
 
 
@@ -105,6 +105,20 @@ class TlsPlan:
         self.ticket = int(tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
         self.framing = 1 if framing else 0
         self.key = key_of(scenario.seed, CLASS_CODE[cls], 0x7150)  # clients' stacks, per class
+        self.os_cum = np.zeros((len(names), len(stacks.OS_NAMES)), np.float64)
+        for i, name in enumerate(names):
+            for code, share in PROFILE_OS[name]:
+                self.os_cum[i, code] += share
+        self.os_cum = np.cumsum(self.os_cum, axis=1)
+        self.os_cum[:, -1] = 1.0
+
+    def client_os(self, clients) -> np.ndarray:
+        """The OS (``kernels.stacks`` code) each of these clients runs: its profile's, by the
+        profile's shares (``wire.profiles.PROFILE_OS``), drawn per client (int64)."""
+        clients = np.ascontiguousarray(clients, np.int64)
+        out = np.empty(clients.shape[0], np.int64)
+        stacks.client_os(self.key, clients, self.cum_w, self.os_cum, out)
+        return out
 
     def extend(self, other: "TlsPlan") -> int:
         """Put ``other``'s variants after this plan's in its template table (a model whose
@@ -139,6 +153,10 @@ class PlainPlan:
                                 np.concatenate([t.start, t.data.shape[0] + o.start[1:]]),
                                 np.concatenate([t.length, o.length[1:]]))
         return self.first_variant
+
+    def client_os(self, clients) -> np.ndarray:
+        """Plaintext HTTP clients (scripts, in-cluster callers): Linux."""
+        return np.full(np.shape(clients)[0], stacks.OS_LINUX, np.int64)
 
     def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
         tlsvar.assign_plain(wd, c_w0, c_wn, self.templates.length, layout_base)
@@ -177,19 +195,48 @@ def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
     return buf if whole else buf[:rows]
 
 
+def _interim_stack_rows(out, c_os) -> None:
+    """Until the transport kernel sizes headers by stack itself (``tcp.Conns.os``, issue 15):
+    its rows' wire lengths, windows and timestamps as the encoder writes them (SYN options of
+    the client's stack, the Linux server's SYN/ACK, 12 bytes of timestamps on every later
+    segment where both ends use them), the window the emulator's receiver keeps, and a 1 kHz
+    timestamp clock per end from a per-connection offset."""
+    if out.shape[0] == 0:
+        return
+    cn, d, fl = out[:, P_CONN], out[:, P_DIR], out[:, tcp.P_FLAGS]
+    cos = c_os[cn, 0]
+    ts_on = (stacks.STACKS[cos, stacks.K_TS] & stacks.STACKS[c_os[cn, 1], stacks.K_TS]) != 0
+    syn = (fl & 0x02) != 0
+    synack = syn & ((fl & 0x10) != 0)
+    extra = np.where(ts_on, stacks.TS_OPT_BYTES, 0)
+    extra = np.where(syn & ~synack, stacks.STACKS[cos, stacks.K_SYN_OPT_BYTES], extra)
+    extra = np.where(synack, np.where(ts_on, stacks.SYNACK_OPT_BYTES_TS,
+                                      stacks.SYNACK_OPT_BYTES_NOTS), extra)
+    out[:, P_WLEN] += extra - np.where(syn, 12, 0)  # the transport counted 12 on SYNs
+    out[:, tcp.P_WIN] = RWND_BYTES
+    clock = out[:, P_TS] // 1_000_000 + (cn * 0x9E3779B1 + d * 0x7F4A7C15) % (1 << 31)
+    peer = np.maximum(out[:, P_TS] // 1_000_000 - 1, 0) + (cn * 0x9E3779B1 + (1 - d) * 0x7F4A7C15) % (1 << 31)
+    out[:, tcp.P_TSVAL] = np.where(ts_on, clock & 0xFFFFFFFF, 0)
+    out[:, tcp.P_TSECR] = np.where(ts_on & ~(syn & ~synack), peer & 0xFFFFFFFF, 0)
+
+
 def _renumber(keep: np.ndarray) -> np.ndarray:
     """Map old index -> new dense index among kept ones (-1 where dropped)."""
     return np.where(keep, np.cumsum(keep) - 1, -1)
 
 
 def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_server, r, c,
-                      c_isn, c_ipid, wd, packets: bool = True) -> EpochSchedule:
+                      c_isn, c_ipid, wd, packets: bool = True, c_os=None) -> EpochSchedule:
     """Run the transport kernel over an epoch's connections (``c``) and writes (``wd``) and
     build the sorted schedule and the flow and request rows. ``topo``: the class's topology
     (``Scenario.topology_of``); ``side``: the end of the connections the capture is on.
     ``packets=False``: the flow and request rows only, counted straight from the kernel's
-    rows (the same figures, without sorting them into a schedule)."""
+    rows (the same figures, without sorting them into a schedule). ``c_os``: int64[C, 2], each
+    connection's [client OS, server OS] (``kernels.stacks`` codes; default Linux, Linux)."""
     n_conn = c["session"].shape[0]
+    if c_os is None:
+        c_os = np.zeros((n_conn, 2), np.int64)
+    c_os = np.ascontiguousarray(c_os, np.int64)
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
     wo = np.empty((wd.shape[0], 2), np.int64)
     # the thread's scratch as it is; simulate() checks each connection's bound before it
@@ -210,6 +257,12 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
+    if "os" not in tcp.Conns._fields:
+        _interim_stack_rows(out, c_os)
+    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcp.P_IPID], np.int64), c_os,
+                      np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
+                      np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
+                      np.empty(n_conn, np.int64))
     flow_of_conn = _renumber(c_npk > 0)
     is_req = (wd[:, WF_FLAGS] & W_REQ) != 0
     issued = np.zeros(r["session"].shape[0], bool)
@@ -256,6 +309,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     flows["bytes_up"], flows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
     flows["packets_up"], flows["packets_down"] = fpk[:, 0], fpk[:, 1]
     flows["client_id"] = clients
+    flows["client_os"], flows["server_os"] = c_os[conns, 0], c_os[conns, 1]
     conn_reqs = np.bincount(r["conn"][issued], minlength=n_conn)
     flows["requests"] = conn_reqs[conns]
 

@@ -87,6 +87,8 @@ def _flow_rows(sched, class_id, flows, seen):
     for col in ("src_ip", "dst_ip", "dst_port", "client_id"):
         rows[col] = flows[col][keep]
     rows["protocol"] = PROTO_UDP
+    if "client_os" in flows:  # else Linux (kv transfers: GPU servers at both ends)
+        rows["client_os"] = flows["client_os"][keep]
     rows["bytes_up"], rows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
     rows["packets_up"], rows["packets_down"] = fpk[:, 0], fpk[:, 1]
     return rows
