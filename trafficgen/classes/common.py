@@ -199,8 +199,9 @@ def _interim_stack_rows(out, c_os) -> None:
     """Until the transport kernel sizes headers by stack itself (``tcp.Conns.os``, issue 15):
     its rows' wire lengths, windows and timestamps as the encoder writes them (SYN options of
     the client's stack, the Linux server's SYN/ACK, 12 bytes of timestamps on every later
-    segment where both ends use them), the window the emulator's receiver keeps, and a 1 kHz
-    timestamp clock per end from a per-connection offset."""
+    segment where both ends use them; segments 12 bytes short of the MSS where a connection
+    of the call has them), the window the emulator's receiver keeps, and a 1 kHz timestamp
+    clock per end from a per-connection offset."""
     if out.shape[0] == 0:
         return
     cn, d, fl = out[:, P_CONN], out[:, P_DIR], out[:, tcp.P_FLAGS]
@@ -247,17 +248,19 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     col = {k: np.ascontiguousarray(c[k]) for k in ("session", "open_dep", "open_at", "rtt", "w0",
                                                      "wn", "jitter")}
     conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid)
-    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_per_byte=8e9 / topo.bandwidth_bps,
-                    capture_side=side, rwnd=RWND_BYTES)
+    interim = "os" not in tcp.Conns._fields  # see _interim_stack_rows
+    ts_any = interim and bool((stacks.STACKS[c_os[:, 0], stacks.K_TS] & stacks.STACKS[c_os[:, 1], stacks.K_TS]).any())
+    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss - (stacks.TS_OPT_BYTES if ts_any else 0),
+                    ns_per_byte=8e9 / topo.bandwidth_bps, capture_side=side, rwnd=RWND_BYTES)
     for _attempt in range(2):
         n = tcp.simulate(conns, wd, link, out, c_npk, c_resp_end, wo)
         if n >= 0:
             break
-        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))
+        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, link.mss)))
     else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
-    if "os" not in tcp.Conns._fields:
+    if interim:
         _interim_stack_rows(out, c_os)
     stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcp.P_IPID], np.int64), c_os,
                       np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
