@@ -195,13 +195,13 @@ def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
     return buf if whole else buf[:rows]
 
 
-def _interim_stack_rows(out, c_os) -> None:
+def _interim_stack_rows(out, c_os, c_isn) -> None:
     """Until the transport kernel sizes headers by stack itself (``tcp.Conns.os``, issue 15):
     its rows' wire lengths, windows and timestamps as the encoder writes them (SYN options of
     the client's stack, the Linux server's SYN/ACK, 12 bytes of timestamps on every later
-    segment where both ends use them; segments 12 bytes short of the MSS where a connection
-    of the call has them), the window the emulator's receiver keeps, and a 1 kHz timestamp
-    clock per end from a per-connection offset."""
+    segment where both ends use them; every connection's segments 12 bytes short of the MSS,
+    room for them), the window the emulator's receiver keeps, and a 1 kHz timestamp
+    clock per end from a per-connection offset (its ISN)."""
     if out.shape[0] == 0:
         return
     cn, d, fl = out[:, P_CONN], out[:, P_DIR], out[:, tcp.P_FLAGS]
@@ -215,8 +215,9 @@ def _interim_stack_rows(out, c_os) -> None:
                                       stacks.SYNACK_OPT_BYTES_NOTS), extra)
     out[:, P_WLEN] += extra - np.where(syn, 12, 0)  # the transport counted 12 on SYNs
     out[:, tcp.P_WIN] = RWND_BYTES
-    clock = out[:, P_TS] // 1_000_000 + (cn * 0x9E3779B1 + d * 0x7F4A7C15) % (1 << 31)
-    peer = np.maximum(out[:, P_TS] // 1_000_000 - 1, 0) + (cn * 0x9E3779B1 + (1 - d) * 0x7F4A7C15) % (1 << 31)
+    isn = np.asarray(c_isn, np.int64)  # the connection's stable draws: its clocks' offsets
+    clock = out[:, P_TS] // 1_000_000 + isn[cn, d]
+    peer = np.maximum(out[:, P_TS] // 1_000_000 - 1, 0) + isn[cn, 1 - d]
     out[:, tcp.P_TSVAL] = np.where(ts_on, clock & 0xFFFFFFFF, 0)
     out[:, tcp.P_TSECR] = np.where(ts_on & ~(syn & ~synack), peer & 0xFFFFFFFF, 0)
 
@@ -249,8 +250,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
                                                      "wn", "jitter")}
     conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid)
     interim = "os" not in tcp.Conns._fields  # see _interim_stack_rows
-    ts_any = interim and bool((stacks.STACKS[c_os[:, 0], stacks.K_TS] & stacks.STACKS[c_os[:, 1], stacks.K_TS]).any())
-    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss - (stacks.TS_OPT_BYTES if ts_any else 0),
+    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss - (stacks.TS_OPT_BYTES if interim else 0),
                     ns_per_byte=8e9 / topo.bandwidth_bps, capture_side=side, rwnd=RWND_BYTES)
     for _attempt in range(2):
         n = tcp.simulate(conns, wd, link, out, c_npk, c_resp_end, wo)
@@ -261,7 +261,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
     if interim:
-        _interim_stack_rows(out, c_os)
+        _interim_stack_rows(out, c_os, c_isn)
     stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcp.P_IPID], np.int64), c_os,
                       np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
                       np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
