@@ -272,9 +272,9 @@ def test_packets_table_has_decoded_labels_and_only_the_documented_columns(rich):
 
 def test_label_codes_are_public_and_what_the_tables_and_kernels_use():
     import trafficgen.kernels.codes as kc
+    import trafficgen.kernels.stacks as kst
     import trafficgen.labels as tl
     import trafficgen.schema as ts
-    import trafficgen.kernels.stacks as kst
     assert tg.LABELS == {"class": tl.CLASSES, "kind": tl.KINDS, "direction": tl.DIRECTIONS,
                          "phase": tl.PHASES, "client_os": tl.OSES,
                          "server_os": tl.OSES} == ts.VOCABULARIES
