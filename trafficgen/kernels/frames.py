@@ -268,9 +268,17 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     out[tp + TCP_CSUM + 1] = 0
     out[tp + TCP_URG] = 0
     out[tp + TCP_URG + 1] = 0
-    if thl > TCP_HLEN:
+    if syn:
         tcp_options(out, tp + TCP_OPTS, syn, synack, STACKS[cos, K_SYN_LAYOUT], tsopt, mss, ws,
-                 tsval, tsecr)
+                    tsval, tsecr)
+    elif tsopt:  # nop, nop, timestamps: most segments, written here rather than in a call
+        op = tp + TCP_OPTS
+        out[op] = 1
+        out[op + 1] = 1
+        out[op + 2] = 8
+        out[op + 3] = 10
+        put32(out, op + 4, tsval)
+        put32(out, op + 8, tsecr)
     pl = tp + thl
     if n > 0:
         _payload(out, pl, n, lay, segoff, writelen,
