@@ -74,12 +74,11 @@ HOST_SALT = 0x40570  # hosts' keys: derive(key_of(seed, HOST_SALT), IPv4 address
 @kernel
 def syn_window(os, mss, ts, synack):
     """The window field of a SYN (``synack`` 0) or a Linux server's SYN/ACK (1) from stack
-    ``os`` with MSS option ``mss``, ``ts`` 1 when the connection has timestamps: the receive
-    space rounded down to a multiple of the segment size (its MSS less the timestamp option),
-    Apple stacks their space as it is; a SYN/ACK ``SYNACK_WIN_SEGS`` segments."""
-    seg = mss - (TS_OPT_BYTES if ts else 0)
-    if synack:
-        return min(SYNACK_WIN_SEGS * seg, 65535)
+    ``os`` with MSS option ``mss`` (``ts``: the connection has timestamps; unused): the receive
+    space rounded down to a multiple of the MSS, Apple stacks their space as it is; a SYN/ACK
+    ``SYNACK_WIN_SEGS`` times the MSS."""
+    if synack:  # 10 x the MSS option: p0f's "mss*10", and above a first flight of 10 segments
+        return min(SYNACK_WIN_SEGS * mss, 65535)  # that carry timestamps (tshark: not "full")
     space = STACKS[os, K_SYN_WIN]
     if STACKS[os, K_SYN_LAYOUT] == LAY_APPLE:
         return space
