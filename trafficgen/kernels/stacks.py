@@ -23,9 +23,10 @@ Android signature, a wscale of 3 as Android's 512 KiB ``tcp_rmem`` maximum gives
 ``mss,nop,ws,nop,nop,sok`` TTL 128 ("Windows NT kernel"), macOS/iOS ``65535,6`` ("Mac OS X").
 SYN windows are the stack's receive space rounded down to a multiple of the MSS as Linux's
 ``tcp_select_initial_window`` does (64240 at MSS 1460); the Linux server's SYN/ACK offers 10
-segments (``SYNACK_WIN_SEGS``: the initial receive window of the kernels p0f's "Linux 3.x"
-SYN/ACK signature knows; 4.19+ offer ~64 KB, which p0f 3 does not name) and IPv4 id 0 (Linux
-``ip_build_and_send_pkt`` zeroes the id of a DF SYN/ACK). See :func:`syn_window`.
+times its MSS (``SYNACK_WIN_SEGS``: the initial receive window of the kernels p0f's "Linux 3.x"
+SYN/ACK signature knows, "mss*10"; 4.19+ offer ~64 KB, which p0f 3 does not name) and IPv4 id 0
+(Linux ``ip_build_and_send_pkt`` zeroes the id of a DF SYN/ACK). See :func:`syn_window`: the
+encoder writes it on SYNs whatever the schedule's ``win`` says there.
 
 IPv4 ids (``K_IPID``): Linux and Android a per-connection counter from a random start (the
 schedule's ``ipid``); Windows one counter per host (:func:`host_ipids`); macOS and iOS a
