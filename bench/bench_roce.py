@@ -77,9 +77,10 @@ def encoder_figures(sc, limit: int, repeat: int) -> dict:
         ts=rows["ts_ns"], flow_row=rows["flow_id"], dirs=rows["direction"], seq=rows["seq"],
         ack=rows["ack"], flags=rows["tcp_flags"], plen=rows["payload_len"], ipid=rows["ipid"],
         layout=rows["layout"], segoff=rows["segoff"], writelen=rows["writelen"],
-        wire_len=rows["wire_len"])
+        wire_len=rows["wire_len"], win=rows["win"], tsval=rows["tsval"], tsecr=rows["tsecr"])
     flow_attrs = kf.FlowAttrs(cip=a["cip"], sip=a["sip"], cport=a["cport"], sport=a["sport"],
-                              key=a["key"], hops=a["hops"], side=a["side"], proto=a["proto"])
+                              key=a["key"], hops=a["hops"], side=a["side"], proto=a["proto"],
+                              cos=a["cos"], sos=a["sos"], tsopt=a["tsopt"])
     payloads = kf.Payloads(pool=pool, tpl=tpl.data, tpl_mask=tpl.mask, tpl_start=tpl.start,
                            tpl_len=tpl.length)
 

@@ -90,7 +90,7 @@ def packet_rows(sched: np.ndarray) -> kf.PacketRows:
         ts=sched["ts_ns"], flow_row=sched["flow_id"], dirs=sched["direction"], seq=sched["seq"],
         ack=sched["ack"], flags=sched["tcp_flags"], plen=sched["payload_len"], ipid=sched["ipid"],
         layout=sched["layout"], segoff=sched["segoff"], writelen=sched["writelen"],
-        wire_len=sched["wire_len"])
+        wire_len=sched["wire_len"], win=sched["win"], tsval=sched["tsval"], tsecr=sched["tsecr"])
 
 
 def table_columns(path) -> dict:

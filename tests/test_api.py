@@ -272,10 +272,15 @@ def test_packets_table_has_decoded_labels_and_only_the_documented_columns(rich):
 
 def test_label_codes_are_public_and_what_the_tables_and_kernels_use():
     import trafficgen.kernels.codes as kc
+    import trafficgen.kernels.stacks as kst
     import trafficgen.labels as tl
     import trafficgen.schema as ts
     assert tg.LABELS == {"class": tl.CLASSES, "kind": tl.KINDS, "direction": tl.DIRECTIONS,
-                         "phase": tl.PHASES} == ts.VOCABULARIES
+                         "phase": tl.PHASES, "client_os": tl.OSES,
+                         "server_os": tl.OSES} == ts.VOCABULARIES
+    assert tl.OSES == kst.OS_NAMES  # the kernels' OS codes are the tables'
+    for name, code in tl.OS_CODE.items():
+        assert getattr(kst, f"OS_{name.upper()}") == code, name
     for col, names in tg.LABELS.items():
         assert tg.LABEL_CODES[col] == {n: i for i, n in enumerate(names)}, col
         assert len(set(names)) == len(names), col

@@ -7,7 +7,7 @@ import pytest
 
 import trafficgen as tg
 from trafficgen.errors import ConfigError
-from trafficgen.schema import CLASS_CODE
+from trafficgen.schema import CLASS_CODE, OS_CODE
 
 from .helpers import batch_tables, read_capture
 
@@ -45,8 +45,8 @@ def test_each_class_is_seen_only_where_it_passes(tmp_path):
 
 
 def test_the_gateway_sees_users_at_its_server_end_and_backends_at_its_client_end(tmp_path):
-    """Chat clients' packets reach the gateway from afar (TTL 64 less the path's hops); the
-    gateway's own packets to the retrieval backends leave it at 64."""
+    """Chat clients' packets reach the gateway from afar (their initial TTL less the path's
+    hops); the gateway's own packets to the retrieval backends leave it at 64 (Linux)."""
     _, cap, t = run(tmp_path, "gateway")
     flows = t["flows"]
     src_of = {c: set(flows["src_ip"][flows["class"] == CLASS_CODE[c]].tolist()) for c in ("chat", "rag")}
@@ -55,11 +55,15 @@ def test_the_gateway_sees_users_at_its_server_end_and_backends_at_its_client_end
         up = np.isin(cap.src, list(src_of[cls]))
         assert up.any(), cls
         assert ((ttl[up] == 64) == want_local).all(), cls
-    # and the other way round at the client edge: chat's own packets leave at 64
+    # and the other way round at the client edge: chat's own packets leave at their stack's
+    # initial TTL (Windows 128, the others 64)
     _, cap2, t2 = run(tmp_path, "client")
-    src = set(t2["flows"]["src_ip"][t2["flows"]["class"] == CLASS_CODE["chat"]].tolist())
-    up = np.isin(cap2.src, list(src))
-    assert (np.array([f[22] for f in cap2.frames])[up] == 64).all()
+    f2 = t2["flows"][t2["flows"]["class"] == CLASS_CODE["chat"]]
+    initial = dict(zip(f2["src_ip"].tolist(), np.where(f2["client_os"] == OS_CODE["windows"], 128, 64).tolist()))
+    ttl2 = np.array([f[22] for f in cap2.frames])
+    up = np.isin(cap2.src, list(initial))
+    assert len(set(initial.values())) == 2  # chrome on Windows and on the others
+    assert (ttl2[up] == np.array([initial[s] for s in cap2.src[up].tolist()])).all()
 
 
 def test_a_capture_point_that_sees_nothing_is_refused():

@@ -37,7 +37,8 @@ flows_st = st.lists(
     st.fixed_dictionaries({
         "cip": st.integers(1, 2**32 - 1), "sip": st.integers(1, 2**32 - 1),
         "cport": st.integers(1, 65535), "sport": st.integers(1, 65535),
-        "key": st.integers(0, 2**64 - 1), "hops": st.integers(0, 40)}),
+        "key": st.integers(0, 2**64 - 1), "hops": st.integers(0, 40),
+        "cos": st.integers(0, 4)}),
     min_size=1, max_size=4)
 
 
@@ -61,22 +62,56 @@ def schedules(draw):
         writelen = int(TEMPLATES.length[layout]) + app
         plen = min(plen, writelen)
         segoff = draw(st.integers(0, writelen - plen))
-        rows[i] = (t, draw(st.integers(0, len(flows) - 1)), 0, draw(st.integers(0, 1)),
-                   54 + (12 if flags & SYN else 0) + plen, 0, 0, flags,
+        f = draw(st.integers(0, len(flows) - 1))
+        d = 0 if flags == SYN else 1 if flags == SYN | ACK else draw(st.integers(0, 1))
+        rows[i] = (t, f, 0, d, 54 + tcp_options_len(flows[f]["cos"], flags) + plen, 0, 0, flags,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
-                   draw(st.integers(0, 65535)), layout, segoff, writelen, 0, 0, 0)
+                   draw(st.integers(0, 65535)), layout, segoff, writelen,
+                   draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)),
+                   0 if flags == SYN else draw(st.integers(0, 2**32 - 1)))
     return flows, rows, mss, draw(st.integers(0, 1)), draw(st.integers(0, 2**62 - 2**41))
 
 
+# The stacks, as the sources say (MODELS.md "Hosts, stacks and paths"; p0f.fp), by OS code:
+# linux, android, windows, macos, ios: initial TTL, SYN option kinds in order, window scale,
+# timestamps
+TTL = (64, 64, 128, 64, 64)
+SYN_KINDS = ((2, 4, 8, 1, 3), (2, 4, 8, 1, 3), (2, 1, 3, 1, 1, 4), (2, 1, 3, 1, 1, 8, 4, 0),
+             (2, 1, 3, 1, 1, 8, 4, 0))
+WSCALE = (7, 3, 8, 6, 6)
+TS = (1, 1, 0, 1, 1)
+
+
+def tcp_options_len(cos, flags):
+    """Option bytes of a segment of a client on stack ``cos`` and a Linux server."""
+    if flags & SYN and not flags & ACK:
+        return (20, 20, 12, 24, 24)[cos]
+    if flags & SYN:
+        return 20 if TS[cos] else 12
+    return 12 if TS[cos] else 0
+
+
+def option_kinds(opts: bytes):
+    kinds, k = [], 0
+    while k < len(opts):
+        kinds.append(opts[k])
+        if opts[k] == 0:
+            break
+        k += 1 if opts[k] == 1 else opts[k + 1]
+    return tuple(kinds)
+
+
 def encode(flows, rows, mss, side, start_ns, pcap=True):
-    f = {k: np.array([x[k] for x in flows], dt) for k, dt in
+    f = {k: np.array([x.get(k, 0) for x in flows], dt) for k, dt in
          [("cip", np.uint32), ("sip", np.uint32), ("cport", np.uint16), ("sport", np.uint16),
-          ("key", np.uint64), ("hops", np.uint8)]}
+          ("key", np.uint64), ("hops", np.uint8), ("cos", np.uint8)]}
     buf = np.empty(kf.frame_space(rows["wire_len"], pcap), np.uint8)
     offsets = np.empty(rows.shape[0], np.int64)
     flow_attrs = kf.FlowAttrs(cip=f["cip"], sip=f["sip"], cport=f["cport"], sport=f["sport"],
                               key=f["key"], hops=f["hops"], side=np.full(len(flows), side, np.uint8),
-                              proto=np.full(len(flows), PROTO_TCP, np.uint8))
+                              proto=np.full(len(flows), PROTO_TCP, np.uint8), cos=f["cos"],
+                              sos=np.zeros(len(flows), np.uint8),
+                              tsopt=np.array([TS[c] for c in f["cos"]], np.uint8))
     payloads = kf.Payloads(pool=POOL, tpl=TEMPLATES.data, tpl_mask=TEMPLATES.mask,
                            tpl_start=TEMPLATES.start, tpl_len=TEMPLATES.length)
     end = kf.encode(buf, pcap, start_ns, packet_rows(rows), flow_attrs, GW_MAC, mss, payloads,
@@ -156,9 +191,18 @@ def test_frames_decode_to_the_schedule(case):
         hdr = frame[14:34]
         assert rfc1071(hdr) == 0, "IPv4 header checksum"
         assert ip.v == 4 and ip.hl == 5 and ip.tos == 0 and ip.p == 6
-        assert ip.len == wl - 14 and ip.id == row["ipid"]
+        cos = flow.get("cos", 0)
+        sender = cos if up else 0  # servers run Linux
+        synack = row["tcp_flags"] & SYN and row["tcp_flags"] & ACK
+        want_id = int(row["ipid"])
+        if sender in (3, 4):  # Apple: random per packet
+            want_id = splitmix64_finaliser(int(flow["key"]) ^ ((int(row["direction"]) + 1) << 48)
+                                           ^ want_id) & 0xFFFF
+        elif synack:  # Linux zeroes a DF SYN/ACK's id
+            want_id = 0
+        assert ip.len == wl - 14 and ip.id == want_id
         assert (ip.df, ip.mf, ip.offset) == (1, 0, 0)
-        assert ip.ttl == (64 if int(row["direction"]) == side else 64 - flow["hops"])
+        assert ip.ttl == TTL[sender] - (0 if int(row["direction"]) == side else flow["hops"])
         src, dst = (flow["cip"], flow["sip"]) if up else (flow["sip"], flow["cip"])
         assert (ip.src, ip.dst) == (struct.pack("!I", src), struct.pack("!I", dst))
 
@@ -171,15 +215,26 @@ def test_frames_decode_to_the_schedule(case):
         assert (tcp.sport, tcp.dport) == ports
         assert (tcp.seq, tcp.ack, tcp.flags) == (row["seq"], row["ack"], row["tcp_flags"])
         assert tcp.urp == 0
+        ts = TS[cos]
+        assert tcp.off * 4 == 20 + tcp_options_len(cos, row["tcp_flags"])
+        kinds = option_kinds(tcp.opts)
         if row["tcp_flags"] & SYN:
-            assert tcp.win == (64240 if up else 65160)
+            if synack:
+                assert kinds == ((2, 4, 8, 1, 3) if ts else (2, 1, 1, 4, 1, 3))
+                assert tcp.win == min(10 * mss, 65535)
+            else:
+                assert kinds == SYN_KINDS[cos]
+                assert tcp.win == (65535 if cos >= 3 else 65535 // mss * mss)
             opts = dict(dpkt.tcp.parse_opts(tcp.opts))
             assert struct.unpack("!H", opts[dpkt.tcp.TCP_OPT_MSS]) == (mss,)
-            assert opts[dpkt.tcp.TCP_OPT_WSCALE] == b"\x07"
+            assert opts[dpkt.tcp.TCP_OPT_WSCALE] == bytes([WSCALE[sender]])
             assert dpkt.tcp.TCP_OPT_SACKOK in opts
-            assert tcp.off == 8
         else:
-            assert tcp.win == 2052 and tcp.off == 5 and tcp.opts == b""
+            assert kinds == ((1, 1, 8) if ts else ())
+            assert tcp.win == min(int(row["win"]) >> WSCALE[sender], 65535)
+        if ts:
+            opts = dict(dpkt.tcp.parse_opts(tcp.opts))
+            assert opts[dpkt.tcp.TCP_OPT_TIMESTAMP] == struct.pack("!II", row["tsval"], row["tsecr"])
         assert bytes(tcp.data) == expected_payload(flow, row)
     assert o == len(data)
 
@@ -199,8 +254,8 @@ def test_without_pcap_headers_the_frames_are_the_same(case):
 def test_checksum_of_an_odd_length_payload_with_carries():
     """A payload of 0xFF bytes, odd length: the sum carries many times and pads the last byte."""
     rows = np.zeros(1, SCHED_DTYPE)
-    rows[0] = (0, 0, 0, 0, 54 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, 65535, 0, 0,
-               1447, 0, 0, 0)
+    rows[0] = (0, 0, 0, 0, 54 + 12 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, 65535, 0,
+               0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1)
     flows = [{"cip": 0xFFFFFFFF, "sip": 0xFFFFFFFE, "cport": 65535, "sport": 65535,
               "key": 0, "hops": 0}]
     saved = POOL[:1447].copy()
@@ -213,7 +268,7 @@ def test_checksum_of_an_odd_length_payload_with_carries():
     seg = frame[34:]
     pseudo = frame[26:34] + struct.pack("!BBH", 0, 6, len(seg))
     assert rfc1071(frame[14:34]) == 0 and rfc1071(pseudo + seg) == 0
-    assert seg[20:20 + 5] == bytes([0x17, 3, 3, 0x05, 0xA2])  # 1447 - 5 = 0x5A2
+    assert seg[32:32 + 5] == bytes([0x17, 3, 3, 0x05, 0xA2])  # 1447 - 5 = 0x5A2
 
 
 def test_golden_bytes(tmp_path):
@@ -225,4 +280,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "63424879b543a04f57e359e619af59895341c719ca2cd4ec6cb122be8707d680"
+GOLDEN_SHA256 = "21d0b188ff64f16cc0cc880f2235b2544845ec1abeb4d982ff61fa772219bf93"

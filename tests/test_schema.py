@@ -17,7 +17,7 @@ from trafficgen.schema import DTYPES, SCHEMAS, empty, to_arrow
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 TABLES = ("flows", "requests", "packets")
 LABELS = {"class": ts.CLASSES, "kind": ts.KINDS, "direction": ts.DIRECTIONS,
-          "phase": ts.PHASES}
+          "phase": ts.PHASES, "client_os": ts.OSES, "server_os": ts.OSES}
 
 
 def test_schema_dtypes_and_arrow_schemas_agree():
@@ -65,7 +65,8 @@ def test_label_codes_are_unique_and_round_trip(label):
     assert len(names) <= 256, "codes are uint8"
     assert ts.VOCABULARIES[label] == names
     code = {"class": ts.CLASS_CODE, "kind": ts.KIND_CODE, "phase": ts.PHASE_CODE,
-            "direction": {"up": ts.DIR_UP, "down": ts.DIR_DOWN}}[label]
+            "direction": {"up": ts.DIR_UP, "down": ts.DIR_DOWN}, "client_os": ts.OS_CODE,
+            "server_os": ts.OS_CODE}[label]
     assert sorted(code.values()) == list(range(len(names))), "codes are 0..n-1, each once"
     assert all(names[c] == name for name, c in code.items())
 

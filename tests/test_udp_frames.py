@@ -130,7 +130,8 @@ def encode(sched, flows) -> list[bytes]:
         cip=flows["src_ip"].astype(np.uint32), sip=flows["dst_ip"].astype(np.uint32),
         cport=flows["src_port"].astype(np.uint16), sport=flows["dst_port"].astype(np.uint16),
         key=np.array([11, 12], np.uint64), hops=np.array([3, 4], np.uint8),
-        side=np.zeros(2, np.uint8), proto=flows["protocol"].astype(np.uint8))
+        side=np.zeros(2, np.uint8), proto=flows["protocol"].astype(np.uint8),
+        cos=np.zeros(2, np.uint8), sos=np.zeros(2, np.uint8), tsopt=np.zeros(2, np.uint8))
     payloads = kf.Payloads(pool=pool, tpl=z8, tpl_mask=z8, tpl_start=z64, tpl_len=z64)
     kf.encode(buf, False, 0, packet_rows(sched), flow_attrs, np.zeros(6, np.uint8), 1460,
               payloads, off)

@@ -202,9 +202,14 @@ def test_every_frame_decodes_and_records_are_whole(run):
     assert cap.decode_errors == [], cap.decode_errors[:10]
     assert np.array_equal(cap.caplen, cap.origlen), "truncated frames"
     assert (cap.caplen >= 54).all()
-    # SYNs carry 12 option bytes, everything else a bare 20-byte TCP header
-    syn = (cap.flags & SYN) != 0
-    assert np.array_equal(cap.caplen, np.where(syn, 66, 54) + cap.plen)
+    # TCP options by stack (kernels/stacks.py): a SYN's 12 (Windows), 20 (Linux, Android) or 24
+    # (macOS, iOS) bytes, the Linux server's SYN/ACK 20 with timestamps or 12 without, and
+    # every later segment 12 (timestamps) or none
+    opts = np.array([(f[46] >> 4) * 4 - 20 for f in cap.frames])
+    assert np.array_equal(cap.caplen, 54 + opts + cap.plen)
+    syn, ack = (cap.flags & SYN) != 0, (cap.flags & ACK) != 0
+    for mask, allowed in ((syn & ~ack, {12, 20, 24}), (syn & ack, {12, 20}), (~syn, {0, 12})):
+        assert set(opts[mask].tolist()) <= allowed, (set(opts[mask].tolist()), allowed)
     assert (cap.plen[syn] == 0).all()
     assert run.pcap.stat().st_size == 24 + 16 * cap.n + int(cap.caplen.sum())
 
@@ -402,17 +407,36 @@ def test_tcp_sequence_and_ack_consistency(run):
         assert cap.flags[idx[-1]] == ACK, f"{where}: does not end with the last FIN's ACK"
 
 
+# each stack's SYN options in its order (p0f.fp; MODELS.md "Hosts, stacks and paths") and window
+# scale, by the flow table's client_os; the Linux server's SYN/ACK
+SYN_LAYOUT = {"linux": ("mss,sok,ts,nop,ws", 7), "android": ("mss,sok,ts,nop,ws", 3),
+              "windows": ("mss,nop,ws,nop,nop,sok", 8), "macos": ("mss,nop,ws,nop,nop,ts,sok,eol", 6),
+              "ios": ("mss,nop,ws,nop,nop,ts,sok,eol", 6)}
+OPT_NAME = {0: "eol", 1: "nop", 2: "mss", 3: "ws", 4: "sok", 8: "ts"}
+
+
 def test_syn_options(run):
     cap = capture_of(run)
     mss = run.scenario.topology.mss
+    flows = table_columns(run.flows)
+    os_of = {(int(ipaddress.ip_address(a)), int(p)): o for a, p, o in
+             zip(flows["src_ip"], flows["src_port"], flows["client_os"])}
+    seen = set()
     for i in np.flatnonzero(cap.flags & SYN):
         tcp = dpkt.ethernet.Ethernet(cap.frames[i]).data.data
         opts = dpkt.tcp.parse_opts(tcp.opts)
-        kinds = [k for k, _ in opts]
-        assert kinds == [dpkt.tcp.TCP_OPT_MSS, dpkt.tcp.TCP_OPT_NOP, dpkt.tcp.TCP_OPT_WSCALE,
-                         dpkt.tcp.TCP_OPT_NOP, dpkt.tcp.TCP_OPT_NOP, dpkt.tcp.TCP_OPT_SACKOK], i
+        kinds = ",".join(OPT_NAME[k] for k, _ in opts).split(",eol")[0]  # zeros after EOL: padding
+        kinds += ",eol" if dpkt.tcp.TCP_OPT_EOL in dict(opts) else ""
+        client = (int(cap.src[i]), int(cap.sport[i])) if not tcp.flags & dpkt.tcp.TH_ACK else \
+            (int(cap.dst[i]), int(cap.dport[i]))
+        layout, ws = SYN_LAYOUT[os_of[client]]
+        if tcp.flags & dpkt.tcp.TH_ACK:  # the Linux server's answer: timestamps if offered
+            layout, ws = ("mss,sok,ts,nop,ws" if "ts" in layout else "mss,nop,nop,sok,nop,ws"), 7
+        assert kinds == layout, (i, os_of[client])
         assert struct.unpack("!H", opts[0][1])[0] == mss
-        assert opts[2][1] == b"\x07"
+        assert dict(opts)[dpkt.tcp.TCP_OPT_WSCALE] == bytes([ws])
+        seen.add(os_of[client])
+    assert len(seen) >= 2, seen
 
 
 # --- scapy ---------------------------------------------------------------------------------------
@@ -448,8 +472,8 @@ def test_scapy_decodes_and_agrees_on_checksums(chat_run):
             rebuilt = IP(bytes(rebuilt))
             assert rebuilt.chksum == pkt[IP].chksum, f"frame {i + 1}: IPv4 checksum"
             assert rebuilt[TCP].chksum == pkt[TCP].chksum, f"frame {i + 1}: TCP checksum"
-            if pkt[TCP].flags.S:
-                assert [name for name, _ in pkt[TCP].options] == \
-                    ["MSS", "NOP", "WScale", "NOP", "NOP", "SAckOK"], i
+            if pkt[TCP].flags.S:  # each stack's options (test_syn_options); scapy reads them
+                names = [name for name, _ in pkt[TCP].options]
+                assert names[0] == "MSS" and {"WScale", "SAckOK"} <= set(names), (i, names)
     assert n == min(SCAPY_PREFIX, cap.n)
 

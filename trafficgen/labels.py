@@ -1,10 +1,11 @@
 """The ground-truth labels: what the codes in the label columns mean.
 
-Four columns of the tables are labels: ``class`` (flows, requests, packets), ``kind``
-(requests), ``direction`` and ``phase`` (packets). In the Parquet files and in a batch's
-Arrow or pandas tables (``Batch.to_arrow``, ``Batch.to_pandas``) they are dictionary-encoded
-strings; in the raw numpy rows (``Batch.packets``, ``Batch.flows``, ``Batch.requests``) they
-are ``uint8`` codes, and a code is the position of its name in the column's vocabulary:
+Six columns of the tables are labels: ``class`` (flows, requests, packets), ``kind``
+(requests), ``direction`` and ``phase`` (packets), ``client_os`` and ``server_os`` (flows). In
+the Parquet files and in a batch's Arrow or pandas tables (``Batch.to_arrow``,
+``Batch.to_pandas``) they are dictionary-encoded strings; in the raw numpy rows
+(``Batch.packets``, ``Batch.flows``, ``Batch.requests``) they are ``uint8`` codes, and a
+code is the position of its name in the column's vocabulary:
 
     >>> import trafficgen as tg
     >>> tg.LABELS["phase"][3]
@@ -32,13 +33,16 @@ DIRECTIONS : tuple of str
 PHASES : tuple of str
     What a packet is part of: ``handshake``, ``request``, ``prefill_wait``, ``stream``,
     ``tool``, ``transfer``, ``teardown``, ``thinking``, ``response``, ``silence``.
+OSES : tuple of str
+    The operating system whose TCP/IP stack an end of a flow runs (``client_os``,
+    ``server_os``): ``linux``, ``android``, ``windows``, ``macos``, ``ios``.
 LABELS : dict of str to tuple of str
     Each label column's vocabulary, by column name (``class``, ``kind``, ``direction``,
-    ``phase``).
-CLASS_CODE, KIND_CODE, DIRECTION_CODE, PHASE_CODE : dict of str to int
+    ``phase``, ``client_os``, ``server_os``).
+CLASS_CODE, KIND_CODE, DIRECTION_CODE, PHASE_CODE, OS_CODE : dict of str to int
     Each vocabulary's code of a name.
 LABEL_CODES : dict of str to dict of str to int
-    The four code maps, by column name.
+    The code maps, by column name.
 """
 from __future__ import annotations
 
@@ -49,14 +53,17 @@ KINDS = ("llm", "tool", "embed", "search", "rerank", "kv_transfer", "media")
 DIRECTIONS = ("up", "down")
 PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown",
           "thinking", "response", "silence")
+OSES = ("linux", "android", "windows", "macos", "ios")  # kernels/stacks.py: OS_NAMES, OS_*
 
-LABELS = {"class": CLASSES, "kind": KINDS, "direction": DIRECTIONS, "phase": PHASES}
+LABELS = {"class": CLASSES, "kind": KINDS, "direction": DIRECTIONS, "phase": PHASES,
+          "client_os": OSES, "server_os": OSES}
 
 CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
 DIRECTION_CODE = {name: i for i, name in enumerate(DIRECTIONS)}
 PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
+OS_CODE = {name: i for i, name in enumerate(OSES)}
 
 LABEL_CODES = {"class": CLASS_CODE, "kind": KIND_CODE, "direction": DIRECTION_CODE,
-               "phase": PHASE_CODE}
+               "phase": PHASE_CODE, "client_os": OS_CODE, "server_os": OS_CODE}
 

@@ -53,6 +53,8 @@ from trafficgen.labels import (  # noqa: F401
     KINDS,
     LABEL_CODES,
     LABELS,
+    OS_CODE,
+    OSES,
     PHASE_CODE,
     PHASES,
 )
@@ -100,6 +102,7 @@ FLOW_COLUMNS = (
     _i8("client_id"), _i8("requests"),
     _i8("rtt_ns"),  # the client's handshake RTT (its SYN -> its ACK); UDP: the path's RTT
     Column("ip_version", "u1", pa.uint8()),  # 4 or 6 (network.ip); addresses shown in it
+    _label("client_os"), _label("server_os"),  # each end's TCP/IP stack (kernels/stacks.py)
     _truncated(),
 )
 

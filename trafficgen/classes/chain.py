@@ -161,5 +161,6 @@ class ChainModel(SessionModel):
              "images": np.zeros(R, np.int64), "kind": cm[:, kch.CM_KIND],
              "llm_call": cm[:, kch.CM_LLM], "tool_call": cm[:, kch.CM_TOOL]}
         return schedule_from_sim(self.scenario, self.topo, self.class_id, self.side, s_client, np.zeros(n, np.int64),
-                                 r, c, c_isn, c_ipid, wd,
-                                 packets=self.packets)
+                                 r, c, c_isn, c_ipid, wd, packets=self.packets,
+                                 c_os=np.stack([self.tls.client_os(s_client[c["session"]]),
+                                                np.zeros(C, np.int64)], 1))

@@ -10,15 +10,14 @@ import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS, DAY_NS
 from trafficgen.config.scenario import Scenario
-from trafficgen.kernels import stats, tcp, tcpseg, tlsvar
+from trafficgen.kernels import stacks, stats, tcp, tcpseg, tlsvar
 from trafficgen.kernels.chat import tls_wire
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
-from trafficgen.kernels.stacks import OS_LINUX
 from trafficgen.kernels.tcp import W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
 from trafficgen.kernels.tcpseg import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
 from trafficgen.schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
-from trafficgen.wire.profiles import profile
+from trafficgen.wire.profiles import PROFILE_OS, profile
 from trafficgen.wire.tls import Templates, Variant, server_hello_prefix
 
 
@@ -96,6 +95,20 @@ class TlsPlan:
         self.ticket = int(tls_wire(p.session_ticket_bytes - 22)) if p.session_ticket_bytes >= 23 else 0
         self.framing = 1 if framing else 0
         self.key = key_of(scenario.seed, CLASS_CODE[cls], 0x7150)  # clients' stacks, per class
+        self.os_cum = np.zeros((len(names), len(stacks.OS_NAMES)), np.float64)
+        for i, name in enumerate(names):
+            for code, share in PROFILE_OS[name]:
+                self.os_cum[i, code] += share
+        self.os_cum = np.cumsum(self.os_cum, axis=1)
+        self.os_cum[:, -1] = 1.0
+
+    def client_os(self, clients) -> np.ndarray:
+        """The OS (``kernels.stacks`` code) each of these clients runs: its profile's, by the
+        profile's shares (``wire.profiles.PROFILE_OS``), drawn per client (int64)."""
+        clients = np.ascontiguousarray(clients, np.int64)
+        out = np.empty(clients.shape[0], np.int64)
+        stacks.client_os(self.key, clients, self.cum_w, self.os_cum, out)
+        return out
 
     def extend(self, other: "TlsPlan") -> int:
         """Put ``other``'s variants after this plan's in its template table (a model whose
@@ -130,6 +143,10 @@ class PlainPlan:
                                 np.concatenate([t.start, t.data.shape[0] + o.start[1:]]),
                                 np.concatenate([t.length, o.length[1:]]))
         return self.first_variant
+
+    def client_os(self, clients) -> np.ndarray:
+        """Plaintext HTTP clients (scripts, in-cluster callers): Linux."""
+        return np.full(np.shape(clients)[0], stacks.OS_LINUX, np.int64)
 
     def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0):
         tlsvar.assign_plain(wd, c_w0, c_wn, self.templates.length, layout_base)
@@ -168,10 +185,9 @@ def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
     return buf if whole else buf[:rows]
 
 
-# Header lengths by stack (SYN options per OS, timestamps on every segment): True once the frame
-# encoder writes those options (issue 15, kernels/frames.py); until then the transport keeps
-# the encoder's fixed 66-byte SYNs and 54-byte segments, whatever the stacks.
-STACK_HEADERS = False
+# Header lengths by stack (SYN options per OS, timestamps on every segment), as the frame
+# encoder writes them (kernels/frames.py, kernels/stacks.py).
+STACK_HEADERS = True
 
 
 @functools.lru_cache(maxsize=16)
@@ -210,10 +226,11 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     connection's stacks (int64[C, 2], ``kernels.stacks.OS_*`` of client and server; None:
     both Linux)."""
     n_conn = c["session"].shape[0]
+    if c_os is None:
+        c_os = np.zeros((n_conn, 2), np.int64)
+    c_os = np.ascontiguousarray(c_os, np.int64)
     c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
     c_hsrtt = np.empty(n_conn, np.int64)
-    if c_os is None:
-        c_os = np.full((n_conn, 2), OS_LINUX, np.int64)
     wo = np.empty((wd.shape[0], 2), np.int64)
     # the thread's scratch as it is; simulate() checks each connection's bound before it
     # runs it and returns -1 if the buffer could overflow: then size it by the total bound
@@ -228,10 +245,14 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
         n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
         if n >= 0:
             break
-        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, topo.mss)))
+        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, link.mss)))
     else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
+    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcp.P_IPID], np.int64), c_os,
+                      np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
+                      np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
+                      np.empty(n_conn, np.int64))
     flow_of_conn = _renumber(c_npk > 0)
     is_req = (wd[:, WF_FLAGS] & W_REQ) != 0
     issued = np.zeros(r["session"].shape[0], bool)
@@ -278,6 +299,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     flows["bytes_up"], flows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
     flows["packets_up"], flows["packets_down"] = fpk[:, 0], fpk[:, 1]
     flows["client_id"] = clients
+    flows["client_os"], flows["server_os"] = c_os[conns, 0], c_os[conns, 1]
     conn_reqs = np.bincount(r["conn"][issued], minlength=n_conn)
     flows["requests"] = conn_reqs[conns]
     flows["rtt_ns"] = c_hsrtt[conns]

@@ -186,8 +186,9 @@ class MediaModel:
         inv = np.empty(C, np.int64)
         inv[perm] = np.arange(C)
         r["conn"] = inv[r["conn"]]
+        c_os = np.stack([self.tls.client_os(s_client[c["session"]]), np.zeros(C, np.int64)], 1)
         ep = schedule_from_sim(self.scenario, self.topo, self.class_id, self.side, s_client,
-                               s_server, r, c, c_isn, c_ipid, wd)
+                               s_server, r, c, c_isn, c_ipid, wd, c_os=c_os)
         _end_unanswered(ep)
         return ep
 
@@ -209,7 +210,8 @@ class MediaModel:
         flows = {"session": vs["sess"][rs], "src_ip": t.client_addresses(vs["client"][rs]),
                  "dst_ip": np.asarray(t.servers, np.int64)[vs["server"][rs]],
                  "dst_port": np.full(n, v.rtp_port), "client_id": vs["client"][rs],
-                 "rtt": vs["rtt"][rs]}
+                 "rtt": vs["rtt"][rs],
+                 "client_os": self.tls.client_os(vs["client"][rs])}
         xr = _runs(ex["x0"][rs], nx)
         requests = {"flow": np.repeat(np.arange(n), nx), "session": np.repeat(vs["sess"][rs], nx),
                     "kind": KIND_CODE["media"], "turn": xr - np.repeat(ex["x0"][rs], nx),

@@ -89,6 +89,8 @@ def _flow_rows(sched, class_id, flows, seen):
     rows["protocol"] = PROTO_UDP
     if "rtt" in flows:  # the path's RTT (no handshake); RoCEv2 inside a fabric has none: 0
         rows["rtt_ns"] = flows["rtt"][keep]
+    if "client_os" in flows:  # else Linux (kv transfers: GPU servers at both ends)
+        rows["client_os"] = flows["client_os"][keep]
     rows["bytes_up"], rows["bytes_down"] = fbytes[:, 0], fbytes[:, 1]
     rows["packets_up"], rows["packets_down"] = fpk[:, 0], fpk[:, 1]
     return rows

@@ -23,12 +23,13 @@ from trafficgen.classes import make_models
 from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import frames as kf
+from trafficgen.kernels import stacks as ks
 from trafficgen.kernels.rng import derive_range, fill_bytes, key_of
 from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows, take_rows
 from trafficgen.wire.tls import CombinedTemplates
 
 from .batch import Batch
-from .netplan import NetPlan
+from .netplan import NetPlan, client_pools, path_hops
 
 DEFAULT_WINDOW_NS = 10 * 10**9
 BLOCK_NS = ARRIVAL_BLOCK_NS  # the models' arrival blocks: ids go block by block
@@ -62,6 +63,7 @@ class FlowAttrs:
         self.cols = {k: np.empty(0, t) for k, t in
                      (("cip", "u4"), ("sip", "u4"), ("cport", "u2"), ("sport", "u2"),
                       ("key", "u8"), ("hops", "u1"), ("side", "u1"), ("proto", "u1"),
+                      ("cos", "u1"), ("sos", "u1"), ("tsopt", "u1"),
                       ("v6", "u1"), ("quic", "u1"), ("ovh", "i8"))}
 
     def add(self, new: dict, keep_from: int):
@@ -120,6 +122,7 @@ class Engine:
         fill_bytes(key_of(scenario.seed, 0xB17E5), self.pool)
         self.gw_mac = np.frombuffer(scenario.topology.gateway_mac, np.uint8).copy()
         self.side_of_class = np.array([scenario.topology.side(c) or 0 for c in CLASSES], np.uint8)
+        self.pools = client_pools(scenario)
         self.net = NetPlan(scenario, self.templates)  # the [network] section: overheads, frame rewrite
         self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
         if not packets and not self.net.counts_packets:  # else the network counts the packets
@@ -295,10 +298,14 @@ class Engine:
         net = self.net.flow_cols(flows)
         # the encoder's protocol: QUIC flows are built as TCP frames, then rewritten (netplan)
         proto = np.where(net["quic"] != 0, 6, flows["protocol"]) if "quic" in net else flows["protocol"]
+        cos, sos = flows["client_os"], flows["server_os"]
+        ts = ks.STACKS[cos, ks.K_TS] & ks.STACKS[sos, ks.K_TS] & (net["quic"] == 0)
         return {"cip": cip, "sip": sip, "cport": flows["src_port"].astype(np.uint16),
                 "sport": flows["dst_port"].astype(np.uint16), "key": keys,
-                "hops": (6 + (cip ^ sip) % 12).astype(np.uint8),
-                "side": self.side_of_class[flows["class"]], "proto": proto.astype(np.uint8), **net}
+                "hops": path_hops(self.pools, cip, sip),
+                "side": self.side_of_class[flows["class"]], "proto": proto.astype(np.uint8),
+                "cos": cos.astype(np.uint8), "sos": sos.astype(np.uint8),
+                "tsopt": ts.astype(np.uint8), **net}
 
     def _batch(self, part, attrs: FlowAttrs, flows, reqs, progress) -> Batch:
         first_packet = self._emitted
@@ -319,9 +326,11 @@ class Engine:
         packets = kf.PacketRows(
             ts=part["ts_ns"], flow_row=rows, dirs=part["direction"], seq=part["seq"],
             ack=part["ack"], flags=part["tcp_flags"], plen=plen, ipid=part["ipid"],
-            layout=part["layout"], segoff=part["segoff"], writelen=part["writelen"], wire_len=wire)
+            layout=part["layout"], segoff=part["segoff"], writelen=part["writelen"], wire_len=wire,
+            win=part["win"], tsval=part["tsval"], tsecr=part["tsecr"])
         flow_attrs = kf.FlowAttrs(cip=a["cip"], sip=a["sip"], cport=a["cport"], sport=a["sport"],
-                                  key=a["key"], hops=a["hops"], side=a["side"], proto=a["proto"])
+                                  key=a["key"], hops=a["hops"], side=a["side"], proto=a["proto"],
+                                  cos=a["cos"], sos=a["sos"], tsopt=a["tsopt"])
         payloads = kf.Payloads(pool=self.pool, tpl=tpl.data, tpl_mask=tpl.mask,
                                tpl_start=tpl.start, tpl_len=tpl.length)
         end = kf.encode(buf, True, 0, packets, flow_attrs, self.gw_mac, self.sc.topology.mss,

@@ -87,6 +87,32 @@ def check_initials(templates, hellos: list, of_layout: np.ndarray, net: Network,
                 f"{net.mtu + need - most}, or at most {net.mtu - mss + tcp - 1}")
 
 
+def client_pools(scenario) -> np.ndarray:
+    """The client address pools of the scenario's sites and classes (int64[n, 2]: first and
+    last address, by first address): the sites whose paths reach a server alike."""
+    pools = set()
+    for c in CLASSES:
+        topo = scenario.topology_of(c)
+        for site in topo.sites or (topo,):
+            net = site.clients
+            pools.add((int(net.network_address), int(net.broadcast_address)))
+    return np.array(sorted(pools), np.int64).reshape(-1, 2)
+
+
+def path_hops(pools: np.ndarray, cip: np.ndarray, sip: np.ndarray) -> np.ndarray:
+    """Router hops between each flow's client and server (uint8, 6..17): a function of the
+    client's site (the pool holding its address; else its /24) and the server, so all of a
+    site's clients see one server at one TTL and a server sees a site's clients at one."""
+    c = cip.astype(np.int64)
+    k = np.searchsorted(pools[:, 0], c, "right") - 1
+    inside = (k >= 0) & (c <= pools[np.maximum(k, 0), 1])
+    site = np.where(inside, pools[np.maximum(k, 0), 0], c >> 8).astype(np.uint64)
+    h = (site * np.uint64(0x9E3779B97F4A7C15)) ^ (sip.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9))
+    h ^= h >> np.uint64(31)
+    return (6 + (h * np.uint64(0x94D049BB133111EB) >> np.uint64(40)) % np.uint64(12)).astype(np.uint8)
+
+
+
 class NetPlan:
     """The scenario's network section, prepared for the engine (see the module docstring)."""
 

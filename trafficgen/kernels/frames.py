@@ -12,7 +12,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import udp as _udp
-from .codes import PROTO_TCP, PROTO_UDP, SYN
+from .codes import ACK, PROTO_TCP, PROTO_UDP, SYN
 from .headers import (
     ETH_DST,
     ETH_HLEN,
@@ -46,12 +46,25 @@ from .headers import (
     TCP_OPTS,
     TCP_SEQ,
     TCP_SPORT,
-    TCP_SYN_HLEN,
     TCP_URG,
     TCP_WIN,
 )
 from .jit import helper, inline, kernel
 from .rng import mix64
+from .stacks import (
+    K_DF,
+    K_SYN_LAYOUT,
+    K_SYN_OPT_BYTES,
+    K_TTL,
+    K_WSCALE,
+    STACKS,
+    SYNACK_OPT_BYTES_NOTS,
+    SYNACK_OPT_BYTES_TS,
+    TS_OPT_BYTES,
+    ip_id,
+    syn_window,
+    tcp_options,
+)
 from .wire import fold, put16, put32, sum16
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
@@ -59,24 +72,31 @@ PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen
 ECHO = 4  # TLS templates' mask code: pool byte ``tpl`` past the flow's echo offset (session ids)
 ECHO_SALT = 0x5E55101D
 TEXT = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz etaoinshrd ", np.uint8).copy()
-WIN_SYN = (64240, 65160)  # Linux SYN / SYN-ACK windows
 WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
 WSCALE = 7
-TTL = 64  # the hosts' initial TTL; less the path's hops at the far side's tap
 
 PacketRows = namedtuple("PacketRows", "ts flow_row dirs seq ack flags plen ipid layout segoff "
-                                      "writelen wire_len")
+                                      "writelen wire_len win tsval tsecr")
 PacketRows.__doc__ = """The schedule's columns the encoder reads, one value per packet: ``ts``
 int64 ns since the run's start; ``flow_row`` the row of the packet's flow in ``FlowAttrs``;
 ``dirs`` 0 up / 1 down; ``seq``/``ack`` absolute; ``flags`` TCP flags; ``plen`` payload bytes;
 ``ipid`` the IPv4 id; ``layout``/``segoff``/``writelen`` place the payload inside its
-application write; ``wire_len`` the frame's bytes (UDP rows: see ``schema.SCHED_DTYPE``)."""
+application write; ``wire_len`` the frame's bytes (UDP rows: see ``schema.SCHED_DTYPE``);
+``win`` the sender's receive window in bytes, ``tsval``/``tsecr`` its TCP timestamps."""
 
-FlowAttrs = namedtuple("FlowAttrs", "cip sip cport sport key hops side proto")
+FlowAttrs = namedtuple("FlowAttrs", "cip sip cport sport key hops side proto cos sos tsopt")
 FlowAttrs.__doc__ = """Per flow row: client and server addresses (uint32) and ports (uint16),
 the flow key (uint64: payload offsets, ids), ``hops`` between the two ends, ``side`` the end
-the capture is on (0 client, 1 server) and ``proto`` (uint8: 17 = UDP, encoded by
-``kernels.udp``; else TCP)."""
+the capture is on (0 client, 1 server), ``proto`` (uint8: 17 = UDP, encoded by
+``kernels.udp``; else TCP), the client's and server's stacks ``cos``/``sos`` (uint8,
+``kernels.stacks`` OS codes) and ``tsopt`` (1: the connection's segments carry timestamps).
+
+How a TCP segment reads (``kernels.stacks``): the SYN's options in the client stack's order
+(MSS, window scale, SACK permitted, timestamps where the stack uses them), the SYN/ACK's in the
+Linux server's (timestamps only if the SYN had them), ``nop,nop,ts`` on every later segment of a
+connection with timestamps; windows from :func:`stacks.syn_window` on SYNs, else ``win`` shifted
+by the sender's window scale (at most 65535); the sender's initial TTL less the path's ``hops``
+at the far side's tap; DF and the IPv4 id as the sender's stack sets them (``stacks.ip_id``)."""
 
 Payloads = namedtuple("Payloads", "pool tpl tpl_mask tpl_start tpl_len")
 Payloads.__doc__ = """Where payload bytes come from: the pseudo-random ``pool`` (uint8, 64 KiB
@@ -138,8 +158,9 @@ def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
 def encode_tcp(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
     """:func:`encode` where every flow is TCP."""
     # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
-    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len = rows
-    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, _ = flows
+    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len, win, \
+        tsval, tsecr = rows
+    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, _, f_cos, f_sos, f_ts = flows
     o = 0
     pool_span = payloads.pool.shape[0] - 65536
     for i in range(ts.shape[0]):
@@ -149,18 +170,21 @@ def encode_tcp(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets)
         offsets[i] = o
         f = flow_row[i]
         d = dirs[i]
-        ttl = _ethernet(out, o, d, f_side[f], f_cip[f], f_sip[f], f_hops[f], gw_mac)
+        so = f_cos[f] if d == 0 else f_sos[f]
+        ttl = STACKS[so, K_TTL] - _ethernet(out, o, d, f_side[f], f_cip[f], f_sip[f], f_hops[f],
+                                            gw_mac)
         o = _tcp(out, o + ETH_HLEN, d, ttl, flags[i], plen[i], ipid[i], seq[i], ack[i], layout[i],
                  segoff[i], writelen[i], f_cip[f], f_sip[f], f_cport[f], f_sport[f], f_key[f], mss,
-                 payloads, pool_span)
+                 payloads, pool_span, f_cos[f], f_sos[f], f_ts[f], win[i], tsval[i], tsecr[i])
     return o
 
 
 @kernel
 def encode_mixed(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
     """:func:`encode` where flows may be TCP or UDP (``flows.proto``)."""
-    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len = rows
-    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto = flows
+    ts, flow_row, dirs, seq, ack, flags, plen, ipid, layout, segoff, writelen, wire_len, win, \
+        tsval, tsecr = rows
+    f_cip, f_sip, f_cport, f_sport, f_key, f_hops, f_side, f_proto, f_cos, f_sos, f_ts = flows
     o = 0
     pool_span = payloads.pool.shape[0] - 65536
     for i in range(ts.shape[0]):
@@ -170,20 +194,24 @@ def encode_mixed(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offset
         offsets[i] = o
         f = flow_row[i]
         d = dirs[i]
-        ttl = _ethernet(out, o, d, f_side[f], f_cip[f], f_sip[f], f_hops[f], gw_mac)
+        so = f_cos[f] if d == 0 else f_sos[f]
+        ttl = STACKS[so, K_TTL] - _ethernet(out, o, d, f_side[f], f_cip[f], f_sip[f], f_hops[f],
+                                            gw_mac)
         if f_proto[f] == PROTO_UDP:
             o = _udp.udp_frame(out, o + ETH_HLEN, rows, i, flows, f, ttl, payloads.pool, pool_span)
         else:
             o = _tcp(out, o + ETH_HLEN, d, ttl, flags[i], plen[i], ipid[i], seq[i], ack[i],
                      layout[i], segoff[i], writelen[i], f_cip[f], f_sip[f], f_cport[f], f_sport[f],
-                     f_key[f], mss, payloads, pool_span)
+                     f_key[f], mss, payloads, pool_span, f_cos[f], f_sos[f], f_ts[f], win[i],
+                     tsval[i], tsecr[i])
     return o
 
 
 @inline
 def _ethernet(out, o, d, capture_side, cip, sip, hops, gw_mac):
     """The Ethernet header of a frame sent by side ``d`` at ``o``: at the client side, client
-    <-> gateway; at the server side, router <-> server. Returns the IPv4 TTL seen there."""
+    <-> gateway; at the server side, router <-> server. Returns the hops its IPv4 TTL has lost
+    when seen there (0 from the capture side's own host)."""
     up = d == 0
     if capture_side == 0:
         _mac(out, o + ETH_DST, 0 if up else 1, cip, gw_mac)
@@ -192,21 +220,29 @@ def _ethernet(out, o, d, capture_side, cip, sip, hops, gw_mac):
         _mac(out, o + ETH_DST, 2 if up else 0, sip, gw_mac)
         _mac(out, o + ETH_SRC, 0 if up else 2, sip, gw_mac)
     put16(out, o + ETH_TYPE, ETHERTYPE_IP4)
-    return TTL if d == capture_side else TTL - hops
+    return 0 if d == capture_side else hops
 
 
 @inline
 def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip, cport, sport,
-         key, mss, payloads, pool_span):
+         key, mss, payloads, pool_span, cos, sos, tsopt, win, tsval, tsecr):
     """IPv4 + TCP + payload of a segment sent by side ``d``, at ``ip`` (just after the Ethernet
-    header); returns the frame's end."""
+    header); returns the frame's end. The header as the sender's stack writes it (``FlowAttrs``)."""
     up = d == 0
-    thl = TCP_SYN_HLEN if fl & SYN else TCP_HLEN
+    so = cos if up else sos
+    syn = (fl & SYN) != 0
+    synack = syn and (fl & ACK) != 0
+    if synack:
+        thl = TCP_HLEN + (SYNACK_OPT_BYTES_TS if tsopt else SYNACK_OPT_BYTES_NOTS)
+    elif syn:
+        thl = TCP_HLEN + STACKS[cos, K_SYN_OPT_BYTES]
+    else:
+        thl = TCP_HLEN + (TS_OPT_BYTES if tsopt else 0)
     out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
     out[ip + IP4_TOS] = 0
     put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
-    put16(out, ip + IP4_ID, ipid)
-    out[ip + IP4_FRAG] = IP4_DF
+    put16(out, ip + IP4_ID, ip_id(so, ipid, key, d, synack))
+    out[ip + IP4_FRAG] = IP4_DF if STACKS[so, K_DF] else 0
     out[ip + IP4_FRAG + 1] = 0
     out[ip + IP4_TTL] = ttl
     out[ip + IP4_PROTO] = PROTO_TCP
@@ -222,24 +258,27 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     put32(out, tp + TCP_ACK, ack)
     out[tp + TCP_OFF] = (thl // 4) << 4
     out[tp + TCP_FLAGS] = fl
-    put16(out, tp + TCP_WIN, WIN_SYN[d] if fl & SYN else WIN_SCALED)
+    ws = STACKS[so, K_WSCALE]
+    if syn:
+        w = syn_window(so, mss, tsopt, 1 if synack else 0)
+    else:
+        w = min(np.int64(win) >> ws, 65535)
+    put16(out, tp + TCP_WIN, w)
     out[tp + TCP_CSUM] = 0
     out[tp + TCP_CSUM + 1] = 0
     out[tp + TCP_URG] = 0
     out[tp + TCP_URG + 1] = 0
-    if fl & SYN:  # MSS, NOP, window scale, NOP, NOP, SACK permitted
+    if syn:
+        tcp_options(out, tp + TCP_OPTS, syn, synack, STACKS[cos, K_SYN_LAYOUT], tsopt, mss, ws,
+                    tsval, tsecr)
+    elif tsopt:  # nop, nop, timestamps: most segments, written here rather than in a call
         op = tp + TCP_OPTS
-        out[op] = 2
-        out[op + 1] = 4
-        put16(out, op + 2, mss)
-        out[op + 4] = 1
-        out[op + 5] = 3
-        out[op + 6] = 3
-        out[op + 7] = WSCALE
-        out[op + 8] = 1
-        out[op + 9] = 1
-        out[op + 10] = 4
-        out[op + 11] = 2
+        out[op] = 1
+        out[op + 1] = 1
+        out[op + 2] = 8
+        out[op + 3] = 10
+        put32(out, op + 4, tsval)
+        put32(out, op + 8, tsecr)
     pl = tp + thl
     if n > 0:
         _payload(out, pl, n, lay, segoff, writelen,

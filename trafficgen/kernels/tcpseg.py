@@ -37,6 +37,7 @@ from .stacks import (
     SYNACK_OPT_BYTES_NOTS,
     SYNACK_OPT_BYTES_TS,
     TS_OPT_BYTES,
+    syn_window,
 )
 
 INF = np.int64(2**62)
@@ -142,8 +143,8 @@ def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     out[i, P_LAYOUT] = layout
     out[i, P_SEGOFF] = segoff
     out[i, P_WRITELEN] = writelen
-    if flags & SYN:  # unscaled in a SYN
-        out[i, P_WIN] = STACKS[S[S_OS + d], K_SYN_WIN]
+    if flags & SYN:  # unscaled in a SYN; the value the encoder writes (stacks.syn_window)
+        out[i, P_WIN] = syn_window(S[S_OS + d], link.mss, S[S_TSON], d)
         S[S_REDGE + d] = 1 + out[i, P_WIN]
     else:
         out[i, P_WIN] = window(out, i, S, base, link.mss, d, t_send)

@@ -33,6 +33,7 @@ from .headers import (
     UDP_SPORT,
 )
 from .jit import helper, inline, kernel
+from .stacks import K_DF, STACKS, ip_id
 from .wire import fold, put16, put24, put32, sum16
 
 # payload layouts of UDP rows (the ``layout`` column)
@@ -198,7 +199,7 @@ def icrc_v6(out, ip, end):
 def udp_frame(out, ip, rows, i, flows, f, ttl, pool, pool_span):
     """IPv4 + UDP + payload of packet ``i`` of ``rows`` (``frames.PacketRows``; its flow: row
     ``f`` of ``flows``, ``frames.FlowAttrs``) at ``ip`` (just after the Ethernet header), with
-    this ``ttl``; returns the frame end.
+    this ``ttl``, DF and id as the sender's stack sets them; returns the frame end.
 
     cip/sip: the flow's addresses (up = cip -> sip); ports: RoCE rows always go to
     ``sport`` (4791) from ``cport`` (the entropy); other layouts swap them going down.
@@ -209,11 +210,12 @@ def udp_frame(out, ip, rows, i, flows, f, ttl, pool, pool_span):
     layout, flags, seq, ack, plen = rows.layout[i], rows.flags[i], rows.seq[i], rows.ack[i], rows.plen[i]
     segoff, writelen = rows.segoff[i], rows.writelen[i]
     n = udp_payload_len(layout, flags, plen)
+    so = flows.cos[f] if up else flows.sos[f]  # the sender's stack: DF, IPv4 id
     out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
     out[ip + IP4_TOS] = ROCE_TOS if layout == L_ROCE else 0
     put16(out, ip + IP4_LEN, IP4_HLEN + UDP_HLEN + n)
-    put16(out, ip + IP4_ID, rows.ipid[i])
-    out[ip + IP4_FRAG] = IP4_DF
+    put16(out, ip + IP4_ID, ip_id(so, rows.ipid[i], key, d, False))
+    out[ip + IP4_FRAG] = IP4_DF if STACKS[so, K_DF] else 0
     out[ip + IP4_FRAG + 1] = 0
     out[ip + IP4_TTL] = ttl
     out[ip + IP4_PROTO] = PROTO_UDP

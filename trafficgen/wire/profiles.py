@@ -123,6 +123,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             (X25519, SECP256R1, SECP384R1), (X25519,), _BSSL_SIGS + (0x0201,), (0x0304, 0x0303),
             ("h2", "http/1.1"), pad512=True, ja4="t13d1513h2_8daaf6152771_eca864cca44a"),
 )}
+# The operating systems each profile's clients run on, with their shares (kernels/stacks.py codes:
+# linux 0, android 1, windows 2, macos 3, ios 4). Desktop browsers: StatCounter's desktop OS
+# share, 2024-2025 (Windows ~71%, macOS ~16%, Linux ~4% of the rest known; Firefox's users lean
+# more to Linux: Firefox Hardware Report); OkHttp is Android's HTTP client; curl and the Python
+# SDKs run on Linux servers and containers. Servers run Linux.
+PROFILE_OS: dict[str, tuple[tuple[int, float], ...]] = {
+    "chrome": ((2, 0.72), (3, 0.20), (0, 0.08)), "firefox": ((2, 0.70), (3, 0.12), (0, 0.18)),
+    "curl": ((0, 1.0),), "python": ((0, 1.0),), "okhttp": ((1, 1.0),)}
 MAX_PROFILES = 4  # per class: the engine's template table has room for so many per endpoint
 ECH_PAYLOAD = 208  # the GREASE ECH payload's length (BoringSSL and NSS pick one of a few)
 _GREASE_VALUES = (0x0A0A, 0x3A3A, 0x5A5A, 0x7A7A, 0x9A9A, 0xBABA, 0xDADA, 0xFAFA)
