@@ -11,6 +11,9 @@ import pytest
 
 import trafficgen as tg
 from tests.helpers import batch_tables, generate_run, read_capture, run_tshark
+from trafficgen.kernels import stacks
+
+SYN_WINDOWS = {int(stacks.syn_window(o, 1460, 1, 0)) for o in range(len(stacks.OS_NAMES))}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +82,8 @@ def test_handshake_delays_vary(tmp_path):
 def test_timestamps_and_windows():
     """The schedule's TCP timestamp and window columns (until the encoder writes them):
     TSval never goes back per side; TSecr echoes a TSval the peer sent earlier (0 on a SYN);
-    the right edge a side advertises (ack + window) never moves left; SYNs carry the Linux SYN
-    window, and windows grow past it as data arrives."""
+    the right edge a side advertises (ack + window) never moves left; SYNs carry their stack's
+    SYN window (``stacks.syn_window``), and windows grow past it as data arrives."""
     sc = tg.load_scenario("chat", duration="3s", seed=4)
     (pk,) = batch_tables(sc, "packets")
     pk = pk[np.lexsort((pk["ts_ns"], pk["flow_id"]))]
@@ -91,7 +94,7 @@ def test_timestamps_and_windows():
         for r in rows:
             d = int(r["direction"])
             if r["tcp_flags"] & 0x02 and not r["tcp_flags"] & 0x10:
-                assert r["tsecr"] == 0 and r["win"] == 64240
+                assert r["tsecr"] == 0 and int(r["win"]) in SYN_WINDOWS
             else:
                 assert int(r["tsecr"]) in seen[1 - d], "TSecr echoes no TSval of the peer's"
             seen[d].add(int(r["tsval"]))
@@ -152,10 +155,10 @@ def test_rtt_ns_matches_tshark(tmp_path, tshark, name):
 
 @pytest.mark.parametrize("client_os", ["linux", "windows"])
 def test_header_lengths_by_stack(monkeypatch, client_os):
-    """With header lengths by stack on (``STACK_HEADERS``, once the encoder writes the
-    options): the SYN is 54 + the client OS's option bytes, the SYN/ACK 54 + 20 with
-    timestamps (Linux client) or 54 + 12 without (Windows), every later segment 54 + 12 with
-    timestamps and at most MSS - 12 payload bytes; no timestamps without them."""
+    """Header lengths by stack (``STACK_HEADERS``), every client made one OS: the SYN is 54 +
+    the client OS's option bytes, the SYN/ACK 54 + 20 with timestamps (Linux client) or 54 + 12
+    without (Windows), every later segment 54 + 12 with timestamps and at most MSS - 12 payload
+    bytes; no timestamps without them."""
     from trafficgen.classes import chat as cchat
     from trafficgen.classes import common
     from trafficgen.kernels.stacks import OS_NAMES
@@ -165,9 +168,10 @@ def test_header_lengths_by_stack(monkeypatch, client_os):
 
     def with_os(*a, **kw):
         n = a[7]["session"].shape[0]
-        return real(*a, **kw, c_os=np.tile(np.array([code, 0], np.int64), (n, 1)))
+        kw["c_os"] = np.tile(np.array([code, 0], np.int64), (n, 1))
+        return real(*a, **kw)
 
-    monkeypatch.setattr(common, "STACK_HEADERS", True)
+    assert common.STACK_HEADERS
     monkeypatch.setattr(cchat, "schedule_from_sim", with_os)
     sc = tg.load_scenario("chat", duration="2s", seed=6)
     (pk,) = batch_tables(sc, "packets")
@@ -204,22 +208,25 @@ def test_hosts_defaults_are_written_out():
 
 
 def test_timestamps_on_the_wire(chat_client):
-    """Once the encoder writes the stacks' options (``STACK_HEADERS``): in the pcap, read with
-    dpkt, every segment of a Linux-to-Linux connection carries a TCP timestamp; TSval never
-    goes back per side and TSecr echoes a TSval the peer sent before (0 on the SYN)."""
+    """In the pcap, read with dpkt: a connection whose client offers timestamps in its SYN (every
+    stack but Windows) carries them on every segment, one without on none; TSval never goes
+    back per side and TSecr echoes a TSval the peer sent before (0 on the SYN)."""
     import dpkt
 
-    from trafficgen.classes import common
-    if not common.STACK_HEADERS:
-        pytest.skip("the frame encoder does not write the stacks' options yet (STACK_HEADERS)")
     cap = read_capture(chat_client.pcap)
     conn, d = _flows_of(cap)
-    last, seen = {}, {}
+    last, seen, offered = {}, {}, {}
     for i, buf in enumerate(cap.frames):
         opts = dict(dpkt.tcp.parse_opts(dpkt.ethernet.Ethernet(buf).data.data.opts))
-        assert dpkt.tcp.TCP_OPT_TIMESTAMP in opts, f"frame {i + 1} has no timestamp"
+        has = dpkt.tcp.TCP_OPT_TIMESTAMP in opts
+        k = int(conn[i])
+        if cap.flags[i] == 0x02:
+            offered[k] = has
+        assert has == offered[k], f"frame {i + 1}: timestamps {'on' if has else 'off'} mid-connection"
+        if not has:
+            continue
         tsval, tsecr = np.frombuffer(opts[dpkt.tcp.TCP_OPT_TIMESTAMP], ">u4")
-        k, side = int(conn[i]), int(d[i])
+        side = int(d[i])
         if cap.flags[i] == 0x02:
             assert tsecr == 0
         else:
@@ -227,3 +234,4 @@ def test_timestamps_on_the_wire(chat_client):
         assert tsval >= last.get((k, side), 0)
         last[(k, side)] = int(tsval)
         seen.setdefault((k, side), set()).add(int(tsval))
+    assert sum(offered.values()) > 0 and not all(offered.values()), "both kinds of stack expected"

@@ -249,7 +249,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
-    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcp.P_IPID], np.int64), c_os,
+    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcpseg.P_IPID], np.int64), c_os,
                       np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
                       np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
                       np.empty(n_conn, np.int64))
