@@ -41,6 +41,7 @@ SHARE_LEN = {X25519MLKEM768: 1216, X25519: 32, SECP256R1: 65, SECP384R1: 97}
 SNI, STATUS, GROUPS, ECPF, SIGALGS, ALPN, SCT, PADDING, ETM, EMS, COMPRESS, RSL = (
     0x0000, 0x0005, 0x000A, 0x000B, 0x000D, 0x0010, 0x0012, 0x0015, 0x0016, 0x0017, 0x001B, 0x001C)
 DELEG, TICKET, VERSIONS, PSK_MODES, PHA, KEY_SHARE = 0x0022, 0x0023, 0x002B, 0x002D, 0x0031, 0x0033
+PSK = 0x0029  # pre_shared_key: a resumption's last extension (``client_hello(psk=...)``)
 ALPS, ECH, RENEG, QUIC_TP = 0x44CD, 0xFE0D, 0xFF01, 0x0039
 # what a stack leaves out of its ClientHello over QUIC (RFC 9001: TLS 1.3 only, no TLS records):
 # TLS 1.2's extended master secret, renegotiation info, EC point formats, session tickets,
@@ -244,8 +245,20 @@ def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g, quic: bo
     return b
 
 
-def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool) -> Buf:
-    """The ClientHello handshake message of ``p`` (type, length, body), over TCP or QUIC."""
+def _psk_ext(ticket: int) -> Buf:
+    """pre_shared_key (RFC 8446 4.2.11), the last extension: one identity (an opaque ticket of
+    ``ticket`` bytes and its obfuscated_ticket_age) and its binder (HMAC-SHA256: 32 bytes)."""
+    b = Buf()
+    b.fixed(struct.pack("!HHHH", PSK, 2 + 2 + ticket + 4 + 2 + 1 + 32, 2 + ticket + 4, ticket))
+    b.hole(ticket + 4)
+    b.fixed(struct.pack("!HB", 33, 32))
+    b.hole(32)
+    return b
+
+
+def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool, psk: int = 0) -> Buf:
+    """The ClientHello handshake message of ``p`` (type, length, body), over TCP or QUIC;
+    ``psk`` > 0: resuming with a ticket of so many bytes (pre_shared_key last)."""
     grease = iter(_GREASE_VALUES)
     gv = {}
 
@@ -268,11 +281,13 @@ def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool) -> Buf:
     suites = _u16s(_greased(quic_suites(p) if quic else p.suites, g(0)))
     sid = 0 if quic else 32  # RFC 9001 8.4: a QUIC ClientHello's legacy_session_id is empty
     # handshake: type+len 4, version 2, random 32, session id, suites, compression 2, exts
-    hs_len = 4 + 2 + 32 + 1 + sid + 2 + len(suites) + 2 + 2 + len(exts.data)
-    if p.pad512 and not quic and 0xFF < hs_len < 0x200:
+    psk_ext = _psk_ext(psk) if psk else Buf()
+    hs_len = 4 + 2 + 32 + 1 + sid + 2 + len(suites) + 2 + 2 + len(exts.data) + len(psk_ext.data)
+    if p.pad512 and not quic and 0xFF < hs_len < 0x200:  # (OpenSSL counts the PSK in)
         pad = max(0x200 - hs_len - 4, 1)
         exts.fixed(struct.pack("!HH", PADDING, pad) + b"\x00" * pad)
         hs_len += 4 + pad
+    exts += psk_ext
     b = Buf()
     b.fixed(struct.pack("!I", (1 << 24) | (hs_len - 4)) + b"\x03\x03")
     b.hole(32)
@@ -284,10 +299,10 @@ def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool) -> Buf:
     return b
 
 
-def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = (), psk: int = 0) -> tuple[bytes, bytes]:
     """Profile ``p``'s ClientHello record (bytes, mask) to ``sni`` ("" for none) offering
-    ``alpn`` (() for the profile's own offer)."""
-    body = _hello_body(p, sni, alpn or p.alpn, False)
+    ``alpn`` (() for the profile's own offer); ``psk``: resuming with a ticket of so many bytes."""
+    body = _hello_body(p, sni, alpn or p.alpn, False, psk)
     b = Buf()
     b.fixed(struct.pack("!BHH", 0x16, 0x0301, len(body.data)))
     b += body
