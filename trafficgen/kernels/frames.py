@@ -58,6 +58,11 @@ REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
 ECHO = 4  # TLS templates' mask code: pool byte ``tpl`` past the flow's echo offset (session ids)
 ECHO_SALT = 0x5E55101D
+# TLS templates' per-connection choices (wire/profiles.py, wire/tls.py), from pool bytes past
+# the flow's echo offset: GREASE values (mask GREASE: (byte ``tpl`` & 0xF0) | 0x0A; GREASE_OTHER:
+# the same, moved by 0x10 when equal to the byte before's), and which of a template's copies
+# (first byte's mask COPIES | j: 2**j copies; two bytes at COPY_SEED pick one)
+GREASE, GREASE_OTHER, COPIES, COPY_SEED = 6, 7, 0x40, 48
 TEXT = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz etaoinshrd ", np.uint8).copy()
 WIN_SYN = (64240, 65160)  # Linux SYN / SYN-ACK windows
 WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
@@ -275,10 +280,19 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, payloads):
         return
     if segoff < plen_t:
         t0 = tpl_start[lay]
+        m0 = tpl_mask[t0]
+        if m0 & COPIES and m0 < PLAIN:  # one of 2**j copies, per connection
+            pick = np.int64(pool[echo_off + COPY_SEED]) | (np.int64(pool[echo_off + COPY_SEED + 1]) << 8)
+            t0 += plen_t * (pick & ((np.int64(1) << (m0 & 0xF)) - 1))
         for k in range(segoff, min(plen_t, segoff + n)):
             m = tpl_mask[t0 + k]
             if m == ECHO:
                 out[pl + k - segoff] = pool[echo_off + tpl[t0 + k]]
+            elif m == GREASE or m == GREASE_OTHER:
+                g = (pool[echo_off + tpl[t0 + k]] & 0xF0) | 0x0A
+                if m == GREASE_OTHER and g == (pool[echo_off + tpl[t0 + k] - 1] & 0xF0) | 0x0A:
+                    g ^= 0x10
+                out[pl + k - segoff] = g
             elif m:
                 out[pl + k - segoff] = tpl[t0 + k]
     # TLS application-data record headers after the prefix

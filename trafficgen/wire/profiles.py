@@ -27,6 +27,7 @@ ECHO) is bytes the ServerHello template echoes.
 """
 from __future__ import annotations
 
+import random
 import re
 import struct
 from dataclasses import dataclass
@@ -124,6 +125,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             (X25519, SECP256R1, SECP384R1), (X25519,), _BSSL_SIGS + (0x0201,), (0x0304, 0x0303),
             ("h2", "http/1.1"), pad512=True, ja4="t13d1513h2_8daaf6152771_eca864cca44a"),
 )}
+# stacks that permute their extensions per connection (Chrome 110+ turns BoringSSL's on)
+PERMUTED = ("chrome",)
 MAX_PROFILES = 4  # per class: the engine's template table has room for so many per endpoint
 ECH_PAYLOAD = 208  # the GREASE ECH payload's length (BoringSSL and NSS pick one of a few)
 _GREASE_VALUES = (0x0A0A, 0x3A3A, 0x5A5A, 0x7A7A, 0x9A9A, 0xBABA, 0xDADA, 0xFAFA)
@@ -154,6 +157,14 @@ def check_alpn(v) -> tuple[str, ...]:
 
 
 ECHO = 4  # mask code: a per-connection byte both ends share (kernels/frames.py: ECHO)
+# mask codes of a GREASE value drawn per connection (RFC 8701; kernels/frames.py): both bytes
+# are (pool byte ``data`` past the connection's echo offset & 0xF0) | 0x0A, as BoringSSL draws
+# them from its per-connection seed; GREASE_OTHER: the second GREASE extension, moved by 0x1010
+# when it equals the first (the byte before its seed byte)
+GREASE_CODE, GREASE_OTHER = 6, 7
+GREASE_SEED = 32  # the seed bytes start after the 32 session-id echo bytes
+# BoringSSL's GREASE indices (ssl_grease_index_t) of this module's GREASE uses g(i)
+_BSSL_GREASE = {0: 0, 1: 1, 11: 2, 12: 3, 2: 4}  # cipher, group, extension 1 and 2, version
 
 
 class Buf:
@@ -175,6 +186,11 @@ class Buf:
         self.data += bytes(range(n))
         self.mask += bytes([ECHO]) * n
 
+    def grease(self, i: int):
+        """A GREASE value drawn per connection: BoringSSL's GREASE index ``i``."""
+        self.data += bytes([GREASE_SEED + i]) * 2
+        self.mask += bytes([GREASE_OTHER if i == 3 else GREASE_CODE]) * 2
+
     def __iadd__(self, other: "Buf"):
         self.data += other.data
         self.mask += other.mask
@@ -189,27 +205,52 @@ def vec16(body: bytes) -> bytes:
     return struct.pack("!H", len(body)) + body
 
 
-def _greased(vals, grease: int) -> tuple[int, ...]:
-    return tuple(grease if v == GREASE else v for v in vals)
+class _Grease:
+    """The GREASE values of one ClientHello: ``value(i)`` fixed ones (one per use ``i``, in
+    order of first use), or, ``drawn``, ``put`` writes a per-connection one (mask codes)."""
+
+    def __init__(self, drawn: bool):
+        self.drawn, self.values, self.free = drawn, {}, iter(_GREASE_VALUES)
+
+    def value(self, i: int) -> int:
+        return self.values.setdefault(i, next(self.free))
+
+    def put(self, b: Buf, i: int):
+        if self.drawn:
+            b.grease(_BSSL_GREASE[i])
+        else:
+            b.fixed(struct.pack("!H", self.value(i)))
+
+    def u16s(self, vals, i: int) -> Buf:
+        """``vals`` as u16s, GREASE entries as GREASE use ``i``."""
+        b = Buf()
+        for v in vals:
+            if v == GREASE:
+                self.put(b, i)
+            else:
+                b.fixed(struct.pack("!H", v))
+        return b
 
 
-def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g, quic: bool) -> Buf:
-    """Extension ``t``'s body for profile ``p`` (``g(i)``: the i-th GREASE value; ``quic``:
-    TLS 1.3 only, ALPS for h3)."""
+def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g: _Grease, quic: bool) -> Buf:
+    """Extension ``t``'s body for profile ``p`` (``g``: its GREASE values; ``quic``: TLS 1.3
+    only, ALPS for h3)."""
     b = Buf()
     if t == SNI:
         b.fixed(vec16(b"\x00" + vec16(sni)))
     elif t == ALPN:
         b.fixed(vec16(b"".join(bytes([len(a)]) + a.encode() for a in alpn)))
     elif t == GROUPS:
-        b.fixed(vec16(_u16s(_greased(p.groups, g(1)))))
+        b.fixed(struct.pack("!H", 2 * len(p.groups)))
+        b += g.u16s(p.groups, 1)
     elif t == ECPF:
         b.fixed(p.ecpf)
     elif t == SIGALGS:
         b.fixed(vec16(_u16s(p.sigalgs)))
     elif t == VERSIONS:
-        v = _u16s(_greased([x for x in p.versions if not quic or x in (GREASE, 0x0304)], g(2)))
-        b.fixed(bytes([len(v)]) + v)
+        v = g.u16s([x for x in p.versions if not quic or x in (GREASE, 0x0304)], 2)
+        b.fixed(bytes([len(v.data)]))
+        b += v
     elif t == PSK_MODES:
         b.fixed(b"\x01\x01")
     elif t == RENEG:
@@ -225,10 +266,11 @@ def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g, quic: bo
     elif t == RSL:
         b.fixed(b"\x40\x01")
     elif t == KEY_SHARE:
-        shares = [(g(1) if s == GREASE else s, 1 if s == GREASE else SHARE_LEN[s]) for s in p.shares]
+        shares = [(s, 1 if s == GREASE else SHARE_LEN[s]) for s in p.shares]
         b.fixed(struct.pack("!H", sum(4 + n for _, n in shares)))
         for group, n in shares:
-            b.fixed(struct.pack("!HH", group, n))
+            b += g.u16s((group,), 1)
+            b.fixed(struct.pack("!H", n))
             if n == 1:
                 b.fixed(b"\x00")  # a GREASE share is one zero byte (BoringSSL)
             else:
@@ -256,33 +298,46 @@ def _psk_ext(ticket: int) -> Buf:
     return b
 
 
-def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool, psk: int = 0) -> Buf:
-    """The ClientHello handshake message of ``p`` (type, length, body), over TCP or QUIC;
-    ``psk`` > 0: resuming with a ticket of so many bytes (pre_shared_key last)."""
-    grease = iter(_GREASE_VALUES)
-    gv = {}
+def permuted(p: Profile, order: int) -> tuple[int, ...]:
+    """``p``'s extensions in its ``order``-th permutation (Chrome 110+ / BoringSSL's
+    ``permute_extensions``: every extension shuffled per connection but the GREASE ones, which
+    stay first and last, and padding and pre_shared_key, added after them); order 0 or a
+    profile that does not permute: its own order."""
+    if order == 0 or p.name not in PERMUTED:
+        return p.extensions
+    inner = [t for t in p.extensions if t != GREASE]
+    random.Random(f"{p.name}/{order}").shuffle(inner)
+    head = (GREASE,) if p.extensions[0] == GREASE else ()
+    tail = (GREASE,) if p.extensions[-1] == GREASE else ()
+    return head + tuple(inner) + tail
 
-    def g(i):
-        return gv.setdefault(i, next(grease))
+
+def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool, psk: int = 0,
+                order: int = 0, drawn: bool = False) -> Buf:
+    """The ClientHello handshake message of ``p`` (type, length, body), over TCP or QUIC;
+    ``psk`` > 0: resuming with a ticket of so many bytes (pre_shared_key last); ``order``: its
+    extensions' permutation (``permuted``); ``drawn``: GREASE values drawn per connection."""
+    g = _Grease(drawn)
     n_grease_ext = 0
     exts = Buf()
-    for t in (quic_extensions(p) if quic else p.extensions):
+    for t in (quic_extensions(p) if quic else permuted(p, order)):
         if t == PADDING or (t == SNI and not sni):
             continue
         if t == GREASE:
             n_grease_ext += 1
             last = n_grease_ext > 1
             body = b"\x00" if last else b""
-            exts.fixed(struct.pack("!HH", g(10 + n_grease_ext), len(body)) + body)
+            g.put(exts, 10 + n_grease_ext)
+            exts.fixed(struct.pack("!H", len(body)) + body)
             continue
         body = _quic_params() if t == QUIC_TP else _ext_body(p, t, sni.encode(), alpn, g, quic)
         exts.fixed(struct.pack("!HH", t, len(body.data)))
         exts += body
-    suites = _u16s(_greased(quic_suites(p) if quic else p.suites, g(0)))
+    suites = g.u16s(quic_suites(p) if quic else p.suites, 0)
     sid = 0 if quic else 32  # RFC 9001 8.4: a QUIC ClientHello's legacy_session_id is empty
     # handshake: type+len 4, version 2, random 32, session id, suites, compression 2, exts
     psk_ext = _psk_ext(psk) if psk else Buf()
-    hs_len = 4 + 2 + 32 + 1 + sid + 2 + len(suites) + 2 + 2 + len(exts.data) + len(psk_ext.data)
+    hs_len = 4 + 2 + 32 + 1 + sid + 2 + len(suites.data) + 2 + 2 + len(exts.data) + len(psk_ext.data)
     if p.pad512 and not quic and 0xFF < hs_len < 0x200:  # (OpenSSL counts the PSK in)
         pad = max(0x200 - hs_len - 4, 1)
         exts.fixed(struct.pack("!HH", PADDING, pad) + b"\x00" * pad)
@@ -293,16 +348,22 @@ def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool, psk: in
     b.hole(32)
     b.fixed(bytes([sid]))
     b.echo(sid)  # legacy_session_id: the server echoes it
-    b.fixed(vec16(suites) + b"\x01\x00" + struct.pack("!H", len(exts.data)))
+    b.fixed(struct.pack("!H", len(suites.data)))
+    b += suites
+    b.fixed(b"\x01\x00" + struct.pack("!H", len(exts.data)))
     b += exts
     assert len(b.data) == hs_len
     return b
 
 
-def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = (), psk: int = 0) -> tuple[bytes, bytes]:
+def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = (), psk: int = 0, order: int = 0,
+                 drawn: bool = False) -> tuple[bytes, bytes]:
     """Profile ``p``'s ClientHello record (bytes, mask) to ``sni`` ("" for none) offering
-    ``alpn`` (() for the profile's own offer); ``psk``: resuming with a ticket of so many bytes."""
-    body = _hello_body(p, sni, alpn or p.alpn, False, psk)
+    ``alpn`` (() for the profile's own offer); ``psk``: resuming with a ticket of so many
+    bytes; ``order``: its extensions' permutation (``permuted``); ``drawn``: its GREASE values
+    drawn per connection by the frame encoder (mask codes GREASE_CODE, GREASE_OTHER) rather
+    than fixed."""
+    body = _hello_body(p, sni, alpn or p.alpn, False, psk, order, drawn)
     b = Buf()
     b.fixed(struct.pack("!BHH", 0x16, 0x0301, len(body.data)))
     b += body

@@ -15,7 +15,7 @@ import numpy as np
 
 from trafficgen.errors import TrafficgenError
 
-from .profiles import Buf, client_hello, profile
+from .profiles import GREASE, PERMUTED, Buf, client_hello, profile
 
 GROUP_X25519MLKEM768, GROUP_X25519, GROUP_SECP256R1 = 0x11EC, 0x001D, 0x0017
 HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, X25519_SHARE = 1216, 1120, 32
@@ -23,6 +23,8 @@ CCS = bytes.fromhex("140303000101")
 MAX_VARIANTS = 7  # (endpoint, client profile) pairs per model: 5 layouts each, ids fit a byte
 LAYOUTS = 5  # per variant (kernels/tlsvar.py: LAYOUTS)
 PSK = 0x0029  # pre_shared_key
+ORDERINGS = 64  # extension orders per permuting profile's ClientHello (a power of 2, at most 2**15)
+COPIES = 0x40  # mask code of a template's first byte: ``2 ** (mask & 0xF)`` copies follow (frames.py)
 RESUMED_PLAIN = 60  # EncryptedExtensions (ALPN) + Finished (36) in one record (est)
 # Which client stacks resume TLS 1.3 sessions on a repeat connection (a PSK from a
 # NewSessionTicket): browsers and OkHttp (Conscrypt's session cache) do; the curl command line
@@ -56,9 +58,26 @@ class Variant:
     def resumes(self) -> bool:
         return RESUMES.get(self.profile, False)
 
-    def hello(self, psk: int = 0) -> tuple[bytes, bytes]:
-        """The ClientHello; ``psk`` > 0: a resumption's, offering a ticket of ``psk`` bytes."""
-        return client_hello(profile(self.profile), self.sni, self.alpn, psk)
+    def hello(self, psk: int = 0, order: int = 0, drawn: bool = False) -> tuple[bytes, bytes]:
+        """The ClientHello; ``psk`` > 0: a resumption's, offering a ticket of ``psk`` bytes;
+        ``order``, ``drawn``: see ``profiles.client_hello``."""
+        return client_hello(profile(self.profile), self.sni, self.alpn, psk, order, drawn)
+
+    def hellos(self, psk: int = 0) -> tuple[bytes, bytes, int]:
+        """The ClientHello as the template table holds it: (bytes, mask, length of one). A
+        profile with GREASE draws it per connection (mask codes); one that permutes its
+        extensions per connection has ``ORDERINGS`` of them one after the other, the first
+        byte's mask ``COPIES | log2(ORDERINGS)`` (the frame encoder picks one per connection)."""
+        p = profile(self.profile)
+        drawn = GREASE in p.suites
+        if p.name not in PERMUTED:
+            data, mask = self.hello(psk, 0, drawn)
+            return data, mask, len(data)
+        copies = [self.hello(psk, 1 + i, drawn) for i in range(ORDERINGS)]
+        data = b"".join(d for d, _ in copies)
+        mask = bytearray(b"".join(m for _, m in copies))
+        mask[0] = COPIES | ORDERINGS.bit_length() - 1
+        return data, bytes(mask), len(copies[0][0])
 
 
 def ticket_identity(ticket_bytes: int) -> int:
@@ -110,13 +129,15 @@ class Templates:
             if flight_wire < len(sh) + 23:
                 raise TrafficgenError(f"{where}.server_flight_bytes: {flight_wire} is too small "
                                       f"for the server's flight (at least {len(sh) + 23} bytes)")
-            parts += [v.hello(), (sh, sh_mask), (CCS, b"\x01" * len(CCS)), v.hello(psk),
-                      server_hello_prefix(hybrid, True)]
+            rsh, rsh_mask = server_hello_prefix(hybrid, True)
+            parts += [v.hellos(), (sh, sh_mask, len(sh)), (CCS, b"\x01" * len(CCS), len(CCS)),
+                      v.hellos(psk), (rsh, rsh_mask, len(rsh))]
+        parts[0] = (b"", b"", 0)
         self.data = np.frombuffer(b"".join(p[0] for p in parts), dtype=np.uint8).copy()
         self.mask = np.frombuffer(b"".join(p[1] for p in parts), dtype=np.uint8).copy()
-        lens = [len(p[0]) for p in parts]
-        self.start = np.cumsum([0] + lens[:-1]).astype(np.int64)
-        self.length = np.array(lens, dtype=np.int64)
+        spans = [len(p[0]) for p in parts]
+        self.start = np.cumsum([0] + spans[:-1]).astype(np.int64)
+        self.length = np.array([p[2] for p in parts], dtype=np.int64)
 
 
 class CombinedTemplates:
