@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-from trafficgen.wire.profiles import PROFILES, client_hello
+from trafficgen.wire.hello import client_hello
+from trafficgen.wire.profiles import PROFILES
 from trafficgen.wire.tls import ticket_identity
 
 from . import ja4ref

@@ -19,7 +19,8 @@ from trafficgen.kernels import tlsvar
 from trafficgen.kernels.chat import tls_wire
 from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
-from trafficgen.wire.profiles import GREASE, GREASE_CODE, GREASE_OTHER, PROFILES, client_hello, permuted, quic_hello
+from trafficgen.wire.hello import GREASE_CODE, GREASE_OTHER, client_hello, permuted, quic_hello
+from trafficgen.wire.profiles import GREASE, PROFILES
 from trafficgen.wire.tls import COPIES, LAYOUTS, ORDERINGS, CombinedTemplates, Templates, Variant
 
 from . import ja4ref

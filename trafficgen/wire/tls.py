@@ -15,7 +15,8 @@ import numpy as np
 
 from trafficgen.errors import TrafficgenError
 
-from .profiles import GREASE, PERMUTED, Buf, client_hello, profile
+from .hello import Buf, client_hello
+from .profiles import GREASE, PERMUTED, profile
 
 GROUP_X25519MLKEM768, GROUP_X25519, GROUP_SECP256R1 = 0x11EC, 0x001D, 0x0017
 HYBRID_CLIENT_SHARE, HYBRID_SERVER_SHARE, X25519_SHARE = 1216, 1120, 32
