@@ -225,4 +225,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "fa8462480e3fbf5d23377748e79613fcdaab8ea24a542740dbd75cd545d421d6"
+GOLDEN_SHA256 = "258b98bb160f979204485612efca5b647ed7fd0c8b379cf1225766fad59fa238"
