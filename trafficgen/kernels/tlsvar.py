@@ -162,6 +162,8 @@ def assign(wd, cc, key, cum_w, var, framing, base, hosts):
             if fin >= 0 and dep == fin and wd[w, WF_FLAGS] & W_ABS == 0:
                 if wd[w, WF_DIR] == DIR_DOWN and wd[w, WF_PHASE] == PH_HANDSHAKE:
                     wd[w, WF_DELAY] = _delay(delays, DL_TICKET, k, DL_TICKET)
+                    if resumed:  # one new ticket after a resumption (OpenSSL), two after a full one
+                        wd[w, WF_BYTES] = tls_wire(max(_plain(wd[w, WF_BYTES]) // 2, 1))
                 elif wd[w, WF_DIR] == DIR_UP and not req_done:
                     wd[w, WF_DELAY] = _delay(delays, DL_REQUEST, k, DL_REQUEST)
                     req_done = True
