@@ -1,6 +1,8 @@
 """Per connection: which TLS variant (endpoint x client profile) it is, and what that does to
-its writes: the ClientHello and server flight sizes of the variant, template layouts into the
-engine's combined table, and the HTTP framing of the negotiated protocol (HTTP/2 or 1.1).
+its writes: the ClientHello and server flight sizes of the variant (full, or resumed with a PSK
+when it repeats an earlier connection of its session to the same endpoint within a ticket's
+lifetime), template layouts into the engine's combined table, the hosts' delays drawn for its
+handshake writes and requests, and the HTTP framing of the negotiated protocol (HTTP/2 or 1.1).
 
 The models size their writes as HTTP/2 over TLS (a DATA frame header in every SSE event, the
 request's HEADERS in its overhead). Here, per connection, HTTP/2 adds what sits around them:
