@@ -17,7 +17,7 @@ from trafficgen.config.scenario import Scenario
 from trafficgen.errors import TrafficgenError
 from trafficgen.kernels import tlsvar
 from trafficgen.kernels.chat import tls_wire
-from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
+from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from trafficgen.wire.hello import GREASE_CODE, GREASE_OTHER, client_hello, permuted, quic_hello
 from trafficgen.wire.profiles import GREASE, PROFILES
@@ -239,3 +239,29 @@ def test_quic_hello_of_each_http3_stack_and_its_documented_ja4(name):
     assert 0x0039 in types and not TCP_ONLY & set(types)
     assert [e for e in types if e != 0x0039] == [e for e, _ in tcp["exts"] if e not in TCP_ONLY]
     assert ja4ref.ja4(data, "q") == p.quic_ja4 and p.quic_ja4.startswith("q13d")
+
+
+@pytest.mark.parametrize("resumption, lifetime_s, resumed", [(1.0, 7200, True), (0.0, 7200, False),
+                                                            (1.0, 30, False)])
+def test_a_repeat_connection_resumes(resumption, lifetime_s, resumed):
+    """Two connections of one session to one endpoint, the second opening 60 s after the
+    first's last answer: it resumes (PSK layouts and sizes, no signature in the server's
+    delay) if the share says so and the ticket still lives."""
+    one = _connection(1)
+    one[:5, WF_DEP] = -1, 0, 1, 2, 2  # hello, flight, Finished, ticket, first request
+    wd = np.concatenate([one, one])
+    n = one.shape[0]
+    var = np.zeros((1, tlsvar.VA_COLS), np.int64)
+    var[0, [tlsvar.VA_HELLO, tlsvar.VA_FLIGHT, tlsvar.VA_PSK_HELLO, tlsvar.VA_RESUMED_FLIGHT,
+            tlsvar.VA_H2, tlsvar.VA_RESUMES]] = 1788, 4700, 2050, 300, 1, 1
+    sc = tg.load_scenario("chat", [f"chat.resumption={resumption}",
+                                   f"chat.ticket_lifetime={lifetime_s}s"])
+    hosts = host_delays(sc, "chat", sc.chat, True)
+    z = np.zeros(2, np.int64)
+    cc = tls_conns(np.array([0, n]), np.array([n, n]), z, z, np.array([11, 12]), z,
+                   np.array([-1, 0]), np.array([0, 60 * 10**9]))
+    tlsvar.assign(wd, cc, np.uint64(1), np.array([1.0]), var, 1, 0, hosts)
+    assert list(wd[:2, WF_LAYOUT]) == [1, 2] and list(wd[:2, WF_BYTES]) == [1788, 4700]
+    second = list(wd[n:n + 2, WF_LAYOUT]), list(wd[n:n + 2, WF_BYTES])
+    assert second == (([4, 5], [2050, 300]) if resumed else ([1, 2], [1788, 4700]))
+    assert (wd[n + 3, WF_BYTES] < wd[3, WF_BYTES]) == resumed  # one ticket after a resumption
