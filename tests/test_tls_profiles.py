@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 import trafficgen as tg
+from trafficgen.classes.common import host_delays, tls_conns
 from trafficgen.config.scenario import Scenario
 from trafficgen.errors import TrafficgenError
 from trafficgen.kernels import tlsvar
 from trafficgen.kernels.chat import tls_wire
-from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
+from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
-from trafficgen.wire.profiles import PROFILES, client_hello, quic_hello
-from trafficgen.wire.tls import CombinedTemplates, Templates, Variant
+from trafficgen.wire.hello import GREASE_CODE, GREASE_OTHER, client_hello, permuted, quic_hello
+from trafficgen.wire.profiles import GREASE, PROFILES
+from trafficgen.wire.tls import COPIES, LAYOUTS, ORDERINGS, CombinedTemplates, Templates, Variant
 
 from . import ja4ref
 from .helpers import cli
@@ -86,16 +88,38 @@ def test_sni_alpn_and_no_sni():
 
 def test_template_table_layouts():
     v = [Variant("chrome", "chatgpt.com"), Variant("python", "api.openai.com")]
-    t = Templates(v, 4600)
-    assert t.length.shape[0] == 1 + 3 * len(v)
-    hello1 = bytes(t.data[t.start[4]:t.start[4] + t.length[4]])
+    t = Templates(v, 4600, psk=214)
+    assert t.length.shape[0] == 1 + LAYOUTS * len(v)
+    hello1 = bytes(t.data[t.start[6]:t.start[6] + t.length[6]])  # variant 1's ClientHello
     assert ja4ref.details(ja4ref.parse_client_hello(hello1))["sni"] == "api.openai.com"
+    psk1 = bytes(t.data[t.start[9]:t.start[9] + t.length[9]])  # ... and its resumption's
+    exts = [e for e, _ in ja4ref.parse_client_hello(psk1)["exts"]]
+    assert exts[-1] == 0x0029 and 0x002D in exts and 0x0015 not in exts  # PSK last, no padding
+    # chrome's hello: ORDERINGS copies (extension orders), one picked per connection
+    assert t.start[2] - t.start[1] == ORDERINGS * t.length[1]
+    assert t.mask[t.start[1]] == COPIES | (ORDERINGS.bit_length() - 1)
     c = CombinedTemplates([t, t])
     assert c.length.shape[0] == 1 + 2 * CombinedTemplates.PER_MODEL
-    assert c.length[CombinedTemplates.PER_MODEL + 4] == t.length[4]
+    assert c.length[CombinedTemplates.PER_MODEL + 6] == t.length[6]
     assert 1 + 7 * CombinedTemplates.PER_MODEL <= 256  # layout ids are one byte
-    with pytest.raises(TrafficgenError, match="at most 12"):
-        Templates([Variant("chrome", f"h{i}.example.com") for i in range(13)], 4600)
+    with pytest.raises(TrafficgenError, match="at most 7"):
+        Templates([Variant("chrome", f"h{i}.example.com") for i in range(8)], 4600)
+
+
+def test_chrome_permutes_and_greases_per_connection():
+    """Chrome's orderings keep GREASE first and last, every other extension once, and one
+    JA4 (it sorts); GREASE values are per-connection mask codes, fixed in a plain hello."""
+    p = PROFILES["chrome"]
+    orders = {permuted(p, i) for i in range(1, ORDERINGS + 1)}
+    assert len(orders) == ORDERINGS
+    for o in orders:
+        assert o[0] == o[-1] == GREASE and sorted(o) == sorted(p.extensions)
+    data, mask = client_hello(p, "chatgpt.com", order=5, drawn=True)
+    # cipher, group, key share, version, first extension; the last extension (GREASE_OTHER)
+    assert mask.count(GREASE_CODE) == 2 * 5 and mask.count(GREASE_OTHER) == 2
+    fixed = [client_hello(p, "chatgpt.com", order=i)[0] for i in (1, 2, 3)]
+    assert len({ja4ref.ja4(d) for d in fixed}) == 1 and ja4ref.ja4(fixed[0]) == p.ja4
+    assert permuted(PROFILES["firefox"], 7) == PROFILES["firefox"].extensions
 
 
 def test_scenarios_choose_profiles_and_services():
@@ -161,8 +185,12 @@ def test_http_framing_sizes(h2):
     wd0 = _connection(3)
     wd = wd0.copy()
     one = np.zeros(1, np.int64)
-    tlsvar.assign(wd, one, np.array([wd.shape[0]]), one, one, np.uint64(1), np.array([1.0]),
-                  np.array([1788]), np.array([4700]), np.array([h2]), 1, 36)
+    var = np.zeros((1, tlsvar.VA_COLS), np.int64)
+    var[0, [tlsvar.VA_HELLO, tlsvar.VA_FLIGHT, tlsvar.VA_H2]] = 1788, 4700, h2
+    sc = tg.load_scenario("chat")
+    cc = tls_conns(one, np.array([wd.shape[0]]), one, one, one, None, None, None)
+    tlsvar.assign(wd, cc, np.uint64(1), np.array([1.0]), var, 1, 36,
+                  host_delays(sc, "chat", sc.chat, True))
     assert list(wd[:3, WF_LAYOUT]) == [37, 38, 39] and list(wd[:3, WF_BYTES][:2]) == [1788, 4700]
     grow = wd[:, WF_BYTES] - wd0[:, WF_BYTES]
     req = np.flatnonzero(wd[:, WF_PHASE] == PH_REQUEST)
@@ -209,3 +237,29 @@ def test_quic_hello_of_each_http3_stack_and_its_documented_ja4(name):
     assert 0x0039 in types and not TCP_ONLY & set(types)
     assert [e for e in types if e != 0x0039] == [e for e, _ in tcp["exts"] if e not in TCP_ONLY]
     assert ja4ref.ja4(data, "q") == p.quic_ja4 and p.quic_ja4.startswith("q13d")
+
+
+@pytest.mark.parametrize("resumption, lifetime_s, resumed", [(1.0, 7200, True), (0.0, 7200, False),
+                                                            (1.0, 30, False)])
+def test_a_repeat_connection_resumes(resumption, lifetime_s, resumed):
+    """Two connections of one session to one endpoint, the second opening 60 s after the
+    first's last answer: it resumes (PSK layouts and sizes, no signature in the server's
+    delay) if the share says so and the ticket still lives."""
+    one = _connection(1)
+    one[:5, WF_DEP] = -1, 0, 1, 2, 2  # hello, flight, Finished, ticket, first request
+    wd = np.concatenate([one, one])
+    n = one.shape[0]
+    var = np.zeros((1, tlsvar.VA_COLS), np.int64)
+    var[0, [tlsvar.VA_HELLO, tlsvar.VA_FLIGHT, tlsvar.VA_PSK_HELLO, tlsvar.VA_RESUMED_FLIGHT,
+            tlsvar.VA_H2, tlsvar.VA_RESUMES]] = 1788, 4700, 2050, 300, 1, 1
+    sc = tg.load_scenario("chat", [f"chat.resumption={resumption}",
+                                   f"chat.ticket_lifetime={lifetime_s}s"])
+    hosts = host_delays(sc, "chat", sc.chat, True)
+    z = np.zeros(2, np.int64)
+    cc = tls_conns(np.array([0, n]), np.array([n, n]), z, z, np.array([11, 12]), z,
+                   np.array([-1, 0]), np.array([0, 60 * 10**9]))
+    tlsvar.assign(wd, cc, np.uint64(1), np.array([1.0]), var, 1, 0, hosts)
+    assert list(wd[:2, WF_LAYOUT]) == [1, 2] and list(wd[:2, WF_BYTES]) == [1788, 4700]
+    second = list(wd[n:n + 2, WF_LAYOUT]), list(wd[n:n + 2, WF_BYTES])
+    assert second == (([4, 5], [2050, 300]) if resumed else ([1, 2], [1788, 4700]))
+    assert (wd[n + 3, WF_BYTES] < wd[3, WF_BYTES]) == resumed  # one ticket after a resumption

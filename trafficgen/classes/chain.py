@@ -146,7 +146,9 @@ class ChainModel(SessionModel):
         wd = np.empty((int(c_nw.sum()), WF_COLS), np.int64)
         kch.writes(cm, order, cn, c_call0, c_ncalls, self.replies, c_w0, c_wn, wd)
         self.tls.apply(wd, c_w0, c_wn, s_client[cn[:, kch.CN_SESSION]],
-                       cn[:, kch.CN_SERVICE] - self.endpoint0, self.layout_base, self.variant_first)
+                       cn[:, kch.CN_SERVICE] - self.endpoint0, self.layout_base, self.variant_first,
+                       seed=cn[:, kch.CN_ISN0] | (cn[:, kch.CN_ISN1] << 32),
+                       session=cn[:, kch.CN_SESSION], open_at=cn[:, kch.CN_OPEN])
         C = cn.shape[0]
         c = {"session": cn[:, kch.CN_SESSION], "open_dep": np.full(C, -1, np.int64),
              "open_at": cn[:, kch.CN_OPEN], "rtt": cn[:, kch.CN_RTT], "w0": c_w0, "wn": c_wn,

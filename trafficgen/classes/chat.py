@@ -119,7 +119,9 @@ class ChatModel(SessionModel):
         if adjust is not None:
             adjust(s_client, r, c, wd)
         self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],
-                       np.zeros(c["w0"].shape[0], np.int64), self.layout_base)
+                       np.zeros(c["w0"].shape[0], np.int64), self.layout_base,
+                       seed=c_isn[:, 0] | (c_isn[:, 1] << 32), session=c["session"],
+                       open_dep=c["open_dep"], open_at=c["open_at"])
         c_os = np.stack([self.tls.client_os(s_client[c["session"]]), np.zeros(C, np.int64)], 1)
         return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
                                  packets=self.packets, c_os=c_os)

@@ -171,12 +171,14 @@ class MediaModel:
         c_wn = np.empty(C, np.int64)
         kv.ws_close(c_w0, c_next, tend, wd, c_wn)
         sess = np.concatenate((vs["sess"][ws], fs["sess"]))
-        self.tls.apply(wd, c_w0, c_wn, s_client[sess], np.zeros(C, np.int64), self.layout_base)
+        keys = np.concatenate((vk[ws], fk))
+        self.tls.apply(wd, c_w0, c_wn, s_client[sess], np.zeros(C, np.int64), self.layout_base,
+                       seed=keys.view(np.int64), session=sess,
+                       open_at=np.concatenate((vs["start"][ws], fs["start"])))
         rtt = np.concatenate((vs["rtt"][ws], fs["rtt"]))
         c = {"session": sess, "open_dep": np.full(C, -1, np.int64),
              "open_at": np.concatenate((vs["start"][ws], fs["start"])),
              "rtt": rtt, "w0": c_w0, "wn": c_wn}
-        keys = np.concatenate((vk[ws], fk))
         c_isn = np.stack([(keys >> np.uint64(s)).astype(np.int64) & 0xFFFFFFFF for s in (0, 32)], 1)
         c_ipid = np.stack([(keys >> np.uint64(s)).astype(np.int64) & 0xFFFF for s in (7, 23)], 1)
         c["jitter"] = ((keys >> np.uint64(40)) % np.uint64(100_000_000)).astype(np.int64)

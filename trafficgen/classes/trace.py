@@ -10,7 +10,8 @@ Chat-shaped classes: rows sharing a ``session`` are the turns of one session (in
 else each row is a session of one turn. A turn within ``keepalive`` of the one before reuses
 its connection, else it opens a new one. Every request is sent at its row's time exactly:
 its connection opens early enough that the TCP and TLS handshakes are done by then (twice the
-path's RTT plus the handshake's bytes and a 2 ms margin), and the upload is ready at the row's
+path's RTT plus the handshake's bytes, the hosts' handshake delays at their longest and a 2 ms
+margin), and the upload is ready at the row's
 time (``W_ABS``); at a server-side tap the upload leaves half an RTT early so it is *seen* at
 the row's time. A request table's ``start_ns`` is then the row's time at every tap.
 A turn due while the previous reply still streams is sent at its time (the replies queue, as
@@ -22,6 +23,8 @@ tokens: the prompt minus the row's cached prefix (Mooncake hash_ids), or as the 
 prefix-cache model draws it where the trace has none.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -100,8 +103,18 @@ class TraceChatModel(ChatModel):
         their bytes at the access link, a margin; at a server-side tap also the upload's
         one-way delay (it leaves that much before it is seen)."""
         ns_per_byte = 8e9 / self.topo.bandwidth_bps
-        lead = 2 * rtt + HANDSHAKE_MARGIN_NS + int(HANDSHAKE_BYTES * ns_per_byte)
+        lead = 2 * rtt + HANDSHAKE_MARGIN_NS + int(HANDSHAKE_BYTES * ns_per_byte) + self.hosts_lead()
         return lead + (rtt // 2 if self.side == 1 else 0)
+
+    def hosts_lead(self) -> int:
+        """The hosts' handshake delays at their longest (each distribution's max, or its
+        1 - 1e-6 quantile if it has none): the client's TLS setup and Finished, the server's
+        key exchange, ML-KEM and signature (kernels/tlsvar.py), so no request waits on them."""
+        p = self.params
+        names = ("client_hello_delay", "client_finished_delay", "server_kex_delay",
+                 "server_mlkem_delay", "server_sign_delay")
+        return int(sum(d.hi if math.isfinite(d.hi) else d.quantile(1 - 1e-6)
+                       for d in (getattr(p, n) for n in names)))
 
     def window(self, t0: int, t1: int) -> EpochSchedule:
         """Every flow, request and packet of the trace's sessions whose first connection

@@ -181,10 +181,36 @@ HTTP_KEYS = (
     Key("chunk_overhead_bytes", size_in(0, 16000), help="SSE and HTTP/2 DATA framing around a chunk of tokens"),
     Key("tokens_per_chunk", int_in(1, 4096), help="tokens per streamed chunk"),
 )
+# The hosts' TLS and HTTP delays, drawn per event (kernels/tlsvar.py); defaults (est) from
+# ../MODELS.md "TLS 1.3 server compute" (openssl speed figures on one core); the scenarios in
+# models/ set them with their sources.
+HOST_DELAY_KEYS = (
+    Key("client_hello_delay", dist("duration"), {"median": "150us", "p90": "400us", "max": "20ms"},
+        "connection up -> the client's ClientHello (its TLS library's setup)"),
+    Key("client_finished_delay", dist("duration"), {"median": "200us", "p90": "500us", "max": "20ms"},
+        "the server's flight received -> the client's Finished (certificate checks, key schedule)"),
+    Key("request_delay", dist("duration"), {"median": "60us", "p90": "250us", "max": "20ms"},
+        "the client's Finished (or, in plaintext, connection up) -> its first request"),
+    Key("server_kex_delay", dist("duration"), {"median": "70us", "p90": "110us", "max": "5ms"},
+        "the server's X25519 key exchange and key schedule"),
+    Key("server_mlkem_delay", dist("duration"), {"median": "40us", "p90": "65us", "max": "5ms"},
+        "added for a hybrid X25519MLKEM768 share: the ML-KEM-768 encapsulation"),
+    Key("server_sign_delay", dist("duration"), {"median": "60us", "p90": "95us", "max": "10ms"},
+        "the server's CertificateVerify signature (ECDSA P-256; RSA-2048 is ~1 ms); none when resumed"),
+    Key("ticket_delay", dist("duration"), {"median": "30us", "p90": "80us", "max": "5ms"},
+        "the client's Finished received -> the server's NewSessionTicket"),
+    Key("parse_delay", dist("duration"), {"median": "150us", "p90": "500us", "max": "50ms"},
+        "a request received -> the server starts on it (HTTP parsing, routing)"),
+)
 TLS_KEYS = (
     Key("client_hello_bytes", size_in(64, 16000), 1750, "unused: the client profile sets the size"),
     Key("server_flight_bytes", size_in(64, 1 << 20), help="ServerHello to server Finished"),
     Key("session_ticket_bytes", size_in(0, 16000), help="the NewSessionTicket records after the handshake"),
+    *HOST_DELAY_KEYS,
+    Key("resumption", float_in(0.0, 1.0), 1.0, "share of repeat connections (a client to a service "
+        "within a ticket's lifetime) that resume with a PSK, for client profiles that resume"),
+    Key("ticket_lifetime", bounded(parse_duration, 10**9, 7 * 86_400 * 10**9, seconds), "2h",
+        "how long a session ticket can be used (RFC 8446: at most 7 days)"),
 )
 _CLIENT_PROFILES = Key("client_profiles", _profiles, help="the clients' TLS stacks, with their shares")
 SERVICE_NAME_KEYS = (

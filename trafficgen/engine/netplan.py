@@ -53,7 +53,8 @@ def quic_hellos(templates) -> tuple[list, np.ndarray]:
     """The QUIC ClientHellos of the template table's variants whose client profile speaks
     HTTP/3: [((bytes, mask), hybrid), ...] and, per layout (uint8), the index of the variant's
     hello for its ClientHello and server-flight layouts (-1 for none)."""
-    from trafficgen.wire.profiles import profile, quic_hello
+    from trafficgen.wire.hello import quic_hello
+    from trafficgen.wire.profiles import profile
     of_layout = np.full(256, -1, np.int16)
     hellos, index = [], {}
     for lay, var in sorted(getattr(templates, "hello_variant", {}).items()):

@@ -39,7 +39,8 @@ KEEPALIVE_PLAIN = 9 + 13  # HTTP/2 DATA frame header + ": keep-alive\n\n"
 BASE64 = 4.0 / 3.0
 # write layouts: how the frame kernel fills a write's bytes (see kernels/frames.py)
 L_APPDATA, L_CLIENT_HELLO, L_SERVER_FLIGHT, L_CLIENT_FINISHED = 0, 1, 2, 3
-# processing delays (ns)
+# nominal host delays (ns): a TLS connection's are drawn per connection in its place
+# (kernels/tlsvar.py: assign); the chain kernels' planning bounds use these
 D_CLIENT_HELLO, D_SERVER_FLIGHT, D_CLIENT_FIN, D_TICKET, D_REQUEST = 50_000, 300_000, 150_000, 50_000, 10_000
 
 ChatParams = namedtuple("ChatParams", [

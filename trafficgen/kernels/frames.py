@@ -32,11 +32,7 @@ from .headers import (
     IP4_TTL,
     IP4_VER_IHL,
     IP4_VER_IHL_20,
-    PCAP_INCL_LEN,
-    PCAP_ORIG_LEN,
     PCAP_REC,
-    PCAP_TS_FRAC,
-    PCAP_TS_SEC,
     TCP_ACK,
     TCP_CSUM,
     TCP_DPORT,
@@ -65,12 +61,17 @@ from .stacks import (
     syn_window,
     tcp_options,
 )
-from .wire import fold, put16, put32, sum16
+from .wire import fold, pcap_record, put16, put32, sum16
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
 ECHO = 4  # TLS templates' mask code: pool byte ``tpl`` past the flow's echo offset (session ids)
 ECHO_SALT = 0x5E55101D
+# TLS templates' per-connection choices (wire/profiles.py, wire/tls.py), from pool bytes past
+# the flow's echo offset: GREASE values (mask GREASE: (byte ``tpl`` & 0xF0) | 0x0A; GREASE_OTHER:
+# the same, moved by 0x10 when equal to the byte before's), and which of a template's copies
+# (first byte's mask COPIES | j: 2**j copies; two bytes at COPY_SEED pick one)
+GREASE, GREASE_OTHER, COPIES, COPY_SEED = 6, 7, 0x40, 48
 TEXT = np.frombuffer(b"etaoinshrdlucmfwypvbgkjqxz etaoinshrd ", np.uint8).copy()
 WIN_SCALED = 2052  # x 2**7 = 262,656 bytes (the emulator's receive window)
 WSCALE = 7
@@ -123,19 +124,6 @@ def _mac(buf, o, kind, ip, gw_mac):
         buf[o] = 0x02
         buf[o + 1] = kind - 1
         put32(buf, o + 2, ip)
-
-
-@inline
-def pcap_record(out, o, t, wl):
-    """A pcap record header at ``o``: time ``t`` (ns since the epoch), ``wl`` bytes captured of
-    ``wl``."""
-    sec = t // 1_000_000_000
-    nsec = t - sec * 1_000_000_000
-    for k in range(4):
-        out[o + PCAP_TS_SEC + k] = (sec >> (8 * k)) & 0xFF
-        out[o + PCAP_TS_FRAC + k] = (nsec >> (8 * k)) & 0xFF
-        out[o + PCAP_INCL_LEN + k] = (wl >> (8 * k)) & 0xFF
-        out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF
 
 
 def encode(out, pcap, start_ns, rows, flows, gw_mac, mss, payloads, offsets):
@@ -314,10 +302,19 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, payloads):
         return
     if segoff < plen_t:
         t0 = tpl_start[lay]
+        m0 = tpl_mask[t0]
+        if m0 & COPIES and m0 < PLAIN:  # one of 2**j copies, per connection
+            pick = np.int64(pool[echo_off + COPY_SEED]) | (np.int64(pool[echo_off + COPY_SEED + 1]) << 8)
+            t0 += plen_t * (pick & ((np.int64(1) << (m0 & 0xF)) - 1))
         for k in range(segoff, min(plen_t, segoff + n)):
             m = tpl_mask[t0 + k]
             if m == ECHO:
                 out[pl + k - segoff] = pool[echo_off + tpl[t0 + k]]
+            elif m == GREASE or m == GREASE_OTHER:
+                g = (pool[echo_off + tpl[t0 + k]] & 0xF0) | 0x0A
+                if m == GREASE_OTHER and g == (pool[echo_off + tpl[t0 + k] - 1] & 0xF0) | 0x0A:
+                    g ^= 0x10
+                out[pl + k - segoff] = g
             elif m:
                 out[pl + k - segoff] = tpl[t0 + k]
     # TLS application-data record headers after the prefix

@@ -2,6 +2,7 @@
 (RFC 1071) as a ones'-complement sum that LLVM vectorises."""
 import numpy as np
 
+from .headers import PCAP_INCL_LEN, PCAP_ORIG_LEN, PCAP_TS_FRAC, PCAP_TS_SEC
 from .jit import inline
 
 
@@ -52,3 +53,16 @@ def fold(s):
     while s >> np.uint64(16):
         s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
     return (~np.int64(s)) & 0xFFFF
+
+
+@inline
+def pcap_record(out, o, t, wl):
+    """A pcap record header at ``o``: time ``t`` (ns since the epoch), ``wl`` bytes captured of
+    ``wl``."""
+    sec = t // 1_000_000_000
+    nsec = t - sec * 1_000_000_000
+    for k in range(4):
+        out[o + PCAP_TS_SEC + k] = (sec >> (8 * k)) & 0xFF
+        out[o + PCAP_TS_FRAC + k] = (nsec >> (8 * k)) & 0xFF
+        out[o + PCAP_INCL_LEN + k] = (wl >> (8 * k)) & 0xFF
+        out[o + PCAP_ORIG_LEN + k] = (wl >> (8 * k)) & 0xFF

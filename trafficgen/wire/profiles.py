@@ -1,14 +1,14 @@
 """Client profiles: what a named TLS client stack puts in its ClientHello, as data.
 
 Each profile is a row of cipher suites, extension order, groups, key shares, signature
-algorithms, supported versions, ALPN offer, GREASE and padding behaviour; ``client_hello``
-turns a profile, a server name and an ALPN offer into a ClientHello record with holes (mask 0)
-for what a real client draws per connection (random, session id, key shares, ECH GREASE), so
-the frame encoder fills them from the random pool and bytes stay a function of the seed.
+algorithms, supported versions, ALPN offer, GREASE and padding behaviour; ``wire.hello`` turns
+a profile, a server name and an ALPN offer into a ClientHello record with holes (mask 0) for
+what a real client draws per connection (random, session id, key shares, ECH GREASE), so the
+frame encoder fills them from the random pool and bytes stay a function of the seed.
 
-GREASE values (RFC 8701) are fixed per position (a real browser draws them per connection;
-JA4 ignores them either way), and Chrome's extension order is one fixed permutation (Chrome
-shuffles per connection; JA4 sorts extensions, so the fingerprint is the same).
+GREASE values (RFC 8701) are drawn per connection where a stack has them, and the stacks in
+``PERMUTED`` (Chrome 110+) shuffle their extension order per connection (``hello.permuted``);
+JA4 ignores GREASE and sorts extensions, so the fingerprint is the profile's either way.
 
 ``ja4`` is the JA4 fingerprint (FoxIO) of the profile's ClientHello with a server name and its
 default ALPN: tests compute it with an independent parser and read it back from nDPI.
@@ -20,7 +20,7 @@ published for those browsers (t13d1516h2_8daaf6152771_d8a2da3f94cd,
 t13d1717h2_5b57614c22b0_3cbfd9057e0d); ``okhttp`` is modelled on OkHttp 4 over Android's
 Conscrypt (BoringSSL without GREASE) and is not checked against a capture.
 
-``quic_hello`` is the ClientHello a profile with an HTTP/3 stack (``h3``: chrome, firefox)
+``hello.quic_hello`` is the ClientHello a profile with an HTTP/3 stack (``h3``: chrome, firefox)
 sends in QUIC Initials, derived from its TCP one (``quic_extensions``, ``quic_suites``);
 ``quic_ja4`` its JA4 ("q..."). OkHttp, curl and httpx have no HTTP/3. The session id (mask
 ECHO) is bytes the ServerHello template echoes.
@@ -28,7 +28,6 @@ ECHO) is bytes the ServerHello template echoes.
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass
 
 from trafficgen.errors import TrafficgenError
@@ -41,6 +40,7 @@ SHARE_LEN = {X25519MLKEM768: 1216, X25519: 32, SECP256R1: 65, SECP384R1: 97}
 SNI, STATUS, GROUPS, ECPF, SIGALGS, ALPN, SCT, PADDING, ETM, EMS, COMPRESS, RSL = (
     0x0000, 0x0005, 0x000A, 0x000B, 0x000D, 0x0010, 0x0012, 0x0015, 0x0016, 0x0017, 0x001B, 0x001C)
 DELEG, TICKET, VERSIONS, PSK_MODES, PHA, KEY_SHARE = 0x0022, 0x0023, 0x002B, 0x002D, 0x0031, 0x0033
+PSK = 0x0029  # pre_shared_key: a resumption's last extension (``client_hello(psk=...)``)
 ALPS, ECH, RENEG, QUIC_TP = 0x44CD, 0xFE0D, 0xFF01, 0x0039
 # what a stack leaves out of its ClientHello over QUIC (RFC 9001: TLS 1.3 only, no TLS records):
 # TLS 1.2's extended master secret, renegotiation info, EC point formats, session tickets,
@@ -131,9 +131,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 PROFILE_OS: dict[str, tuple[tuple[int, float], ...]] = {
     "chrome": ((2, 0.72), (3, 0.20), (0, 0.08)), "firefox": ((2, 0.70), (3, 0.12), (0, 0.18)),
     "curl": ((0, 1.0),), "python": ((0, 1.0),), "okhttp": ((1, 1.0),)}
+# stacks that permute their extensions per connection (Chrome 110+ turns BoringSSL's on)
+PERMUTED = ("chrome",)
 MAX_PROFILES = 4  # per class: the engine's template table has room for so many per endpoint
 ECH_PAYLOAD = 208  # the GREASE ECH payload's length (BoringSSL and NSS pick one of a few)
-_GREASE_VALUES = (0x0A0A, 0x3A3A, 0x5A5A, 0x7A7A, 0x9A9A, 0xBABA, 0xDADA, 0xFAFA)
 _HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -158,188 +159,6 @@ def check_alpn(v) -> tuple[str, ...]:
             isinstance(x, str) and 0 < len(x) < 256 and x.isascii() and x.isprintable() for x in v):
         raise ValueError(f"expected a list of ALPN protocol names like ['h2', 'http/1.1'], got {v!r}")
     return tuple(v)
-
-
-ECHO = 4  # mask code: a per-connection byte both ends share (kernels/frames.py: ECHO)
-
-
-class Buf:
-    """Bytes with a parallel mask: 1 = fixed template byte, 0 = random hole, ECHO = byte
-    ``data`` of the connection's echo bytes (the same in both directions' templates)."""
-
-    def __init__(self):
-        self.data, self.mask = bytearray(), bytearray()
-
-    def fixed(self, b: bytes):
-        self.data += b
-        self.mask += b"\x01" * len(b)
-
-    def hole(self, n: int):
-        self.data += b"\x00" * n
-        self.mask += b"\x00" * n
-
-    def echo(self, n: int):
-        self.data += bytes(range(n))
-        self.mask += bytes([ECHO]) * n
-
-    def __iadd__(self, other: "Buf"):
-        self.data += other.data
-        self.mask += other.mask
-        return self
-
-
-def _u16s(vals) -> bytes:
-    return struct.pack(f"!{len(vals)}H", *vals)
-
-
-def vec16(body: bytes) -> bytes:
-    return struct.pack("!H", len(body)) + body
-
-
-def _greased(vals, grease: int) -> tuple[int, ...]:
-    return tuple(grease if v == GREASE else v for v in vals)
-
-
-def _ext_body(p: Profile, t: int, sni: bytes, alpn: tuple[str, ...], g, quic: bool) -> Buf:
-    """Extension ``t``'s body for profile ``p`` (``g(i)``: the i-th GREASE value; ``quic``:
-    TLS 1.3 only, ALPS for h3)."""
-    b = Buf()
-    if t == SNI:
-        b.fixed(vec16(b"\x00" + vec16(sni)))
-    elif t == ALPN:
-        b.fixed(vec16(b"".join(bytes([len(a)]) + a.encode() for a in alpn)))
-    elif t == GROUPS:
-        b.fixed(vec16(_u16s(_greased(p.groups, g(1)))))
-    elif t == ECPF:
-        b.fixed(p.ecpf)
-    elif t == SIGALGS:
-        b.fixed(vec16(_u16s(p.sigalgs)))
-    elif t == VERSIONS:
-        v = _u16s(_greased([x for x in p.versions if not quic or x in (GREASE, 0x0304)], g(2)))
-        b.fixed(bytes([len(v)]) + v)
-    elif t == PSK_MODES:
-        b.fixed(b"\x01\x01")
-    elif t == RENEG:
-        b.fixed(b"\x00")
-    elif t == STATUS:
-        b.fixed(b"\x01\x00\x00\x00\x00")
-    elif t == COMPRESS:
-        b.fixed(bytes([2 * len(p.compress)]) + _u16s(p.compress))
-    elif t == ALPS:
-        b.fixed(vec16(b"\x02h3" if quic else b"\x02h2"))
-    elif t == DELEG:
-        b.fixed(vec16(_u16s((0x0403, 0x0503, 0x0603, 0x0203))))
-    elif t == RSL:
-        b.fixed(b"\x40\x01")
-    elif t == KEY_SHARE:
-        shares = [(g(1) if s == GREASE else s, 1 if s == GREASE else SHARE_LEN[s]) for s in p.shares]
-        b.fixed(struct.pack("!H", sum(4 + n for _, n in shares)))
-        for group, n in shares:
-            b.fixed(struct.pack("!HH", group, n))
-            if n == 1:
-                b.fixed(b"\x00")  # a GREASE share is one zero byte (BoringSSL)
-            else:
-                b.hole(n)
-    elif t == ECH:  # GREASE ECH: outer, HKDF-SHA256 / AES-128-GCM, random id, enc, payload
-        b.fixed(b"\x00\x00\x01\x00\x01")
-        b.hole(1)
-        b.fixed(b"\x00\x20")
-        b.hole(32)
-        b.fixed(struct.pack("!H", ECH_PAYLOAD))
-        b.hole(ECH_PAYLOAD)
-    elif t not in (SCT, ETM, EMS, TICKET, PHA):  # the empty ones
-        raise AssertionError(f"no body for extension {t:#06x}")
-    return b
-
-
-def _hello_body(p: Profile, sni: str, alpn: tuple[str, ...], quic: bool) -> Buf:
-    """The ClientHello handshake message of ``p`` (type, length, body), over TCP or QUIC."""
-    grease = iter(_GREASE_VALUES)
-    gv = {}
-
-    def g(i):
-        return gv.setdefault(i, next(grease))
-    n_grease_ext = 0
-    exts = Buf()
-    for t in (quic_extensions(p) if quic else p.extensions):
-        if t == PADDING or (t == SNI and not sni):
-            continue
-        if t == GREASE:
-            n_grease_ext += 1
-            last = n_grease_ext > 1
-            body = b"\x00" if last else b""
-            exts.fixed(struct.pack("!HH", g(10 + n_grease_ext), len(body)) + body)
-            continue
-        body = _quic_params() if t == QUIC_TP else _ext_body(p, t, sni.encode(), alpn, g, quic)
-        exts.fixed(struct.pack("!HH", t, len(body.data)))
-        exts += body
-    suites = _u16s(_greased(quic_suites(p) if quic else p.suites, g(0)))
-    sid = 0 if quic else 32  # RFC 9001 8.4: a QUIC ClientHello's legacy_session_id is empty
-    # handshake: type+len 4, version 2, random 32, session id, suites, compression 2, exts
-    hs_len = 4 + 2 + 32 + 1 + sid + 2 + len(suites) + 2 + 2 + len(exts.data)
-    if p.pad512 and not quic and 0xFF < hs_len < 0x200:
-        pad = max(0x200 - hs_len - 4, 1)
-        exts.fixed(struct.pack("!HH", PADDING, pad) + b"\x00" * pad)
-        hs_len += 4 + pad
-    b = Buf()
-    b.fixed(struct.pack("!I", (1 << 24) | (hs_len - 4)) + b"\x03\x03")
-    b.hole(32)
-    b.fixed(bytes([sid]))
-    b.echo(sid)  # legacy_session_id: the server echoes it
-    b.fixed(vec16(suites) + b"\x01\x00" + struct.pack("!H", len(exts.data)))
-    b += exts
-    assert len(b.data) == hs_len
-    return b
-
-
-def client_hello(p: Profile, sni: str, alpn: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
-    """Profile ``p``'s ClientHello record (bytes, mask) to ``sni`` ("" for none) offering
-    ``alpn`` (() for the profile's own offer)."""
-    body = _hello_body(p, sni, alpn or p.alpn, False)
-    b = Buf()
-    b.fixed(struct.pack("!BHH", 0x16, 0x0301, len(body.data)))
-    b += body
-    return bytes(b.data), bytes(b.mask)
-
-
-def quic_extensions(p: Profile) -> tuple[int, ...]:
-    """``p``'s extensions over QUIC: its TCP order less NOT_OVER_QUIC, with the QUIC transport
-    parameters before ECH (or last; GREASE stays last)."""
-    exts = [t for t in p.extensions if t not in NOT_OVER_QUIC]
-    at = exts.index(ECH) if ECH in exts else len(exts) - (exts[-1] == GREASE)
-    return tuple(exts[:at] + [QUIC_TP] + exts[at:])
-
-
-def quic_suites(p: Profile) -> tuple[int, ...]:
-    """``p``'s cipher suites over QUIC: the TLS 1.3 ones (and its GREASE value)."""
-    return tuple(s for s in p.suites if s == GREASE or s >> 8 == 0x13)
-
-
-SCID = 5  # mask code: byte ``data`` of the client's source connection id (quic_initial)
-CID_LEN = 8
-
-
-def _quic_params() -> Buf:
-    """quic_transport_parameters (RFC 9000 18.2): idle timeout 30 s, max UDP payload 1472,
-    connection and stream flow-control windows (16 MiB, 6 MiB), 100 bidi / 103 uni streams,
-    initial_source_connection_id (the client's SCID, mask SCID)."""
-    b = Buf()
-    b.fixed(bytes.fromhex("01048000753003024" "5c004048100000005048060000006048060000007048060000008"
-                          "024064090240670f") + bytes([CID_LEN]))
-    b.data += bytes(range(CID_LEN))
-    b.mask += bytes([SCID]) * CID_LEN
-    return b
-
-
-def quic_hello(p: Profile, sni: str) -> tuple[bytes, bytes]:
-    """Profile ``p``'s ClientHello as its stack sends it in QUIC Initials (the handshake
-    message: QUIC has no TLS records) to ``sni``, ALPN h3: TLS 1.3 suites only, no session id,
-    no TLS 1.2 extensions or padding (the Initial pads), plus quic_transport_parameters.
-    Mask: 1 fixed, 0 random, SCID the client's connection id."""
-    if not p.h3:
-        raise TrafficgenError(f"client profile {p.name!r} has no HTTP/3 stack")
-    b = _hello_body(p, sni, ("h3",), True)
-    return bytes(b.data), bytes(b.mask)
 
 
 def check_profiles(v) -> tuple[tuple[str, float], ...]:

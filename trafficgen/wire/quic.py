@@ -19,7 +19,7 @@ import numpy as np
 from trafficgen.kernels import quic as kq
 from trafficgen.kernels.rng import fill_bytes
 
-from .profiles import SCID, vec16
+from .hello import SCID, vec16
 from .tls import GROUP_X25519, GROUP_X25519MLKEM768, HYBRID_SERVER_SHARE, X25519_SHARE, ext
 
 SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
