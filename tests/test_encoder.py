@@ -280,4 +280,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "21d0b188ff64f16cc0cc880f2235b2544845ec1abeb4d982ff61fa772219bf93"
+GOLDEN_SHA256 = "ea29c35fb36d0cbc0c93749a644fbd0e871a0a4fd2e18fbf8b214618a02e9e06"
