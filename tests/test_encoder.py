@@ -136,11 +136,21 @@ def expected_payload(flow, row) -> bytes:
     out = bytearray(POOL[off:off + n].tobytes())
     t0, tl = int(TEMPLATES.start[lay]), int(TEMPLATES.length[lay])
     echo = splitmix64_finaliser(int(flow["key"]) ^ 0x5E55101D) % (POOL.shape[0] - 65536)
+    first = int(TEMPLATES.mask[t0]) if tl else 0
+    if 0x40 <= first < 0x80:  # one of 2**j copies of the template (extension orders), per flow
+        pick = int(POOL[echo + 48]) | int(POOL[echo + 49]) << 8
+        t0 += tl * (pick % (1 << (first & 0xF)))
     for pos in range(seg, min(seg + n, tl)):
-        if TEMPLATES.mask[t0 + pos] == 4:  # echo bytes: per flow, the same both ways
-            out[pos - seg] = POOL[echo + int(TEMPLATES.data[t0 + pos])]
-        elif TEMPLATES.mask[t0 + pos]:
-            out[pos - seg] = TEMPLATES.data[t0 + pos]
+        mask, byte = int(TEMPLATES.mask[t0 + pos]), int(TEMPLATES.data[t0 + pos])
+        if mask == 4:  # echo bytes: per flow, the same both ways
+            out[pos - seg] = POOL[echo + byte]
+        elif mask in (6, 7):  # a GREASE byte (RFC 8701: 0x?A), drawn per flow; 7 differs from the one before
+            g = (int(POOL[echo + byte]) & 0xF0) | 0x0A
+            if mask == 7 and g == (int(POOL[echo + byte - 1]) & 0xF0) | 0x0A:
+                g ^= 0x10
+            out[pos - seg] = g
+        elif mask:
+            out[pos - seg] = byte
     app = wl - tl
     for rs in range(0, max(app, 0), REC_SPAN):
         header = bytes([0x17, 3, 3]) + struct.pack("!H", min(REC_SPAN, app - rs) - 5)
