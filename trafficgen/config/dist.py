@@ -98,6 +98,10 @@ class Dist:
             total += (p1 - p0) * (v0 if v1 == v0 else (v1 - v0) / math.log(v1 / v0))
         return total
 
+    def top(self) -> float:
+        """The largest value it gives (a lognormal without a max: its p90), for bounds."""
+        return self.hi if math.isfinite(self.hi) else self.quantile(0.9)
+
     def quantile(self, q: float) -> float:
         """The q-quantile (for documentation and tests; the kernels have their own)."""
         if self.kind == CONSTANT:

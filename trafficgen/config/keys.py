@@ -274,13 +274,27 @@ def size_in(lo: int, hi: int) -> Callable[[Any], int]:
 
 
 _UNIT_NOUNS = {"count": "numbers", "duration": "durations", "bytes": "sizes"}
+# The largest value a distribution of each unit may reach (its max, its last value, a constant;
+# a lognormal without a max: its p90): a delay of a day keeps every timestamp of a run inside
+# pcap's 32-bit seconds; ten million tokens and a GiB keep a request's packets within memory.
+DIST_MAX = {"count": 10**7, "duration": 86_400 * 10**9, "bytes": 1 << 30}
+_SHOW_MAX = {"count": "10000000", "duration": "1d", "bytes": "1GiB"}
+_WHY_MAX = {"count": "a request's packets must fit in memory",
+            "duration": "timestamps must stay within pcap's 32-bit seconds",
+            "bytes": "a request's packets must fit in memory"}
 
 
 def dist(unit: str, positive: bool = True) -> Callable[[Any], Dist]:
-    """A distribution of ``unit`` ("count", "duration" or "bytes"), above zero if ``positive``."""
-    @allows(f"a distribution of {_UNIT_NOUNS[unit]}" + ("" if positive else ", 0 allowed"))
+    """A distribution of ``unit`` ("count", "duration" or "bytes"), above zero if ``positive``,
+    reaching at most :data:`DIST_MAX` of its unit."""
+    @allows(f"a distribution of {_UNIT_NOUNS[unit]} up to {_SHOW_MAX[unit]}"
+            + ("" if positive else ", 0 allowed"))
     def conv(v) -> Dist:
-        return parse_dist(v, unit, positive)
+        d = parse_dist(v, unit, positive)
+        if d.top() > DIST_MAX[unit]:
+            raise ValueError(f"values must be at most {_SHOW_MAX[unit]} ({_WHY_MAX[unit]}), "
+                             f"got {v!r}")
+        return d
     return conv
 
 

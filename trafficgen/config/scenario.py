@@ -22,7 +22,7 @@ from trafficgen.schema import CLASSES
 
 from .catalog import builtin_dir, builtin_names
 from .hosts import HostsParams, default_hosts
-from .keys import parse_section
+from .keys import DIST_MAX, parse_section
 from .network import NETWORK, PLAIN, SECRET_KEYS, Network, build_network
 from .sections import (
     CLASS_SECTIONS,
@@ -246,6 +246,10 @@ def _build(data: dict, where: str) -> Scenario:
         if name not in SECTIONS:
             raise ConfigError(where, name, f"unknown section (allowed: {', '.join(SECTIONS)})")
     sc = parse_section(data, "scenario", SECTIONS["scenario"], where)
+    if sc["start_time"] + sc["duration"] + _PCAP_SLACK_NS > _PCAP_END_NS:
+        raise ConfigError(where, "scenario.start_time", "the run must end 7 days before "
+                          "2106-02-07T06:28:16Z (pcap's 32-bit seconds; the requests in flight "
+                          "finish after it): start earlier or shorten scenario.duration")
     _legacy_mtu(data, where)
     topo = parse_section(data, "topology", SECTIONS["topology"], where)
     if topo["client_count"] > topo["clients"].num_addresses:
@@ -271,6 +275,12 @@ def _build(data: dict, where: str) -> Scenario:
             and net.quic[CLASSES.index("multimodal")]:
         raise ConfigError(where, "network.quic", "multimodal's RTP voice flows are UDP already: "
                           "set multimodal.voice.rtp_share = 0 to carry multimodal over QUIC")
+    rag = params.get("rag")
+    if rag is not None and rag.top_k.top() * rag.chunk_tokens.top() > DIST_MAX["count"]:
+        raise ConfigError(where, "rag.chunk_tokens", f"a search returns up to "
+                          f"{rag.top_k.top() * rag.chunk_tokens.top():.0f} tokens (rag.top_k x "
+                          f"rag.chunk_tokens), over the limit of {DIST_MAX['count']} (a request's "
+                          "packets must fit in memory)")
     if "kv_transfer" in params:  # the IP MTU its RDMA path MTU must fit
         _check_kv(params["kv_transfer"], net.mtu - (20 if net.ip != "4" else 0), where)
     return Scenario(
@@ -325,6 +335,14 @@ def _check_kv(kv: KVParams, ip_mtu: int, where: str) -> None:
                           f"{kv.path_mtu} needs an IP MTU of at least {kv.path_mtu + 60}, the "
                           f"scenario's is {ip_mtu} (network.mtu): use "
                           f"{fits[-1] if fits else 'a larger network.mtu'} or raise network.mtu")
+    tokens = kv.prompt_tokens.top()
+    for key, secs in (("prefill_rate", tokens / kv.prefill_rate if kv.prefill_rate else 0.0),
+                      ("link_rate", tokens * kv.model.bytes_per_token * 8 / kv.link_rate)):
+        if secs > MAX_DELAY_NS / 1e9:
+            raise ConfigError(where, f"kv_transfer.{key}", f"a transfer of {tokens:.0f} tokens "
+                              f"(kv_transfer.prompt_tokens) would take {secs:.3g} s, over the "
+                              f"limit of a day (timestamps must fit pcap's 32-bit seconds): "
+                              f"raise kv_transfer.{key}")
     if set(kv.prefill_servers) & set(kv.decode_servers):
         raise ConfigError(where, "kv_transfer.decode_servers",
                           "must not share an address with kv_transfer.prefill_servers")
@@ -344,6 +362,11 @@ def _legacy_mtu(data: dict, where: str) -> None:
     except ValueError as e:
         raise ConfigError(where, "topology.mtu", str(e)) from None
     data["network"] = {**net, "mtu": topo.pop("mtu")}
+
+
+MAX_DELAY_NS = DIST_MAX["duration"]  # the longest delay a scenario's values may give
+_PCAP_END_NS = 2**32 * 10**9  # pcap's seconds are 32 bits
+_PCAP_SLACK_NS = 7 * 86_400 * 10**9  # room after the duration for the requests in flight
 
 
 _CLASS_DEFAULTS: dict[str, dict] = {}

@@ -1,0 +1,47 @@
+"""Issue 17's faults, each tried again: inputs beyond what the outputs can hold (times past
+pcap's 32-bit seconds, sizes past memory) and inputs that used to escape as unexpected errors
+are refused before any work with exit status 2 and one line naming the key and the limit."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .helpers import cli
+
+
+def refused(done: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit status 2 and exactly one line on stderr, starting 'error:', naming ``words``."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for w in words:
+        assert w in done.stderr, (w, done.stderr)
+
+
+SITE = '[{name="a", clients="10.0.0.0/24", client_count=3, rtt="100000d"}]'
+
+
+@pytest.mark.parametrize("scenario,override,words", [
+    ("chat", "topology.rtt=100000d", ("topology.rtt", "1d", "pcap")),
+    ("chat", f"topology.sites={SITE}", ("topology.sites", "1d", "pcap")),
+    ("kv-transfer", "kv_transfer.prefill_rate=1e-9/s", ("kv_transfer.prefill_rate", "a day", "pcap")),
+    ("chat", "scenario.start_time=2106-02-06T00:00:00Z", ("scenario.start_time", "2106-02-07")),
+])
+def test_times_past_what_pcap_holds_are_refused(tmp_path, scenario, override, words):
+    """Each of these wrote a capture whose timestamps wrapped or went back (and negative ts_ns
+    in the packet table), exit 0."""
+    done = cli("generate", scenario, "--duration", "2s", "-t", override, "-o", "x.pcap", cwd=tmp_path)
+    refused(done, *words)
+    assert not (tmp_path / "x.pcap").exists()
+
+
+@pytest.mark.parametrize("scenario,override,words", [
+    ("chat", "chat.prompt_tokens=1e12", ("chat.prompt_tokens", "10000000", "memory")),
+    ("rag", "rag.chunk_tokens=1e9", ("rag.chunk_tokens", "10000000", "memory")),
+    ("rag", "rag.chunk_tokens=5e6", ("rag.chunk_tokens", "rag.top_k", "10000000")),
+])
+def test_sizes_past_memory_are_refused(tmp_path, scenario, override, words):
+    """``chat.prompt_tokens=1e12`` asked for 6.7 TiB (an unexpected MemoryError, exit 1); large
+    ``rag.chunk_tokens`` never finished."""
+    done = cli("generate", scenario, "--duration", "2s", "-t", override, "-o", "x.pcap", cwd=tmp_path)
+    refused(done, *words)
