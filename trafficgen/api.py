@@ -22,6 +22,7 @@ from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.engine.batch import Batch, first_packets
 from trafficgen.engine.build import check_batch, make_engine, stop_at_ns, window_ns
 from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS
+from trafficgen.engine.pool import max_workers
 from trafficgen.engine.report import Tally, no_request_warning
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 from trafficgen.sinks import check_writable
@@ -116,6 +117,9 @@ def _workers(workers, scheduler) -> int | None:
         return None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ArgumentError(Arg("workers"), f": expected a whole number >= 1, got {workers!r}")
+    most, why = max_workers()
+    if workers > most:  # checked before any process is started
+        raise ArgumentError(Arg("workers"), f": at most {most} on this machine ({why}), got {workers}")
     return workers
 
 

@@ -107,9 +107,10 @@ def addresses(v) -> tuple[int, ...]:
     out: list[int] = []
     for item in items:
         net = ipv4_network(item)
+        hosts = net.num_addresses - 2 if net.num_addresses > 2 else net.num_addresses
+        if len(out) + hosts > 65536:  # checked before the hosts are listed (a /0 has 2**32)
+            raise ValueError(f"at most 65536 server addresses, got {len(out) + hosts} with {net}")
         out.extend(int(a) for a in (net.hosts() if net.num_addresses > 2 else net))
-        if len(out) > 65536:
-            raise ValueError("at most 65536 server addresses")
     if not out:
         raise ValueError("expected at least one server address")
     return tuple(out)

@@ -31,6 +31,25 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+WORKERS_PER_CPU = 4  # local workers a run may start per CPU it may run on
+WORKER_BYTES = 256 << 20  # what a worker takes at least (numba, numpy, a partition's rows)
+
+
+def max_workers() -> tuple[int, str]:
+    """The most local workers a run may start, and why: 4 per CPU, and no more than the
+    available memory holds at 256 MiB each (never fewer than 2)."""
+    cpus = default_workers()
+    n, why = WORKERS_PER_CPU * cpus, f"{WORKERS_PER_CPU} per CPU, {cpus} CPUs"
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return n, why
+    if avail // WORKER_BYTES < n:
+        n, why = avail // WORKER_BYTES, f"{WORKER_BYTES >> 20} MiB each, {avail >> 20} MiB available"
+    return max(n, 2), why
+
+
 def _child(conn, token: str, scenario, opts: phases.Options) -> None:
     """A worker process: partitions in, ``("counts", ...)``, ids in, ``("done", ...)``."""
     try:
