@@ -45,3 +45,17 @@ def test_sizes_past_memory_are_refused(tmp_path, scenario, override, words):
     ``rag.chunk_tokens`` never finished."""
     done = cli("generate", scenario, "--duration", "2s", "-t", override, "-o", "x.pcap", cwd=tmp_path)
     refused(done, *words)
+
+
+def test_a_server_prefix_is_sized_before_its_hosts_are_listed(tmp_path):
+    """``0.0.0.0/0`` listed 2**32 addresses (minutes, gigabytes) before the 65536 limit."""
+    done = cli("generate", "chat", "-t", "topology.servers=0.0.0.0/0", "-o", "x.pcap", cwd=tmp_path,
+               timeout=30)
+    refused(done, "topology.servers", "65536", "0.0.0.0/0")
+
+
+def test_workers_are_capped_by_the_machine(tmp_path):
+    """``--workers 100000`` forked thousands of processes (tens of GB)."""
+    done = cli("generate", "chat", "--duration", "2s", "--workers", "100000", "-o", "x.pcap",
+               cwd=tmp_path, timeout=60)
+    refused(done, "--workers", "at most", "on this machine", "100000")
