@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from .helpers import cli
+from .helpers import cli, write_pcapng
 
 
 def refused(done: subprocess.CompletedProcess, *words: str) -> None:
@@ -59,3 +59,29 @@ def test_workers_are_capped_by_the_machine(tmp_path):
     done = cli("generate", "chat", "--duration", "2s", "--workers", "100000", "-o", "x.pcap",
                cwd=tmp_path, timeout=60)
     refused(done, "--workers", "at most", "on this machine", "100000")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-t", "chat.rate=1e6/s"], ("chat.rate", "50000", "memory", "lower chat.rate")),
+    (["-t", "chat.rate=1e4/s", "--duration", "10s"], ("chat.rate", "50000", "--window 5000ms")),
+])
+def test_rates_past_what_a_window_holds_are_refused(tmp_path, args, words):
+    """``chat.rate=1e6/s`` at the default window grew 400 MB/s until the machine ran out."""
+    done = cli("generate", "chat", "--duration", "2s", *args, "-o", "x.pcap", cwd=tmp_path, timeout=60)
+    refused(done, *words)
+
+
+def test_a_pcapng_of_any_timestamp_resolution_reads(tmp_path):
+    """``if_tsresol`` >= 28 (10**19 and finer) was an unexpected OverflowError in inspect, plot
+    and replay (an int64 divisor); such a resolution is read as a scale, as 2**-k is."""
+    frame = bytes.fromhex("ffffffffffff0000000000010800") + bytes(50)
+    write_pcapng(tmp_path / "r9.pcapng", [frame] * 3, [10**18, 10**18 + 1000, 10**18 + 2000])
+    raw = (tmp_path / "r9.pcapng").read_bytes()
+    at = raw.index(bytes.fromhex("0900010009")) + 4  # the if_tsresol option's value
+    for res in (28, 30, 127):
+        path = tmp_path / f"r{res}.pcapng"
+        path.write_bytes(raw[:at] + bytes([res]) + raw[at + 1:])
+        done = cli("inspect", path, cwd=tmp_path)
+        assert done.returncode == 0 and done.stderr == "" and "packets" in done.stdout, done.stderr
+    done = cli("plot", tmp_path / "r30.pcapng", "-o", tmp_path / "p.png", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

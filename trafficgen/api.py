@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.engine.batch import Batch, first_packets
-from trafficgen.engine.build import check_batch, make_engine, stop_at_ns, window_ns
+from trafficgen.engine.build import check_batch, check_load, make_engine, stop_at_ns, window_ns
 from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS
 from trafficgen.engine.pool import max_workers
 from trafficgen.engine.report import Tally, no_request_warning
@@ -105,7 +105,7 @@ def _check_outputs(paths: dict[str, object]) -> None:
         check_writable(Path(dest), allow_special=what == "capture")
 
 
-def _workers(workers, scheduler) -> int | None:
+def check_workers(workers, scheduler) -> int | None:
     """0: the Dask cluster; None: this process, with its generation threads; N: N workers (1:
     this process on one generation thread, the unit of the scaling figures)."""
     if scheduler is not None:
@@ -191,7 +191,8 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    n_workers = _workers(workers, scheduler)
+    n_workers = check_workers(workers, scheduler)
+    check_load(scenario, window)
     cut = stop_at_ns(stop_at)
     outputs = {"capture": pcap, "flows": flows, "requests": requests, "packets": packets}
     total_ns = scenario.duration_ns if cut is None else min(cut, scenario.duration_ns)

@@ -237,8 +237,11 @@ def cmd_generate(args) -> int:
         scenario = load_scenario(args.scenario, args.overrides, duration=duration, seed=seed)
     if args.shards and args.output == "-":
         raise TrafficgenError("--shards: -o names a folder of captures, not standard output")
-    from trafficgen.engine.build import window_ns
-    window_ns(args.window)  # bad input is one line: checked before anything compiles
+    from trafficgen.api import check_workers
+    from trafficgen.engine.build import check_load
+    check_load(scenario, args.window)  # bad input is one line: checked before anything compiles
+    workers = auto_workers(args, scenario, stop_ns)
+    check_workers(workers, args.scheduler)
     from .compiling import compile_first
     compile_first(scenario, args, capture)  # a first run: "compiling kernels (first run only)"
     progress = _Progress(min(scenario.duration_ns, stop_ns or scenario.duration_ns),
@@ -246,7 +249,7 @@ def cmd_generate(args) -> int:
     try:
         report = generate(scenario, pcap=capture, flows=args.flows, requests=args.requests,
                           packets=args.packets, window=args.window, progress=progress,
-                          workers=auto_workers(args, scenario, stop_ns), scheduler=args.scheduler,
+                          workers=workers, scheduler=args.scheduler,
                           shards=args.shards, stop_at=stop_at)
     except BrokenPipeError:  # a reader left a capture we could not take as a pipe (FIFO .pcapng)
         if not tables or capture is not args.output:

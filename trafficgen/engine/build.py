@@ -7,6 +7,32 @@ from trafficgen.config.units import parse_duration
 from trafficgen.errors import Arg, ArgumentError
 
 from .core import GEN_WORKERS, MIN_WINDOW_NS, Engine
+from .report import rates_of
+
+# requests (and media sessions) a window may start: chat at 2000/s in 10 s windows (20,000)
+# peaks at 1.5 GB; past this a window's rows would not fit in memory
+MAX_WINDOW_STARTS = 50_000
+
+
+def check_load(scenario: Scenario, window) -> None:
+    """Refuse a scenario whose rates start more in one window than memory holds (before any
+    work), naming the busiest rate key and the window that would hold them."""
+    span = min(window_ns(window), scenario.duration_ns) / 1e9  # a window never outlasts the run
+    rates = rates_of(scenario)
+    total = sum(r for _, r, _ in rates)
+    if total * span <= MAX_WINDOW_STARTS:
+        return
+    key, _, shown = max(rates, key=lambda kr: kr[1])
+    fits_ms = int(MAX_WINDOW_STARTS / total * 1e3)
+    head = (f"{key}: {shown} starts {total * span:.3g} requests and sessions in each "
+            f"{span:g} s window (")
+    tail = f"), at most {MAX_WINDOW_STARTS} fit in memory: "
+    if fits_ms * 10**6 < MIN_WINDOW_NS:
+        most = MAX_WINDOW_STARTS / (MIN_WINDOW_NS / 1e9)
+        raise ArgumentError(head, Arg("window"), tail + f"lower {key} (together at most "
+                            f"{most:g}/s, at the smallest ", Arg("window"), " of 100ms)")
+    raise ArgumentError(head, Arg("window"), tail + "give ", Arg("window"),
+                        f" {fits_ms}ms or less, or lower {key}")
 
 
 def window_ns(window) -> int:
@@ -82,6 +108,7 @@ def make_engine(scenario: Scenario, frames: bool, batch_packets, window, alloc=N
         Cut the capture there (ns from its start; see ``Engine``).
     """
     check_batch(batch_packets)
+    check_load(scenario, window)
     return Engine(scenario, frames=frames, batch_packets=batch_packets,
                   window_ns=window_ns(window), alloc=alloc, packets=packets, gen_threads=gen_threads,
                   stop_at_ns=stop_at_ns)

@@ -82,7 +82,7 @@ class Tally:
                 "truncated": dict(self.truncated)}
 
 
-def _rates(scenario) -> list[tuple[str, float, str]]:
+def rates_of(scenario) -> list[tuple[str, float, str]]:
     """(key, per second, as written) of what starts requests: each class's rate, and the media
     sessions' rates."""
     out = []
@@ -130,7 +130,7 @@ def no_request_warning(scenario, stop_at_ns: int | None) -> str:
     if scenario.trace is not None:
         return (f"{head}: no request of the trace starts before the cut at {_secs(window_s)} "
                 f"(--stop-at)" if cut else head)
-    rates = _rates(scenario)
+    rates = rates_of(scenario)
     if not rates:
         return head
     live = [(k, r, shown) for k, r, shown in rates if r > 0]

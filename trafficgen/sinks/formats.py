@@ -31,4 +31,6 @@ def tsresol(options: bytes, e: str) -> tuple[int, int, float, str]:
         return 0, 1, 1e9 / 2**k, f"2^-{k} s"
     if value <= 9:
         return 10 ** (9 - value), 1, 0.0, {6: "us", 9: "ns", 3: "ms", 0: "s"}.get(value, f"1e-{value} s")
-    return 1, 10 ** (value - 9), 0.0, f"1e-{value} s"
+    if value <= 27:  # the divisor fits an int64
+        return 1, 10 ** (value - 9), 0.0, f"1e-{value} s"
+    return 0, 1, 1e9 / 10.0**value, f"1e-{value} s"  # finer: a float scale, as for powers of 2
