@@ -85,3 +85,14 @@ def test_a_pcapng_of_any_timestamp_resolution_reads(tmp_path):
         assert done.returncode == 0 and done.stderr == "" and "packets" in done.stdout, done.stderr
     done = cli("plot", tmp_path / "r30.pcapng", "-o", tmp_path / "p.png", cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("seed", [b"abc", b"1e3", b"\xff\xfe", b"-1"])
+def test_parquet_metadata_whose_seed_is_not_a_number(tmp_path, seed):
+    """``inspect`` ended with an unexpected ValueError (int() of the seed's text)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.table({"x": [1, 2]}).replace_schema_metadata({b"trafficgen.seed": seed,
+                                                             b"trafficgen.table": b"\xff"})
+    pq.write_table(table, tmp_path / "t.parquet")
+    refused(cli("inspect", tmp_path / "t.parquet"), "t.parquet", "trafficgen.seed", "not a whole number")

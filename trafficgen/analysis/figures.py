@@ -97,7 +97,7 @@ def _table_kind(path: Path) -> tuple[str, object]:
         raise TrafficgenError(f"{path}: unreadable Parquet file: {str(e).splitlines()[0]}") from None
     names = set(pf.schema_arrow.names)
     meta = pf.schema_arrow.metadata or {}
-    table = meta.get(b"trafficgen.table", b"").decode()
+    table = meta.get(b"trafficgen.table", b"").decode("utf-8", "replace")
     if table not in ("flows", "requests", "packets"):
         table = ("packets" if {"ts_ns", "wire_len", "flow_id"} <= names else
                  "requests" if {"request_id", "start_ns", "prompt_tokens"} <= names else

@@ -85,13 +85,16 @@ def _parquet(path: Path) -> dict:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise TrafficgenError(f"{path}: unreadable Parquet file: {str(e).splitlines()[0]}") from None
-    meta = pf.schema_arrow.metadata or {}
-    table = meta.get(b"trafficgen.table", b"").decode()
+    meta = {k: v.decode("utf-8", "replace") for k, v in (pf.schema_arrow.metadata or {}).items()}
+    table = meta.get(b"trafficgen.table", "")
+    seed = meta.get(b"trafficgen.seed")
+    if seed is not None and not (seed.isascii() and seed.isdigit()):
+        raise TrafficgenError(f"{path}: its trafficgen.seed metadata is not a whole number: {seed[:40]!r}")
     info = {"file": str(path), "format": "parquet", "file_bytes": path.stat().st_size,
             "table": table or None, "rows": pf.metadata.num_rows,
-            "scenario": meta.get(b"trafficgen.scenario_name", b"").decode() or None,
-            "seed": int(meta[b"trafficgen.seed"]) if b"trafficgen.seed" in meta else None,
-            "trafficgen_version": meta.get(b"trafficgen.version", b"").decode() or None}
+            "scenario": meta.get(b"trafficgen.scenario_name") or None,
+            "seed": None if seed is None else int(seed),
+            "trafficgen_version": meta.get(b"trafficgen.version") or None}
     if table not in ("flows", "requests", "packets"):
         info["columns"] = pf.schema_arrow.names
         return info
