@@ -96,3 +96,12 @@ def test_parquet_metadata_whose_seed_is_not_a_number(tmp_path, seed):
                                                              b"trafficgen.table": b"\xff"})
     pq.write_table(table, tmp_path / "t.parquet")
     refused(cli("inspect", tmp_path / "t.parquet"), "t.parquet", "trafficgen.seed", "not a whole number")
+
+
+def test_fit_on_a_trace_whose_rows_share_one_time(tmp_path):
+    """A TypeError (the rate of a zero span is None) escaped as an unexpected error."""
+    rows = "".join(f"2023-11-16 18:15:46.6805900,{100 + i},{20 + i}\n" for i in range(500))
+    (tmp_path / "same.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows)
+    done = cli("fit", tmp_path / "same.csv", "-o", tmp_path / "f.toml")
+    refused(done, "same.csv", "500 requests", "too close together")
+    assert not (tmp_path / "f.toml").exists()

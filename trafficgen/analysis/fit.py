@@ -30,6 +30,7 @@ QUANTILE_PS = ([0.0, 0.002, 0.005, 0.01, 0.02, 0.03] + [round(0.02 * i, 2) for i
 HOUR_NS = 3600 * 10**9
 DAY_NS = 86_400 * 10**9
 SEEDS = 6
+MAX_RATE_PER_S = 1e6  # a class rate key's bound (config.sections)
 STAT_NAMES = ("gap_cv", "idc_1s", "idc_10s", "idc_60s", "hurst")
 
 
@@ -263,6 +264,11 @@ def fit_trace(trace, base: str = "chat", cls: str | None = None, budget: int = 8
         raise TrafficgenError(f"{trace.path}: {len(trace)} requests: too few to fit (100 or more)")
     t = trace.times_ns
     want, span = target_stats(t)
+    rate = want["rate_per_s"]
+    if rate is None or rate > MAX_RATE_PER_S:  # one time for all, or faster than a rate key holds
+        raise TrafficgenError(f"{trace.path}: its {len(trace)} requests start within "
+                              f"{(t[-1] - t[0]) / 1e9:.6g} s: too close together to fit an arrival "
+                              f"process (at most {MAX_RATE_PER_S:g}/s)")
     best, got, score = search(want, span, budget)
     arrivals = best.table()
     daily = daily_profile(t, trace.absolute)
