@@ -105,3 +105,67 @@ def test_fit_on_a_trace_whose_rows_share_one_time(tmp_path):
     done = cli("fit", tmp_path / "same.csv", "-o", tmp_path / "f.toml")
     refused(done, "same.csv", "500 requests", "too close together")
     assert not (tmp_path / "f.toml").exists()
+
+
+# --- scenarios: bases, nesting, overrides ---------------------------------------------------
+
+def _chain(folder, n: int, circular: bool) -> None:
+    """s0.toml -> s1.toml -> ... -> s{n-1}.toml -> chat (or back to s0)."""
+    folder.mkdir()
+    for i in range(n):
+        nxt = f"s{i + 1}.toml" if i < n - 1 else ("s0.toml" if circular else "chat")
+        (folder / f"s{i}.toml").write_text(f'[scenario]\nbase = "{nxt}"\n')
+
+
+@pytest.mark.parametrize("circular,words", [(False, "more than 32 bases"), (True, "more than 32 bases"),
+                                            ("short", "circular base")])
+def test_long_and_circular_base_chains(tmp_path, circular, words):
+    """2,000-deep chains, circular or not, ended in a RecursionError."""
+    n = 3 if circular == "short" else 2000
+    _chain(tmp_path / "d", n, bool(circular))
+    done = cli("generate", tmp_path / "d" / "s0.toml", "-o", "x.pcap", cwd=tmp_path)
+    refused(done, "scenario.base", words)
+
+
+@pytest.mark.parametrize("text", ["x = " + "[" * 2000 + "]" * 2000 + "\n",
+                                  "x = " + "{a = " * 2000 + "1" + "}" * 2000 + "\n",
+                                  "[" + ".".join(["a"] * 2000) + "]\n"])
+def test_deeply_nested_toml(tmp_path, text):
+    """tomllib (or a deep copy after it) ended in a RecursionError."""
+    (tmp_path / "deep.toml").write_text(text)
+    refused(cli("generate", tmp_path / "deep.toml", "-o", "x.pcap", cwd=tmp_path), "deep.toml", "32 deep")
+    if text.startswith("x = "):  # the same value given with -t
+        refused(cli("generate", "chat", "-t", "chat.x=" + text[4:].strip(), "-o", "x.pcap", cwd=tmp_path),
+                "-t", "32 deep")
+
+
+def test_relative_bases_are_read_from_the_including_file(tmp_path):
+    """``base = "parent.toml"`` beside the file was looked up in the working directory."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "parent.toml").write_text('[scenario]\nbase = "chat"\nname = "parent"\n')
+    (tmp_path / "d" / "child.toml").write_text('[scenario]\nbase = "parent.toml"\n')
+    done = cli("generate", "d/child.toml", "--duration", "1s", "-o", "x.pcap", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '"scenario": "parent"' in done.stdout
+
+
+def test_a_base_given_with_t_is_used_and_its_errors_blamed_on_it(tmp_path):
+    """``-t scenario.base=...`` was silently ignored."""
+    (tmp_path / "mine.toml").write_text('[scenario]\nbase = "chat"\nname = "mine"\n')
+    done = cli("generate", "kv-transfer", "-t", "scenario.base=mine.toml", "--duration", "1s",
+               "-o", "x.pcap", "--json", cwd=tmp_path)
+    assert done.returncode == 0 and '"scenario": "kv-transfer"' in done.stdout, done.stderr
+    refused(cli("generate", "chat", "-t", "scenario.base=nope.toml", "-o", "x.pcap", cwd=tmp_path),
+            "nope.toml", "no such scenario file")
+    refused(cli("generate", "chat", "-t", "scenario.base=5", "-o", "x.pcap", cwd=tmp_path),
+            "-t: scenario.base", "expected a scenario name or path")
+
+
+def test_an_error_in_the_file_is_not_blamed_on_t(tmp_path):
+    """The file's own bad ``topology.rtt`` was reported against ``-t topology.rtt.max``."""
+    (tmp_path / "bad.toml").write_text('[scenario]\nbase = "chat"\n[topology]\n'
+                                       'rtt = {median="50ms", p90="10ms"}\n')
+    done = cli("generate", "bad.toml", "-t", "topology.rtt.max=1s", "-o", "x.pcap", cwd=tmp_path)
+    refused(done, "bad.toml: topology.rtt: lognormal p90")
+    done = cli("generate", "chat", "-t", "topology.rtt.p90=1ms", "-o", "x.pcap", cwd=tmp_path)
+    refused(done, "-t: topology.rtt: lognormal p90")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,11 @@ from typing import Any
 from trafficgen.errors import ConfigError
 from trafficgen.schema import CLASSES
 
+from .bases import apply_overrides, check_depth, parse_override, read_toml, resolve_base
 from .catalog import builtin_dir, builtin_names
 from .hosts import HostsParams, default_hosts
 from .keys import DIST_MAX, parse_section
-from .network import NETWORK, PLAIN, SECRET_KEYS, Network, build_network
+from .network import NETWORK, PLAIN, Network, build_network
 from .sections import (
     CLASS_SECTIONS,
     ENDPOINT_CLASSES,
@@ -124,117 +123,68 @@ class Scenario:
 
 # --- loading ------------------------------------------------------------------------------
 
-def read_toml(src: str | Path) -> tuple[dict, str]:
-    """Read a scenario by built-in name or path; return (data, where-for-messages)."""
-    src = str(src)
-    looks_like_path = src.endswith(".toml") or "/" in src or "\\" in src
-    if not looks_like_path and src in builtin_names():
-        where = f"models/{src}.toml"
-        text = (builtin_dir() / f"{src}.toml").read_text(encoding="utf-8")
-    else:
-        path = Path(src)
-        where = str(path)
-        if not path.is_file():
-            known = ", ".join(builtin_names())
-            raise ConfigError(where, "", f"no such scenario file or built-in name (built-ins: {known})")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(where, "", f"cannot read: {e}") from None
-    try:
-        return tomllib.loads(text), where
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(where, "", f"not valid TOML: {e}") from None
-
-
-def _merge(base: dict, top: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key in SECTIONS:
-            out[key] = {**out[key], **copy.deepcopy(value)}
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def resolve_base(data: dict, where: str, seen: tuple[str, ...] = ()) -> dict:
-    """``data`` merged over its ``scenario.base`` (and that one's base, ...), key by key within
-    each section; ``seen``: the bases on the way, to refuse a cycle."""
-    base = data.get("scenario", {}).get("base") if isinstance(data.get("scenario"), dict) else None
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ConfigError(where, "scenario.base", f"expected a scenario name or path, got {base!r}")
-    if base in seen:
-        raise ConfigError(where, "scenario.base", f"circular base: {' -> '.join(seen + (base,))}")
-    parent, pwhere = read_toml(base)
-    merged = _merge(resolve_base(parent, pwhere, seen + (base,)), data)
-    merged["scenario"].pop("base", None)
-    return merged
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``dotted.key=value``: the value is read as TOML when it parses, else as a string."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+", key):
-        shown = f"{key}=<redacted>" if any(k in key for k in SECRET_KEYS) else text
-        raise ConfigError("-t", shown, "expected dotted.key=value, e.g. chat.rate=80/s")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key, value
-
-
-def apply_overrides(data: dict, overrides: dict[str, Any] | list[str] | None) -> dict:
-    """A copy of ``data`` with each dotted key set (a dict, or ``-t`` style ``key=value`` strings)."""
-    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
-    data = copy.deepcopy(data)
-    for key, value in items:
-        parts = key.split(".")
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError("-t", key, f"{'.'.join(parts[:i + 1])} is not a table")
-            node = nxt
-        node[parts[-1]] = value
-    return data
-
-
 def load_scenario(src: "str | Path | dict | Scenario", overrides=None, *, duration=None,
                   seed=None) -> Scenario:
     """Load and validate a scenario from a built-in name, a TOML path or a dict.
 
     ``overrides`` maps dotted keys to values (or is a list of ``key=value`` strings, as ``-t``);
     ``duration`` and ``seed`` are shorthands for ``scenario.duration`` and ``scenario.seed``.
+    A ``scenario.base`` among the overrides replaces the file's before the bases are read.
     """
+    folder = None
     if isinstance(src, Scenario):
         data, where = src.to_dict(), f"<scenario {src.name}>"
     elif isinstance(src, dict):
+        check_depth(src, "<dict>")
         data, where = copy.deepcopy(src), "<dict>"
     else:
         data, where = read_toml(src)
-    data = resolve_base(data, where)
+        folder = builtin_dir() if where.startswith("models/") and str(src) in builtin_names() \
+            else Path(where).parent
+    items = list(map(parse_override, overrides)) if isinstance(overrides, list) \
+        else list((overrides or {}).items())
+    base = [v for k, v in items if k == "scenario.base"]
+    if base:  # from the command line or the caller: read from the working directory
+        data = apply_overrides(data, {"scenario.base": base[-1]})
+        folder = None
+        items = [(k, v) for k, v in items if k != "scenario.base"]
+    blame = "-t" if isinstance(overrides, list) else "<overrides>"
+    try:
+        data = resolve_base(data, where, folder)
+    except ConfigError as e:
+        if base and e.key == "scenario.base" and e.where == where:
+            raise ConfigError(blame, e.key, e.problem) from None
+        raise
+    file_data = data
     extra = {} if isinstance(overrides, list) else dict(overrides or {})
     if duration is not None:
         extra["scenario.duration"] = duration
     if seed is not None:
         extra["scenario.seed"] = seed
-    data = apply_overrides(data, overrides if isinstance(overrides, list) else None)
+    for item in items if isinstance(overrides, list) else ():  # in the order given
+        data = apply_overrides(data, dict([item]))
     data = apply_overrides(data, extra)
-    given = [parse_override(o)[0] for o in overrides] if isinstance(overrides, list) else []
+    given = [k for k, _ in items] if isinstance(overrides, list) else []
     try:
         return _build(data, where)
     except ConfigError as e:
-        # a bad value that came from an override is reported against the override
-        if any(e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + ".")
-               for k in given + list(extra)) and e.key:
+        # a bad value that came from an override is reported against the override, unless
+        # the scenario alone fails the same way
+        if e.key and any(e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + ".")
+                         for k in given + list(extra)) and not _fails_alone(file_data, where, e):
             src = "-t" if any(e.key == k or k.startswith(e.key + ".") or e.key.startswith(k + ".")
                               for k in given) else "<overrides>"
             raise ConfigError(src, e.key, e.problem) from None
         raise
+
+
+def _fails_alone(data: dict, where: str, e: ConfigError) -> bool:
+    """Whether the scenario without its overrides fails with the same problem as ``e``."""
+    try:
+        _build(copy.deepcopy(data), where)
+    except ConfigError as alone:
+        return (alone.key, alone.problem) == (e.key, e.problem)
+    return False
 
 
 def _build(data: dict, where: str) -> Scenario:
