@@ -169,3 +169,12 @@ def test_an_error_in_the_file_is_not_blamed_on_t(tmp_path):
     refused(done, "bad.toml: topology.rtt: lognormal p90")
     done = cli("generate", "chat", "-t", "topology.rtt.p90=1ms", "-o", "x.pcap", cwd=tmp_path)
     refused(done, "-t: topology.rtt: lognormal p90")
+
+
+@pytest.mark.parametrize("address,words", [("", ("--scheduler ''", "expected a Dask scheduler")),
+                                           ("bogus://x", ("--scheduler bogus://x", "not a Dask scheduler"))])
+def test_a_scheduler_that_is_no_address(tmp_path, address, words):
+    """An unexpected ValueError from distributed's Client."""
+    pytest.importorskip("distributed")
+    done = cli("generate", "chat", "--duration", "2s", "--scheduler", address, "-o", "x.pcap", cwd=tmp_path)
+    refused(done, *words)

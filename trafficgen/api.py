@@ -22,6 +22,7 @@ from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.engine.batch import Batch, first_packets
 from trafficgen.engine.build import check_batch, check_load, make_engine, stop_at_ns, window_ns
 from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN_WORKERS
+from trafficgen.engine.dask import check_address
 from trafficgen.engine.pool import max_workers
 from trafficgen.engine.report import Tally, no_request_warning
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
@@ -112,6 +113,8 @@ def check_workers(workers, scheduler) -> int | None:
         if workers is not None:
             raise ArgumentError(Arg("workers"), " and ", Arg("scheduler"), ": the cluster's workers "
                                 "do the work; give one of the two")
+        if not hasattr(scheduler, "submit"):  # a distributed.Client passes as it is
+            check_address(scheduler)
         return 0
     if workers is None:
         return None

@@ -21,10 +21,21 @@ def dask_client(scheduler):
         raise ArgumentError(Arg("scheduler"), " needs Dask: pip install 'trafficgen-ai[dask]'") from None
     if isinstance(scheduler, Client):
         return scheduler, False
+    check_address(scheduler)
     try:
         return Client(scheduler, timeout="10s"), True
     except (OSError, TimeoutError) as e:
         raise ArgumentError(Arg("scheduler", scheduler), f": no Dask scheduler answers there ({e})") from None
+    except (ValueError, TypeError) as e:  # an unknown scheme, no port, ...
+        raise ArgumentError(Arg("scheduler", scheduler), f": not a Dask scheduler address ({e})") from None
+
+
+def check_address(scheduler) -> None:
+    """Refuse what cannot be a scheduler's address (before anything starts): ``""`` (which
+    ``Client`` would take as "start a cluster here"), or not a string."""
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ArgumentError(Arg("scheduler", repr(scheduler)), ": expected a Dask scheduler's address "
+                            "like tcp://host:8786 (or a distributed.Client)")
 
 
 def dask_workers(client) -> int:
