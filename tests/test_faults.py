@@ -4,6 +4,7 @@ are refused before any work with exit status 2 and one line naming the key and t
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -178,3 +179,29 @@ def test_a_scheduler_that_is_no_address(tmp_path, address, words):
     pytest.importorskip("distributed")
     done = cli("generate", "chat", "--duration", "2s", "--scheduler", address, "-o", "x.pcap", cwd=tmp_path)
     refused(done, *words)
+
+
+# --- ^C during start-up -----------------------------------------------------------------------
+
+INTERRUPT_IMPORT = """
+import runpy, sys
+MODULE = sys.argv[1]
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["trafficgen", "generate", "chat", "-o", "x.pcap"]
+runpy.run_module("trafficgen", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["trafficgen.cli.generate", "trafficgen.cli.compiling",
+                                    "trafficgen.config.scenario"])
+def test_an_interrupt_while_the_modules_load_is_one_line(tmp_path, module):
+    """^C in the first second (the command line's modules loading) printed a 40-line
+    traceback; now it is the one line and status 130 of an interrupted run."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_IMPORT, module], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert done.stderr == "error: interrupted; no output was written\n", done.stderr

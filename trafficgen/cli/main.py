@@ -346,17 +346,17 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .compiling import warnings_on_one_line
-    warnings_on_one_line()
-    from .replay import cmd_replay
-    handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
-               "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
-               "plot": cmd_plot}[args.command]
     previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    try:  # from the start: a ^C while the modules load is one line too
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        args = build_parser().parse_args(argv)
+        from .compiling import warnings_on_one_line
+        warnings_on_one_line()
+        from .replay import cmd_replay
+        handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
+                   "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
+                   "plot": cmd_plot}[args.command]
         return handler(args)
     except TrafficgenError as e:
         print(f"error: {cli_message(e)}", file=sys.stderr)
