@@ -3,6 +3,7 @@ pcap's 32-bit seconds, sizes past memory) and inputs that used to escape as unex
 are refused before any work with exit status 2 and one line naming the key and the limit."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -205,3 +206,15 @@ def test_an_interrupt_while_the_modules_load_is_one_line(tmp_path, module):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 130, (done.returncode, done.stderr)
     assert done.stderr == "error: interrupted; no output was written\n", done.stderr
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    """A full disk said "unexpected OSError: [Errno 28] ..." without naming the output
+    (/dev/full: every write fails with ENOSPC, as on a full disk)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    for extra in ([], ["--flows", "f.parquet"]):
+        done = cli("generate", "chat", "--duration", "2s", "-o", "/dev/full", *extra, cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == "error: /dev/full: No space left on device; the run stopped\n", done.stderr
+        assert not (tmp_path / "f.parquet").exists()

@@ -371,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, status 1
         if os.environ.get("TRAFFICGEN_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.filename is not None:  # a full disk: the file, the reason
+            print(f"error: {e.filename}: {e.strerror or e}; the run stopped", file=sys.stderr)
+            return 1
         print(f"error: unexpected {type(e).__name__}: {e} (set TRAFFICGEN_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1

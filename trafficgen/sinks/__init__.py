@@ -146,6 +146,11 @@ class Sink:
             self.abort()
         return False
 
+    @property
+    def target(self) -> Path | None:
+        """The path written (None for a file object given)."""
+        return None if self._atomic is None else self._atomic.target
+
     def write(self, batch) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 

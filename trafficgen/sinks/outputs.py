@@ -37,13 +37,28 @@ class SinkSet(list):
 
     def write(self, batch) -> None:
         for sink in self:
-            sink.write(batch)
+            with naming(sink.target):
+                sink.write(batch)
 
     def finish(self) -> None:
         for sink in self:
-            sink.finish()
+            with naming(sink.target):
+                sink.finish()
         for sink in self:
-            sink.commit()
+            with naming(sink.target):
+                sink.commit()
+
+
+@contextmanager
+def naming(target):
+    """An OSError writing ``target`` (a full disk: no file name of its own) names it."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or not isinstance(target, (str, os.PathLike)) \
+                or isinstance(e, BrokenPipeError):
+            raise
+        raise type(e)(e.errno, e.strerror or str(e), os.fspath(target)) from e
 
 
 @contextmanager
@@ -68,11 +83,13 @@ def open_sinks(scenario, outputs: dict, release=None) -> Iterator[SinkSet]:
     with ExitStack() as stack:
         sinks = SinkSet()
         pcap = outputs.get("capture")
-        if fmt == "pcapng":
-            sinks.append(stack.enter_context(PcapngSink(pcap, scenario, release=release)))
-        elif pcap is not None:
-            sinks.append(stack.enter_context(PcapSink(pcap, release=release)))
+        with naming(pcap):
+            if fmt == "pcapng":
+                sinks.append(stack.enter_context(PcapngSink(pcap, scenario, release=release)))
+            elif pcap is not None:
+                sinks.append(stack.enter_context(PcapSink(pcap, release=release)))
         for table in ("flows", "requests", "packets"):
             if outputs.get(table) is not None:
-                sinks.append(stack.enter_context(ParquetSink(outputs[table], table, scenario)))
+                with naming(outputs[table]):
+                    sinks.append(stack.enter_context(ParquetSink(outputs[table], table, scenario)))
         yield sinks
