@@ -218,3 +218,14 @@ def test_a_full_disk_names_the_file(tmp_path):
         assert done.returncode == 1, done.stderr
         assert done.stderr == "error: /dev/full: No space left on device; the run stopped\n", done.stderr
         assert not (tmp_path / "f.parquet").exists()
+
+
+@pytest.mark.parametrize("flag,value,words", [("--pps", "1e-300", "one packet a day"),
+                                              ("--mbps", "1e-300", "10 bit/s"),
+                                              ("--multiplier", "1e-300", "1e-06")])
+def test_replay_rates_too_slow_for_the_deadlines(tmp_path, flag, value, words):
+    """``--pps 1e-300`` wrapped the deadlines (int64 ns) and reported negative durations, exit 0."""
+    frame = bytes.fromhex("ffffffffffff0000000000010800") + bytes(50)
+    write_pcapng(tmp_path / "r.pcapng", [frame] * 3, [10**18, 10**18 + 1000, 10**18 + 2000])
+    done = cli("replay", tmp_path / "r.pcapng", "--iface", "lo", flag, value)
+    refused(done, flag, "slower than the slowest", words)

@@ -15,6 +15,9 @@ import numpy as np
 from trafficgen.errors import Arg, ArgumentError
 
 MODES = ("original", "multiplier", "pps", "mbps", "topspeed")
+SLOWEST = {"pps": (1 / 86400, "one packet a day"), "mbps": (1e-5, "10 bit/s"),
+           "multiplier": (1e-6, "a second of the file in 11.6 days")}
+_LATEST_NS = 2**62  # deadlines saturate here (146 years) rather than wrap
 UNITS = {"multiplier": "times the file's speed", "pps": "packets per second",
          "mbps": "megabits per second"}
 
@@ -62,6 +65,9 @@ class Rate:
                                 f"got {v!r}")
         if self.mode == "pps" and v > 1e9 or self.mode == "mbps" and v > 1e7:
             raise ArgumentError(Arg(self.mode), f": {v:g} is beyond any interface")
+        if v < SLOWEST[self.mode][0]:  # the deadlines must stay within int64 nanoseconds
+            raise ArgumentError(Arg(self.mode), f": {v:g} is slower than the slowest allowed, "
+                                f"{SLOWEST[self.mode][0]:g} ({SLOWEST[self.mode][1]})")
 
     @classmethod
     def choose(cls, *, pps=None, mbps=None, multiplier=None, topspeed=False) -> "Rate":
@@ -121,7 +127,8 @@ class Pacer:
 
     def _scaled(self, rel):
         if self.rate.mode == "multiplier":
-            return np.floor(np.asarray(rel, np.float64) / self.rate.value).astype(np.int64)
+            return np.minimum(np.floor(np.asarray(rel, np.float64) / self.rate.value),
+                              _LATEST_NS).astype(np.int64)
         return np.asarray(rel, np.int64)
 
     def deadlines(self, ts: np.ndarray, length: np.ndarray) -> np.ndarray:
