@@ -229,3 +229,17 @@ def test_replay_rates_too_slow_for_the_deadlines(tmp_path, flag, value, words):
     write_pcapng(tmp_path / "r.pcapng", [frame] * 3, [10**18, 10**18 + 1000, 10**18 + 2000])
     done = cli("replay", tmp_path / "r.pcapng", "--iface", "lo", flag, value)
     refused(done, flag, "slower than the slowest", words)
+
+
+@pytest.mark.parametrize("argv", [["fit", "{f}", "-o", "x.toml"], ["compare", "{f}", "{f}"],
+                                  ["generate", "chat", "--trace", "{f}", "-o", "x.pcap"]])
+def test_special_files_are_not_traces(tmp_path, argv):
+    """A FIFO (``<(yes ...)``, blocking at its open) or a device such as /dev/zero (endless) was
+    read until memory ran out or forever; special files are refused before they are opened."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for f in (fifo, "/dev/zero"):
+        done = cli(*[a.format(f=f) for a in argv], cwd=tmp_path, timeout=60)
+        refused(done, str(f))
+    done = cli(*[a.format(f=fifo) for a in argv], cwd=tmp_path, timeout=60)
+    refused(done, "not a regular file")

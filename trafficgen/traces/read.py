@@ -24,6 +24,8 @@ error path.
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,7 @@ def read_trace(path, fmt: str | None = None) -> Trace:
     """Read a request trace; ``fmt`` one of FORMATS or None to tell from the file."""
     path = Path(path)
     codec = None
+    refuse_special(path)
     try:
         codec = codec_of(path)
         with open_binary(path, codec) as fh:
@@ -92,6 +95,18 @@ def read_trace(path, fmt: str | None = None) -> Trace:
 
 _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ\x00")  # gzip, zstd, bzip2, xz
 _TRACE_KINDS = "a request trace (CSV or JSON lines text, or a Parquet table; see 'generate --trace')"
+
+
+def refuse_special(path: Path) -> None:
+    """A FIFO, a device or a socket (``/dev/zero``, ``<(...)``) is refused before it is opened:
+    a trace is read more than once, and such a file may never end (or block the open)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # the reader's own message (no such file, no permission)
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise TrafficgenError(f"{path}: not a regular file (a FIFO, device or socket); "
+                              f"a trace must be a file, read more than once")
 
 
 def refuse_binary(path: Path, head: bytes) -> None:
