@@ -243,3 +243,12 @@ def test_special_files_are_not_traces(tmp_path, argv):
         refused(done, str(f))
     done = cli(*[a.format(f=fifo) for a in argv], cwd=tmp_path, timeout=60)
     refused(done, "not a regular file")
+
+
+def test_plot_of_a_capture_spanning_years(tmp_path):
+    """Per-second bins over 126 years: an unexpected MemoryError (30 GiB asked)."""
+    frame = bytes.fromhex("ffffffffffff0000000000010800") + bytes(50)
+    write_pcapng(tmp_path / "years.pcapng", [frame] * 3, [10**9, 2 * 10**9, 4 * 10**18])
+    done = cli("plot", tmp_path / "years.pcapng", "-o", tmp_path / "y.png")
+    refused(done, "years.pcapng", "46,296 days", "at most 100 days")
+    assert not (tmp_path / "y.png").exists()

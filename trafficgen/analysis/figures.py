@@ -13,6 +13,16 @@ from trafficgen.schema import CLASSES
 from trafficgen.sinks.formats import PCAP_MAGICS, PCAPNG_SHB
 
 NS = 10**9
+MAX_SPAN_S = 100 * 86_400  # per-second bins: 100 days of them (the memory of a plot)
+
+
+def _seconds(path, ts, t0) -> np.ndarray:
+    """Whole seconds since ``t0`` (0 for earlier times), refused past :data:`MAX_SPAN_S`."""
+    sec = np.maximum((ts - t0) // NS, 0)
+    if sec.shape[0] and int(sec.max()) > MAX_SPAN_S:
+        raise TrafficgenError(f"{path}: spans {int(sec.max()) / 86_400:,.0f} days; a plot's per-second "
+                              f"bins cover at most {MAX_SPAN_S // 86_400} days")
+    return sec
 
 
 # --- captures --------------------------------------------------------------------------------
@@ -37,7 +47,7 @@ def capture_figures(path: Path) -> dict:
             ts, size, kind, keys = self.ts[:n], self.origlen[:n], self.kind[:n] & 3, self.fkey[:n]
             if self.t0 is None:
                 self.t0 = int(ts[ts >= 0].min()) if (ts >= 0).any() else 0
-            sec = np.maximum((ts - self.t0) // NS, 0)
+            sec = _seconds(path, ts, self.t0)
             for name, k in (("TCP", 1), ("UDP", 2)):
                 self._add(name, sec[kind == k], size[kind == k])
             other = (kind != 1) & (kind != 2)
@@ -79,7 +89,7 @@ def capture_figures(path: Path) -> dict:
     if agg.fk:
         agg._reduce()
     first = agg.ft[0] if agg.ft else np.zeros(0, np.int64)
-    starts = np.bincount(np.maximum((first - (agg.t0 or 0)) // NS, 0)) if first.shape[0] else np.zeros(0)
+    starts = np.bincount(_seconds(path, first, agg.t0 or 0)) if first.shape[0] else np.zeros(0)
     return {"throughput": agg.per_s, "sizes": {"all packets": np.repeat(np.arange(65537), agg.sizes)},
             "flow_bytes": {"all flows": agg.fb[0] if agg.fb else np.zeros(0)},
             "arrivals": {"flows (5-tuples)": starts}, "arrival_unit": "new flows",
@@ -115,12 +125,12 @@ def _class_names(col) -> np.ndarray:
     return np.asarray([CLASSES[i] if 0 <= i < len(CLASSES) else str(i) for i in col.to_numpy()], object)
 
 
-def _spread(per_s: dict, cls, start, end, nbytes, t0):
+def _spread(path, per_s: dict, cls, start, end, nbytes, t0):
     """Add each row's bytes evenly over the seconds [start, end] of its life."""
     for name in np.unique(cls):
         sel = cls == name
-        s = np.maximum((start[sel] - t0) // NS, 0)
-        e = np.maximum((end[sel] - t0) // NS, s)
+        s = _seconds(path, start[sel], t0)
+        e = np.maximum(_seconds(path, end[sel], t0), s)
         rate = nbytes[sel] / (e - s + 1)
         n = int(e.max()) + 2
         diff = np.bincount(s, weights=rate, minlength=n) - np.bincount(e + 1, weights=rate, minlength=n)
@@ -144,7 +154,7 @@ def table_figures(path: Path) -> dict:
             cls = _class_names(batch.column("class"))
             fid = batch.column("flow_id").to_numpy()
             t0 = int(ts[0]) if t0 is None and ts.shape[0] else t0
-            sec = (ts - t0) // NS
+            sec = _seconds(path, ts, t0)
             for name in np.unique(cls):
                 sel = cls == name
                 b = np.bincount(sec[sel], weights=size[sel])
@@ -164,7 +174,7 @@ def table_figures(path: Path) -> dict:
         t = np.array([ft[k] for k in fb], np.int64)
         for name in np.unique(names):
             flow_bytes[name] = b[names == name]
-            arrivals[name] = np.bincount((t[names == name] - t0) // NS)
+            arrivals[name] = np.bincount(_seconds(path, t[names == name], t0))
         unit, size_title = "new flows", "packet sizes"
     else:
         import pyarrow.parquet as pq
@@ -177,11 +187,11 @@ def table_figures(path: Path) -> dict:
         total = (col("bytes_up") + col("bytes_down")).astype(np.float64)
         t0 = int(start.min()) if start.shape[0] else 0
         if start.shape[0]:
-            _spread(per_s, cls, start, end, total, t0)
+            _spread(path, per_s, cls, start, end, total, t0)
         for name in np.unique(cls):
             sel = cls == name
             flow_bytes[name] = total[sel]
-            arrivals[name] = np.bincount((start[sel] - t0) // NS)
+            arrivals[name] = np.bincount(_seconds(path, start[sel], t0))
             if table == "requests":
                 sizes[f"{name} prompt"] = col("prompt_tokens")[sel]
                 sizes[f"{name} output"] = col("output_tokens")[sel]
