@@ -28,6 +28,7 @@ SITE = '[{name="a", clients="10.0.0.0/24", client_count=3, rtt="100000d"}]'
     ("chat", f"topology.sites={SITE}", ("topology.sites", "1d", "pcap")),
     ("kv-transfer", "kv_transfer.prefill_rate=1e-9/s", ("kv_transfer.prefill_rate", "a day", "pcap")),
     ("chat", "scenario.start_time=2106-02-06T00:00:00Z", ("scenario.start_time", "2106-02-07")),
+    ("chat", "chat.itl=1d", ("chat.itl", "chat.output_tokens", "a day")),
 ])
 def test_times_past_what_pcap_holds_are_refused(tmp_path, scenario, override, words):
     """Each of these wrote a capture whose timestamps wrapped or went back (and negative ts_ns

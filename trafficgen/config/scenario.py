@@ -225,6 +225,13 @@ def _build(data: dict, where: str) -> Scenario:
             and net.quic[CLASSES.index("multimodal")]:
         raise ConfigError(where, "network.quic", "multimodal's RTP voice flows are UDP already: "
                           "set multimodal.voice.rtp_share = 0 to carry multimodal over QUIC")
+    for cls, p in params.items():  # an answer's stream must end within a day, too
+        if hasattr(p, "itl") and hasattr(p, "output_tokens"):
+            secs = p.output_tokens.top() * (p.itl.top() + p.stall_prob * p.stall.top()) / 1e9
+            if secs > MAX_DELAY_NS / 1e9:
+                raise ConfigError(where, f"{cls}.itl", f"an answer of {p.output_tokens.top():.0f} "
+                                  f"tokens ({cls}.output_tokens) would stream for {secs:.3g} s, over "
+                                  "the limit of a day (timestamps must fit pcap's 32-bit seconds)")
     rag = params.get("rag")
     if rag is not None and rag.top_k.top() * rag.chunk_tokens.top() > DIST_MAX["count"]:
         raise ConfigError(where, "rag.chunk_tokens", f"a search returns up to "
