@@ -36,7 +36,8 @@ def auto_workers(args, scenario, stop_ns: int | None = None) -> int | None:
     if args.workers is not None or args.scheduler is not None:
         return args.workers
     from trafficgen.engine.parallel import default_workers
-    n = default_workers()
+    from trafficgen.engine.pool import max_workers
+    n = min(default_workers(), max_workers()[0])  # never more than the machine's memory holds
     if n < 2 or (min(scenario.duration_ns, stop_ns or scenario.duration_ns) < AUTO_WORKERS_MIN_NS
                  and not args.shards):
         return None if not args.shards else 1
