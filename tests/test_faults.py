@@ -253,3 +253,28 @@ def test_plot_of_a_capture_spanning_years(tmp_path):
     done = cli("plot", tmp_path / "years.pcapng", "-o", tmp_path / "y.png")
     refused(done, "years.pcapng", "46,296 days", "at most 100 days")
     assert not (tmp_path / "y.png").exists()
+
+
+def test_a_swallowed_interrupt_still_stops_the_run(tmp_path, capsys, monkeypatch):
+    """A ^C landing in a callback from numba's LLVM was printed as "Exception ignored ..." and
+    swallowed: the run went on and exited 0. The handler's flag stops it: no output, 130."""
+    import trafficgen as tg
+    from trafficgen.errors import INTERRUPTED
+    import importlib
+    main_module = importlib.import_module("trafficgen.cli.main")
+    models = main_module.cmd_models
+
+    def swallowed(args):  # as a callback that caught the KeyboardInterrupt
+        INTERRUPTED.set()
+        return models(args)
+    monkeypatch.setattr(main_module, "cmd_models", swallowed)
+    assert main_module.main(["models"]) == 130
+    assert capsys.readouterr().err == "error: interrupted; no output was written\n"
+    assert not INTERRUPTED.is_set()
+    INTERRUPTED.set()  # the outputs are not renamed into place
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tg.generate(tg.load_scenario("chat", duration="1s"), pcap=tmp_path / "x.pcap")
+    finally:
+        INTERRUPTED.clear()
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,13 @@
 """Errors the user can act on. The CLI prints them as one ``error: ...`` line and exits 2
 (an :class:`ArgumentError` with the CLI's flags in place of the library's argument names)."""
 
+import threading
+
+# A ^C seen by the command line's handler. Its KeyboardInterrupt can be swallowed where it lands
+# (a callback from numba's LLVM prints "Exception ignored"; another thread): the run still stops
+# before its outputs are renamed into place, and exits 130.
+INTERRUPTED = threading.Event()
+
 
 class TrafficgenError(ValueError):
     """Bad input: a scenario value, a file, an argument. The message names it and what is allowed."""

@@ -9,16 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import INTERRUPTED, TrafficgenError
 from trafficgen.version import __version__
 
 from .generate import auto_workers, duration_option, pipe_capture, quiet_stdout, seed_option, summary
 from .replay import EXAMPLE as REPLAY_EXAMPLE
 from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser, cli_message
+from .signals import Terminated, handled
 
 EXAMPLES = {
     "generate": """examples:
@@ -244,6 +243,8 @@ def cmd_generate(args) -> int:
     check_workers(workers, args.scheduler)
     from .compiling import compile_first
     compile_first(scenario, args, capture)  # a first run: "compiling kernels (first run only)"
+    if INTERRUPTED.is_set():  # a ^C that landed in a compiler callback (and was swallowed there)
+        raise KeyboardInterrupt
     progress = _Progress(min(scenario.duration_ns, stop_ns or scenario.duration_ns),
                          not args.quiet and sys.stderr.isatty())
     try:
@@ -337,19 +338,13 @@ def cmd_models(args) -> int:
     return 0
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``), taken as ^C is: the run stops and leaves no output."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
-    previous = None
-    try:  # from the start: a ^C while the modules load is one line too
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    with handled():  # from the start: a ^C while the modules load is one line too
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
         args = build_parser().parse_args(argv)
         from .compiling import warnings_on_one_line
         warnings_on_one_line()
@@ -357,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
                    "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
                    "plot": cmd_plot}[args.command]
-        return handler(args)
+        status = handler(args)
+        if INTERRUPTED.is_set():  # swallowed where it landed (the outputs did not appear)
+            raise KeyboardInterrupt
+        return status
     except TrafficgenError as e:
         print(f"error: {cli_message(e)}", file=sys.stderr)
         return 2
@@ -369,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         quiet_stdout()
         return 0
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, status 1
+        if INTERRUPTED.is_set():  # what a swallowed ^C broke (numba's half-made library)
+            print("error: interrupted; no output was written", file=sys.stderr)
+            return 130
         if os.environ.get("TRAFFICGEN_DEBUG"):
             raise
         if isinstance(e, OSError) and e.filename is not None:  # a full disk: the file, the reason
@@ -377,6 +378,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(e).__name__}: {e} (set TRAFFICGEN_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from trafficgen.errors import TrafficgenError
+from trafficgen.errors import INTERRUPTED, TrafficgenError
 
 from . import is_special
 from .parquet import ParquetSink
@@ -44,6 +44,8 @@ class SinkSet(list):
         for sink in self:
             with naming(sink.target):
                 sink.finish()
+        if INTERRUPTED.is_set():  # a ^C swallowed on the way: no output appears
+            raise KeyboardInterrupt
         for sink in self:
             with naming(sink.target):
                 sink.commit()

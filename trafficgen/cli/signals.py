@@ -1,0 +1,54 @@
+"""The command line's signals: SIGTERM taken as ^C is (status 143), and a ^C remembered
+(``errors.INTERRUPTED``) where its KeyboardInterrupt may be swallowed (a callback from numba's
+LLVM, which Python reports as "Exception ignored"): the run still stops with status 130 before
+its outputs appear, and no such report is printed."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+from trafficgen.errors import INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), taken as ^C is: the run stops and leaves no output."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _quiet(hook):
+    """Python's hook for exceptions nobody can catch, quiet for a ^C (the flag stops the run)."""
+    def quiet(u):
+        if not (INTERRUPTED.is_set() and issubclass(u.exc_type, KeyboardInterrupt)):
+            hook(u)
+    return quiet
+
+
+@contextmanager
+def handled():
+    """SIGTERM and SIGINT handled as above inside the block (the main thread only)."""
+    previous = previous_int = None
+    hook = sys.unraisablehook
+    try:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                previous_int = signal.signal(signal.SIGINT, _on_sigint)
+                sys.unraisablehook = _quiet(hook)
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+            sys.unraisablehook = hook
+        INTERRUPTED.clear()
