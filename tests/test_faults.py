@@ -258,9 +258,10 @@ def test_plot_of_a_capture_spanning_years(tmp_path):
 def test_a_swallowed_interrupt_still_stops_the_run(tmp_path, capsys, monkeypatch):
     """A ^C landing in a callback from numba's LLVM was printed as "Exception ignored ..." and
     swallowed: the run went on and exited 0. The handler's flag stops it: no output, 130."""
+    import importlib
+
     import trafficgen as tg
     from trafficgen.errors import INTERRUPTED
-    import importlib
     main_module = importlib.import_module("trafficgen.cli.main")
     models = main_module.cmd_models
 
