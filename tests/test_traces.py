@@ -90,6 +90,14 @@ def test_burstgpt_and_generic_formats(tmp_path):
     assert tr.times_ns.tolist() == [250_000_000, 10**9] and tr.prompt.tolist() == [4, 3]
 
 
+def _refused_at_line(f, line: int, what: str) -> None:
+    """Reading trace ``f`` fails in one line that names the file, the line and ``what``."""
+    with pytest.raises(TrafficgenError) as e:
+        read_trace(f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+
+
 @pytest.mark.parametrize("text, line, what", [
     (AZURE_HEAD + "2023-11-16 18:17:03.97,12,3\n2023-11-16 18:17:04.0,x,3\n", 3, "ContextTokens"),
     (AZURE_HEAD + "2023-11-16 18:17:03.97,12,3\n\n2023-13-16 18:17:04.0,1,3\n", 4, "TIMESTAMP"),
@@ -101,10 +109,7 @@ def test_burstgpt_and_generic_formats(tmp_path):
 def test_bad_csv_names_the_line(tmp_path, text, line, what):
     f = tmp_path / "t.csv"
     f.write_text(text)
-    with pytest.raises(TrafficgenError) as e:
-        read_trace(f)
-    msg = str(e.value)
-    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+    _refused_at_line(f, line, what)
 
 
 @pytest.mark.parametrize("text, line, what", [
@@ -118,10 +123,7 @@ def test_bad_csv_names_the_line(tmp_path, text, line, what):
 def test_bad_jsonl_names_the_line(tmp_path, text, line, what):
     f = tmp_path / "t.jsonl"
     f.write_text(text)
-    with pytest.raises(TrafficgenError) as e:
-        read_trace(f)
-    msg = str(e.value)
-    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+    _refused_at_line(f, line, what)
 
 
 @pytest.mark.parametrize("data, line, what", [
@@ -134,10 +136,7 @@ def test_bad_jsonl_names_the_line(tmp_path, text, line, what):
 def test_bad_bytes_name_the_line(tmp_path, data, line, what):
     f = tmp_path / "t.csv"
     f.write_bytes(data)
-    with pytest.raises(TrafficgenError) as e:
-        read_trace(f)
-    msg = str(e.value)
-    assert msg.startswith(f"{f}: line {line}: ") and what in msg and "\n" not in msg, msg
+    _refused_at_line(f, line, what)
 
 
 def test_wrong_columns_and_empty(tmp_path):
