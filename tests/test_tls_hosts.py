@@ -23,7 +23,7 @@ FIELDS = ("frame.time_epoch", "tcp.stream", "ip.src", "tcp.srcport", "tcp.flags"
           "tls.handshake.type", "tls.record.content_type", "tls.handshake.extension.type",
           "tls.handshake.extensions_key_share_group", "tls.handshake.ja3", "tcp.reassembled.data",
           "tcp.payload")
-SHORT = ["chat.rate=20/s"]
+SHORT = ["chat.rate=20/s", "chat.ticket_lifetime=10s"]  # few clients come back within 10 s: full handshakes
 
 
 def _ns(epoch: str) -> int:
@@ -136,7 +136,8 @@ def test_chrome_ja3_varies_and_ja4_holds(taps):
     _sc, ev = taps["client"]
     by = defaultdict(list)
     for e in ev:
-        by[e["ja4"]].append(e["ja3"])
+        if not e["psk_ch"]:  # a resumption's hello has one more extension: its own JA4
+            by[e["ja4"]].append(e["ja3"])
     chrome, firefox = by[PROFILES["chrome"].ja4], by[PROFILES["firefox"].ja4]
     assert set(by) <= {PROFILES[n].ja4 for n in ("chrome", "firefox", "okhttp")}, set(by)
     assert len(chrome) >= 60 and len(set(chrome)) >= len(chrome) // 3, (len(chrome), len(set(chrome)))
@@ -157,12 +158,21 @@ def resumed(tmp_path_factory, make_run, tshark):
 
 
 def test_repeat_connections_resume(resumed):
+    """Every repeat connection resumes, of the session's or of the client's earlier session
+    (a ticket lives 18 h): the flow table's client ids say which; Python's never. Clients
+    whose earlier session fell before the capture resume too: with 2,000 clients nearly every
+    client has one within 18 h."""
     run, s = resumed
     t = pq.read_table(run.flows).to_pydict()
-    first_of_session = {}
+    first_of_session, seen_client = {}, set()
+    client_before = {}  # first flow of a session -> whether its client had a session earlier
     for i in np.argsort(t["start_ns"], kind="stable"):
-        first_of_session.setdefault(t["session_id"][i], (t["src_ip"][i], t["src_port"][i]))
-    n_resumed = n_repeat = 0
+        sid = t["session_id"][i]
+        if sid not in first_of_session:
+            first_of_session[sid] = (t["src_ip"][i], t["src_port"][i])
+            client_before[sid] = t["client_id"][i] in seen_client
+            seen_client.add(t["client_id"][i])
+    n_resumed = n_repeat = n_first = n_first_resumed = 0
     py = PROFILES["python"].ja4
     full_bytes, resumed_bytes = [], []
     for pk in s.values():
@@ -171,13 +181,21 @@ def test_repeat_connections_resume(resumed):
         assert e["psk_ch"] == e["psk_sh"]  # the server accepts every PSK offered, only those
         key = (pk[0]["src"][0], int(pk[0]["src"][1]))
         i = next(k for k in range(len(t["src_port"])) if (t["src_ip"][k], t["src_port"][k]) == key)
-        repeat = first_of_session[t["session_id"][i]] != key
+        sid = t["session_id"][i]
+        repeat = first_of_session[sid] != key or client_before[sid]
         is_python = e["ja4"] == py
-        assert e["psk_ch"] == (repeat and not is_python), (repeat, is_python, e["ja4"])
-        n_repeat += repeat and not is_python
+        if is_python:
+            assert not e["psk_ch"]
+        elif repeat:
+            assert e["psk_ch"], ("a repeat of the session or of the client's did not resume", key)
+            n_repeat += 1
+        else:
+            n_first += 1
+            n_first_resumed += e["psk_ch"]
         n_resumed += e["psk_ch"]
         (resumed_bytes if e["psk_ch"] else full_bytes).append(e["flight_bytes"])
-    assert n_resumed >= 30 and n_resumed == n_repeat
+    assert n_repeat >= 30 and n_first >= 10
+    assert n_first_resumed >= 0.9 * n_first  # their clients came within 18 h before the capture
     assert max(resumed_bytes) * 2 < min(full_bytes)  # no certificate chain
     # a resumed Chrome hello: pre_shared_key last, its own JA4 (one more extension)
     want = ja4ref.ja4(client_hello(PROFILES["chrome"], "chatgpt.com", psk=ticket_identity(500))[0])

@@ -15,6 +15,7 @@ from trafficgen.config.scenario import Scenario
 from trafficgen.errors import TrafficgenError
 from trafficgen.kernels import tlsvar
 from trafficgen.kernels.chat import tls_wire
+from trafficgen.kernels.rng import derive_range
 from trafficgen.kernels.tcp import W_REQ, WF_BYTES, WF_COLS, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 from trafficgen.schema import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN
 from trafficgen.wire.hello import GREASE_CODE, GREASE_OTHER, client_hello, permuted, quic_hello
@@ -263,3 +264,58 @@ def test_a_repeat_connection_resumes(resumption, lifetime_s, resumed):
     second = list(wd[n:n + 2, WF_LAYOUT]), list(wd[n:n + 2, WF_BYTES])
     assert second == (([4, 5], [2050, 300]) if resumed else ([1, 2], [1788, 4700]))
     assert (wd[n + 3, WF_BYTES] < wd[3, WF_BYTES]) == resumed  # one ticket after a resumption
+
+
+@pytest.mark.parametrize("open_at_s, prior_s, open_dep, resumed", [
+    (100, 40, -1, True),     # the client's earlier session 60 s before: its ticket lives
+    (100, -7200, -1, False),  # 2 h 1 m 40 s before: expired (lifetime 2 h)
+    (100, None, -1, False),   # no earlier session of the client
+    (100, 40, 0, False)])     # a later connection of a session: only its own session's count
+def test_a_connection_resumes_with_its_clients_earlier_ticket(open_at_s, prior_s, open_dep, resumed):
+    """A session's first connection resumes when its client started a session of the class
+    within a ticket's lifetime before (``prior``): that session's connection left a ticket."""
+    one = _connection(1)
+    one[:5, WF_DEP] = -1, 0, 1, 2, 2
+    var = np.zeros((1, tlsvar.VA_COLS), np.int64)
+    var[0, [tlsvar.VA_HELLO, tlsvar.VA_FLIGHT, tlsvar.VA_PSK_HELLO, tlsvar.VA_RESUMED_FLIGHT,
+            tlsvar.VA_H2, tlsvar.VA_RESUMES]] = 1788, 4700, 2050, 300, 1, 1
+    sc = tg.load_scenario("chat", ["chat.ticket_lifetime=2h"])
+    hosts = host_delays(sc, "chat", sc.chat, True)
+    z = np.zeros(1, np.int64)
+    cc = tls_conns(z, np.array([one.shape[0]]), z, z, np.array([11]),
+                   np.array([5]) if open_dep < 0 else np.array([7]), np.array([open_dep]),
+                   np.array([open_at_s * 10**9]),
+                   None if prior_s is None else np.array([prior_s * 10**9]))
+    tlsvar.assign(one, cc, np.uint64(1), np.array([1.0]), var, 1, 0, hosts)
+    assert (list(one[:2, WF_LAYOUT]) == [4, 5]) == resumed
+
+
+def test_client_history_is_the_latest_earlier_session_of_the_client():
+    """``ClientHistory.prior`` against a brute-force search over every arrival block of the
+    lifetime: the latest earlier session start of the same client, within the lifetime."""
+    from trafficgen.classes.chat import BLOCK_NS, ChatModel
+    from trafficgen.kernels import chat as kc
+    sc = tg.load_scenario("chat", ["topology.client_count=500", "chat.ticket_lifetime=2m"],
+                          duration="30s", seed=9)
+    m = ChatModel(sc)
+    keys, starts = m.sessions(-5 * BLOCK_NS, 30 * 10**9)
+    got = m.history.prior(keys, starts)
+    life = m.history.lifetime
+    blocks = [m.block_arrivals(b) for b in range((int(starts.min()) - life) // BLOCK_NS, 1)]
+    ks, ts = [], []
+    for k_b, arr in blocks:
+        k = np.empty(arr.shape[0], np.uint64)
+        derive_range(k_b, 1, k)
+        ks.append(k)
+        ts.append(arr)
+    all_t = np.concatenate(ts)
+    all_c = np.empty(all_t.shape[0], np.int64)
+    kc.session_clients(np.concatenate(ks), m.paths, all_c)
+    qc = np.empty(keys.shape[0], np.int64)
+    kc.session_clients(keys, m.paths, qc)
+    want = []
+    for c, t in zip(qc, starts):
+        hit = all_t[(all_c == c) & (all_t < t) & (all_t > t - life)]
+        want.append(hit.max() if hit.shape[0] else tlsvar.NO_PRIOR)
+    assert np.array_equal(got, want)
+    assert 0.2 < np.mean(got != tlsvar.NO_PRIOR) < 0.95  # both cases are exercised

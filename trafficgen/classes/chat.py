@@ -12,7 +12,8 @@ import numpy as np
 from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import chat as kc
-from trafficgen.kernels.rng import key_of
+from trafficgen.kernels import tlsvar
+from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.kernels.tcp import WF_COLS, Conns
 from trafficgen.schema import CLASS_CODE
 
@@ -56,6 +57,9 @@ class ChatModel(SessionModel):
         # Conversations last minutes: start this early so the capture opens in steady state
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
+        hosts = getattr(self.tls, "hosts", None)  # (plaintext: no TLS, nothing to resume)
+        self.history = ClientHistory(self, int(hosts.lifetime)) \
+            if hosts is not None and hosts.resumption > 0 else None
         d = self.dists
         self.tables = kc.ChatParams(
             think=d["think_time"], prompt=d["prompt_tokens"], output=d["output_tokens"],
@@ -94,14 +98,16 @@ class ChatModel(SessionModel):
         s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
         kc.plan(s_key, starts, turn0, 0, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
                 s_kept, s_conns, s_writes)
-        ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes)
+        prior = self.history.prior(s_key, starts) if self.history is not None else None
+        ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes, prior=prior)
         return [ep, self.fanout.lookups(s_key, ep)] if self.fanout is not None else ep
 
     def build(self, s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes,
-              adjust=None) -> EpochSchedule:
+              adjust=None, prior=None) -> EpochSchedule:
         """Requests, connections and writes of planned sessions (``kc.plan``'s output), through
         the transport kernel to a schedule. ``adjust(s_client, r, c, wd)``, if given, may change
-        the connections and writes before they are simulated (trace-driven runs)."""
+        the connections and writes before they are simulated (trace-driven runs). ``prior``:
+        when each session's client last started one before (``ClientHistory.prior``)."""
         sc = self.scenario
         n = s_key.shape[0]
         R, C, W = int(s_kept.sum()), int(s_conns.sum()), int(s_writes.sum())
@@ -121,7 +127,70 @@ class ChatModel(SessionModel):
         self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],
                        np.zeros(c["w0"].shape[0], np.int64), self.layout_base,
                        seed=c_isn[:, 0] | (c_isn[:, 1] << 32), session=c["session"],
-                       open_dep=c["open_dep"], open_at=c["open_at"])
+                       open_dep=c["open_dep"], open_at=c["open_at"],
+                       prior=None if prior is None else prior[c["session"]])
         c_os = np.stack([self.tls.client_os(s_client[c["session"]]), np.zeros(C, np.int64)], 1)
         return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
                                  packets=self.packets, c_os=c_os)
+
+
+class ClientHistory:
+    """When each session's client last started a session of the class before it, within a
+    ticket's lifetime: that session's connection left the client a ticket, so the new
+    session's first connection resumes (TLS resumption across sessions, as a browser's or an
+    app's session cache does). A session's client is drawn from its key alone
+    (``kc.session_path``), so the history is recomputed from the arrival blocks before the
+    window (cached per block): the same in any window, process or worker."""
+
+    MAX_BLOCKS = 256  # cached blocks (the latest ones looked up; a day is 1,440)
+
+    def __init__(self, model: ChatModel, lifetime_ns: int):
+        self.model, self.lifetime = model, lifetime_ns
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block ``b``'s session start times and clients."""
+        hit = self.cache.get(b)
+        if hit is None:
+            k_b, starts = self.model.block_arrivals(b)
+            keys = np.empty(starts.shape[0], np.uint64)
+            derive_range(k_b, 1, keys)
+            clients = np.empty(starts.shape[0], np.int64)
+            kc.session_clients(keys, self.model.paths, clients)
+            hit = (np.ascontiguousarray(starts, np.int64), clients)
+            if len(self.cache) >= self.MAX_BLOCKS:  # threads may race here: both results equal
+                self.cache.pop(min(self.cache), None)
+            self.cache[b] = hit
+        return hit
+
+    def prior(self, keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Per session (``keys``, ``starts``: ns from the capture start): when its client's
+        latest earlier session started, within the lifetime (``tlsvar.NO_PRIOR``: none).
+        Looks back over 4, 16, 64, ... blocks for the sessions not resolved yet: most clients
+        came back recently, and a session found in the nearer blocks is the latest."""
+        out = np.full(keys.shape[0], tlsvar.NO_PRIOR, np.int64)
+        if keys.shape[0] == 0:
+            return out
+        qc = np.empty(keys.shape[0], np.int64)
+        kc.session_clients(np.ascontiguousarray(keys, np.uint64), self.model.paths, qc)
+        qt = np.ascontiguousarray(starts, np.int64)
+        b_hi = int(qt.max()) // BLOCK_NS
+        b_lo = (int(qt.min()) - self.lifetime) // BLOCK_NS  # the oldest block any query needs
+        todo = np.arange(keys.shape[0])
+        n = 4
+        while todo.shape[0]:
+            first = max(b_lo, b_hi - n + 1)
+            parts = [self.block(b) for b in range(first, b_hi + 1)]
+            ts = np.concatenate([p[0] for p in parts])
+            cs = np.concatenate([p[1] for p in parts])
+            order = np.lexsort((ts, cs))
+            got = np.empty(todo.shape[0], np.int64)
+            kc.latest_before(cs[order], ts[order], qc[todo], qt[todo], np.int64(self.lifetime),
+                             np.int64(tlsvar.NO_PRIOR), got)
+            out[todo] = got
+            if first == b_lo:
+                break
+            # unresolved: none in these blocks; those whose lifetime reaches further look on
+            todo = todo[(got == tlsvar.NO_PRIOR) & (qt[todo] - self.lifetime < first * BLOCK_NS)]
+            n *= 4
+        return out

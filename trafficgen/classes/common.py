@@ -137,17 +137,20 @@ class TlsPlan:
         return first
 
     def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0,
-              seed=None, session=None, open_dep=None, open_at=None):
+              seed=None, session=None, open_dep=None, open_at=None, prior=None):
         """Each connection's variant into its writes and its hosts' delays (``kernels.tlsvar.
         assign``). ``seed``: a stable id per connection (its delay draws; e.g. its ISNs);
         ``session``, ``open_dep``, ``open_at`` (``tcp.Conns``): which connections repeat an
-        earlier one (resumption; none without them)."""
+        earlier one (resumption; none without them); ``prior``: when each connection's client
+        last started a session of the class before (``tlsvar.TlsConns.prior``; None: unknown,
+        only repeats within a session resume)."""
         tlsvar.assign(wd, tls_conns(c_w0, c_wn, c_client, c_endpoint, seed, session, open_dep,
-                                    open_at), self.key, self.cum_w, self.var, self.framing,
+                                    open_at, prior), self.key, self.cum_w, self.var, self.framing,
                       layout_base + tlsvar.LAYOUTS * first, self.hosts)
 
 
-def tls_conns(c_w0, c_wn, client, endpoint, seed, session, open_dep, open_at) -> tlsvar.TlsConns:
+def tls_conns(c_w0, c_wn, client, endpoint, seed, session, open_dep, open_at,
+              prior=None) -> tlsvar.TlsConns:
     """``tlsvar.TlsConns`` of contiguous int64 columns; ``seed`` None: the connection's index
     (not stable across windows: callers pass their ISNs), ``session`` None: no resumption."""
     n = c_w0.shape[0]
@@ -156,7 +159,8 @@ def tls_conns(c_w0, c_wn, client, endpoint, seed, session, open_dep, open_at) ->
         return np.full(n, fill, np.int64) if a is None else np.ascontiguousarray(a, np.int64)
     return tlsvar.TlsConns(col(c_w0, 0), col(c_wn, 0), col(client, 0), col(endpoint, 0),
                            col(seed, 0) if seed is not None else np.arange(n, dtype=np.int64),
-                           col(session, -1), col(open_dep, -1), col(open_at, 0))
+                           col(session, -1), col(open_dep, -1), col(open_at, 0),
+                           col(prior, tlsvar.NO_PRIOR))
 
 
 def host_delays(scenario: Scenario, cls: str, p, tickets: bool) -> tlsvar.TlsHosts:

@@ -192,6 +192,32 @@ def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
         s_kept[s], s_conns[s], s_writes[s] = kept, conns, writes
 
 
+@kernel
+def session_clients(keys, paths, out):
+    """The client of each session of ``keys`` (as ``session_path`` draws it)."""
+    for i in range(keys.shape[0]):
+        out[i] = client_rank(uniform(keys[i], 0), paths.n_clients, paths.client_skew)
+
+
+@kernel
+def latest_before(cs, ts, qc, qt, lifetime, none, out):
+    """For each query (client ``qc[i]``, time ``qt[i]``): the latest time of ``ts`` before it
+    of the same client within ``lifetime`` (``none`` if there is none). (``cs``, ``ts``) are
+    sorted by client, then time."""
+    n = cs.shape[0]
+    for i in range(qc.shape[0]):
+        c, t = qc[i], qt[i]
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cs[mid] < c or (cs[mid] == c and ts[mid] < t):
+                lo = mid + 1
+            else:
+                hi = mid
+        j = lo - 1
+        out[i] = ts[j] if j >= 0 and cs[j] == c and t - ts[j] < lifetime else none
+
+
 @inline
 def s_turns_of(s_turn0, s, total):
     return (s_turn0[s + 1] if s + 1 < s_turn0.shape[0] else total) - s_turn0[s]

@@ -48,11 +48,14 @@ DL_HELLO, DL_FINISHED, DL_REQUEST, DL_KEX, DL_MLKEM, DL_SIGN, DL_TICKET, DL_PARS
 DL_COUNT = 8
 D_PARSE = 64  # draw index of the parse delay of the request at local write w: D_PARSE + w
 
-TlsConns = namedtuple("TlsConns", "w0 wn client endpoint seed session open_dep open_at")
+TlsConns = namedtuple("TlsConns", "w0 wn client endpoint seed session open_dep open_at prior")
 TlsConns.__doc__ = """Per connection, what ``assign`` reads: its writes (first row, count), its
 client (which profile it runs), endpoint, a stable seed (its delay draws: the same in any
 window), session (``-1``: resumption off), the connection it opens after (-1: ``open_at`` is
-absolute) and when (ns; after that one, or absolute)."""
+absolute) and when (ns; after that one, or absolute), and when its client's latest earlier
+session of the class started (ns, the frame of ``open_at``; ``NO_PRIOR``: none within a
+ticket's lifetime): that session's connection left the client a ticket."""
+NO_PRIOR = -(1 << 62)
 TlsHosts = namedtuple("TlsHosts", "key delays resumption lifetime")
 TlsHosts.__doc__ = """The hosts' side of a class's TLS: the key of the per-connection draws,
 the host delays (``DL_*`` rows), the share of repeat connections that resume and a ticket's
@@ -109,14 +112,22 @@ def _repeat(cc, c, hosts):
     return False
 
 
+@inline
+def _prior(cc, c, hosts):
+    """Whether connection ``c``, opening at an absolute time, holds a ticket from its client's
+    earlier session (``cc.prior``) that is still within its lifetime."""
+    return cc.open_dep[c] < 0 and cc.prior[c] != NO_PRIOR and cc.open_at[c] - cc.prior[c] < hosts.lifetime
+
+
 @kernel
 def assign(wd, cc, key, cum_w, var, framing, base, hosts):
     """Give each connection ``c`` of ``cc`` (``TlsConns``; writes ``wd[w0[c]:w0[c] + wn[c]]``)
     its variant: endpoint ``endpoint[c]`` x the profile its client draws (uniform of
     derive(key, client) against ``cum_w``, the profiles' cumulative weights); ``var``: the
     variants' ``VA_*`` columns. Template layouts 1..3 become ``base + LAYOUTS v + layout``
-    (4 and 5 for a resumed connection: a repeat within the lifetime, of a profile that resumes,
-    with the share ``hosts.resumption``). The handshake writes get their host delays drawn per
+    (4 and 5 for a resumed connection: a repeat within the lifetime, of its session's or of its
+    client's earlier session (``cc.prior``), of a profile that resumes, with the share
+    ``hosts.resumption``). The handshake writes get their host delays drawn per
     connection from derive(hosts.key, seed[c]) (draws ``DL_*`` by row, 16 resumption,
     ``D_PARSE + w`` the parse delay of the request at local write w, added to the server's
     writes that wait on it). ``framing``: apply the HTTP framing (0 for WebSocket flows)."""
@@ -132,7 +143,7 @@ def assign(wd, cc, key, cum_w, var, framing, base, hosts):
         h2 = var[v, VA_H2] != 0
         k = derive(hosts.key, c_seed[c])
         resumed = (var[v, VA_RESUMES] != 0 and uniform(k, 16) < hosts.resumption
-                   and _repeat(cc, c, hosts))
+                   and (_repeat(cc, c, hosts) or _prior(cc, c, hosts)))
         first_up = first_down = True
         last_req = -1
         w0 = c_w0[c]
