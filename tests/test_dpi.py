@@ -13,9 +13,18 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
+from trafficgen.wire.hello import client_hello
 from trafficgen.wire.profiles import PROFILES
+from trafficgen.wire.tls import RESUMES, ticket_identity
 
+from . import ja4ref
 from .helpers import TSHARK_PROBLEMS, nfstream_module, run_tshark
+
+# each profile's JA4, and its resumption's where it resumes (one more extension,
+# pre_shared_key: a JA4 of its own, as real Chrome's)
+PROFILE_OF_JA4 = {p.ja4: name for name, p in PROFILES.items()}
+PROFILE_OF_JA4.update({ja4ref.ja4(client_hello(PROFILES[name], "a.example", psk=ticket_identity(500))[0]): name
+                       for name in PROFILES if RESUMES.get(name)})
 
 # every TCP class at the servers' end (realtime voice over WebSocket/TLS too); chat's clients
 # on three profiles in equal shares, so each profile shows in a short run
@@ -40,7 +49,8 @@ def expected(sc) -> dict:
     for cls, p in sc.params.items():
         if not hasattr(p, "client_profiles"):
             continue
-        ja4s = {PROFILES[name].ja4 for name, _ in p.client_profiles}
+        names = {name for name, _ in p.client_profiles}
+        ja4s = {j for j, name in PROFILE_OF_JA4.items() if name in names}
         topo = sc.topology_of(cls)
         services = [(topo.servers, topo.server_port, getattr(p, "sni", ""))]
         for svc in ("tools", "embed", "search", "rerank"):
@@ -115,26 +125,26 @@ def test_ndpi_reads_sni_ja4_and_category(dpi_run):
         cls, want_sni, ja4s = flows[key]
         assert sni == want_sni, (cls, sni, want_sni)
         assert ja4 in ja4s, (cls, ja4, ja4s)
-        ja4_seen[ja4] += 1
+        ja4_seen[PROFILE_OF_JA4[ja4]] += 1
         if want_sni in PUBLIC_AI:
             assert category == "ArtifIntelligence", (want_sni, category)
     # every profile the scenario names is seen, with the JA4 its table documents
-    wanted = {PROFILES[n].ja4 for p in dpi_run.scenario.params.values()
-              for n, _ in getattr(p, "client_profiles", ())}
+    wanted = {n for p in dpi_run.scenario.params.values() for n, _ in getattr(p, "client_profiles", ())}
     assert set(ja4_seen) == wanted, (ja4_seen, wanted)
-    assert wanted == {p.ja4 for p in PROFILES.values()}
+    assert wanted == set(PROFILES)
 
 
 def test_profiles_follow_clients(dpi_run):
     """A client machine keeps its TLS stack: every connection of one client address in one
-    class has one JA4 (the profile is drawn per client, not per connection)."""
+    class has one profile's JA4, full or resumed (the profile is drawn per client, not per
+    connection)."""
     nfstream = nfstream_module()
     df = nfstream.NFStreamer(str(dpi_run.pcap), statistical_analysis=False).to_pandas()
     flows = flows_of(dpi_run)
     per = {}
     for r in df.itertuples():
         cls = flows[(r.src_ip, int(r.src_port), r.dst_ip, int(r.dst_port))][0]
-        per.setdefault((cls, r.src_ip), set()).add(r.client_fingerprint)
+        per.setdefault((cls, r.src_ip), set()).add(PROFILE_OF_JA4.get(r.client_fingerprint, r.client_fingerprint))
     assert all(len(v) == 1 for v in per.values()), per
     assert np.mean([len(v) for v in per.values()]) == 1
 

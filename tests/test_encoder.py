@@ -290,4 +290,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "ea29c35fb36d0cbc0c93749a644fbd0e871a0a4fd2e18fbf8b214618a02e9e06"
+GOLDEN_SHA256 = "6c730c499a979afa0941c36459d4232dc32ead6b32daeca171c6d8c9fdfa4c7e"
