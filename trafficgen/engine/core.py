@@ -30,6 +30,7 @@ from trafficgen.wire.tls import CombinedTemplates
 
 from .batch import Batch
 from .netplan import NetPlan, client_pools, path_hops
+from .tap import TapLink, state_columns, tap_ns_per_byte
 
 DEFAULT_WINDOW_NS = 10 * 10**9
 BLOCK_NS = ARRIVAL_BLOCK_NS  # the models' arrival blocks: ids go block by block
@@ -65,6 +66,7 @@ class FlowAttrs:
                       ("key", "u8"), ("hops", "u1"), ("side", "u1"), ("proto", "u1"),
                       ("cos", "u1"), ("sos", "u1"), ("tsopt", "u1"),
                       ("v6", "u1"), ("quic", "u1"), ("ovh", "i8"))}
+        self.cols.update(state_columns(0))  # the tap pass's, per flow (engine.tap)
 
     def add(self, new: dict, keep_from: int):
         drop = max(0, keep_from - self.base)
@@ -125,6 +127,9 @@ class Engine:
         self.pools = client_pools(scenario)
         self.net = NetPlan(scenario, self.templates)  # the [network] section: overheads, frame rewrite
         self._emitted = 0  # packets handed out in batches so far (MACsec packet numbers)
+        self.tap_rate = tap_ns_per_byte(scenario)
+        self.tap = None
+        self.reset_tap()
         if not packets and not self.net.counts_packets:  # else the network counts the packets
             for m in self.models:
                 m.packets = False
@@ -144,6 +149,16 @@ class Engine:
                 return  # sessions that start after the cut have no packet before it
             if max(k * w, start) < min((k + 1) * w, end):
                 yield max(k * w, start), min((k + 1) * w, end)
+
+    def reset_tap(self) -> None:
+        """A new pass over the tap's link (``engine.tap``), for a stream from its start."""
+        self.tap = TapLink(self.tap_rate) if self.tap_rate and self.packets else None
+
+    def keep_flows_from(self, first: int) -> int:
+        """The lowest flow id whose attributes must stay: ``first``, or lower for a packet the
+        tap pass still carries."""
+        low = self.tap.min_flow() if self.tap is not None else None
+        return first if low is None else min(first, low)
 
     @property
     def warmup_ns(self) -> int:
@@ -208,15 +223,20 @@ class Engine:
         return self.run()
 
     def run(self, lo: int | None = None, hi: int | None = None, first_ids: dict | None = None,
-            simulated: list | None = None) -> Iterator[Batch]:
+            simulated: list | None = None, tap: bool = True) -> Iterator[Batch]:
         """The batches of the whole run, or of the sessions that start in [lo, hi) (one
         partition, ``simulated`` by ``simulate(lo, hi)`` if given) with the ids after those
-        the partitions before it used (``first_ids``: flow, session, request; ``id_counts``)."""
+        the partitions before it used (``first_ids``: flow, session, request; ``id_counts``).
+        ``tap=False``: the packets as they reach the tap's link (a partition streamed to the
+        merge, which runs the tap's pass over the whole stream)."""
         first_ids = first_ids or {}
         next_id = {k: int(first_ids.get(k, 0)) for k in ID_KINDS}
         windows = list(self.windows(lo, hi))
         final_t1 = windows[-1][1] if windows else 0
         self._emitted = 0  # MACsec packet numbers: a whole run's stream (never a partition's)
+        self.reset_tap()
+        if not tap:
+            self.tap = None
         source = iter(simulated) if simulated is not None else self._prefetched(windows)
         # (first flow id, ts-sorted packets, their ts_ns contiguous) per window: searching a
         # structured field would copy it, once per pending run per window
@@ -236,7 +256,7 @@ class Engine:
             new = _merge_sorted(new_parts)
             if new.shape[0]:
                 runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
-            attrs.add(self.flow_attrs(flows), runs[0][0] if runs else first_flow)
+            attrs.add(self.flow_attrs(flows), self.keep_flows_from(runs[0][0] if runs else first_flow))
             last = t1 >= final_t1
             boundary = self.sc.start_ns + t1
             heads, tails = [], []
@@ -253,12 +273,15 @@ class Engine:
                     tails.append((run_first, tail, tail_ts))
             runs = tails
             ready = _merge_sorted(heads)
-            yield from self.batches_of(ready, attrs, flows, reqs, max(t1, 0))
+            yield from self.batches_of(ready, attrs, flows, reqs, max(t1, 0), None if last else boundary)
 
-    def batches_of(self, ready, attrs, flows, reqs, progress) -> Iterator[Batch]:
+    def batches_of(self, ready, attrs, flows, reqs, progress, bound) -> Iterator[Batch]:
         """Slice the emitted packets into batches; the window's table rows go with the first.
-        Every batch of a run, alone or merged from partitions, comes through here: the cut
-        (``stop_at_ns``) is made here, once."""
+        Every batch of a run, alone or merged from partitions, comes through here: the tap's
+        link (``engine.tap``; ``bound``: every later packet is at or after it, ns since the
+        epoch; None: the last) and the cut (``stop_at_ns``) are made here, once."""
+        if self.tap is not None:
+            ready = self.tap.queue(ready, attrs, bound)
         if self.stop_at_ns is not None:
             ready, flows, reqs = cut(ready, flows, reqs, self.sc.start_ns + self.stop_at_ns)
         if ready.shape[0] == 0:
@@ -305,7 +328,7 @@ class Engine:
                 "hops": path_hops(self.pools, cip, sip),
                 "side": self.side_of_class[flows["class"]], "proto": proto.astype(np.uint8),
                 "cos": cos.astype(np.uint8), "sos": sos.astype(np.uint8),
-                "tsopt": ts.astype(np.uint8), **net}
+                "tsopt": ts.astype(np.uint8), **net, **state_columns(flows.shape[0])}
 
     def _batch(self, part, attrs: FlowAttrs, flows, reqs, progress) -> Batch:
         first_packet = self._emitted

@@ -93,7 +93,7 @@ class Merger:
         if s.reqs.shape[0]:
             self.reqs.append(s.reqs)
         self.attrs.add(self.engine.flow_attrs(np.ascontiguousarray(s.flows)),
-                       min(x.first_flow for x in self.open))
+                       self.engine.keep_flows_from(min(x.first_flow for x in self.open)))
         s.flows = s.reqs = None  # the merge has them now
 
     def emit(self, bound: int | None) -> Iterator[Batch]:
@@ -134,7 +134,7 @@ class Merger:
         self.merge_s += time.perf_counter() - t
         progress = self.duration_ns if bound is None else max(0, min(bound - self.start_ns,
                                                                      self.duration_ns))
-        yield from self.engine.batches_of(ready, self.attrs, flows, reqs, progress)
+        yield from self.engine.batches_of(ready, self.attrs, flows, reqs, progress, bound)
 
     def close(self) -> None:
         for s in self.open:

@@ -73,7 +73,8 @@ def stream_arrays(token: str, scenario, opts: Options, lo: int, hi: int, first_i
                   sim) -> dict:
     """Phase two, into arrays: the partition's packet rows (in order), flows and requests."""
     parts: dict[str, list] = {k: [] for k in PARTS}
-    for b in partition_engine(token, scenario, opts, False).run(lo, hi, first_ids, sim):
+    # the rows as they reach the tap's link: the merge runs the tap's pass over them all
+    for b in partition_engine(token, scenario, opts, False).run(lo, hi, first_ids, sim, tap=False):
         for k, rows in pieces(b):
             if rows.shape[0]:
                 parts[k].append(rows)

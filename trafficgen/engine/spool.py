@@ -38,7 +38,7 @@ def stream_files(token: str, scenario, opts: phases.Options, lo: int, hi: int, f
     n = dict.fromkeys(phases.PARTS, 0)
     try:
         engine = phases.partition_engine(token, scenario, opts, False)
-        for b in engine.run(lo, hi, first_ids, sim):
+        for b in engine.run(lo, hi, first_ids, sim, tap=False):  # the merge runs the tap's pass
             for k, rows in phases.pieces(b):
                 files[k].write(memoryview(np.ascontiguousarray(rows)).cast("B"))
                 n[k] += rows.shape[0]

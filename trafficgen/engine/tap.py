@@ -1,0 +1,91 @@
+"""The tap's link: frames of every flow the capture sees share it (``kernels.taplink``).
+
+``TapLink`` runs the pass over the engine's time-ordered stream, piece by piece as the engine
+emits it (alone or merged from partitions), carrying the packets it cannot settle yet; the
+packets come out in (time, flow id, packet order), the same whatever the pieces, the window,
+the batch size or the number of workers.
+
+Its rate is the slowest link any class seen at the capture has at the tap's end (clients:
+their topology's ``bandwidth``; servers: ``hosts.fabric_bandwidth``): the link every frame
+there crosses. The flow and request tables keep the times the flows' transport gives (a
+frame's time as it reaches the tap's link); a frame that waits for the link is seen that much
+later in the capture and the packet table.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trafficgen.kernels import taplink as kt
+from trafficgen.schema import SCHED_DTYPE, concat_rows, take_rows
+
+STATE_COLS = ("tq_new0", "tq_new1", "tq_orig0", "tq_orig1")  # per flow, in ``FlowAttrs``
+
+
+def tap_ns_per_byte(scenario) -> float | None:
+    """ns per byte of the tap's link (None: no class is seen at this capture point)."""
+    rates = []
+    for cls in scenario.params:
+        side = scenario.topology.side(cls)
+        if side is None:
+            continue
+        rates.append(scenario.topology_of(cls).bandwidth_bps if side == 0
+                     else scenario.hosts.fabric_bandwidth)
+    return 8e9 / min(rates) if rates else None
+
+
+def state_columns(n: int) -> dict:
+    """The pass's per-flow columns for ``n`` new flows (nothing queued yet)."""
+    return {k: np.full(n, kt.NONE, np.int64) for k in STATE_COLS}
+
+
+class TapLink:
+    """The pass's state between pieces: the link's next free time per direction, the packets
+    carried (their original times and where the pass left them)."""
+
+    def __init__(self, ns_per_byte: float):
+        self.ns_per_byte = ns_per_byte
+        self.busy = np.full(2, kt.NONE, np.int64)
+        self.counter = np.zeros(1, np.int64)
+        self.carry = np.empty(0, SCHED_DTYPE)
+        self.c_orig = self.c_status = self.c_dep = self.c_seq = np.empty(0, np.int64)
+
+    def min_flow(self) -> int | None:
+        """The lowest flow id a carried packet has (its flow's attributes must stay)."""
+        return int(self.carry["flow_id"].min()) if self.carry.shape[0] else None
+
+    def queue(self, ready: np.ndarray, attrs, bound: int | None) -> np.ndarray:
+        """The packets of ``ready`` (original times before ``bound``, ns since the epoch;
+        None: the stream's last piece) and those carried, as the tap sees them: those that
+        nothing still to come can precede, in order, their ``ts_ns`` the link's."""
+        final = bound is None
+        if ready.shape[0] == 0 and self.carry.shape[0] == 0:
+            return ready
+        rows = concat_rows([self.carry, ready]) if self.carry.shape[0] else ready
+        n_new = ready.shape[0]
+        orig = np.concatenate((self.c_orig, ready["ts_ns"].astype(np.int64)))
+        status = np.concatenate((self.c_status, np.zeros(n_new, np.int64)))
+        dep = np.concatenate((self.c_dep, np.zeros(n_new, np.int64)))
+        seq = np.concatenate((self.c_seq, np.zeros(n_new, np.int64)))
+        frow = (rows["flow_id"] - attrs.base).astype(np.int64)
+        a = attrs.cols
+        side = a["side"][frow]
+        tdir = (rows["direction"] != side).astype(np.int64)  # 0: sent by the capture's host
+        ser = np.maximum(1, np.ceil((rows["wire_len"].astype(np.float64) + kt.IFG_BYTES)
+                                    * self.ns_per_byte)).astype(np.int64)
+        last_new = np.stack((a["tq_new0"], a["tq_new1"]), axis=1)
+        last_orig = np.stack((a["tq_orig0"], a["tq_orig1"]), axis=1)
+        out = np.empty(rows.shape[0], np.int64)
+        k = kt.tap_queue(orig, rows["flow_id"].astype(np.int64), frow, tdir, ser, status, dep, seq,
+                         np.int64(0 if final else bound), final, last_new, last_orig, self.busy,
+                         self.counter, out)
+        for col, d in (("tq_new", last_new), ("tq_orig", last_orig)):
+            a[f"{col}0"][:] = d[:, 0]
+            a[f"{col}1"][:] = d[:, 1]
+        order = out[:k]
+        done = take_rows(rows, order)
+        done["ts_ns"] = dep[order]
+        left = np.flatnonzero(status != 2)  # in the stream's order: each flow's stays in order
+        self.carry = take_rows(rows, left)
+        self.c_orig, self.c_status = orig[left], status[left]
+        self.c_dep, self.c_seq = dep[left], seq[left]
+        return done

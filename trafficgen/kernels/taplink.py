@@ -1,0 +1,149 @@
+"""The tap's link, shared by every flow the capture sees: a frame occupies it for its
+serialization time, so a frame that finds the link busy (in its direction) with another
+flow's frame waits behind it (first in, first out) and is seen when it starts on the link.
+
+Each flow's transport already spaces its own frames on its links (``kernels.tcpseg``); the
+tap's link is where the flows meet. A frame's wait moves what follows from it in its flow:
+a packet of the flow keeps its original gap after the flow's latest packet in the other
+direction when that gap is shorter than ``HORIZON`` (a kernel's turnaround, an ACK clock, a
+fabric round trip: the reaction comes that much after its cause, however late the cause), and
+at least ``HORIZON`` of it otherwise (a long delay, an application's or a WAN round trip,
+absorbs the wait). So no effect precedes or meets its cause, and a wait does not push a
+whole flow's later life.
+
+The pass runs over the time-ordered stream in pieces (``bound``: every later packet's
+original time is at least this), carrying what it cannot settle yet; packets come out in
+(time, flow id, packet order), the same whatever the pieces.
+"""
+import numpy as np
+
+from .jit import helper, kernel
+
+NONE = np.int64(-(1 << 62))
+HORIZON = np.int64(200_000)  # ns: reactions closer than this to their cause keep their gap
+IFG_BYTES = 20  # preamble, SFD, inter-frame gap
+
+
+@helper
+def _less(k1, f1, s1, k2, f2, s2):
+    return k1 < k2 or (k1 == k2 and (f1 < f2 or (f1 == f2 and s1 < s2)))
+
+
+@helper
+def _push(heap, n, i, key, fid, tie):
+    """Push index ``i`` on the min-heap ``heap[:n]`` ordered by (key, fid, tie) of its
+    indices; returns the new size."""
+    heap[n] = i
+    c = n
+    while c > 0:
+        p = (c - 1) // 2
+        a, b = heap[c], heap[p]
+        if _less(key[a], fid[a], tie[a], key[b], fid[b], tie[b]):
+            heap[c], heap[p] = b, a
+            c = p
+        else:
+            break
+    return n + 1
+
+
+@helper
+def _pop(heap, n, key, fid, tie):
+    """Remove the top of ``heap[:n]``; returns the new size (the top was ``heap[0]``)."""
+    n -= 1
+    heap[0] = heap[n]
+    c = 0
+    while True:
+        l_, r = 2 * c + 1, 2 * c + 2
+        m = c
+        if l_ < n and _less(key[heap[l_]], fid[heap[l_]], tie[heap[l_]],
+                            key[heap[m]], fid[heap[m]], tie[heap[m]]):
+            m = l_
+        if r < n and _less(key[heap[r]], fid[heap[r]], tie[heap[r]],
+                           key[heap[m]], fid[heap[m]], tie[heap[m]]):
+            m = r
+        if m == c:
+            return n
+        heap[c], heap[m] = heap[m], heap[c]
+        c = m
+
+
+@helper
+def _earliest(i, orig, frow, tdir, last_new, last_orig):
+    """When packet ``i`` may reach the tap at the earliest: its original time, or later by
+    what its cause waited (the flow's latest packet in the other direction)."""
+    f, o = frow[i], 1 - tdir[i]
+    t = orig[i]
+    if last_new[f, o] != NONE:  # (the flow's packets are queued in their order: gap >= 0)
+        t = max(t, last_new[f, o] + min(orig[i] - last_orig[f, o], HORIZON))
+    return t
+
+
+@kernel
+def tap_queue(orig, fid, frow, tdir, ser, status, dep, seq, bound, final, last_new,
+              last_orig, busy, counter, out):
+    """One piece of the pass. Rows ``i`` (the carried ones first, then the new, each in the
+    stream's order): original time ``orig``, flow id ``fid``, flow row ``frow`` (into
+    ``last_new``/``last_orig``: int64[F, 2], the flow's latest packet per tap direction, its
+    time at the tap and originally), tap direction ``tdir`` (0: sent by the capture's host),
+    serialization ``ser`` (ns); ``status`` 0 not yet queued, 1 queued (its time ``dep``, its
+    place ``seq``), set to 2 when it comes out. ``busy``: when the link is next free per
+    direction; ``counter``: the next ``seq``. Packets come out into ``out`` in order while
+    nothing not yet queued can precede them (every row before ``bound`` is queued, or all
+    when ``final``); returns how many."""
+    n = orig.shape[0]
+    n_flows = last_new.shape[0]
+    nxt = np.full(n, -1, np.int64)
+    tail = np.full(n_flows, -1, np.int64)
+    h1 = np.empty(n, np.int64)  # heads of the flows' unqueued packets, by earliest time
+    h2 = np.empty(n, np.int64)  # queued packets not yet out, by time at the tap
+    ekey = np.empty(n, np.int64)
+    n1 = n2 = 0
+    for i in range(n):
+        if status[i] == 1:
+            n2 = _push(h2, n2, i, dep, fid, seq)
+        elif status[i] == 0:
+            f = frow[i]
+            if tail[f] < 0:
+                ekey[i] = _earliest(i, orig, frow, tdir, last_new, last_orig)
+                n1 = _push(h1, n1, i, ekey, fid, fid)
+            else:
+                nxt[tail[f]] = i
+            tail[f] = i
+    k = 0
+    while n1 > 0:
+        i = h1[0]
+        e = ekey[i]
+        if not final and e >= bound:
+            break
+        n1 = _pop(h1, n1, ekey, fid, fid)
+        d = tdir[i]
+        t = max(e, busy[d])
+        busy[d] = t + ser[i]
+        dep[i] = t
+        seq[i] = counter[0]
+        counter[0] += 1
+        status[i] = 1
+        f = frow[i]
+        last_new[f, d] = t
+        last_orig[f, d] = orig[i]
+        n2 = _push(h2, n2, i, dep, fid, seq)
+        j = nxt[i]
+        if j >= 0:
+            ekey[j] = _earliest(j, orig, frow, tdir, last_new, last_orig)
+            n1 = _push(h1, n1, j, ekey, fid, fid)
+        # out: what no packet still to queue can precede (each comes at or after its key)
+        if n1 == 0 and final:
+            continue
+        horizon = ekey[h1[0]] if n1 > 0 else bound
+        while n2 > 0 and dep[h2[0]] < horizon:
+            out[k] = h2[0]
+            status[h2[0]] = 2
+            k += 1
+            n2 = _pop(h2, n2, dep, fid, seq)
+    horizon = ekey[h1[0]] if n1 > 0 else bound
+    while n2 > 0 and (final or dep[h2[0]] < horizon):
+        out[k] = h2[0]
+        status[h2[0]] = 2
+        k += 1
+        n2 = _pop(h2, n2, dep, fid, seq)
+    return k
