@@ -278,12 +278,17 @@ def test_pcap_equals_packet_table_row_for_row(run):
     assert (flows["protocol"] == 6).all()
 
 
+# the most a frame of these runs waits for the tap's link behind other flows' frames (a few
+# frames' serialization: microseconds); the tables keep the transport's times (engine/tap.py)
+TAP_WAIT = 200_000
+
 def test_flow_totals_equal_packet_sums(run):
     cap = capture_of(run)
     t = tables_of(run)
     p, flows = t.packets, t.flows
     nf = flows["flow_id"].shape[0]
     assert np.unique(flows["flow_id"]).shape[0] == nf
+    waited = 0
     down = (p["direction"] == "down").astype(np.int64)
     wl = p["wire_len"].astype(np.int64)
     for k in range(nf):
@@ -294,8 +299,12 @@ def test_flow_totals_equal_packet_sums(run):
         assert flows["bytes_down"][k] == wl[m & (down == 1)].sum(), fid
         assert flows["packets_up"][k] == (m & (down == 0)).sum(), fid
         assert flows["packets_down"][k] == (m & (down == 1)).sum(), fid
-        assert flows["start_ns"][k] == p["ts_ns"][m].min(), fid
-        assert flows["end_ns"][k] == p["ts_ns"][m].max(), fid
+        # a frame may wait for the tap's link behind other flows' frames (engine/tap.py): the
+        # capture shows it that much after the table's time, by a few frames' time at most
+        for col, t in (("start_ns", p["ts_ns"][m].min()), ("end_ns", p["ts_ns"][m].max())):
+            assert 0 <= t - flows[col][k] <= TAP_WAIT, (fid, col)
+            waited += t != flows[col][k]
+    assert waited <= 0.05 * 2 * nf
     total = int(flows["bytes_up"].sum() + flows["bytes_down"].sum())
     assert total == int(cap.caplen.sum()) == run.report["wire_bytes"]
     assert int(flows["packets_up"].sum() + flows["packets_down"].sum()) == cap.n
@@ -319,6 +328,7 @@ def test_requests_agree_with_packets(run):
     order = np.argsort(p["request_id"], kind="stable")
     rid_sorted = p["request_id"][order]
     per_flow = defaultdict(int)
+    waited = 0
     for j in range(nr):
         rid, fid = int(r["request_id"][j]), int(r["flow_id"][j])
         assert fid in flow_row, f"request {rid}: flow {fid} missing"
@@ -329,18 +339,22 @@ def test_requests_agree_with_packets(run):
         assert idx.shape[0] > 0, f"request {rid} has no packets"
         assert (p["flow_id"][idx] == fid).all(), f"request {rid}: packets of another flow"
         ts = p["ts_ns"][idx]
-        assert flows["start_ns"][f] <= ts.min() and ts.max() <= flows["end_ns"][f], rid
+        assert flows["start_ns"][f] <= ts.min() and ts.max() <= flows["end_ns"][f] + TAP_WAIT, rid
         assert r["bytes_up"][j] == wl[idx][~down[idx]].sum(), rid
         assert r["bytes_down"][j] == wl[idx][down[idx]].sum(), rid
         up_data = idx[~down[idx] & data[idx]]
         down_data = idx[down[idx] & data[idx]]
         assert up_data.shape[0] and down_data.shape[0], f"request {rid}: no upload or no reply"
-        # start: first request byte seen; first_byte/end: first/last response byte seen
-        assert r["start_ns"][j] == p["ts_ns"][up_data].min(), rid
-        assert r["first_byte_ns"][j] == p["ts_ns"][down_data].min(), rid
-        assert r["end_ns"][j] == p["ts_ns"][down_data].max(), rid
+        # start: first request byte seen; first_byte/end: first/last response byte seen (where
+        # the frame waited for the tap's link: that much later in the capture)
+        for col, t in (("start_ns", p["ts_ns"][up_data].min()),
+                       ("first_byte_ns", p["ts_ns"][down_data].min()),
+                       ("end_ns", p["ts_ns"][down_data].max())):
+            assert 0 <= t - r[col][j] <= TAP_WAIT, (rid, col)
+            waited += t != r[col][j]
         assert r["client_id"][j] == flows["client_id"][f], rid
         assert r["session_id"][j] == flows["session_id"][f], rid
+    assert waited <= 0.05 * 3 * nr
     for k, fid in enumerate(flows["flow_id"]):
         assert flows["requests"][k] == per_flow.get(int(fid), 0), f"flow {fid}"
 
