@@ -5,6 +5,7 @@ back by dpkt shows it."""
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import dpkt
 import numpy as np
@@ -52,7 +53,7 @@ def _run(rows, n_flows, bounds, side=0):
     return np.concatenate(out)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=int(os.environ.get("TAP_EXAMPLES", 60)), deadline=None)
 @given(st.integers(1, 12), st.integers(0, 2**32 - 1), st.lists(st.integers(0, 3_000_000), max_size=6))
 def test_frames_wait_for_the_link_and_keep_their_flows(n_flows, seed, cuts):
     rows = _stream(n_flows, seed)

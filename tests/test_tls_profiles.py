@@ -319,3 +319,23 @@ def test_client_history_is_the_latest_earlier_session_of_the_client():
         want.append(hit.max() if hit.shape[0] else tlsvar.NO_PRIOR)
     assert np.array_equal(got, want)
     assert 0.2 < np.mean(got != tlsvar.NO_PRIOR) < 0.95  # both cases are exercised
+
+
+def test_client_history_beyond_the_exact_hours_follows_the_clients_rate():
+    """Tickets that live 18 h: a client not seen in the last 4 h (looked up exactly) came in
+    the 14 h before them with probability 1 - exp(-rate x 14 h); over many clients the share
+    of sessions with an earlier one is 1 - exp(-rate x 18 h) (a Poisson client), within a few
+    points."""
+    from trafficgen.classes.chat import ChatModel
+    sc = tg.load_scenario("chat", ["topology.client_count=500000", "topology.clients=10.0.0.0/8",
+                                   "chat.ticket_lifetime=18h", "chat.arrivals={process=\"poisson\"}"],
+                          duration="60s", seed=2)
+    m = ChatModel(sc)
+    keys, starts = m.sessions(0, 60 * 10**9)
+    got = m.history.prior(keys, starts)
+    rate = m.session_rate_per_ns / 500000
+    want = -np.expm1(-rate * 18 * 3600e9)
+    exact = -np.expm1(-rate * (m.history.EXACT_BLOCKS - 1) * 60e9)
+    seen = np.mean(got != tlsvar.NO_PRIOR)
+    assert keys.shape[0] > 50 and 0.15 < exact < want - 0.1
+    assert abs(seen - want) < 3 * np.sqrt(want * (1 - want) / keys.shape[0]) + 0.02, (seen, want)

@@ -140,13 +140,20 @@ class ClientHistory:
     session's first connection resumes (TLS resumption across sessions, as a browser's or an
     app's session cache does). A session's client is drawn from its key alone
     (``kc.session_path``), so the history is recomputed from the arrival blocks before the
-    window (cached per block): the same in any window, process or worker."""
+    window (cached per block): the same in any window, process or worker.
 
-    MAX_BLOCKS = 256  # cached blocks (the latest ones looked up; a day is 1,440)
+    Exact over the last ``EXACT_BLOCKS`` blocks (4 h: what a capture can show); a lifetime
+    longer than that (chat's tickets live 18 h) adds, for a client not seen in those hours,
+    the chance that it came in the hours before them: 1 - exp(-rate x span), its own rate the
+    class's session rate times its share of the sessions (``client_skew``), drawn per session."""
+
+    EXACT_BLOCKS = 240
+    SALT = 0x7E5  # the session key's child for that draw
 
     def __init__(self, model: ChatModel, lifetime_ns: int):
         self.model, self.lifetime = model, lifetime_ns
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.share = None  # each client's share of the sessions, when first needed
 
     def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Block ``b``'s session start times and clients."""
@@ -158,7 +165,7 @@ class ClientHistory:
             clients = np.empty(starts.shape[0], np.int64)
             kc.session_clients(keys, self.model.paths, clients)
             hit = (np.ascontiguousarray(starts, np.int64), clients)
-            if len(self.cache) >= self.MAX_BLOCKS:  # threads may race here: both results equal
+            if len(self.cache) >= self.EXACT_BLOCKS + 16:  # threads may race: both results equal
                 self.cache.pop(min(self.cache), None)
             self.cache[b] = hit
         return hit
@@ -171,11 +178,14 @@ class ClientHistory:
         out = np.full(keys.shape[0], tlsvar.NO_PRIOR, np.int64)
         if keys.shape[0] == 0:
             return out
+        keys = np.ascontiguousarray(keys, np.uint64)
         qc = np.empty(keys.shape[0], np.int64)
-        kc.session_clients(np.ascontiguousarray(keys, np.uint64), self.model.paths, qc)
+        kc.session_clients(keys, self.model.paths, qc)
         qt = np.ascontiguousarray(starts, np.int64)
         b_hi = int(qt.max()) // BLOCK_NS
         b_lo = (int(qt.min()) - self.lifetime) // BLOCK_NS  # the oldest block any query needs
+        b_lo = max(b_lo, int(qt.min()) // BLOCK_NS - self.EXACT_BLOCKS)
+        exact = min(self.lifetime, (self.EXACT_BLOCKS - 1) * BLOCK_NS)  # seen by every query
         todo = np.arange(keys.shape[0])
         n = 4
         while todo.shape[0]:
@@ -185,12 +195,37 @@ class ClientHistory:
             cs = np.concatenate([p[1] for p in parts])
             order = np.lexsort((ts, cs))
             got = np.empty(todo.shape[0], np.int64)
-            kc.latest_before(cs[order], ts[order], qc[todo], qt[todo], np.int64(self.lifetime),
+            kc.latest_before(cs[order], ts[order], qc[todo], qt[todo], np.int64(exact),
                              np.int64(tlsvar.NO_PRIOR), got)
             out[todo] = got
             if first == b_lo:
                 break
-            # unresolved: none in these blocks; those whose lifetime reaches further look on
-            todo = todo[(got == tlsvar.NO_PRIOR) & (qt[todo] - self.lifetime < first * BLOCK_NS)]
+            # unresolved: none in these blocks; those whose window reaches further look on
+            todo = todo[(got == tlsvar.NO_PRIOR) & (qt[todo] - exact < first * BLOCK_NS)]
             n *= 4
+        if self.lifetime > exact:  # the hours before those: by the client's rate
+            none = np.flatnonzero(out == tlsvar.NO_PRIOR)
+            u = np.empty(none.shape[0], np.float64)
+            kc.session_uniforms(keys[none], np.uint64(self.SALT), u)
+            rate = self.model.session_rate_per_ns * self.client_share()[qc[none]]
+            came = u < -np.expm1(-rate * (self.lifetime - exact))
+            out[none[came]] = qt[none[came]] - exact  # (some time then: within the lifetime)
         return out
+
+    def client_share(self) -> np.ndarray:
+        """Each client's share of the sessions, as ``kc.client_rank`` draws them."""
+        if self.share is None:
+            p = self.model.paths
+            n, skew = p.n_clients, p.client_skew
+            edges = np.arange(n + 1, dtype=np.float64) + 1.0  # client c: x in [c + 1, c + 2)
+            if skew == 0.0:
+                cdf = np.arange(n + 1) / n
+            elif skew == 1.0:
+                cdf = np.log(edges) / np.log(n + 1.0)
+            else:
+                e = 1.0 - skew
+                cdf = (edges ** e - 1.0) / ((n + 1.0) ** e - 1.0)
+            cdf = np.clip(cdf, 0.0, 1.0)
+            cdf[-1] = 1.0  # the last client takes the rest (client_rank clamps)
+            self.share = np.diff(cdf)
+        return self.share

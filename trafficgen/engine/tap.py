@@ -47,7 +47,7 @@ class TapLink:
         self.busy = np.full(2, kt.NONE, np.int64)
         self.counter = np.zeros(1, np.int64)
         self.carry = np.empty(0, SCHED_DTYPE)
-        self.c_orig = self.c_status = self.c_dep = self.c_seq = np.empty(0, np.int64)
+        self.c_status = self.c_dep = self.c_seq = np.empty(0, np.int64)
 
     def min_flow(self) -> int | None:
         """The lowest flow id a carried packet has (its flow's attributes must stay)."""
@@ -60,32 +60,36 @@ class TapLink:
         final = bound is None
         if ready.shape[0] == 0 and self.carry.shape[0] == 0:
             return ready
-        rows = concat_rows([self.carry, ready]) if self.carry.shape[0] else ready
-        n_new = ready.shape[0]
-        orig = np.concatenate((self.c_orig, ready["ts_ns"].astype(np.int64)))
-        status = np.concatenate((self.c_status, np.zeros(n_new, np.int64)))
-        dep = np.concatenate((self.c_dep, np.zeros(n_new, np.int64)))
-        seq = np.concatenate((self.c_seq, np.zeros(n_new, np.int64)))
-        frow = (rows["flow_id"] - attrs.base).astype(np.int64)
+        n_c = self.carry.shape[0]
+        # the pass writes the times the link gives into the rows: the caller's, which it reads
+        # no more, unless they are read-only (a mapped spool)
+        rows = concat_rows([self.carry, ready]) if n_c else \
+            (ready if ready.flags.writeable else concat_rows([ready, ready[:0]]))
+        n = rows.shape[0]
+        status, dep, seq = (np.zeros(n, np.int64) for _ in range(3))
+        status[:n_c], dep[:n_c], seq[:n_c] = self.c_status, self.c_dep, self.c_seq
         a = attrs.cols
-        side = a["side"][frow]
-        tdir = (rows["direction"] != side).astype(np.int64)  # 0: sent by the capture's host
-        ser = np.maximum(1, np.ceil((rows["wire_len"].astype(np.float64) + kt.IFG_BYTES)
-                                    * self.ns_per_byte)).astype(np.int64)
         last_new = np.stack((a["tq_new0"], a["tq_new1"]), axis=1)
         last_orig = np.stack((a["tq_orig0"], a["tq_orig1"]), axis=1)
-        out = np.empty(rows.shape[0], np.int64)
-        k = kt.tap_queue(orig, rows["flow_id"].astype(np.int64), frow, tdir, ser, status, dep, seq,
-                         np.int64(0 if final else bound), final, last_new, last_orig, self.busy,
-                         self.counter, out)
+        out = np.empty(n, np.int64)
+        k = kt.tap_queue(rows, np.int64(attrs.base), np.ascontiguousarray(a["side"]),
+                         float(self.ns_per_byte), status, dep, seq, np.int64(0 if final else bound),
+                         final, last_new, last_orig, self.busy, self.counter, out)
         for col, d in (("tq_new", last_new), ("tq_orig", last_orig)):
             a[f"{col}0"][:] = d[:, 0]
             a[f"{col}1"][:] = d[:, 1]
         order = out[:k]
-        done = take_rows(rows, order)
-        done["ts_ns"] = dep[order]
-        left = np.flatnonzero(status != 2)  # in the stream's order: each flow's stays in order
-        self.carry = take_rows(rows, left)
-        self.c_orig, self.c_status = orig[left], status[left]
-        self.c_dep, self.c_seq = dep[left], seq[left]
+        if k < n:
+            left = np.flatnonzero(status != 2)  # in the stream's order: each flow's stays in order
+            self.carry = take_rows(rows, left)  # (original times: the pass reads them again)
+            self.c_status, self.c_dep, self.c_seq = status[left], dep[left], seq[left]
+        else:
+            self.carry = rows[:0].copy()
+            self.c_status = self.c_dep = self.c_seq = np.empty(0, np.int64)
+        if k and order[0] == 0 and order[-1] == k - 1 and np.all(np.diff(order) == 1):
+            done = rows[:k]  # out in the stream's order (no wait reordered it)
+            done["ts_ns"] = dep[:k]
+        else:
+            done = take_rows(rows, order)
+            done["ts_ns"] = dep[order]
         return done

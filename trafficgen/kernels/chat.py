@@ -200,6 +200,14 @@ def session_clients(keys, paths, out):
 
 
 @kernel
+def session_uniforms(keys, salt, out):
+    """A uniform in [0, 1) per session key, of its child key ``salt``: draws of the session's
+    own that no other use of the key shares."""
+    for i in range(keys.shape[0]):
+        out[i] = uniform(derive(keys[i], salt), 0)
+
+
+@kernel
 def latest_before(cs, ts, qc, qt, lifetime, none, out):
     """For each query (client ``qc[i]``, time ``qt[i]``): the latest time of ``ts`` before it
     of the same client within ``lifetime`` (``none`` if there is none). (``cs``, ``ts``) are

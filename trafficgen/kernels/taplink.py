@@ -17,19 +17,19 @@ original time is at least this), carrying what it cannot settle yet; packets com
 """
 import numpy as np
 
-from .jit import helper, kernel
+from .jit import inline, kernel
 
 NONE = np.int64(-(1 << 62))
 HORIZON = np.int64(200_000)  # ns: reactions closer than this to their cause keep their gap
 IFG_BYTES = 20  # preamble, SFD, inter-frame gap
 
 
-@helper
+@inline
 def _less(k1, f1, s1, k2, f2, s2):
     return k1 < k2 or (k1 == k2 and (f1 < f2 or (f1 == f2 and s1 < s2)))
 
 
-@helper
+@inline
 def _push(heap, n, i, key, fid, tie):
     """Push index ``i`` on the min-heap ``heap[:n]`` ordered by (key, fid, tie) of its
     indices; returns the new size."""
@@ -46,7 +46,7 @@ def _push(heap, n, i, key, fid, tie):
     return n + 1
 
 
-@helper
+@inline
 def _pop(heap, n, key, fid, tie):
     """Remove the top of ``heap[:n]``; returns the new size (the top was ``heap[0]``)."""
     n -= 1
@@ -67,7 +67,7 @@ def _pop(heap, n, key, fid, tie):
         c = m
 
 
-@helper
+@inline
 def _earliest(i, orig, frow, tdir, last_new, last_orig):
     """When packet ``i`` may reach the tap at the earliest: its original time, or later by
     what its cause waited (the flow's latest packet in the other direction)."""
@@ -79,46 +79,85 @@ def _earliest(i, orig, frow, tdir, last_new, last_orig):
 
 
 @kernel
-def tap_queue(orig, fid, frow, tdir, ser, status, dep, seq, bound, final, last_new,
+def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, last_new,
               last_orig, busy, counter, out):
-    """One piece of the pass. Rows ``i`` (the carried ones first, then the new, each in the
-    stream's order): original time ``orig``, flow id ``fid``, flow row ``frow`` (into
+    """One piece of the pass. ``rows`` (schedule rows: the carried ones first, then the new,
+    together in the stream's order; ``ts_ns`` their original times): flow ``flow_id`` (its row
+    ``flow_id - base`` into ``side``, the end of the flow the capture is on, and
     ``last_new``/``last_orig``: int64[F, 2], the flow's latest packet per tap direction, its
-    time at the tap and originally), tap direction ``tdir`` (0: sent by the capture's host),
-    serialization ``ser`` (ns); ``status`` 0 not yet queued, 1 queued (its time ``dep``, its
-    place ``seq``), set to 2 when it comes out. ``busy``: when the link is next free per
-    direction; ``counter``: the next ``seq``. Packets come out into ``out`` in order while
-    nothing not yet queued can precede them (every row before ``bound`` is queued, or all
-    when ``final``); returns how many."""
-    n = orig.shape[0]
+    time at the tap and originally), ``direction`` (0 up), ``wire_len``; ``status`` 0 not yet queued, 1 queued
+    (its time ``dep``, its place ``seq``), set to 2 when it comes out. ``busy``: when the link
+    is next free per direction (0: sent by the capture's host); ``counter``: the next
+    ``seq``. Packets come out into ``out`` in order while nothing not yet queued can precede
+    them (every row before ``bound`` is queued, or all when ``final``); returns how many.
+
+    The stream's next packet is the next to queue unless its flow is held back (a packet of
+    it came later than it was sent: the flow's packets then wait in the flow's own queue, its
+    head in a heap by earliest time); a packet goes out at once unless one queued before it
+    is still waiting to go out (then a heap by time). Without waits, no heap is touched."""
+    n = rows.shape[0]
     n_flows = last_new.shape[0]
+    orig = np.empty(n, np.int64)
+    fid = np.empty(n, np.int64)
+    frow = np.empty(n, np.int64)
+    for i in range(n):
+        orig[i] = rows[i]["ts_ns"]
+        fid[i] = rows[i]["flow_id"]
+        frow[i] = fid[i] - base
     nxt = np.full(n, -1, np.int64)
-    tail = np.full(n_flows, -1, np.int64)
-    h1 = np.empty(n, np.int64)  # heads of the flows' unqueued packets, by earliest time
+    q_tail = np.full(n_flows, -1, np.int64)  # a held flow's last queued packet (-1: not held)
+    h1 = np.empty(n, np.int64)  # held flows' heads, by earliest time
     h2 = np.empty(n, np.int64)  # queued packets not yet out, by time at the tap
     ekey = np.empty(n, np.int64)
-    n1 = n2 = 0
+    tdir = np.empty(n, np.int64)
+    for i in range(n):
+        tdir[i] = 0 if rows[i]["direction"] == side[frow[i]] else 1
+    n1 = n2 = k = 0
     for i in range(n):
         if status[i] == 1:
             n2 = _push(h2, n2, i, dep, fid, seq)
-        elif status[i] == 0:
-            f = frow[i]
-            if tail[f] < 0:
-                ekey[i] = _earliest(i, orig, frow, tdir, last_new, last_orig)
-                n1 = _push(h1, n1, i, ekey, fid, fid)
-            else:
-                nxt[tail[f]] = i
-            tail[f] = i
-    k = 0
-    while n1 > 0:
-        i = h1[0]
+    s = 0  # the stream's next row
+    while True:
+        # the stream's next packet that is free to go: a held flow's joins its queue
+        while s < n:
+            if status[s] != 0:
+                s += 1
+                continue
+            f = frow[s]
+            if q_tail[f] >= 0:
+                nxt[q_tail[f]] = s
+                q_tail[f] = s
+                s += 1
+                continue
+            e = _earliest(s, orig, frow, tdir, last_new, last_orig)
+            if e > orig[s]:  # it came later than sent: its flow is held from here
+                ekey[s] = e
+                n1 = _push(h1, n1, s, ekey, fid, fid)
+                q_tail[f] = s
+                s += 1
+                continue
+            ekey[s] = e
+            break
+        use_stream = s < n
+        if n1 > 0 and (not use_stream or _less(ekey[h1[0]], fid[h1[0]], 0, ekey[s], fid[s], 0)):
+            use_stream = False
+            i = h1[0]
+        elif use_stream:
+            i = s
+        else:
+            break
         e = ekey[i]
         if not final and e >= bound:
             break
-        n1 = _pop(h1, n1, ekey, fid, fid)
+        if use_stream:
+            s += 1
+        else:
+            n1 = _pop(h1, n1, ekey, fid, fid)
+            if nxt[i] < 0:  # the flow's last held packet: it is free again
+                q_tail[frow[i]] = -1
         d = tdir[i]
         t = max(e, busy[d])
-        busy[d] = t + ser[i]
+        busy[d] = t + max(np.int64(1), np.int64(np.ceil((rows[i]["wire_len"] + IFG_BYTES) * ns_per_byte)))
         dep[i] = t
         seq[i] = counter[0]
         counter[0] += 1
@@ -126,21 +165,31 @@ def tap_queue(orig, fid, frow, tdir, ser, status, dep, seq, bound, final, last_n
         f = frow[i]
         last_new[f, d] = t
         last_orig[f, d] = orig[i]
-        n2 = _push(h2, n2, i, dep, fid, seq)
-        j = nxt[i]
-        if j >= 0:
+        if not use_stream and nxt[i] >= 0:
+            j = nxt[i]
             ekey[j] = _earliest(j, orig, frow, tdir, last_new, last_orig)
             n1 = _push(h1, n1, j, ekey, fid, fid)
-        # out: what no packet still to queue can precede (each comes at or after its key)
-        if n1 == 0 and final:
+        # out: what nothing still to queue can precede (each comes at or after its key, and
+        # the stream's rows at or after their original time)
+        horizon = bound if s >= n else orig[s]
+        if n1 > 0:
+            horizon = min(horizon, ekey[h1[0]])
+        if final and s >= n and n1 == 0:
+            horizon = np.int64(2**62)
+        if n2 == 0 and t < horizon:
+            out[k] = i
+            status[i] = 2
+            k += 1
             continue
-        horizon = ekey[h1[0]] if n1 > 0 else bound
+        n2 = _push(h2, n2, i, dep, fid, seq)
         while n2 > 0 and dep[h2[0]] < horizon:
             out[k] = h2[0]
             status[h2[0]] = 2
             k += 1
             n2 = _pop(h2, n2, dep, fid, seq)
-    horizon = ekey[h1[0]] if n1 > 0 else bound
+    horizon = bound if s >= n else orig[s]
+    if n1 > 0:
+        horizon = min(horizon, ekey[h1[0]])
     while n2 > 0 and (final or dep[h2[0]] < horizon):
         out[k] = h2[0]
         status[h2[0]] = 2
