@@ -45,6 +45,7 @@ def _attrs(n_flows, side):
 
 def _run(rows, n_flows, bounds, side=0):
     """The pass over ``rows`` cut at ``bounds`` (each piece: the rows before it)."""
+    rows = rows.copy()  # (the pass writes the link's times into the rows it is given)
     tap, attrs, out, lo = TapLink(NS_PER_BYTE), _attrs(n_flows, side), [], 0
     for b in list(bounds) + [None]:
         hi = rows.shape[0] if b is None else int(np.searchsorted(rows["ts_ns"], b, "left"))
