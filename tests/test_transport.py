@@ -32,7 +32,7 @@ def _flows_of(cap):
 
 def test_serialization_spacing_and_causality(chat_client):
     """At the client tap both directions cross the client's 1 Gb/s access link: two frames of a
-    connection in one direction are at least (L + 20) x 8 ns apart, and no frame shares a
+    connection in one direction are at least (L + 24) x 8 ns apart, and no frame shares a
     timestamp with the frame it answers (each side answers after the frame finished
     arriving, plus its kernel's turnaround)."""
     cap = read_capture(chat_client.pcap)
@@ -42,7 +42,7 @@ def test_serialization_spacing_and_causality(chat_client):
     order = np.lexsort((cap.ts_ns, d, conn))
     c, dd, ts, ln = conn[order], d[order], cap.ts_ns[order], cap.origlen[order]
     same = (c[1:] == c[:-1]) & (dd[1:] == dd[:-1])
-    gaps, need = (ts[1:] - ts[:-1])[same], ((ln[:-1] + 20) * 8)[same]
+    gaps, need = (ts[1:] - ts[:-1])[same], ((ln[:-1] + 24) * 8)[same]
     assert same.sum() > 1000
     assert (gaps >= need).all(), f"{(gaps < need).sum()} frames closer than their serialization"
     # two frames of one connection at one time (rare: opposite directions of a full-duplex
@@ -61,7 +61,7 @@ def test_serialization_spacing_and_causality(chat_client):
     syn_ack = np.flatnonzero(cap.flags == 0x12)
     for i in syn_ack[:50]:
         nxt = np.flatnonzero((conn == conn[i]) & (cap.ts_ns > cap.ts_ns[i]))[0]
-        assert cap.flags[nxt] & 0x10 and cap.ts_ns[nxt] - cap.ts_ns[i] > (cap.origlen[i] + 20) * 8
+        assert cap.flags[nxt] & 0x10 and cap.ts_ns[nxt] - cap.ts_ns[i] > (cap.origlen[i] + 24) * 8
 
 
 def test_handshake_delays_vary(tmp_path):

@@ -57,9 +57,9 @@ class ChatModel(SessionModel):
         # Conversations last minutes: start this early so the capture opens in steady state
         # (sessions in progress at t=0 open their connection at their next turn).
         self.warmup_ns = 10 * BLOCK_NS
-        hosts = getattr(self.tls, "hosts", None)  # (plaintext: no TLS, nothing to resume)
+        hosts = self.tls.hosts  # (plaintext: no TLS, nothing to resume)
         self.history = ClientHistory(self, int(hosts.lifetime)) \
-            if hosts is not None and hosts.resumption > 0 else None
+            if not p.plaintext and hosts.resumption > 0 else None
         d = self.dists
         self.tables = kc.ChatParams(
             think=d["think_time"], prompt=d["prompt_tokens"], output=d["output_tokens"],

@@ -200,7 +200,7 @@ class PlainPlan:
         return np.full(np.shape(clients)[0], stacks.OS_LINUX, np.int64)
 
     def apply(self, wd, c_w0, c_wn, c_client, c_endpoint, layout_base: int, first: int = 0,
-              seed=None, session=None, open_dep=None, open_at=None):
+              seed=None, session=None, open_dep=None, open_at=None, prior=None):
         tlsvar.assign_plain(wd, tls_conns(c_w0, c_wn, c_client, c_endpoint, seed, None, None, None),
                             self.templates.length, layout_base, self.hosts)
 

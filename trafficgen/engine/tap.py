@@ -45,6 +45,7 @@ class TapLink:
     def __init__(self, ns_per_byte: float):
         self.ns_per_byte = ns_per_byte
         self.busy = np.full(2, kt.NONE, np.int64)
+        self.frac = np.zeros(2, np.float64)
         self.counter = np.zeros(1, np.int64)
         self.carry = np.empty(0, SCHED_DTYPE)
         self.c_status = self.c_dep = self.c_seq = np.empty(0, np.int64)
@@ -74,7 +75,7 @@ class TapLink:
         out = np.empty(n, np.int64)
         k = kt.tap_queue(rows, np.int64(attrs.base), np.ascontiguousarray(a["side"]),
                          float(self.ns_per_byte), status, dep, seq, np.int64(0 if final else bound),
-                         final, last_new, last_orig, self.busy, self.counter, out)
+                         final, last_new, last_orig, self.busy, self.frac, self.counter, out)
         for col, d in (("tq_new", last_new), ("tq_orig", last_orig)):
             a[f"{col}0"][:] = d[:, 0]
             a[f"{col}1"][:] = d[:, 1]

@@ -9,7 +9,8 @@ direction when that gap is shorter than ``HORIZON`` (a kernel's turnaround, an A
 fabric round trip: the reaction comes that much after its cause, however late the cause), and
 at least ``HORIZON`` of it otherwise (a long delay, an application's or a WAN round trip,
 absorbs the wait). So no effect precedes or meets its cause, and a wait does not push a
-whole flow's later life.
+whole flow's later life. No two packets of a flow share a time: one that would meet the
+flow's last packet the other way comes 1 ns after it.
 
 The pass runs over the time-ordered stream in pieces (``bound``: every later packet's
 original time is at least this), carrying what it cannot settle yet; packets come out in
@@ -21,7 +22,7 @@ from .jit import inline, kernel
 
 NONE = np.int64(-(1 << 62))
 HORIZON = np.int64(200_000)  # ns: reactions closer than this to their cause keep their gap
-IFG_BYTES = 20  # preamble, SFD, inter-frame gap
+IFG_BYTES = 24  # beyond a frame's captured bytes: FCS 4, preamble and SFD 8, inter-frame gap 12
 
 
 @inline
@@ -74,20 +75,21 @@ def _earliest(i, orig, frow, tdir, last_new, last_orig):
     f, o = frow[i], 1 - tdir[i]
     t = orig[i]
     if last_new[f, o] != NONE:  # (the flow's packets are queued in their order: gap >= 0)
-        t = max(t, last_new[f, o] + min(orig[i] - last_orig[f, o], HORIZON))
+        # never at the very time of the flow's last packet the other way (1 ns after it)
+        t = max(t, last_new[f, o] + max(min(orig[i] - last_orig[f, o], HORIZON), 1))
     return t
 
 
 @kernel
 def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, last_new,
-              last_orig, busy, counter, out):
+              last_orig, busy, frac, counter, out):
     """One piece of the pass. ``rows`` (schedule rows: the carried ones first, then the new,
     together in the stream's order; ``ts_ns`` their original times): flow ``flow_id`` (its row
     ``flow_id - base`` into ``side``, the end of the flow the capture is on, and
     ``last_new``/``last_orig``: int64[F, 2], the flow's latest packet per tap direction, its
     time at the tap and originally), ``direction`` (0 up), ``wire_len``; ``status`` 0 not yet queued, 1 queued
-    (its time ``dep``, its place ``seq``), set to 2 when it comes out. ``busy``: when the link
-    is next free per direction (0: sent by the capture's host); ``counter``: the next
+    (its time ``dep``, its place ``seq``), set to 2 when it comes out. ``busy`` + ``frac``: when
+    the link is next free per direction (whole ns, and a fraction) (0: sent by the capture's host); ``counter``: the next
     ``seq``. Packets come out into ``out`` in order while nothing not yet queued can precede
     them (every row before ``bound`` is queued, or all when ``final``); returns how many.
 
@@ -156,8 +158,17 @@ def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, las
             if nxt[i] < 0:  # the flow's last held packet: it is free again
                 q_tail[frow[i]] = -1
         d = tdir[i]
-        t = max(e, busy[d])
-        busy[d] = t + max(np.int64(1), np.int64(np.ceil((rows[i]["wire_len"] + IFG_BYTES) * ns_per_byte)))
+        # the link's free time is busy[d] + frac[d] ns (a fraction kept: a train at line rate
+        # keeps its exact pace; epoch nanoseconds do not fit a float)
+        if e > busy[d] or (e == busy[d] and frac[d] == 0.0):
+            b_int, b_frac = e, 0.0
+        else:
+            b_int, b_frac = busy[d], frac[d]
+        t = b_int + (1 if b_frac > 0.0 else 0)
+        end = b_frac + (rows[i]["wire_len"] + IFG_BYTES) * ns_per_byte
+        whole = np.int64(np.floor(end))
+        busy[d] = b_int + whole
+        frac[d] = end - whole
         dep[i] = t
         seq[i] = counter[0]
         counter[0] += 1

@@ -3,7 +3,7 @@ wire (link timing, header length by stack, TCP timestamps, the advertised window
 three-way handshake. ``kernels.tcp`` runs the connection's events over these.
 
 Link timing (MODELS.md, serialization): a frame of L bytes occupies its sender's link for
-(L + 20) x 8 / rate (preamble, SFD, inter-frame gap); after the one-way delay it is sent on
+(L + 24) x 8 / rate (FCS, preamble, SFD, inter-frame gap); after the one-way delay it is sent on
 the receiver's link (store and forward: queued behind the direction's earlier frames there),
 and the receiver has it when its last bit has arrived there. A tap on an end's link sees a
 frame where it starts on that link. Each side's kernel reacts to an arrival after a
@@ -42,7 +42,7 @@ from .stacks import (
 
 INF = np.int64(2**62)
 HDR = 54  # Ethernet 14 + IPv4 20 + TCP 20
-IFG_BYTES = 20  # preamble, SFD, inter-frame gap
+IFG_BYTES = 24  # a frame on the wire beyond its captured bytes: FCS 4, preamble and SFD 8, gap 12
 TURN_STEPS = 4096  # a turnaround distribution's quantile table: TURN_STEPS + 1 values
 
 # per-packet output columns (int64[cap, P_COLS], narrowed by the caller)
