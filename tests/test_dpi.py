@@ -13,18 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import trafficgen as tg
-from trafficgen.wire.hello import client_hello
 from trafficgen.wire.profiles import PROFILES
-from trafficgen.wire.tls import RESUMES, ticket_identity
 
-from . import ja4ref
 from .helpers import TSHARK_PROBLEMS, nfstream_module, run_tshark
-
-# each profile's JA4, and its resumption's where it resumes (one more extension,
-# pre_shared_key: a JA4 of its own, as real Chrome's)
-PROFILE_OF_JA4 = {p.ja4: name for name, p in PROFILES.items()}
-PROFILE_OF_JA4.update({ja4ref.ja4(client_hello(PROFILES[name], "a.example", psk=ticket_identity(500))[0]): name
-                       for name in PROFILES if RESUMES.get(name)})
+from .profiles_ja4 import PROFILE_OF_JA4
 
 # every TCP class at the servers' end (realtime voice over WebSocket/TLS too); chat's clients
 # on three profiles in equal shares, so each profile shows in a short run

@@ -290,4 +290,4 @@ def test_golden_bytes(tmp_path):
     assert digest == GOLDEN_SHA256, GOLDEN
 
 
-GOLDEN_SHA256 = "6c730c499a979afa0941c36459d4232dc32ead6b32daeca171c6d8c9fdfa4c7e"
+GOLDEN_SHA256 = "a68dcb11b23ad0212c8a20c6f90d01528352fac32c54554baae3fc28d0b7beb7"

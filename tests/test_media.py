@@ -176,8 +176,9 @@ def test_rtp_sequence_timestamps_and_spacing(tshark, media_run):
         assert (frames > 0).all()
         assert ((np.diff(a[:, 1]) % 2**32) == frames * 960).all()  # the 48 kHz clock
         off = dt - frames * 20_000_000
-        if up:
-            assert (off == 0).all()  # the client's own packets: exact 20 ms multiples
+        if up:  # the client's own packets: exact 20 ms multiples, but where one waited for the
+            # tap's link behind another flow's frame (engine/tap.py: microseconds)
+            assert (np.abs(off) <= 200_000).all() and np.mean(off == 0) > 0.9
         else:
             assert (np.abs(off) <= v.jitter).all()
             late.append(off)

@@ -107,11 +107,18 @@ def test_inner_packets_are_the_plain_ones(runs, name):
     run = runs(name)
     ref = _reference(runs, name)
     net = run.sc.network
-    assert np.array_equal(run.ts, ref.ts) and len(run.frames) == len(ref.frames)
+    assert len(run.frames) == len(ref.frames)
+    # each frame's plain twin: the same flow's same packet (their bigger frames may wait for
+    # the tap's link where the plain ones did not: microseconds, engine/tap.py)
+    pair = np.empty(len(run.frames), np.int64)
+    pair[np.argsort(run.packets["flow_id"], kind="stable")] = np.argsort(ref.packets["flow_id"], kind="stable")
+    dt = run.ts - ref.ts[pair]
+    assert np.abs(dt).max() <= 200_000 and np.mean(dt == 0) > 0.9
     flows, row_of = run.flows, run.flow_row
     pk = run.packets
     tos = (net.dscp[CLASS_CODE["chat"]] << 2) | net.ecn[CLASS_CODE["chat"]]
-    for i, (f, r) in enumerate(zip(run.frames, ref.frames)):
+    for i, f in enumerate(run.frames):
+        r = ref.frames[pair[i]]
         w = walk(f)
         fid = int(pk["flow_id"][i])
         v6 = flows["ip_version"][row_of[fid]] == 6

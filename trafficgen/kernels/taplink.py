@@ -87,11 +87,12 @@ def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, las
     together in the stream's order; ``ts_ns`` their original times): flow ``flow_id`` (its row
     ``flow_id - base`` into ``side``, the end of the flow the capture is on, and
     ``last_new``/``last_orig``: int64[F, 2], the flow's latest packet per tap direction, its
-    time at the tap and originally), ``direction`` (0 up), ``wire_len``; ``status`` 0 not yet queued, 1 queued
-    (its time ``dep``, its place ``seq``), set to 2 when it comes out. ``busy`` + ``frac``: when
-    the link is next free per direction (whole ns, and a fraction) (0: sent by the capture's host); ``counter``: the next
-    ``seq``. Packets come out into ``out`` in order while nothing not yet queued can precede
-    them (every row before ``bound`` is queued, or all when ``final``); returns how many.
+    time at the tap and originally), ``direction`` (0 up), ``wire_len``. ``status``: 0 not
+    yet queued, 1 queued (its time ``dep``, its place ``seq``), set to 2 when it comes out.
+    ``busy`` + ``frac``: when the link is next free per tap direction (0: sent by the
+    capture's host), whole ns and a fraction; ``counter``: the next ``seq``. Packets come out
+    into ``out`` in order while nothing not yet queued can precede them (every row before
+    ``bound`` is queued, or all when ``final``); returns how many.
 
     The stream's next packet is the next to queue unless its flow is held back (a packet of
     it came later than it was sent: the flow's packets then wait in the flow's own queue, its
@@ -160,7 +161,7 @@ def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, las
         d = tdir[i]
         # the link's free time is busy[d] + frac[d] ns (a fraction kept: a train at line rate
         # keeps its exact pace; epoch nanoseconds do not fit a float)
-        if e > busy[d] or (e == busy[d] and frac[d] == 0.0):
+        if e >= busy[d]:  # free (within the fraction of a ns that stamps round away)
             b_int, b_frac = e, 0.0
         else:
             b_int, b_frac = busy[d], frac[d]
