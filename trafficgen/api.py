@@ -260,6 +260,7 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
     same parent and renamed into place when every shard of every output is whole."""
     from trafficgen.engine.parallel import Options, write_shards
     from trafficgen.sinks import StagedFolder
+    from trafficgen.sinks.commit import commit_set
     given = {k: v for k, v in outputs.items() if v is not None}
     if not given:
         raise ArgumentError(Arg("shards"), ": nothing to write (give ", Arg("pcap"), ", ", Arg("flows"),
@@ -281,6 +282,9 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
         parts, used, files = write_shards(scenario, opts, paths_of, workers=max(1, n_workers or 0),
                                           scheduler=scheduler, progress=progress)
         for f in folders.values():
-            f.commit()
+            f.finish()
+        commit_set(list(folders.values()))  # all or none, as the files of a run
+        for f in folders.values():
+            f.committed()
     return _report(scenario, Tally.merged(parts, with_packets), cut, time.perf_counter() - t0,
                    outputs, workers=used, shards=files)

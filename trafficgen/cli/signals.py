@@ -10,6 +10,7 @@ import threading
 from contextlib import contextmanager
 
 from trafficgen.errors import INTERRUPTED
+from trafficgen.sinks.commit import WRITTEN
 
 
 class Terminated(KeyboardInterrupt):
@@ -33,11 +34,20 @@ def _quiet(hook):
     return quiet
 
 
+def stopped(how: str) -> str:
+    """The line for a run stopped by a signal (``how``: "interrupted", "terminated"): whether
+    its outputs had been put into place (as a set) before the signal was acted on."""
+    if WRITTEN:
+        return f"error: {how} after the outputs were written whole ({', '.join(WRITTEN)})"
+    return f"error: {how}; no output was written"
+
+
 @contextmanager
 def handled():
     """SIGTERM and SIGINT handled as above inside the block (the main thread only)."""
     previous = previous_int = None
     hook = sys.unraisablehook
+    WRITTEN.clear()
     try:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -52,3 +62,4 @@ def handled():
             signal.signal(signal.SIGINT, previous_int)
             sys.unraisablehook = hook
         INTERRUPTED.clear()
+        WRITTEN.clear()
