@@ -61,5 +61,4 @@ def handled():
         if previous_int is not None:
             signal.signal(signal.SIGINT, previous_int)
             sys.unraisablehook = hook
-        INTERRUPTED.clear()
-        WRITTEN.clear()
+        INTERRUPTED.clear()  # WRITTEN stays: a signal just after the block still knows

@@ -146,12 +146,14 @@ def commit_set(staged: list) -> list[str]:
     backups: list[tuple[Path, Path]] = []  # (backup, target)
     placed: list[tuple[Path, Path]] = []  # (target, tmp)
     with signals_held():
+        previous = [Path(s.target) for s in staged if os.path.lexists(s.target)]
         current = None
         try:
             for s in staged:
                 current = s.target
                 why = _refuse(Path(s.target), getattr(s, "folder", False))
                 if why:
+                    previous.remove(Path(s.target))  # not ours: left as it is, not named
                     raise OSError(errno.EEXIST if getattr(s, "folder", False) else errno.EISDIR, why)
             for s in staged:  # every existing target aside first
                 current = target = Path(s.target)
@@ -166,7 +168,7 @@ def commit_set(staged: list) -> list[str]:
             for folder in dict.fromkeys(Path(s.target).parent for s in staged):
                 _fsync_folder(folder)
         except OSError as e:
-            raise _rolled_back(e, current, staged, placed, backups) from e
+            raise _rolled_back(e, current, previous, placed, backups) from e
         written = [os.fspath(s.target) for s in staged]
         WRITTEN.extend(written)
         for backup, _ in backups:
@@ -177,28 +179,28 @@ def commit_set(staged: list) -> list[str]:
     return written
 
 
-def _rolled_back(e: OSError, failed, staged, placed, backups) -> CommitError:
+def _rolled_back(e: OSError, failed, previous: list[Path], placed, backups) -> CommitError:
     """Undo a commit part-way: the new files back to their temporary names, every backup back
-    to its target. The error that says what happened."""
+    to its target. The error that says what happened (``previous``: the targets that were
+    there before, now as they were)."""
     lost = []
     for target, tmp in reversed(placed):
         try:
             rename(target, tmp)
         except OSError:
-            lost.append(f"{target} (the new file could not be moved away)")
+            lost.append((target, "the new file could not be moved away"))
     for backup, target in reversed(backups):
         try:
             rename(backup, target)
         except OSError:
-            lost.append(f"{target} (its previous file is at {backup})")
-    reason = e.strerror or str(e)
-    back = [os.fspath(t) for _, t in backups if not any(os.fspath(t) in x for x in lost)]
-    text = f"{failed}: {reason}; no output was written"
+            lost.append((target, f"its previous file is at {backup}"))
+    back = [os.fspath(t) for t in previous if all(t != x for x, _ in lost)]
+    text = f"{failed}: {e.strerror or e}; no output was written"
     if back:
-        text += f" (the previous {'file is' if len(back) == 1 else 'files are'} back in place: " \
+        text += f" (the previous {'file is' if len(back) == 1 else 'files are'} as they were: " \
                 f"{', '.join(back)})"
     if lost:
-        text += f"; could not restore {', '.join(lost)}"
+        text += "; could not restore " + ", ".join(f"{t} ({why})" for t, why in lost)
     err = CommitError(e.errno or errno.EIO, text, os.fspath(failed) if failed else None)
     err.rolled_back = not lost
     return err
