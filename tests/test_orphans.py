@@ -203,6 +203,15 @@ def _run_group(pgid: int) -> list[int]:
             if (f := _stat(pid)) is not None and int(f[2]) == pgid and _running(pid)]
 
 
+def _end_group(pgid: int) -> None:
+    """Kill what is left of the run a test started (its own session), so that a failing test
+    leaves no process behind either."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def _gone_within(pgid: int, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while (alive := _run_group(pgid)) and time.monotonic() < deadline:
@@ -233,8 +242,12 @@ def test_kill_9_takes_the_workers_and_the_next_run_sweeps(tmp_path):
     time.sleep(1.0)
     workers = set(_run_group(proc.pid)) - {proc.pid}
     proc.kill()
-    proc.communicate()
-    assert not _gone_within(proc.pid, 10), "a worker outlived its coordinator"
+    proc.wait()
+    proc.stderr.close()  # not read to its end: a worker that outlived the run would hold it
+    try:
+        assert not _gone_within(proc.pid, 10), "a worker outlived its coordinator"
+    finally:
+        _end_group(proc.pid)
     assert workers and not any(_running(w) for w in workers)
     left = listing(out)  # hidden, named for the dead run: nothing that looks like an output
     assert left and all(n.startswith(".") and f".{proc.pid}." in n for n in left), left
@@ -307,11 +320,14 @@ def _trial(folder: Path, workers: int, sig: int, delay: float, reference: dict) 
                   spool)
     time.sleep(delay)
     proc.send_signal(sig)
-    err = without_compiling(proc.communicate(timeout=120)[1])
-    code = proc.returncode
-    where = f"workers={workers} signal={signal.Signals(sig).name} after {delay:.2f}s: {code} {err!r}"
+    try:
+        err = without_compiling(proc.communicate(timeout=120)[1])
+        code = proc.returncode
+        where = f"workers={workers} signal={signal.Signals(sig).name} after {delay:.2f}s: {code} {err!r}"
+        assert not _gone_within(proc.pid, 10), f"orphans: {where}"
+    finally:
+        _end_group(proc.pid)
     assert code in (0, 130 if sig == signal.SIGINT else 143), where
-    assert not _gone_within(proc.pid, 10), f"orphans: {where}"
     assert listing(out) == sorted(NAMES.values()) and listing(spool) == [], \
         f"leftovers {listing(out)} {listing(spool)}: {where}"
     old = all((out / n).read_bytes() == OLD[n] for n in NAMES.values())
