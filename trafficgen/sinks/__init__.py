@@ -3,8 +3,9 @@ manager, reports rows and bytes, and (for paths) writes under a temporary name i
 folder, renamed into place only when whole: a failed run leaves the user's files untouched.
 
 Owns: this module (AtomicFile, StagedFolder, output checks), ``pcap``, ``pcapng``, ``parquet``,
-``outputs`` (a run's sinks as one: open_sinks), ``buffers`` (BufferPool, the frame buffers the
-engine fills and the sinks hand back), ``formats`` (capture-format facts the readers share).
+``outputs`` (a run's sinks as one: open_sinks), ``commit`` (outputs put into place as one set,
+signals held off; the sweep of a killed run's hidden files), ``buffers`` (BufferPool, the frame
+buffers the engine fills and the sinks hand back), ``formats`` (capture-format facts the readers share).
 May import: ``config``, ``schema``, ``errors``, ``version``, ``kernels``. Never the engine,
 replay, analysis, the API or the CLI.
 """

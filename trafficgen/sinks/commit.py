@@ -103,7 +103,8 @@ def signals_held():
     previous = {}
     try:
         for s in held:
-            previous[s] = signal.signal(s, lambda signum, frame: came.append(signum))
+            if signal.getsignal(s) is not None:  # None: set outside Python, left alone
+                previous[s] = signal.signal(s, lambda signum, frame: came.append(signum))
         yield
     finally:
         for s, handler in previous.items():
