@@ -357,3 +357,21 @@ def test_signals_at_random_moments(tmp_path, trial_reference, workers, sig):
         kind = _trial(tmp_path / str(i), workers, sig, delay, reference)
         outcomes[kind] = outcomes.get(kind, 0) + 1
     print(f"\nworkers={workers} {signal.Signals(sig).name}: {outcomes}")
+
+
+def test_shard_folders_appear_as_a_set(tmp_path):
+    """--shards: a folder output whose name was taken meanwhile fails the set; the other
+    folder does not appear and no staged folder is left."""
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def progress(done, total):
+        if not (out / "flows").exists():
+            (out / "flows").write_bytes(b"someone else's")
+    with pytest.raises(CommitError) as caught:
+        tg.generate(tg.load_scenario("chat", {"chat.rate": "2/s"}, duration="70s", seed=3),
+                    pcap=out / "caps", flows=out / "flows", shards=True, workers=1,
+                    progress=progress)
+    assert str(caught.value).startswith(f"{out / 'flows'}: appeared while the run went on"), \
+        str(caught.value)
+    assert listing(out) == ["flows"] and (out / "flows").read_bytes() == b"someone else's"

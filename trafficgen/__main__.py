@@ -28,4 +28,5 @@ try:
 except KeyboardInterrupt:  # in the instant between main's handlers and those
     how, status = ("terminated", 143) if came else ("interrupted", 130)
     print(stopped(how), file=sys.stderr)
+
 raise SystemExit(status)

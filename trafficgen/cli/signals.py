@@ -62,3 +62,16 @@ def handled():
             signal.signal(signal.SIGINT, previous_int)
             sys.unraisablehook = hook
         INTERRUPTED.clear()  # WRITTEN stays: a signal just after the block still knows
+        forget_caught_interrupt()
+
+
+def forget_caught_interrupt() -> None:
+    """Python remembers a KeyboardInterrupt that ended any ``PyRun_*`` call (a ^C that landed
+    in a callback from a compiled library, caught since) and at exit kills the process with
+    SIGINT (status -2) whatever status it was given: ``main`` has handled every ^C by the end of
+    its block (130 and one line), so the flag is cleared and its status is the one seen."""
+    try:
+        import ctypes
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ImportError, ValueError, AttributeError, OSError):  # another Python: nothing to clear
+        pass
