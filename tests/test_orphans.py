@@ -375,3 +375,23 @@ def test_shard_folders_appear_as_a_set(tmp_path):
     assert str(caught.value).startswith(f"{out / 'flows'}: appeared while the run went on"), \
         str(caught.value)
     assert listing(out) == ["flows"] and (out / "flows").read_bytes() == b"someone else's"
+
+
+def test_each_worker_sees_the_end_of_its_pipe():
+    """A forked worker closes the coordinator's ends of the pipes it inherited (its own and the
+    earlier workers'): once the coordinator's end is closed, it reads end of file and exits,
+    also where no parent-death signal would stop it."""
+    from trafficgen.engine import pool as local_pool
+    from trafficgen.engine.phases import Options
+    if local_pool._start_method() != "fork":
+        pytest.skip("workers are spawned here: they inherit no descriptor")
+    sc = tg.load_scenario("chat", {"chat.rate": "1/s"}, duration="5s", seed=3)
+    workers = local_pool.LocalPool(2, "t", sc, Options(False, True, 10**10, 1 << 16))
+    try:
+        for conn in workers.conns:
+            conn.close()
+        for p in workers.procs:
+            p.join(20)
+        assert [p.exitcode for p in workers.procs] == [0, 0]
+    finally:
+        workers.close(abort=True)

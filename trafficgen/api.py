@@ -25,6 +25,7 @@ from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN
 from trafficgen.engine.dask import check_address
 from trafficgen.engine.pool import max_workers
 from trafficgen.engine.report import Tally, no_request_warning
+from trafficgen.engine.spool import sweep_spool_dir
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 from trafficgen.sinks import check_writable
 from trafficgen.sinks.buffers import BufferPool
@@ -205,6 +206,7 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
                                 tick, cut)
     _check_outputs(outputs)
     capture_format(pcap)
+    sweep_spool_dir()  # what a killed run left (its workers' spool) goes first
     buffers = BufferPool()  # frame buffers go back to the pool once written
     # without a capture or a packet table, the packets are counted but never sorted or merged;
     # a cut counts the packets before it

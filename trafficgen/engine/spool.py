@@ -41,9 +41,16 @@ def spool_dir() -> str | None:
 def new_spool() -> str:
     """A new spool folder for this run, where ``spool_dir`` says, once the spools of killed
     runs there are removed (``sweep_spools``)."""
+    where = sweep_spool_dir()
+    return tempfile.mkdtemp(prefix=f"trafficgen-spool-{os.getpid()}-", dir=where)
+
+
+def sweep_spool_dir() -> str | None:
+    """The spools of killed runs removed from where this run's would go (every run does this
+    first, whether it spools or not); returns ``spool_dir()``."""
     where = spool_dir()
     sweep_spools(where or tempfile.gettempdir())
-    return tempfile.mkdtemp(prefix=f"trafficgen-spool-{os.getpid()}-", dir=where)
+    return where
 
 
 def sweep_spools(folder: str) -> list[str]:
