@@ -395,3 +395,26 @@ def test_each_worker_sees_the_end_of_its_pipe():
         assert [p.exitcode for p in workers.procs] == [0, 0]
     finally:
         workers.close(abort=True)
+
+
+def test_a_swallowed_sigterm_still_stops_the_run(tmp_path, monkeypatch, capsys):
+    """A SIGTERM raised inside a callback Python cannot let it out of (logging's at-fork hook
+    as a worker is forked: "Exception ignored ...") went on to finish with status 0 and that
+    report on stderr; the handler's flag stops the run before its outputs appear: 143."""
+    from trafficgen.sinks import outputs
+    real = outputs.SinkSet.finish
+
+    def finish(self):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # swallowed, as in a callback
+        real(self)
+    monkeypatch.setattr(outputs.SinkSet, "finish", finish)
+    out = tmp_path / "out"
+    _old_set(out)
+    assert main(["generate", "chat", *SMALL_ARGS, *_outputs(out), "-q"]) == 143
+    assert capsys.readouterr().err == "error: terminated; no output was written\n"
+    assert listing(out) == sorted(NAMES.values())
+    assert all((out / n).read_bytes() == OLD[n] for n in NAMES.values())

@@ -1,7 +1,7 @@
-"""The command line's signals: SIGTERM taken as ^C is (status 143), and a ^C remembered
-(``errors.INTERRUPTED``) where its KeyboardInterrupt may be swallowed (a callback from numba's
-LLVM, which Python reports as "Exception ignored"): the run still stops with status 130 before
-its outputs appear, and no such report is printed."""
+"""The command line's signals: SIGTERM taken as ^C is (status 143), and a ^C or SIGTERM
+remembered (``errors.INTERRUPTED``) where its KeyboardInterrupt may be swallowed (a callback
+from numba's LLVM, or one os.fork runs, which Python reports as "Exception ignored"): the run
+still stops with status 130 (143) before its outputs appear, and no such report is printed."""
 from __future__ import annotations
 
 import signal
@@ -17,7 +17,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, ``timeout``), taken as ^C is: the run stops and leaves no output."""
 
 
+_TERMINATED = threading.Event()  # the signal behind INTERRUPTED was a SIGTERM
+
+
 def _on_sigterm(signum, frame):
+    _TERMINATED.set()
+    INTERRUPTED.set()
     raise Terminated()
 
 
@@ -32,6 +37,14 @@ def _quiet(hook):
         if not (INTERRUPTED.is_set() and issubclass(u.exc_type, KeyboardInterrupt)):
             hook(u)
     return quiet
+
+
+def how_stopped(e: BaseException | None = None) -> tuple[str, int]:
+    """``("terminated", 143)`` for a SIGTERM (raised as ``e`` or swallowed on the way), else
+    ``("interrupted", 130)``."""
+    if isinstance(e, Terminated) or _TERMINATED.is_set():
+        return "terminated", 143
+    return "interrupted", 130
 
 
 def stopped(how: str) -> str:
@@ -51,17 +64,18 @@ def handled():
     try:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            sys.unraisablehook = _quiet(hook)
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 previous_int = signal.signal(signal.SIGINT, _on_sigint)
-                sys.unraisablehook = _quiet(hook)
         yield
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            sys.unraisablehook = hook
         if previous_int is not None:
             signal.signal(signal.SIGINT, previous_int)
-            sys.unraisablehook = hook
-        INTERRUPTED.clear()  # WRITTEN stays: a signal just after the block still knows
+        INTERRUPTED.clear()
+        _TERMINATED.clear()  # WRITTEN stays: a signal just after the block still knows
         forget_caught_interrupt()
 
 
