@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -215,6 +216,18 @@ class Sink:
 
     def abort(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+@contextmanager
+def removed_on_error(opened):
+    """Inside a sink's constructor, after ``open_output``: an error (or a signal) before the
+    sink exists removes its temporary file (no caller holds the sink to abort it)."""
+    try:
+        yield
+    except BaseException:
+        if opened is not None:
+            opened.abort()
+        raise
 
 
 def open_output(dest, allow_special: bool = False) -> tuple[BinaryIO, AtomicFile | DirectFile | None]:
