@@ -25,6 +25,7 @@ from trafficgen.engine.core import DEFAULT_BATCH_PACKETS, DEFAULT_WINDOW_NS, GEN
 from trafficgen.engine.dask import check_address
 from trafficgen.engine.pool import max_workers
 from trafficgen.engine.report import Tally, no_request_warning
+from trafficgen.engine.spool import sweep_spool_dir
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 from trafficgen.sinks import check_writable
 from trafficgen.sinks.buffers import BufferPool
@@ -205,6 +206,7 @@ def generate(scenario: Scenario | str | dict, *, pcap=None, flows=None, requests
                                 tick, cut)
     _check_outputs(outputs)
     capture_format(pcap)
+    sweep_spool_dir()  # what a killed run left (its workers' spool) goes first
     buffers = BufferPool()  # frame buffers go back to the pool once written
     # without a capture or a packet table, the packets are counted but never sorted or merged;
     # a cut counts the packets before it
@@ -260,6 +262,7 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
     same parent and renamed into place when every shard of every output is whole."""
     from trafficgen.engine.parallel import Options, write_shards
     from trafficgen.sinks import StagedFolder
+    from trafficgen.sinks.commit import commit_set
     given = {k: v for k, v in outputs.items() if v is not None}
     if not given:
         raise ArgumentError(Arg("shards"), ": nothing to write (give ", Arg("pcap"), ", ", Arg("flows"),
@@ -281,6 +284,9 @@ def _generate_shards(scenario, outputs: dict, n_workers: int, scheduler, batch_p
         parts, used, files = write_shards(scenario, opts, paths_of, workers=max(1, n_workers or 0),
                                           scheduler=scheduler, progress=progress)
         for f in folders.values():
-            f.commit()
+            f.finish()
+        commit_set(list(folders.values()))  # all or none, as the files of a run
+        for f in folders.values():
+            f.committed()
     return _report(scenario, Tally.merged(parts, with_packets), cut, time.perf_counter() - t0,
                    outputs, workers=used, shards=files)

@@ -12,12 +12,13 @@ import os
 import sys
 
 from trafficgen.errors import INTERRUPTED, TrafficgenError
+from trafficgen.sinks.commit import CommitError
 from trafficgen.version import __version__
 
 from .generate import auto_workers, duration_option, pipe_capture, quiet_stdout, seed_option, summary
 from .replay import EXAMPLE as REPLAY_EXAMPLE
 from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser, cli_message
-from .signals import Terminated, handled
+from .signals import handled, how_stopped, stopped
 
 EXAMPLES = {
     "generate": """examples:
@@ -360,16 +361,20 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {cli_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        how = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"error: {how}; no output was written", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        how, status = how_stopped(e)
+        print(stopped(how), file=sys.stderr)
+        return status
     except BrokenPipeError:  # the reader of our output went away (| head): done, as head expects
         quiet_stdout()
         return 0
+    except CommitError as e:  # the outputs could not all be put into place: it says what is where
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, status 1
         if INTERRUPTED.is_set():  # what a swallowed ^C broke (numba's half-made library)
-            print("error: interrupted; no output was written", file=sys.stderr)
-            return 130
+            how, status = how_stopped()
+            print(stopped(how), file=sys.stderr)
+            return status
         if os.environ.get("TRAFFICGEN_DEBUG"):
             raise
         if isinstance(e, OSError) and e.filename is not None:  # a full disk: the file, the reason

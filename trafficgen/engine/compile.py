@@ -38,6 +38,7 @@ from trafficgen.kernels import cache_dir
 from trafficgen.kernels.jit import set_compile_hook
 
 from . import signatures as sg
+from .lifeline import die_with_parent
 
 BUILTIN_OF_CLASS = {"chat": "chat", "coding": "coding", "reasoning": "reasoning",
                     "multimodal": "multimodal", "agentic": "agentic", "rag": "rag",
@@ -311,6 +312,7 @@ def helper_main(folder: str) -> int:
     """The helper process: in the same order as the run's own, each entry point nobody has
     claimed yet."""
     parent = os.getppid()
+    die_with_parent(parent)  # a killed run takes its helper with it
     todo = decode(json.loads(Path(folder, "plan.json").read_text()))
     claims = Claims(folder, {(e.name, e.args): e.key for e in todo}, lambda: os.getppid() == parent)
     set_compile_hook(claims)

@@ -13,7 +13,6 @@ import dataclasses
 import mmap
 import os
 import shutil
-import tempfile
 import time
 from typing import Iterator
 
@@ -25,7 +24,7 @@ from trafficgen.schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_row
 from .backend import Backend
 from .core import Batch, Engine, FlowAttrs
 from .phases import PARTS, Ids, Options
-from .spool import mapped, spool_dir
+from .spool import mapped, new_spool
 
 
 class _Stream:
@@ -159,8 +158,7 @@ def merged_batches(scenario, opts: Options, *, workers: int = 1, scheduler=None,
 
 
 def _merged(scenario, parts, backend, merger: Merger, stats) -> Iterator[Batch]:
-    spool = None if backend.remote else tempfile.mkdtemp(prefix="trafficgen-spool-",
-                                                         dir=spool_dir())
+    spool = None if backend.remote else new_spool()  # named with this pid
     try:
         with backend:  # the workers are stopped before their spool goes
             ahead = backend.ahead

@@ -21,6 +21,7 @@ from typing import Iterator
 from trafficgen.errors import TrafficgenError
 
 from . import phases, spool
+from .lifeline import close_fds, die_with_parent
 
 
 def default_workers() -> int:
@@ -50,8 +51,14 @@ def max_workers() -> tuple[int, str]:
     return max(n, 2), why
 
 
-def _child(conn, token: str, scenario, opts: phases.Options) -> None:
-    """A worker process: partitions in, ``("counts", ...)``, ids in, ``("done", ...)``."""
+def _child(conn, token: str, scenario, opts: phases.Options, coordinator: int = 0,
+           inherited: tuple = ()) -> None:
+    """A worker process: partitions in, ``("counts", ...)``, ids in, ``("done", ...)``. It dies
+    with the ``coordinator`` (a parent-death signal), and first closes the ``inherited``
+    descriptors of a fork it must not hold (so its pipe ends when the coordinator's end does)."""
+    close_fds(inherited)
+    if coordinator:
+        die_with_parent(coordinator)
     try:
         while True:
             job = conn.recv()
@@ -106,12 +113,17 @@ class LocalPool:
     finishes one. The ids a partition waits for come from partitions handed out before it."""
 
     def __init__(self, workers: int, token: str, scenario, opts: phases.Options):
-        ctx = mp.get_context(_start_method())
+        method = _start_method()
+        ctx = mp.get_context(method)
         self.procs, self.conns = [], []
         for _ in range(workers):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_child, args=(child, token, scenario, opts), daemon=True,
-                            name="trafficgen-worker")
+            # a forked worker holds copies of every descriptor open here: the coordinator's ends
+            # of the pipes (its own and the earlier workers') are closed in it at once; a
+            # spawned one holds only the end passed to it
+            inherited = tuple(c.fileno() for c in [*self.conns, parent]) if method == "fork" else ()
+            p = ctx.Process(target=_child, args=(child, token, scenario, opts, os.getpid(), inherited),
+                            daemon=True, name="trafficgen-worker")
             with warnings.catch_warnings():  # Python 3.12+ counts the native threads too
                 warnings.simplefilter("ignore", DeprecationWarning)
                 p.start()

@@ -3,8 +3,9 @@ manager, reports rows and bytes, and (for paths) writes under a temporary name i
 folder, renamed into place only when whole: a failed run leaves the user's files untouched.
 
 Owns: this module (AtomicFile, StagedFolder, output checks), ``pcap``, ``pcapng``, ``parquet``,
-``outputs`` (a run's sinks as one: open_sinks), ``buffers`` (BufferPool, the frame buffers the
-engine fills and the sinks hand back), ``formats`` (capture-format facts the readers share).
+``outputs`` (a run's sinks as one: open_sinks), ``commit`` (outputs put into place as one set,
+signals held off; the sweep of a killed run's hidden files), ``buffers`` (BufferPool, the frame
+buffers the engine fills and the sinks hand back), ``formats`` (capture-format facts the readers share).
 May import: ``config``, ``schema``, ``errors``, ``version``, ``kernels``. Never the engine,
 replay, analysis, the API or the CLI.
 """
@@ -13,10 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from trafficgen.errors import TrafficgenError
+
+from .commit import commit_set, sweep
 
 
 def _umask() -> int:
@@ -29,20 +33,34 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would have given the file
 
 
 class AtomicFile:
-    """A binary file at ``target`` that appears only on :meth:`commit`."""
+    """A binary file at ``target`` that appears only on :meth:`commit`: written under a hidden
+    name beside it that carries this process's pid (``.NAME.PID.XXXXXXXX.part``; a later run
+    removes it if this process is killed), then :meth:`finish` (flushed, synced, closed) and
+    put into place with the others of its set (``commit.commit_set``)."""
+
+    folder = False
 
     def __init__(self, target: str | os.PathLike):
         self.target = Path(target)
         check_writable(self.target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part",
-                                   dir=self.target.parent)
+        parent = self.target.parent if str(self.target.parent) else Path(".")
+        sweep(parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.", suffix=".part",
+                                   dir=parent)
         self.tmp = Path(tmp)
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
 
+    def finish(self):
+        """The file whole on disk under its temporary name (synced, closed, its mode set)."""
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.chmod(self.tmp, _FILE_MODE)
+
     def commit(self):
-        self.file.close()
-        os.chmod(self.tmp, _FILE_MODE)
-        os.replace(self.tmp, self.target)
+        self.finish()
+        commit_set([self])
 
     def abort(self):
         try:
@@ -52,8 +70,11 @@ class AtomicFile:
 
 
 class StagedFolder:
-    """A new folder at ``target``, filled under a hidden name beside it (``tmp``) and renamed
-    into place on :meth:`commit`; an existing path is never touched."""
+    """A new folder at ``target``, filled under a hidden name beside it (``tmp``, with this
+    process's pid, as :class:`AtomicFile`'s) and renamed into place on :meth:`commit` (or with
+    the others of its set, ``commit.commit_set``); an existing path is never touched."""
+
+    folder = True
 
     def __init__(self, target: str | os.PathLike, what: str = "output"):
         self.target = Path(target)
@@ -64,7 +85,9 @@ class StagedFolder:
             raise TrafficgenError(f"{target}: folder {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise TrafficgenError(f"{target}: folder {parent} is not writable")
-        self.tmp = tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".part", dir=parent)
+        sweep(parent)
+        self.tmp = tempfile.mkdtemp(prefix=f".{self.target.name}.{os.getpid()}.", suffix=".part",
+                                    dir=parent)
         self._done = False
 
     def __enter__(self):
@@ -75,12 +98,16 @@ class StagedFolder:
             self.abort()
         return False
 
-    def commit(self):
-        if self.target.exists():
-            raise TrafficgenError(f"{self.target}: appeared while the run went on; left alone "
-                                  f"(the shards are in {self.tmp})")
+    def finish(self):
         os.chmod(self.tmp, 0o777 & ~_umask())
-        os.rename(self.tmp, self.target)
+
+    def commit(self):
+        self.finish()
+        commit_set([self])
+        self.committed()
+
+    def committed(self):
+        """Put into place (by :meth:`commit` or a set's commit): nothing left to remove."""
         self._done = True
 
     def abort(self):
@@ -160,12 +187,27 @@ class Sink:
     def finish(self) -> None:
         if not self._finished:
             self._finish()
+            if isinstance(self._atomic, AtomicFile):
+                self._atomic.finish()
             self._finished = True
+
+    @property
+    def staged(self) -> "AtomicFile | None":
+        """The finished temporary file that a commit puts into place (None: nothing to rename)."""
+        return self._atomic if isinstance(self._atomic, AtomicFile) else None
 
     def commit(self) -> None:
         self.finish()
         if not self._committed:
-            if self._atomic is not None:
+            if self.staged is not None:
+                commit_set([self.staged])
+            self.committed()
+
+    def committed(self) -> None:
+        """Its file is in place (renamed by :meth:`commit` or with a set): a special file
+        written in place is closed."""
+        if not self._committed:
+            if self._atomic is not None and self.staged is None:
                 self._atomic.commit()
             self._committed = True
 
@@ -174,6 +216,18 @@ class Sink:
 
     def abort(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+@contextmanager
+def removed_on_error(opened):
+    """Inside a sink's constructor, after ``open_output``: an error (or a signal) before the
+    sink exists removes its temporary file (no caller holds the sink to abort it)."""
+    try:
+        yield
+    except BaseException:
+        if opened is not None:
+            opened.abort()
+        raise
 
 
 def open_output(dest, allow_special: bool = False) -> tuple[BinaryIO, AtomicFile | DirectFile | None]:

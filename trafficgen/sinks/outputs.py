@@ -10,6 +10,7 @@ from typing import Iterator
 from trafficgen.errors import INTERRUPTED, TrafficgenError
 
 from . import is_special
+from .commit import CommitError, commit_set
 from .parquet import ParquetSink
 from .pcap import PcapSink
 from .pcapng import PcapngSink
@@ -33,7 +34,8 @@ def capture_format(pcap) -> str | None:
 class SinkSet(list):
     """The sinks of a run's outputs (``capture``, ``flows``, ``requests``, ``packets``: paths or
     binary file objects, or ``None``), as one: ``write(batch)`` to each; ``finish()`` makes every
-    file whole under its temporary name, then renames them all; an error aborts them all."""
+    file whole under its temporary name (synced), then puts them all into place as one set
+    (``commit.commit_set``: the previous files are back if any fails); an error aborts them all."""
 
     def write(self, batch) -> None:
         for sink in self:
@@ -46,9 +48,10 @@ class SinkSet(list):
                 sink.finish()
         if INTERRUPTED.is_set():  # a ^C swallowed on the way: no output appears
             raise KeyboardInterrupt
+        # all or none, SIGINT/SIGTERM held off meanwhile (commit.commit_set)
+        commit_set([sink.staged for sink in self if sink.staged is not None])
         for sink in self:
-            with naming(sink.target):
-                sink.commit()
+            sink.committed()
 
 
 @contextmanager
@@ -58,7 +61,7 @@ def naming(target):
         yield
     except OSError as e:
         if e.filename is not None or not isinstance(target, (str, os.PathLike)) \
-                or isinstance(e, BrokenPipeError):
+                or isinstance(e, (BrokenPipeError, CommitError)):
             raise
         raise type(e)(e.errno, e.strerror or str(e), os.fspath(target)) from e
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from trafficgen.schema import PACKET_COLUMNS, SCHEMAS, concat_rows, to_arrow
 
-from . import Sink, open_output
+from . import Sink, open_output, removed_on_error
 
 _PACKET_FIELDS = [c.name for c in PACKET_COLUMNS]
 ROW_GROUP_ROWS = 1 << 17
@@ -47,8 +47,9 @@ class ParquetSink(Sink):
         net = scenario.network
         self.ipv6 = (net.ipv6_clients, net.ipv6_servers) if net.any_ipv6 else None
         self.stream, self._atomic = open_output(dest)
-        schema = SCHEMAS[table].with_metadata({**SCHEMAS[table].metadata, **file_metadata(scenario)})
-        self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd")
+        with removed_on_error(self._atomic):
+            schema = SCHEMAS[table].with_metadata({**SCHEMAS[table].metadata, **file_metadata(scenario)})
+            self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd")
         self.rows = 0
         self._held: list[np.ndarray] = []  # rows not yet written (fewer than a row group)
         self._held_rows = 0

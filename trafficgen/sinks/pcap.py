@@ -10,7 +10,7 @@ import queue
 import struct
 import threading
 
-from . import Sink, open_output
+from . import Sink, open_output, removed_on_error
 
 PCAP_NS_MAGIC = 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
@@ -76,10 +76,11 @@ class PcapSink(Sink):
         """``release(frames)``, if given, is called (on the writer thread) with each batch's
         frame buffer once it is written, so a buffer pool can reuse it."""
         self.stream, self._atomic = open_output(dest, allow_special=True)
-        write_all(self.stream, global_header())
-        self.bytes = 24
-        self.rows = 0
-        self._writer = BackgroundWriter(self.stream, depth, release)
+        with removed_on_error(self._atomic):
+            write_all(self.stream, global_header())
+            self.bytes = 24
+            self.rows = 0
+            self._writer = BackgroundWriter(self.stream, depth, release)
 
     def write(self, batch) -> None:
         if batch.packets.shape[0] == 0:

@@ -15,7 +15,7 @@ import numpy as np
 from trafficgen.kernels import pcapng as kn
 from trafficgen.schema import CLASSES, DIRECTIONS, PHASES
 
-from . import open_output
+from . import open_output, removed_on_error
 from .buffers import BufferPool
 from .pcap import LINKTYPE_ETHERNET, SNAPLEN, BackgroundWriter, PcapSink, write_all
 
@@ -68,13 +68,14 @@ class PcapngSink(PcapSink):
         """``release(frames)``, if given, gets each batch's frame buffer once its blocks are
         built (they are copied into the sink's own buffers)."""
         self.stream, self._atomic = open_output(dest, allow_special=True)
-        head = header_blocks(scenario)
-        write_all(self.stream, head)
-        self.bytes = len(head)
-        self.rows = 0
-        self._release = release
-        self._pool = BufferPool()
-        self._writer = BackgroundWriter(self.stream, depth, self._pool.release)
+        with removed_on_error(self._atomic):
+            head = header_blocks(scenario)
+            write_all(self.stream, head)
+            self.bytes = len(head)
+            self.rows = 0
+            self._release = release
+            self._pool = BufferPool()
+            self._writer = BackgroundWriter(self.stream, depth, self._pool.release)
 
     def write(self, batch) -> None:
         p = batch.packets
