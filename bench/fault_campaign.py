@@ -53,7 +53,8 @@ def worker(args) -> None:
             reader = fc.READERS[i % len(fc.READERS)]
             folder = base / f"case{i}"
             folder.mkdir()
-            real = bool(args.real) and reader in ("trace", "override", "scenario") and (i // len(fc.READERS)) % args.real == 0
+            real = (bool(args.real) and reader in ("trace", "override", "scenario")
+                    and (i // len(fc.READERS)) % args.real == 0)
             t0 = time.perf_counter()
             try:
                 argv, o, bad = fc.run_case(reader, fc.seeded(args.seed, i), folder, tables, keys, real=real)

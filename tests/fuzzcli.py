@@ -16,8 +16,17 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fuzzing import (TEXT_TRACES, Draw, compress, mutate_bytes, mutate_capture, mutate_table,
-                      mutate_text_trace, pcap_bytes, pcapng_bytes)
+from .fuzzing import (
+    TEXT_TRACES,
+    Draw,
+    compress,
+    mutate_bytes,
+    mutate_capture,
+    mutate_table,
+    mutate_text_trace,
+    pcap_bytes,
+    pcapng_bytes,
+)
 
 BUILTINS = ("chat", "coding", "reasoning", "multimodal", "agentic", "rag", "kv-transfer", "enterprise-mix")
 # TOML values of wrong types, units and extremes

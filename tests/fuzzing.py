@@ -11,15 +11,12 @@ campaign names each case by its seed alone.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import io
 import json
 import lzma
 import random
-import signal
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 # --- draws ------------------------------------------------------------------------------------
@@ -147,7 +144,8 @@ def mutate_text_trace(text: str, d: Draw) -> str:
             lines[row] = lines[row][:d.int(0, len(lines[row]))] if d.int(0, 1) else lines[row] + ",5"
         elif op == 8:  # stray bytes
             at = d.int(0, len(lines[row]))
-            lines[row] = lines[row][:at] + d.choice(['"', "\0", "\r", "\t", "\ufeff", ";", "#", "\x1b"]) + lines[row][at:]
+            stray = d.choice(['"', "\0", "\r", "\t", "\ufeff", ";", "#", "\x1b"])
+            lines[row] = lines[row][:at] + stray + lines[row][at:]
         else:  # the header renamed
             lines[0] = lines[0].replace(d.choice(["_tokens", "time", "TIMESTAMP", "Tokens", "length", "Timestamp"]),
                                         d.choice(["", "x", "_s", "_ms", "_ns"]))
@@ -222,7 +220,8 @@ def mutate_capture(data: bytes, d: Draw) -> bytes:
         offsets = _record_offsets(bytes(b), pcapng, e)
         if offsets:
             at = d.choice(offsets) + (12 if pcapng else 0)
-            b[at:at + 8] = struct.pack(e + "II", huge, d.choice([0, 999_999_999, 0xFFFFFFFF, 10**9]))[:len(b[at:at + 8])]
+            stamp = struct.pack(e + "II", huge, d.choice([0, 999_999_999, 0xFFFFFFFF, 10**9]))
+            b[at:at + 8] = stamp[:len(b[at:at + 8])]
     else:
         return mutate_bytes(bytes(b), d)
     return bytes(b)
