@@ -23,6 +23,7 @@ import os
 import resource
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,20 @@ def campaign(args) -> int:
     last = {j: j - args.jobs for j in procs}  # the last case each worker reported
     seen = {j: time.time() + 120 for j in procs}  # the first case waits for the kernels to load
     done = 0
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        done = _loop(args, procs, last, seen, counts, failures, t0)
+    except KeyboardInterrupt:  # stopped early: the summary of the cases run so far
+        for p in procs.values():
+            p.kill()
+            p.wait()
+        done = sum(sum(c.values()) for c in counts.values())
+        print("stopped early")
+    return _summary(args, counts, failures, done, t0)
+
+
+def _loop(args, procs, last, seen, counts, failures, t0) -> int:
+    done = 0
     while procs:
         ready, _, _ = select.select([p.stdout for p in procs.values()], [], [], 5)
         for j, p in list(procs.items()):
@@ -107,6 +122,9 @@ def campaign(args) -> int:
                 counts[row["reader"]]["broken" if row["bad"] else row["status"]] += 1
                 if row["bad"]:
                     failures.append(row)
+                    if len(failures) <= args.show:
+                        print(f"broken: case {row['i']} {row['reader']}: {row['bad']} | "
+                              f"{row['err'].strip()[-200:]}", flush=True)
                 if done % 5000 == 0:
                     print(f"{done:,} cases, {len(failures)} broken, {time.time() - t0:.0f} s", flush=True)
             elif time.time() > seen[j]:  # no answer: a hang
@@ -118,6 +136,10 @@ def campaign(args) -> int:
                 del procs[j]
                 if nxt + args.jobs < args.cases:
                     procs[j], last[j], seen[j] = spawn(args, nxt + args.jobs), nxt, time.time() + 120
+    return done
+
+
+def _summary(args, counts, failures, done, t0) -> int:
     print(f"\n{done:,} cases in {time.time() - t0:.0f} s (seed {args.seed}, {args.jobs} workers, "
           f"address space <= {args.mem_gib} GiB each)")
     for reader, c in sorted(counts.items()):
@@ -155,6 +177,7 @@ def main() -> int:
     p.add_argument("--mem-gib", type=int, default=4, help="address-space limit per worker")
     p.add_argument("--hang", type=float, default=60.0, help="seconds without an answer that make a hang")
     p.add_argument("--real", type=int, default=0, help="every K-th generate case runs for real")
+    p.add_argument("--show", type=int, default=200, help="print the first N failures as they come")
     p.add_argument("--out", help="write the counts and failures as JSON")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
