@@ -97,8 +97,10 @@ BURSTGPT = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type
     f"{k * 1.5},ChatGPT,{300 + k},{40 + k},{340 + 2 * k},Conversation log\n" for k in range(12))
 MOONCAKE = "".join(json.dumps({"timestamp": 250 * k, "input_length": 1000 + k, "output_length": 10 + k,
                                "hash_ids": [0, 1, k + 2]}) + "\n" for k in range(12))
+LONG = "time_s,input_tokens,output_tokens\n" + "".join(  # enough requests (100) for fit
+    f"{0.37 * k * (1 + k % 7 / 3):.3f},{100 + k * 13 % 900},{20 + k * 7 % 300}\n" for k in range(120))
 TEXT_TRACES = {"azure.csv": AZURE, "generic.csv": GENERIC, "burstgpt.csv": BURSTGPT,
-               "mooncake.jsonl": MOONCAKE}
+               "mooncake.jsonl": MOONCAKE, "long.csv": LONG}
 
 # cell values that are no good number (or an extreme one)
 BAD_CELLS = ("", "nan", "NaN", "inf", "-inf", "-1", "-0", "0", "1e308", "1e-308", "9" * 40, "abc",

@@ -214,3 +214,11 @@ def test_a_capture_is_read_through_by_replay_without_sending(tmp_path):
     (tmp_path / "cut.pcap").write_bytes(raw[:-5])
     o = fc.run_cli(["replay", str(tmp_path / "cut.pcap"), "--iface", "lo", "-q"])
     assert o.status == 2 and "cut.pcap: truncated record" in o.err and o.err.count("\n") == 1, o.err
+
+
+def test_fit_onto_a_base_without_a_chat_class(tmp_path):
+    """``fit --base rag`` blamed ``--class`` (not given) for "no chat-shaped class None"."""
+    from .fuzzing import LONG
+    (tmp_path / "t.csv").write_text(LONG)
+    refused(["fit", tmp_path / "t.csv", "--base", "rag", "-o", tmp_path / "f.toml"],
+            "--base rag: the scenario has no chat-shaped class to fit (it has: rag)")

@@ -259,6 +259,9 @@ def fit_trace(trace, base: str = "chat", cls: str | None = None, budget: int = 8
     sc = load_scenario(base)
     chat = [c for c in sc.classes if c in CHAT]
     cls = cls or (chat[0] if chat else None)
+    if cls is None:  # "--class: ... no chat-shaped class None" blamed an option not given
+        raise TrafficgenError(f"--base {base}: the scenario has no chat-shaped class to fit (it has: "
+                              f"{', '.join(sc.classes)}); fit onto chat, coding or reasoning")
     if cls not in CHAT or cls not in sc.params:
         raise TrafficgenError(f"--class: the base scenario {base!r} has no chat-shaped class "
                               f"{cls!r} (it has: {', '.join(sc.classes)})")
