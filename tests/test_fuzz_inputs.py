@@ -222,3 +222,13 @@ def test_fit_onto_a_base_without_a_chat_class(tmp_path):
     (tmp_path / "t.csv").write_text(LONG)
     refused(["fit", tmp_path / "t.csv", "--base", "rag", "-o", tmp_path / "f.toml"],
             "--base rag: the scenario has no chat-shaped class to fit (it has: rag)")
+
+
+@pytest.mark.parametrize("base", ['"\\u0000"', '"a\\u0000.toml"'])
+def test_a_base_with_a_nul_byte(tmp_path, base):
+    """``base = "\\u0000"`` ended in "unexpected ValueError: embedded null byte"."""
+    (tmp_path / "s.toml").write_text(f"[scenario]\nbase = {base}\n")
+    refused(["generate", tmp_path / "s.toml", "-o", tmp_path / "x.pcap"], "s.toml: scenario.base",
+            "expected a scenario name or path")
+    refused(["generate", "chat", "-t", f"scenario.base={base}", "-o", tmp_path / "x.pcap"], "scenario.base",
+            "expected a scenario name or path")
