@@ -56,7 +56,7 @@ def default_of(section: str, key: str) -> str | None:
 def scaled(text: str, d: Draw) -> str:
     """Numbers inside a TOML value multiplied by 10**k, negated or zeroed."""
     import re
-    k = d.choice(["e9", "e-9", "e18", "e300"])
+    k = d.choice(["e9", "e-9", "e18", "e300", "0", "00", "000"])  # also x10..x1000: often still allowed
     f = d.int(0, 3)
     return re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)", lambda m: ("-" + m[1] if f == 0 else "0" if f == 1
                                                           else m[1] + k), text, count=d.int(1, 3))
@@ -154,7 +154,8 @@ def case_argv(reader: str, d: Draw, folder: Path, tables: dict, keys) -> list[st
         a = trace_input(d, folder, tables)
         b = folder / ("b" + a.name)
         a.rename(b)
-        return ["compare", str(b), str(trace_input(d, folder, tables))]
+        plot = ["--plot", out + ".png"] if d.int(0, 9) == 0 else []  # draws: ten times slower
+        return ["compare", str(b), str(trace_input(d, folder, tables)), *plot]
     if reader == "trace":
         return ["generate", d.choice(BUILTINS[:3]), "--trace", str(trace_input(d, folder, tables)),
                 "-o", out + ".pcap", "--duration", "5s"]

@@ -233,3 +233,26 @@ def test_a_base_with_a_nul_byte(tmp_path, base):
             "expected a scenario name or path")
     refused(["generate", "chat", "-t", f"scenario.base={base}", "-o", tmp_path / "x.pcap"], "scenario.base",
             "expected a scenario name or path")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 150])
+def test_compare_plot_of_too_few_requests_for_burstiness(tmp_path, rows):
+    """No index of dispersion on either side (or only zeros): the log axes of nothing were an
+    "unexpected ValueError: Data cannot be log-scaled"."""
+    gap = 1e-9 if rows == 150 else 1.0
+    (tmp_path / "t.csv").write_text("time_s,input_tokens,output_tokens\n"
+                                    + "".join(f"{k * gap},{5 + k},{5}\n" for k in range(rows)))
+    o = fc.run_cli(["compare", str(tmp_path / "t.csv"), str(tmp_path / "t.csv"), "--plot", str(tmp_path / "p.png")])
+    assert o.status == 0 and o.err == "", o.err
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_trace_request_of_more_tokens_than_a_scenario_allows(tmp_path):
+    """A row of 2**31-1 prompt tokens asked for 2.75 TiB of packet rows (an unexpected
+    MemoryError); a trace's tokens now have the token keys' limit."""
+    (tmp_path / "t.csv").write_text("time_s,input_tokens,output_tokens\n0,100,10\n0.5,100,"
+                                    f"{2**31 - 1}\n")
+    refused(["generate", "chat", "--trace", tmp_path / "t.csv", "-o", tmp_path / "x.pcap"],
+            "t.csv: the request at 0.5 s (row 2 in time order) has 2,147,483,647 output tokens",
+            "over the limit of 10,000,000")
+    assert not (tmp_path / "x.pcap").exists()
