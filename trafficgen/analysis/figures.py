@@ -12,6 +12,8 @@ from trafficgen.errors import TrafficgenError
 from trafficgen.schema import CLASSES
 from trafficgen.sinks.formats import PCAP_MAGICS, PCAPNG_SHB
 
+from .tables import check_cells, check_columns
+
 NS = 10**9
 MAX_SPAN_S = 100 * 86_400  # per-second bins: 100 days of them (the memory of a plot)
 
@@ -103,7 +105,7 @@ def _table_kind(path: Path) -> tuple[str, object]:
     import pyarrow.parquet as pq
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a column name not UTF-8
         raise TrafficgenError(f"{path}: unreadable Parquet file: {str(e).splitlines()[0]}") from None
     names = set(pf.schema_arrow.names)
     meta = pf.schema_arrow.metadata or {}
@@ -142,13 +144,23 @@ def _spread(path, per_s: dict, cls, start, end, nbytes, t0):
 
 def table_figures(path: Path) -> dict:
     """What the four panels show of a flow, request or packet table, by class."""
+    import pyarrow as pa
     table, pf = _table_kind(path)
+    try:
+        return _table_figures(path, table, pf)
+    except (pa.ArrowException, OSError) as e:  # OSError: a corrupt page ("Couldn't deserialize thrift")
+        raise TrafficgenError(f"{path}: unreadable Parquet data: {str(e).splitlines()[0]}") from None
+
+
+def _table_figures(path: Path, table: str, pf) -> dict:
     per_s, sizes, flow_bytes, arrivals = {}, {}, {}, {}
     if table == "packets":
         cols = ["ts_ns", "wire_len", "class", "flow_id"]
+        check_columns(path, pf.schema_arrow, cols, table)
         t0 = None
         fb, ft, fc = {}, {}, {}
         for batch in pf.iter_batches(columns=cols, batch_size=1 << 20):
+            check_cells(path, batch, cols, table)
             ts = batch.column("ts_ns").to_numpy()
             size = batch.column("wire_len").to_numpy().astype(np.int64)
             cls = _class_names(batch.column("class"))
@@ -180,7 +192,9 @@ def table_figures(path: Path) -> dict:
         import pyarrow.parquet as pq
         want = (["class", "start_ns", "end_ns", "bytes_up", "bytes_down"]
                 + (["prompt_tokens", "output_tokens"] if table == "requests" else ["packets_up", "packets_down"]))
+        check_columns(path, pf.schema_arrow, want, table)
         tb = pq.read_table(path, columns=want)
+        check_cells(path, tb, want, table)
         cls = _class_names(tb.column("class").combine_chunks())
         col = lambda k: tb.column(k).to_numpy()  # noqa: E731
         start, end = col("start_ns"), col("end_ns")

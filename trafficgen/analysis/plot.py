@@ -203,6 +203,7 @@ def plot_compare(ta, tb, out) -> None:
     if na == nb:
         na, nb = f"A: {na}", f"B: {nb}"
     fig, ax = _figure(plt, f"{na} vs {nb}")
+    drawn = False  # any index of dispersion (a few requests have none: no log axes then)
     for tr, name in ((ta, na), (tb, nb)):
         _cdf(ax[0, 0], tr.prompt, name)
         _cdf(ax[0, 1], tr.output, name)
@@ -211,19 +212,25 @@ def plot_compare(ta, tb, out) -> None:
         ax[1, 0].plot(_time_axis(ax[1, 0], b.shape[0], w), b, label=name, lw=1)
         scales = np.array([0.1, 0.3, 1, 3, 10, 30, 60, 120, 300])
         vals = [idc(tr.times_ns, s) for s in scales]
-        keep = [v is not None for v in vals]
-        ax[1, 1].plot(scales[keep], [v for v in vals if v is not None], "o-", label=name)
-    ax[1, 1].axhline(1, color="0.5", ls="--", lw=1, label="Poisson (1)")
+        keep = [v is not None and v > 0 for v in vals]  # a log axis: 0 is nowhere on it
+        drawn = drawn or any(keep)
+        ax[1, 1].plot(scales[keep], [v for v, k in zip(vals, keep) if k], "o-", label=name)
+    if drawn:
+        ax[1, 1].axhline(1, color="0.5", ls="--", lw=1, label="Poisson (1)")
     for a, t in ((ax[0, 0], "prompt tokens"), (ax[0, 1], "output tokens")):
         a.set_xscale("log")
         a.set_xlabel(f"{t} per request (log)")
         _finish_ax(a, f"{t} (CDF)", "share at or below")
     _finish_ax(ax[1, 0], "requests over time" + (f" ({w:g} s bins)" if w > 1 else " (1 s bins)"),
                "requests per second")
-    ax[1, 1].set_xscale("log")
-    ax[1, 1].set_yscale("log")
-    ax[1, 1].set_xlabel("counting window (s, log)")
-    _finish_ax(ax[1, 1], "burstiness: index of dispersion of counts", "Var / mean of counts (log)")
+    title = "burstiness: index of dispersion of counts"
+    if drawn:  # log axes of nothing: "Data cannot be log-scaled" (an unexpected ValueError)
+        ax[1, 1].set_xscale("log")
+        ax[1, 1].set_yscale("log")
+        ax[1, 1].set_xlabel("counting window (s, log)")
+        _finish_ax(ax[1, 1], title, "Var / mean of counts (log)")
+    else:
+        _empty(ax[1, 1], title, "too few requests: no window scale has 5 whole windows")
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)

@@ -15,6 +15,7 @@ from trafficgen.errors import TrafficgenError
 from trafficgen.sinks.formats import PCAP_MAGICS, PCAPNG_SHB
 
 from .capinfo import Capture, as_iso
+from .tables import check_cells, check_columns
 
 PARQUET_MAGIC = b"PAR1"
 
@@ -42,10 +43,12 @@ def _request_stats(path: Path) -> dict:
     import pyarrow.parquet as pq
 
     from .stats import request_stats
+    check_columns(path, pq.read_schema(path), STATS_COLUMNS, "requests")
     try:
         t = pq.read_table(path, columns=list(STATS_COLUMNS))
     except (pa.ArrowException, OSError, KeyError) as e:
         raise TrafficgenError(f"{path}: unreadable request table: {str(e).splitlines()[0]}") from None
+    check_cells(path, t, STATS_COLUMNS, "requests")
     cols = {}
     for name in STATS_COLUMNS:
         col = t.column(name)
@@ -83,7 +86,7 @@ def _parquet(path: Path) -> dict:
 
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a column name not UTF-8
         raise TrafficgenError(f"{path}: unreadable Parquet file: {str(e).splitlines()[0]}") from None
     meta = {k: v.decode("utf-8", "replace") for k, v in (pf.schema_arrow.metadata or {}).items()}
     table = meta.get(b"trafficgen.table", "")
@@ -103,9 +106,7 @@ def _parquet(path: Path) -> dict:
             "requests": ["class", "kind", "start_ns", "end_ns", "bytes_up", "bytes_down",
                          "prompt_tokens", "output_tokens"],
             "packets": ["class", "ts_ns", "wire_len", "flow_id"]}[table]
-    missing = [c for c in cols if c not in pf.schema_arrow.names]
-    if missing:
-        raise TrafficgenError(f"{path}: a trafficgen {table} table without column {missing[0]!r}")
+    check_columns(path, pf.schema_arrow, cols, table)
     by_class: dict[str, dict[str, int]] = {}
     by_kind: dict[str, int] = {}
     first = last = None
@@ -113,6 +114,7 @@ def _parquet(path: Path) -> dict:
     try:
         batches = pf.iter_batches(columns=cols, batch_size=1 << 17)
         for rb in batches:
+            check_cells(path, rb, cols, table)
             d = {c: rb.column(c) for c in cols}
             classes = np.asarray(d["class"].cast(pa.string()).to_numpy(zero_copy_only=False))
             t_lo, t_hi = ("ts_ns", "ts_ns") if table == "packets" else ("start_ns", "end_ns")
@@ -140,7 +142,7 @@ def _parquet(path: Path) -> dict:
                 kinds = np.asarray(d["kind"].cast(pa.string()).to_numpy(zero_copy_only=False))
                 for name, count in zip(*np.unique(kinds, return_counts=True)):
                     by_kind[str(name)] = by_kind.get(str(name), 0) + int(count)
-    except pa.ArrowException as e:
+    except (pa.ArrowException, OSError) as e:  # OSError: a corrupt page ("Couldn't deserialize thrift")
         raise TrafficgenError(f"{path}: unreadable Parquet data: {str(e).splitlines()[0]}") from None
     dur = (last - first) / 1e9 if first is not None else 0.0
     total_wire = sum(r["wire_bytes"] for r in by_class.values())

@@ -16,6 +16,9 @@ import numpy as np
 
 IDC_SCALES_S = (1, 10, 60)
 HURST_BIN_S = 0.1
+# counts of at most this many windows are held at once (128 MiB): a longer span has no IDC at
+# that scale, and its Hurst estimate counts per wider bins (a trace of years at 0.1 s asked 13 GiB)
+MAX_WINDOWS = 1 << 24
 
 
 def gap_cv(times_ns: np.ndarray) -> float | None:
@@ -30,12 +33,12 @@ def gap_cv(times_ns: np.ndarray) -> float | None:
 def counts(times_ns: np.ndarray, scale_s: float, t0: int | None = None,
            t1: int | None = None) -> np.ndarray:
     """Arrivals per whole window of ``scale_s`` seconds from ``t0`` (a partial last window is
-    left out)."""
+    left out); none (an empty array) beyond :data:`MAX_WINDOWS` windows."""
     t0 = int(times_ns[0]) if t0 is None else t0
     t1 = int(times_ns[-1]) + 1 if t1 is None else t1
     width = int(round(scale_s * 1e9))
     n = (t1 - t0) // width
-    if n <= 0:
+    if n <= 0 or n > MAX_WINDOWS:
         return np.zeros(0, np.int64)
     idx = (times_ns[(times_ns >= t0) & (times_ns < t0 + n * width)] - t0) // width
     return np.bincount(idx.astype(np.int64), minlength=n)
@@ -57,6 +60,9 @@ def hurst(times_ns: np.ndarray, bin_s: float = HURST_BIN_S, **span) -> float | N
     from 1 bin to a tenth of the series (None if the series is too short)."""
     if times_ns.shape[0] < 10:
         return None
+    t0, t1 = span.get("t0"), span.get("t1")
+    width_ns = ((int(times_ns[-1]) + 1 if t1 is None else t1) - (int(times_ns[0]) if t0 is None else t0))
+    bin_s = max(bin_s, width_ns / 1e9 / MAX_WINDOWS * 1.001)  # at most MAX_WINDOWS bins
     x = counts(times_ns, bin_s, **span).astype(np.float64)
     if x.shape[0] < 200 or x.var() == 0:
         return None

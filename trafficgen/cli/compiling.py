@@ -69,6 +69,8 @@ def compile_first(scenario, args, capture) -> None:
 def warnings_on_one_line() -> None:
     """The kernel cache's warning as ``warning: ...`` (not Python's file:line form)."""
     show = warnings.showwarning
+    if getattr(show, "one_line", False):  # main() called again in this process: wrapped once
+        return
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         if category.__name__ == "KernelCacheWarning":
@@ -76,4 +78,5 @@ def warnings_on_one_line() -> None:
         else:
             show(message, category, filename, lineno, file, line)
 
+    one_line.one_line = True
     warnings.showwarning = one_line

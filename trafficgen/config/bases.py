@@ -98,7 +98,7 @@ def resolve_base(data: dict, where: str, folder: Path | None = None) -> dict:
         base = sc.get("base") if isinstance(sc, dict) else None
         if base is None:
             break
-        if not isinstance(base, str):
+        if not isinstance(base, str) or "\0" in base:  # a NUL: no path (ValueError from the OS calls)
             raise ConfigError(where, "scenario.base", f"expected a scenario name or path, got {base!r}")
         ref = base if not _is_path(base) else str((Path(base) if folder is None else folder / base).resolve())
         if ref in seen:

@@ -28,11 +28,16 @@ def first_bad(ok) -> int | None:
     return int(bad[0]) if bad.shape[0] else None
 
 
-def as_strings(col):
+def as_strings(col, name: str | None = None):
+    """A column as text; one of lists, tables or bytes that are no text is a ``BadValue``."""
     import pyarrow as pa
     import pyarrow.compute as pc
     if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
-        col = pc.cast(col, pa.string())
+        try:
+            col = pc.cast(col, pa.string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # list<...>, struct<...>, bytes not UTF-8
+            raise BadValue(None, f"{name or 'a column'}: expected numbers or text, got a column of "
+                                 f"{col.type}") from None
     return col
 
 
@@ -50,7 +55,7 @@ def as_tokens(col, name: str) -> np.ndarray:
         if row is not None:
             raise BadValue(row, f"{name}: expected a token count from 0 to 2**31-1, got {v[row]}")
         return v
-    col = as_strings(col)
+    col = as_strings(col, name)
     ok = _matches(col, _INT)
     row = first_bad(ok)
     if row is not None:
@@ -80,7 +85,7 @@ def as_seconds(col, name: str, scale: float) -> np.ndarray:
     if pa.types.is_floating(col.type):
         v = col.cast(pa.float64()).fill_null(math.nan).to_numpy()
     else:
-        texts = as_strings(col)
+        texts = as_strings(col, name)
         row = first_bad(_matches(texts, _FLOAT))
         if row is not None:
             raise BadValue(row, f"{name}: expected a number, got {texts[row].as_py()!r}")
@@ -98,7 +103,7 @@ def as_iso(col, name: str) -> np.ndarray:
     import pyarrow.compute as pc
     if pa.types.is_timestamp(col.type):
         return pc.cast(col, pa.timestamp("ns")).cast(pa.int64()).fill_null(0).to_numpy()
-    texts = as_strings(col)
+    texts = as_strings(col, name)
     row = first_bad(_matches(texts, _ISO))
     if row is not None:
         raise BadValue(row, f"{name}: expected a time like 2023-11-16 18:17:03.97996, got "

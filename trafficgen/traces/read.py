@@ -296,7 +296,7 @@ def _generic(path: Path, names: dict, col) -> Trace:
     extra = {}
     c = _pick(names, "class")
     if c is not None:
-        extra["cls"] = np.asarray(as_strings(col(c)).fill_null("").to_numpy(zero_copy_only=False), object)
+        extra["cls"] = np.asarray(as_strings(col(c), c).fill_null("").to_numpy(zero_copy_only=False), object)
         row = first_bad(extra["cls"] != "")
         if row is not None:
             raise BadValue(row, f"{c}: empty class name")
@@ -317,7 +317,7 @@ def _parquet(path: Path) -> Trace:
         cols = pf.schema_arrow.names
         llm_only = "kind" in cols and pc.any(pc.equal(  # a request table: its LLM calls (or
             pc.cast(pf.read(columns=["kind"]).column("kind"), pa.string()), "llm")).as_py()  # all)
-    except (pa.ArrowException, OSError) as e:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a column name not UTF-8
         raise BadValue(None, f"unreadable Parquet file: {short_error(e)}") from None
     names = {n.lower(): n for n in cols}
 

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from trafficgen.classes.chat import CLASSES as CHAT_CLASSES
+from trafficgen.config.keys import DIST_MAX
 from trafficgen.config.scenario import MAX_DURATION_NS, Scenario, load_scenario
 from trafficgen.config.units import parse_duration
 from trafficgen.errors import TrafficgenError
@@ -60,6 +61,7 @@ def trace_scenario(src, trace, overrides=None, *, time_scale: float = 1.0, durat
         raise TrafficgenError(f"{tr.path}: the trace spans {t_rel[-1] / 86_400e9:.1f} days "
                               f"(x time scale); at most 30 days run at once: compress it "
                               f"(--time-scale) or cut it (--duration)")
+    check_tokens(tr)
     sc = load_scenario(src, overrides, seed=seed)
     sc = load_scenario(sc, {"scenario.duration": f"{cut}ns"})
     rows = assign(sc, tr, t_rel)
@@ -80,6 +82,20 @@ def trace_scenario(src, trace, overrides=None, *, time_scale: float = 1.0, durat
         raise TrafficgenError(f"{tr.path}: the trace is too long: at most 30 days run at once")
     sc = load_scenario(sc, extra)
     return dataclasses.replace(sc, trace=rows)
+
+
+def check_tokens(tr: Trace) -> None:
+    """A request's tokens within what a scenario's token keys allow (``DIST_MAX["count"]``): a
+    row of 2**31-1 tokens asked for 2.75 TiB of packet rows."""
+    limit = DIST_MAX["count"]
+    for what, v in (("prompt", tr.prompt), ("output", tr.output)):
+        big = np.flatnonzero(v > limit)
+        if big.shape[0]:
+            row = int(big[0])
+            raise TrafficgenError(f"{tr.path}: the request at {(tr.times_ns[row] - tr.times_ns[0]) / 1e9:g} s "
+                                  f"(row {row + 1} in time order) has {int(v[row]):,} {what} tokens, "
+                                  f"over the limit of {limit:,} a request may have (its packets "
+                                  f"must fit in memory)")
 
 
 def assign(sc: Scenario, tr: Trace, t_rel: np.ndarray) -> dict:
