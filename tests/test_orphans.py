@@ -371,6 +371,93 @@ def test_signals_at_random_moments(tmp_path, trial_reference, workers, sig):
     print(f"\nworkers={workers} {signal.Signals(sig).name}: {outcomes}")
 
 
+def _kill_trial(folder: Path, workers: int, delay: float, reference: dict) -> str:
+    """``kill -9`` of the run (its main process alone) after ``delay``: no process of it alive
+    10 s later, and once a later run's sweeps have been (``commit.sweep`` in the output
+    folder, ``sweep_spools`` in the spool's), the old set or the new one, nothing else."""
+    from trafficgen.engine.spool import sweep_spools
+    spool, out = folder / "tmp", folder / "out"
+    spool.mkdir(parents=True)
+    _old_set(out)
+    proc = _start(["generate", "chat", *TRIAL_ARGS, "--workers", workers, *_outputs(out), "-q"],
+                  spool)
+    time.sleep(delay)
+    proc.kill()
+    try:
+        proc.communicate(timeout=60)
+        where = f"workers={workers} SIGKILL after {delay:.2f}s: {proc.returncode}"
+        assert not _gone_within(proc.pid, 10), f"orphans: {where}"
+    finally:
+        _end_group(proc.pid)
+    left = [n for n in listing(out) if n.startswith(".")]
+    assert all(commit.HIDDEN.match(n) and f".{proc.pid}." in n for n in left), where
+    commit.sweep(out)
+    sweep_spools(str(spool))
+    assert listing(out) == sorted(NAMES.values()) and listing(spool) == [], \
+        f"leftovers {listing(out)} {listing(spool)}: {where}"
+    old = all((out / n).read_bytes() == OLD[n] for n in NAMES.values())
+    new = _digests(out) == reference
+    assert old or new, f"a mixed set: {where}"
+    return ("finished" if proc.returncode == 0 else "killed, the new set") if new else \
+        "killed, the old set" + (" (a journal rolled back)" if any(n.endswith(".journal") for n in left) else "")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_at_random_moments(tmp_path, trial_reference, workers):
+    reference, took = trial_reference
+    rng = random.Random(f"{TRIAL_SEED}-{workers}-kill")
+    outcomes: dict[str, int] = {}
+    for i in range(max(1, TRIALS)):
+        kind = _kill_trial(tmp_path / str(i), workers, rng.uniform(0.3, 1.2 * took), reference)
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    print(f"\nworkers={workers} SIGKILL: {outcomes}")
+
+
+class _Staged:
+    def __init__(self, tmp: Path, target: Path):
+        self.tmp, self.target, self.folder = tmp, target, False
+
+
+@pytest.mark.parametrize("dies_at", range(1, 7))
+def test_a_commit_killed_between_renames_rolls_back(tmp_path, dies_at):
+    """A process killed (``os._exit``, no cleanup) at each rename of a three-file commit, two of
+    whose targets existed: the next sweep brings the old set back whole (the journal says how),
+    and removes every hidden file; killed after the last rename, the new set stays."""
+    old = {"a.pcap": b"old a", "b.parquet": b"old b"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    pid = os.fork()
+    if pid == 0:  # the run: stage three outputs, then commit; die at the dies_at-th rename
+        try:
+            staged = []
+            for name in ("a.pcap", "b.parquet", "c.parquet"):
+                tmp = tmp_path / commit.hidden_name(tmp_path / name, "part")
+                tmp.write_bytes(b"new " + name.encode())
+                staged.append(_Staged(tmp, tmp_path / name))
+            calls = []
+
+            def rename(a, b):
+                calls.append(1)
+                if len(calls) == dies_at:
+                    os._exit(9)
+                os.rename(a, b)
+            commit.rename = rename
+            commit.commit_set(staged)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    killed = os.waitstatus_to_exitcode(status) == 9
+    assert killed == (dies_at <= 5)  # 2 aside + 3 into place: five renames
+    commit.sweep(tmp_path)
+    names = listing(tmp_path)
+    assert not [n for n in names if n.startswith(".")], names
+    got = {n: (tmp_path / n).read_bytes() for n in names}
+    if killed:
+        assert got == old
+    else:
+        assert got == {n: b"new " + n.encode() for n in ("a.pcap", "b.parquet", "c.parquet")}
+
+
 def test_shard_folders_appear_as_a_set(tmp_path):
     """--shards: a folder output whose name was taken meanwhile fails the set; the other
     folder does not appear and no staged folder is left."""

@@ -11,10 +11,19 @@ right after (the outputs are then all in place: ``WRITTEN`` says which).
 Hidden names carry the pid of the process that made them, ``.NAME.PID.XXXXXXXX.part`` (a
 temporary) and ``.NAME.PID.XXXXXXXX.old`` (a backup); ``sweep(folder)`` removes those whose
 process is gone (a killed run's), and puts back a backup whose target is missing.
+
+Before anything moves, the commit writes a journal beside its first output
+(``.NAME.PID.XXXXXXXX.journal``: each output's target, backup and temporary, and whether it
+had a previous file), synced to disk, and removes it once every output is in place, before
+the backups go. A run killed with ``kill -9`` part-way through its renames leaves the journal;
+``sweep`` finds it (its owner gone) and rolls the set back: every previous file returns, every
+new file that had no previous one goes. So a killed run leaves the old set or the new one,
+never a mix, once a later run (or ``sweep``) has been in the folder.
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import secrets
@@ -28,7 +37,7 @@ from pathlib import Path
 # clears it): a signal acted on after they appeared must not say "no output was written"
 WRITTEN: list[str] = []
 
-HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.(?P<kind>part|old)$")
+HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.(?P<kind>part|old|journal)$")
 
 rename = os.rename  # every rename of a commit goes through this name (tests replace it)
 
@@ -70,6 +79,8 @@ def sweep(folder: str | os.PathLike) -> list[str]:
     except OSError:
         return done
     uid = os.geteuid()
+    # a killed commit's journal first: its rollback needs the backups and temporaries
+    entries.sort(key=lambda e: not e.name.endswith(".journal"))
     for entry in entries:
         m = HIDDEN.match(entry.name)
         if m is None or not owner_gone(int(m["pid"])):
@@ -78,7 +89,12 @@ def sweep(folder: str | os.PathLike) -> list[str]:
             st = entry.stat(follow_symlinks=False)
             if st.st_uid != uid:
                 continue
+            if m["kind"] == "journal":
+                done += roll_back(entry.path)
+                continue
             target = os.path.join(folder, m["name"])
+            if not os.path.lexists(entry.path):  # (a journal's rollback took it)
+                continue
             if m["kind"] == "old" and not os.path.lexists(target):
                 os.rename(entry.path, target)
             elif entry.is_dir(follow_symlinks=False):
@@ -89,6 +105,65 @@ def sweep(folder: str | os.PathLike) -> list[str]:
         except OSError:
             continue
     return done
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def roll_back(journal: str) -> list[str]:
+    """Undo the commit a killed run's ``journal`` describes (see the module), then remove the
+    journal. A journal cut short was written before anything moved: it is only removed.
+    Returns the paths put back or removed."""
+    done = []
+    try:
+        with open(journal, encoding="utf-8") as f:
+            entries = json.load(f)
+    except (OSError, ValueError):
+        entries = []
+    for e in reversed(entries if isinstance(entries, list) else []):
+        try:
+            target, backup, tmp = e["target"], e.get("backup"), e["tmp"]
+            if e.get("had_old"):
+                if backup and os.path.lexists(backup):  # moved aside: the new one (if in) goes
+                    if os.path.lexists(target):
+                        _remove(target)
+                    os.rename(backup, target)
+                    done.append(target)
+            elif not os.path.lexists(tmp) and os.path.lexists(target):
+                _remove(target)  # new, and renamed into place: not part of the old set
+                done.append(target)
+            if os.path.lexists(tmp):
+                _remove(tmp)
+                done.append(tmp)
+        except (OSError, KeyError, TypeError):
+            continue
+    try:
+        os.unlink(journal)
+        done.append(journal)
+    except OSError:
+        pass
+    return done
+
+
+def _write_journal(staged, backup_of: dict) -> Path:
+    """The commit's journal beside its first output, on disk before anything moves."""
+    first = Path(staged[0].target)
+    path = first.with_name(hidden_name(first, "journal"))
+    entries = [{"target": os.path.abspath(s.target), "tmp": os.path.abspath(s.tmp),
+                "backup": os.path.abspath(backup_of[Path(s.target)]) if Path(s.target) in backup_of else None,
+                "had_old": Path(s.target) in backup_of} for s in staged]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, json.dumps(entries).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_folder(path.parent)
+    return path
 
 
 @contextmanager
@@ -145,6 +220,7 @@ def commit_set(staged: list) -> list[str]:
     if not staged:
         return []
     backups: list[tuple[Path, Path]] = []  # (backup, target)
+    journal = None
     placed: list[tuple[Path, Path]] = []  # (target, tmp)
     with signals_held():
         previous = [Path(s.target) for s in staged if os.path.lexists(s.target)]
@@ -156,12 +232,15 @@ def commit_set(staged: list) -> list[str]:
                 if why:
                     previous.remove(Path(s.target))  # not ours: left as it is, not named
                     raise OSError(errno.EEXIST if getattr(s, "folder", False) else errno.EISDIR, why)
+            backup_of = {Path(s.target): Path(s.target).with_name(hidden_name(Path(s.target), "old"))
+                          for s in staged if os.path.lexists(s.target)}
+            current = staged[0].target
+            journal = _write_journal(staged, backup_of)
             for s in staged:  # every existing target aside first
                 current = target = Path(s.target)
-                if os.path.lexists(target):
-                    backup = target.with_name(hidden_name(target, "old"))
-                    rename(target, backup)
-                    backups.append((backup, target))
+                if target in backup_of:
+                    rename(target, backup_of[target])
+                    backups.append((backup_of[target], target))
             for s in staged:
                 current = target = Path(s.target)
                 rename(s.tmp, target)
@@ -169,7 +248,11 @@ def commit_set(staged: list) -> list[str]:
             for folder in dict.fromkeys(Path(s.target).parent for s in staged):
                 _fsync_folder(folder)
         except OSError as e:
-            raise _rolled_back(e, current, previous, placed, backups) from e
+            err = _rolled_back(e, current, previous, placed, backups)
+            if journal is not None and err.rolled_back:
+                _unlink(journal)
+            raise err from e
+        _unlink(journal)  # every output in place: from here a killed run leaves the new set
         written = [os.fspath(s.target) for s in staged]
         WRITTEN.extend(written)
         for backup, _ in backups:
@@ -178,6 +261,13 @@ def commit_set(staged: list) -> list[str]:
             except OSError:
                 pass  # a later run's sweep takes it (its owner is gone by then)
     return written
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _rolled_back(e: OSError, failed, previous: list[Path], placed, backups) -> CommitError:
