@@ -7,6 +7,8 @@ lifting is in ``kernels.chat`` (sessions -> writes) and ``kernels.tcp`` (writes 
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
@@ -142,21 +144,24 @@ class ClientHistory:
     (``kc.session_path``), so the history is recomputed from the arrival blocks before the
     window (cached per block): the same in any window, process or worker.
 
-    Exact over the last ``EXACT_BLOCKS`` blocks (4 h: what a capture can show); a lifetime
-    longer than that (chat's tickets live 18 h) adds, for a client not seen in those hours,
-    the chance that it came in the hours before them: 1 - exp(-rate x span), its own rate the
-    class's session rate times its share of the sessions (``client_skew``), drawn per session."""
+    Exact over the last ``EXACT_BLOCKS`` blocks (an hour: what a capture shows of a client's
+    comings and goings); a lifetime longer than that (chat's tickets live 18 h) adds, for a
+    client not seen in that hour, the chance that it came in the hours before: 1 - exp(-rate
+    x span), its own rate the class's session rate times its share of the sessions
+    (``client_skew``), drawn per session."""
 
-    EXACT_BLOCKS = 240
+    EXACT_BLOCKS = 60
     SALT = 0x7E5  # the session key's child for that draw
 
     def __init__(self, model: ChatModel, lifetime_ns: int):
         self.model, self.lifetime = model, lifetime_ns
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.lock = threading.Lock()
         self.share = None  # each client's share of the sessions, when first needed
+        self.merged: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # blocks, sorted
 
     def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Block ``b``'s session start times and clients."""
+        """Block ``b``'s session start times and clients, sorted by client, then time."""
         hit = self.cache.get(b)
         if hit is None:
             k_b, starts = self.model.block_arrivals(b)
@@ -164,17 +169,18 @@ class ClientHistory:
             derive_range(k_b, 1, keys)
             clients = np.empty(starts.shape[0], np.int64)
             kc.session_clients(keys, self.model.paths, clients)
-            hit = (np.ascontiguousarray(starts, np.int64), clients)
-            if len(self.cache) >= self.EXACT_BLOCKS + 16:  # threads may race: both results equal
-                self.cache.pop(min(self.cache), None)
-            self.cache[b] = hit
+            order = np.lexsort((starts, clients))
+            hit = (np.ascontiguousarray(starts[order], np.int64), clients[order])
+            with self.lock:  # (windows are generated on two threads)
+                if len(self.cache) >= self.EXACT_BLOCKS + 16:
+                    self.cache.pop(min(self.cache), None)
+                self.cache[b] = hit
         return hit
 
     def prior(self, keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Per session (``keys``, ``starts``: ns from the capture start): when its client's
         latest earlier session started, within the lifetime (``tlsvar.NO_PRIOR``: none).
-        Looks back over 4, 16, 64, ... blocks for the sessions not resolved yet: most clients
-        came back recently, and a session found in the nearer blocks is the latest."""
+        Each session's latest is in the newest block, looking back, that has its client."""
         out = np.full(keys.shape[0], tlsvar.NO_PRIOR, np.int64)
         if keys.shape[0] == 0:
             return out
@@ -186,23 +192,8 @@ class ClientHistory:
         b_lo = (int(qt.min()) - self.lifetime) // BLOCK_NS  # the oldest block any query needs
         b_lo = max(b_lo, int(qt.min()) // BLOCK_NS - self.EXACT_BLOCKS)
         exact = min(self.lifetime, (self.EXACT_BLOCKS - 1) * BLOCK_NS)  # seen by every query
-        todo = np.arange(keys.shape[0])
-        n = 4
-        while todo.shape[0]:
-            first = max(b_lo, b_hi - n + 1)
-            parts = [self.block(b) for b in range(first, b_hi + 1)]
-            ts = np.concatenate([p[0] for p in parts])
-            cs = np.concatenate([p[1] for p in parts])
-            order = np.lexsort((ts, cs))
-            got = np.empty(todo.shape[0], np.int64)
-            kc.latest_before(cs[order], ts[order], qc[todo], qt[todo], np.int64(exact),
-                             np.int64(tlsvar.NO_PRIOR), got)
-            out[todo] = got
-            if first == b_lo:
-                break
-            # unresolved: none in these blocks; those whose window reaches further look on
-            todo = todo[(got == tlsvar.NO_PRIOR) & (qt[todo] - exact < first * BLOCK_NS)]
-            n *= 4
+        cs, ts, offs = self.sorted_blocks(b_lo, b_hi)
+        kc.latest_in_blocks(cs, ts, offs, qc, qt, np.int64(exact), np.int64(tlsvar.NO_PRIOR), out)
         if self.lifetime > exact:  # the hours before those: by the client's rate
             none = np.flatnonzero(out == tlsvar.NO_PRIOR)
             u = np.empty(none.shape[0], np.float64)
@@ -211,6 +202,22 @@ class ClientHistory:
             came = u < -np.expm1(-rate * (self.lifetime - exact))
             out[none[came]] = qt[none[came]] - exact  # (some time then: within the lifetime)
         return out
+
+    def sorted_blocks(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Blocks ``first`` to ``last`` one after another (clients, start times, and where each
+        block starts: ``kc.latest_in_blocks``); the windows of one block look up the same range:
+        kept for the next."""
+        hit = self.merged.get((first, last))
+        if hit is None:
+            parts = [self.block(b) for b in range(first, last + 1)]
+            offs = np.zeros(len(parts) + 1, np.int64)
+            offs[1:] = np.cumsum([p[0].shape[0] for p in parts])
+            hit = (np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts]), offs)
+            with self.lock:
+                if len(self.merged) >= 8:
+                    self.merged.pop(next(iter(self.merged)), None)
+                self.merged[(first, last)] = hit
+        return hit
 
     def client_share(self) -> np.ndarray:
         """Each client's share of the sessions, as ``kc.client_rank`` draws them."""

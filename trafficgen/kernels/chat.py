@@ -208,22 +208,29 @@ def session_uniforms(keys, salt, out):
 
 
 @kernel
-def latest_before(cs, ts, qc, qt, lifetime, none, out):
+def latest_in_blocks(cs, ts, offs, qc, qt, lifetime, none, out):
     """For each query (client ``qc[i]``, time ``qt[i]``): the latest time of ``ts`` before it
-    of the same client within ``lifetime`` (``none`` if there is none). (``cs``, ``ts``) are
-    sorted by client, then time."""
-    n = cs.shape[0]
+    of the same client within ``lifetime`` (``none`` if there is none). Blocks ``k`` are
+    ``[offs[k], offs[k + 1])`` in time order, each sorted by client, then time: searched from
+    the newest back, the first that has the client before the query's time has its latest."""
+    n_blocks = offs.shape[0] - 1
     for i in range(qc.shape[0]):
         c, t = qc[i], qt[i]
-        lo, hi = 0, n
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cs[mid] < c or (cs[mid] == c and ts[mid] < t):
-                lo = mid + 1
-            else:
-                hi = mid
-        j = lo - 1
-        out[i] = ts[j] if j >= 0 and cs[j] == c and t - ts[j] < lifetime else none
+        out[i] = none
+        for k in range(n_blocks - 1, -1, -1):
+            a, b = offs[k], offs[k + 1]
+            lo, hi = a, b
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cs[mid] < c or (cs[mid] == c and ts[mid] < t):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            j = lo - 1
+            if j >= a and cs[j] == c:
+                if t - ts[j] < lifetime:
+                    out[i] = ts[j]
+                break
 
 
 @inline
