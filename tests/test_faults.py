@@ -279,3 +279,17 @@ def test_a_swallowed_interrupt_still_stops_the_run(tmp_path, capsys, monkeypatch
     finally:
         INTERRUPTED.clear()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["generate", "chat", "--duration", "1s", "-t", "chat.rate=bogus", "-o", "x.pcap"], 2),
+    (["inspect", "missing.pcap"], 2),
+    (["generate", "chat", "--duration", "1s", "-o", "y.pcap", "-q"], 0)])
+def test_a_closed_standard_error_changes_no_status(tmp_path, argv, code):
+    """``2>&-``: the message has nowhere to go, but the status is the one the run earns (a
+    failed write to the closed stream used to make it 1), and a good run writes its output."""
+    done = subprocess.run([sys.executable, "-m", "trafficgen", *argv], cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          preexec_fn=lambda: os.close(2))
+    assert done.returncode == code
+    assert (tmp_path / "y.pcap").exists() == (code == 0)

@@ -7,6 +7,7 @@ at all.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -340,8 +341,20 @@ def cmd_models(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _usable_stderr()
     with handled():  # from the start: a ^C while the modules load is one line too
         return _main(argv)
+
+
+def _usable_stderr() -> None:
+    """With standard error closed (``2>&-``) a message has nowhere to go: it goes nowhere,
+    and the status is still the one the run earns (not 1 from a failed write)."""
+    try:  # (Python opens /dev/null read-only for a closed fd 2: writes to it fail)
+        fd = sys.stderr.fileno()
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError
+    except (OSError, ValueError, AttributeError):
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
 
 
 def _main(argv: list[str] | None) -> int:
