@@ -442,15 +442,18 @@ def test_library_lifecycle_from_a_thread(veth, tmp_path):
         r.run()  # one run per Replay
 
 
-def test_ctrl_c_prints_the_report(veth, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_prints_the_report(veth, tmp_path, sig, code):
+    """^C or SIGTERM (``kill``, ``timeout``) stops a replay: the report of what went, and the
+    status of the signal (130, 143)."""
     write_pcap(tmp_path / "in.pcap", make_frames(10), T0 + np.arange(10) * 1000)
     proc = subprocess.Popen([sys.executable, "-m", "trafficgen", "replay", tmp_path / "in.pcap",
                              "--iface", veth.name, "--pps", "500", "--loop", "0", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     rep = json.loads(out)
     assert rep["stopped_by"] == "interrupt" and rep["packets"] > 0
 

@@ -10,6 +10,8 @@ import sys
 from trafficgen.config.units import parse_duration
 from trafficgen.errors import ArgumentError, TrafficgenError
 
+from .signals import how_stopped
+
 # The library's arguments as the command line gives them: an ArgumentError names the argument
 # (``pps``), and the CLI prints the same message with the flag (``--pps``).
 FLAGS = {
@@ -127,15 +129,16 @@ class _Progress:
 
 
 def run_and_report(r, args) -> int:
-    """Prepare and run ``r``; print the report (also when interrupted: then exit 130)."""
+    """Prepare and run ``r``; print the report (also when stopped: then exit 130 for ^C, 143
+    for SIGTERM)."""
     progress = _Progress(not args.quiet and not args.json and sys.stderr.isatty(), args.quiet)
     r.progress = lambda st: (progress(st), progress.warn(r.tx.warning))
     r.prepare()
-    interrupted = False
+    interrupted = 0
     try:
         r.run()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as e:
+        interrupted = how_stopped(e)[1]
     finally:
         progress.close()
     report = r.report
@@ -144,7 +147,7 @@ def run_and_report(r, args) -> int:
         print(json.dumps(report, indent=2))
     elif not args.quiet:
         print(format_report(report))
-    return 130 if interrupted else 0
+    return interrupted
 
 
 def format_report(rep: dict) -> str:
