@@ -348,13 +348,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _usable_stderr() -> None:
     """With standard error closed (``2>&-``) a message has nowhere to go: it goes nowhere,
-    and the status is still the one the run earns (not 1 from a failed write)."""
-    try:  # (Python opens /dev/null read-only for a closed fd 2: writes to it fail)
-        fd = sys.stderr.fileno()
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-            raise OSError
-    except (OSError, ValueError, AttributeError):
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
+    and the status is still the one the run earns (not 1 from a failed write). Python leaves
+    fd 2 on /dev/null opened read-only then; a stream that is no file of the OS (a caller's,
+    a test's) is left as it is."""
+    err = sys.stderr
+    if err is not None:
+        try:
+            fd = err.fileno()
+        except (OSError, ValueError, AttributeError):
+            return
+        try:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY:
+                return
+        except OSError:
+            pass
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
 
 
 def _main(argv: list[str] | None) -> int:
