@@ -7,7 +7,6 @@ at all.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import sys
@@ -19,7 +18,7 @@ from trafficgen.version import __version__
 from .generate import auto_workers, duration_option, pipe_capture, quiet_stdout, seed_option, summary
 from .replay import EXAMPLE as REPLAY_EXAMPLE
 from .replay import LIVE_EXAMPLE, add_rate_options, add_replay_parser, cli_message
-from .signals import handled, how_stopped, stopped
+from .signals import handled, how_stopped, stopped, usable_stderr
 
 EXAMPLES = {
     "generate": """examples:
@@ -341,28 +340,9 @@ def cmd_models(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _usable_stderr()
+    usable_stderr()
     with handled():  # from the start: a ^C while the modules load is one line too
         return _main(argv)
-
-
-def _usable_stderr() -> None:
-    """With standard error closed (``2>&-``) a message has nowhere to go: it goes nowhere,
-    and the status is still the one the run earns (not 1 from a failed write). Python leaves
-    fd 2 on /dev/null opened read-only then; a stream that is no file of the OS (a caller's,
-    a test's) is left as it is."""
-    err = sys.stderr
-    if err is not None:
-        try:
-            fd = err.fileno()
-        except (OSError, ValueError, AttributeError):
-            return
-        try:
-            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY:
-                return
-        except OSError:
-            pass
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
 
 
 def _main(argv: list[str] | None) -> int:

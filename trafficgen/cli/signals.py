@@ -4,6 +4,8 @@ from numba's LLVM, or one os.fork runs, which Python reports as "Exception ignor
 still stops with status 130 (143) before its outputs appear, and no such report is printed."""
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import sys
 import threading
@@ -89,3 +91,22 @@ def forget_caught_interrupt() -> None:
         ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
     except (ImportError, ValueError, AttributeError, OSError):  # another Python: nothing to clear
         pass
+
+
+def usable_stderr() -> None:
+    """With standard error closed (``2>&-``) a message has nowhere to go: it goes nowhere,
+    and the status is still the one the run earns (not 1 from a failed write). Python leaves
+    fd 2 on /dev/null opened read-only then; a stream that is no file of the OS (a caller's,
+    a test's) is left as it is."""
+    err = sys.stderr
+    if err is not None:
+        try:
+            fd = err.fileno()
+        except (OSError, ValueError, AttributeError):
+            return
+        try:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY:
+                return
+        except OSError:
+            pass
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
