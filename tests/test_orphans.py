@@ -312,13 +312,20 @@ def trial_reference(tmp_path_factory) -> tuple[dict, float]:
     return _digests(folder), time.monotonic() - t0
 
 
-def _trial(folder: Path, workers: int, sig: int, delay: float, reference: dict) -> str:
+def _trial_run(folder: Path, workers: int, delay: float):
+    """A trial's run over the user's old set in ``folder/out``, ``delay`` s under way: its
+    spool folder, output folder and process."""
     spool, out = folder / "tmp", folder / "out"
     spool.mkdir(parents=True)
     _old_set(out)
     proc = _start(["generate", "chat", *TRIAL_ARGS, "--workers", workers, *_outputs(out), "-q"],
                   spool)
     time.sleep(delay)
+    return spool, out, proc
+
+
+def _trial(folder: Path, workers: int, sig: int, delay: float, reference: dict) -> str:
+    spool, out, proc = _trial_run(folder, workers, delay)
     proc.send_signal(sig)
     try:
         err = without_compiling(proc.communicate(timeout=120)[1])
@@ -376,12 +383,7 @@ def _kill_trial(folder: Path, workers: int, delay: float, reference: dict) -> st
     10 s later, and once a later run's sweeps have been (``commit.sweep`` in the output
     folder, ``sweep_spools`` in the spool's), the old set or the new one, nothing else."""
     from trafficgen.engine.spool import sweep_spools
-    spool, out = folder / "tmp", folder / "out"
-    spool.mkdir(parents=True)
-    _old_set(out)
-    proc = _start(["generate", "chat", *TRIAL_ARGS, "--workers", workers, *_outputs(out), "-q"],
-                  spool)
-    time.sleep(delay)
+    spool, out, proc = _trial_run(folder, workers, delay)
     proc.kill()
     try:
         proc.communicate(timeout=60)
