@@ -9,12 +9,12 @@ from trafficgen.config.dist import parse_dist
 from trafficgen.config.scenario import Scenario
 from trafficgen.config.sections import Service
 from trafficgen.kernels import chain as kch
-from trafficgen.kernels import pool as kpool
 from trafficgen.kernels.rng import key_of
 from trafficgen.kernels.tcp import WF_COLS
 from trafficgen.schema import CLASS_CODE
 
 from .common import RWND_BYTES, EpochSchedule, SessionModel, TlsPlan, offsets, schedule_from_sim
+from .pooled import FAR_NS, SlotPools, pool_calls
 
 _ZERO = parse_dist(0, "count", positive=False)
 
@@ -88,44 +88,27 @@ class ChainModel(SessionModel):
             hello_wire=int(self.tls.hello[0]), flight_wire=self.flight_wire,
             ticket_wire=self.ticket_wire, keepalive=p.keepalive,
             chunk_overhead=getattr(p, "chunk_overhead_bytes", 0), bpt=p.bytes_per_token,
-            tokens_per_chunk=self.tokens_per_chunk, itl=itl, stall_prob=stall_prob, stall=stall,
-            pool_idle=p.pool_idle_timeout)
+            tokens_per_chunk=self.tokens_per_chunk, itl=itl, stall_prob=stall_prob, stall=stall)
+        self.slots = SlotPools(self, 2 * self.warmup_ns // BLOCK_NS)  # (the longest sessions)
 
     def _walk(self, fill, s_key, starts, s_client, s_calls, s_conns, cm, cn):
         kch.walk(fill, s_key, starts, 0, self.scenario.duration_ns, self.chain, self.services,
                  self.link, kch.Plan(s_client, s_calls, s_conns, cm, cn))
 
     def window(self, t0: int, t1: int):
-        """Every flow, request and packet of the sessions that start in [t0, t1). Pooled: the
-        sessions of each arrival block that starts in [t0, t1), one schedule per block, as
-        the block's sessions share their pools whatever the window (windows start on a block
-        or inside one already given: the warm-up, partitions and blockwise windows are whole
-        blocks)."""
+        """Every flow, request and packet of the sessions that start in [t0, t1). Pooled: one
+        schedule per arrival block that starts in [t0, t1) (``classes.pooled``: its sessions'
+        own connections, and its time slot's pooled ones, whatever the window; windows start
+        on a block or inside one already given: the warm-up, partitions and blockwise windows
+        are whole blocks)."""
         if not self.pool.any():
             return self.window_for(*self.sessions(t0, t1))
         first = -(-t0 // BLOCK_NS)
-        return [self.window_for(*self.sessions(b * BLOCK_NS, (b + 1) * BLOCK_NS))
-                for b in range(first, -(-t1 // BLOCK_NS)) if b * BLOCK_NS < t1]
+        return [self.slots.schedule(b) for b in range(first, -(-t1 // BLOCK_NS)) if b * BLOCK_NS < t1]
 
-    def _pooled(self, cm, cn, s_client):
-        """The pooled services' calls on pooled connections (``kernels.pool``): the new
-        connection matrix; ``cm``'s connections renumbered in place."""
-        pooled = np.flatnonzero(self.pool[cm[:, kch.CM_SERVICE]] == 1)
-        key = np.stack([s_client[cm[pooled, kch.CM_SESSION]], cm[pooled, kch.CM_SERVICE],
-                        cn[cm[pooled, kch.CM_CONN], kch.CN_SERVER]])
-        # by pool (caller, service, backend), then time (then row: ties stay in call order)
-        order = np.lexsort((pooled, cm[pooled, kch.CM_T], key[2], key[1], key[0]))
-        calls, key = pooled[order].astype(np.int64), key[:, order]
-        g0 = np.flatnonzero(np.concatenate([[calls.size > 0], np.any(key[:, 1:] != key[:, :-1], axis=0)]))
-        gn = np.diff(np.append(g0, calls.size)).astype(np.int64)
-        keep = (self.pool[cn[:, kch.CN_SERVICE]] == 0).astype(np.int64)
-        out = np.empty((int(keep.sum()) + calls.size, kch.CN_COLS), np.int64)
-        n = kpool.assign(cm, cn, calls, g0.astype(np.int64), gn, keep, self.params.pool_size,
-                         self.params.pool_idle_timeout, self.link, out)
-        return out[:n]
-
-    def window_for(self, s_key: np.ndarray, starts: np.ndarray) -> EpochSchedule:
-        """The same for given sessions: their keys and start times (model clock, in order)."""
+    def walked(self, s_key: np.ndarray, starts: np.ndarray):
+        """The chains of given sessions (``kernels.chain.walk``): per session its client, and
+        the call and connection matrices, each call on its session's own connection."""
         n = s_key.shape[0]
         s_client, s_calls, s_conns = (np.zeros(n, np.int64) for _ in range(3))
         self._walk(False, s_key, starts, s_client, s_calls, s_conns,
@@ -133,8 +116,23 @@ class ChainModel(SessionModel):
         cm = np.empty((int(s_calls.sum()), kch.CM_COLS), np.int64)
         cn = np.empty((int(s_conns.sum()), kch.CN_COLS), np.int64)
         self._walk(True, s_key, starts, s_client, offsets(s_calls), offsets(s_conns), cm, cn)
+        return s_client, cm, cn
+
+    def window_for(self, s_key: np.ndarray, starts: np.ndarray) -> EpochSchedule:
+        """The same for given sessions: their keys and start times (model clock, in order),
+        their pooled calls pooled among themselves (``fanout``'s lookups)."""
+        s_client, cm, cn = self.walked(s_key, starts)
         if self.pool.any():
-            cn = self._pooled(cm, cn, s_client)
+            keep = (self.pool[cn[:, kch.CN_SERVICE]] == 0).astype(np.int64)
+            cn = pool_calls(self, cm, cn, s_client, keep,
+                            np.flatnonzero(self.pool[cm[:, kch.CM_SERVICE]] == 1), FAR_NS)
+        return self.schedule(s_client, cm, cn)
+
+    def schedule(self, s_client, cm, cn, prior=None) -> EpochSchedule:
+        """The schedule of calls ``cm`` on connections ``cn`` (``kernels.chain`` columns) of
+        the sessions whose clients ``s_client`` holds; ``prior``: per connection, when its
+        client last held a ticket of its service (``TlsPlan.apply``; None: unknown)."""
+        n = s_client.shape[0]
         # each connection's calls, in time order, then its writes
         order = np.lexsort((cm[:, kch.CM_T], cm[:, kch.CM_CONN]))  # pooled: calls of several sessions
         c_ncalls = np.bincount(cm[:, kch.CM_CONN], minlength=cn.shape[0]).astype(np.int64)
@@ -148,7 +146,7 @@ class ChainModel(SessionModel):
         self.tls.apply(wd, c_w0, c_wn, s_client[cn[:, kch.CN_SESSION]],
                        cn[:, kch.CN_SERVICE] - self.endpoint0, self.layout_base, self.variant_first,
                        seed=cn[:, kch.CN_ISN0] | (cn[:, kch.CN_ISN1] << 32),
-                       session=cn[:, kch.CN_SESSION], open_at=cn[:, kch.CN_OPEN])
+                       session=cn[:, kch.CN_SESSION], open_at=cn[:, kch.CN_OPEN], prior=prior)
         C = cn.shape[0]
         c = {"session": cn[:, kch.CN_SESSION], "open_dep": np.full(C, -1, np.int64),
              "open_at": cn[:, kch.CN_OPEN], "rtt": cn[:, kch.CN_RTT], "w0": c_w0, "wn": c_wn,

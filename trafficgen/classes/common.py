@@ -29,6 +29,13 @@ class EpochSchedule:
     flows: np.ndarray  # FLOW_DTYPE
     requests: np.ndarray  # REQUEST_DTYPE
     n_sessions: int
+    # the arrival block whose sessions these are (None: not one block's; ``classes.pooled``),
+    # and the engine's index of the model that made it (``Engine._generate`` sets it)
+    block: int | None = None
+    model: int = 0
+    # session ids n_sessions.. are sessions of earlier blocks of the same model: (their
+    # blocks, their local ids there); the engine gives them the ids their block got
+    foreign: tuple | None = None
 
 
 BLOCK_ID_OFFSET = 1 << 20  # blocks may be negative (warm-up); their key ids may not

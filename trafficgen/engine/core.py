@@ -45,15 +45,23 @@ POOL_BYTES = (4 << 20) + 65536
 ID_KINDS = ("flow", "session", "request")
 
 
+MARK_REACH = 64  # partitions (blocks) back whose first session ids a partition is given
+
+
 def id_counts(simulated: list) -> dict:
-    """How many ids of each kind a partition's schedules (``Engine.simulate``) take up."""
+    """How many ids of each kind a partition's schedules (``Engine.simulate``) take up, and
+    ``marks``: per schedule of one arrival block, ((model, block), its first session id
+    within the partition), so later partitions can name its sessions (``EpochSchedule.foreign``)."""
     n = dict.fromkeys(ID_KINDS, 0)
+    marks = []
     for _t0, _t1, schedules in simulated:
         for ep in schedules:
+            if ep.block is not None:
+                marks.append(((ep.model, ep.block), n["session"]))
             n["flow"] += ep.flows.shape[0]
             n["session"] += ep.n_sessions
             n["request"] += ep.requests.shape[0]
-    return n
+    return {**n, "marks": marks}
 
 
 class FlowAttrs:
@@ -130,6 +138,7 @@ class Engine:
         self.tap_rate = tap_ns_per_byte(scenario)
         self.tap = None
         self.reset_tap()
+        self.marks: dict = {}  # (model, block) -> first session id (``run``)
         if not packets and not self.net.counts_packets:  # else the network counts the packets
             for m in self.models:
                 m.packets = False
@@ -190,14 +199,16 @@ class Engine:
             if t1 <= -m.warmup_ns:
                 return []
             ep = m.window(max(t0, -m.warmup_ns), t1)
-            return ep if isinstance(ep, list) else [ep]
+            return ep if isinstance(ep, list) else [ep]  # (model 0: ``EpochSchedule.model``)
         out = []
         for b0 in range(t0 - t0 % BLOCK_NS, t1, BLOCK_NS):
             lo, hi = max(b0, t0), min(b0 + BLOCK_NS, t1)
-            for m in self.models:
+            for k, m in enumerate(self.models):
                 if hi > -m.warmup_ns:
                     ep = m.window(max(lo, -m.warmup_ns), hi)
-                    out += ep if isinstance(ep, list) else [ep]  # a model may make several
+                    for e in ep if isinstance(ep, list) else [ep]:  # a model may make several
+                        e.model = k
+                        out.append(e)
         return out
 
     def _prefetched(self, windows: list) -> Iterator[tuple[int, int, list]]:
@@ -231,6 +242,8 @@ class Engine:
         merge, which runs the tap's pass over the whole stream)."""
         first_ids = first_ids or {}
         next_id = {k: int(first_ids.get(k, 0)) for k in ID_KINDS}
+        # (model, block) -> first session id, for sessions a later block's schedule names
+        self.marks = dict(first_ids.get("marks", {}))
         windows = list(self.windows(lo, hi))
         final_t1 = windows[-1][1] if windows else 0
         self._emitted = 0  # MACsec packet numbers: a whole run's stream (never a partition's)
@@ -308,6 +321,16 @@ class Engine:
         ep.requests["request_id"] += r0
         ep.requests["flow_id"] += f0
         ep.requests["session_id"] += s0
+        if ep.block is not None:
+            self.marks[(ep.model, ep.block)] = s0
+            for old in [k for k in self.marks if k[1] < ep.block - MARK_REACH]:
+                del self.marks[old]
+        if ep.foreign is not None:  # sessions of earlier blocks: the ids those blocks got
+            blocks, local = ep.foreign
+            ids = np.array([self.marks[(ep.model, int(q))] for q in blocks], np.int64) + local
+            for t in (ep.flows, ep.requests):
+                s = t["session_id"] - s0 - ep.n_sessions
+                t["session_id"] = np.where(s >= 0, ids[np.maximum(s, 0)], t["session_id"])
         next_id["flow"] += ep.flows.shape[0]
         next_id["session"] += ep.n_sessions
         next_id["request"] += ep.requests.shape[0]

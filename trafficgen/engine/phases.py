@@ -24,7 +24,7 @@ from trafficgen.schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_row
 from trafficgen.sinks.buffers import BufferPool
 from trafficgen.sinks.outputs import SinkSet, open_sinks
 
-from .core import ID_KINDS, Batch, Engine, id_counts
+from .core import ID_KINDS, MARK_REACH, Batch, Engine, id_counts
 from .report import Tally
 
 PARTS = {"pkts": SCHED_DTYPE, "flows": FLOW_DTYPE, "reqs": REQUEST_DTYPE}  # a stream's arrays
@@ -129,8 +129,14 @@ class Ids:
             if counts is not None:
                 self.counts[i] = counts
             while len(self.first) <= i and self.counts[len(self.first) - 1] is not None:
-                prev, c = self.first[-1], self.counts[len(self.first) - 1]
-                self.first.append({k: prev[k] + c[k] for k in ID_KINDS})
+                j = len(self.first) - 1
+                prev, c = self.first[j], self.counts[j]
+                # the first session id of each block the partitions before it made (a block's
+                # pooled calls name sessions of earlier blocks: ``EpochSchedule.foreign``)
+                marks = {tag: self.first[x]["session"] + off
+                         for x in range(max(0, j + 1 - MARK_REACH), j + 1)
+                         for tag, off in self.counts[x].get("marks", ())}
+                self.first.append({**{k: prev[k] + c[k] for k in ID_KINDS}, "marks": marks})
             return self.first[i] if i < len(self.first) else None
 
 

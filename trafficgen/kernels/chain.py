@@ -56,8 +56,8 @@ CM_SESSION, CM_TURN, CM_LLM, CM_TOOL, CM_KIND, CM_SERVICE, CM_CONN, CM_T, CM_UP,
 CM_COLS = 16
 # connection matrix columns
 CN_SESSION, CN_SERVICE, CN_SERVER, CN_OPEN, CN_RTT, CN_PERCALL, CN_ISN0, CN_ISN1, CN_IPID0, \
-    CN_IPID1, CN_JITTER = range(11)
-CN_COLS = 11
+    CN_IPID1, CN_JITTER, CN_IDLE = range(12)
+CN_COLS = 12  # CN_IDLE: a pooled connection's close after its last answer (``kernels.pool``)
 SLACK_NS = 2_000_000  # on top of every bound: processing delays, serialisation rounding
 CALL_KEY = 10_000
 
@@ -75,11 +75,11 @@ Plan = namedtuple("Plan", "s_client s_calls s_conns cm cn")
 Plan.__doc__ = """``walk``'s output: per session its client and (counting) calls and connections
 or (filling) their offsets; the call and connection matrices ([n, CM_COLS], [n, CN_COLS])."""
 Replies = namedtuple("Replies", "hello_wire flight_wire ticket_wire keepalive chunk_overhead "
-                                "bpt tokens_per_chunk itl stall_prob stall pool_idle")
+                                "bpt tokens_per_chunk itl stall_prob stall")
 Replies.__doc__ = """What ``writes`` needs beyond the calls: the TLS handshake's wire bytes
 (ClientHello, server flight, ticket: 0 none), the connections' keep-alive (ns), a streamed
 chunk's overhead, bytes per token, tokens per chunk, and the token gaps (inter-token gap,
-stall probability, stall), a pooled connection's idle timeout (ns)."""
+stall probability, stall)."""
 
 
 @inline
@@ -133,6 +133,7 @@ def _conn(fill, cn, c, s, svc, server_addr, t_open, rtt, percall, k):
         cn[c, CN_IPID0] = bits(k, 2) & 0xFFFF
         cn[c, CN_IPID1] = bits(k, 3) & 0xFFFF
         cn[c, CN_JITTER] = np.int64(uniform(k, 4) * 100_000_000)
+        cn[c, CN_IDLE] = 0
     return c + 1
 
 
@@ -378,7 +379,7 @@ def writes(cm, order, cn, c_call0, c_ncalls, rp, c_w0, c_wn, wd):
                            PH_TOOL if phase == PH_TOOL else PH_RESPONSE, 0, L_APPDATA, wd)
             last_done = w - 1 - c_w0[c]
         pc = cn[c, CN_PERCALL]  # 1: per call, 2: pooled (kernels.pool), 0: the session's
-        idle = keepalive if pc == 0 else (1_000_000 if pc == 1 else rp.pool_idle)
+        idle = keepalive if pc == 0 else (1_000_000 if pc == 1 else cn[c, CN_IDLE])
         w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, idle, -1, PH_TEARDOWN, W_CLOSE,
                    L_APPDATA, wd)
         c_wn[c] = w - c_w0[c]

@@ -26,6 +26,7 @@ from .chain import (
     CM_KEY,
     CM_LATENCY,
     CM_NEW,
+    CM_STREAM,
     CM_T,
     CM_UP,
     CN_IPID0,
@@ -33,28 +34,41 @@ from .chain import (
     CN_ISN0,
     CN_ISN1,
     CN_JITTER,
+    CN_IDLE,
     CN_OPEN,
     CN_PERCALL,
     CN_RTT,
+    SLACK_NS,
     handshake_bound,
-    xfer_bound,
 )
-from .jit import kernel
+from .jit import inline, kernel
 from .rng import bits, derive, uniform
+from .tcp import ATO_NS, IW_SEGMENTS
+from .tlsvar import D_PARSE, DL_PARSE, delay
 
 POOLED = 2  # CN_PERCALL of a pooled connection: it closes pool_idle after its last call
 ONE_SHOT = 1  # closes right after its last call (here: released into a full pool)
 BUSY, IDLE, CLOSED = 0, 1, 2
 POOL_KEY = 0x9001
+SHORTEST = 1_000_000  # the shortest close after a connection's last answer (ns)
 
 
 @kernel
-def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out):
+def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, slot_end, link, hosts, shape,
+           cn_out):
     """Pool the calls ``calls[g0[g]:g0[g] + gn[g]]`` of each group ``g`` (a pool: one caller,
     service and backend; rows of ``cm`` in time order): rewrite their ``CM_CONN``/``CM_NEW``
     and write the connections into ``cn_out``, after the ones of ``cn`` kept
     (``keep_conn``: 1 for a connection whose calls are not pooled; those calls are renumbered
-    too). ``link``: ``chain.Link``. Returns the connections written."""
+    too). ``link``: ``chain.Link``; ``hosts``: the class's ``tlsvar.TlsHosts`` (a connection's
+    handshake and parse delays are the ones ``tlsvar.assign`` will draw for it); ``shape``:
+    (1 if the servers send a ticket, tokens per streamed chunk): where each call's request
+    falls among its connection's writes (``chain.writes``). Returns the connections written.
+
+    ``slot_end``: the pools take no call at or after it (the caller's slot, ``classes.pooled``);
+    a connection idle then has closed by then: its close after its last answer (``CN_IDLE``) is
+    ``pool_idle``, cut to the time between its last call's end (bounded from above) and
+    ``slot_end``, and 1 ms at least."""
     mss, ns_per_byte, rwnd = link
     remap = np.full(cn.shape[0], -1, np.int64)
     n = 0
@@ -71,6 +85,7 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out)
         m = max(m, gn[g])
     conn, state = np.empty(m, np.int64), np.empty(m, np.int64)
     until = np.empty(m, np.int64)  # the end of its last call (bounded from above)
+    nw = np.empty(m, np.int64)  # its writes so far (``chain.writes``: handshake, then per call)
     last = np.empty(m, np.int64)  # its last call's start: it closes no sooner than pool_idle after
     for g in range(g0.shape[0]):
         k = 0  # the pool's connections so far
@@ -106,22 +121,68 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, link, cn_out)
                 take = k
                 k += 1
                 cn_out[n, :] = cn[old, :]
-                kc = derive(np.uint64(cm[i, CM_KEY]), POOL_KEY)
-                cn_out[n, CN_OPEN], cn_out[n, CN_PERCALL] = t, POOLED
-                cn_out[n, CN_ISN0] = bits(kc, 0) & 0xFFFFFFFF
-                cn_out[n, CN_ISN1] = bits(kc, 1) & 0xFFFFFFFF
-                cn_out[n, CN_IPID0] = bits(kc, 2) & 0xFFFF
-                cn_out[n, CN_IPID1] = bits(kc, 3) & 0xFFFF
-                cn_out[n, CN_JITTER] = np.int64(uniform(kc, 4) * 100_000_000)
+                _fresh(cm, i, cn_out, n, POOLED)
                 conn[take] = n
                 n += 1
-                cm[i, CM_NEW] = 1
             else:
                 cm[i, CM_NEW] = 0
             state[take], last[take] = BUSY, t
-            hs = handshake_bound(r) if cm[i, CM_NEW] else 0
-            until[take] = t + hs + xfer_bound(cm[i, CM_UP], r, mss, ns_per_byte, rwnd) + r \
-                + cm[i, CM_LATENCY] + xfer_bound(cm[i, CM_DOWN], r, mss, ns_per_byte, rwnd)
+            kh = derive(hosts.key, cn_out[conn[take], CN_ISN0] | (cn_out[conn[take], CN_ISN1] << 32))
+            hs = 0
+            if cm[i, CM_NEW]:
+                nw[take] = 3 + shape[0]  # ClientHello, the server's flight, Finished, a ticket
+                hs = handshake_bound(r)
+                for row in range(DL_PARSE):  # every handshake delay it may draw
+                    hs += delay(hosts.delays, row, kh, row)
+            until[take] = t + hs + busy_bound(cm[i, CM_UP], r, mss, ns_per_byte, rwnd) + r \
+                + cm[i, CM_LATENCY] + delay(hosts.delays, DL_PARSE, kh, D_PARSE + nw[take]) \
+                + busy_bound(cm[i, CM_DOWN], r, mss, ns_per_byte, rwnd)
+            nw[take] += 2 if cm[i, CM_STREAM] == 0 else 2 + (cm[i, CM_DOWN] + shape[1] - 1) // shape[1]
             cm[i, CM_CONN] = conn[take]
+        for x in range(k):
+            cn_out[conn[x], CN_IDLE] = max(SHORTEST, min(pool_idle, slot_end - until[x]))
     return n
+
+
+@inline
+def busy_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
+    """Upper bound (ns) on sending ``nbytes`` on a connection (``chain.xfer_bound``, closer):
+    slow-start rounds from the initial window (a connection reused after an idle spell starts
+    there again), serialisation, and a delayed ACK's wait only between rounds (what fits the
+    first window leaves at once)."""
+    segs = (nbytes + mss - 1) // mss
+    cw = IW_SEGMENTS
+    cap = max(1, rwnd // mss)
+    rounds = 0
+    while segs > 0:
+        segs -= cw
+        cw = min(2 * cw, cap)
+        rounds += 1
+    return rounds * rtt + np.int64(nbytes * ns_per_byte * 1.25) + max(rounds - 1, 0) * ATO_NS + SLACK_NS
+
+
+@kernel
+def single(cm, cn, calls, first, cn_out):
+    """Each call ``calls[j]`` on a connection of its own (``ONE_SHOT``), ``cn_out[first + j]``:
+    its connection's path, opened at the call's time, with draws of its own (as ``assign``)."""
+    for j in range(calls.shape[0]):
+        i = calls[j]
+        n = first + j
+        cn_out[n, :] = cn[cm[i, CM_CONN], :]
+        _fresh(cm, i, cn_out, n, ONE_SHOT)
+        cm[i, CM_CONN] = n
+
+
+@inline
+def _fresh(cm, i, cn_out, n, percall):
+    """Connection row ``n`` opened for call ``i``: its time, kind, ISNs, IP ids and jitter."""
+    kc = derive(np.uint64(cm[i, CM_KEY]), POOL_KEY)
+    cn_out[n, CN_OPEN], cn_out[n, CN_PERCALL] = cm[i, CM_T], percall
+    cn_out[n, CN_ISN0] = bits(kc, 0) & 0xFFFFFFFF
+    cn_out[n, CN_ISN1] = bits(kc, 1) & 0xFFFFFFFF
+    cn_out[n, CN_IPID0] = bits(kc, 2) & 0xFFFF
+    cn_out[n, CN_IPID1] = bits(kc, 3) & 0xFFFF
+    cn_out[n, CN_JITTER] = np.int64(uniform(kc, 4) * 100_000_000)
+    cn_out[n, CN_IDLE] = SHORTEST
+    cm[i, CM_NEW] = 1
 

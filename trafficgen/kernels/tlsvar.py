@@ -84,7 +84,8 @@ def _chunk_header(n):
 
 
 @inline
-def _delay(delays, row, k, i):
+def delay(delays, row, k, i):
+    """Host delay ``row`` (``DL_*``) of a connection: draw ``i`` of its key ``k``, 1 ns at least."""
     return max(np.int64(sample(delays[row], uniform(k, i))), np.int64(1))
 
 
@@ -154,35 +155,35 @@ def assign(wd, cc, key, cum_w, var, framing, base, hosts):
             if lay > 0:
                 if lay == L_CLIENT_HELLO:
                     wd[w, WF_BYTES] = var[v, VA_PSK_HELLO] if resumed else var[v, VA_HELLO]
-                    wd[w, WF_DELAY] = _delay(delays, DL_HELLO, k, DL_HELLO)
+                    wd[w, WF_DELAY] = delay(delays, DL_HELLO, k, DL_HELLO)
                     if resumed:
                         lay = L_PSK_HELLO
                 elif lay == L_SERVER_FLIGHT:
                     wd[w, WF_BYTES] = var[v, VA_RESUMED_FLIGHT] if resumed else var[v, VA_FLIGHT]
-                    d = _delay(delays, DL_KEX, k, DL_KEX)
+                    d = delay(delays, DL_KEX, k, DL_KEX)
                     if var[v, VA_HYBRID] != 0:
-                        d += _delay(delays, DL_MLKEM, k, DL_MLKEM)
+                        d += delay(delays, DL_MLKEM, k, DL_MLKEM)
                     if resumed:
                         lay = L_RESUMED_FLIGHT
                     else:  # no certificate on a resumed connection: nothing to sign
-                        d += _delay(delays, DL_SIGN, k, DL_SIGN)
+                        d += delay(delays, DL_SIGN, k, DL_SIGN)
                     wd[w, WF_DELAY] = d
                 elif lay == L_CLIENT_FINISHED:
-                    wd[w, WF_DELAY] = _delay(delays, DL_FINISHED, k, DL_FINISHED)
+                    wd[w, WF_DELAY] = delay(delays, DL_FINISHED, k, DL_FINISHED)
                     fin = w - w0
                 wd[w, WF_LAYOUT] = base + LAYOUTS * v + lay
                 continue
             if fin >= 0 and dep == fin and wd[w, WF_FLAGS] & W_ABS == 0:
                 if wd[w, WF_DIR] == DIR_DOWN and wd[w, WF_PHASE] == PH_HANDSHAKE:
-                    wd[w, WF_DELAY] = _delay(delays, DL_TICKET, k, DL_TICKET)
+                    wd[w, WF_DELAY] = delay(delays, DL_TICKET, k, DL_TICKET)
                     if resumed:  # one new ticket after a resumption (OpenSSL), two after a full one
                         wd[w, WF_BYTES] = tls_wire(max(_plain(wd[w, WF_BYTES]) // 2, 1))
                 elif wd[w, WF_DIR] == DIR_UP and not req_done:
-                    wd[w, WF_DELAY] = _delay(delays, DL_REQUEST, k, DL_REQUEST)
+                    wd[w, WF_DELAY] = delay(delays, DL_REQUEST, k, DL_REQUEST)
                     req_done = True
             if (wd[w, WF_DIR] == DIR_DOWN and dep >= 0 and wd[w, WF_FLAGS] & W_ABS == 0
                     and wd[w0 + dep, WF_DIR] == DIR_UP and wd[w0 + dep, WF_FLAGS] & W_REQ):
-                wd[w, WF_DELAY] += _delay(delays, DL_PARSE, k, D_PARSE + dep)
+                wd[w, WF_DELAY] += delay(delays, DL_PARSE, k, D_PARSE + dep)
             ph, req = wd[w, WF_PHASE], wd[w, WF_REQ]
             if framing == 0 or ph == PH_TEARDOWN:
                 continue
@@ -239,10 +240,10 @@ def assign_plain(wd, cc, kind_len, base, hosts):
             ph, req, dep = wd[w, WF_PHASE], wd[w, WF_REQ], wd[w, WF_DEP]
             if wd[w, WF_FLAGS] & W_ABS == 0:
                 if dep < 0 and wd[w, WF_DIR] == DIR_UP:
-                    wd[w, WF_DELAY] = _delay(delays, DL_REQUEST, k, DL_REQUEST)
+                    wd[w, WF_DELAY] = delay(delays, DL_REQUEST, k, DL_REQUEST)
                 elif (wd[w, WF_DIR] == DIR_DOWN and dep >= 0 and wd[w0 + dep, WF_DIR] == DIR_UP
                       and wd[w0 + dep, WF_FLAGS] & W_REQ):
-                    wd[w, WF_DELAY] += _delay(delays, DL_PARSE, k, D_PARSE + dep)
+                    wd[w, WF_DELAY] += delay(delays, DL_PARSE, k, D_PARSE + dep)
             if ph == PH_TEARDOWN:
                 wd[w, WF_BYTES] = 0
                 continue
