@@ -14,7 +14,7 @@ from trafficgen.kernels.tcp import WF_COLS
 from trafficgen.schema import CLASS_CODE
 
 from .common import RWND_BYTES, EpochSchedule, SessionModel, TlsPlan, offsets, schedule_from_sim
-from .pooled import FAR_NS, SlotPools, pool_calls
+from .pooled import SlotPools, pool_calls
 
 _ZERO = parse_dist(0, "count", positive=False)
 
@@ -90,6 +90,8 @@ class ChainModel(SessionModel):
             chunk_overhead=getattr(p, "chunk_overhead_bytes", 0), bpt=p.bytes_per_token,
             tokens_per_chunk=self.tokens_per_chunk, itl=itl, stall_prob=stall_prob, stall=stall)
         self.slots = SlotPools(self, 2 * self.warmup_ns // BLOCK_NS)  # (the longest sessions)
+        # a block's pooled slots start up to a block before it (``classes.pooled``)
+        self.early_ns = BLOCK_NS if self.pool.any() else 0
 
     def _walk(self, fill, s_key, starts, s_client, s_calls, s_conns, cm, cn):
         kch.walk(fill, s_key, starts, 0, self.scenario.duration_ns, self.chain, self.services,
@@ -125,7 +127,7 @@ class ChainModel(SessionModel):
         if self.pool.any():
             keep = (self.pool[cn[:, kch.CN_SERVICE]] == 0).astype(np.int64)
             cn = pool_calls(self, cm, cn, s_client, keep,
-                            np.flatnonzero(self.pool[cm[:, kch.CM_SERVICE]] == 1), FAR_NS)
+                            np.flatnonzero(self.pool[cm[:, kch.CM_SERVICE]] == 1))
         return self.schedule(s_client, cm, cn)
 
     def schedule(self, s_client, cm, cn, prior=None) -> EpochSchedule:

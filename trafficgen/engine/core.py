@@ -139,6 +139,9 @@ class Engine:
         self.tap = None
         self.reset_tap()
         self.marks: dict = {}  # (model, block) -> first session id (``run``)
+        # how long before its window a schedule's packets may start (pooled slots:
+        # ``classes.pooled``): a window's packets are final only that long before its end
+        self.early_ns = max((getattr(m, "early_ns", 0) for m in self.models), default=0)
         if not packets and not self.net.counts_packets:  # else the network counts the packets
             for m in self.models:
                 m.packets = False
@@ -154,7 +157,7 @@ class Engine:
         if lo is not None:
             start, end = max(start, lo), min(end, hi)
         for k in range(start // w, -(-end // w)):
-            if self.stop_at_ns is not None and max(k * w, start) >= self.stop_at_ns:
+            if self.stop_at_ns is not None and max(k * w, start) >= self.stop_at_ns + self.early_ns:
                 return  # sessions that start after the cut have no packet before it
             if max(k * w, start) < min((k + 1) * w, end):
                 yield max(k * w, start), min((k + 1) * w, end)
@@ -180,7 +183,7 @@ class Engine:
         (``run(lo, hi, first_ids)``) gives exactly this engine's output, split by session start."""
         start, end = -self.warmup_ns, self.sc.duration_ns
         if self.stop_at_ns is not None:  # sessions that start after the cut: nothing to capture
-            end = min(end, self.stop_at_ns)
+            end = min(end, self.stop_at_ns + self.early_ns)
         return [(max(k * PARTITION_NS, start), min((k + 1) * PARTITION_NS, end))
                 for k in range(start // PARTITION_NS, -(-end // PARTITION_NS))]
 
@@ -271,7 +274,7 @@ class Engine:
                 runs.append((first_flow, new, np.ascontiguousarray(new["ts_ns"])))
             attrs.add(self.flow_attrs(flows), self.keep_flows_from(runs[0][0] if runs else first_flow))
             last = t1 >= final_t1
-            boundary = self.sc.start_ns + t1
+            boundary = self.sc.start_ns + t1 - self.early_ns
             heads, tails = [], []
             for run_first, run, run_ts in runs:
                 cut = run.shape[0] if last else int(np.searchsorted(run_ts, boundary, "left"))

@@ -1,6 +1,7 @@
 """The merge: partition streams in, the run's batches out, as ``Engine`` gives them alone.
 
-Every packet before the start of the first partition not yet taken up is final, and ties in
+Every packet before the start of the first partition not yet taken up (less the engine's
+``early_ns``) is final, and ties in
 time go to the earlier partition, whose flow ids are the lower, so the order is the one
 ``Engine`` gives alone. The frames are then built by this process's engine, as ``Engine``
 builds them: the same bytes, MACsec packet numbers (which count the whole stream) included.
@@ -175,7 +176,9 @@ def _merged(scenario, parts, backend, merger: Merger, stats) -> Iterator[Batch]:
                                _Stream.from_folder(jobs[nxt][2], res, first))
                     nxt += 1
                     backend.limit = nxt + ahead
-                bound = scenario.start_ns + parts[nxt][0] if nxt < len(parts) else None
+                # (a partition's packets start up to ``early_ns`` before it: Engine.early_ns)
+                bound = (scenario.start_ns + parts[nxt][0] - merger.engine.early_ns
+                         if nxt < len(parts) else None)
                 yield from merger.emit(bound)
             yield from merger.emit(None)
     finally:

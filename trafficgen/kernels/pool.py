@@ -26,6 +26,8 @@ from .chain import (
     CM_KEY,
     CM_LATENCY,
     CM_NEW,
+    CM_SERVICE,
+    CM_SESSION,
     CM_STREAM,
     CM_T,
     CM_UP,
@@ -38,6 +40,7 @@ from .chain import (
     CN_OPEN,
     CN_PERCALL,
     CN_RTT,
+    CN_SERVER,
     SLACK_NS,
     handshake_bound,
 )
@@ -54,7 +57,7 @@ SHORTEST = 1_000_000  # the shortest close after a connection's last answer (ns)
 
 
 @kernel
-def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, slot_end, link, hosts, shape,
+def assign(cm, cn, calls, g0, gn, g_end, keep_conn, pool_size, pool_idle, link, hosts, shape,
            cn_out):
     """Pool the calls ``calls[g0[g]:g0[g] + gn[g]]`` of each group ``g`` (a pool: one caller,
     service and backend; rows of ``cm`` in time order): rewrite their ``CM_CONN``/``CM_NEW``
@@ -65,10 +68,10 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, slot_end, lin
     (1 if the servers send a ticket, tokens per streamed chunk): where each call's request
     falls among its connection's writes (``chain.writes``). Returns the connections written.
 
-    ``slot_end``: the pools take no call at or after it (the caller's slot, ``classes.pooled``);
-    a connection idle then has closed by then: its close after its last answer (``CN_IDLE``) is
-    ``pool_idle``, cut to the time between its last call's end (bounded from above) and
-    ``slot_end``, and 1 ms at least."""
+    ``g_end[g]``: group ``g``'s pool takes no call at or after it (the end of its slot,
+    ``classes.pooled``); a connection idle then has closed by then: its close after its last
+    answer (``CN_IDLE``) is ``pool_idle``, cut to the time between its last call's end
+    (bounded from above) and the slot's end, and 1 ms at least."""
     mss, ns_per_byte, rwnd = link
     remap = np.full(cn.shape[0], -1, np.int64)
     n = 0
@@ -140,8 +143,26 @@ def assign(cm, cn, calls, g0, gn, keep_conn, pool_size, pool_idle, slot_end, lin
             nw[take] += 2 if cm[i, CM_STREAM] == 0 else 2 + (cm[i, CM_DOWN] + shape[1] - 1) // shape[1]
             cm[i, CM_CONN] = conn[take]
         for x in range(k):
-            cn_out[conn[x], CN_IDLE] = max(SHORTEST, min(pool_idle, slot_end - until[x]))
+            cn_out[conn[x], CN_IDLE] = max(SHORTEST, min(pool_idle, g_end[g] - until[x]))
     return n
+
+
+@kernel
+def slots(cm, cn, s_client, pooled, key, slot_ns, out):
+    """Each call's pool slot, for the calls with ``pooled[i]`` 1 (else -1): a pool (caller,
+    service, backend) recycles its connections every ``slot_ns`` at a phase of its own (a
+    uniform draw of ``key`` by pool), so pools do not all recycle at once. Slot ``s`` of a
+    pool of phase p holds the calls made in [(s - 1) slot_ns + p, s slot_ns + p): ``out[i, 0]``
+    the slot, ``out[i, 1]`` its end."""
+    for i in range(cm.shape[0]):
+        if pooled[i] == 0:
+            out[i, 0], out[i, 1] = -1, -1
+            continue
+        ident = (s_client[cm[i, CM_SESSION]] << 40) ^ (cm[i, CM_SERVICE] << 32) \
+            ^ cn[cm[i, CM_CONN], CN_SERVER]
+        phase = np.int64(uniform(derive(key, ident), 0) * slot_ns)
+        s = (cm[i, CM_T] - phase) // slot_ns + 1
+        out[i, 0], out[i, 1] = s, s * slot_ns + phase
 
 
 @inline
