@@ -2,14 +2,17 @@
 
 Owns: one model per flow class (``chat``: ChatModel, also coding, reasoning and multimodal's
 image requests; ``media``; ``chain``: agentic and rag; ``kv_transfer``; ``trace``: trace-driven
-runs), their shared transport step (``common``), UDP tables (``udp``), retrieval fan-out.
+runs), their shared transport step (``common``), UDP tables (``udp``), retrieval fan-out,
+the chain classes' connection pools across arrival blocks (``pooled``).
 May import: ``config``, ``wire``, ``schema``, ``kernels``. Never the engine, sinks, API or CLI.
 
 A model is built per scenario and class as ``Model(scenario, cls, layout_base)`` and offers:
 ``warmup_ns`` (how long before the capture its sessions may start), ``templates`` (a
 ``tls.Templates``-like table of write-prefix bytes, or an empty one; its layouts are shifted by
 ``layout_base`` in the engine's combined table) and ``window(t0, t1) -> EpochSchedule`` (every
-flow, request and packet of the sessions that start in [t0, t1), local ids from 0). A model's
+flow, request and packet of the sessions that start in [t0, t1), local ids from 0; a
+schedule may name sessions of earlier blocks, ``EpochSchedule.foreign``, and start up to the
+model's ``early_ns`` before t0, default 0). A model's
 module (and its kernels) is imported only by a scenario that has its class.
 """
 from __future__ import annotations

@@ -5,18 +5,22 @@ backend), as HTTP client pools do (Go net/http's Transport, urllib3's HTTPConnec
 
 - a call takes an idle kept-alive connection of its pool if there is one (the most recently
   used, as Go's idle list), and opens a new connection only when every pooled one is busy;
-- a connection is busy from its call's time to the call's end, bounded from above as the
-  chain plans it (handshake, upload, the service's latency, the answer: ``chain`` bounds);
+- a connection is busy from its call's time to the call's end, bounded from above: the
+  handshake and the server's parse delay the connection will draw (``tlsvar``), the upload,
+  the service's latency, the answer (``busy_bound``: slow-start rounds, a delayed ACK only
+  between rounds);
 - released, it goes back idle, unless ``pool_size`` connections of the pool are idle
   already: then it closes (Go's MaxIdleConnsPerHost, urllib3's maxsize);
 - an idle connection closes ``pool_idle`` after its last call's answer (``chain.writes``
-  closes it then: CN_PERCALL = POOLED); it is taken only up to ``pool_idle`` after that
-  call's start (the answer's time on the wire is known only after the transport runs, so
-  the pool never takes a connection that may have closed).
+  closes it then: CN_PERCALL = POOLED, after CN_IDLE); it is taken only up to ``pool_idle``
+  after that call's start (the answer's time on the wire is known only after the transport
+  runs, so the pool never takes a connection that may have closed);
+- a pool lives for one slot (``slots``: a block's length, at a phase of its own; the caller,
+  ``classes.pooled``, gives each call's slot): it takes no call after the slot, and an idle
+  connection closes by the slot's end.
 
-The pools span the sessions given together (the class model gives one arrival block's, so
-the same sessions share them whatever the window or worker count). A pooled connection
-belongs to the session of the call that opened it; every call keeps its own session.
+A pooled connection belongs to the session of the call that opened it; every call keeps its
+own session.
 """
 import numpy as np
 
