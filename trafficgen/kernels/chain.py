@@ -83,10 +83,9 @@ stall probability, stall)."""
 
 
 @inline
-def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
-    """Upper bound (ns) on sending ``nbytes`` from an idle connection: slow-start rounds from
-    the initial window (doubling, capped by the receive window), serialisation, two
-    delayed-ACK timers."""
+def slow_start_rounds(nbytes, mss, rwnd):
+    """Round trips to send ``nbytes`` from the initial window (doubling each round, capped by
+    the receive window)."""
     segs = (nbytes + mss - 1) // mss
     cw = IW_SEGMENTS
     cap = max(1, rwnd // mss)
@@ -95,6 +94,15 @@ def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
         segs -= cw
         cw = min(2 * cw, cap)
         rounds += 1
+    return rounds
+
+
+@inline
+def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
+    """Upper bound (ns) on sending ``nbytes`` from an idle connection: slow-start rounds from
+    the initial window (doubling, capped by the receive window), serialisation, two
+    delayed-ACK timers."""
+    rounds = slow_start_rounds(nbytes, mss, rwnd)
     return rounds * rtt + np.int64(nbytes * ns_per_byte * 1.25) + 2 * ATO_NS + SLACK_NS
 
 

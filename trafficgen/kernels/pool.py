@@ -35,22 +35,23 @@ from .chain import (
     CM_STREAM,
     CM_T,
     CM_UP,
+    CN_IDLE,
     CN_IPID0,
     CN_IPID1,
     CN_ISN0,
     CN_ISN1,
     CN_JITTER,
-    CN_IDLE,
     CN_OPEN,
     CN_PERCALL,
     CN_RTT,
     CN_SERVER,
     SLACK_NS,
     handshake_bound,
+    slow_start_rounds,
 )
 from .jit import inline, kernel
 from .rng import bits, derive, uniform
-from .tcp import ATO_NS, IW_SEGMENTS
+from .tcp import ATO_NS
 from .tlsvar import D_PARSE, DL_PARSE, delay
 
 POOLED = 2  # CN_PERCALL of a pooled connection: it closes pool_idle after its last call
@@ -175,14 +176,7 @@ def busy_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
     slow-start rounds from the initial window (a connection reused after an idle spell starts
     there again), serialisation, and a delayed ACK's wait only between rounds (what fits the
     first window leaves at once)."""
-    segs = (nbytes + mss - 1) // mss
-    cw = IW_SEGMENTS
-    cap = max(1, rwnd // mss)
-    rounds = 0
-    while segs > 0:
-        segs -= cw
-        cw = min(2 * cw, cap)
-        rounds += 1
+    rounds = slow_start_rounds(nbytes, mss, rwnd)
     return rounds * rtt + np.int64(nbytes * ns_per_byte * 1.25) + max(rounds - 1, 0) * ATO_NS + SLACK_NS
 
 
