@@ -50,6 +50,7 @@ class Chunk:
     ts: np.ndarray
     index: int
     release: object = None
+    big: bool = False  # pcapng: the section's byte order (its options are read in it)
 
     def __len__(self) -> int:
         return self.off.shape[0]
@@ -121,7 +122,8 @@ class CaptureFile:
                 base += pos
                 if n:
                     yield Chunk(buf, slot.off[:n], slot.length[:n], slot.ts[:n], index,
-                                getattr(slot, "release", None))
+                                getattr(slot, "release", None), bool(getattr(walker, "big", False))
+                                if self.format == "pcapng" else False)
                     index += n
                 elif hasattr(slot, "release"):
                     slot.release()

@@ -174,10 +174,13 @@ class Transmitter:
     returns False once the run should stop (``stop_ns`` reached, ``abort()`` called).
     ``stats()`` may be called from any thread."""
 
-    def __init__(self, iface: Interface, rate: Rate, *, duration_ns: int | None = None,
+    def __init__(self, iface: Interface | list, rate: Rate, *, duration_ns: int | None = None,
                  loop_gap_ns: int = 0, batch: int = BATCH, spin_ns: int = SPIN_NS,
                  on_slice=None, realtime: bool | None = None, catchup_ns: int = CATCHUP_NS):
-        self.iface, self.rate = iface, rate
+        self.ifaces = list(iface) if isinstance(iface, (list, tuple)) else [iface]
+        self.iface, self.rate = self.ifaces[0], rate
+        self.fds = np.array([i.sock.fileno() for i in self.ifaces], np.int64)
+        self.port0 = np.zeros(0, np.uint8)  # every frame out of port 0 (grown as needed)
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
         self.catchup_ns = catchup_ns
         self.on_slice = on_slice  # called after every kernel slice with the Transmitter
@@ -185,8 +188,9 @@ class Transmitter:
         self.iovs = np.zeros((batch, kt.IOV_WORDS), np.int64)
         kt.init_msgs(self.msgs, self.iovs)
         self.tspec = np.zeros(2, np.int64)
-        self.hist = np.zeros(kt.HIST_BINS, np.int64)
+        self.hist = np.zeros((len(self.ifaces), kt.HIST_BINS), np.int64)
         self.acc = np.zeros(kt.ACC_SIZE, np.int64)
+        self.pacc = np.zeros((len(self.ifaces), kt.P_SIZE), np.int64)
         self.pacer: Pacer | None = None
         self.t0 = self.stop_ns = 0
         self.stopped_by: str | None = None
@@ -208,9 +212,8 @@ class Transmitter:
         readonly = np.zeros(1, np.uint8)
         readonly.flags.writeable = False  # e.g. np.frombuffer(bytes): numba types it apart
         for frames in (np.zeros(1, np.uint8), readonly):
-            kt.send_paced(-1, kt.Frames(frames, none, none, none), 0, 0,
-                          kt.Pacing(0, 0, 0, True, 0),
-                          kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc))
+            kt.send_paced(self.fds, kt.Frames(frames, none, none, none, self.port0), 0, 0,
+                          kt.Pacing(0, 0, 0, True, 0), self._state())
         kt.sleep_until(self.tspec, 0)
         kt.now_ns(self.tspec)
 
@@ -226,13 +229,21 @@ class Transmitter:
     def abort(self) -> None:
         self._abort.set()
 
-    def send(self, buf, off, length, ts) -> bool:
-        """Send one chunk (arrays of equal length; ``ts`` int64 ns). False: stop now."""
+    def _state(self):
+        return kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc, self.pacc)
+
+    def send(self, buf, off, length, ts, port=None) -> bool:
+        """Send one chunk (arrays of equal length; ``ts`` int64 ns; ``port`` uint8, the index
+        of the interface each frame goes out of: default all out of the first). False: stop now."""
         length = np.ascontiguousarray(length, np.int64)
+        if port is None:
+            if self.port0.shape[0] < off.shape[0]:
+                self.port0 = np.zeros(off.shape[0], np.uint8)
+            port = self.port0
         if self.pacer is None:  # the clock starts with the first frames in hand
             self.start()
         sched = self.pacer.deadlines(ts, length)
-        i, n, fd = 0, off.shape[0], self.iface.sock.fileno()
+        i, n = 0, off.shape[0]
         while i < n:
             if self._abort.is_set():
                 self.stopped_by = self.stopped_by or "abort"
@@ -240,9 +251,8 @@ class Transmitter:
             pacing = kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
                                spin_ns=self.spin_ns, timed=self.rate.timed,
                                catchup_ns=self.catchup_ns)
-            i, status = kt.send_paced(fd, kt.Frames(buf, off, length, sched), i, n, pacing,
-                                      kt.TxState(self.msgs, self.iovs, self.tspec, self.hist,
-                                                 self.acc))
+            i, status = kt.send_paced(self.fds, kt.Frames(buf, off, length, sched, port), i, n,
+                                      pacing, self._state())
             self._check_pace()
             self._rt_budget()
             if self.on_slice is not None:
@@ -252,7 +262,8 @@ class Transmitter:
                 return False
             if status == kt.ST_FAILING:
                 err = int(self.acc[kt.A_ERRNO])
-                raise ArgumentError(Arg("iface", self.iface.name), f": sending failed "
+                bad = self.ifaces[int(np.argmax(self.pacc[:, kt.P_ERRORS]))].name
+                raise ArgumentError(Arg("iface", bad), f": sending failed "
                                     f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
         return True
 
