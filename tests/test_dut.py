@@ -1,0 +1,313 @@
+"""Replay through a device under test on two ports.
+
+Without root: the rewrite kernel (MACs, mapped and shifted addresses) leaves every checksum
+right, as tshark verifies; the sides of frames (by ground truth, client networks or SYN).
+With root: a device made of real Linux parts (``tests/dut_net.py``: a namespace routing
+between two veth pairs under an nftables stateful firewall) passes our capture whole, and its
+connection tracking counts the flow table's connections (three times as many with ``--loop 3
+--unique-ip``); a capture of the real Linux stack made elsewhere, split by ``--client-net``,
+passes it too. TRAFFICGEN_DUT_ALL=1 replays every TCP scenario, not just chat.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from trafficgen.kernels import dut as kd
+from trafficgen.playback.capture import CaptureFile
+from trafficgen.playback.ports import Addressing, Split, syn_split
+
+from .dut_net import DutLab, NsCapture, sh
+from .helpers import (
+    TSHARK_CHECKSUMS,
+    ipv4_checksum,
+    read_pcap,
+    require_tool,
+    run_tshark,
+    tcp_checksum,
+    write_pcap,
+    write_pcapng,
+)
+
+T0 = 1_700_000_000 * 10**9
+# every built-in scenario is TCP; the arguments that give a short capture some requests
+SCENARIOS = {"chat": [], "coding": ["--duration", "3s"], "reasoning": [], "agentic": [], "rag": [],
+             "multimodal": [], "enterprise-mix": [], "kv-transfer": ["-t", "kv_transfer.rate=2/s"]}
+
+
+def ip4(a: str) -> bytes:
+    return bytes(int(x) for x in a.split("."))
+
+
+def tcp4(src, dst, sport, dport, flags=0x10, payload=b"x" * 10, vlan=None) -> bytes:
+    seg = struct.pack(">HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, flags, 65535, 0, 0) + payload
+    seg = seg[:16] + struct.pack(">H", tcp_checksum(ip4(src), ip4(dst), seg)) + seg[18:]
+    hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0, 64, 6, 0, ip4(src), ip4(dst))
+    hdr = hdr[:10] + struct.pack(">H", ipv4_checksum(hdr)) + hdr[12:]
+    eth = bytes.fromhex("020000000002020000000001")
+    eth += (struct.pack(">HH", 0x8100, vlan) if vlan is not None else b"") + b"\x08\x00"
+    return eth + hdr + seg
+
+
+def udp4(src, dst, sport, dport, payload=b"y" * 20, csum=True) -> bytes:
+    dgram = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload
+    if csum:
+        pseudo = ip4(src) + ip4(dst) + struct.pack(">BBH", 0, 17, len(dgram))
+        c = tcp_checksum(ip4(src), ip4(dst), dgram)  # same sum; protocol fixed below
+        from .helpers import ones_complement_sum
+        c = (~ones_complement_sum(pseudo + dgram)) & 0xFFFF or 0xFFFF
+        dgram = dgram[:6] + struct.pack(">H", c) + dgram[8:]
+    hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(dgram), 1, 0, 64, 17, 0, ip4(src), ip4(dst))
+    hdr = hdr[:10] + struct.pack(">H", ipv4_checksum(hdr)) + hdr[12:]
+    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + hdr + dgram
+
+
+def tcp6(src: bytes, dst: bytes, sport, dport, payload=b"z" * 8) -> bytes:
+    from .helpers import ones_complement_sum
+    seg = struct.pack(">HHIIBBHHH", sport, dport, 1, 2, 5 << 4, 0x18, 65535, 0, 0) + payload
+    pseudo = src + dst + struct.pack(">IxxxB", len(seg), 6)
+    c = (~ones_complement_sum(pseudo + seg)) & 0xFFFF
+    seg = seg[:16] + struct.pack(">H", c) + seg[18:]
+    hdr = struct.pack(">IHBB16s16s", 6 << 28, len(seg), 6, 64, src, dst)
+    return bytes.fromhex("020000000002020000000001") + b"\x86\xdd" + hdr + seg
+
+
+def buffer_of(frames):
+    buf = np.frombuffer(b"".join(frames), np.uint8).copy()
+    length = np.array([len(f) for f in frames], np.int64)
+    off = np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64)
+    return buf, off, length
+
+
+# --- without root ------------------------------------------------------------------------------
+
+def test_rewrite_maps_shifts_and_keeps_checksums_right(tmp_path):
+    tshark = require_tool("tshark")
+    v6c, v6s = bytes.fromhex("20010db800c0" + "00" * 9 + "05"), bytes.fromhex("20010db8005e" + "00" * 9 + "07")
+    frames = [tcp4("10.20.1.5", "203.0.113.10", 40000, 443, flags=0x02),       # up
+              tcp4("203.0.113.10", "10.20.1.5", 443, 40000, flags=0x12),       # down
+              tcp4("10.20.255.250", "203.0.113.11", 40001, 443, vlan=7),      # up, tagged
+              udp4("10.20.1.6", "203.0.113.10", 5000, 4789),                  # up, UDP
+              udp4("203.0.113.10", "10.20.1.6", 4789, 5000, csum=False),      # down, no csum
+              tcp6(v6c, v6s, 40002, 443)]                                     # up, IPv6
+    port = np.array([0, 1, 0, 0, 1, 0], np.uint8)
+    buf, off, length = buffer_of(frames)
+    a = Addressing(["a", "b"], dmac="02:aa:00:00:00:01", smac="02:aa:00:00:00:02",
+                   peer_dmac="02:bb:00:00:00:01", peer_smac="02:bb:00:00:00:02",
+                   map_client=["10.20.0.0/16=10.77.0.0/16"], map_server=["203.0.113.0/24=10.99.0.0/24",
+                                                                         "2001:db8:5e::/48=fd00:5e::/48"],
+                   unique_ip=True)
+    a.plen_from(None)
+    a.span = 10
+    a.apply(buf, off, length, port, pass_k=1)  # client addresses + 10 within 10.77.0.0/16
+    out = [bytes(buf[o:o + n]) for o, n in zip(off, length)]
+    path = tmp_path / "rw.pcap"
+    write_pcap(path, out, T0 + np.arange(len(out)) * 1000)
+    fields = run_tshark(tshark, path, *TSHARK_CHECKSUMS, "-T", "fields", "-e", "eth.dst", "-e",
+                        "eth.src", "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
+                        "-e", "tcp.checksum.status", "-e", "udp.checksum.status",
+                        "-e", "ip.checksum.status").splitlines()
+    rows = [ln.split("\t") for ln in fields]
+    assert [r[0] for r in rows] == ["02:aa:00:00:00:01", "02:bb:00:00:00:01", "02:aa:00:00:00:01",
+                                    "02:aa:00:00:00:01", "02:bb:00:00:00:01", "02:aa:00:00:00:01"]
+    assert rows[1][1] == "02:bb:00:00:00:02"
+    assert [(r[2], r[3]) for r in rows[:5]] == [
+        ("10.77.1.15", "10.99.0.10"), ("10.99.0.10", "10.77.1.15"), ("10.77.0.4", "10.99.0.11"),
+        ("10.77.1.16", "10.99.0.10"), ("10.99.0.10", "10.77.1.16")]  # 255.250 + 10 wraps in the /16
+    assert rows[5][4] == "2001:db8:c0::f" and rows[5][5] == "fd00:5e::7"
+    for r in rows:
+        assert "0" not in (r[6], r[7], r[8]), r  # tshark: 0 bad, 1 good, 2 unchecked, 3 absent
+    assert rows[0][6] == "1" and rows[3][7] == "1" and rows[5][6] == "1" and rows[4][7] == "3"
+    bad = run_tshark(tshark, path, *TSHARK_CHECKSUMS, "-Y",
+                     'ip.checksum.status == "Bad" || tcp.checksum.status == "Bad" || udp.checksum.status == "Bad"')
+    assert bad == ""
+
+
+def test_sides_by_syn_by_client_net_and_by_ground_truth(tmp_path):
+    frames = [udp4("10.9.0.1", "10.1.0.5", 53, 3000),                  # a flow begun by 10.9.0.1
+              tcp4("10.1.0.5", "10.9.0.9", 40000, 80, flags=0x02),      # SYN: 10.1.0.5 the client
+              tcp4("10.9.0.9", "10.1.0.5", 80, 40000, flags=0x12),
+              udp4("10.1.0.5", "10.9.0.1", 3000, 53),
+              tcp4("10.1.0.5", "10.9.0.9", 40000, 80),
+              tcp4("10.9.0.9", "10.1.0.5", 80, 40000)]
+    buf, off, length = buffer_of(frames)
+    from trafficgen.playback.ports import heads_of
+    h = heads_of(buf, off, length)
+    assert list(syn_split(h.fam, h.proto, h.flags, h.skey, h.dkey)) == [0, 0, 1, 1, 0, 1]
+    path = tmp_path / "x.pcapng"
+    write_pcapng(path, frames, T0 + np.arange(6) * 1000)
+    for split, want in ((Split(["10.1.0.0/24"]), [1, 0, 1, 0, 0, 1]),
+                        (Split(syn=True), [0, 0, 1, 1, 0, 1])):
+        for c in CaptureFile(path).chunks():
+            split.scan(c, True, c.big)
+        assert list(split.finish(path)) == want
+    gt = Split()
+    for c in CaptureFile(path).chunks():
+        gt.scan(c, True, c.big)
+    with pytest.raises(Exception, match="cannot tell which side sent packet 1 .*--client-net|client_net"):
+        gt.finish(path)
+
+
+def test_ground_truth_sides_read_from_our_pcapng(tmp_path):
+    from .helpers import cli
+    path = tmp_path / "chat.pcapng"
+    done = cli("generate", "chat", "--duration", "1s", "-o", path, "--packets", tmp_path / "p.parquet")
+    assert done.returncode == 0, done.stderr
+    split = Split()
+    for c in CaptureFile(path).chunks():
+        split.scan(c, True, c.big)
+    dirs = split.finish(path)
+    truth = pq.read_table(tmp_path / "p.parquet", columns=["direction"]).column(0).to_pylist()
+    assert list(np.where(dirs == 0, "up", "down")) == truth
+
+
+# --- with root: the device under test --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tools():
+    reason = None
+    if os.geteuid() != 0:
+        reason = "a device under test in namespaces needs root"
+    else:
+        for tool in ("ip", "nft", "conntrack", "tcpdump"):
+            if shutil.which(tool) is None:
+                reason = f"{tool} is not installed (apt-get install nftables conntrack tcpdump iproute2)"
+                break
+    if reason:
+        if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
+            pytest.fail(f"{reason}, and TRAFFICGEN_REQUIRE_TOOLS is set")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def lab(tools):
+    with DutLab() as it:
+        yield it
+
+
+def replay_through(lab, tmp_path, path, *extra, tag="r"):
+    """Replay ``path`` through ``lab``; (report, frames that arrived on port A, on port B)."""
+    args = [sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
+            "--peer-iface", lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b,
+            "--json", "--count-back", *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with NsCapture(lab.tester, lab.port_a, tmp_path / f"{tag}a.pcap"), \
+            NsCapture(lab.tester, lab.port_b, tmp_path / f"{tag}b.pcap"):
+        done = lab.run_in_tester(args, env=env)
+    assert done.returncode == 0, done.stderr
+    return (json.loads(done.stdout), read_pcap(tmp_path / f"{tag}a.pcap")[1],
+            read_pcap(tmp_path / f"{tag}b.pcap")[1])
+
+
+def sides(path) -> tuple[int, int]:
+    split = Split()
+    for c in CaptureFile(path).chunks():
+        split.scan(c, True, c.big)
+    d = split.finish(path)
+    return int((d == 0).sum()), int((d == 1).sum())
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS) if os.environ.get("TRAFFICGEN_DUT_ALL") else ["chat"])
+def test_capture_passes_a_stateful_firewall_whole(lab, tmp_path, scenario):
+    from .helpers import cli
+    path = tmp_path / f"{scenario}.pcapng"
+    done = cli("generate", scenario, "--duration", "1s", *SCENARIOS[scenario], "-o", path,
+               "--flows", tmp_path / "f.parquet")
+    assert done.returncode == 0, done.stderr
+    flows = pq.read_table(tmp_path / "f.parquet").num_rows
+    up, down = sides(path)
+    rep, at_a, at_b = replay_through(lab, tmp_path, path, "--multiplier", "10")
+    assert (len(at_b), len(at_a)) == (up, down)  # every frame passed, each side to the other
+    assert [p["came_back"] for p in rep["ports"]] == [up, down]
+    assert [p["packets"] for p in rep["ports"]] == [up, down]
+    assert lab.nft_counters()["dropped"] == 0
+    assert lab.conntrack_tcp() == flows > 0
+    # three passes, client addresses shifted: three times the connections
+    rep3, at_a, at_b = replay_through(lab, tmp_path, path, "--topspeed", "--loop", "3",
+                                      "--unique-ip", "--map-client", "10.20.0.0/16=10.77.0.0/16",
+                                      tag="u")
+    assert lab.nft_counters()["dropped"] == 0
+    assert lab.conntrack_tcp() == 4 * flows  # the first run's and three new sets
+    assert len(at_b) == 3 * up and len(at_a) == 3 * down
+    assert rep3["unique_ip"]["passes"] == 3 and rep3["warnings"] == []
+    srcs = {bytes(f[26:30]) for f in at_b}  # IPv4 sources of the frames that went up
+    assert len(srcs) >= 3 and all(s[:2] == bytes([10, 77]) for s in srcs)
+
+
+def test_loop_without_unique_ip_warns(lab, tmp_path):
+    from .helpers import cli
+    path = tmp_path / "chat.pcapng"
+    assert cli("generate", "chat", "--duration", "1s", "-o", path).returncode == 0
+    rep, _, _ = replay_through(lab, tmp_path, path, "--topspeed", "--loop", "2")
+    assert any("same connections" in w for w in rep["warnings"]), rep["warnings"]
+    assert lab.nft_counters()["dropped"] > 0  # the second pass: a stateful device refuses it
+
+
+def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
+    """tcpdump of python's http.server and urllib in two namespaces (the real Linux stack)."""
+    c, s, path = f"{lab.tester}c", f"{lab.tester}s", tmp_path / "real.pcap"
+    made = []
+    try:
+        for ns in (c, s):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+        sh("ip", "link", "add", "rc0", "netns", c, "type", "veth", "peer", "name", "rs0", "netns", s)
+        for ns, dev, addr in ((c, "rc0", "10.1.0.1/24"), (s, "rs0", "10.1.0.2/24")):
+            sh("ip", "addr", "add", addr, "dev", dev, ns=ns)
+            sh("ip", "link", "set", dev, "up", ns=ns)
+            if shutil.which("ethtool"):  # checksums computed by the stack, not left to offload
+                sh("ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off", ns=ns, check=False)
+        server = subprocess.Popen(["ip", "netns", "exec", s, sys.executable, "-m", "http.server",
+                                   "8000", "--bind", "10.1.0.2", "-d", str(tmp_path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with NsCapture(c, "rc0", path):  # -Q in: take both directions instead
+                pass
+            cap = subprocess.Popen(["ip", "netns", "exec", c, "tcpdump", "-i", "rc0", "-w", str(path),
+                                    "-n", "-U", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            assert "listening" in cap.stderr.readline()
+            code = ("import urllib.request, time\n"
+                    "for i in range(3):\n"
+                    "    for t in range(50):\n"
+                    "        try:\n"
+                    "            urllib.request.urlopen('http://10.1.0.2:8000/', timeout=2).read(); break\n"
+                    "        except OSError: time.sleep(0.1)\n")
+            sh(sys.executable, "-c", code, ns=c, timeout=30)
+            time.sleep(0.5)
+            cap.terminate()
+            cap.communicate(timeout=10)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+    frames = read_pcap(path)[1]
+    up = sum(1 for f in frames if f[26:30] == ip4("10.1.0.1"))
+    assert up and len(frames) > up
+    rep, at_a, at_b = replay_through(lab, tmp_path, path, "--client-net", "10.1.0.0/24")
+    assert (len(at_b), len(at_a)) == (up, len(frames) - up)
+    assert lab.nft_counters()["dropped"] == 0
+    assert lab.conntrack_tcp() == 3
+    assert rep["split"] == "client_net"
+
+
+def test_no_way_to_split_is_one_line_and_exit_2(lab, tmp_path):
+    path = tmp_path / "plain.pcap"
+    write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
+                              "--peer-iface", lab.port_b], env=env)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: --peer-iface") and "--client-net" in err and "Traceback" not in done.stderr
+    assert sum(1 for ln in done.stderr.splitlines() if ln.startswith("error")) == 1
