@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from trafficgen.kernels import dut as kd
 from trafficgen.playback.capture import CaptureFile
 from trafficgen.playback.ports import Addressing, Split, syn_split
 
@@ -31,6 +30,7 @@ from .dut_net import DutLab, NsCapture, sh
 from .helpers import (
     TSHARK_CHECKSUMS,
     ipv4_checksum,
+    ones_complement_sum,
     read_pcap,
     require_tool,
     run_tshark,
@@ -63,8 +63,6 @@ def udp4(src, dst, sport, dport, payload=b"y" * 20, csum=True) -> bytes:
     dgram = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload
     if csum:
         pseudo = ip4(src) + ip4(dst) + struct.pack(">BBH", 0, 17, len(dgram))
-        c = tcp_checksum(ip4(src), ip4(dst), dgram)  # same sum; protocol fixed below
-        from .helpers import ones_complement_sum
         c = (~ones_complement_sum(pseudo + dgram)) & 0xFFFF or 0xFFFF
         dgram = dgram[:6] + struct.pack(">H", c) + dgram[8:]
     hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(dgram), 1, 0, 64, 17, 0, ip4(src), ip4(dst))
@@ -73,7 +71,6 @@ def udp4(src, dst, sport, dport, payload=b"y" * 20, csum=True) -> bytes:
 
 
 def tcp6(src: bytes, dst: bytes, sport, dport, payload=b"z" * 8) -> bytes:
-    from .helpers import ones_complement_sum
     seg = struct.pack(">HHIIBBHHH", sport, dport, 1, 2, 5 << 4, 0x18, 65535, 0, 0) + payload
     pseudo = src + dst + struct.pack(">IxxxB", len(seg), 6)
     c = (~ones_complement_sum(pseudo + seg)) & 0xFFFF
@@ -275,7 +272,8 @@ def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             cap = subprocess.Popen(["ip", "netns", "exec", c, "tcpdump", "-i", "rc0", "-w", str(path),
-                                    "-n", "--immediate-mode", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                    "-n", "--immediate-mode", "tcp"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
             assert "listening" in cap.stderr.readline()
             code = ("import urllib.request, time\n"
                     "get = urllib.request.build_opener(urllib.request.ProxyHandler({})).open\n"

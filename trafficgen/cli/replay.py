@@ -41,18 +41,13 @@ EXAMPLE = """examples:
   trafficgen replay lab.pcapng --iface veth0 --multiplier 2 --limit 100000
   trafficgen replay big.pcap --iface veth0 --topspeed --duration 60s --json
   trafficgen replay lab.pcap --iface veth0 --mbps 500 --loop 0 --duration 1h
-
-through a device under test (client side out of A, server side out of B, one schedule):
-  trafficgen replay chat.pcapng --iface A --peer-iface B --dmac 02:00:00:00:01:fe \
-      --peer-dmac 02:00:00:00:02:fe --map-server 203.0.113.0/24=10.99.0.0/24 \
-      --loop 3 --unique-ip --count-back      # our captures split by their ground truth
-  trafficgen replay elsewhere.pcap --iface A --peer-iface B --client-net 10.1.0.0/16
-  trafficgen replay elsewhere.pcap --iface A --peer-iface B --split syn
+  trafficgen replay chat.pcapng --iface A --peer-iface B --dmac 2:0:0:0:1:fe --peer-dmac 2:0:0:0:2:fe --loop 3 --unique-ip
+  trafficgen replay other.pcap --iface A --peer-iface B --client-net 10.1.0.0/16 --map-server 10.9.0.0/24=10.99.0.0/24
+  trafficgen replay other.pcap --iface A --peer-iface B --split syn  # the SYN's sender is the client
 """
 LIVE_EXAMPLE = """  trafficgen generate chat --iface veth0 --duration 10m  # sent live at the scenario's timing
   trafficgen generate chat --iface veth0 --pps 50000 --limit 1000000
-  trafficgen generate chat --iface A --peer-iface B --dmac 02:00:00:00:01:fe \
-      --peer-dmac 02:00:00:00:02:fe --count-back   # up out of A, down out of B
+  trafficgen generate chat --iface A --peer-iface B --dmac 2:0:0:0:1:fe --peer-dmac 2:0:0:0:2:fe --count-back
 """
 
 

@@ -291,8 +291,8 @@ class Replay:
     def _send(self, buf, off, length, ts, port=None) -> str | None:
         """Send a chunk within the limit; the reason to stop, or None to go on."""
         n = self._budget(off.shape[0])
-        if n and not self.tx.send(buf, off[:n], length[:n], ts[:n],
-                                  None if port is None else port[:n]):
+        more = {} if port is None else {"port": port[:n]}
+        if n and not self.tx.send(buf, off[:n], length[:n], ts[:n], **more):
             return self.tx.stopped_by
         return "limit" if n < off.shape[0] or self._budget(1) == 0 else None
 
