@@ -41,7 +41,7 @@ EXAMPLE = """examples:
   trafficgen replay lab.pcapng --iface veth0 --multiplier 2 --limit 100000
   trafficgen replay big.pcap --iface veth0 --topspeed --duration 60s --json
   trafficgen replay lab.pcap --iface veth0 --mbps 500 --loop 0 --duration 1h
-  trafficgen replay chat.pcapng --iface A --peer-iface B --dmac 2:0:0:0:1:fe --peer-dmac 2:0:0:0:2:fe --loop 3 --unique-ip
+  trafficgen replay c.pcapng --iface A --peer-iface B --dmac 2:0:0:0:1:fe --peer-dmac 2:0:0:0:2:fe --loop 3 --unique-ip
   trafficgen replay other.pcap --iface A --peer-iface B --client-net 10.1.0.0/16 --map-server 10.9.0.0/24=10.99.0.0/24
   trafficgen replay other.pcap --iface A --peer-iface B --split syn  # the SYN's sender is the client
 """
