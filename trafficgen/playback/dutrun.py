@@ -90,7 +90,9 @@ class DutPlan:
         """A live batch: the side is the packet table's ``direction`` (0 up, 1 down)."""
         if not self.active:
             return None
-        port = (np.asarray(direction, np.uint8) if self.two else np.zeros(off.shape[0], np.uint8))
+        # contiguous: a strided column would make numba compile the sender again, mid-run
+        port = (np.ascontiguousarray(direction, np.uint8) if self.two
+                else np.zeros(off.shape[0], np.uint8))
         self.addr.apply(buf, off, length, port, 0)
         return port
 

@@ -240,6 +240,7 @@ class Transmitter:
             if self.port0.shape[0] < off.shape[0]:
                 self.port0 = np.zeros(off.shape[0], np.uint8)
             port = self.port0
+        port = np.ascontiguousarray(port, np.uint8)
         if self.pacer is None:  # the clock starts with the first frames in hand
             self.start()
         sched = self.pacer.deadlines(ts, length)
