@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 _serial = itertools.count()
+JUMBO = 9000
 
 RULESET = """
 table inet dutfw {
@@ -74,6 +75,7 @@ class DutLab:
             sh("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", ns=ns)
             for dev in devs:
                 sh("ip", "link", "set", dev, "addrgenmode", "none", ns=ns)
+                sh("ip", "link", "set", dev, "mtu", JUMBO, ns=ns)  # kv-transfer's jumbo frames
                 sh("ip", "link", "set", dev, "up", ns=ns)
             sh("ip", "link", "set", "lo", "up", ns=ns)
         d = self.dut
@@ -110,6 +112,9 @@ class DutLab:
         """TCP connections in the device's connection tracking table."""
         out = sh("conntrack", "-L", "-p", "tcp", ns=self.dut, check=False)
         return sum(1 for ln in out.stdout.splitlines() if ln.startswith("tcp"))
+
+    def flush_conntrack(self) -> None:
+        sh("conntrack", "-F", ns=self.dut, check=False)
 
     def nft_counters(self) -> dict:
         """Packets through each rule of the forward chain: established, new (a SYN), dropped."""
