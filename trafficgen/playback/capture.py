@@ -56,6 +56,20 @@ class Chunk:
         return self.off.shape[0]
 
 
+class Ready:
+    """A chunk ready to send: the buffer it goes from (rewritten or not) and the port of each
+    frame (None: all out of the first). Without a chunk: the end of a pass."""
+
+    __slots__ = ("chunk", "buf", "port")
+
+    def __init__(self, chunk, buf, port):
+        self.chunk, self.buf, self.port = chunk, buf, port
+
+    def release(self) -> None:
+        if self.chunk is not None and self.chunk.release is not None:
+            self.chunk.release()
+
+
 class CaptureFile:
     """A pcap or pcapng file of Ethernet frames; ``chunks()`` walks it (it may be walked again).
 

@@ -37,7 +37,9 @@ class DutPlan:
         self.count_back = bool(count_back)
         self.counter: CountBack | None = None
         self.came_back: dict | None = None
-        self._work: dict = {}
+        self._ring: list[np.ndarray] = []  # buffers a cached chunk is rewritten into, in turn
+        self._turn = 0
+        self.rewritten = False  # the cached chunks hold the rewritten frames already
 
     def open(self) -> None:
         """After the interfaces were checked: read their MACs, parse the rewrites."""
@@ -54,14 +56,23 @@ class DutPlan:
         if self.split is not None:
             self.split.scan(chunk, pcapng, big)
 
-    def finish(self, path, chunks_again) -> None:
+    def finish(self, path, chunks_again, cached) -> None:
         """After the check pass: the sides of all frames; then the client addresses' range
-        (``chunks_again()`` walks the file again, only with ``unique_ip``)."""
+        (``chunks_again()`` walks the file again, only with ``unique_ip``). Kept chunks
+        (``cached``) are rewritten once here when every pass sends the same bytes."""
         if self.split is not None:
             self.split.finish(path)
         if self.addr is not None and self.addr.unique_ip:
             for chunk in chunks_again():
                 self.addr.scan(chunk, self.port_of(chunk.index, len(chunk)))
+        if cached is not None and self.active and not self.addr.unique_ip:
+            for c in cached:
+                self.addr.apply(c.buf, c.off, c.length, self.port_of(c.index, len(c)), 0)
+            self.rewritten = True
+
+    def busy(self, cached: bool) -> bool:
+        """Whether a pass has work per chunk (rewriting), to be done ahead on another thread."""
+        return self.active and self.addr.active and not (cached and self.rewritten)
 
     def port_of(self, index: int, n: int) -> np.ndarray:
         if self.split is not None:
@@ -72,15 +83,17 @@ class DutPlan:
 
     def frames(self, buf, off, length, index: int, pass_k: int, cached: bool):
         """(buffer, port) to send a chunk of file frames with: a cached chunk is rewritten in a
-        copy (the original stays for the next pass), a streamed one in place."""
+        copy (the original stays for the next pass; three copies in turn, so one can be made
+        two chunks ahead of the one being sent), a streamed one in place."""
         if not self.active:
             return buf, None
         port = self.port_of(index, off.shape[0])
-        if self.addr.active:
+        if self.addr.active and not (cached and self.rewritten):
             if cached:
-                work = self._work.get(id(buf))
-                if work is None:
-                    work = self._work[id(buf)] = np.empty_like(buf)
+                if not self._ring or self._ring[0].shape[0] < buf.shape[0]:
+                    self._ring = [np.empty(buf.shape[0], np.uint8) for _ in range(3)]
+                self._turn = (self._turn + 1) % 3
+                work = self._ring[self._turn][:buf.shape[0]]
                 work[:] = buf
                 buf = work
             self.addr.apply(buf, off, length, port, pass_k)

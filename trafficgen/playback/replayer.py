@@ -21,7 +21,7 @@ import numpy as np
 from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 
-from .capture import CaptureFile, Chunk, Prefetch, SlotPool
+from .capture import CaptureFile, Chunk, Prefetch, Ready, SlotPool
 from .dutrun import DutPlan
 from .iface import ETH_HLEN, Interface, Transmitter, check_interface, check_may_send, open_interface, oversize
 from .rate import Rate
@@ -168,7 +168,7 @@ class Replay:
         else:
             self.capture = CaptureFile(self.source)
             self.info = self._scan(min(check_interface(n)[1] for n in self.dut.names))
-            self.dut.finish(self.source, self._walk)
+            self.dut.finish(self.source, self._walk, self._cached)
         self.iface = open_interface(self.iface_name, self.qdisc_bypass)
         self.ifaces = [self.iface] + [open_interface(n, self.qdisc_bypass) for n in self.dut.names[1:]]
         span, n = self.info.get("span_ns", 0), self.info.get("packets", 0)
@@ -297,49 +297,49 @@ class Replay:
         return "limit" if n < off.shape[0] or self._budget(1) == 0 else None
 
     def _run_file(self) -> str:
-        passes = 0
+        """Every pass; chunks are read (and rewritten) ahead on one reading thread for the
+        whole run, so a new pass starts on time, unless they are all in memory as sent."""
         if self.info["packets"] == 0:
             return "end"
-        while self.loop == 0 or passes < self.loop:
-            if self._cached is not None:
-                for c in self._cached:
-                    buf, port = self.dut.frames(c.buf, c.off, c.length, c.index, passes, True)
-                    stop = self._send(buf, c.off, c.length, c.ts, port)
-                    if stop:
-                        break
-            else:
-                stop = self._pass(passes)
-            passes += 1
-            self.tx.loops = passes
-            if stop:
-                return stop
-            if self.tx.pacer is not None:
-                self.tx.pacer.next_loop()
+        direct = self._cached is not None and not self.dut.busy(True)
+        if self._slots is None and self._cached is None:
+            self._slots = SlotPool()  # the same buffers for every pass
+        reader = None if direct else Prefetch(self._ready(), name="trafficgen-replay-read")
+        passes = 0
+        try:
+            for r in self._direct() if direct else reader:
+                if r.chunk is None:  # the end of a pass
+                    passes = self.tx.loops = passes + 1
+                    if self.tx.pacer is not None:
+                        self.tx.pacer.next_loop()
+                    continue
+                try:
+                    stop = self._send(r.buf, r.chunk.off, r.chunk.length, r.chunk.ts, r.port)
+                finally:
+                    r.release()
+                if stop:
+                    self.tx.loops = passes + 1
+                    return stop
+        finally:
+            if reader is not None:
+                reader.close()
         return "end"
 
     def _walk(self):
         """The file's chunks again (the check pass's second walk, for ``unique_ip``)."""
-        if self._cached is not None:
-            return iter(self._cached)
-        return self.capture.chunks()
+        return iter(self._cached) if self._cached is not None else self.capture.chunks()
 
-    def _pass(self, pass_k: int = 0) -> str | None:
-        if self._slots is None:
-            self._slots = SlotPool()  # the same buffers for every pass
-        reader = Prefetch(self.capture.chunks(self._slots.get), name="trafficgen-replay-read")
-        try:
-            for chunk in reader:
-                try:
-                    buf, port = self.dut.frames(chunk.buf, chunk.off, chunk.length, chunk.index,
-                                                pass_k, False)
-                    stop = self._send(buf, chunk.off, chunk.length, chunk.ts, port)
-                finally:
-                    chunk.release()
-                if stop:
-                    return stop
-        finally:
-            reader.close()
-        return None
+    def _ready(self):
+        """Every pass's chunks, rewritten for the device (on the reading thread, ahead, unless
+        kept in memory as sent: ``_direct``), a ``Ready`` without a chunk after each pass."""
+        k, cached = 0, self._cached is not None
+        while self.loop == 0 or k < self.loop:
+            for c in self._cached if cached else self.capture.chunks(self._slots.get):
+                yield Ready(c, *self.dut.frames(c.buf, c.off, c.length, c.index, k, cached))
+            yield Ready(None, None, None)
+            k += 1
+
+    _direct = _ready
 
     def _run_live(self) -> str:
         from trafficgen.engine.build import make_engine
