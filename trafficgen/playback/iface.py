@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -179,7 +180,9 @@ class Transmitter:
                  on_slice=None, realtime: bool | None = None, catchup_ns: int = CATCHUP_NS):
         self.ifaces = list(iface) if isinstance(iface, (list, tuple)) else [iface]
         self.iface, self.rate = self.ifaces[0], rate
-        self.fds = np.array([i.sock.fileno() for i in self.ifaces], np.int64)
+        self.addrs = np.zeros((len(self.ifaces), kt.SOCKADDR_LL), np.uint8)
+        for p, i in enumerate(self.ifaces):  # struct sockaddr_ll: AF_PACKET, protocol 0, ifindex
+            self.addrs[p, :8] = np.frombuffer(struct.pack("=HHi", socket.AF_PACKET, 0, i.index), np.uint8)
         self.port0 = np.zeros(0, np.uint8)  # every frame out of port 0 (grown as needed)
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
         self.catchup_ns = catchup_ns
@@ -212,7 +215,7 @@ class Transmitter:
         readonly = np.zeros(1, np.uint8)
         readonly.flags.writeable = False  # e.g. np.frombuffer(bytes): numba types it apart
         for frames in (np.zeros(1, np.uint8), readonly):
-            kt.send_paced(self.fds, kt.Frames(frames, none, none, none, self.port0), 0, 0,
+            kt.send_paced(-1, kt.Frames(frames, none, none, none, self.port0), 0, 0,
                           kt.Pacing(0, 0, 0, True, 0), self._state())
         kt.sleep_until(self.tspec, 0)
         kt.now_ns(self.tspec)
@@ -230,7 +233,8 @@ class Transmitter:
         self._abort.set()
 
     def _state(self):
-        return kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc, self.pacc)
+        return kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc, self.pacc,
+                          self.addrs)
 
     def send(self, buf, off, length, ts, port=None) -> bool:
         """Send one chunk (arrays of equal length; ``ts`` int64 ns; ``port`` uint8, the index
@@ -252,7 +256,7 @@ class Transmitter:
             pacing = kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
                                spin_ns=self.spin_ns, timed=self.rate.timed,
                                catchup_ns=self.catchup_ns)
-            i, status = kt.send_paced(self.fds, kt.Frames(buf, off, length, sched, port), i, n,
+            i, status = kt.send_paced(self.iface.sock.fileno(), kt.Frames(buf, off, length, sched, port), i, n,
                                       pacing, self._state())
             self._check_pace()
             self._rt_budget()
