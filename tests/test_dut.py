@@ -169,6 +169,28 @@ def test_ground_truth_sides_read_from_our_pcapng(tmp_path):
     assert list(np.where(dirs == 0, "up", "down")) == truth
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--iface", "lo", "--peer-iface", "lo"], ["--peer-iface lo", "must differ"]),
+    (["--iface", "lo", "--peer-iface", "nosuch0"], ["--peer-iface nosuch0", "no such interface"]),
+    (["--iface", "lo", "--dmac", "zz"], ["--dmac zz", "MAC address"]),
+    (["--iface", "lo", "--peer-dmac", "02:00:00:00:00:01"], ["--peer-dmac", "give --peer-iface"]),
+    (["--iface", "lo", "--client-net", "10.0.0.0/8"], ["--client-net", "give --peer-iface"]),
+    (["--iface", "lo", "--peer-iface", "x", "--split", "syn", "--client-net", "10.0.0.0/8"], ["not both"]),
+    (["--iface", "lo", "--peer-iface", "x", "--client-net", "10.0.0.0/33"], ["--client-net 10.0.0.0/33"]),
+    (["--iface", "lo", "--map-client", "10.0.0.0/8=10.0.0.0/16"], ["--map-client", "one prefix length"]),
+    (["--iface", "lo", "--map-server", "10.0.0.0/8"], ["--map-server", "OLD=NEW"]),
+])
+def test_bad_two_port_arguments_are_one_line_and_exit_2(tmp_path, args, words):
+    from .helpers import cli
+    path = tmp_path / "x.pcap"
+    write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
+    done = cli("replay", path, *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for w in words:
+        assert w in done.stderr, (w, done.stderr)
+
+
 # --- with root: the device under test --------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 from trafficgen.errors import Arg, ArgumentError
 
 from .countback import CountBack
-from .ports import Addressing, Split, check_two, port_stats
+from .ports import Addressing, Split, check_two, parse_mac, parse_map, port_stats
 
 SPLITS = ("syn",)
 
@@ -33,6 +33,12 @@ class DutPlan:
         self.split = Split(client_net, split == "syn") if self.two else None
         self.opts = dict(dmac=dmac, peer_dmac=peer_dmac, smac=smac, peer_smac=peer_smac,
                          map_client=map_client, map_server=map_server, unique_ip=unique_ip)
+        for what in ("dmac", "peer_dmac", "smac", "peer_smac"):  # refused before anything is opened
+            if self.opts[what] is not None:
+                parse_mac(self.opts[what], what)
+        for what in ("map_client", "map_server"):
+            for m in [self.opts[what]] if isinstance(self.opts[what], str) else self.opts[what] or ():
+                parse_map(m, what)
         self.addr: Addressing | None = None
         self.count_back = bool(count_back)
         self.counter: CountBack | None = None

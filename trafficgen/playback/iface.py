@@ -67,31 +67,31 @@ def _sys(name: str, what: str) -> str:
     return (Path("/sys/class/net") / name / what).read_text().strip()
 
 
-def check_interface(name: str | None) -> tuple[int, int]:
+def check_interface(name: str | None, what: str = "iface") -> tuple[int, int]:
     """(index, MTU) of ``name`` if it exists and is up with a link, else ``TrafficgenError``
     saying what to do. Reads /sys only: nothing is opened."""
     if not name:
         raise ArgumentError(Arg("iface"), ": nothing is sent unless ", Arg("iface"),
                             " names an interface (see 'ip link')")
     if "/" in name or name in (".", "..") or len(name) > 15:
-        raise ArgumentError(Arg("iface", name), ": not an interface name (see 'ip link')")
+        raise ArgumentError(Arg(what, name), ": not an interface name (see 'ip link')")
     try:
         index = socket.if_nametoindex(name)
     except OSError:
-        raise ArgumentError(Arg("iface", name), ": no such interface (see 'ip link')") from None
+        raise ArgumentError(Arg(what, name), ": no such interface (see 'ip link')") from None
     try:
         flags, mtu = int(_sys(name, "flags"), 16), int(_sys(name, "mtu"))
     except (OSError, ValueError):
-        raise ArgumentError(Arg("iface", name), ": cannot read its state from /sys/class/net") from None
+        raise ArgumentError(Arg(what, name), ": cannot read its state from /sys/class/net") from None
     if not flags & IFF_UP:
-        raise ArgumentError(Arg("iface", name), f": the interface is down: bring it up with "
+        raise ArgumentError(Arg(what, name), f": the interface is down: bring it up with "
                             f"'ip link set {name} up'")
     try:
         carrier = _sys(name, "carrier") == "1"
     except OSError:
         carrier = False
     if not carrier:
-        raise ArgumentError(Arg("iface", name), ": the interface is up but has no link (no "
+        raise ArgumentError(Arg(what, name), ": the interface is up but has no link (no "
                             "carrier; for a veth, bring its peer up too)")
     return index, mtu
 
@@ -118,14 +118,14 @@ def check_may_send(name: str) -> None:
         raise ArgumentError(Arg("iface", name), f": {NO_CAP_NET_RAW}")
 
 
-def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
+def open_interface(name: str | None, qdisc_bypass: bool = True, what: str = "iface") -> Interface:
     """Check ``name`` (``check_interface``) and open a raw socket bound to it, or raise
     ``TrafficgenError`` saying what to do (e.g. without CAP_NET_RAW)."""
-    index, mtu = check_interface(name)
+    index, mtu = check_interface(name, what)
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
     except PermissionError:
-        raise ArgumentError(Arg("iface", name), f": {NO_CAP_NET_RAW}") from None
+        raise ArgumentError(Arg(what, name), f": {NO_CAP_NET_RAW}") from None
     try:
         sock.bind((name, 0))
         for opt in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
@@ -143,7 +143,7 @@ def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
                 pass
     except OSError as e:
         sock.close()
-        raise ArgumentError(Arg("iface", name), f": cannot bind a raw socket: {e.strerror or e}") from None
+        raise ArgumentError(Arg(what, name), f": cannot bind a raw socket: {e.strerror or e}") from None
     return Interface(name, index, mtu, sock, bypass)
 
 

@@ -155,7 +155,7 @@ class Replay:
     def _open(self) -> None:
         check_interface(self.iface_name)  # nothing is sent without an interface that is up
         for name in self.dut.names[1:]:
-            check_interface(name)
+            check_interface(name, "peer_iface")
         check_may_send(self.iface_name)  # before a long check of the file
         self.dut.open()
         if self.live:
@@ -170,7 +170,7 @@ class Replay:
             self.info = self._scan(min(check_interface(n)[1] for n in self.dut.names))
             self.dut.finish(self.source, self._walk, self._cached)
         self.iface = open_interface(self.iface_name, self.qdisc_bypass)
-        self.ifaces = [self.iface] + [open_interface(n, self.qdisc_bypass) for n in self.dut.names[1:]]
+        self.ifaces = [self.iface] + [open_interface(n, self.qdisc_bypass, "peer_iface") for n in self.dut.names[1:]]
         span, n = self.info.get("span_ns", 0), self.info.get("packets", 0)
         gap = span // (n - 1) if n > 1 else 0
         self.tx = Transmitter(self.ifaces, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
