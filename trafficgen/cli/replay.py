@@ -24,7 +24,7 @@ FLAGS = {
     "peer_iface": "--peer-iface", "dmac": "--dmac", "peer_dmac": "--peer-dmac", "smac": "--smac",
     "peer_smac": "--peer-smac", "map_client": "--map-client", "map_server": "--map-server",
     "client_net": "--client-net", "split": "--split", "unique_ip": "--unique-ip",
-    "count_back": "--count-back",
+    "count_back": "--count-back", "tx_threads": "--tx-threads",
 }
 DUT_KEYS = ("dmac", "peer_dmac", "smac", "peer_smac", "map_client", "map_server", "count_back")
 
@@ -92,6 +92,9 @@ def add_dut_options(p) -> None:
                         "fixed; repeatable); under VXLAN/GRE only the outer header")
     p.add_argument("--map-server", action="append", metavar="OLD=NEW",
                    help="the same for the servers' addresses")
+    p.add_argument("--tx-threads", type=int, default=1, metavar="N",
+                   help="with --topspeed: send on N threads (cores); each flow keeps to one, so "
+                        "its frames stay in order (default 1: one order for all)")
     p.add_argument("--count-back", action="store_true",
                    help="count the frames arriving on each port while sending (what a device "
                         "between the ports passed)")
@@ -230,7 +233,7 @@ def cmd_replay(args) -> int:
 def dut_kwargs(args) -> dict:
     out = {k: getattr(args, k) for k in DUT_KEYS}
     out["map_client"], out["map_server"] = out["map_client"] or (), out["map_server"] or ()
-    return {"peer_iface": args.peer_iface, **out}
+    return {"peer_iface": args.peer_iface, "tx_threads": args.tx_threads, **out}
 
 
 def check_rate_needs_iface(args) -> None:

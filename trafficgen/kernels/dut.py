@@ -281,3 +281,26 @@ def comment_dirs(buf, off, length, big, out):
                             out[k] = 1
                         break
             p += 4 + ((n + 3) & ~3)
+
+
+@kernel
+def flow_lanes(buf, off, length, lanes, out):
+    """``out[k]``: the lane (0..lanes-1) of frame ``k``'s flow, the same for both directions
+    (a symmetric hash of the addresses, protocol and ports); frames that are not IP: lane 0."""
+    for k in range(off.shape[0]):
+        o, n = off[k], length[k]
+        f, l3, l4, pr = _l3(buf, o, n)
+        if f == FAM_NONE:
+            out[k] = 0
+            continue
+        end = o + n
+        ported = l4 >= 0 and (pr == PROTO_TCP or pr == PROTO_UDP)
+        pl4 = l4 if ported else -1
+        if f == FAM_V4:
+            a = _endpoint(buf, l3 + 12, 4, pl4, l4, end)
+            b = _endpoint(buf, l3 + 16, 4, pl4, l4 + 2, end)
+        else:
+            a = _endpoint(buf, l3 + 8, 16, pl4, l4, end)
+            b = _endpoint(buf, l3 + 24, 16, pl4, l4 + 2, end)
+        h = (a ^ b) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(pr)
+        out[k] = np.int64((h >> np.uint64(33)) % np.uint64(lanes))

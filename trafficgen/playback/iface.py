@@ -184,6 +184,7 @@ class Transmitter:
         for p, i in enumerate(self.ifaces):  # struct sockaddr_ll: AF_PACKET, protocol 0, ifindex
             self.addrs[p, :8] = np.frombuffer(struct.pack("=HHi", socket.AF_PACKET, 0, i.index), np.uint8)
         self.port0 = np.zeros(0, np.uint8)  # every frame out of port 0 (grown as needed)
+        self.lanes = None  # with more than one sending thread: a playback.lanes.Lanes
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
         self.catchup_ns = catchup_ns
         self.on_slice = on_slice  # called after every kernel slice with the Transmitter
@@ -248,16 +249,27 @@ class Transmitter:
         if self.pacer is None:  # the clock starts with the first frames in hand
             self.start()
         sched = self.pacer.deadlines(ts, length)
-        i, n = 0, off.shape[0]
+        if self.lanes is not None:
+            return self.lanes.send(self, buf, off, length, sched, port)
+        return self.run_slices(self.iface.sock.fileno(), kt.Frames(buf, off, length, sched, port),
+                               self._state())
+
+    def pacing(self) -> kt.Pacing:
+        """How the kernel paces the next slice."""
+        return kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
+                         spin_ns=self.spin_ns, timed=self.rate.timed, catchup_ns=self.catchup_ns)
+
+    def run_slices(self, fd: int, frames: kt.Frames, state: kt.TxState, after=None) -> bool:
+        """Send ``frames`` slice by slice (``after()`` after each, then the checks, the
+        progress callback). False: stop now."""
+        i, n = 0, frames.off.shape[0]
         while i < n:
             if self._abort.is_set():
                 self.stopped_by = self.stopped_by or "abort"
                 return False
-            pacing = kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
-                               spin_ns=self.spin_ns, timed=self.rate.timed,
-                               catchup_ns=self.catchup_ns)
-            i, status = kt.send_paced(self.iface.sock.fileno(), kt.Frames(buf, off, length, sched, port), i, n,
-                                      pacing, self._state())
+            i, status = kt.send_paced(fd, frames, i, n, self.pacing(), state)
+            if after is not None:
+                after()
             self._check_pace()
             self._rt_budget()
             if self.on_slice is not None:
@@ -266,11 +278,28 @@ class Transmitter:
                 self.stopped_by = "duration"
                 return False
             if status == kt.ST_FAILING:
-                err = int(self.acc[kt.A_ERRNO])
-                bad = self.ifaces[int(np.argmax(self.pacc[:, kt.P_ERRORS]))].name
-                raise ArgumentError(Arg("iface", bad), f": sending failed "
-                                    f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
+                self.check_failing()
         return True
+
+    def check_failing(self) -> None:
+        """Sending failed MAX_FAILS times in a row: say why, naming the interface."""
+        err = int(self.acc[kt.A_ERRNO])
+        bad = self.ifaces[int(np.argmax(self.pacc[:, kt.P_ERRORS]))].name
+        raise ArgumentError(Arg("iface", bad), f": sending failed "
+                            f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
+
+    def use_lanes(self, count: int) -> None:
+        """Send on ``count`` threads (``playback.lanes``), each flow on one."""
+        from .lanes import Lanes
+        socks = [open_interface(self.iface.name, self.iface.qdisc_bypass).sock for _ in range(count - 1)]
+        self.lanes = Lanes(self, count, socks)
+
+    def aborted(self) -> bool:
+        return self._abort.is_set()
+
+    def realtime_on(self) -> bool:
+        """Whether the run is real-time (its lanes follow: ``playback.lanes``)."""
+        return self._policy is not None
 
     def _check_pace(self, final: bool = False) -> None:
         """Warn once when the sender falls behind its deadlines and stays behind: late by
@@ -338,6 +367,8 @@ class Transmitter:
             os.sched_setscheduler(0, *self._policy)
             self._policy = None
             self.realtime_used = True
+        if self.lanes is not None:
+            self.lanes.close()
         self._check_pace(final=True)
 
     def stats(self) -> dict:

@@ -82,6 +82,8 @@ class Replay:
         ``client_net``, else a /16), so each pass opens new connections.
     count_back : bool
         Count the frames arriving on each port while sending (those a device passed).
+    tx_threads : int
+        Sending threads at top speed (default 1); each flow keeps to one, so its order holds.
 
     Raises
     ------
@@ -97,9 +99,10 @@ class Replay:
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
                  limit: int | None = None, duration: float | None = None, live: bool = False,
                  progress=None, qdisc_bypass: bool = True, realtime: bool | None = None,
-                 peer_iface: str | None = None, **dut):
+                 peer_iface: str | None = None, tx_threads: int = 1, **dut):
         self.live = live or isinstance(source, Scenario)
         self.dut = DutPlan(iface, peer_iface, **dut)
+        self.tx_threads = _count(tx_threads, "tx_threads", allow_zero=False)
         self.source, self.iface_name = source, iface
         self.rate = rate if rate is not None else Rate()
         if not isinstance(self.rate, Rate):
@@ -176,6 +179,8 @@ class Replay:
         self.tx = Transmitter(self.ifaces, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
                               realtime=self.realtime,
                               duration_ns=int(self.duration * 1e9) if self.duration else None)
+        if self.tx_threads > 1 and self.rate.mode == "topspeed":  # paced, lanes wake late
+            self.tx.use_lanes(self.tx_threads)
 
     def _check_mtu(self, size: int, what: str, mtu: int | None = None) -> None:
         """Refuse frames the interface cannot take (``size`` > MTU + Ethernet header)."""
@@ -325,10 +330,8 @@ class Replay:
                 reader.close()
         return "end"
 
-    def _walk(self):
-        """The file's chunks again (the check pass's second walk, for ``unique_ip``)."""
+    def _walk(self):  # the file's chunks again (a second walk, for unique_ip)
         return iter(self._cached) if self._cached is not None else self.capture.chunks()
-
     def _ready(self):
         """Every pass's chunks, rewritten for the device (on the reading thread, ahead, unless
         kept in memory as sent: ``_direct``), a ``Ready`` without a chunk after each pass."""
@@ -379,6 +382,8 @@ class Replay:
             warnings.append(f"{st['send_errors']:,} frames could not be sent")
         passes = getattr(self.tx, "loops", None) if not self.live else None
         dut, more = self.dut.report(self.tx, 1 if self.live else self.loop, passes or 1)
+        if self.tx_threads > 1 and self.tx.lanes is None:
+            more.append(f"tx_threads {self.tx_threads}: only top speed is sent by more than one thread")
         warnings += more
         return {"iface": self.iface.name, **({"peer_iface": self.ifaces[1].name} if self.dut.two else {}),
                 **dut, "source": self.info, "rate": self.rate.to_dict(),
