@@ -8,8 +8,8 @@ Makes two veth pairs (A and B; unique names, deleted afterwards) and a file of c
 (``trafficgen generate``, tiled to size, client side 10.20.0.0/16), then measures in rounds:
 
 1. **top speed**: packets/s of ``--topspeed`` out of one port (A), out of two (client side A,
-   server side B, ``--client-net``), and ``tcpreplay -K --topspeed`` out of A; the peers' rx
-   counters must grow by every frame.
+   server side B, ``--client-net``), each on one thread and on two (``--tx-threads 2``), and
+   ``tcpreplay -K --topspeed`` out of A; the peers' rx counters must grow by every frame.
 2. **pacing at 20,000 packets/s**: tcpdump on the far end of each port; the two captures merged
    by time make one stream whose gaps are compared with 1/rate (|gap - 50 us|: p50, p99), and
    the report's own departure error (p99) beside it, for one port and for two.
@@ -38,6 +38,7 @@ from tests.replay_net import PeerCapture, VethPair, net_admin_reason, read_pcap,
 TG = [sys.executable, "-m", "trafficgen", "replay"]
 T0 = 1_700_000_000 * 10**9
 CLIENTS = "10.20.0.0/16"
+TOP_MODES = ("one port", "two ports", "one port, 2 threads", "two ports, 2 threads", "tcpreplay -K")
 
 
 def chat_file(folder: Path, n: int, name: str) -> Path:
@@ -72,7 +73,9 @@ def top_speed(mode: str, path: Path, n: int, a: VethPair, b: VethPair) -> dict:
         m = re.search(r"Rated: .*?([\d.]+) pps", done.stdout + done.stderr)
         pps = float(m.group(1)) if m else None
     else:
-        pps = run_tg(path, a, b if mode == "two ports" else None, "--topspeed")["packets_per_s"]
+        threads = ["--tx-threads", "2"] if "2 threads" in mode else []
+        pps = run_tg(path, a, b if mode.startswith("two ports") else None, "--topspeed",
+                     *threads)["packets_per_s"]
     return {"pps": pps, "all_arrived": rx(a.peer) + rx(b.peer) - before == n}
 
 
@@ -106,7 +109,7 @@ def main() -> int:
         folder = Path(d)
         top, gap = chat_file(folder, n_top, "top.pcap"), chat_file(folder, n_gap, "gap.pcap")
         for _ in range(rounds):
-            for mode in ("one port", "two ports", "tcpreplay -K"):
+            for mode in TOP_MODES:
                 res["top"].setdefault(mode, []).append(top_speed(mode, top, n_top, a, b))
             for mode in ("one port", "two ports"):
                 res["pps20000"].setdefault(mode, []).append(paced(mode, gap, 20_000, a, b, folder))
@@ -114,8 +117,8 @@ def main() -> int:
                    | ({"all_arrived": all(r["all_arrived"] for r in runs)} if "all_arrived" in runs[0] else {})
                    for mode, runs in v.items()} for k, v in res.items()}
     tr = summary["top"]["tcpreplay -K"]["pps"]
-    summary["ratio_two_ports_vs_tcpreplay"] = summary["top"]["two ports"]["pps"] / tr if tr else None
-    summary["ratio_one_port_vs_tcpreplay"] = summary["top"]["one port"]["pps"] / tr if tr else None
+    for mode in TOP_MODES[:-1]:
+        summary[f"ratio {mode} / tcpreplay -K"] = summary["top"][mode]["pps"] / tr if tr else None
     meta = {"cpus": os.cpu_count(), "rounds": rounds, "packets": {"top": n_top, "pps20000": n_gap},
             "seconds": round(time.perf_counter() - t, 1)}
     if args.json:
@@ -123,13 +126,14 @@ def main() -> int:
         return 0
     print(f"{meta}\n")
     for mode, row in summary["top"].items():
-        print(f"top speed, {mode:13s}: {row['pps']:>12,.0f} packets/s (all arrived: {row.get('all_arrived')})")
+        print(f"top speed, {mode:20s}: {row['pps']:>12,.0f} packets/s (all arrived: {row.get('all_arrived')})")
     for mode, row in summary["pps20000"].items():
         print(f"20 kpps, {mode:9s}: gap error p50 {row['gap_err_p50_us']:.2f} us, p99 "
               f"{row['gap_err_p99_us']:.2f} us; departure error p99 {row['departure_p99_us']:.1f} us; "
               f"{row['arrived']:,.0f} arrived")
-    print(f"\ntwo ports / tcpreplay -K: {summary['ratio_two_ports_vs_tcpreplay']:.2f}x; "
-          f"one port / tcpreplay -K: {summary['ratio_one_port_vs_tcpreplay']:.2f}x")
+    print()
+    for mode in TOP_MODES[:-1]:
+        print(f"{mode} / tcpreplay -K: {summary[f'ratio {mode} / tcpreplay -K']:.2f}x")
     return 0
 
 
