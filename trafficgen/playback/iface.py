@@ -175,6 +175,8 @@ class Transmitter:
     returns False once the run should stop (``stop_ns`` reached, ``abort()`` called).
     ``stats()`` may be called from any thread."""
 
+    RT_LIMITS = (REALTIME_PRIORITY, RT_BUSY_NS, RT_REST_NS, RT_WINDOW_NS)  # for playback.lanes
+
     def __init__(self, iface: Interface | list, rate: Rate, *, duration_ns: int | None = None,
                  loop_gap_ns: int = 0, batch: int = BATCH, spin_ns: int = SPIN_NS,
                  on_slice=None, realtime: bool | None = None, catchup_ns: int = CATCHUP_NS):

@@ -20,8 +20,6 @@ import numpy as np
 from trafficgen.kernels import dut as kd
 from trafficgen.kernels import txsend as kt
 
-from .iface import REALTIME_PRIORITY, RT_BUSY_NS, RT_REST_NS, RT_WINDOW_NS
-
 MAXED = (kt.A_MAX_ERR, kt.A_LAST_NS, kt.A_LATE_NS, kt.A_WAKE, kt.A_ERRNO, kt.A_FAILS)
 
 
@@ -37,26 +35,27 @@ class Budget:
     while the run is real-time, rested at the ordinary policy for RT_REST_NS once busy (not
     asleep) for RT_BUSY_NS of the last second, so the kernel never throttles it."""
 
-    def __init__(self):
+    def __init__(self, limits: tuple[int, int, int, int]):
         self.on, self.rest_until, self.samples, self.t0 = False, 0, [], time.monotonic_ns()
+        self.priority, self.busy_ns, self.rest_ns, self.window_ns = limits  # Transmitter.RT_LIMITS
 
     def tick(self, wanted: bool, slept_ns: int) -> None:
         now = time.monotonic_ns()
         if not wanted or not self.on:
             if wanted and now >= self.rest_until:
                 try:
-                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
                     self.on, self.samples = True, []
                 except OSError:
                     pass
             return
         busy = (now - self.t0) - slept_ns
         self.samples.append((now, busy))
-        while len(self.samples) > 1 and self.samples[1][0] <= now - RT_WINDOW_NS:
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window_ns:
             self.samples.pop(0)
-        if busy - self.samples[0][1] > RT_BUSY_NS:
+        if busy - self.samples[0][1] > self.busy_ns:
             _ordinary_policy()
-            self.on, self.rest_until = False, now + RT_REST_NS
+            self.on, self.rest_until = False, now + self.rest_ns
 
 
 class Lanes:
@@ -110,7 +109,7 @@ class Lanes:
         i, n, fd = 0, frames.off.shape[0], self.socks[w - 1].fileno()
         budget = getattr(self.budgets, "b", None)
         if budget is None:
-            budget = self.budgets.b = Budget()
+            budget = self.budgets.b = Budget(tx.RT_LIMITS)
         while i < n:
             budget.tick(tx.realtime_on(), int(self.states[w].acc[kt.A_SLEPT]))
             if tx.aborted():
