@@ -196,8 +196,9 @@ def run_and_report(r, args) -> int:
 def format_report(rep: dict) -> str:
     pps = f"{rep['packets_per_s']:,.0f} packets/s" if rep["packets_per_s"] else "- packets/s"
     mbps = f"{rep['mbps']:,.1f} Mbit/s" if rep["mbps"] else "- Mbit/s"
+    onto = rep["iface"] + (f" and {rep['peer_iface']}" if rep.get("peer_iface") else "")
     lines = [f"sent {rep['packets']:,} packets ({rep['bytes'] / 1e6:,.1f} MB) onto "
-             f"{rep['iface']} in {rep['elapsed_s']:.3f} s: {pps}, {mbps} "
+             f"{onto} in {rep['elapsed_s']:.3f} s: {pps}, {mbps} "
              f"(stopped by: {rep['stopped_by']})"]
     err = rep.get("departure_error_us")
     if err:

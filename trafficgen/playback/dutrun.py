@@ -30,6 +30,9 @@ class DutPlan:
         if (client_net or split) and not self.two:
             raise ArgumentError(Arg("client_net" if client_net else "split"),
                                 ": splits frames between two ports: give ", Arg("peer_iface"), " too")
+        if count_back and not self.two:
+            raise ArgumentError(Arg("count_back"), ": counts what arrives on the other port: give ",
+                                Arg("peer_iface"), " too")
         self.split = Split(client_net, split == "syn") if self.two else None
         self.opts = dict(dmac=dmac, peer_dmac=peer_dmac, smac=smac, peer_smac=peer_smac,
                          map_client=map_client, map_server=map_server, unique_ip=unique_ip)
