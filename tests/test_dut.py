@@ -180,6 +180,7 @@ def test_ground_truth_sides_read_from_our_pcapng(tmp_path):
     (["--iface", "lo", "--map-client", "10.0.0.0/8=10.0.0.0/16"], ["--map-client", "one prefix length"]),
     (["--iface", "lo", "--map-server", "10.0.0.0/8"], ["--map-server", "OLD=NEW"]),
     (["--iface", "lo", "--count-back"], ["--count-back", "give --peer-iface"]),
+    (["--iface", "lo", "--dmac", "arp:10.1.2"], ["--dmac arp:10.1.2", "arp:IPV4"]),
 ])
 def test_bad_two_port_arguments_are_one_line_and_exit_2(tmp_path, args, words):
     from .helpers import cli
@@ -217,7 +218,7 @@ def lab(tools):
 
 
 def replay_through(lab, tmp_path, path, *extra, tag="r"):
-    """Replay ``path`` through ``lab``; (report, frames that arrived on port A, on port B)."""
+    """Replay ``path`` through ``lab``; (report, IPv4 frames that arrived on port A, on B)."""
     args = [sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
             "--peer-iface", lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b,
             "--json", "--count-back", *extra]
@@ -226,8 +227,8 @@ def replay_through(lab, tmp_path, path, *extra, tag="r"):
             NsCapture(lab.tester, lab.port_b, tmp_path / f"{tag}b.pcap"):
         done = lab.run_in_tester(args, env=env)
     assert done.returncode == 0, done.stderr
-    return (json.loads(done.stdout), read_pcap(tmp_path / f"{tag}a.pcap")[1],
-            read_pcap(tmp_path / f"{tag}b.pcap")[1])
+    ip = [[f for f in read_pcap(tmp_path / f"{tag}{p}.pcap")[1] if f[12:14] == b"\x08\x00"] for p in "ab"]
+    return json.loads(done.stdout), ip[0], ip[1]  # IPv4 only: not the device's ARP replies
 
 
 def sides(path) -> tuple[int, int]:
@@ -338,7 +339,8 @@ def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
     frames = read_pcap(path)[1]
     up = sum(1 for f in frames if f[26:30] == ip4("10.1.0.1"))
     assert up and len(frames) > up
-    rep, at_a, at_b = replay_through(lab, tmp_path, path, "--client-net", "10.1.0.1/32")
+    rep, at_a, at_b = replay_through(lab, tmp_path, path, "--client-net", "10.1.0.1/32",  # the
+                                     "--dmac", "arp:10.250.1.254", "--peer-dmac", "arp:10.250.2.254")  # device answers
     assert (len(at_b), len(at_a)) == (up, len(frames) - up)
     assert lab.nft_counters()["dropped"] == 0
     assert lab.conntrack_tcp() == 3
@@ -441,3 +443,15 @@ def test_streamed_and_kept_files_send_the_same_bytes(tools, tmp_path, monkeypatc
     bad = run_tshark(tshark, tmp_path / "b0.pcap", *TSHARK_CHECKSUMS, "-Y",
                      'ip.checksum.status == "Bad" || tcp.checksum.status == "Bad"')
     assert bad == ""
+
+
+def test_arp_that_nobody_answers_is_one_line_and_exit_2(lab, tmp_path):
+    path = tmp_path / "plain.pcap"
+    write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
+                              "--peer-iface", lab.port_b, "--client-net", "10.1.0.0/24",
+                              "--dmac", "arp:10.250.1.99"], env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: --dmac arp:10.250.1.99: nothing answered ARP for 10.250.1.99 on {lab.port_a} in 3 s"]

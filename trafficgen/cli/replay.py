@@ -82,8 +82,9 @@ def add_dut_options(p) -> None:
     p.add_argument("--peer-iface", metavar="IF",
                    help="a second port: client-side frames go out of --iface, server-side "
                         "ones out of this, on one schedule")
-    p.add_argument("--dmac", metavar="MAC", help="destination MAC of the frames out of --iface")
-    p.add_argument("--peer-dmac", metavar="MAC", help="destination MAC out of --peer-iface")
+    p.add_argument("--dmac", metavar="MAC", help="destination MAC of the frames out of --iface "
+                   "(arp:IPV4: the MAC that answers ARP for that address, e.g. the device's port)")
+    p.add_argument("--peer-dmac", metavar="MAC", help="destination MAC out of --peer-iface (or arp:IPV4)")
     p.add_argument("--smac", metavar="MAC", help="source MAC out of --iface (default with two "
                    "ports: the port's own)")
     p.add_argument("--peer-smac", metavar="MAC", help="source MAC out of --peer-iface")

@@ -15,6 +15,9 @@ per pass of a loop. Checksums are fixed; under VXLAN or GRE only the outer heade
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +59,17 @@ def parse_map(text, what: str) -> np.ndarray:
     return old
 
 
-def parse_mac(text, what: str) -> bytes:
+ARP_TRIES, ARP_WAIT_S = 3, 1.0
+
+
+def parse_mac(text, what: str) -> bytes | None:
+    """A MAC address, or None for ``arp:IPV4`` (resolved later: ``arp_resolve``)."""
+    if str(text).startswith("arp:"):
+        try:
+            ipaddress.IPv4Address(str(text)[4:])
+        except ValueError:
+            raise ArgumentError(Arg(what, text), ": expected arp:IPV4, e.g. arp:10.1.0.254") from None
+        return None
     parts = str(text).replace("-", ":").split(":")
     try:
         raw = bytes(int(p, 16) for p in parts)
@@ -65,6 +78,29 @@ def parse_mac(text, what: str) -> bytes:
     if len(parts) != 6 or len(raw) != 6 or any(len(p) not in (1, 2) for p in parts):
         raise ArgumentError(Arg(what, text), ": expected a MAC address like 02:00:00:00:00:01")
     return raw
+
+
+def arp_resolve(name: str, ip: str, mac: bytes, what: str) -> bytes:
+    """The MAC that answers an ARP probe (sender address 0.0.0.0, as RFC 5227) for ``ip``
+    sent out of ``name``; ``ArgumentError`` when nothing answers in ARP_TRIES seconds."""
+    tip = socket.inet_aton(ip)
+    probe = (b"\xff" * 6 + mac + b"\x08\x06" + struct.pack(">HHBBH", 1, 0x0800, 6, 4, 1) + mac
+             + bytes(4) + bytes(6) + tip).ljust(60, b"\0")
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+        s.bind((name, 0x0806))
+        for _ in range(ARP_TRIES):
+            s.send(probe)
+            end = time.monotonic() + ARP_WAIT_S
+            while (left := end - time.monotonic()) > 0:
+                s.settimeout(left)
+                try:
+                    f = s.recv(128)
+                except TimeoutError:
+                    break
+                if len(f) >= 42 and f[20:22] == b"\0\2" and f[28:32] == tip:
+                    return f[22:28]
+    raise ArgumentError(Arg(what, f"arp:{ip}"), f": nothing answered ARP for {ip} on {name} "
+                        f"in {ARP_TRIES * ARP_WAIT_S:g} s")
 
 
 def port_mac(name: str) -> bytes:
@@ -167,10 +203,13 @@ class Addressing:
         for p, (d, s, dn, sn) in enumerate([(dmac, smac, "dmac", "smac"),
                                             (peer_dmac, peer_smac, "peer_dmac", "peer_smac")][:ports]):
             if d is not None:
-                self.macs[p, :6] = np.frombuffer(parse_mac(d, dn), np.uint8)
+                raw = parse_mac(d, dn) or arp_resolve(names[p], str(d)[4:], port_mac(names[p]), dn)
+                self.macs[p, :6] = np.frombuffer(raw, np.uint8)
                 self.set_mac[p, 0] = True
             if s is not None or two_ports:  # two ports: each sends from its own MAC
                 raw = parse_mac(s, sn) if s is not None else port_mac(names[p])
+                if raw is None:
+                    raise ArgumentError(Arg(sn, s), ": a source MAC is not resolved: give the MAC")
                 self.macs[p, 6:] = np.frombuffer(raw, np.uint8)
                 self.set_mac[p, 1] = True
         for what, value in (("peer_dmac", peer_dmac), ("peer_smac", peer_smac)):
