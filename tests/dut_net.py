@@ -127,27 +127,39 @@ class DutLab:
 
 
 class NsCapture:
-    """tcpdump of what arrives on ``dev`` in namespace ``ns`` (``-Q in``) into ``path``."""
+    """tcpdump of what arrives (``-Q in``) on each of ``devs`` in namespace ``ns``, into
+    ``paths``. Not in immediate mode (it would drop frames sent at top speed): woken per
+    ring block, so on exit it waits once, for all, for the last block to retire (1 s)."""
 
-    def __init__(self, ns: str, dev: str, path: Path):
-        self.ns, self.dev, self.path = ns, dev, Path(path)
+    def __init__(self, ns: str, devs, paths):
+        self.ns = ns
+        self.devs = [devs] if isinstance(devs, str) else list(devs)
+        self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> "NsCapture":
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "tcpdump", "-i", self.dev, "-Q", "in", "-w",
-             str(self.path), "-s", "0", "-B", "65536", "-n", "-U"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        if "listening" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"tcpdump did not start: {line.strip()}")
+        try:
+            for dev, path in zip(self.devs, self.paths):
+                proc = subprocess.Popen(
+                    ["ip", "netns", "exec", self.ns, "tcpdump", "-i", dev, "-Q", "in", "-w",
+                     str(path), "-s", "0", "-B", "65536", "-n"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                self.procs.append(proc)
+                line = proc.stderr.readline()
+                if "listening" not in line:
+                    raise RuntimeError(f"tcpdump did not start: {line.strip()}")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        time.sleep(1.1)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        time.sleep(1.1)  # the last ring block retires after tcpdump's 1 s timeout
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()

@@ -87,6 +87,18 @@ def buffer_of(frames):
     return buf, off, length
 
 
+@pytest.fixture(scope="module")
+def chat(tmp_path_factory):
+    """One second of chat: (capture, flow table, packet table), made once for the module."""
+    from .helpers import cli
+    d = tmp_path_factory.mktemp("chat")
+    paths = d / "chat.pcapng", d / "flows.parquet", d / "packets.parquet"
+    done = cli("generate", "chat", "--duration", "1s", "-o", paths[0], "--flows", paths[1],
+               "--packets", paths[2])
+    assert done.returncode == 0, done.stderr
+    return paths
+
+
 # --- without root ------------------------------------------------------------------------------
 
 def test_rewrite_maps_shifts_and_keeps_checksums_right(tmp_path):
@@ -156,16 +168,13 @@ def test_sides_by_syn_by_client_net_and_by_ground_truth(tmp_path):
         gt.finish(path)
 
 
-def test_ground_truth_sides_read_from_our_pcapng(tmp_path):
-    from .helpers import cli
-    path = tmp_path / "chat.pcapng"
-    done = cli("generate", "chat", "--duration", "1s", "-o", path, "--packets", tmp_path / "p.parquet")
-    assert done.returncode == 0, done.stderr
+def test_ground_truth_sides_read_from_our_pcapng(chat):
+    path, _, packets = chat
     split = Split()
     for c in CaptureFile(path).chunks():
         split.scan(c, True, c.big)
     dirs = split.finish(path)
-    truth = pq.read_table(tmp_path / "p.parquet", columns=["direction"]).column(0).to_pylist()
+    truth = pq.read_table(packets, columns=["direction"]).column(0).to_pylist()
     assert list(np.where(dirs == 0, "up", "down")) == truth
 
 
@@ -223,8 +232,7 @@ def replay_through(lab, tmp_path, path, *extra, tag="r"):
             "--peer-iface", lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b,
             "--json", "--count-back", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with NsCapture(lab.tester, lab.port_a, tmp_path / f"{tag}a.pcap"), \
-            NsCapture(lab.tester, lab.port_b, tmp_path / f"{tag}b.pcap"):
+    with NsCapture(lab.tester, [lab.port_a, lab.port_b], [tmp_path / f"{tag}{p}.pcap" for p in "ab"]):
         done = lab.run_in_tester(args, env=env)
     assert done.returncode == 0, done.stderr
     ip = [[f for f in read_pcap(tmp_path / f"{tag}{p}.pcap")[1] if f[12:14] == b"\x08\x00"] for p in "ab"]
@@ -240,13 +248,15 @@ def sides(path) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS) if os.environ.get("TRAFFICGEN_DUT_ALL") else ["chat"])
-def test_capture_passes_a_stateful_firewall_whole(lab, tmp_path, scenario):
+def test_capture_passes_a_stateful_firewall_whole(lab, tmp_path, scenario, chat):
     from .helpers import cli
-    path = tmp_path / f"{scenario}.pcapng"
-    done = cli("generate", scenario, "--duration", "1s", *SCENARIOS[scenario], "-o", path,
-               "--flows", tmp_path / "f.parquet")
-    assert done.returncode == 0, done.stderr
-    flows = pq.read_table(tmp_path / "f.parquet").num_rows
+    path, table = chat[:2]
+    if scenario != "chat":
+        path, table = tmp_path / f"{scenario}.pcapng", tmp_path / "f.parquet"
+        done = cli("generate", scenario, "--duration", "1s", *SCENARIOS[scenario], "-o", path,
+                   "--flows", table)
+        assert done.returncode == 0, done.stderr
+    flows = pq.read_table(table).num_rows
     up, down = sides(path)
     rep, at_a, at_b = replay_through(lab, tmp_path, path, "--multiplier", "10")
     assert (len(at_b), len(at_a)) == (up, down)  # every frame passed, each side to the other
@@ -267,34 +277,30 @@ def test_capture_passes_a_stateful_firewall_whole(lab, tmp_path, scenario):
     assert len(srcs) == 3 * len({s for s in srcs if s < min(srcs) + span})
 
 
-def test_addresses_mapped_for_the_device(lab, tmp_path):
+def test_addresses_mapped_for_the_device(lab, tmp_path, chat):
     """Client and server networks mapped: what arrives carries the new addresses, checksums
     right (tshark), and the device tracks every connection."""
-    from .helpers import cli
     tshark = require_tool("tshark")
-    path = tmp_path / "chat.pcapng"
-    assert cli("generate", "chat", "--duration", "1s", "-o", path, "--flows", tmp_path / "f.parquet").returncode == 0
+    path, flows, _ = chat
     up, down = sides(path)
     rep, at_a, at_b = replay_through(lab, tmp_path, path, "--topspeed", "--map-client", "10.20.0.0/16=10.77.0.0/16",
                                      "--map-server", "203.0.113.0/24=10.99.0.0/24")
     assert (len(at_b), len(at_a)) == (up, down)
-    assert lab.conntrack_tcp() == pq.read_table(tmp_path / "f.parquet").num_rows
+    assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
     assert {f[26:28] for f in at_b} == {bytes([10, 77])} and {f[30:33] for f in at_b} == {bytes([10, 99, 0])}
     bad = run_tshark(tshark, tmp_path / "rb.pcap", *TSHARK_CHECKSUMS, "-Y",
                      'ip.checksum.status == "Bad" || tcp.checksum.status == "Bad"')
     assert bad == ""
 
 
-def test_loop_without_unique_ip_warns(lab, tmp_path):
-    from .helpers import cli
-    path = tmp_path / "chat.pcapng"
-    assert cli("generate", "chat", "--duration", "1s", "-o", path, "--flows", tmp_path / "f.parquet").returncode == 0
+def test_loop_without_unique_ip_warns(lab, tmp_path, chat):
+    path, flows, _ = chat
     rep, _, _ = replay_through(lab, tmp_path, path, "--topspeed", "--loop", "2")
     assert any("same connections" in w for w in rep["warnings"]), rep["warnings"]
     assert "unique_ip" not in rep
     # the second pass reopened the first's connections (Linux lets a SYN reopen one in
     # TIME_WAIT): no new connection was counted
-    assert lab.conntrack_tcp() == pq.read_table(tmp_path / "f.parquet").num_rows
+    assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
 
 
 def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
@@ -359,33 +365,29 @@ def test_no_way_to_split_is_one_line_and_exit_2(lab, tmp_path):
     assert sum(1 for ln in done.stderr.splitlines() if ln.startswith("error")) == 1
 
 
-def test_live_generate_on_two_ports_passes(lab, tmp_path):
+def test_live_generate_on_two_ports_passes(lab, tmp_path, chat):
     """``generate --iface A --peer-iface B``: the same frames as the capture of that scenario
     and seed, split by the packet table's direction, pass the device whole."""
-    from .helpers import cli
-    path = tmp_path / "chat.pcapng"
-    done = cli("generate", "chat", "--duration", "1s", "-o", path, "--flows", tmp_path / "f.parquet")
-    assert done.returncode == 0, done.stderr
+    path, flows, _ = chat
     up, down = sides(path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with NsCapture(lab.tester, lab.port_a, tmp_path / "a.pcap"), NsCapture(lab.tester, lab.port_b, tmp_path / "b.pcap"):
+    with NsCapture(lab.tester, [lab.port_a, lab.port_b], [tmp_path / "a.pcap", tmp_path / "b.pcap"]):
         done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "generate", "chat", "--duration", "1s",
                                   "--iface", lab.port_a, "--peer-iface", lab.port_b, "--dmac", lab.dmac_a,
                                   "--peer-dmac", lab.dmac_b, "--multiplier", "10"], env=env)
     assert done.returncode == 0, done.stderr
     assert (len(read_pcap(tmp_path / "b.pcap")[1]), len(read_pcap(tmp_path / "a.pcap")[1])) == (up, down)
     assert lab.nft_counters()["dropped"] == 0
-    assert lab.conntrack_tcp() == pq.read_table(tmp_path / "f.parquet").num_rows
+    assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
     assert "client port" in done.stdout and "server port" in done.stdout
 
 
-def test_threads_keep_each_flows_order(tools, tmp_path):
+def test_threads_keep_each_flows_order(tools, tmp_path, chat):
     """``--topspeed --tx-threads 2``: every frame arrives, and each flow's frames (both
     directions) in the file's order."""
     from .helpers import cli
     from .replay_net import PeerCapture, VethPair
-    path = tmp_path / "chat.pcapng"
-    assert cli("generate", "chat", "--duration", "1s", "-o", path).returncode == 0
+    path = chat[0]
     sent = []
     for c in CaptureFile(path).chunks():
         sent += [bytes(c.buf[o:o + n]) for o, n in zip(c.off, c.length)]
@@ -409,18 +411,16 @@ def test_threads_keep_each_flows_order(tools, tmp_path):
     assert flows(got) == want  # per flow, the file's order (across flows it may differ)
 
 
-def test_streamed_and_kept_files_send_the_same_bytes(tools, tmp_path, monkeypatch):
+def test_streamed_and_kept_files_send_the_same_bytes(tools, tmp_path, monkeypatch, chat):
     """A file read in chunks each pass (over the in-memory limit) and one kept in memory send
     the same frames out of each port, rewritten alike; with ``unique_ip``, pass 2's client
     addresses are pass 1's plus the span the report names; checksums right (tshark)."""
     import trafficgen as tg
     import trafficgen.playback.replayer as replayer
 
-    from .helpers import cli
     from .replay_net import PeerCapture, VethPair
     tshark = require_tool("tshark")
-    path = tmp_path / "chat.pcapng"
-    assert cli("generate", "chat", "--duration", "1s", "-o", path).returncode == 0
+    path = chat[0]
     got = []
     with VethPair() as a, VethPair() as b:
         for cache in (replayer.CACHE_BYTES, 0):
