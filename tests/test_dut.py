@@ -189,6 +189,7 @@ def test_ground_truth_sides_read_from_our_pcapng(chat):
     (["--iface", "lo", "--map-client", "10.0.0.0/8=10.0.0.0/16"], ["--map-client", "one prefix length"]),
     (["--iface", "lo", "--map-server", "10.0.0.0/8"], ["--map-server", "OLD=NEW"]),
     (["--iface", "lo", "--count-back"], ["--count-back", "give --peer-iface"]),
+    (["--iface", "lo", "--loop", "2", "--unique-ip"], ["--unique-ip", "give --peer-iface"]),
     (["--iface", "lo", "--dmac", "arp:10.1.2"], ["--dmac arp:10.1.2", "arp:IPV4"]),
 ])
 def test_bad_two_port_arguments_are_one_line_and_exit_2(tmp_path, args, words):

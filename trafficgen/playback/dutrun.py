@@ -30,6 +30,9 @@ class DutPlan:
         if (client_net or split) and not self.two:
             raise ArgumentError(Arg("client_net" if client_net else "split"),
                                 ": splits frames between two ports: give ", Arg("peer_iface"), " too")
+        if unique_ip and not self.two:
+            raise ArgumentError(Arg("unique_ip"), ": shifts the client addresses, whose side two "
+                                "ports tell: give ", Arg("peer_iface"), " too")
         if count_back and not self.two:
             raise ArgumentError(Arg("count_back"), ": counts what arrives on the other port: give ",
                                 Arg("peer_iface"), " too")

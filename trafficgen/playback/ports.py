@@ -222,8 +222,8 @@ class Addressing:
         self.client_maps = mc
         self.unique_ip = bool(unique_ip)
         self.shift_plen = SHIFT_PLEN_DEFAULT
-        self.span = 0  # client addresses (IPv4) from the lowest to the highest, set by scan
-        self.lo = self.hi = None
+        self.span = 0  # client addresses from the lowest to the highest, set by scan
+        self.ranges: dict = {}  # family -> (lowest, highest) low 32 bits of a client address
 
     def plen_from(self, split: Split | None) -> None:
         """The net client addresses are shifted within: the first --map-client target, else
@@ -242,20 +242,20 @@ class Addressing:
         if not self.unique_ip:
             return
         h = heads_of(chunk.buf, chunk.off, chunk.length)
-        up = (h.fam == kd.FAM_V4) & (port == UP)
-        dn = (h.fam == kd.FAM_V4) & (port == DOWN)
-        addrs = []
-        for sel, at in ((up, 12), (dn, 16)):
-            k = np.flatnonzero(sel)
-            if k.shape[0]:
-                b = chunk.buf[(h.l3[k] + at)[:, None] + np.arange(4)].astype(np.int64)
-                addrs.append((b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3])
-        if addrs:
-            a = np.concatenate(addrs)
-            lo, hi = int(a.min()), int(a.max())
-            self.lo = lo if self.lo is None else min(self.lo, lo)
-            self.hi = hi if self.hi is None else max(self.hi, hi)
-            self.span = self.hi - self.lo + 1
+        # the low 32 bits of each client address (IPv4: all of it; IPv6: the last 4 bytes),
+        # each family's range apart
+        for fam, at_up, at_down, key in ((kd.FAM_V4, 12, 16, 4), (kd.FAM_V6, 20, 36, 6)):
+            addrs = []
+            for side, at in ((UP, at_up), (DOWN, at_down)):
+                k = np.flatnonzero((h.fam == fam) & (port == side))
+                if k.shape[0]:
+                    b = chunk.buf[(h.l3[k] + at)[:, None] + np.arange(4)].astype(np.int64)
+                    addrs.append((b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3])
+            if addrs:
+                a = np.concatenate(addrs)
+                lo, hi = self.ranges.get(key, (int(a.min()), int(a.max())))
+                self.ranges[key] = (min(lo, int(a.min())), max(hi, int(a.max())))
+                self.span = max(hi - lo + 1 for lo, hi in self.ranges.values())
 
     def shift_of(self, pass_k: int) -> int:
         return pass_k * self.span if self.unique_ip else 0
