@@ -215,6 +215,12 @@ def tools():
             if shutil.which(tool) is None:
                 reason = f"{tool} is not installed (apt-get install nftables conntrack tcpdump iproute2)"
                 break
+        else:
+            probe = f"tgprobe{os.getpid()}"
+            made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+            subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+            if made.returncode != 0:
+                reason = f"cannot make a network namespace: {made.stderr.strip()}"
     if reason:
         if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
             pytest.fail(f"{reason}, and TRAFFICGEN_REQUIRE_TOOLS is set")
