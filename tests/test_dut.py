@@ -192,15 +192,24 @@ def test_ground_truth_sides_read_from_our_pcapng(chat):
     (["--iface", "lo", "--loop", "2", "--unique-ip"], ["--unique-ip", "give --peer-iface"]),
     (["--iface", "lo", "--dmac", "arp:10.1.2"], ["--dmac arp:10.1.2", "arp:IPV4"]),
 ])
-def test_bad_two_port_arguments_are_one_line_and_exit_2(tmp_path, args, words):
+def test_bad_two_port_arguments_are_one_line_and_exit_2(tmp_path, capsys, args, words):
+    from trafficgen.cli.main import main
+    path = tmp_path / "x.pcap"
+    write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
+    assert main(["replay", str(path), *args]) == 2  # in this process: quick
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_a_bad_argument_from_a_fresh_process(tmp_path):
     from .helpers import cli
     path = tmp_path / "x.pcap"
     write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
-    done = cli("replay", path, *args)
+    done = cli("replay", path, "--iface", "lo", "--peer-iface", "lo")
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
-    for w in words:
-        assert w in done.stderr, (w, done.stderr)
+    assert done.stderr == "error: --peer-iface lo: the same interface as --iface: the two ports must differ\n"
 
 
 # --- with root: the device under test --------------------------------------------------------
