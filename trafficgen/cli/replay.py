@@ -21,7 +21,12 @@ FLAGS = {
     "workers": "--workers", "scheduler": "--scheduler", "shards": "--shards", "window": "--window",
     "stop_at": "--stop-at",
     "pcap": "-o", "flows": "--flows", "requests": "--requests", "packets": "--packets",
+    "peer_iface": "--peer-iface", "dmac": "--dmac", "peer_dmac": "--peer-dmac", "smac": "--smac",
+    "peer_smac": "--peer-smac", "map_client": "--map-client", "map_server": "--map-server",
+    "client_net": "--client-net", "split": "--split", "unique_ip": "--unique-ip",
+    "count_back": "--count-back", "tx_threads": "--tx-threads",
 }
+DUT_KEYS = ("dmac", "peer_dmac", "smac", "peer_smac", "map_client", "map_server", "count_back")
 
 
 def cli_message(e: TrafficgenError) -> str:
@@ -36,9 +41,13 @@ EXAMPLE = """examples:
   trafficgen replay lab.pcapng --iface veth0 --multiplier 2 --limit 100000
   trafficgen replay big.pcap --iface veth0 --topspeed --duration 60s --json
   trafficgen replay lab.pcap --iface veth0 --mbps 500 --loop 0 --duration 1h
+  trafficgen replay c.pcapng --iface A --peer-iface B --dmac 2:0:0:0:1:fe --peer-dmac 2:0:0:0:2:fe --loop 3 --unique-ip
+  trafficgen replay other.pcap --iface A --peer-iface B --client-net 10.1.0.0/16 --map-server 10.9.0.0/24=10.99.0.0/24
+  trafficgen replay other.pcap --iface A --peer-iface B --split syn  # the SYN's sender is the client
 """
 LIVE_EXAMPLE = """  trafficgen generate chat --iface veth0 --duration 10m  # sent live at the scenario's timing
   trafficgen generate chat --iface veth0 --pps 50000 --limit 1000000
+  trafficgen generate chat --iface A --peer-iface B --dmac 2:0:0:0:1:fe --peer-dmac 2:0:0:0:2:fe --count-back
 """
 
 
@@ -65,6 +74,31 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qdisc-bypass", action=argparse.BooleanOptionalAction, default=True,
                    help="send past the interface's queueing discipline (default; a tcpdump on "
                         "the sending interface then does not see the frames)")
+    add_dut_options(p)
+
+
+def add_dut_options(p) -> None:
+    """Two ports around a device under test, and the addresses the frames carry to it."""
+    p.add_argument("--peer-iface", metavar="IF",
+                   help="a second port: client-side frames go out of --iface, server-side "
+                        "ones out of this, on one schedule")
+    p.add_argument("--dmac", metavar="MAC", help="destination MAC of the frames out of --iface "
+                   "(arp:IPV4: the MAC that answers ARP for that address, e.g. the device's port)")
+    p.add_argument("--peer-dmac", metavar="MAC", help="destination MAC out of --peer-iface (or arp:IPV4)")
+    p.add_argument("--smac", metavar="MAC", help="source MAC out of --iface (default with two "
+                   "ports: the port's own)")
+    p.add_argument("--peer-smac", metavar="MAC", help="source MAC out of --peer-iface")
+    p.add_argument("--map-client", action="append", metavar="OLD=NEW",
+                   help="map addresses in network OLD to NEW (host bits kept, checksums "
+                        "fixed; repeatable); under VXLAN/GRE only the outer header")
+    p.add_argument("--map-server", action="append", metavar="OLD=NEW",
+                   help="the same for the servers' addresses")
+    p.add_argument("--tx-threads", type=int, default=1, metavar="N",
+                   help="with --topspeed: send on N threads (cores); each flow keeps to one, so "
+                        "its frames stay in order (default 1: one order for all)")
+    p.add_argument("--count-back", action="store_true",
+                   help="count the frames arriving on each port while sending (what a device "
+                        "between the ports passed)")
 
 
 def add_replay_parser(sub) -> None:
@@ -80,6 +114,16 @@ def add_replay_parser(sub) -> None:
     r.add_argument("--loop", type=int, default=1, metavar="N",
                    help="passes over the file (default 1; 0: until --duration or Ctrl-C)")
     r.add_argument("--duration", metavar="S", help="stop after this long, e.g. 30 or 90s or 1h")
+    r.add_argument("--client-net", action="append", metavar="CIDR",
+                   help="with --peer-iface: frames from this network are client-side "
+                        "(repeatable; default: the capture's ground truth)")
+    r.add_argument("--split", choices=["syn"],
+                   help="with --peer-iface: the host that sent a flow's SYN is its client "
+                        "(flows without one: who sent first)")
+    r.add_argument("--unique-ip", action="store_true",
+                   help="with --loop: pass k shifts every client address by k times the span "
+                        "of client addresses, within the client net (the --map-client target, "
+                        "else --client-net, else a /16): new connections each pass")
     r.add_argument("--json", action="store_true", help="print the report as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress line or summary")
 
@@ -153,14 +197,29 @@ def run_and_report(r, args) -> int:
 def format_report(rep: dict) -> str:
     pps = f"{rep['packets_per_s']:,.0f} packets/s" if rep["packets_per_s"] else "- packets/s"
     mbps = f"{rep['mbps']:,.1f} Mbit/s" if rep["mbps"] else "- Mbit/s"
+    onto = rep["iface"] + (f" and {rep['peer_iface']}" if rep.get("peer_iface") else "")
     lines = [f"sent {rep['packets']:,} packets ({rep['bytes'] / 1e6:,.1f} MB) onto "
-             f"{rep['iface']} in {rep['elapsed_s']:.3f} s: {pps}, {mbps} "
+             f"{onto} in {rep['elapsed_s']:.3f} s: {pps}, {mbps} "
              f"(stopped by: {rep['stopped_by']})"]
     err = rep.get("departure_error_us")
     if err:
         lines.append(f"departure error: p50 {err['p50']:,.1f} us, p99 {err['p99']:,.1f} us, "
                      f"max {err['max']:,.1f} us; last packet {rep['finish_late_ms']:,.3f} ms late")
     lines.append(f"send errors: {rep['send_errors']:,}")
+    for p in rep.get("ports", ()):
+        rate = f"{p['packets_per_s']:,.0f} packets/s" if p["packets_per_s"] else "- packets/s"
+        line = (f"  {p['side']} port {p['iface']}: {p['packets']:,} packets, "
+                f"{p['bytes'] / 1e6:,.1f} MB, {rate}")
+        err = p.get("departure_error_us")
+        if err:
+            line += f", departure error p50 {err['p50']:,.1f} us, p99 {err['p99']:,.1f} us"
+        if p.get("came_back") is not None:
+            line += f"; {p['came_back']:,} came back on the other port"
+        lines.append(line)
+    u = rep.get("unique_ip")
+    if u:
+        lines.append(f"unique ip: pass k added k x {u['shift_per_pass']:,} to every client "
+                     f"address (within its /{u['within_prefix']}), {u['passes']} passes")
     return "\n".join(lines)
 
 
@@ -168,8 +227,15 @@ def cmd_replay(args) -> int:
     from trafficgen.playback.replayer import Replay
     r = Replay(args.file, args.iface, rate_of(args), loop=args.loop, limit=args.limit,
                duration=as_seconds(args.duration), realtime=args.realtime,
-               qdisc_bypass=args.qdisc_bypass)
+               qdisc_bypass=args.qdisc_bypass, **dut_kwargs(args), client_net=args.client_net or (),
+               split=args.split, unique_ip=args.unique_ip)
     return run_and_report(r, args)
+
+
+def dut_kwargs(args) -> dict:
+    out = {k: getattr(args, k) for k in DUT_KEYS}
+    out["map_client"], out["map_server"] = out["map_client"] or (), out["map_server"] or ()
+    return {"peer_iface": args.peer_iface, "tx_threads": args.tx_threads, **out}
 
 
 def check_rate_needs_iface(args) -> None:
@@ -177,7 +243,8 @@ def check_rate_needs_iface(args) -> None:
     if args.iface is None:
         given = [f"--{k.replace('_', '-')}" for k in ("pps", "mbps", "multiplier", "limit")
                  if getattr(args, k) is not None] + (["--topspeed"] if args.topspeed else []) + (
-                ["--realtime"] if args.realtime else [])
+                ["--realtime"] if args.realtime else []) + [
+                FLAGS[k] for k in ("peer_iface", *DUT_KEYS) if getattr(args, k)]
         if given:
             raise TrafficgenError(f"{given[0]}: sends onto an interface: give --iface IF too")
 
@@ -189,5 +256,5 @@ def cmd_generate_live(args, scenario) -> int:
         raise TrafficgenError("--iface sends the scenario instead of writing it: give either "
                               "--iface or -o/--flows/--requests/--packets")
     r = Replay(scenario, args.iface, rate_of(args), limit=args.limit, live=True,
-               realtime=args.realtime, qdisc_bypass=args.qdisc_bypass)
+               realtime=args.realtime, qdisc_bypass=args.qdisc_bypass, **dut_kwargs(args))
     return run_and_report(r, args)

@@ -55,16 +55,23 @@ ST_DONE, ST_SLICE, ST_STOP, ST_FAILING = 0, 1, 2, 3
 FINE_NS, FINE_BINS, COARSE_NS, COARSE_BINS = 100, 10_000, 100_000, 10_000
 HIST_BINS = FINE_BINS + COARSE_BINS + 1
 
-Frames = namedtuple("Frames", "buf off length sched")
+Frames = namedtuple("Frames", "buf off length sched port")
 Frames.__doc__ = """Frames to send: frame k is ``buf[off[k]:off[k] + length[k]]``, due at
-``sched[k]`` (CLOCK_MONOTONIC ns; 0: now)."""
+``sched[k]`` (CLOCK_MONOTONIC ns; 0: now), out of port ``port[k]`` (uint8: a row of the
+sender's ``addrs``)."""
 Pacing = namedtuple("Pacing", "stop_ns slice_end_ns spin_ns timed catchup_ns")
 Pacing.__doc__ = """How ``send_paced`` paces: when to stop, when this slice ends, the spin margin
 before a deadline, whether lateness is measured, how late a frame may be and still keep half
 its gap."""
-TxState = namedtuple("TxState", "msgs iovs ts hist acc")
+TxState = namedtuple("TxState", "msgs iovs ts hist acc pacc addrs")
 TxState.__doc__ = """A sender's scratch and counters: sendmmsg headers and iovecs
-(``init_msgs``), a timespec, the lateness histogram (int64[HIST_BINS]) and the A_* counters."""
+(``init_msgs``), a timespec, the lateness histogram per port (int64[ports, HIST_BINS]), the
+A_* counters, the P_* counters per port (int64[ports, P_SIZE]), and each port's address
+(uint8[ports, SOCKADDR_LL]: a struct sockaddr_ll naming its interface; with one port none is
+given and the socket's binding says where frames go)."""
+SOCKADDR_LL = 20
+# pacc[port, :] fields: the per-port share of the counters
+P_PACKETS, P_BYTES, P_ERRORS, P_SUM_ERR, P_MAX_ERR, P_FIRST_NS, P_LAST_NS, P_SIZE = 0, 1, 2, 3, 4, 5, 6, 8
 
 
 @kernel
@@ -108,16 +115,20 @@ def send_paced(fd, frames, i, n, pacing, state):
     """Send frames ``i..n-1`` of ``frames`` (``Frames``: bytes ``buf[off[k]:off[k] +
     length[k]]``) at their absolute deadlines ``sched[k]`` (CLOCK_MONOTONIC ns; 0: now).
     ``pacing`` (``Pacing``): stops before a deadline past ``stop_ns`` or at that time, and
-    returns once ``slice_end_ns`` passes while waiting. With ``timed``, each packet's lateness
+    returns once ``slice_end_ns`` passes while waiting. Frame k goes out of the interface
+    ``state.addrs[port[k]]`` names (one sendmmsg call may hold frames of every port, each
+    message with its address, so order holds across ports). With ``timed``, each packet's lateness
     (return time of its send call minus its deadline) goes into ``state.hist``
     (int64[HIST_BINS]) and ``state.acc``. A late frame still keeps half its scheduled gap after
     the one before (catching up at twice the rate, never in a burst) while that leaves it at
     most ``catchup_ns`` late; later than that, every due frame goes at once. ``state``:
     ``TxState``. Returns (next index, status)."""
-    buf, off, length, sched = frames
+    buf, off, length, sched, port = frames
     stop_ns, slice_end_ns, spin_ns, timed, catchup_ns = pacing
-    msgs, iovs, ts, hist, acc = state
+    msgs, iovs, ts, hist, acc, pacc, addrs = state
     batch = msgs.shape[0]
+    named = addrs.shape[0] > 1
+    abase = addrs.ctypes.data
     base = buf.ctypes.data
     errno_ptr = carray(_errno_location(), 1)
     while i < n:
@@ -150,6 +161,9 @@ def send_paced(fd, frames, i, n, pacing, state):
         for j in range(k):
             iovs[j, 0] = base + off[i + j]
             iovs[j, 1] = length[i + j]
+            if named:
+                msgs[j, 0] = abase + SOCKADDR_LL * np.int64(port[i + j])
+                msgs[j, 1] = SOCKADDR_LL
         r = _sendmmsg(fd, msgs.ctypes.data, k, 0)
         t_after = now_ns(ts)
         acc[A_CALLS] += 1
@@ -159,6 +173,7 @@ def send_paced(fd, frames, i, n, pacing, state):
                 acc[A_RETRIES] += 1
                 continue
             acc[A_ERRORS] += 1  # this frame is skipped; the next one is tried
+            pacc[port[i], P_ERRORS] += 1
             acc[A_ERRNO] = e
             acc[A_FAILS] += 1
             i += 1
@@ -169,13 +184,22 @@ def send_paced(fd, frames, i, n, pacing, state):
         if acc[A_PACKETS] == 0:
             acc[A_FIRST_NS] = t
         for j in range(r):
+            p = port[i + j]
+            if pacc[p, P_PACKETS] == 0:
+                pacc[p, P_FIRST_NS] = t
+            pacc[p, P_PACKETS] += 1
+            pacc[p, P_LAST_NS] = t_after
             acc[A_BYTES] += length[i + j]
+            pacc[p, P_BYTES] += length[i + j]
             if timed:
                 err = t_after - sched[i + j]
-                hist[_hist_bin(err)] += 1
+                hist[p, _hist_bin(err)] += 1
                 acc[A_SUM_ERR] += err
+                pacc[p, P_SUM_ERR] += err
                 if err > acc[A_MAX_ERR]:
                     acc[A_MAX_ERR] = err
+                if err > pacc[p, P_MAX_ERR]:
+                    pacc[p, P_MAX_ERR] = err
         if timed:
             acc[A_TIMED] += r
             acc[A_LATE_NS] = t_after - sched[i + r - 1]
@@ -188,7 +212,10 @@ def send_paced(fd, frames, i, n, pacing, state):
 
 
 def hist_quantile(hist: np.ndarray, q: float) -> int:
-    """The ``q`` quantile (ns, the upper edge of its bin) of a departure-error histogram."""
+    """The ``q`` quantile (ns, the upper edge of its bin) of a departure-error histogram
+    (int64[HIST_BINS], or one per port: int64[ports, HIST_BINS], summed)."""
+    if hist.ndim == 2:
+        hist = hist.sum(axis=0)
     total = int(hist.sum())
     if total == 0:
         return 0

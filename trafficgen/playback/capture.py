@@ -50,9 +50,24 @@ class Chunk:
     ts: np.ndarray
     index: int
     release: object = None
+    big: bool = False  # pcapng: the section's byte order (its options are read in it)
 
     def __len__(self) -> int:
         return self.off.shape[0]
+
+
+class Ready:
+    """A chunk ready to send: the buffer it goes from (rewritten or not) and the port of each
+    frame (None: all out of the first). Without a chunk: the end of a pass."""
+
+    __slots__ = ("chunk", "buf", "port")
+
+    def __init__(self, chunk, buf, port):
+        self.chunk, self.buf, self.port = chunk, buf, port
+
+    def release(self) -> None:
+        if self.chunk is not None and self.chunk.release is not None:
+            self.chunk.release()
 
 
 class CaptureFile:
@@ -121,7 +136,8 @@ class CaptureFile:
                 base += pos
                 if n:
                     yield Chunk(buf, slot.off[:n], slot.length[:n], slot.ts[:n], index,
-                                getattr(slot, "release", None))
+                                getattr(slot, "release", None), bool(getattr(walker, "big", False))
+                                if self.format == "pcapng" else False)
                     index += n
                 elif hasattr(slot, "release"):
                     slot.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -66,31 +67,31 @@ def _sys(name: str, what: str) -> str:
     return (Path("/sys/class/net") / name / what).read_text().strip()
 
 
-def check_interface(name: str | None) -> tuple[int, int]:
+def check_interface(name: str | None, what: str = "iface") -> tuple[int, int]:
     """(index, MTU) of ``name`` if it exists and is up with a link, else ``TrafficgenError``
     saying what to do. Reads /sys only: nothing is opened."""
     if not name:
         raise ArgumentError(Arg("iface"), ": nothing is sent unless ", Arg("iface"),
                             " names an interface (see 'ip link')")
     if "/" in name or name in (".", "..") or len(name) > 15:
-        raise ArgumentError(Arg("iface", name), ": not an interface name (see 'ip link')")
+        raise ArgumentError(Arg(what, name), ": not an interface name (see 'ip link')")
     try:
         index = socket.if_nametoindex(name)
     except OSError:
-        raise ArgumentError(Arg("iface", name), ": no such interface (see 'ip link')") from None
+        raise ArgumentError(Arg(what, name), ": no such interface (see 'ip link')") from None
     try:
         flags, mtu = int(_sys(name, "flags"), 16), int(_sys(name, "mtu"))
     except (OSError, ValueError):
-        raise ArgumentError(Arg("iface", name), ": cannot read its state from /sys/class/net") from None
+        raise ArgumentError(Arg(what, name), ": cannot read its state from /sys/class/net") from None
     if not flags & IFF_UP:
-        raise ArgumentError(Arg("iface", name), f": the interface is down: bring it up with "
+        raise ArgumentError(Arg(what, name), f": the interface is down: bring it up with "
                             f"'ip link set {name} up'")
     try:
         carrier = _sys(name, "carrier") == "1"
     except OSError:
         carrier = False
     if not carrier:
-        raise ArgumentError(Arg("iface", name), ": the interface is up but has no link (no "
+        raise ArgumentError(Arg(what, name), ": the interface is up but has no link (no "
                             "carrier; for a veth, bring its peer up too)")
     return index, mtu
 
@@ -117,14 +118,14 @@ def check_may_send(name: str) -> None:
         raise ArgumentError(Arg("iface", name), f": {NO_CAP_NET_RAW}")
 
 
-def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
+def open_interface(name: str | None, qdisc_bypass: bool = True, what: str = "iface") -> Interface:
     """Check ``name`` (``check_interface``) and open a raw socket bound to it, or raise
     ``TrafficgenError`` saying what to do (e.g. without CAP_NET_RAW)."""
-    index, mtu = check_interface(name)
+    index, mtu = check_interface(name, what)
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
     except PermissionError:
-        raise ArgumentError(Arg("iface", name), f": {NO_CAP_NET_RAW}") from None
+        raise ArgumentError(Arg(what, name), f": {NO_CAP_NET_RAW}") from None
     try:
         sock.bind((name, 0))
         for opt in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
@@ -142,7 +143,7 @@ def open_interface(name: str | None, qdisc_bypass: bool = True) -> Interface:
                 pass
     except OSError as e:
         sock.close()
-        raise ArgumentError(Arg("iface", name), f": cannot bind a raw socket: {e.strerror or e}") from None
+        raise ArgumentError(Arg(what, name), f": cannot bind a raw socket: {e.strerror or e}") from None
     return Interface(name, index, mtu, sock, bypass)
 
 
@@ -174,10 +175,18 @@ class Transmitter:
     returns False once the run should stop (``stop_ns`` reached, ``abort()`` called).
     ``stats()`` may be called from any thread."""
 
-    def __init__(self, iface: Interface, rate: Rate, *, duration_ns: int | None = None,
+    RT_LIMITS = (REALTIME_PRIORITY, RT_BUSY_NS, RT_REST_NS, RT_WINDOW_NS)  # for playback.lanes
+
+    def __init__(self, iface: Interface | list, rate: Rate, *, duration_ns: int | None = None,
                  loop_gap_ns: int = 0, batch: int = BATCH, spin_ns: int = SPIN_NS,
                  on_slice=None, realtime: bool | None = None, catchup_ns: int = CATCHUP_NS):
-        self.iface, self.rate = iface, rate
+        self.ifaces = list(iface) if isinstance(iface, (list, tuple)) else [iface]
+        self.iface, self.rate = self.ifaces[0], rate
+        self.addrs = np.zeros((len(self.ifaces), kt.SOCKADDR_LL), np.uint8)
+        for p, i in enumerate(self.ifaces):  # struct sockaddr_ll: AF_PACKET, protocol 0, ifindex
+            self.addrs[p, :8] = np.frombuffer(struct.pack("=HHi", socket.AF_PACKET, 0, i.index), np.uint8)
+        self.port0 = np.zeros(0, np.uint8)  # every frame out of port 0 (grown as needed)
+        self.lanes = None  # with more than one sending thread: a playback.lanes.Lanes
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
         self.catchup_ns = catchup_ns
         self.on_slice = on_slice  # called after every kernel slice with the Transmitter
@@ -185,8 +194,9 @@ class Transmitter:
         self.iovs = np.zeros((batch, kt.IOV_WORDS), np.int64)
         kt.init_msgs(self.msgs, self.iovs)
         self.tspec = np.zeros(2, np.int64)
-        self.hist = np.zeros(kt.HIST_BINS, np.int64)
+        self.hist = np.zeros((len(self.ifaces), kt.HIST_BINS), np.int64)
         self.acc = np.zeros(kt.ACC_SIZE, np.int64)
+        self.pacc = np.zeros((len(self.ifaces), kt.P_SIZE), np.int64)
         self.pacer: Pacer | None = None
         self.t0 = self.stop_ns = 0
         self.stopped_by: str | None = None
@@ -208,9 +218,8 @@ class Transmitter:
         readonly = np.zeros(1, np.uint8)
         readonly.flags.writeable = False  # e.g. np.frombuffer(bytes): numba types it apart
         for frames in (np.zeros(1, np.uint8), readonly):
-            kt.send_paced(-1, kt.Frames(frames, none, none, none), 0, 0,
-                          kt.Pacing(0, 0, 0, True, 0),
-                          kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc))
+            kt.send_paced(-1, kt.Frames(frames, none, none, none, self.port0), 0, 0,
+                          kt.Pacing(0, 0, 0, True, 0), self._state())
         kt.sleep_until(self.tspec, 0)
         kt.now_ns(self.tspec)
 
@@ -226,23 +235,43 @@ class Transmitter:
     def abort(self) -> None:
         self._abort.set()
 
-    def send(self, buf, off, length, ts) -> bool:
-        """Send one chunk (arrays of equal length; ``ts`` int64 ns). False: stop now."""
+    def _state(self):
+        return kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc, self.pacc,
+                          self.addrs)
+
+    def send(self, buf, off, length, ts, port=None) -> bool:
+        """Send one chunk (arrays of equal length; ``ts`` int64 ns; ``port`` uint8, the index
+        of the interface each frame goes out of: default all out of the first). False: stop now."""
         length = np.ascontiguousarray(length, np.int64)
+        if port is None:
+            if self.port0.shape[0] < off.shape[0]:
+                self.port0 = np.zeros(off.shape[0], np.uint8)
+            port = self.port0
+        port = np.ascontiguousarray(port, np.uint8)
         if self.pacer is None:  # the clock starts with the first frames in hand
             self.start()
         sched = self.pacer.deadlines(ts, length)
-        i, n, fd = 0, off.shape[0], self.iface.sock.fileno()
+        if self.lanes is not None:
+            return self.lanes.send(self, buf, off, length, sched, port)
+        return self.run_slices(self.iface.sock.fileno(), kt.Frames(buf, off, length, sched, port),
+                               self._state())
+
+    def pacing(self) -> kt.Pacing:
+        """How the kernel paces the next slice."""
+        return kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
+                         spin_ns=self.spin_ns, timed=self.rate.timed, catchup_ns=self.catchup_ns)
+
+    def run_slices(self, fd: int, frames: kt.Frames, state: kt.TxState, after=None) -> bool:
+        """Send ``frames`` slice by slice (``after()`` after each, then the checks, the
+        progress callback). False: stop now."""
+        i, n = 0, frames.off.shape[0]
         while i < n:
             if self._abort.is_set():
                 self.stopped_by = self.stopped_by or "abort"
                 return False
-            pacing = kt.Pacing(stop_ns=self.stop_ns, slice_end_ns=time.monotonic_ns() + SLICE_NS,
-                               spin_ns=self.spin_ns, timed=self.rate.timed,
-                               catchup_ns=self.catchup_ns)
-            i, status = kt.send_paced(fd, kt.Frames(buf, off, length, sched), i, n, pacing,
-                                      kt.TxState(self.msgs, self.iovs, self.tspec, self.hist,
-                                                 self.acc))
+            i, status = kt.send_paced(fd, frames, i, n, self.pacing(), state)
+            if after is not None:
+                after()
             self._check_pace()
             self._rt_budget()
             if self.on_slice is not None:
@@ -251,10 +280,28 @@ class Transmitter:
                 self.stopped_by = "duration"
                 return False
             if status == kt.ST_FAILING:
-                err = int(self.acc[kt.A_ERRNO])
-                raise ArgumentError(Arg("iface", self.iface.name), f": sending failed "
-                                    f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
+                self.check_failing()
         return True
+
+    def check_failing(self) -> None:
+        """Sending failed MAX_FAILS times in a row: say why, naming the interface."""
+        err = int(self.acc[kt.A_ERRNO])
+        bad = self.ifaces[int(np.argmax(self.pacc[:, kt.P_ERRORS]))].name
+        raise ArgumentError(Arg("iface", bad), f": sending failed "
+                            f"{kt.MAX_FAILS} times in a row: {os.strerror(err)}")
+
+    def use_lanes(self, count: int) -> None:
+        """Send on ``count`` threads (``playback.lanes``), each flow on one."""
+        from .lanes import Lanes
+        socks = [open_interface(self.iface.name, self.iface.qdisc_bypass).sock for _ in range(count - 1)]
+        self.lanes = Lanes(self, count, socks)
+
+    def aborted(self) -> bool:
+        return self._abort.is_set()
+
+    def realtime_on(self) -> bool:
+        """Whether the run is real-time (its lanes follow: ``playback.lanes``)."""
+        return self._policy is not None
 
     def _check_pace(self, final: bool = False) -> None:
         """Warn once when the sender falls behind its deadlines and stays behind: late by
@@ -322,6 +369,8 @@ class Transmitter:
             os.sched_setscheduler(0, *self._policy)
             self._policy = None
             self.realtime_used = True
+        if self.lanes is not None:
+            self.lanes.close()
         self._check_pace(final=True)
 
     def stats(self) -> dict:

@@ -21,7 +21,8 @@ import numpy as np
 from trafficgen.config.scenario import Scenario, load_scenario
 from trafficgen.errors import Arg, ArgumentError, TrafficgenError
 
-from .capture import CaptureFile, Chunk, Prefetch, SlotPool
+from .capture import CaptureFile, Chunk, Prefetch, Ready, SlotPool
+from .dutrun import DutPlan
 from .iface import ETH_HLEN, Interface, Transmitter, check_interface, check_may_send, open_interface, oversize
 from .rate import Rate
 
@@ -63,6 +64,26 @@ class Replay:
         Schedule the sending thread SCHED_FIFO while it runs: timing that holds on a busy
         machine. Default (None): when the process may (root, CAP_SYS_NICE); True:
         required; False: never.
+    peer_iface : str, optional
+        A second port (the server side of a device under test): client-side frames go out of
+        ``iface``, server-side ones out of ``peer_iface``, on one schedule. The side of each
+        frame: ``client_net`` (networks, a str or a list: frames from them are client-side),
+        ``split="syn"`` (whoever sent a flow's SYN is its client), else the ground truth of
+        our own pcapng captures (``dir=`` comments) or of a live scenario.
+    dmac, peer_dmac, smac, peer_smac : str, optional
+        Destination and source MAC out of ``iface`` and out of ``peer_iface`` (with two ports
+        the source is by default the port's own MAC; the destination the capture's).
+    map_client, map_server : str or list of str, optional
+        ``"OLD=NEW"`` networks: addresses in OLD get NEW's network bits (host bits kept),
+        checksums fixed. Only the outer headers of VXLAN/GRE tunnels are mapped.
+    unique_ip : bool
+        With ``loop``: pass k adds k times the span of client addresses to each client
+        address, within the client net (the first ``map_client`` target, else the first
+        ``client_net``, else a /16), so each pass opens new connections.
+    count_back : bool
+        Count the frames arriving on each port while sending (those a device passed).
+    tx_threads : int
+        Sending threads at top speed (default 1); each flow keeps to one, so its order holds.
 
     Raises
     ------
@@ -77,8 +98,11 @@ class Replay:
 
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
                  limit: int | None = None, duration: float | None = None, live: bool = False,
-                 progress=None, qdisc_bypass: bool = True, realtime: bool | None = None):
+                 progress=None, qdisc_bypass: bool = True, realtime: bool | None = None,
+                 peer_iface: str | None = None, tx_threads: int = 1, **dut):
         self.live = live or isinstance(source, Scenario)
+        self.dut = DutPlan(iface, peer_iface, **dut)
+        self.tx_threads = _count(tx_threads, "tx_threads", allow_zero=False)
         self.source, self.iface_name = source, iface
         self.rate = rate if rate is not None else Rate()
         if not isinstance(self.rate, Rate):
@@ -95,6 +119,7 @@ class Replay:
         self.progress, self.qdisc_bypass, self.realtime = progress, qdisc_bypass, realtime
         self.state = None
         self.iface: Interface | None = None
+        self.ifaces: list[Interface] = []
         self.tx: Transmitter | None = None
         self.info: dict = {}
         self.report: dict | None = None
@@ -132,7 +157,10 @@ class Replay:
 
     def _open(self) -> None:
         check_interface(self.iface_name)  # nothing is sent without an interface that is up
+        for name in self.dut.names[1:]:
+            check_interface(name, "peer_iface")
         check_may_send(self.iface_name)  # before a long check of the file
+        self.dut.open()
         if self.live:
             self.source = self.source if isinstance(self.source, Scenario) else load_scenario(self.source)
             self.info = {"scenario": self.source.name, "seed": self.source.seed,
@@ -142,13 +170,17 @@ class Replay:
                                    f"(topology.mss {self.source.topology.mss})")
         else:
             self.capture = CaptureFile(self.source)
-            self.info = self._scan(check_interface(self.iface_name)[1])
+            self.info = self._scan(min(check_interface(n)[1] for n in self.dut.names))
+            self.dut.finish(self.source, self._walk, self._cached)
         self.iface = open_interface(self.iface_name, self.qdisc_bypass)
+        self.ifaces = [self.iface] + [open_interface(n, self.qdisc_bypass, "peer_iface") for n in self.dut.names[1:]]
         span, n = self.info.get("span_ns", 0), self.info.get("packets", 0)
         gap = span // (n - 1) if n > 1 else 0
-        self.tx = Transmitter(self.iface, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
+        self.tx = Transmitter(self.ifaces, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
                               realtime=self.realtime,
                               duration_ns=int(self.duration * 1e9) if self.duration else None)
+        if self.tx_threads > 1 and self.rate.mode == "topspeed":  # paced, lanes wake late
+            self.tx.use_lanes(self.tx_threads)
 
     def _check_mtu(self, size: int, what: str, mtu: int | None = None) -> None:
         """Refuse frames the interface cannot take (``size`` > MTU + Ethernet header)."""
@@ -174,6 +206,7 @@ class Replay:
             if ts.shape[0]:
                 first = int(ts[0]) if first is None else first
                 last = int(ts.max()) if last is None else max(last, int(ts.max()))
+            self.dut.scan(chunk, self.capture.format == "pcapng", chunk.big)
             if keep:
                 kept.append(self._keep(chunk))
             packets += len(chunk)
@@ -216,6 +249,7 @@ class Replay:
             self.state = RUNNING
         t_wall = time.perf_counter()
         try:
+            self.dut.start_counting()
             self.tx.stopped_by = None
             ended = self._run_live() if self.live else self._run_file()
             self.tx.stopped_by = self.tx.stopped_by or ended
@@ -224,9 +258,10 @@ class Replay:
             raise
         finally:
             self.tx.finish()
+            self.dut.stop_counting()
             self.report = self._report(time.perf_counter() - t_wall)
             self.state = DONE
-            self.iface.close()
+            self._close_ifaces()
         return self.report
 
     def abort(self) -> None:
@@ -237,8 +272,13 @@ class Replay:
     def close(self) -> None:
         """Release the socket of a prepared Replay that will not run (``run()`` does it)."""
         if self.iface is not None and self.state != RUNNING:
-            self.iface.close()
+            self._close_ifaces()
             self.state = DONE
+
+    def _close_ifaces(self) -> None:
+        for i in self.ifaces:
+            i.close()
+        self.dut.close()
 
     def stats(self) -> dict:
         """Counters so far (see ``report``); safe from any thread."""
@@ -253,48 +293,56 @@ class Replay:
             return n
         return max(0, min(n, self.limit - int(self.tx.acc[0])))
 
-    def _send(self, buf, off, length, ts) -> str | None:
+    def _send(self, buf, off, length, ts, port=None) -> str | None:
         """Send a chunk within the limit; the reason to stop, or None to go on."""
         n = self._budget(off.shape[0])
-        if n and not self.tx.send(buf, off[:n], length[:n], ts[:n]):
+        more = {} if port is None else {"port": port[:n]}
+        if n and not self.tx.send(buf, off[:n], length[:n], ts[:n], **more):
             return self.tx.stopped_by
         return "limit" if n < off.shape[0] or self._budget(1) == 0 else None
 
     def _run_file(self) -> str:
-        passes = 0
+        """Every pass; chunks are read (and rewritten) ahead on one reading thread for the
+        whole run, so a new pass starts on time, unless they are all in memory as sent."""
         if self.info["packets"] == 0:
             return "end"
-        while self.loop == 0 or passes < self.loop:
-            if self._cached is not None:
-                for c in self._cached:
-                    stop = self._send(c.buf, c.off, c.length, c.ts)
-                    if stop:
-                        break
-            else:
-                stop = self._pass()
-            passes += 1
-            self.tx.loops = passes
-            if stop:
-                return stop
-            if self.tx.pacer is not None:
-                self.tx.pacer.next_loop()
-        return "end"
-
-    def _pass(self) -> str | None:
-        if self._slots is None:
+        direct = self._cached is not None and not self.dut.busy(True)
+        if self._slots is None and self._cached is None:
             self._slots = SlotPool()  # the same buffers for every pass
-        reader = Prefetch(self.capture.chunks(self._slots.get), name="trafficgen-replay-read")
+        reader = None if direct else Prefetch(self._ready(), name="trafficgen-replay-read")
+        passes = 0
         try:
-            for chunk in reader:
+            for r in self._direct() if direct else reader:
+                if r.chunk is None:  # the end of a pass
+                    passes = self.tx.loops = passes + 1
+                    if self.tx.pacer is not None:
+                        self.tx.pacer.next_loop()
+                    continue
                 try:
-                    stop = self._send(chunk.buf, chunk.off, chunk.length, chunk.ts)
+                    stop = self._send(r.buf, r.chunk.off, r.chunk.length, r.chunk.ts, r.port)
                 finally:
-                    chunk.release()
+                    r.release()
                 if stop:
+                    self.tx.loops = passes + 1
                     return stop
         finally:
-            reader.close()
-        return None
+            if reader is not None:
+                reader.close()
+        return "end"
+
+    def _walk(self):  # the file's chunks again (a second walk, for unique_ip)
+        return iter(self._cached) if self._cached is not None else self.capture.chunks()
+    def _ready(self):
+        """Every pass's chunks, rewritten for the device (on the reading thread, ahead, unless
+        kept in memory as sent: ``_direct``), a ``Ready`` without a chunk after each pass."""
+        k, cached = 0, self._cached is not None
+        while self.loop == 0 or k < self.loop:
+            for c in self._cached if cached else self.capture.chunks(self._slots.get):
+                yield Ready(c, *self.dut.frames(c.buf, c.off, c.length, c.index, k, cached))
+            yield Ready(None, None, None)
+            k += 1
+
+    _direct = _ready
 
     def _run_live(self) -> str:
         from trafficgen.engine.build import make_engine
@@ -306,8 +354,10 @@ class Replay:
             for batch in batches:
                 if batch.frames is None:
                     continue
+                port = self.dut.live_frames(batch.frames, batch.offsets,
+                                            batch.packets["wire_len"], batch.packets["direction"])
                 stop = self._send(batch.frames, batch.offsets, batch.packets["wire_len"],
-                                  batch.packets["ts_ns"])
+                                  batch.packets["ts_ns"], port)
                 pool.release(batch.frames)
                 if stop:
                     return stop
@@ -330,7 +380,13 @@ class Replay:
         warnings = [self.tx.warning] if self.tx.warning else []
         if st["send_errors"]:
             warnings.append(f"{st['send_errors']:,} frames could not be sent")
-        return {"iface": self.iface.name, "source": self.info, "rate": self.rate.to_dict(),
+        passes = getattr(self.tx, "loops", None) if not self.live else None
+        dut, more = self.dut.report(self.tx, 1 if self.live else self.loop, passes or 1)
+        if self.tx_threads > 1 and self.tx.lanes is None:
+            more.append(f"tx_threads {self.tx_threads}: only top speed is sent by more than one thread")
+        warnings += more
+        return {"iface": self.iface.name, **({"peer_iface": self.ifaces[1].name} if self.dut.two else {}),
+                **dut, "source": self.info, "rate": self.rate.to_dict(),
                 **st, "loops": getattr(self.tx, "loops", None) if not self.live else None,
                 "stopped_by": self.tx.stopped_by, "rate_reached": self.tx.warning is None,
                 "qdisc_bypass": self.iface.qdisc_bypass, "realtime": self.tx.realtime_used, "wall_s": round(wall_s, 3),
