@@ -29,6 +29,7 @@ from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, c
 from trafficgen.wire.tls import CombinedTemplates
 
 from .batch import Batch
+from .ids import ID_KINDS, name_sessions
 from .netplan import NetPlan, client_pools, path_hops
 from .tap import TapLink, state_columns, tap_ns_per_byte
 
@@ -40,28 +41,6 @@ GEN_WORKERS = max(1, min(2, os.cpu_count() or 1))  # windows generated ahead, in
 DEFAULT_BATCH_PACKETS = 1 << 16
 BATCH_FRAME_BYTES = 64 << 20  # a batch also ends before its frames pass this (jumbo RoCE frames)
 POOL_BYTES = (4 << 20) + 65536
-
-
-ID_KINDS = ("flow", "session", "request")
-
-
-MARK_REACH = 64  # partitions (blocks) back whose first session ids a partition is given
-
-
-def id_counts(simulated: list) -> dict:
-    """How many ids of each kind a partition's schedules (``Engine.simulate``) take up, and
-    ``marks``: per schedule of one arrival block, ((model, block), its first session id
-    within the partition), so later partitions can name its sessions (``EpochSchedule.foreign``)."""
-    n = dict.fromkeys(ID_KINDS, 0)
-    marks = []
-    for _t0, _t1, schedules in simulated:
-        for ep in schedules:
-            if ep.block is not None:
-                marks.append(((ep.model, ep.block), n["session"]))
-            n["flow"] += ep.flows.shape[0]
-            n["session"] += ep.n_sessions
-            n["request"] += ep.requests.shape[0]
-    return {**n, "marks": marks}
 
 
 class FlowAttrs:
@@ -324,16 +303,7 @@ class Engine:
         ep.requests["request_id"] += r0
         ep.requests["flow_id"] += f0
         ep.requests["session_id"] += s0
-        if ep.block is not None:
-            self.marks[(ep.model, ep.block)] = s0
-            for old in [k for k in self.marks if k[1] < ep.block - MARK_REACH]:
-                del self.marks[old]
-        if ep.foreign is not None:  # sessions of earlier blocks: the ids those blocks got
-            blocks, local = ep.foreign
-            ids = np.array([self.marks[(ep.model, int(q))] for q in blocks], np.int64) + local
-            for t in (ep.flows, ep.requests):
-                s = t["session_id"] - s0 - ep.n_sessions
-                t["session_id"] = np.where(s >= 0, ids[np.maximum(s, 0)], t["session_id"])
+        name_sessions(self.marks, ep, s0)
         next_id["flow"] += ep.flows.shape[0]
         next_id["session"] += ep.n_sessions
         next_id["request"] += ep.requests.shape[0]

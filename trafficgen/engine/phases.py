@@ -24,7 +24,8 @@ from trafficgen.schema import FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_row
 from trafficgen.sinks.buffers import BufferPool
 from trafficgen.sinks.outputs import SinkSet, open_sinks
 
-from .core import ID_KINDS, MARK_REACH, Batch, Engine, id_counts
+from .core import Batch, Engine
+from .ids import ID_KINDS, MARK_REACH, id_counts
 from .report import Tally
 
 PARTS = {"pkts": SCHED_DTYPE, "flows": FLOW_DTYPE, "reqs": REQUEST_DTYPE}  # a stream's arrays

@@ -23,6 +23,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .bounds import SLACK_NS, handshake_bound, xfer_bound
 from .chat import (
     CLOSE_NOTIFY_WIRE,
     D_CLIENT_FIN,
@@ -46,7 +47,7 @@ from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_RESPONSE, PH_S
 from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
-from .tcp import ATO_NS, IW_SEGMENTS, W_ABS, W_CLOSE, W_REQ
+from .tcp import W_ABS, W_CLOSE, W_REQ
 
 MODE_AGENTIC, MODE_RAG = 0, 1
 K_LLM, K_TOOL, K_EMBED, K_SEARCH, K_RERANK = 0, 1, 2, 3, 4  # schema.KINDS order
@@ -58,7 +59,6 @@ CM_COLS = 16
 CN_SESSION, CN_SERVICE, CN_SERVER, CN_OPEN, CN_RTT, CN_PERCALL, CN_ISN0, CN_ISN1, CN_IPID0, \
     CN_IPID1, CN_JITTER, CN_IDLE = range(12)
 CN_COLS = 12  # CN_IDLE: a pooled connection's close after its last answer (``kernels.pool``)
-SLACK_NS = 2_000_000  # on top of every bound: processing delays, serialisation rounding
 CALL_KEY = 10_000
 
 Chain = namedtuple("Chain", "mode n_clients client_skew paths_key ip dp fp pool")
@@ -80,36 +80,6 @@ Replies.__doc__ = """What ``writes`` needs beyond the calls: the TLS handshake's
 (ClientHello, server flight, ticket: 0 none), the connections' keep-alive (ns), a streamed
 chunk's overhead, bytes per token, tokens per chunk, and the token gaps (inter-token gap,
 stall probability, stall)."""
-
-
-@inline
-def slow_start_rounds(nbytes, mss, rwnd):
-    """Round trips to send ``nbytes`` from the initial window (doubling each round, capped by
-    the receive window)."""
-    segs = (nbytes + mss - 1) // mss
-    cw = IW_SEGMENTS
-    cap = max(1, rwnd // mss)
-    rounds = 0
-    while segs > 0:
-        segs -= cw
-        cw = min(2 * cw, cap)
-        rounds += 1
-    return rounds
-
-
-@inline
-def xfer_bound(nbytes, rtt, mss, ns_per_byte, rwnd):
-    """Upper bound (ns) on sending ``nbytes`` from an idle connection: slow-start rounds from
-    the initial window (doubling, capped by the receive window), serialisation, two
-    delayed-ACK timers."""
-    rounds = slow_start_rounds(nbytes, mss, rwnd)
-    return rounds * rtt + np.int64(nbytes * ns_per_byte * 1.25) + 2 * ATO_NS + SLACK_NS
-
-
-@inline
-def handshake_bound(rtt):
-    """From opening a connection to the request's first byte leaving: SYN, the TLS flights."""
-    return 2 * rtt + D_CLIENT_HELLO + D_SERVER_FLIGHT + D_CLIENT_FIN + D_REQUEST + SLACK_NS
 
 
 @helper

@@ -24,6 +24,7 @@ own session.
 """
 import numpy as np
 
+from .bounds import SLACK_NS, handshake_bound, slow_start_rounds
 from .chain import (
     CM_CONN,
     CM_DOWN,
@@ -45,9 +46,6 @@ from .chain import (
     CN_PERCALL,
     CN_RTT,
     CN_SERVER,
-    SLACK_NS,
-    handshake_bound,
-    slow_start_rounds,
 )
 from .jit import inline, kernel
 from .rng import bits, derive, uniform
