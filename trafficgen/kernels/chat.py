@@ -17,7 +17,8 @@ output, ttft, reasoning share, image count); turn k's images derive(session, 2_0
 (2i bytes, 2i+1 tokens of image i). Sessions that began before the capture (warm-up epochs) keep
 only the turns whose nominal start falls inside it; the first of those opens the connection.
 Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s token gaps
-derive(session, 1_000_000+k). Changing one draw never shifts another.
+derive(session, 1_000_000+k), turn ``k``'s fate (``kernels.failures``: 429s, 503s,
+cancels, resets) derive(session, 3_000_000+k). Changing one draw never shifts another.
 """
 import math
 from collections import namedtuple
