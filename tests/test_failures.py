@@ -117,3 +117,22 @@ def test_failures_do_not_depend_on_windows_batches_or_workers(tmp_path):
         tg.generate(sc, pcap=again, requests=again_r, **kw)
         assert again.read_bytes() == ref.read_bytes(), kw
         assert pq.read_table(again_r).equals(pq.read_table(ref_r)), kw
+
+
+def test_agents_retry_failed_tool_calls(tmp_path):
+    """``agentic.tool_error``: that share of tool calls is answered with an error (a small
+    answer) and retried, the same tool call of the same step, up to twice."""
+    sc = tg.load_scenario("agentic", ["agentic.rate=60/s", "agentic.tool_error=0.25"], duration="30s", seed=5)
+    tg.generate(sc, requests=tmp_path / "r.parquet")
+    r = _requests(tmp_path / "r.parquet")
+    t = r[r["kind"].astype(str) == "tool"]
+    st = t["status"].astype(str)
+    assert len(t) > 1000 and set(st) == {"completed", "error"}
+    assert abs((st == "error").mean() / 0.25 - 1) < 0.1  # each attempt fails alike
+    assert (r.loc[r["kind"].astype(str) == "llm", "status"].astype(str) == "completed").all()
+    assert t["retries"].max() == 2
+    key = ["session_id", "turn", "llm_call", "tool_call"]
+    for _, g in t.sort_values("start_ns").groupby(key):
+        assert list(g["retries"]) == list(range(len(g)))  # a retry follows each error but the last
+        assert (g["status"].astype(str).iloc[:-1] == "error").all()
+    assert t.loc[st == "error", "bytes_down"].median() < 0.5 * t.loc[st == "completed", "bytes_down"].median()

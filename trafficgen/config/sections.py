@@ -263,6 +263,8 @@ AGENTIC_KEYS = (
     *TOKEN_STREAM_KEYS,
     Key("tools_per_step", dist_within(0, 64), help="parallel tool calls after each LLM call but the turn's last"),
     Key("agent_delay", dist("duration", positive=False), help="the agent's own time before each step"),
+    Key("tool_error", float_in(0.0, 1.0), 0.0,
+        "share of tool calls answered with an error (the agent retries twice, backing off)"),
     Key("tools", _service, help="the tool servers"),
     *HTTP_KEYS, *TLS_KEYS, *SERVICE_NAME_KEYS, *POOL_KEYS,
 )
