@@ -277,7 +277,7 @@ def test_label_codes_are_public_and_what_the_tables_and_kernels_use():
     import trafficgen.schema as ts
     assert tg.LABELS == {"class": tl.CLASSES, "kind": tl.KINDS, "direction": tl.DIRECTIONS,
                          "phase": tl.PHASES, "client_os": tl.OSES,
-                         "server_os": tl.OSES} == ts.VOCABULARIES
+                         "server_os": tl.OSES, "status": tl.STATUSES} == ts.VOCABULARIES
     assert tl.OSES == kst.OS_NAMES  # the kernels' OS codes are the tables'
     for name, code in tl.OS_CODE.items():
         assert getattr(kst, f"OS_{name.upper()}") == code, name

@@ -17,7 +17,7 @@ from trafficgen.schema import DTYPES, SCHEMAS, empty, to_arrow
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 TABLES = ("flows", "requests", "packets")
 LABELS = {"class": ts.CLASSES, "kind": ts.KINDS, "direction": ts.DIRECTIONS,
-          "phase": ts.PHASES, "client_os": ts.OSES, "server_os": ts.OSES}
+          "phase": ts.PHASES, "client_os": ts.OSES, "server_os": ts.OSES, "status": ts.STATUSES}
 
 
 def test_schema_dtypes_and_arrow_schemas_agree():
@@ -66,9 +66,15 @@ def test_label_codes_are_unique_and_round_trip(label):
     assert ts.VOCABULARIES[label] == names
     code = {"class": ts.CLASS_CODE, "kind": ts.KIND_CODE, "phase": ts.PHASE_CODE,
             "direction": {"up": ts.DIR_UP, "down": ts.DIR_DOWN}, "client_os": ts.OS_CODE,
-            "server_os": ts.OS_CODE}[label]
+            "server_os": ts.OS_CODE, "status": ts.STATUS_CODE}[label]
     assert sorted(code.values()) == list(range(len(names))), "codes are 0..n-1, each once"
     assert all(names[c] == name for name, c in code.items())
+
+
+def test_status_constants_are_the_status_codes():
+    from trafficgen.kernels import failures
+    for name, c in ts.STATUS_CODE.items():
+        assert getattr(failures, f"ST_{name.upper()}") == c, name
 
 
 def test_phase_constants_are_the_phase_codes():

@@ -1,7 +1,7 @@
 """The ground-truth labels: what the codes in the label columns mean.
 
-Six columns of the tables are labels: ``class`` (flows, requests, packets), ``kind``
-(requests), ``direction`` and ``phase`` (packets), ``client_os`` and ``server_os`` (flows). In
+Seven columns of the tables are labels: ``class`` (flows, requests, packets), ``kind``
+and ``status`` (requests), ``direction`` and ``phase`` (packets), ``client_os`` and ``server_os`` (flows). In
 the Parquet files and in a batch's Arrow or pandas tables (``Batch.to_arrow``,
 ``Batch.to_pandas``) they are dictionary-encoded strings; in the raw numpy rows
 (``Batch.packets``, ``Batch.flows``, ``Batch.requests``) they are ``uint8`` codes, and a
@@ -36,10 +36,14 @@ PHASES : tuple of str
 OSES : tuple of str
     The operating system whose TCP/IP stack an end of a flow runs (``client_os``,
     ``server_os``): ``linux``, ``android``, ``windows``, ``macos``, ``ios``.
+STATUSES : tuple of str
+    How a request ended (``status``): ``completed``, ``cancelled`` (by the user, mid-answer),
+    ``timeout`` (the client gave up), ``rate_limited`` (answered HTTP 429), ``error`` (answered
+    503, or reset by the server).
 LABELS : dict of str to tuple of str
     Each label column's vocabulary, by column name (``class``, ``kind``, ``direction``,
-    ``phase``, ``client_os``, ``server_os``).
-CLASS_CODE, KIND_CODE, DIRECTION_CODE, PHASE_CODE, OS_CODE : dict of str to int
+    ``phase``, ``client_os``, ``server_os``, ``status``).
+CLASS_CODE, KIND_CODE, DIRECTION_CODE, PHASE_CODE, OS_CODE, STATUS_CODE : dict of str to int
     Each vocabulary's code of a name.
 LABEL_CODES : dict of str to dict of str to int
     The code maps, by column name.
@@ -54,16 +58,19 @@ DIRECTIONS = ("up", "down")
 PHASES = ("handshake", "request", "prefill_wait", "stream", "tool", "transfer", "teardown",
           "thinking", "response", "silence")
 OSES = ("linux", "android", "windows", "macos", "ios")  # kernels/stacks.py: OS_NAMES, OS_*
+STATUSES = ("completed", "cancelled", "timeout", "rate_limited", "error")  # kernels/failures.py: ST_*
 
 LABELS = {"class": CLASSES, "kind": KINDS, "direction": DIRECTIONS, "phase": PHASES,
-          "client_os": OSES, "server_os": OSES}
+          "client_os": OSES, "server_os": OSES, "status": STATUSES}
 
 CLASS_CODE = {name: i for i, name in enumerate(CLASSES)}
 KIND_CODE = {name: i for i, name in enumerate(KINDS)}
 DIRECTION_CODE = {name: i for i, name in enumerate(DIRECTIONS)}
 PHASE_CODE = {name: i for i, name in enumerate(PHASES)}
 OS_CODE = {name: i for i, name in enumerate(OSES)}
+STATUS_CODE = {name: i for i, name in enumerate(STATUSES)}
 
 LABEL_CODES = {"class": CLASS_CODE, "kind": KIND_CODE, "direction": DIRECTION_CODE,
-               "phase": PHASE_CODE, "client_os": OS_CODE, "server_os": OS_CODE}
+               "phase": PHASE_CODE, "client_os": OS_CODE, "server_os": OS_CODE,
+               "status": STATUS_CODE}
 

@@ -2,7 +2,7 @@
 Arrow schemas, and the label codes both sides share.
 
 Inside the engine every table is a numpy structured array; at the edges (Parquet, the library's
-Arrow output) it becomes an Arrow record batch. Label columns (class, kind, direction, phase) are
+Arrow output) it becomes an Arrow record batch. Label columns (class, kind, status, direction, phase) are
 ``uint8`` codes inside and dictionary-encoded strings outside; IPv4 addresses are ``uint32``
 inside and dotted strings outside. :func:`to_arrow` is the only conversion, and
 ``tests/test_schema.py`` checks that the two descriptions agree column by column.
@@ -57,6 +57,8 @@ from trafficgen.labels import (  # noqa: F401
     OSES,
     PHASE_CODE,
     PHASES,
+    STATUS_CODE,
+    STATUSES,
 )
 
 # the vocabulary of each label column (the position of a name is its code)
@@ -113,6 +115,8 @@ REQUEST_COLUMNS = (
     Column("reasoning_tokens", "i4", pa.int32()), Column("images", "i2", pa.int16()),
     Column("turn", "i4", pa.int32()), Column("llm_call", "i4", pa.int32()),
     Column("tool_call", "i4", pa.int32()), _i8("client_id"), _truncated(),
+    _label("status"),  # how it ended (labels.STATUSES)
+    Column("retries", "i2", pa.int16()),  # the earlier attempts (answered 429 or 503) it retries
 )
 
 PACKET_COLUMNS = (

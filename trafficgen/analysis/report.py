@@ -23,6 +23,7 @@ PARQUET_MAGIC = b"PAR1"
 STATS_COLUMNS = ("class", "kind", "start_ns", "prompt_tokens", "output_tokens", "bytes_up",
                  "bytes_down", "session_id", "turn", "reasoning_tokens", "images", "llm_call",
                  "tool_call")
+FAILURE_COLUMNS = ("status", "retries")  # read where the table has them (older ones do not)
 
 
 def inspect_file(path, stats: bool = False) -> dict:
@@ -43,14 +44,16 @@ def _request_stats(path: Path) -> dict:
     import pyarrow.parquet as pq
 
     from .stats import request_stats
-    check_columns(path, pq.read_schema(path), STATS_COLUMNS, "requests")
+    schema = pq.read_schema(path)
+    check_columns(path, schema, STATS_COLUMNS, "requests")
+    names = STATS_COLUMNS + tuple(c for c in FAILURE_COLUMNS if c in schema.names)
     try:
-        t = pq.read_table(path, columns=list(STATS_COLUMNS))
+        t = pq.read_table(path, columns=list(names))
     except (pa.ArrowException, OSError, KeyError) as e:
         raise TrafficgenError(f"{path}: unreadable request table: {str(e).splitlines()[0]}") from None
-    check_cells(path, t, STATS_COLUMNS, "requests")
+    check_cells(path, t, names, "requests")
     cols = {}
-    for name in STATS_COLUMNS:
+    for name in names:
         col = t.column(name)
         if pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())

@@ -135,8 +135,19 @@ def request_stats(cols: dict[str, np.ndarray]) -> dict:
                                "tool_calls": per_kind.get("tool", 0.0)}
             if set(kinds) - {"llm", "tool"}:
                 row["per_turn"]["calls"] = per_kind
+        if "status" in cols:
+            row["status"] = status_rates(cols["status"][sel], cols["retries"][sel])
         out[name] = row
     return out
+
+
+def status_rates(status: np.ndarray, retries: np.ndarray) -> dict:
+    """How a class's requests ended: each status's share of its requests (attempts: a call
+    answered 429 and retried is two rows), and the share of rows that are retries."""
+    from trafficgen.schema import STATUSES
+    n = max(status.shape[0], 1)
+    return {"shares": {s: float((status == s).sum() / n) for s in STATUSES},
+            "retried": float((retries > 0).sum() / n)}
 
 
 def format_request_stats(stats: dict) -> list[tuple[str, str]]:
@@ -170,6 +181,9 @@ def format_request_stats(stats: dict) -> list[tuple[str, str]]:
             rows.append((f"{name} arrivals" + (f" ({r['arrivals_of']})" if r["arrivals_of"] != "llm" else ""),
                          f"{num(a['rate_per_s'], '{:.2f}')}/s, gap cv {num(a['gap_cv'], '{:.2f}')}, "
                          f"IDC {idcs}, Hurst {num(a['hurst'], '{:.2f}')}"))
+        if r.get("status"):
+            shares = ", ".join(f"{k} {v:.1%}" for k, v in r["status"]["shares"].items() if v > 0)
+            rows.append((f"{name} status", f"{shares}; retries {r['status']['retried']:.1%} of requests"))
         if r.get("per_turn"):
             p = r["per_turn"]
             if "calls" in p:

@@ -11,7 +11,7 @@ from trafficgen.config.sections import Service
 from trafficgen.kernels import chain as kch
 from trafficgen.kernels.rng import key_of
 from trafficgen.kernels.tcp import WF_COLS
-from trafficgen.schema import CLASS_CODE
+from trafficgen.schema import CLASS_CODE, STATUS_CODE
 
 from .common import RWND_BYTES, EpochSchedule, SessionModel, TlsPlan, offsets, schedule_from_sim
 from .pooled import SlotPools, pool_calls
@@ -47,7 +47,7 @@ class ChainModel(SessionModel):
             self.dp = np.stack([d.params() for d in (
                 p.think_time, p.turn_tokens, p.context_tokens, p.output_tokens, p.ttft, p.itl,
                 p.stall, p.tools_per_step, p.agent_delay)])
-            self.fp = np.array([p.bytes_per_token, p.stall_prob])
+            self.fp = np.array([p.bytes_per_token, p.stall_prob, p.tool_error])
             self.warmup_ns = 30 * BLOCK_NS  # agents run for tens of minutes
         else:
             self.mode = kch.MODE_RAG
@@ -162,7 +162,28 @@ class ChainModel(SessionModel):
              "output": cm[:, kch.CM_OUTPUT], "reasoning": np.zeros(R, np.int64),
              "images": np.zeros(R, np.int64), "kind": cm[:, kch.CM_KIND],
              "llm_call": cm[:, kch.CM_LLM], "tool_call": cm[:, kch.CM_TOOL]}
+        tool_status(cm, r)
         return schedule_from_sim(self.scenario, self.topo, self.class_id, self.side, s_client, np.zeros(n, np.int64),
                                  r, c, c_isn, c_ipid, wd, packets=self.packets,
                                  c_os=np.stack([self.tls.client_os(s_client[c["session"]]),
                                                 np.zeros(C, np.int64)], 1))
+
+
+def tool_status(cm: np.ndarray, r: dict) -> None:
+    """Each call's ``status`` and ``retries``: an agent's tool call answered with an error
+    (``kernels.chain``: its output column 1) has status error, and its retries (the same tool
+    call of the same step, later) count the attempts before them."""
+    tool = cm[:, kch.CM_KIND] == kch.K_TOOL
+    failed = tool & (cm[:, kch.CM_OUTPUT] == 1)
+    r["output"] = np.where(tool, 0, cm[:, kch.CM_OUTPUT])
+    r["status"] = np.where(failed, STATUS_CODE["error"], STATUS_CODE["completed"]).astype(np.int64)
+    r["retries"] = np.zeros(cm.shape[0], np.int64)
+    if failed.any():
+        cols = [kch.CM_SESSION, kch.CM_TURN, kch.CM_LLM, kch.CM_TOOL]
+        sel = np.flatnonzero(tool)
+        order = sel[np.lexsort((cm[sel, kch.CM_T], *(cm[sel, c] for c in reversed(cols))))]
+        key = cm[order][:, cols]
+        first = np.ones(order.shape[0], bool)
+        first[1:] = (key[1:] != key[:-1]).any(axis=1)
+        start = np.maximum.accumulate(np.where(first, np.arange(order.shape[0]), 0))
+        r["retries"][order] = np.arange(order.shape[0]) - start

@@ -14,9 +14,11 @@ import numpy as np
 from trafficgen.config.arrivals import BLOCK_NS as ARRIVAL_BLOCK_NS
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import chat as kc
+from trafficgen.kernels import failures as kf
 from trafficgen.kernels import tlsvar
 from trafficgen.kernels.rng import derive_range, key_of
 from trafficgen.kernels.tcp import WF_COLS, Conns
+from trafficgen.kernels.writes import latest_in_blocks
 from trafficgen.schema import CLASS_CODE
 
 from .common import EpochSchedule, PlainPlan, SessionModel, TlsPlan, schedule_from_sim
@@ -73,6 +75,11 @@ class ChatModel(SessionModel):
             bytes_per_token=p.bytes_per_token, req_overhead=p.request_overhead_bytes,
             chunk_overhead=p.chunk_overhead_bytes, hello_wire=int(self.tls.hello[0]),
             flight_wire=self.flight_wire, ticket_wire=self.ticket_wire)
+        self.failures = kf.Failures(
+            cancel=float(p.cancel), timeout=np.int64(p.timeout), rate_limited=float(p.rate_limited),
+            server_error=float(p.server_error), server_reset=float(p.server_reset),
+            retry_after=np.int64(p.retry_after), max_retries=np.int64(p.max_retries))
+        self.failing = any((p.cancel, p.timeout, p.rate_limited, p.server_error, p.server_reset))
         self.paths = kc.Paths(topo.client_count, topo.client_skew, len(topo.servers),
                               self.paths_key, *self.rtt_params)
         # a share of the requests fan out to RAG lookups, where retrievals are seen
@@ -98,24 +105,41 @@ class ChatModel(SessionModel):
         t = {k: np.empty(T, np.int64) for k in ("think", "prompt", "out", "ttft", "reason", "images", "at")}
         t_keep, t_new = np.empty(T, np.bool_), np.empty(T, np.bool_)
         s_kept, s_conns, s_writes = (np.empty(n, np.int64) for _ in range(3))
+        s_h1, o = self.h1_sessions(s_key), outcomes(T)
         kc.plan(s_key, starts, turn0, 0, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
-                s_kept, s_conns, s_writes)
+                s_kept, s_conns, s_writes, self.failures, s_h1, o)
         prior = self.history.prior(s_key, starts) if self.history is not None else None
-        ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes, prior=prior)
+        ep = self.build(s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes, prior=prior,
+                        s_h1=s_h1, o=o)
         return [ep, self.fanout.lookups(s_key, ep)] if self.fanout is not None else ep
 
+    def h1_sessions(self, s_key) -> np.ndarray:
+        """Per session, 1 if its connections speak HTTP/1.1 (a cancel resets them): plaintext,
+        or a TLS profile without h2 (``tlsvar.assign``'s draw); zeros when nothing fails."""
+        n = s_key.shape[0]
+        if not self.failing or self.params.plaintext:
+            return np.full(n, int(bool(self.params.plaintext)), np.int64)
+        clients, out = np.empty(n, np.int64), np.empty(n, np.int64)
+        kc.session_clients(np.ascontiguousarray(s_key, np.uint64), self.paths, clients)
+        tls = self.tls
+        h2 = np.ascontiguousarray(tls.var[:tls.cum_w.shape[0], tlsvar.VA_H2], np.int64)
+        kf.h1_clients(clients, tls.key, tls.cum_w, h2, out)
+        return out
+
     def build(self, s_key, turn0, t, t_keep, t_new, s_kept, s_conns, s_writes,
-              adjust=None, prior=None) -> EpochSchedule:
+              adjust=None, prior=None, s_h1=None, o=None) -> EpochSchedule:
         """Requests, connections and writes of planned sessions (``kc.plan``'s output), through
         the transport kernel to a schedule. ``adjust(s_client, r, c, wd)``, if given, may change
         the connections and writes before they are simulated (trace-driven runs). ``prior``:
-        when each session's client last started one before (``ClientHistory.prior``)."""
+        when each session's client last started one before (``ClientHistory.prior``);
+        ``s_h1``, ``o``: ``kc.plan``'s (None: every call completes)."""
         sc = self.scenario
         n = s_key.shape[0]
         R, C, W = int(s_kept.sum()), int(s_conns.sum()), int(s_writes.sum())
         s_client, s_server = np.empty(n, np.int64), np.empty(n, np.int64)
         r = {k: np.empty(R, np.int64) for k in
-             ("session", "turn", "conn", "prompt", "output", "ttft", "reasoning", "images")}
+             ("session", "turn", "conn", "prompt", "output", "ttft", "reasoning", "images",
+              "status", "retries")}
         c = {k: np.empty(C, np.int64) for k in ("session", "open_dep", "open_at", "rtt", "w0", "wn", "jitter")}
         c_isn, c_ipid = np.empty((C, 2), np.int64), np.empty((C, 2), np.int64)
         wd = np.empty((W, WF_COLS), np.int64)
@@ -123,7 +147,9 @@ class ChatModel(SessionModel):
                                conn0=_offsets(s_conns), write0=_offsets(s_writes),
                                client=s_client, server=s_server)
         kc.fill(sessions, self.paths, self.tables, kc.Turns(**t, keep=t_keep, new=t_new),
-                kc.Requests(**r), Conns(**c, isn=c_isn, ipid=c_ipid, os=np.zeros((C, 2), np.int64)), wd)
+                kc.Requests(**r), Conns(**c, isn=c_isn, ipid=c_ipid, os=np.zeros((C, 2), np.int64)), wd,
+                self.failures, np.zeros(n, np.int64) if s_h1 is None else s_h1,
+                outcomes(t_keep.shape[0]) if o is None else o)
         if adjust is not None:
             adjust(s_client, r, c, wd)
         self.tls.apply(wd, c["w0"], c["wn"], s_client[c["session"]],
@@ -134,6 +160,13 @@ class ChatModel(SessionModel):
         c_os = np.stack([self.tls.client_os(s_client[c["session"]]), np.zeros(C, np.int64)], 1)
         return schedule_from_sim(sc, self.topo, self.class_id, self.side, s_client, s_server, r, c, c_isn, c_ipid, wd,
                                  packets=self.packets, c_os=c_os)
+
+
+def outcomes(n_turns: int) -> kf.Outcomes:
+    """Each turn's fate, as ``kc.plan`` fills it: all completed until then."""
+    z = {k: np.zeros(n_turns, np.int64) for k in kf.Outcomes._fields}
+    z["cut"][:] = -1
+    return kf.Outcomes(**z)
 
 
 class ClientHistory:
@@ -193,7 +226,7 @@ class ClientHistory:
         b_lo = max(b_lo, int(qt.min()) // BLOCK_NS - self.EXACT_BLOCKS)
         exact = min(self.lifetime, (self.EXACT_BLOCKS - 1) * BLOCK_NS)  # seen by every query
         cs, ts, offs = self.sorted_blocks(b_lo, b_hi)
-        kc.latest_in_blocks(cs, ts, offs, qc, qt, np.int64(exact), np.int64(tlsvar.NO_PRIOR), out)
+        latest_in_blocks(cs, ts, offs, qc, qt, np.int64(exact), np.int64(tlsvar.NO_PRIOR), out)
         if self.lifetime > exact:  # the hours before those: by the client's rate
             none = np.flatnonzero(out == tlsvar.NO_PRIOR)
             u = np.empty(none.shape[0], np.float64)
@@ -205,7 +238,7 @@ class ClientHistory:
 
     def sorted_blocks(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Blocks ``first`` to ``last`` one after another (clients, start times, and where each
-        block starts: ``kc.latest_in_blocks``); the windows of one block look up the same range:
+        block starts: ``kernels.writes.latest_in_blocks``); the windows of one block look up the same range:
         kept for the next."""
         hit = self.merged.get((first, last))
         if hit is None:

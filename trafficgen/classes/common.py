@@ -190,16 +190,19 @@ class PlainPlan:
 
     def __init__(self, scenario: Scenario, cls: str, p):
         from trafficgen.wire.plaintext import KINDS, Table
-        self.templates = Table(p.sni)
+        self.templates = Table(p.sni, -(-int(p.retry_after) // 10**9))
         self.hosts = host_delays(scenario, cls, p, False)
-        self.variants, self.first_variant = [], KINDS // tlsvar.LAYOUTS
+        # TLS variants appended (``extend``) start at a whole variant's slot past the kinds
+        self.variants, self.first_variant = [], -(-KINDS // tlsvar.LAYOUTS)
 
     def extend(self, other: TlsPlan) -> int:
         """Put ``other``'s TLS variants after the message kinds (fanout lookups stay TLS)."""
         t, o = self.templates, other.templates
+        pad = tlsvar.LAYOUTS * self.first_variant + 1 - t.start.shape[0]  # empty layouts
         self.templates = _Table(np.concatenate([t.data, o.data]), np.concatenate([t.mask, o.mask]),
-                                np.concatenate([t.start, t.data.shape[0] + o.start[1:]]),
-                                np.concatenate([t.length, o.length[1:]]))
+                                np.concatenate([t.start, np.full(pad, t.data.shape[0]),
+                                                t.data.shape[0] + o.start[1:]]),
+                                np.concatenate([t.length, np.zeros(pad, np.int64), o.length[1:]]))
         return self.first_variant
 
     def client_os(self, clients) -> np.ndarray:
@@ -389,4 +392,6 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     requests["llm_call"] = r["llm_call"][keep] if "llm_call" in r else 0
     requests["tool_call"] = r["tool_call"][keep] if "tool_call" in r else -1
     requests["client_id"] = s_client[r["session"][keep]]
+    if "status" in r:
+        requests["status"], requests["retries"] = r["status"][keep], r["retries"][keep]
     return EpochSchedule(sched, flows, requests, int(s_client.shape[0]))

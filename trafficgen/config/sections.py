@@ -219,6 +219,18 @@ SERVICE_NAME_KEYS = (
     _CLIENT_PROFILES,
 )
 
+# failures of the calls themselves (kernels/failures.py; README: failing calls)
+FAILURE_KEYS = (
+    Key("cancel", float_in(0.0, 1.0), 0.0, "share of streamed answers the user cancels mid-answer"),
+    Key("timeout", duration_or_zero(3600 * 10**9), 0,
+        "the client's timeout: a first byte (or reasoning silence) later abandons the call (0: none)"),
+    Key("rate_limited", float_in(0.0, 1.0), 0.0, "share of calls answered HTTP 429 (the client retries)"),
+    Key("server_error", float_in(0.0, 1.0), 0.0, "share of calls answered HTTP 503 (the client retries)"),
+    Key("server_reset", float_in(0.0, 1.0), 0.0, "share of answers the server resets (TCP RST) mid-answer"),
+    Key("retry_after", duration_or_zero(3600 * 10**9), "1s",
+        "a 429's retry-after, which the client waits (0: none, an exponential backoff)"),
+    Key("max_retries", int_in(0, 10), 2, "retries after a 429 or 503 before the client gives up"),
+)
 CHAT_KEYS = (
     Key("rate", _RATE, help="requests per second, all sessions together"),
     Key("turns", float_in(1.0, 1000.0), help="mean turns per session (geometric, >= 1)"),
@@ -237,6 +249,7 @@ CHAT_KEYS = (
     Key("retrieval_gap", dist("duration", positive=False), 0, "between a request's lookups"),
     *SERVICE_NAME_KEYS,
     Key("plaintext", _plaintext, False, "\"http1\": plaintext HTTP/1.1 (no TLS) for content inspection"),
+    *FAILURE_KEYS,
 )
 AGENTIC_KEYS = (
     Key("rate", _RATE, help="LLM calls per second, all sessions together"),
@@ -250,6 +263,8 @@ AGENTIC_KEYS = (
     *TOKEN_STREAM_KEYS,
     Key("tools_per_step", dist_within(0, 64), help="parallel tool calls after each LLM call but the turn's last"),
     Key("agent_delay", dist("duration", positive=False), help="the agent's own time before each step"),
+    Key("tool_error", float_in(0.0, 1.0), 0.0,
+        "share of tool calls answered with an error (the agent retries twice, backing off)"),
     Key("tools", _service, help="the tool servers"),
     *HTTP_KEYS, *TLS_KEYS, *SERVICE_NAME_KEYS, *POOL_KEYS,
 )

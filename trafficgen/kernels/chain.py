@@ -60,6 +60,7 @@ CN_SESSION, CN_SERVICE, CN_SERVER, CN_OPEN, CN_RTT, CN_PERCALL, CN_ISN0, CN_ISN1
     CN_IPID1, CN_JITTER, CN_IDLE = range(12)
 CN_COLS = 12  # CN_IDLE: a pooled connection's close after its last answer (``kernels.pool``)
 CALL_KEY = 10_000
+TOOL_TRIES, TOOL_ERROR_BYTES = 3, 160  # a tool call and its 2 retries; an error answer's body
 
 Chain = namedtuple("Chain", "mode n_clients client_skew paths_key ip dp fp pool")
 Chain.__doc__ = """A chain class's parameters (``classes.chain.ChainModel``): ``mode``
@@ -224,15 +225,22 @@ def _agentic(fill, s, k_s, t, span, client, chain, svc, link, rec, i, c):
                 req = max(1, int(round(sample(svc_req[1], uniform(k_g, 0)))))
                 resp = max(1, int(round(sample(svc_resp[1], uniform(k_g, 2)))))
                 lat = np.int64(sample(svc_lat[1], uniform(k_g, 1)))
-                if t_min <= t_tools < t_end and ip[AI_TOOLS_SEEN]:
-                    tc = c
-                    c = _conn(fill, cn, c, s, 1, svc_addr[svc_addr0[1] + ts], t_tools, r_t, 1,
-                              derive(k_s, 100_000 + c - c0))
-                    i = _call(fill, cm, i, (s, k, j, n_tool, K_TOOL, 1, tc, t_tools, tls_wire(req),
-                                            tls_wire(resp), 0, lat, 0, 0, k_g, 1))
+                t_a = t_tools
+                for a in range(TOOL_TRIES):  # a failed call (an error answer) is retried
+                    fail = uniform(k_g, 8 + a) < fp[2]  # (output 1 marks it: classes.chain)
+                    down = tls_wire(TOOL_ERROR_BYTES if fail else resp)
+                    if t_min <= t_a < t_end and ip[AI_TOOLS_SEEN]:
+                        tc = c
+                        c = _conn(fill, cn, c, s, 1, svc_addr[svc_addr0[1] + ts], t_a, r_t, 1,
+                                  derive(k_s, 100_000 + c - c0))
+                        i = _call(fill, cm, i, (s, k, j, n_tool, K_TOOL, 1, tc, t_a, tls_wire(req),
+                                                down, 0, lat, 0, 1 if fail else 0, derive(k_g, a) if a else k_g, 1))
+                    done = t_a + handshake_bound(r_t) + xfer_bound(tls_wire(req), r_t, mss, ns_per_byte, rwnd) \
+                        + r_t + lat + xfer_bound(down, r_t, mss, ns_per_byte, rwnd)
+                    if not fail:
+                        break
+                    t_a = done + np.int64(500_000_000 * (1 << a) * (1.0 - 0.25 * uniform(k_g, 12 + a)))
                 n_tool += 1
-                done = t_tools + handshake_bound(r_t) + xfer_bound(tls_wire(req), r_t, mss, ns_per_byte, rwnd) \
-                    + r_t + lat + xfer_bound(tls_wire(resp), r_t, mss, ns_per_byte, rwnd)
                 t_next = max(t_next, done)
                 context += int(resp / bpt)
             t = t_next + np.int64(sample(dp[AD_DELAY], uniform(k_c, 6)))

@@ -17,18 +17,21 @@ output, ttft, reasoning share, image count); turn k's images derive(session, 2_0
 (2i bytes, 2i+1 tokens of image i). Sessions that began before the capture (warm-up epochs) keep
 only the turns whose nominal start falls inside it; the first of those opens the connection.
 Connection ``j`` of a session uses key derive(session, 100+j), turn ``k``'s token gaps
-derive(session, 1_000_000+k). Changing one draw never shifts another.
+derive(session, 1_000_000+k), turn ``k``'s fate (``kernels.failures``: 429s, 503s,
+cancels, resets) derive(session, 3_000_000+k). Changing one draw never shifts another.
 """
 import math
 from collections import namedtuple
 
 import numpy as np
 
+from . import failures as kf
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_REQUEST, PH_STREAM, PH_TEARDOWN, PH_THINKING
 from .jit import helper, inline, kernel
 from .rng import bits, derive, uniform
 from .sampling import sample
-from .tcp import W_CLOSE, W_REQ, W_TURN, WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
+from .tcp import W_CLOSE, W_REQ, W_TURN
+from .writes import put_write, token_time
 
 TLS_OVERHEAD = 22  # record header 5 + inner content type 1 + AEAD tag 16
 TLS_MAX_PLAIN = 16384
@@ -72,9 +75,10 @@ Sessions = namedtuple("Sessions", "key turn0 req0 conn0 write0 client server")
 Sessions.__doc__ = """Per session: its key, where its turns, requests, connections and writes
 start (``plan``'s counts summed), and (``fill``'s output) its client and server."""
 
-Requests = namedtuple("Requests", "session turn conn prompt output ttft reasoning images")
-Requests.__doc__ = """Per request (a kept turn): session, turn, connection, prompt, output and
-reasoning tokens, time to first token, images."""
+Requests = namedtuple("Requests", "session turn conn prompt output ttft reasoning images status retries")
+Requests.__doc__ = """Per request (an attempt of a kept turn): session, turn, connection, prompt,
+output and reasoning tokens (as sent), time to first token, images, status
+(``failures.ST_*``) and the attempts before it."""
 
 
 @kernel
@@ -142,16 +146,8 @@ def keepalives(reason, mean_gap, keepalive_every):
     return int((_silence(reason, mean_gap) - 1) // keepalive_every)
 
 
-@helper
-def token_time(k_t, idx, itl_p, stall_prob, stall_p):
-    """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
-    if uniform(k_t, 3 * idx + 1) < stall_prob:
-        return np.int64(sample(stall_p, uniform(k_t, 3 * idx + 2)))
-    return np.int64(sample(itl_p, uniform(k_t, 3 * idx)))
-
-
 @kernel
-def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
+def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes, f, s_h1, o):
     """Per turn: draws, nominal start time, whether it is kept and opens a connection (into
     ``t``, ``Turns``), for the class of ``p`` (``ChatParams``).
 
@@ -169,7 +165,8 @@ def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
         ts = s_start[s]
-        kept = conns = writes = 0
+        kept = conns = writes = reqs = 0
+        ended = False  # the previous kept turn's connection was reset
         for k in range(s_turns_of(s_turn0, s, r_think.shape[0])):
             r = s_turn0[s] + k
             think, prompt, out, ttft = _turn_draws(k_s, k, think_p, prompt_p, output_p, ttft_p)
@@ -178,9 +175,12 @@ def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
             r_think[r], r_prompt[r], r_out[r], r_ttft[r], r_at[r] = think, prompt, out, ttft, ts
             r_reason[r], r_images[r] = reason, images
             r_keep[r] = ts >= t_min
-            r_new[r] = r_keep[r] and (kept == 0 or think > keepalive)
+            r_new[r] = r_keep[r] and (kept == 0 or think > keepalive or ended)
             if r_keep[r]:
                 kept += 1
+                more, ended = kf.outcome(k_s, k, f, s_h1[s], nominal_rtt, ttft, reason, out, p, o, r)
+                writes += more
+                reqs += o.tries[r] + (1 if o.tries[r] <= f.max_retries else 0)
                 if r_new[r]:
                     conns += 1
                     writes += setup_writes  # hello, server flight, finished, [ticket], close
@@ -189,7 +189,7 @@ def plan(s_key, s_start, s_turn0, t_min, p, t, s_kept, s_conns, s_writes):
             if s_start[s] >= t_min:
                 continue  # every turn is kept: later nominal times are not needed
             ts += nominal_rtt + ttft + (out - 1) * mean_gap  # the reply's nominal length
-        s_kept[s], s_conns[s], s_writes[s] = kept, conns, writes
+        s_kept[s], s_conns[s], s_writes[s] = reqs, conns, writes
 
 
 @kernel
@@ -205,32 +205,6 @@ def session_uniforms(keys, salt, out):
     own that no other use of the key shares."""
     for i in range(keys.shape[0]):
         out[i] = uniform(derive(keys[i], salt), 0)
-
-
-@kernel
-def latest_in_blocks(cs, ts, offs, qc, qt, lifetime, none, out):
-    """For each query (client ``qc[i]``, time ``qt[i]``): the latest time of ``ts`` before it
-    of the same client within ``lifetime`` (``none`` if there is none). Blocks ``k`` are
-    ``[offs[k], offs[k + 1])`` in time order, each sorted by client, then time: searched from
-    the newest back, the first that has the client before the query's time has its latest."""
-    n_blocks = offs.shape[0] - 1
-    for i in range(qc.shape[0]):
-        c, t = qc[i], qt[i]
-        out[i] = none
-        for k in range(n_blocks - 1, -1, -1):
-            a, b = offs[k], offs[k + 1]
-            lo, hi = a, b
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if cs[mid] < c or (cs[mid] == c and ts[mid] < t):
-                    lo = mid + 1
-                else:
-                    hi = mid
-            j = lo - 1
-            if j >= a and cs[j] == c:
-                if t - ts[j] < lifetime:
-                    out[i] = ts[j]
-                break
 
 
 @inline
@@ -275,12 +249,13 @@ def session_path(k_s, paths):
 
 
 @kernel
-def fill(ss, paths, p, t, r, c, wd):
+def fill(ss, paths, p, t, r, c, wd, f, s_h1, o):
     """Fill requests (``r``, ``Requests``: kept turns), connections (``c``, ``tcp.Conns``) and
     writes (``wd``, [W, WF_COLS]) of the sessions ``ss`` (``Sessions``: their clients and
     servers filled too) at the offsets ``plan`` sized; ``t``: ``plan``'s ``Turns``, ``p``
     the ``ChatParams``, ``paths`` the ``Paths``. ``p.hello_wire`` 0: plaintext HTTP (no TLS
-    handshake; the request goes out at once)."""
+    handshake; the request goes out at once). ``f``, ``s_h1``, ``o``: ``plan``'s (each turn's
+    fate: its attempts answered 429 or 503, each a request row, and an answer cut short)."""
     # arrays out of their tuples once: a tuple's member read in a loop costs a reference count
     keepalive, tokens_per_chunk, bytes_per_token = p.keepalive, p.tokens_per_chunk, p.bytes_per_token
     mean_gap, keepalive_every = p.mean_gap, p.keepalive_every
@@ -289,7 +264,9 @@ def fill(ss, paths, p, t, r, c, wd):
     image_bytes_p, image_tokens_p, itl_p, stall_p = p.image_bytes, p.image_tokens, p.itl, p.stall
     s_key, s_turn0, s_req0, s_conn0, s_write0, s_client, s_server = ss
     t_think, t_prompt, t_out, t_ttft, t_reason, t_images, t_at, t_keep, t_new = t
-    r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images = r
+    r_session, r_turn, r_conn, r_prompt, r_output, r_ttft, r_reason, r_images, r_status, r_retries = r
+    o_tries, o_errs, o_status, o_cut = o.tries, o.errs, o.status, o.cut
+    max_retries = f.max_retries
     c_session, c_open_dep, c_open_at, c_rtt, c_isn, c_ipid, c_w0, c_wn, c_jitter, _ = c  # (c.os: the caller's)
     for s in range(s_key.shape[0]):
         k_s = s_key[s]
@@ -300,13 +277,15 @@ def fill(ss, paths, p, t, r, c, wd):
         w = s_write0[s]
         ri = s_req0[s]
         last_done = -1  # local index of the previous turn's last write on this connection
+        reset = False  # the connection ended in a TCP reset: no close
         for k in range(s_turns_of(s_turn0, s, t_think.shape[0])):
             tr = s_turn0[s] + k
             if not t_keep[tr]:
                 continue
             if t_new[tr]:
                 if ci >= conn0:
-                    w = _close(ci, w, last_done, keepalive, c_w0, c_wn, wd)
+                    w = _close(ci, w, last_done, keepalive, reset, c_w0, c_wn, wd)
+                reset = False
                 ci += 1
                 k_c = derive(k_s, 100 + ci - conn0)
                 c_session[ci] = s
@@ -343,17 +322,33 @@ def fill(ss, paths, p, t, r, c, wd):
                 for i in range(t_images[tr]):
                     upload += int(round(sample(image_bytes_p, uniform(k_i, 2 * i)) * BASE64))
                     image_tokens += int(round(sample(image_tokens_p, uniform(k_i, 2 * i + 1))))
-            r_session[ri], r_turn[ri], r_conn[ri] = s, k, ci
-            r_prompt[ri], r_output[ri], r_ttft[ri] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
-            r_reason[ri], r_images[ri] = reason, t_images[tr]
-            req_local = w - c_w0[ci]
-            w = put_write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, ri, PH_REQUEST, req_flags,
-                          L_APPDATA, wd)
+            tries, cut = o_tries[tr], o_cut[tr]
+            for n in range(tries + 1):  # the attempts answered 429 or 503, then the answer
+                if n == tries and tries > max_retries:
+                    break
+                r_session[ri], r_turn[ri], r_conn[ri], r_retries[ri] = s, k, ci, n
+                r_prompt[ri], r_output[ri], r_ttft[ri] = t_prompt[tr] + image_tokens, out, t_ttft[tr]
+                r_reason[ri], r_images[ri], r_status[ri] = reason, t_images[tr], o_status[tr]
+                req_local = w - c_w0[ci]
+                w = put_write(w, DIR_UP, tls_wire(upload), req_dep, req_delay, ri, PH_REQUEST,
+                              req_flags, L_APPDATA, wd)
+                if n < tries:
+                    w, req_delay = kf.error_answer(k_s, k, f, o_errs[tr], n, req_local, ri, w, wd,
+                                                   r_status, r_output, r_reason)
+                    req_dep, req_flags = w - 1 - c_w0[ci], W_REQ | W_TURN
+                    last_done = req_dep
+                    ri += 1
+            if tries > max_retries:
+                continue
+            lim = cut if cut >= 0 else np.int64(1) << 62  # the server sends nothing from then on
+            cflag = kf.W_CUT if cut >= 0 else 0
             k_t = derive(k_s, 1_000_000 + k)
             t_tok = t_ttft[tr]
             for j in range(keepalives(reason, mean_gap, keepalive_every)):
+                if t_tok + (j + 1) * keepalive_every >= lim:
+                    break
                 w = put_write(w, DIR_DOWN, tls_wire(KEEPALIVE_PLAIN), req_local,
-                              t_tok + (j + 1) * keepalive_every, ri, PH_THINKING, 0, L_APPDATA, wd)
+                              t_tok + (j + 1) * keepalive_every, ri, PH_THINKING, cflag, L_APPDATA, wd)
             t_tok += _silence(reason, mean_gap)
             done_tokens = reason  # hidden: no bytes on the wire
             while done_tokens < out:
@@ -361,28 +356,29 @@ def fill(ss, paths, p, t, r, c, wd):
                 for g in range(ntok):
                     if done_tokens + g > reason:  # the first visible token comes at ttft + silence
                         t_tok += token_time(k_t, done_tokens + g, itl_p, stall_prob, stall_p)
+                if t_tok >= lim:
+                    break
                 plain = chunk_overhead + int(round(ntok * bytes_per_token))
-                w = put_write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, ri, PH_STREAM, 0,
+                w = put_write(w, DIR_DOWN, tls_wire(plain), req_local, t_tok, ri, PH_STREAM, cflag,
                               L_APPDATA, wd)
                 done_tokens += ntok
-            w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, ri,
-                          PH_STREAM, 0, L_APPDATA, wd)
+            if cut < 0:
+                w = put_write(w, DIR_DOWN, tls_wire(DONE_PLAIN), req_local, t_tok + 100_000, ri,
+                              PH_STREAM, 0, L_APPDATA, wd)
+            else:
+                w, reset = kf.cut_end(o_status[tr], s_h1[s], done_tokens, reason, req_local, cut, ri,
+                                      w, wd, r_output, r_reason)
             last_done = w - 1 - c_w0[ci]
             ri += 1
         if ci >= conn0:
-            _close(ci, w, last_done, keepalive, c_w0, c_wn, wd)
+            _close(ci, w, last_done, keepalive, reset, c_w0, c_wn, wd)
 
 
 @helper
-def _close(c, w, last_done, keepalive, c_w0, c_wn, wd):
-    w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
-               L_APPDATA, wd)
+def _close(c, w, last_done, keepalive, reset, c_w0, c_wn, wd):
+    """Connection ``c``'s close (none after a reset) and its count of writes."""
+    if not reset:
+        w = put_write(w, DIR_UP, CLOSE_NOTIFY_WIRE, last_done, keepalive, -1, PH_TEARDOWN, W_CLOSE,
+                      L_APPDATA, wd)
     c_wn[c] = w - c_w0[c]
     return w
-
-
-@inline
-def put_write(w, d, nbytes, dep, delay, req, phase, flags, layout, wd):
-    wd[w, WF_DIR], wd[w, WF_BYTES], wd[w, WF_DEP], wd[w, WF_DELAY] = d, nbytes, dep, delay
-    wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_FLAGS], wd[w, WF_LAYOUT] = req, phase, flags, layout
-    return w + 1

@@ -23,7 +23,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH
+from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, RST
 from .jit import helper, kernel
 from .rng import derive
 from .stacks import TS_OPT_BYTES
@@ -81,6 +81,7 @@ W_TURN = 1  # a later turn: skipped (and the connection closed) if ready at or a
 W_CLOSE = 2  # close_notify then FIN; ready at min(dep + delay, the run's end)
 W_REQ = 4  # a request upload: its delivery starts the prefill wait
 W_ABS = 8  # ready at the absolute time in its delay (model clock), not relative to its dep
+W_RST = 16  # the application aborts: its side sends a reset (RST|ACK) and the connection ends
 
 # write matrix columns (int64[W, WF_COLS]); dep is an index local to the connection
 WF_DIR, WF_BYTES, WF_DEP, WF_DELAY, WF_REQ, WF_PHASE, WF_FLAGS, WF_LAYOUT = range(8)
@@ -387,6 +388,9 @@ def put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end):
         # (a handshake write of one side, such as the server's session ticket, does not end
         # the other's request: the ACKs stay that request's)
         S[S_STREQ], S[S_STPHASE] = wd[w, WF_REQ], wd[w, WF_PHASE]
+    if wd[w, WF_FLAGS] & W_RST:  # (as Linux on a close with data unread: RST|ACK at snd_nxt)
+        S[S_DONE], c_resp_end[conn] = 1, t
+        return emit(out, i, S, cx, link, d, t, RST | ACK, S[S_NXT + d], 0, (wd[w, WF_REQ], wd[w, WF_PHASE], 0, 0, 0))
     if wd[w, WF_FLAGS] & W_CLOSE:
         S[S_FINPEND + d] = 1
         if not S[S_TRUNC]:

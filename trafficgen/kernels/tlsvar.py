@@ -20,6 +20,7 @@ import numpy as np
 
 from .chat import L_CLIENT_FINISHED, L_CLIENT_HELLO, L_SERVER_FLIGHT, TLS_MAX_PLAIN, TLS_OVERHEAD, tls_wire
 from .codes import DIR_DOWN, DIR_UP, PH_HANDSHAKE, PH_STREAM, PH_TEARDOWN, PH_THINKING
+from .failures import W_CUT, W_ERR429, W_ERR503
 from .jit import helper, inline, kernel
 from .rng import derive, uniform
 from .sampling import sample
@@ -216,7 +217,7 @@ def assign(wd, cc, key, cum_w, var, framing, base, hosts):
 
 
 # plaintext HTTP/1.1 message kinds (trafficgen/plaintext.py: K_*)
-K_REQUEST, K_FIRST_EVENT, K_EVENT, K_DONE, K_KEEPALIVE, K_FIRST_KEEPALIVE = range(1, 7)
+K_REQUEST, K_FIRST_EVENT, K_EVENT, K_DONE, K_KEEPALIVE, K_FIRST_KEEPALIVE, K_ERROR429, K_ERROR503 = range(1, 9)
 CHUNK_FRAMING = 6 + 2 + 2  # hex size, CRLF, ..., CRLF
 
 
@@ -226,7 +227,8 @@ def assign_plain(wd, cc, kind_len, base, hosts):
     layout (``base + kind``) and its plaintext size: a request's bytes less their TLS records
     plus the uncompressed header block; an SSE event's JSON with a chunk header in place of
     the DATA frame header, the first of a response after the status line and headers; fixed
-    messages ([DONE], keep-alive comments) exactly their template; no close_notify. Host
+    messages ([DONE], keep-alive comments, 429 and 503 answers) exactly their template; no
+    close_notify. Host
     delays as ``assign``'s: the first request ``DL_REQUEST`` after the connection is up, the
     server's parse delay before its answers."""
     head = kind_len[K_FIRST_KEEPALIVE] - kind_len[K_KEEPALIVE]  # the response's status + headers
@@ -248,8 +250,11 @@ def assign_plain(wd, cc, kind_len, base, hosts):
                 wd[w, WF_BYTES] = 0
                 continue
             plain = _plain(wd[w, WF_BYTES])
+            flags = wd[w, WF_FLAGS]
             if wd[w, WF_DIR] == DIR_UP:
                 kind, size = K_REQUEST, plain + H1_REQUEST_EXTRA
+            elif flags & (W_ERR429 | W_ERR503):  # an error answer: its whole template
+                kind, size = (K_ERROR503 if flags & W_ERR503 else K_ERROR429), 0
             else:
                 first = req != last_req
                 last_req = req
@@ -257,7 +262,7 @@ def assign_plain(wd, cc, kind_len, base, hosts):
                 if ph == PH_THINKING:
                     kind = K_FIRST_KEEPALIVE if first else K_KEEPALIVE
                     size = 0
-                elif last and not first:
+                elif last and not first and not flags & W_CUT:  # (a cut answer has no [DONE])
                     kind, size = K_DONE, 0
                 else:
                     kind = K_FIRST_EVENT if first else K_EVENT

@@ -17,8 +17,8 @@ import struct
 import numpy as np
 
 PLAIN, FIXED, DEC, HEX = 0x80, 1, 2, 3
-K_REQUEST, K_FIRST_EVENT, K_EVENT, K_DONE, K_KEEPALIVE, K_FIRST_KEEPALIVE = range(1, 7)
-KINDS = 6
+K_REQUEST, K_FIRST_EVENT, K_EVENT, K_DONE, K_KEEPALIVE, K_FIRST_KEEPALIVE, K_ERROR429, K_ERROR503 = range(1, 9)
+KINDS = 8
 RESPONSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
                  b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
                  b"connection: keep-alive\r\nx-content-type-options: nosniff\r\n\r\n")
@@ -70,9 +70,24 @@ def _chunk(head: bytes, body_open: bytes, suffix_body: bytes, trailer: bytes = b
     return m
 
 
+def error_answer(status: int, retry_after_s: int) -> bytes:
+    """An error answer (429 or 503) as OpenAI's API words it: status line, headers (a 429's
+    ``retry-after`` in whole seconds, none if 0) and a JSON error body."""
+    reason, kind, msg = {
+        429: (b"Too Many Requests", b"rate_limit_exceeded", b"Rate limit reached for requests"),
+        503: (b"Service Unavailable", b"server_error", b"The server is overloaded, please retry"),
+    }[status]
+    body = b'{"error":{"message":"' + msg + b'","type":"' + kind + b'","code":"' + kind + b'"}}'
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (status, reason)
+    if status == 429 and retry_after_s > 0:
+        head += b"retry-after: %d\r\n" % retry_after_s
+    return head + b"content-length: %d\r\nconnection: keep-alive\r\n\r\n" % len(body) + body
+
+
 def messages(host: str, path: str = "/v1/chat/completions",
-             user_agent: str = "trafficgen (plaintext lab mode)") -> list[tuple[bytes, bytes]]:
-    """The templates of the kinds K_REQUEST..K_FIRST_KEEPALIVE, in order."""
+             user_agent: str = "trafficgen (plaintext lab mode)",
+             retry_after_s: int = 1) -> list[tuple[bytes, bytes]]:
+    """The templates of the kinds K_REQUEST..K_ERROR503, in order."""
     head = (f"POST {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: {user_agent}\r\n"
             f"accept: text/event-stream\r\ncontent-type: application/json\r\n"
             f"content-length: ").encode()
@@ -86,6 +101,9 @@ def messages(host: str, path: str = "/v1/chat/completions",
     out.append(_fixed_chunk(b"", b"data: [DONE]\n\n", b"0\r\n\r\n"))
     out.append(_fixed_chunk(b"", b": keep-alive\n\n"))
     out.append(_fixed_chunk(RESPONSE_HEAD, b": keep-alive\n\n"))
+    for status in (429, 503):
+        msg = error_answer(status, retry_after_s)
+        out.append(_Msg().fixed(msg[:-2]).done(msg[-2:]))
     return out
 
 
@@ -99,8 +117,8 @@ class Table:
     """Templates of a plaintext model (layouts 1..KINDS), in the ``tls.Templates`` layout,
     and each kind's shortest write (the whole template: prefix and suffix)."""
 
-    def __init__(self, host: str):
-        parts = [(b"", b"")] + messages(host)
+    def __init__(self, host: str, retry_after_s: int = 1):
+        parts = [(b"", b"")] + messages(host, retry_after_s=retry_after_s)
         self.data = np.frombuffer(b"".join(p[0] for p in parts), np.uint8).copy()
         self.mask = np.frombuffer(b"".join(p[1] for p in parts), np.uint8).copy()
         lens = [len(p[0]) for p in parts]
