@@ -254,8 +254,8 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
             if nxt == expected and to_at == INF:
                 to_at = t_send + ACK_TIMEOUT_NS
         else:
-            if ce and t_send - last_cnp >= CNP_GAP_NS:
-                last_cnp = t_send
+            if ce and clock - last_cnp >= CNP_GAP_NS:  # (clock: when it is in)
+                last_cnp = clock
                 q[qi[1] % q.shape[0]] = clock + im.rtt_ns
                 qi[1] += 1
                 r = _row(out, write, r, back, t, 1, cls,
