@@ -184,3 +184,26 @@ def test_no_ecn_or_loss_no_change():
     """Impairments of other classes, or none that touch RoCE, leave the transfers as they were."""
     other = kv_scenario(**{"network.impair": {"loss": {"chat": 0.1}, "before_tap": 0.5}})
     assert digest(other) == digest(kv_scenario())
+
+
+def test_retries_exhausted_end_the_transfer():
+    """Losses in long bursts: resends lost while the responder waits for them time out, and
+    after RETRY_CNT timeouts at one PSN the QP is in error: the transfer stops there (its rows
+    bounded), the others go on."""
+    from trafficgen.kernels.roce import RETRY_CNT
+    sc = kv_scenario(**{"network.impair": {"loss": 0.3, "burst": 200}})
+    p = np.concatenate([b.packets for b in tg.batches(sc, frames=False)])
+    up, acks = p[p["direction"] == 0], p[(p["tcp_flags"] == ku.OP_ACK) & (p["segoff"] == 0)]
+    ended = done = 0
+    for f in np.unique(up["flow_id"]):
+        psn = up["seq"][up["flow_id"] == f].astype(np.int64)
+        span = int(psn.max() - psn.min() + 1)
+        assert len(psn) <= (RETRY_CNT + 2) * span + 64  # bounded
+        acked = acks["seq"][acks["flow_id"] == f].astype(np.int64)
+        if acked.size and acked.max() == psn.max():
+            done += 1
+            continue
+        ended += 1  # never acknowledged to its end: one PSN past the last ACK tried 1 + 7 times
+        after = psn[psn > (acked.max() if acked.size else -1)]
+        assert np.bincount(after - after.min()).max() >= RETRY_CNT + 1
+    assert ended >= 1 and done >= 1

@@ -15,11 +15,15 @@ Responder (the decode NIC): a packet with the expected PSN is accepted and ACKed
 impairments (every ``ack_every``-th of a message and its last); a later PSN is dropped, and the
 first such drop after an accepted packet is answered by a NAK (Acknowledge, opcode 0x11, AETH
 syndrome 0x60: PSN sequence error, BTH PSN = the expected PSN, MSN the messages completed);
-the requester, when the NAK reaches it a round trip after the dropped packet was sent, resends
-from that PSN (go-back-N). A lost packet that no later packet reveals is resent after the QP's
-local ACK timeout (4.096 us x 2**14). A CE-marked packet that arrives is answered by a CNP
-(opcode 0x81 to the requester's QP, BECN set, 16 reserved bytes; IP DSCP 48 as ConnectX sends
-them), at most one per QP per ``CNP_GAP_NS``.
+later drops get none until the expected PSN comes (the IBTA spec's RC responder). The
+requester, when the NAK reaches it a round trip after the dropped packet, resends from that PSN
+(go-back-N; Mittal et al., SIGCOMM 2018, measure what it costs on lossy fabrics). A loss
+that no NAK reveals (nothing after it, or a resend lost while the responder waits) is resent
+after the QP's local ACK timeout (4.096 us x 2**14), the requester sending on meanwhile; after
+``RETRY_CNT`` timeouts in a row at one PSN the QP goes to the error state and the transfer ends
+there, unfinished. A CE-marked packet that arrives is answered by a CNP (opcode 0x81 to the
+requester's QP, BECN set, 16 reserved bytes; IP DSCP 48 as ConnectX sends them), at most one
+per QP per ``CNP_GAP_NS``.
 
 Requester (DCQCN, Zhu et al., SIGCOMM 2015, section 3 and its parameters): on a CNP (a round
 trip after the marked packet) the target rate takes the current one and the current rate is cut
@@ -68,6 +72,7 @@ BYTES_B = 10_000_000.0  # B: the byte counter (10 MB)
 F = 5  # increase events before additive, then hyper, increase
 CNP_GAP_NS = 50_000.0  # N: the responder's least time between CNPs of a QP
 ACK_TIMEOUT_NS = 4_096.0 * 2.0 ** 14  # the QP's local ACK timeout (timeout = 14: 67.1 ms)
+RETRY_CNT = 7  # timeouts in a row at one PSN before the QP goes to the error state (the most)
 INF = 1e300
 # DCQCN state (a float64[8] per transfer)
 C_FRAC, C_TARGET, C_ALPHA, C_T_ALPHA, C_NEXT_INC, C_TCOUNT, C_BCOUNT, C_BYTES = range(8)
@@ -200,11 +205,18 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
     last_cnp = -INF
     prev_lost = False
     tx = 0
+    retries, retry_psn = 0, -1
     while expected < n_tot:
         t_send = max(clock, m_ready[msg]) if nxt < n_tot else INF
         when = min(gbn_at, to_at)
         if when <= t_send:  # go back to a PSN: a NAK has come, or the ACK timeout
-            nxt = gbn_to if gbn_at <= to_at else expected
+            if gbn_at <= to_at:
+                nxt = gbn_to
+            else:
+                retries = retries + 1 if expected == retry_psn else 1
+                retry_psn = nxt = expected
+                if retries > RETRY_CNT:  # retries exhausted: the QP is in error, sends no more
+                    break
             gbn_at = to_at = INF
             _react(cc, q, qi, when, im)
             clock = max(clock, when)
