@@ -16,7 +16,7 @@ import trafficgen as tg
 from trafficgen.kernels import udp as ku
 
 from .helpers import icrc_of, ones_complement_sum, run_tshark
-from .test_kv_transfer import KV_OVERRIDES, digest, frames_of, kv_scenario, table
+from .test_kv_transfer import KV_OVERRIDES, digest, frames_of, icrc_v6_of, kv_scenario, table
 
 IMPAIR = {"ecn": 0.05, "loss": 0.02, "burst": 1.5, "before_tap": 0.5}
 # long messages on a 10 Gb/s link, all ready at once: the sender is busy for milliseconds, so
@@ -207,3 +207,23 @@ def test_retries_exhausted_end_the_transfer():
         after = psn[psn > (acked.max() if acked.size else -1)]
         assert np.bincount(after - after.min()).max() >= RETRY_CNT + 1
     assert ended >= 1 and done >= 1
+
+
+def test_ce_marks_and_cnps_over_ipv6_with_a_dscp(tshark, run, tmp_path):
+    """Rewritten into IPv6 with the class's own DSCP, the frames keep their CE marks (the same
+    frames as in IPv4), and the ICRC made again over IPv6 is right."""
+    sc = impaired_scenario(**{"network.ip": "6", "network.dscp": {"kv_transfer": 26},
+                              "network.ecn": {"kv_transfer": "ect0"}})
+    pcap = tmp_path / "v6.pcap"
+    tg.generate(sc, pcap=pcap)
+    v4 = [f[15] & 3 == 3 for _ts, f in frames_of(run.pcap)]
+    frames = [f for _ts, f in frames_of(pcap)]
+    assert len(frames) == len(v4) and all(f[12:14] == b"\x86\xdd" for f in frames)
+    v6 = [((f[14] & 0x0F) << 4 | f[15] >> 4) & 3 == 3 for f in frames]
+    assert v6 == v4 and sum(v6) >= 10
+    for k, f in enumerate(frames):
+        assert struct.unpack("<I", f[-4:])[0] == icrc_v6_of(f), f"frame {k + 1}: bad ICRC"
+    out = run_tshark(tshark, pcap, "-o", "udp.check_checksum:TRUE", "-Y",
+                     '_ws.malformed || _ws.expert.severity >= warning || !infiniband || '
+                     'udp.checksum.status == "Bad"', "-T", "fields", "-e", "frame.number")
+    assert out.split() == []
