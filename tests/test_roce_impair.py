@@ -227,3 +227,20 @@ def test_ce_marks_and_cnps_over_ipv6_with_a_dscp(tshark, run, tmp_path):
                      '_ws.malformed || _ws.expert.severity >= warning || !infiniband || '
                      'udp.checksum.status == "Bad"', "-T", "fields", "-e", "frame.number")
     assert out.split() == []
+
+
+def test_loss_share_and_bursts_as_configured():
+    """All losses after the tap (every one in the table): their share of the WRITEs sent is
+    ``loss`` and their runs, in each QP's sending order, are ``burst`` long on average."""
+    over = {**RATE_OVERRIDES, "network.impair": {"loss": 0.02, "burst": 3}}
+    sc = tg.load_scenario("kv-transfer", over, duration="1s", seed=5)
+    p = np.concatenate([b.packets for b in tg.batches(sc, frames=False)])
+    up = p[p["direction"] == 0]
+    lost = up["lost"].astype(bool)
+    assert up.shape[0] > 5000 and 0.014 < lost.mean() < 0.026, lost.mean()
+    runs = []
+    for f in np.unique(up["flow_id"]):
+        x = np.r_[False, lost[up["flow_id"] == f], False].astype(np.int8)
+        d = np.diff(x)
+        runs += list(np.flatnonzero(d == -1) - np.flatnonzero(d == 1))
+    assert len(runs) > 20 and 2.2 < np.mean(runs) < 3.9, np.mean(runs)
