@@ -116,15 +116,18 @@ def test_go_back_n_after_each_nak_and_the_retransmit_flag(tshark, run):
     pk = table(run.packets)
     rows = tshark_rows(tshark, run.pcap)
     data = pk["direction"] == "up"
-    checked = 0
+    checked = gaps = 0
     for f in np.unique(pk["flow_id"]):
         idx = np.flatnonzero(pk["flow_id"] == f)
         sent_max = -1
-        for i in idx:  # a PSN at or under one captured before is a resend, flagged
-            if data[i]:
-                psn = int(pk["seq"][i])  # (the transfers here never wrap the 24-bit PSN)
+        first = int(pk["seq"][idx[data[idx]][0]])
+        for i in idx:  # a PSN at or under one captured before is a resend, flagged; one past a
+            if data[i]:  # hole in the PSNs captured so far is a gap (lost before the tap)
+                psn = (int(pk["seq"][i]) - first) & 0xFFFFFF
                 if psn <= sent_max:
                     assert pk["retransmit"][i], f"frame {i + 1}: a resend not flagged"
+                assert pk["gap"][i] == (psn > sent_max + 1), f"frame {i + 1}: gap"
+                gaps += bool(pk["gap"][i])
                 sent_max = max(sent_max, psn)
         for i in idx:
             if data[i] or int(rows[i][0]) != ku.OP_ACK or rows[i][3] in ("", "0x1f", "31"):
@@ -137,8 +140,9 @@ def test_go_back_n_after_each_nak_and_the_retransmit_flag(tshark, run):
             psns = [int(pk["seq"][j]) for j in later[k:k + 6]]
             assert all(b > a for a, b in zip(psns, psns[1:])), psns  # and on from there
             checked += 1
-    assert checked >= 3
+    assert checked >= 3 and gaps >= 2
     assert pk["retransmit"][~data].sum() == 0 and pk["lost"][~data].sum() == 0
+    assert pk["gap"][~data].sum() == 0
 
 
 def rate_ratios(pk, window_ns):

@@ -35,7 +35,8 @@ increase (Rt += ``ai``), both hyper increase (Rt += i x ``hai``); the rate is ba
 rate when within 1e-6 of it, never under ``min_frac``.
 
 Schedule rows as ``kv.fill`` writes them, plus: ``retransmit`` (a PSN sent again), ``lost``
-(1: lost after the tap), ``win`` = the IPv4 TOS byte where it is not the class's default
+(1: lost after the tap), ``gap`` (a WRITE past a PSN hole at the tap: PSNs before it lost
+before the tap, never captured), ``win`` = the IPv4 TOS byte where it is not the class's default
 (CE-marked data: ``ROCE_TOS | 3``; CNPs: ``CNP_TOS``), ``segoff`` of an Acknowledge = its AETH
 syndrome (0: the ACK's default).
 """
@@ -128,7 +129,7 @@ def _react(cc, q, qi, until, im):
 @inline
 def _row(out, write, r, ts, t, d, class_id, pkt, marks):
     """Row ``r`` (if ``write``) of transfer ``t``: ``pkt`` as ``kv._row``'s; ``marks`` =
-    (retransmit, lost, TOS or 0)."""
+    (retransmit, lost, TOS or 0, gap)."""
     if write:
         wl, op, psn, ack, plen, ipid, segoff, writelen = pkt
         rec = out[r]
@@ -150,6 +151,7 @@ def _row(out, write, r, ts, t, d, class_id, pkt, marks):
         rec["retransmit"] = marks[0]
         rec["lost"] = marks[1]
         rec["win"] = marks[2]
+        rec["gap"] = marks[3]
     return r + 1
 
 
@@ -199,7 +201,7 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
     clock = 0.0
     nxt, msg = 0, 0  # the next packet to send and its message
     expected, emsg = 0, 0  # the responder's next PSN (index) and its message
-    max_sent = -1
+    max_sent = max_cap = -1  # the highest PSN index sent, and captured
     nak_state = False
     gbn_at, gbn_to, to_at = INF, 0, INF
     last_cnp = -INF
@@ -255,10 +257,12 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
         ce = uniform(ik, 3 * tx + 2) < im.ecn
         tx += 1
         prev_lost = lost
-        if not before:
+        if not before:  # captured; past a PSN hole at the tap: a gap
             r = _row(out, write, r, ts, t, 0, cls,
                      (wl, op, psn, msg | (ACK_REQ if areq else 0), plen, ipid, j * pmtu, m),
-                     (nxt <= max_sent, 1 if lost else 0, (ROCE_TOS | 3) if ce else 0))
+                     (nxt <= max_sent, 1 if lost else 0, (ROCE_TOS | 3) if ce else 0,
+                      nxt > max_cap + 1))
+            max_cap = max(max_cap, nxt)
         ipid = (ipid + 1) & 0xFFFF
         max_sent = max(max_sent, nxt)
         back = start + np.int64(clock) + xf.ack_lag_ns  # the responder's answer at the tap
@@ -272,7 +276,7 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
                 qi[1] += 1
                 r = _row(out, write, r, back, t, 1, cls,
                          (ETH_IP_UDP + roce_bth_len(OP_CNP) + 4, OP_CNP, 0, 0, 0, ipid_ack, 0, 0),
-                         (False, 0, CNP_TOS))
+                         (False, 0, CNP_TOS, False))
                 ipid_ack = (ipid_ack + 1) & 0xFFFF
             if nxt == expected:
                 expected += 1
@@ -283,14 +287,14 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
                 if areq:
                     r = _row(out, write, r, back, t, 1, cls,
                              (ETH_IP_UDP + 20, OP_ACK, psn, emsg & 0xFFFFFF, 0, ipid_ack, 0, 0),
-                             (False, 0, 0))
+                             (False, 0, 0, False))
                     ipid_ack = (ipid_ack + 1) & 0xFFFF
             elif not nak_state:  # a PSN sequence error: one NAK until the expected PSN comes
                 nak_state = True
                 gbn_at, gbn_to, to_at = clock + im.rtt_ns, expected, INF
                 r = _row(out, write, r, back, t, 1, cls,
                          (ETH_IP_UDP + 20, OP_ACK, (psn0 + expected) & 0xFFFFFF, emsg & 0xFFFFFF,
-                          0, ipid_ack, AETH_NAK_PSN, 0), (False, 0, 0))
+                          0, ipid_ack, AETH_NAK_PSN, 0), (False, 0, 0, False))
                 ipid_ack = (ipid_ack + 1) & 0xFFFF
         nxt += 1
         if nxt < n_tot and nxt >= m_first[msg + 1]:
