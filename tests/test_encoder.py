@@ -22,7 +22,7 @@ from trafficgen.kernels.rng import fill_bytes
 from trafficgen.schema import ACK, FIN, PROTO_TCP, PSH, RST, SCHED_DTYPE, SYN
 from trafficgen.wire.tls import Templates, Variant
 
-from .helpers import packet_rows, put_row
+from .helpers import packet_rows
 from .netwalk import csum as rfc1071  # the Internet checksum, the textbook way
 
 POOL = np.empty((1 << 18) + 65536, np.uint8)
@@ -64,11 +64,11 @@ def schedules(draw):
         segoff = draw(st.integers(0, writelen - plen))
         f = draw(st.integers(0, len(flows) - 1))
         d = 0 if flags == SYN else 1 if flags == SYN | ACK else draw(st.integers(0, 1))
-        put_row(rows, i, (t, f, 0, d, 54 + tcp_options_len(flows[f]["cos"], flags) + plen, 0, 0, flags,
+        rows[i] = (t, f, 0, d, 54 + tcp_options_len(flows[f]["cos"], flags) + plen, 0, 0, flags,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
-                   draw(st.integers(0, 65535)), layout, segoff, writelen,
+                   False, 0, False, draw(st.integers(0, 65535)), layout, segoff, writelen,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)),
-                   0 if flags == SYN else draw(st.integers(0, 2**32 - 1))))
+                   0 if flags == SYN else draw(st.integers(0, 2**32 - 1)))
     return flows, rows, mss, draw(st.integers(0, 1)), draw(st.integers(0, 2**62 - 2**41))
 
 
@@ -264,8 +264,8 @@ def test_without_pcap_headers_the_frames_are_the_same(case):
 def test_checksum_of_an_odd_length_payload_with_carries():
     """A payload of 0xFF bytes, odd length: the sum carries many times and pads the last byte."""
     rows = np.zeros(1, SCHED_DTYPE)
-    put_row(rows, 0, (0, 0, 0, 0, 54 + 12 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, 65535, 0,
-               0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1))
+    rows[0] = (0, 0, 0, 0, 54 + 12 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, False, 0,
+               False, 65535, 0, 0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1)
     flows = [{"cip": 0xFFFFFFFF, "sip": 0xFFFFFFFE, "cport": 65535, "sport": 65535,
               "key": 0, "hops": 0}]
     saved = POOL[:1447].copy()
