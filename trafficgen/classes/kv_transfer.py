@@ -13,6 +13,10 @@ A transfer that starts in a window is generated whole there (the engine holds it
 packets). Transfers that would start before the capture are not made (they last milliseconds
 to about a second), so ``warmup_ns`` is 0.
 
+With ``[network.impair]`` giving the class an ``ecn`` share or a ``loss``, the transfers go
+through ``kernels.roce`` instead (CE marks, CNPs and DCQCN; NAKs and go-back-N resends; the
+packet table's ``retransmit``, ``lost`` and ``gap``); without, through ``kernels.kv`` as ever.
+
 Request rows (kind ``kv_transfer``): ``prompt_tokens`` the request's prompt, ``output_tokens``
 the tokens whose KV is sent (prompt minus its cached prefix; bytes written = output_tokens x
 the model's KV bytes per token), ``start_ns``/``end_ns`` the first WRITE and the last ACK,
