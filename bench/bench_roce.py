@@ -3,6 +3,7 @@
     python bench/bench_roce.py            # 10 minutes of the kv-transfer scenario (~3.4 GB)
     python bench/bench_roce.py --quick    # 60 s at 0.05/s: what CI can afford
     python bench/bench_roce.py --json
+    python bench/bench_roce.py --impair [--quick]   # the cost of ECN/CNP/DCQCN and loss/NAK/go-back-N
 
 Three figures, each the best of ``--repeat`` rounds:
 
@@ -12,6 +13,12 @@ Three figures, each the best of ``--repeat`` rounds:
    and UDP checksums, payload copy), frames/s and MB/s of frames, no pcap headers.
 3. **pipeline**: ``trafficgen.generate(kv-transfer, pcap=...)`` into ``--dir`` (``/dev/shm``),
    the whole thing: transfers, packets, merge, frames, pcap writing.
+
+``--impair`` instead runs the same scenario clean and under ``[network.impair]`` settings
+(:data:`IMPAIRMENTS`): per setting the schedule alone (``batches(frames=False)``: the transfers'
+simulation, ``kernels.roce`` when impaired, ``kernels.kv`` when clean), the whole pipeline, the
+packets made and how many are CNPs, NAKs, resends and lost, each against the clean run's; in CPU
+seconds of this process (its threads included), steadier than wall time on a shared machine.
 """
 from __future__ import annotations
 
@@ -33,12 +40,12 @@ from trafficgen.kernels import udp as ku
 from trafficgen.kernels.rng import fill_bytes, key_of
 
 
-def best(fn, repeat: int) -> float:
+def best(fn, repeat: int, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
 
 
@@ -109,14 +116,76 @@ def pipeline_figures(sc, where: Path, repeat: int) -> dict:
             "packets_per_s": report["packets"] / t, "MBps": size / t / 1e6}
 
 
+IMPAIRMENTS = {
+    "clean": None,
+    "ecn 0.1%": {"ecn": 0.001},
+    "loss 0.1%": {"loss": 0.001, "before_tap": 0.5},
+    "ecn 1%, loss 1%": {"ecn": 0.01, "loss": 0.01, "before_tap": 0.5},
+}
+
+
+def impair_figures(over: dict, duration, where: Path, repeat: int) -> dict:
+    """Per :data:`IMPAIRMENTS` setting: schedule and pipeline seconds, packets, the RoCE
+    answers and resends (best of ``repeat``)."""
+    out = {}
+    for name, imp in IMPAIRMENTS.items():
+        sc = tg.load_scenario("kv-transfer", {**over, **({"network.impair": imp} if imp else {})},
+                              duration=duration)
+        counts = {}
+
+        def sched(sc=sc, counts=counts):
+            n = cnp = nak = rtx = lost = 0
+            for b in tg.batches(sc, frames=False):
+                p = b.packets
+                n += p.shape[0]
+                cnp += int((p["tcp_flags"] == ku.OP_CNP).sum())
+                nak += int(((p["tcp_flags"] == ku.OP_ACK) & (p["segoff"] == ku.AETH_NAK_PSN)).sum())
+                rtx += int(p["retransmit"].sum())
+                lost += int(p["lost"].sum())
+            counts.update(packets=n, cnp=cnp, nak=nak, retransmit=rtx, lost=lost)
+        sched()
+        t_sched = best(sched, repeat, time.process_time)  # CPU s: the machine may be shared
+        path = where / "bench_roce_impair.pcap"
+        try:
+            t_pipe = best(lambda sc=sc, path=path: tg.generate(sc, pcap=path), repeat,
+                          time.process_time)
+            size = path.stat().st_size
+        finally:
+            path.unlink(missing_ok=True)
+        out[name] = {"impair": imp, **counts, "schedule_cpu_s": t_sched, "pipeline_cpu_s": t_pipe,
+                     "packets_per_cpu_s": counts["packets"] / t_pipe, "MB": size / 1e6}
+    clean = out["clean"]
+    for v in out.values():
+        v["schedule_x"] = v["schedule_cpu_s"] / clean["schedule_cpu_s"]
+        v["pipeline_x"] = v["pipeline_cpu_s"] / clean["pipeline_cpu_s"]
+    return out
+
+
+def print_impair(figs: dict) -> None:
+    print("| setting | packets | CNPs | NAKs | resends | lost after tap | schedule CPU s | x clean | "
+          "pipeline CPU s | x clean | packets per CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, v in figs.items():
+        print(f"| {name} | {v['packets']:,} | {v['cnp']:,} | {v['nak']:,} | {v['retransmit']:,} | "
+              f"{v['lost']:,} | {v['schedule_cpu_s']:.3f} | {v['schedule_x']:.2f} | "
+              f"{v['pipeline_cpu_s']:.2f} | {v['pipeline_x']:.2f} | {v['packets_per_cpu_s']:,.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--impair", action="store_true", help="clean against [network.impair] runs")
     args = ap.parse_args()
     over = {"kv_transfer.rate": "0.05/s"} if args.quick else {}
+    if args.impair:
+        figs = impair_figures(over, "60s" if args.quick else None, Path(args.dir), args.repeat)
+        print(json.dumps(figs, indent=2) if args.json else "", end="")
+        if not args.json:
+            print_impair(figs)
+        return
     sc = tg.load_scenario("kv-transfer", over, duration="60s" if args.quick else None)
     out = {"scenario": "kv-transfer", "overrides": over, "duration_s": sc.duration_ns / 1e9,
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

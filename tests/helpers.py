@@ -471,3 +471,17 @@ def peak_rss_of(argv: list[str]) -> float:
     rc, kib = out.stdout.split()
     assert rc == "0", out.stderr
     return int(kib) / 1024
+
+
+# The schedule's columns in the order the tests' row tuples list them (the packet table's first
+# eleven, then the encoder's), so columns added to the tables later leave those tuples valid.
+ROW_FIELDS = ("ts_ns", "flow_id", "request_id", "direction", "wire_len", "phase", "class",
+              "tcp_flags", "seq", "ack", "payload_len", "ipid", "layout", "segoff", "writelen",
+              "win", "tsval", "tsecr")
+
+
+def put_row(rows: np.ndarray, i: int, values: tuple) -> None:
+    """Set row ``i`` of schedule ``rows`` from ``values`` in :data:`ROW_FIELDS` order (the
+    other columns keep their values)."""
+    for name, v in zip(ROW_FIELDS, values, strict=True):
+        rows[name][i] = v

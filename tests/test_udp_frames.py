@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from trafficgen.kernels import udp as ku
 from trafficgen.schema import KIND_CODE, SCHED_DTYPE
 
-from .helpers import ROCE_OPS, icrc_of, ones_complement_sum, packet_rows
+from .helpers import ROCE_OPS, icrc_of, ones_complement_sum, packet_rows, put_row
 
 
 def test_crc_kernel_matches_zlib():
@@ -34,14 +34,19 @@ def roce_rows(draw):
     n = draw(st.integers(1, 12))
     rows = np.zeros(n, SCHED_DTYPE)
     for i in range(n):
-        op = draw(st.sampled_from(sorted(ROCE_OPS | {ku.OP_ACK})))
-        plen = 0 if op == ku.OP_ACK else draw(st.integers(0, 4096))
-        d = 1 if op == ku.OP_ACK else 0
-        rows[i] = (i * 1000, draw(st.integers(0, 1)), 0, d,
+        op = draw(st.sampled_from(sorted(ROCE_OPS | {ku.OP_ACK, ku.OP_CNP})))
+        answer = op in (ku.OP_ACK, ku.OP_CNP)
+        plen = 0 if answer else draw(st.integers(0, 4096))
+        # an Acknowledge's segoff is its syndrome (0: the ACK's), a row's win its TOS (0: the
+        # class's), as kernels/roce.py writes them
+        segoff = draw(st.sampled_from([0, ku.AETH_NAK_PSN])) if op == ku.OP_ACK else \
+            0 if answer else draw(st.integers(0, 2**30))
+        tos = draw(st.sampled_from([0, ku.ROCE_TOS | 3, ku.CNP_TOS]))
+        put_row(rows, i, (i * 1000, draw(st.integers(0, 1)), 0, 1 if answer else 0,
                    42 + ku.roce_bth_len(op) + plen + (-plen % 4) + 4, 5, 6, op,
                    draw(st.integers(0, 2**24 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
-                   draw(st.integers(0, 65535)), ku.L_ROCE, draw(st.integers(0, 2**30)),
-                   draw(st.integers(0, 2**32 - 1)), 0, 0, 0)
+                   draw(st.integers(0, 65535)), ku.L_ROCE, segoff,
+                   draw(st.integers(0, 2**32 - 1)), tos, 0, 0))
     return rows
 
 
@@ -60,8 +65,13 @@ def test_encoder_roce_property(rows):
         assert (f[50] >> 7) == (rec["direction"] == 0 and rec["ack"] >> 31)
         if rec["tcp_flags"] in (ku.OP_WRITE_FIRST, ku.OP_WRITE_ONLY):
             assert int.from_bytes(f[66:70], "big") == rec["writelen"]
+        assert f[15] == (rec["win"] or ku.ROCE_TOS)
+        assert f[46] == (0x40 if rec["tcp_flags"] == ku.OP_CNP else 0)  # BECN
         if rec["tcp_flags"] == ku.OP_ACK:
-            assert f[54] == ku.AETH_SYNDROME and int.from_bytes(f[55:58], "big") == rec["ack"] & 0xFFFFFF
+            assert f[54] == (rec["segoff"] or ku.AETH_SYNDROME)
+            assert int.from_bytes(f[55:58], "big") == rec["ack"] & 0xFFFFFF
+        if rec["tcp_flags"] == ku.OP_CNP:
+            assert f[54:70] == bytes(16) and len(f) == 42 + 12 + 16 + 4
 
 
 def empty_flows(n):

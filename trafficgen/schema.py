@@ -124,6 +124,12 @@ PACKET_COLUMNS = (
     Column("wire_len", "u4", pa.uint32()), _label("phase"), _label("class"),
     Column("tcp_flags", "u1", pa.uint8()), Column("seq", "u4", pa.uint32()),
     Column("ack", "u4", pa.uint32()), Column("payload_len", "u4", pa.uint32()),
+    # the path's impairments (network.impair; all false/0 on a clean path): ``retransmit``
+    # the frame carries bytes its sender sent before; ``lost`` 1: the frame is lost after the
+    # tap (captured, never delivered); ``gap``: new bytes of this direction were lost before
+    # the tap just before this frame (never captured: tshark's "previous segment not captured")
+    Column("retransmit", "?", pa.bool_()), Column("lost", "u1", pa.uint8()),
+    Column("gap", "?", pa.bool_()),
 )
 
 TABLES = {"flows": FLOW_COLUMNS, "requests": REQUEST_COLUMNS, "packets": PACKET_COLUMNS}
@@ -154,9 +160,11 @@ SCHEMAS = {"flows": FLOW_SCHEMA, "requests": REQUEST_SCHEMA, "packets": PACKET_S
 # the 12-byte header), 2 RoCEv2 (tcp_flags = BTH opcode; seq = PSN; payload_len = RDMA payload
 # bytes, without headers, pad and ICRC; on WRITEs ack = the message's index in its transfer,
 # bit 31 the BTH AckReq bit, segoff = the packet's offset in its message, writelen = the
-# message length (RETH DMA length); on ACKs ack = the AETH MSN). ipid is the IPv4 id; on TCP
-# rows win is the advertised receive window (bytes, before scaling), tsval/tsecr the timestamp
-# option (0 without timestamps); UDP rows leave them 0.
+# message length (RETH DMA length); on Acknowledges ack = the AETH MSN, segoff its syndrome, 0
+# for the ACK's default, 0x60 a NAK; tcp_flags 0x81 a CNP). ipid is the IPv4 id; on TCP rows
+# win is the advertised receive window (bytes, before scaling), tsval/tsecr the timestamp
+# option (0 without timestamps); UDP rows leave them 0, but a RoCE row's win, if not 0, is its
+# IPv4 TOS byte (a CE-marked WRITE, a CNP: kernels/roce.py).
 SCHED_DTYPE = np.dtype(PACKET_DTYPE.descr + [
     ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4"),
     ("win", "u4"), ("tsval", "u4"), ("tsecr", "u4")])

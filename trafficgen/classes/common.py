@@ -324,7 +324,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
 
     if packets:
         order = np.argsort(out[:, P_TS], kind="stable")
-        sched = np.empty(n, SCHED_DTYPE)
+        sched = np.zeros(n, SCHED_DTYPE)  # the columns fill_schedule leaves: 0
         stats.fill_schedule(out, order, flow_of_conn, req_map, class_id, sc.start_ns, sched)
         cols = {k: sched[k] for k in ("flow_id", "direction", "wire_len", "payload_len",
                                       "request_id", "ts_ns")}

@@ -13,6 +13,10 @@ A transfer that starts in a window is generated whole there (the engine holds it
 packets). Transfers that would start before the capture are not made (they last milliseconds
 to about a second), so ``warmup_ns`` is 0.
 
+With ``[network.impair]`` giving the class an ``ecn`` share or a ``loss``, the transfers go
+through ``kernels.roce`` instead (CE marks, CNPs and DCQCN; NAKs and go-back-N resends; the
+packet table's ``retransmit``, ``lost`` and ``gap``); without, through ``kernels.kv`` as ever.
+
 Request rows (kind ``kv_transfer``): ``prompt_tokens`` the request's prompt, ``output_tokens``
 the tokens whose KV is sent (prompt minus its cached prefix; bytes written = output_tokens x
 the model's KV bytes per token), ``start_ns``/``end_ns`` the first WRITE and the last ACK,
@@ -23,8 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from trafficgen.config.impair import impair_for
 from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import kv as kk
+from trafficgen.kernels import roce
 from trafficgen.kernels.rng import key_of
 from trafficgen.kernels.udp import ROCE_PORT
 from trafficgen.schema import CLASS_CODE, KIND_CODE, SCHED_DTYPE
@@ -33,6 +39,25 @@ from .common import EpochSchedule, SessionModel
 from .udp import EmptyTemplates, schedule_from_packets
 
 ACK_TURNAROUND_NS = 1_000  # a responder NIC's ACK turnaround, seen at the decode side (est)
+# DCQCN's rate steps (Zhu et al. 2015: R_AI 40 Mb/s; hyper increase 10 x as ConnectX's
+# rpg_hai_rate is to rpg_ai_rate) and least rate (a floor of our own, est)
+DCQCN_AI_BPS, DCQCN_HAI_BPS, DCQCN_MIN_SHARE = 40e6, 400e6, 0.01
+
+
+def roce_impairments(scenario: Scenario, cls: str, p) -> roce.Impair | None:
+    """The class's ``[network.impair]`` as the RoCE kernel takes it (``kernels.roce``), or None
+    without a loss or an ECN share (the transfers as before, byte for byte). The loss chain of
+    mean burst b at stationary loss p: lost after a delivered packet with q = p (1 - r) /
+    (1 - p), after a lost one with r = max(p, 1 - 1/b) (b = 1: Bernoulli)."""
+    imp = impair_for(scenario, cls)
+    if not imp.loss and not imp.ecn:
+        return None
+    loss = imp.loss
+    stay = max(loss, 1.0 - 1.0 / imp.burst)
+    first = loss * (1.0 - stay) / (1.0 - loss)
+    return roce.Impair(p_first=first, p_next=stay, before_tap=imp.before_tap, ecn=imp.ecn,
+                       rtt_ns=float(p.rtt), ai=DCQCN_AI_BPS / p.link_rate,
+                       hai=DCQCN_HAI_BPS / p.link_rate, min_frac=DCQCN_MIN_SHARE)
 
 
 class KVTransferModel(SessionModel):
@@ -61,6 +86,7 @@ class KVTransferModel(SessionModel):
             pmtu=p.path_mtu, ack_every=p.ack_every, ns_per_byte=self.ns_per_byte,
             layer_ns_per_token=self.layer_ns_per_token, ack_lag_ns=self.ack_lag_ns,
             class_id=self.class_id)
+        self.impair = roce_impairments(scenario, cls, p)
 
     def draws(self, keys: np.ndarray) -> dict:
         """Per transfer: ``prompt``, ``uncached`` tokens and ``prefill``/``decode`` indexes."""
@@ -81,11 +107,18 @@ class KVTransferModel(SessionModel):
         ``draws``."""
         n = keys.shape[0]
         rows = np.empty(n, np.int64)
-        total = kk.count(d["uncached"], self.transfers, rows)
+        if self.impair is None:
+            total = kk.count(d["uncached"], self.transfers, rows)
+        else:  # the impaired transfers run twice: their row counts, then their rows
+            total = roce.simulate(keys, starts, d["uncached"], self.transfers, self.impair, rows,
+                                  np.zeros(0, SCHED_DTYPE), 0)
         row0 = np.zeros(n, np.int64)
         np.cumsum(rows[:-1], out=row0[1:])
         pk = np.zeros(total, SCHED_DTYPE)
-        kk.fill(keys, starts, d["uncached"], row0, self.transfers, pk)
+        if self.impair is None:
+            kk.fill(keys, starts, d["uncached"], row0, self.transfers, pk)
+        else:
+            roce.simulate(keys, starts, d["uncached"], self.transfers, self.impair, row0, pk, 1)
         ids = np.arange(n)
         flows = {"session": ids, "src_ip": self.prefill[d["prefill"]],
                  "dst_ip": self.decode[d["decode"]], "dst_port": np.full(n, ROCE_PORT),

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from trafficgen.schema import CLASSES
 
+from .impair import NO_IMPAIR, Impair, parse_impair
 from .keys import OPTIONAL, Key, allows, boolean, section
 
 REDACTED = "<redacted>"
@@ -198,6 +199,9 @@ NETWORK_KEYS = (
     Key("dscp", _per_class(_int(0, 63, "a DSCP")), {"default": 0}, "the DSCP per class"),
     Key("ecn", _per_class(_ecn), {"default": 0}, "the ECN codepoint per class"),
     Key("quic", _per_class(_share), {"default": 0}, "share of a class's flows as HTTP/3 over QUIC"),
+    Key("impair", parse_impair, OPTIONAL,
+        "path impairments: the [network.impair] table (loss, burst, before_tap, ecn, jitter, "
+        "reorder, duplicate; config.impair)"),
 )
 NETWORK = section(NETWORK_KEYS)
 
@@ -232,6 +236,7 @@ class Network:
     dscp: tuple
     ecn: tuple
     quic: tuple  # share of each class's flows carried as HTTP/3 over QUIC
+    impair: Impair = NO_IMPAIR  # [network.impair]: per-class impairments (config.impair)
 
     @property
     def plain(self) -> bool:
@@ -268,7 +273,7 @@ def build_network(values: dict, classes: tuple[str, ...], fail: Callable[[str, s
         ipv6_servers=values["ipv6_servers"], vlan=values["vlan"], encap=values["encap"],
         underlay=values["underlay"], underlay6=values["underlay6"], macsec=values["macsec"],
         macsec_key=values.get("macsec_key"), macsec_encrypt=values["macsec_encrypt"],
-        mtu=values["mtu"], **per)
+        mtu=values["mtu"], impair=values.get("impair", NO_IMPAIR), **per)
 
 
 def redact(data: dict) -> dict:

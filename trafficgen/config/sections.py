@@ -16,6 +16,7 @@ from trafficgen.wire.profiles import check_alpn, check_hostname, check_profiles
 
 from .arrivals import ArrivalSpec, parse_arrivals
 from .hosts import HOSTS_KEYS
+from .impair import IMPAIR_KEYS
 from .keys import (
     OPTIONAL,
     REQUIRED,
@@ -345,6 +346,7 @@ ENDPOINT_CLASSES = tuple(c for c in CLASS_SECTIONS if all(SECTIONS[c].get(k.name
 SUBTABLES: Mapping[str, tuple[Key, ...]] = MappingProxyType({
     "multimodal.voice": VOICE_KEYS, "multimodal.video": VIDEO_KEYS,
     "agentic.tools, rag.embed, rag.search, rag.rerank": SERVICE_KEYS,
+    "network.impair": IMPAIR_KEYS,
 })
 
 

@@ -233,7 +233,9 @@ def rewrite(src, src_off, out, out_off, rows, flows, net, pn0):
         f = flow_row[i]
         key = f_key[f]
         v6 = f_v6[f] != 0
-        tos = (dscp[c] << 2) | ecn[c]
+        # a CE mark on the path (kernels.roce) stays
+        tos = (dscp[c] << 2) | ecn[c] | (src[ip4 + IP4_TOS] & (src[ip4 + IP4_TOS] << 1) & 2) \
+            | (src[ip4 + IP4_TOS] & (src[ip4 + IP4_TOS] >> 1) & 1)
         ttl = src[ip4 + IP4_TTL]
         for k in range(8):  # pcap record: the timestamp as built, the new lengths
             out[o + k] = src[s - PCAP_REC + k]

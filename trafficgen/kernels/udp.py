@@ -40,10 +40,13 @@ from .wire import fold, put16, put24, put32, sum16
 L_OPAQUE, L_RTP, L_ROCE = 0, 1, 2
 # RC opcodes (BTH byte 0)
 OP_WRITE_FIRST, OP_WRITE_MIDDLE, OP_WRITE_LAST, OP_WRITE_ONLY, OP_ACK = 0x06, 0x07, 0x08, 0x0A, 0x11
+OP_CNP = 0x81  # RoCEv2 Congestion Notification Packet (Annex A17.9.3): BECN set, 16 reserved bytes
 ROCE_PORT = 4791
 ACK_REQ = 1 << 31  # ``ack`` bit of a WRITE row: the BTH AckReq bit
 ROCE_TOS = 0x6A  # DSCP 26 (the usual lossless RoCE class), ECT(0) for DCQCN
 AETH_SYNDROME = 0x1F  # ACK, credit count "invalid" (as RC NICs commonly send)
+AETH_NAK_PSN = 0x60  # NAK, PSN sequence error (an Acknowledge row's ``segoff``; 0: the ACK's)
+CNP_TOS = 48 << 2  # CNPs go at DSCP 48, not ECT (ConnectX's default cnp_dscp)
 RTP_PT_OPUS = 111  # WebRTC's dynamic payload type for Opus: an RTP row's tcp_flags (| 0x80: marker)
 ETH_IP_UDP = 42  # Ethernet + IPv4 + UDP header bytes
 ETH_OVERHEAD = 24  # preamble + SFD (8), FCS (4), inter-frame gap (12): link time per frame
@@ -103,7 +106,7 @@ def _copy_pool(out, o, n, pool, off):
 @kernel
 def roce_bth_len(opcode):
     """Bytes of BTH plus extension headers of a RoCE opcode we write."""
-    if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY:
+    if opcode == OP_WRITE_FIRST or opcode == OP_WRITE_ONLY or opcode == OP_CNP:
         return 28
     if opcode == OP_ACK:
         return 16
@@ -129,7 +132,7 @@ def _roce(out, p, d, opcode, psn, ack, plen, segoff, writelen, key, pool_off, po
     out[p] = opcode
     out[p + 1] = pad << 4  # SE 0, MigReq 0, pad count, TVer 0
     put16(out, p + 2, 0xFFFF)  # default P_Key
-    out[p + 4] = 0  # FECN, BECN, reserved
+    out[p + 4] = 0x40 if opcode == OP_CNP else 0  # FECN, BECN, reserved
     put24(out, p + 5, np.int64(qp_resp if d == 0 else qp_req))
     out[p + 8] = 0x80 if (d == 0 and (ack & ACK_REQ)) else 0
     put24(out, p + 9, psn & 0xFFFFFF)
@@ -143,9 +146,13 @@ def _roce(out, p, d, opcode, psn, ack, plen, segoff, writelen, key, pool_off, po
         put32(out, q + 12, writelen)
         q += 16
     elif opcode == OP_ACK:
-        out[q] = AETH_SYNDROME
+        out[q] = segoff if segoff else AETH_SYNDROME  # a NAK's syndrome (kernels.roce)
         put24(out, q + 1, ack & 0xFFFFFF)  # MSN
         q += 4
+    elif opcode == OP_CNP:
+        for k in range(16):
+            out[q + k] = 0
+        q += 16
     if plen > 0:
         _copy_pool(out, q, plen, pool, pool_off)
         q += plen
@@ -212,7 +219,8 @@ def udp_frame(out, ip, rows, i, flows, f, ttl, pool, pool_span):
     n = udp_payload_len(layout, flags, plen)
     so = flows.cos[f] if up else flows.sos[f]  # the sender's stack: DF, IPv4 id
     out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
-    out[ip + IP4_TOS] = ROCE_TOS if layout == L_ROCE else 0
+    tos = rows.win[i] & 0xFF  # a RoCE row's own TOS (CE marks, CNPs: kernels.roce), if not 0
+    out[ip + IP4_TOS] = (tos if tos else ROCE_TOS) if layout == L_ROCE else 0
     put16(out, ip + IP4_LEN, IP4_HLEN + UDP_HLEN + n)
     put16(out, ip + IP4_ID, ip_id(so, rows.ipid[i], key, d, False))
     out[ip + IP4_FRAG] = IP4_DF if STACKS[so, K_DF] else 0

@@ -1,0 +1,162 @@
+"""The ``[network.impair]`` section: path impairments, each a value or a per-class table.
+
+``loss`` is the probability that a packet of the path is lost (0 to 0.5); ``burst`` the mean
+length of a loss burst (1: Bernoulli; more: a Gilbert-Elliott chain with that mean burst and
+the stationary loss ``loss``); ``before_tap`` the share of losses upstream of the capture
+point (never captured) against downstream (captured, then never delivered); ``ecn`` the
+share of RoCEv2 data marked CE (``kernels.kv``); ``jitter`` delay jitter (a duration or a
+distribution of durations); ``reorder`` and ``duplicate`` probabilities per packet.
+
+Per-class values are written like ``network.dscp``: ``loss = 0.01`` for every class, or
+``loss = { default = 0, kv_transfer = 0.01 }``. Left out, the section is absent and every
+capture is byte for byte what it was before it existed.
+
+Access: ``scenario.network.impair`` is an :class:`Impair` of per-class tuples (indexed by
+``schema.CLASSES``); :func:`impair_for` gives one class's :class:`ClassImpair`, e.g.
+``impair_for(scenario, "kv_transfer").loss``.
+"""
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from trafficgen.schema import CLASSES
+
+from .dist import Dist, parse_dist
+from .keys import Key, allows, section
+
+ClassImpair = namedtuple("ClassImpair", "loss burst before_tap ecn jitter reorder duplicate")
+ClassImpair.__doc__ = """One class's impairments: loss probability, mean loss burst, share of
+losses before the tap, share of RoCEv2 data marked CE, jitter (a ``Dist`` of ns), reorder and
+duplicate probabilities."""
+
+
+def _prob(hi: float):
+    @allows(f"0 to {hi:g}")
+    def conv(v) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or not 0 <= v <= hi:
+            raise ValueError(f"expected a probability from 0 to {hi:g}, got {v!r}")
+        return float(v)
+    return conv
+
+
+@allows("1 to 1000")
+def _burst(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or not 1 <= v <= 1000:
+        raise ValueError(f"expected a mean burst length from 1 to 1000 packets, got {v!r}")
+    return float(v)
+
+
+@allows("a duration or a distribution of durations, up to 1s")
+def _jitter(v) -> Dist:
+    d = parse_dist(v, "duration", positive=False)
+    if d.top() > 1e9:
+        raise ValueError(f"jitter must stay within 1s, got {v!r}")
+    return d
+
+
+def _is_class_table(v: Any) -> bool:
+    return isinstance(v, dict) and bool(v) and all(k == "default" or k in CLASSES for k in v)
+
+
+def _per_class(item: Callable[[Any], Any], dist_like: bool = False) -> Callable[[Any], dict]:
+    """A value for every class, or a table of class name (or ``default``) -> value. Where a
+    value may itself be a table (a distribution), a table is per class only if every key is a
+    class name or ``default``."""
+    @allows(f"{item.allowed}, or a table by class name (or default)")
+    def conv(v) -> dict:
+        if not isinstance(v, dict) or (dist_like and not _is_class_table(v)):
+            return {"default": item(v)}
+        out = {}
+        for k, x in v.items():
+            if k != "default" and k not in CLASSES:
+                raise ValueError(f"unknown class {k!r} (allowed: default, {', '.join(CLASSES)})")
+            try:
+                out[k] = item(x)
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return out
+    return conv
+
+
+IMPAIR_KEYS = (
+    Key("loss", _per_class(_prob(0.5)), {"default": 0}, "probability that a packet is lost"),
+    Key("burst", _per_class(_burst), {"default": 1},
+        "mean loss burst length in packets (1: Bernoulli; more: Gilbert-Elliott)"),
+    Key("before_tap", _per_class(_prob(1.0)), {"default": 0},
+        "share of the losses upstream of the capture point (never captured)"),
+    Key("ecn", _per_class(_prob(1.0)), {"default": 0}, "share of RoCEv2 data marked CE"),
+    Key("jitter", _per_class(_jitter, dist_like=True), {"default": 0},
+        "delay jitter per packet: a duration or a distribution"),
+    Key("reorder", _per_class(_prob(0.5)), {"default": 0}, "probability that a packet is reordered"),
+    Key("duplicate", _per_class(_prob(0.5)), {"default": 0},
+        "probability that a packet is duplicated"),
+)
+IMPAIR = section(IMPAIR_KEYS)
+
+
+@dataclass(frozen=True)
+class Impair:
+    """The validated ``[network.impair]`` section: per-class tuples indexed by class code
+    (``schema.CLASSES``)."""
+
+    loss: tuple
+    burst: tuple
+    before_tap: tuple
+    ecn: tuple
+    jitter: tuple  # a Dist (ns) per class
+    reorder: tuple
+    duplicate: tuple
+
+    @property
+    def any(self) -> bool:
+        """Whether any class has an impairment (jitter a constant 0 is none)."""
+        return bool(any(self.loss) or any(self.ecn) or any(self.reorder) or any(self.duplicate)
+                    or any(d.top() > 0 for d in self.jitter))
+
+    def of(self, cls: str) -> ClassImpair:
+        """One class's impairments."""
+        c = CLASSES.index(cls)
+        return ClassImpair(self.loss[c], self.burst[c], self.before_tap[c], self.ecn[c],
+                           self.jitter[c], self.reorder[c], self.duplicate[c])
+
+
+def _defaults() -> dict:
+    return {k.name: k.parse(k.default) for k in IMPAIR_KEYS}
+
+
+def build_impair(values: dict) -> Impair:
+    """Parsed values (by key; a key left out takes its default) -> :class:`Impair`."""
+    base = _defaults()
+    full = {k: {**base[k], **values.get(k, {})} for k in IMPAIR}
+    return Impair(**{k: tuple(full[k].get(c, full[k]["default"]) for c in CLASSES)
+                     for k in IMPAIR})
+
+
+@allows("a table of: " + ", ".join(IMPAIR), returns="Impair")
+def parse_impair(v) -> Impair:
+    """The ``network.impair`` table -> :class:`Impair` (unknown keys and bad values name their key)."""
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a table with keys of: {', '.join(IMPAIR)}, got {v!r}")
+    values = {}
+    for k, x in v.items():
+        if k not in IMPAIR:
+            raise ValueError(f"unknown key {k!r} (allowed: {', '.join(IMPAIR)})")
+        try:
+            values[k] = IMPAIR[k].parse(x)
+        except ValueError as e:
+            raise ValueError(f"{k}: {e}") from None
+    return build_impair(values)
+
+
+NO_IMPAIR = build_impair({})
+
+
+def impair_for(scenario, cls: str) -> ClassImpair:
+    """Class ``cls``'s impairments in ``scenario`` (a ``Scenario``, or its ``Network``)."""
+    net = getattr(scenario, "network", scenario)
+    return net.impair.of(cls)
