@@ -16,7 +16,7 @@ import trafficgen as tg
 from trafficgen.kernels import udp as ku
 
 from .helpers import icrc_of, ones_complement_sum, run_tshark
-from .test_kv_transfer import KV_OVERRIDES, digest, frames_of, icrc_v6_of, kv_scenario, table
+from .kvcase import KV_OVERRIDES, digest, frames_of, icrc_v6_of, kv_scenario, table
 
 IMPAIR = {"ecn": 0.05, "loss": 0.02, "burst": 1.5, "before_tap": 0.5}
 # long messages on a 10 Gb/s link, all ready at once: the sender is busy for milliseconds, so
