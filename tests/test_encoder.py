@@ -66,7 +66,7 @@ def schedules(draw):
         d = 0 if flags == SYN else 1 if flags == SYN | ACK else draw(st.integers(0, 1))
         rows[i] = (t, f, 0, d, 54 + tcp_options_len(flows[f]["cos"], flags) + plen, 0, 0, flags,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
-                   draw(st.integers(0, 65535)), layout, segoff, writelen,
+                   False, 0, False, draw(st.integers(0, 65535)), layout, segoff, writelen,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)),
                    0 if flags == SYN else draw(st.integers(0, 2**32 - 1)))
     return flows, rows, mss, draw(st.integers(0, 1)), draw(st.integers(0, 2**62 - 2**41))
@@ -264,8 +264,8 @@ def test_without_pcap_headers_the_frames_are_the_same(case):
 def test_checksum_of_an_odd_length_payload_with_carries():
     """A payload of 0xFF bytes, odd length: the sum carries many times and pads the last byte."""
     rows = np.zeros(1, SCHED_DTYPE)
-    rows[0] = (0, 0, 0, 0, 54 + 12 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, 65535, 0,
-               0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    rows[0] = (0, 0, 0, 0, 54 + 12 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, False, 0,
+               False, 65535, 0, 0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1)
     flows = [{"cip": 0xFFFFFFFF, "sip": 0xFFFFFFFE, "cport": 65535, "sport": 65535,
               "key": 0, "hops": 0}]
     saved = POOL[:1447].copy()

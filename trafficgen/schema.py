@@ -120,6 +120,12 @@ PACKET_COLUMNS = (
     Column("wire_len", "u4", pa.uint32()), _label("phase"), _label("class"),
     Column("tcp_flags", "u1", pa.uint8()), Column("seq", "u4", pa.uint32()),
     Column("ack", "u4", pa.uint32()), Column("payload_len", "u4", pa.uint32()),
+    # the path's impairments (network.impair; all false/0 on a clean path): ``retransmit``
+    # the frame carries bytes its sender sent before; ``lost`` 1: the frame is lost after the
+    # tap (captured, never delivered); ``gap``: new bytes of this direction were lost before
+    # the tap just before this frame (never captured: tshark's "previous segment not captured")
+    Column("retransmit", "?", pa.bool_()), Column("lost", "u1", pa.uint8()),
+    Column("gap", "?", pa.bool_()),
 )
 
 TABLES = {"flows": FLOW_COLUMNS, "requests": REQUEST_COLUMNS, "packets": PACKET_COLUMNS}
