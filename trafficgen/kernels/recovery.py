@@ -251,12 +251,13 @@ def resend(out, i, S, SB, wd, ws, cx, link, d, t):
     if S[S_RECOVER + d] == 0:
         return i
     k = 2 + d
-    cap = min(S[S_LOSTEND + d], min(S[S_QUEUED + d], S[S_NXT + d]))  # bytes sent only
+    sent = min(S[S_QUEUED + d], S[S_NXT + d])  # (not the FIN)
     while i < cx[8]:
         r, nb = past_blocks(SB, k, S[S_NB + d], max(S[S_RTXNXT + d], S[S_UNA + d]))
-        if r >= cap or pipe(S, SB, d) >= S[S_CWND + d]:
+        if r >= min(S[S_LOSTEND + d], sent) or pipe(S, SB, d) >= S[S_CWND + d]:
             break
-        i, e = resend_one(out, i, S, wd, ws, cx, link, d, t, r, min(cap, nb))
+        # a whole segment as first sent (they start at the bytes resent before or a block)
+        i, e = resend_one(out, i, S, wd, ws, cx, link, d, t, r, min(sent, nb))
         S[S_RTXNXT + d] = e
         S[S_RTTSEQ + d] = 0
     return i
