@@ -80,6 +80,18 @@ def test_tshark_agrees_with_the_truth_at_the_tap(lossy, tshark):
     assert t.retransmit[t.lost == 1].mean() < 0.5
 
 
+def test_inspect_stats_report_retransmissions_and_losses(lossy):
+    from trafficgen.analysis.report import inspect_file
+    t = pq.read_table(lossy.packets).to_pandas()
+    r = inspect_file(lossy.packets, stats=True)["stats"]["chat"]
+    data = t.payload_len > 0
+    assert r["data_frames"] == data.sum() and r["retransmits"] == (data & t.retransmit).sum()
+    assert r["lost_after_tap"] == (t.lost == 1).sum() and r["gaps"] == t.gap.sum()
+    # half the losses fall after the tap: about 1% of the frames, of the 2% configured
+    assert 0.006 < r["lost_after_tap"] / r["frames"] < 0.014
+    assert 0.01 < r["loss_rate"] < 0.025
+
+
 def test_an_impaired_capture_dissects_cleanly(lossy, tshark):
     """No malformed frame and every checksum right. tshark's reassembly notes an overlap
     ("New fragment overlaps old data") where a TLS record's resent segment comes back inside
