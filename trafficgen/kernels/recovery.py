@@ -26,7 +26,7 @@ from .tcpseg import (
     INF,
     P_FLAGS,
     P_PLEN,
-    P_SACK0,
+    P_TRUTH,
     S_BACKOFF,
     S_CAPMAX,
     S_CWND,
@@ -57,6 +57,7 @@ from .tcpseg import (
     S_TLPT,
     S_UNA,
     S_WMAX,
+    T_SACK,
     WF_DIR,
     WF_LAYOUT,
     WF_PHASE,
@@ -155,14 +156,14 @@ def grow(S, d, acked, t):
 
 
 @helper
-def on_ack(out, p, S, SB, s, a, t):
+def on_ack(out, SK, p, S, SB, s, a, t):
     """Packet ``p`` acknowledges side ``s``'s bytes below ``a`` (relative) and SACKs its
     blocks; side ``s``'s kernel has it at ``t``."""
     k = 2 + s
     mss = S[S_EMSS]
     una = S[S_UNA + s]
-    for j in range(3):
-        v = out[p, P_SACK0 + j]
+    for j in range(3 if out[p, P_TRUTH] & T_SACK else 0):
+        v = SK[p, j]
         if v != 0:
             lo, hi = a + (v >> 32), a + (v & 0xFFFFFFFF)
             add_block(SB, k, S, S_NB + s, lo, hi, False)

@@ -6,7 +6,7 @@ relative sequence numbers, most recent first (RFC 2018), in ``SB`` (int64[4, MAX
 import numpy as np
 
 from .jit import helper, inline
-from .tcpseg import INF, P_SACK0, S_NR, S_RCV
+from .tcpseg import INF, P_TRUTH, S_NR, S_RCV, T_SACK
 
 MAXB = 8  # blocks in a scoreboard or an out-of-order queue
 
@@ -104,8 +104,12 @@ def rcv_data(S, SB, d, a, b):
 
 
 @helper
-def put_sack(out, i, S, SB, d):
+def put_sack(out, SK, i, S, SB, d):
     """Row ``i``, an ACK of direction ``d``'s data, carries the receiver's first 3 blocks."""
     rcv = S[S_RCV + d]
-    for j in range(min(S[S_NR + d], 3)):
-        out[i, P_SACK0 + j] = ((SB[d, j, 0] - rcv) << 32) | (SB[d, j, 1] - rcv)
+    n = min(S[S_NR + d], 3)
+    if n == 0:
+        return
+    out[i, P_TRUTH] |= T_SACK
+    for j in range(3):
+        SK[i, j] = ((SB[d, j, 0] - rcv) << 32) | (SB[d, j, 1] - rcv) if j < n else 0

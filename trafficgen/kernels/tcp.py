@@ -174,7 +174,7 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     wo[:, WO_DELIV] = -1
     wo[:, WO_ISSUED] = 0
     S = np.empty(S_LEN, np.int64)
-    SB = np.zeros((4, MAXB, 2), np.int64)
+    SB, SK = np.zeros((4, MAXB, 2), np.int64), np.empty((cap if link.loss > 0 else 1, 3), np.int64)
     mult = LOSS_BOUND if link.loss > 0 else 1
     c_open_dep, c_open_at = conns.open_dep, conns.open_at
     for c in range(c_open_dep.shape[0]):
@@ -193,7 +193,7 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
         bound = packet_bound(wd, conns.w0[c], conns.wn[c], link.mss, mult)
         if cur + bound > cap:
             return -1
-        n = _conn(c, t_open, conns, wd, wo, S, SB, link, hosts, out, cur, cur + bound - 24,
+        n = _conn(c, t_open, conns, wd, wo, S, SB, SK, link, hosts, out, cur, cur + bound - 24,
                   c_resp_end)
         c_npk[c] = n
         c_hsrtt[c] = S[S_HSRTT]
@@ -202,12 +202,12 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
 
 
 @helper
-def _ack_now(out, i, S, SB, cx, link, s, t):
+def _ack_now(out, i, S, SB, SK, cx, link, s, t):
     """Side ``s`` sends a pure ACK of everything it has received (with SACK blocks, on an
     impaired path)."""
     i = emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
     if link.loss > 0:
-        put_sack(out, i - 1, S, SB, 1 - s)
+        put_sack(out, SK, i - 1, S, SB, 1 - s)
     S[S_UNACKED + 1 - s] = 0
     S[S_TIMER + 1 - s] = INF
     return i
@@ -260,7 +260,7 @@ def _send(out, i, S, SB, wd, ws, cx, link, d, t):
 
 
 @helper
-def _conn(conn, t_open, conns, wd, wo, S, SB, link, hosts, out, base, lim, c_resp_end):
+def _conn(conn, t_open, conns, wd, wo, S, SB, SK, link, hosts, out, base, lim, c_resp_end):
     """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``
     (an impaired path's stops before ``lim``); returns how many."""
     rtt, w0, wn, jitter = conns.rtt[conn], conns.w0[conn], conns.wn[conn], conns.jitter[conn]
@@ -311,10 +311,10 @@ def _conn(conn, t_open, conns, wd, wo, S, SB, link, hosts, out, base, lim, c_res
             break
         if ta0 == t or ta1 == t:
             d = 0 if ta0 == t else 1
-            i = _arrive(out, i, S, SB, wd, wo, ws, cx, link, turn, d, t)
+            i = _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t)
         elif S[S_TIMER] == t or S[S_TIMER + 1] == t:
             d = 0 if S[S_TIMER] == t else 1
-            i = _ack_now(out, i, S, SB, cx, link, 1 - d, t)
+            i = _ack_now(out, i, S, SB, SK, cx, link, 1 - d, t)
         elif tr0 == t or tr1 == t:
             d = 0 if tr0 == t else 1
             i = rc.timer(out, i, S, SB, wd, ws, cx, link, d, t)
@@ -327,7 +327,7 @@ def _conn(conn, t_open, conns, wd, wo, S, SB, link, hosts, out, base, lim, c_res
 
 
 @helper
-def _arrive(out, i, S, SB, wd, wo, ws, cx, link, turn, d, t):
+def _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``, whose kernel
     reacts a turnaround later (a lost packet never does)."""
     w0, wend = cx[1], cx[2]
@@ -366,7 +366,7 @@ def _arrive(out, i, S, SB, wd, wo, ws, cx, link, turn, d, t):
     if flags & ACK:
         a = (out[p, P_ACK] - S[S_ISN + s]) & 0xFFFFFFFF
         if impaired:
-            rc.on_ack(out, p, S, SB, s, a, t_r)
+            rc.on_ack(out, SK, p, S, SB, s, a, t_r)
         elif a > S[S_UNA + s]:
             S[S_CWND + s] += min(a - S[S_UNA + s], 2 * mss)
             S[S_UNA + s] = a
@@ -393,7 +393,7 @@ def _arrive(out, i, S, SB, wd, wo, ws, cx, link, turn, d, t):
         return i
     if plen > 0 or quick:
         if S[S_UNACKED + d] >= 2 or quick:
-            i = _ack_now(out, i, S, SB, cx, link, s, t_r)
+            i = _ack_now(out, i, S, SB, SK, cx, link, s, t_r)
         elif S[S_TIMER + d] >= INF:
             S[S_TIMER + d] = t + ATO_NS
     return _send(out, i, S, SB, wd, ws, cx, link, s, t_r)

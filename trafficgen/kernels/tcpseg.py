@@ -49,15 +49,15 @@ TURN_STEPS = 4096  # a turnaround distribution's quantile table: TURN_STEPS + 1 
 # P_WIN: the receive window the sender advertises (bytes, before its window scale); P_TSVAL,
 # P_TSECR: its TCP timestamp option (0 where the connection has no timestamps); P_ARR: when
 # its last bit reaches the receiver
-# P_TRUTH: what happened to it (T_* bits; 0 on a clean path); P_SACK0..2: on a pure ACK of an
-# impaired path, its SACK blocks (left - ack) << 32 | (right - ack), 0 none
+# P_TRUTH: what happened to it (T_* bits; 0 on a clean path)
 P_TS, P_CONN, P_DIR, P_SEQ, P_ACK, P_FLAGS, P_PLEN, P_REQ, P_PHASE, P_IPID, P_WLEN, \
-    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR, P_ARR, P_TRUTH, \
-    P_SACK0, P_SACK1, P_SACK2 = range(23)
-P_COLS = 23
+    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR, P_ARR, P_TRUTH = range(20)
+P_COLS = 20
 # P_TRUTH bits: carries bytes sent before; lost after the tap (captured, never delivered); lost
-# before it (never captured); new bytes of its direction were lost before the tap just before it
-T_RETX, T_AFTER, T_BEFORE, T_GAP = 1, 2, 4, 8
+# before it (never captured); new bytes of its direction were lost before the tap just before
+# it; (inside the transport) it carries SACK blocks: the row of ``SK`` (int64[cap, 3]) of the
+# same index holds them, each (left - ack) << 32 | (right - ack), 0 none
+T_RETX, T_AFTER, T_BEFORE, T_GAP, T_SACK = 1, 2, 4, 8, 16
 T_LOST = T_AFTER | T_BEFORE
 
 # write matrix columns (int64[W, WF_COLS]); dep is an index local to the connection
@@ -257,9 +257,6 @@ def truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase):
             t_ = np.int64(T_RETX)
         S[S_SNDMAX + d] = max(hi, seq_rel + plen)
     n = S[S_CNT + d]
-    out[i, P_SACK0] = 0
-    out[i, P_SACK1] = 0
-    out[i, P_SACK2] = 0
     if not flags & (SYN | FIN) and phase != PH_TEARDOWN and n > 1 - d:
         u = uniform(cx[7], 4 * n + d)
         if link.burst <= 1.0:
