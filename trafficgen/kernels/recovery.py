@@ -14,19 +14,20 @@ restarts at one segment; a tail loss probe (PTO = 2 srtt, or 1.5 srtt + 200 ms w
 segment in flight, Linux) resends the last segment. CUBIC (RFC 8312, C = 0.4, beta = 0.7,
 fast convergence, the Reno-friendly region) cuts the window on loss and regrows it.
 
-Block lists (``SB``): ``kernels.sack``. Sequence numbers here are relative (bytes since the
+Block lists (in ``S``): ``kernels.sack``. Sequence numbers here are relative (bytes since the
 ISN).
 """
 import numpy as np
 
 from .codes import ACK, FIN, PSH, SYN
 from .jit import helper, inline
-from .sack import add_block, past_blocks, sacked_in
+from .sack import add_block, bx, past_blocks, sacked_in
 from .tcpseg import (
     INF,
     P_FLAGS,
     P_PLEN,
     P_TRUTH,
+    RING,
     S_BACKOFF,
     S_CAPMAX,
     S_CWND,
@@ -44,6 +45,7 @@ from .tcpseg import (
     S_NXT,
     S_QUEUED,
     S_RECOVER,
+    S_RING,
     S_RTO,
     S_RTOT,
     S_RTTSEQ,
@@ -156,17 +158,18 @@ def grow(S, d, acked, t):
 
 
 @helper
-def on_ack(out, SK, p, S, SB, s, a, t):
+def on_ack(out, p, S, s, a, t):
     """Packet ``p`` acknowledges side ``s``'s bytes below ``a`` (relative) and SACKs its
     blocks; side ``s``'s kernel has it at ``t``."""
     k = 2 + s
     mss = S[S_EMSS]
     una = S[S_UNA + s]
-    for j in range(3 if out[p, P_TRUTH] & T_SACK else 0):
-        v = SK[p, j]
-        if v != 0:
-            lo, hi = a + (v >> 32), a + (v & 0xFFFFFFFF)
-            add_block(SB, k, S, S_NB + s, lo, hi, False)
+    tr = out[p, P_TRUTH]
+    b = S_RING + (s * RING + (tr >> 8)) * 6
+    for j in range(3 if tr & T_SACK else 0):
+        lo, hi = S[b + 2 * j], S[b + 2 * j + 1]
+        if hi > lo:
+            add_block(S, k, S_NB + s, lo, hi, False)
             if S[S_RECOVER + s] > 0 and not S[S_LOSSST + s]:
                 S[S_LOSTEND + s] = max(S[S_LOSTEND + s], hi)
     if a > una:
@@ -181,9 +184,9 @@ def on_ack(out, SK, p, S, SB, s, a, t):
         S[S_TLPOUT + s] = 0
         n, m = S[S_NB + s], 0
         for j in range(n):
-            if SB[k, j, 1] > a:
-                SB[k, m, 0] = max(SB[k, j, 0], a)
-                SB[k, m, 1] = SB[k, j, 1]
+            if S[bx(k, j) + 1] > a:
+                S[bx(k, m)] = max(S[bx(k, j)], a)
+                S[bx(k, m) + 1] = S[bx(k, j) + 1]
                 m += 1
         S[S_NB + s] = m
         if S[S_RECOVER + s] > 0:
@@ -207,25 +210,25 @@ def on_ack(out, SK, p, S, SB, s, a, t):
         S[S_DUP + s] += 1
     if S[S_RECOVER + s] == 0 and S[S_UNA + s] < S[S_NXT + s] and (
             S[S_DUP + s] >= DUPTHRESH
-            or sacked_in(SB, k, S[S_NB + s], S[S_UNA + s], INF) >= DUPTHRESH * mss):
+            or sacked_in(S, k, S[S_NB + s], S[S_UNA + s], INF) >= DUPTHRESH * mss):
         cut(S, s, False)
         hi = S[S_UNA + s] + mss  # at least the first segment
         for j in range(S[S_NB + s]):
-            hi = max(hi, SB[k, j, 1])
+            hi = max(hi, S[bx(k, j) + 1])
         S[S_LOSTEND + s] = hi
 
 
 @inline
-def pipe(S, SB, d):
+def pipe(S, d):
     """RFC 6675's estimate of direction ``d``'s bytes in flight: sent, not SACKed, not deemed
     lost unless resent."""
     k, n = 2 + d, S[S_NB + d]
     una, nxt = S[S_UNA + d], S[S_NXT + d]
-    p = nxt - una - sacked_in(SB, k, n, una, nxt)
+    p = nxt - una - sacked_in(S, k, n, una, nxt)
     if S[S_RECOVER + d] > 0:
         lo, hi = max(S[S_RTXNXT + d], una), min(S[S_LOSTEND + d], nxt)
         if hi > lo:
-            p -= (hi - lo) - sacked_in(SB, k, n, lo, hi)
+            p -= (hi - lo) - sacked_in(S, k, n, lo, hi)
     return max(p, np.int64(0))
 
 
@@ -246,7 +249,7 @@ def resend_one(out, i, S, wd, ws, cx, link, d, t, r, end):
 
 
 @helper
-def resend(out, i, S, SB, wd, ws, cx, link, d, t):
+def resend(out, i, S, wd, ws, cx, link, d, t):
     """In recovery, resend the lost holes of direction ``d`` while ``pipe`` is under the
     window."""
     if S[S_RECOVER + d] == 0:
@@ -254,8 +257,8 @@ def resend(out, i, S, SB, wd, ws, cx, link, d, t):
     k = 2 + d
     sent = min(S[S_QUEUED + d], S[S_NXT + d])  # (not the FIN)
     while i < cx[8]:
-        r, nb = past_blocks(SB, k, S[S_NB + d], max(S[S_RTXNXT + d], S[S_UNA + d]))
-        if r >= min(S[S_LOSTEND + d], sent) or pipe(S, SB, d) >= S[S_CWND + d]:
+        r, nb = past_blocks(S, k, S[S_NB + d], max(S[S_RTXNXT + d], S[S_UNA + d]))
+        if r >= min(S[S_LOSTEND + d], sent) or pipe(S, d) >= S[S_CWND + d]:
             break
         # a whole segment as first sent (they start at the bytes resent before or a block)
         i, e = resend_one(out, i, S, wd, ws, cx, link, d, t, r, min(sent, nb))
@@ -292,7 +295,7 @@ def after_send(S, d, t, new):
 
 
 @helper
-def timer(out, i, S, SB, wd, ws, cx, link, d, t):
+def timer(out, i, S, wd, ws, cx, link, d, t):
     """Side ``d``'s recovery timer fires at ``t``: a tail loss probe (the last segment again)
     or an RTO (backoff, the window cut to one segment, every unSACKed byte lost)."""
     if S[S_TLPT + d] == t and S[S_TLPT + d] < S[S_RTOT + d]:
@@ -314,5 +317,5 @@ def timer(out, i, S, SB, wd, ws, cx, link, d, t):
     S[S_RTO + d] = min(2 * S[S_RTO + d], RTO_MAX_NS)
     S[S_RTOT + d] = t + S[S_RTO + d]
     S[S_DUP + d] = 0
-    return resend(out, i, S, SB, wd, ws, cx, link, d, t)
+    return resend(out, i, S, wd, ws, cx, link, d, t)
 

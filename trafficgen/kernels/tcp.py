@@ -27,7 +27,7 @@ from . import recovery as rc
 from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH
 from .jit import helper, kernel
 from .rng import derive
-from .sack import MAXB, put_sack, rcv_data
+from .sack import put_sack, rcv_data
 from .stacks import TS_OPT_BYTES
 from .tcpseg import (  # noqa: F401 (the write layout is tcp's to its callers)
     INF,
@@ -131,7 +131,7 @@ delay (float64[DIST_LEN], a packed distribution)."""
 # base, lk, lim): its index, its writes' rows [w0, wend), the one-way delay, the timeout of a
 # restart after idle, its key, its first row of ``out``, its loss draws' key and the row it
 # stops at (impaired paths); a segment's labels as ``seg`` = (req, phase, layout, segoff,
-# writelen). ``SB``: the recovery's block lists (``kernels.recovery``).
+# writelen). The recovery's state and SACK blocks live in S too (kernels.recovery, sack).
 LOSS_BOUND = 4  # an impaired path's connection: at most this many times a clean one's packets
 
 
@@ -174,7 +174,6 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     wo[:, WO_DELIV] = -1
     wo[:, WO_ISSUED] = 0
     S = np.empty(S_LEN, np.int64)
-    SB, SK = np.zeros((4, MAXB, 2), np.int64), np.empty((cap if link.loss > 0 else 1, 3), np.int64)
     mult = LOSS_BOUND if link.loss > 0 else 1
     c_open_dep, c_open_at = conns.open_dep, conns.open_at
     for c in range(c_open_dep.shape[0]):
@@ -193,7 +192,7 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
         bound = packet_bound(wd, conns.w0[c], conns.wn[c], link.mss, mult)
         if cur + bound > cap:
             return -1
-        n = _conn(c, t_open, conns, wd, wo, S, SB, SK, link, hosts, out, cur, cur + bound - 24,
+        n = _conn(c, t_open, conns, wd, wo, S, link, hosts, out, cur, cur + bound - 24,
                   c_resp_end)
         c_npk[c] = n
         c_hsrtt[c] = S[S_HSRTT]
@@ -202,19 +201,19 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
 
 
 @helper
-def _ack_now(out, i, S, SB, SK, cx, link, s, t):
+def _ack_now(out, i, S, cx, link, s, t):
     """Side ``s`` sends a pure ACK of everything it has received (with SACK blocks, on an
     impaired path)."""
     i = emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
     if link.loss > 0:
-        put_sack(out, SK, i - 1, S, SB, 1 - s)
+        put_sack(out, i - 1, S, 1 - s)
     S[S_UNACKED + 1 - s] = 0
     S[S_TIMER + 1 - s] = INF
     return i
 
 
 @helper
-def _send(out, i, S, SB, wd, ws, cx, link, d, t):
+def _send(out, i, S, wd, ws, cx, link, d, t):
     """Side ``d`` sends what its congestion and receive windows allow (on an impaired path
     its lost bytes first), then a pending FIN."""
     w0, wend, rto = cx[1], cx[2], cx[4]
@@ -224,8 +223,8 @@ def _send(out, i, S, SB, wd, ws, cx, link, d, t):
     flight = S[S_NXT + d] - S[S_UNA + d]
     new = False
     if link.loss > 0:
-        i = rc.resend(out, i, S, SB, wd, ws, cx, link, d, t)
-        flight = rc.pipe(S, SB, d)
+        i = rc.resend(out, i, S, wd, ws, cx, link, d, t)
+        flight = rc.pipe(S, d)
     while S[S_NXT + d] < S[S_QUEUED + d] and flight < S[S_CWND + d] and i < cx[8]:
         nxt = S[S_NXT + d]
         w = S[S_SENDW + d]
@@ -260,7 +259,7 @@ def _send(out, i, S, SB, wd, ws, cx, link, d, t):
 
 
 @helper
-def _conn(conn, t_open, conns, wd, wo, S, SB, SK, link, hosts, out, base, lim, c_resp_end):
+def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, lim, c_resp_end):
     """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``
     (an impaired path's stops before ``lim``); returns how many."""
     rtt, w0, wn, jitter = conns.rtt[conn], conns.w0[conn], conns.wn[conn], conns.jitter[conn]
@@ -311,23 +310,23 @@ def _conn(conn, t_open, conns, wd, wo, S, SB, SK, link, hosts, out, base, lim, c
             break
         if ta0 == t or ta1 == t:
             d = 0 if ta0 == t else 1
-            i = _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t)
+            i = _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t)
         elif S[S_TIMER] == t or S[S_TIMER + 1] == t:
             d = 0 if S[S_TIMER] == t else 1
-            i = _ack_now(out, i, S, SB, SK, cx, link, 1 - d, t)
+            i = _ack_now(out, i, S, cx, link, 1 - d, t)
         elif tr0 == t or tr1 == t:
             d = 0 if tr0 == t else 1
-            i = rc.timer(out, i, S, SB, wd, ws, cx, link, d, t)
-            i = _send(out, i, S, SB, wd, ws, cx, link, d, t)
+            i = rc.timer(out, i, S, wd, ws, cx, link, d, t)
+            i = _send(out, i, S, wd, ws, cx, link, d, t)
         else:
             d = 0 if tw0 == t else 1
             if queue_write(S, wd, wo, ws, cx, link, d, t, c_resp_end):
-                i = _send(out, i, S, SB, wd, ws, cx, link, d, t)
+                i = _send(out, i, S, wd, ws, cx, link, d, t)
     return i - base
 
 
 @helper
-def _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t):
+def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``, whose kernel
     reacts a turnaround later (a lost packet never does)."""
     w0, wend = cx[1], cx[2]
@@ -348,7 +347,7 @@ def _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t):
     if plen > 0:
         sr = (out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF
         if impaired:
-            quick = rcv_data(S, SB, d, sr, sr + plen)
+            quick = rcv_data(S, d, sr, sr + plen)
         else:
             S[S_RCV + d] = sr + plen
         S[S_UNACKED + d] += 1
@@ -366,7 +365,7 @@ def _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t):
     if flags & ACK:
         a = (out[p, P_ACK] - S[S_ISN + s]) & 0xFFFFFFFF
         if impaired:
-            rc.on_ack(out, SK, p, S, SB, s, a, t_r)
+            rc.on_ack(out, p, S, s, a, t_r)
         elif a > S[S_UNA + s]:
             S[S_CWND + s] += min(a - S[S_UNA + s], 2 * mss)
             S[S_UNA + s] = a
@@ -393,7 +392,7 @@ def _arrive(out, i, S, SB, SK, wd, wo, ws, cx, link, turn, d, t):
         return i
     if plen > 0 or quick:
         if S[S_UNACKED + d] >= 2 or quick:
-            i = _ack_now(out, i, S, SB, SK, cx, link, s, t_r)
+            i = _ack_now(out, i, S, cx, link, s, t_r)
         elif S[S_TIMER + d] >= INF:
             S[S_TIMER + d] = t + ATO_NS
-    return _send(out, i, S, SB, wd, ws, cx, link, s, t_r)
+    return _send(out, i, S, wd, ws, cx, link, s, t_r)

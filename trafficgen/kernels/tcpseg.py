@@ -55,8 +55,7 @@ P_TS, P_CONN, P_DIR, P_SEQ, P_ACK, P_FLAGS, P_PLEN, P_REQ, P_PHASE, P_IPID, P_WL
 P_COLS = 20
 # P_TRUTH bits: carries bytes sent before; lost after the tap (captured, never delivered); lost
 # before it (never captured); new bytes of its direction were lost before the tap just before
-# it; (inside the transport) it carries SACK blocks: the row of ``SK`` (int64[cap, 3]) of the
-# same index holds them, each (left - ack) << 32 | (right - ack), 0 none
+# it; (inside the transport) it carries SACK blocks (in S's ring, at slot P_TRUTH >> 8)
 T_RETX, T_AFTER, T_BEFORE, T_GAP, T_SACK = 1, 2, 4, 8, 16
 T_LOST = T_AFTER | T_BEFORE
 
@@ -85,11 +84,19 @@ S_STREQ, S_STPHASE, S_TRUNC, S_LASTDOWN, S_DONE, S_TSON, S_HDR, S_EMSS, S_HSRTT 
 # segment's end and send time, CUBIC's W_max and epoch, the highest byte sent, the loss
 # chain's state, a gap pending for the next captured packet, recovery after an RTO, a probe
 # out, the last new segment's start, the SACK scoreboard's and out-of-order queue's block
-# counts, an out-of-order FIN's sequence + 1 and the end of the bytes captured
+# counts, an out-of-order FIN's sequence + 1, the end of the bytes captured and the ACKs with
+# SACK blocks sent
 S_SSTH, S_DUP, S_RECOVER, S_RTXNXT, S_LOSTEND, S_SRTT, S_RTTVAR, S_RTO, S_BACKOFF, S_RTOT, \
     S_TLPT, S_RTTSEQ, S_RTTTIME, S_WMAX, S_EPOCH, S_SNDMAX, S_GE, S_GAP, S_LOSSST, S_TLPOUT, \
-    S_LASTSEG, S_NB, S_NR, S_FINRCV, S_CAPMAX = range(67, 117, 2)
-S_LEN = 117
+    S_LASTSEG, S_NB, S_NR, S_FINRCV, S_CAPMAX, S_SKN = range(67, 119, 2)
+# then the block lists (kernels.sack: 4 lists of MAXB [start, end) pairs) and, per direction of
+# data, a ring of the SACK blocks its receiver's last RING ACKs carried (6 values each: 3
+# [start, end) pairs, 0 0 none; an ACK's slot is P_TRUTH >> 8): inside S, which every helper
+# takes already (another array argument would be reference-counted at every call)
+MAXB, RING = 8, 256
+S_SB = 119
+S_RING = S_SB + 4 * MAXB * 2
+S_LEN = S_RING + 2 * RING * 6
 
 
 @inline
