@@ -97,6 +97,15 @@ def test_tshark_agrees_with_the_truth_at_the_tap(lossy, tshark):
     assert t.retransmit[t.lost == 1].mean() < 0.5
 
 
+def test_the_tables_add_up_to_the_capture(lossy):
+    """Frames lost before the tap are in no table; the flow rows count the captured ones."""
+    t = pq.read_table(lossy.packets).to_pandas()
+    f = pq.read_table(lossy.flows).to_pandas().set_index("flow_id")
+    per = t.groupby("flow_id").wire_len.sum()
+    assert (per == (f.bytes_up + f.bytes_down)[per.index]).all()
+    assert len(t) == (f.packets_up + f.packets_down).sum() == lossy.report["packets"]
+
+
 def test_inspect_stats_report_retransmissions_and_losses(lossy):
     from trafficgen.analysis.report import inspect_file
     t = pq.read_table(lossy.packets).to_pandas()

@@ -6,9 +6,10 @@ event simulation per connection -- three-way handshake, segmentation at the MSS 
 spanning writes (TCP_NODELAY senders), slow start with ABC (RFC 3465, L=2) and restart after
 idle (RFC 5681), the peer's advertised receive window, delayed ACKs (every second segment or
 a 40 ms timer, piggybacked on data), and a FIN exchange -- and records every packet at the
-capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``.
-Sequence and acknowledgement numbers are those of the simulation, so they are consistent by
-construction: a side acknowledges only bytes that have arrived at it.
+capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``. On
+an impaired path (``Link.loss``) packets are lost before or after the tap and both ends recover
+as Linux does: ``kernels.recovery`` and ``kernels.sack``. Sequence and acknowledgement
+numbers are those of the simulation, so they are consistent by construction.
 
 Times are int64 ns on the model's clock (0 = capture start). Directions: 0 up (client to
 server), 1 down. A packet's capture time is when it starts on the capture side's link: its
