@@ -28,10 +28,13 @@ FAILURE_COLUMNS = ("status", "retries")  # read where the table has them (older 
 
 def inspect_file(path, stats: bool = False) -> dict:
     """A JSON-ready summary of a pcap, pcapng or trafficgen Parquet file; with ``stats``, a
-    request table's per-class model statistics too (see ``trafficgen.stats``)."""
+    request table's per-class model statistics too (see ``trafficgen.stats``), or a packet
+    table's retransmission and loss rates per class."""
     path = Path(path)
     info = inspect_capture(path)
-    if stats:
+    if stats and info.get("table") == "packets":
+        info["stats"] = _packet_stats(path)
+    elif stats:
         if info.get("table") != "requests":
             raise TrafficgenError(f"{path}: --stats reads a request table (generate one with "
                                   f"--requests R.parquet)")
@@ -59,6 +62,25 @@ def _request_stats(path: Path) -> dict:
             col = col.cast(pa.string())
         cols[name] = np.asarray(col.to_numpy())
     return request_stats(cols)
+
+
+def _packet_stats(path: Path) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .stats import PACKET_STATS_COLUMNS, packet_stats
+    check_columns(path, pq.read_schema(path), PACKET_STATS_COLUMNS, "packets")
+    try:
+        t = pq.read_table(path, columns=list(PACKET_STATS_COLUMNS))
+    except (pa.ArrowException, OSError, KeyError) as e:
+        raise TrafficgenError(f"{path}: unreadable packet table: {str(e).splitlines()[0]}") from None
+    cols = {}
+    for name in PACKET_STATS_COLUMNS:
+        col = t.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        cols[name] = np.asarray(col.to_numpy(zero_copy_only=False))
+    return packet_stats(cols)
 
 
 def inspect_capture(path: Path) -> dict:
@@ -211,7 +233,10 @@ def format_report(info: dict) -> str:
         rows.append((f"class {name}", f"{row['rows']:,} rows, {_si(row['wire_bytes'], 'B')}{extra}"))
     for name, count in (info.get("kinds") or {}).items():
         rows.append((f"kind {name}", f"{count:,} requests"))
-    if info.get("stats"):
+    if info.get("stats") and info.get("table") == "packets":
+        from .stats import format_packet_stats
+        rows += format_packet_stats(info["stats"])
+    elif info.get("stats"):
         from .stats import format_request_stats
         rows += format_request_stats(info["stats"])
     width = max(len(k) for k, _ in rows)

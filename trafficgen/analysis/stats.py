@@ -192,3 +192,38 @@ def format_request_stats(stats: dict) -> list[tuple[str, str]]:
                 calls = f"{p['llm_calls']:.2f} LLM calls, {p['tool_calls']:.2f} tool calls"
             rows.append((f"{name} per turn", f"{calls} ({p['turns']:,} turns)"))
     return rows
+
+
+PACKET_STATS_COLUMNS = ("class", "payload_len", "retransmit", "lost", "gap")
+
+
+def packet_stats(cols: dict[str, np.ndarray]) -> dict:
+    """Per class of a packet table: frames, data frames (with payload), retransmitted ones
+    and their share of the data frames, frames lost after the tap, gaps (frames after new
+    bytes lost before the tap) and the share of frames lost (after the tap, plus one per gap:
+    a lower bound, as a burst before the tap or a lost pure ACK there leaves no more trace)."""
+    out = {}
+    for name in sorted(set(cols["class"].tolist())):
+        sel = cols["class"] == name
+        data = sel & (cols["payload_len"] > 0)
+        nd = int(data.sum())
+        retx = int((data & cols["retransmit"]).sum())
+        lost = int((sel & (cols["lost"] > 0)).sum())
+        gaps = int((sel & cols["gap"]).sum())
+        out[name] = {"frames": int(sel.sum()), "data_frames": nd, "retransmits": retx,
+                     "retransmit_rate": retx / nd if nd else None, "lost_after_tap": lost,
+                     "gaps": gaps, "loss_rate": (lost + gaps) / (int(sel.sum()) + gaps)}
+    return out
+
+
+def format_packet_stats(stats: dict) -> list[tuple[str, str]]:
+    """``name: value`` rows for the text report of :func:`packet_stats`."""
+    rows = []
+    for name, r in stats.items():
+        pct = "-" if r["retransmit_rate"] is None else f"{r['retransmit_rate']:.2%}"
+        loss = "-" if r["loss_rate"] is None else f"{r['loss_rate']:.2%}"
+        rows.append((f"{name} frames", f"{r['frames']:,} ({r['data_frames']:,} with data)"))
+        rows.append((f"{name} retransmissions", f"{r['retransmits']:,} ({pct} of data frames)"))
+        rows.append((f"{name} losses", f"{r['lost_after_tap']:,} after the tap, {r['gaps']:,} gaps "
+                                       f"before it (loss {loss})"))
+    return rows

@@ -9,6 +9,7 @@ from pathlib import Path
 from trafficgen.errors import TrafficgenError
 
 LABELS = ("class", "kind")  # text (or dictionary of text); ``class`` may also be a code
+FLAGS = ("retransmit", "gap")  # booleans
 COUNTS = ("bytes_up", "bytes_down", "packets_up", "packets_down", "prompt_tokens", "output_tokens",
           "wire_len", "reasoning_tokens", "images")  # never negative
 
@@ -27,6 +28,8 @@ def check_columns(path: Path, schema, cols, table: str) -> None:
             ok = (pa.types.is_string(value) or pa.types.is_large_string(value)
                   or (name == "class" and pa.types.is_integer(t)))
             want = "text labels"
+        elif name in FLAGS:
+            ok, want = pa.types.is_boolean(t), "true or false"
         else:
             ok, want = pa.types.is_integer(t), "whole numbers"
         if not ok:

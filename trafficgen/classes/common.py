@@ -16,7 +16,7 @@ from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
 from trafficgen.kernels.tcp import W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
 from trafficgen.kernels.tcpseg import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
-from trafficgen.schema import CLASS_CODE, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
+from trafficgen.schema import CLASS_CODE, CLASSES, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 from trafficgen.wire.profiles import PROFILE_OS, profile
 from trafficgen.wire.tls import RESUMED_PLAIN, Templates, Variant, server_hello_prefix, ticket_identity
 
@@ -268,9 +268,11 @@ def host_link(sc: Scenario, topo, class_id: int, side: int) -> tuple[tcp.Link, t
     link and the servers' fabric link, the tap's side) and its hosts' delays (``[hosts]``)."""
     h = sc.hosts
     turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
+    imp = sc.network.impair.of(CLASSES[class_id])
     link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
                     ns_byte_s=8e9 / h.fabric_bandwidth, capture_side=side,
-                    key=key_of(sc.seed, class_id, 0x4057), stack_hdr=int(STACK_HEADERS))
+                    key=key_of(sc.seed, class_id, 0x4057), stack_hdr=int(STACK_HEADERS),
+                    loss=float(imp.loss), burst=float(imp.burst), before_tap=float(imp.before_tap))
     return link, tcp.Hosts(turn=turn, app_read=h.app_read.params())
 
 
@@ -308,7 +310,8 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
         n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
         if n >= 0:
             break
-        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, link.mss)))
+        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, link.mss,
+                                                   tcp.LOSS_BOUND if link.loss > 0 else 1)))
     else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
@@ -316,6 +319,9 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
                       np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
                       np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
                       np.empty(n_conn, np.int64))
+    if link.loss > 0:  # packets lost before the tap are not in the capture
+        out = out[(out[:, tcpseg.P_TRUTH] & tcpseg.T_BEFORE) == 0]
+        n = out.shape[0]
     flow_of_conn = _renumber(c_npk > 0)
     is_req = (wd[:, WF_FLAGS] & W_REQ) != 0
     issued = np.zeros(r["session"].shape[0], bool)

@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     i.add_argument("--stats", action="store_true",
                    help="for a request table: per class, token medians and p90s, bytes, the "
-                        "arrivals' gap cv, index of dispersion at 1/10/60 s and Hurst estimate")
+                        "arrivals' gap cv, index of dispersion at 1/10/60 s and Hurst estimate; "
+                        "for a packet table: per class, retransmission and loss rates")
 
     add_replay_parser(sub)
 

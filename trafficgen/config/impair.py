@@ -5,7 +5,8 @@ length of a loss burst (1: Bernoulli; more: a Gilbert-Elliott chain with that me
 the stationary loss ``loss``); ``before_tap`` the share of losses upstream of the capture
 point (never captured) against downstream (captured, then never delivered); ``ecn`` the
 share of RoCEv2 data marked CE (``kernels.kv``); ``jitter`` delay jitter (a duration or a
-distribution of durations); ``reorder`` and ``duplicate`` probabilities per packet.
+distribution of durations); ``reorder`` and ``duplicate`` probabilities per packet. Jitter,
+reordering and duplication are not modelled yet: a value other than 0 is refused.
 
 Per-class values are written like ``network.dscp``: ``loss = 0.01`` for every class, or
 ``loss = { default = 0, kv_transfer = 0.01 }``. Left out, the section is absent and every
@@ -97,6 +98,7 @@ IMPAIR_KEYS = (
         "probability that a packet is duplicated"),
 )
 IMPAIR = section(IMPAIR_KEYS)
+NOT_YET = ("jitter", "reorder", "duplicate")  # declared (issue 18's names), refused unless 0
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,12 @@ def parse_impair(v) -> Impair:
             values[k] = IMPAIR[k].parse(x)
         except ValueError as e:
             raise ValueError(f"{k}: {e}") from None
-    return build_impair(values)
+    out = build_impair(values)
+    for k in NOT_YET:
+        if any(d.top() > 0 for d in out.jitter) if k == "jitter" else any(getattr(out, k)):
+            raise ValueError(f"{k}: not modelled yet (the transport applies loss, burst and "
+                             f"before_tap; RoCEv2 ecn): leave it 0")
+    return out
 
 
 NO_IMPAIR = build_impair({})

@@ -2,7 +2,9 @@
 
 Each packet becomes one EPB (little-endian, interface 0, timestamps in ns for an interface
 with if_tsresol = 9) whose opt_comment reads
-``class=chat flow=12 request=40 dir=up phase=stream`` (``request=-1`` outside any request).
+``class=chat flow=12 request=40 dir=up phase=stream`` (``request=-1`` outside any request),
+followed on an impaired path by `` retransmit=1``, `` lost=1`` (lost after the tap) and
+`` gap=1`` (new bytes lost before the tap just before it) where they hold.
 Label names come from one byte table (``names``, ``name_off``: the vocabularies of
 ``trafficgen.schema`` laid end to end), so no Python runs per packet.
 """
@@ -36,10 +38,14 @@ def _lit(text: bytes) -> np.ndarray:
 
 
 LITERALS = tuple(_lit(t) for t in (_CLASS, _FLOW, _REQ, _DIR, _PHASE))
+# the truth flags' words, by bit of ``Labels.truth``: 1 retransmit, 2 lost, 4 gap
+FLAG_WORDS = _lit(b" retransmit=1 lost=1 gap=1")
+FLAG_OFF = np.array([0, 13, 20, 26], np.int64)
 
-Labels = namedtuple("Labels", "cls flow req dirs phase")
+Labels = namedtuple("Labels", "cls flow req dirs phase truth")
 Labels.__doc__ = """Per packet: the label codes and ids its comment shows (class, flow id,
-request id, direction, phase)."""
+request id, direction, phase) and its truth flags (uint8 bits: 1 retransmit, 2 lost after the
+tap, 4 gap; 0 on a clean path: the comment then has none)."""
 NameTable = namedtuple("NameTable", "names name_off c_base d_base p_base lit_len")
 NameTable.__doc__ = """The label names laid end to end (``names`` uint8, name ``k`` at
 ``names[name_off[k]:name_off[k + 1]]``), where the class, direction and phase names start in it,
@@ -95,10 +101,14 @@ def _put_name(out, o, names, name_off, code):
 
 
 @helper
-def comment_len(table, cls, flow, req, d, ph):
-    """Bytes of one packet's comment (``NameTable`` ``table``; its label codes)."""
+def comment_len(table, cls, flow, req, d, ph, truth):
+    """Bytes of one packet's comment (``NameTable`` ``table``; its label codes and flags)."""
     name_off, c_base, d_base, p_base = table.name_off, table.c_base, table.d_base, table.p_base
-    return (table.lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
+    flags = 0
+    for b in range(3):
+        if truth >> b & 1:
+            flags += FLAG_OFF[b + 1] - FLAG_OFF[b]
+    return (flags + table.lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
             + _digits(req) + name_off[d_base + d + 1] - name_off[d_base + d]
             + name_off[p_base + ph + 1] - name_off[p_base + ph])
 
@@ -107,10 +117,10 @@ def comment_len(table, cls, flow, req, d, ph):
 def epb_space(wire_len, labels, table):
     """Bytes of the EPBs of these packets (int64): ``labels`` (``Labels``) named by ``table``
     (``NameTable``)."""
-    cls, flow, req, dirs, phase = labels
+    cls, flow, req, dirs, phase, truth = labels
     total = 0
     for i in range(wire_len.shape[0]):
-        n = comment_len(table, cls[i], flow[i], req[i], dirs[i], phase[i])
+        n = comment_len(table, cls[i], flow[i], req[i], dirs[i], phase[i], truth[i])
         total += EPB_FIXED + _pad4(wire_len[i]) + OPT_HDR + _pad4(n) + OPT_END
     return total
 
@@ -123,7 +133,7 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
     Returns bytes written."""
     l_class, l_flow, l_req, l_dir, l_phase = literals
     names, name_off, c_base, d_base, p_base, _ = table
-    cls, flow, req, dirs, phase = labels  # out of the tuple once (a member read costs a refcount)
+    cls, flow, req, dirs, phase, truth = labels  # out of the tuple once (a member read costs a refcount)
     o = 0
     for i in range(wire_len.shape[0]):
         wl = wire_len[i]
@@ -154,6 +164,12 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
         c = _put_name(out, c, names, name_off, d_base + dirs[i])
         c = _put(out, c, l_phase)
         c = _put_name(out, c, names, name_off, p_base + phase[i])
+        if truth[i]:
+            for b in range(3):
+                if truth[i] >> b & 1:
+                    for k in range(FLAG_OFF[b], FLAG_OFF[b + 1]):
+                        out[c] = FLAG_WORDS[k]
+                        c += 1
         n = c - o - OPT_HDR
         out[o] = OPT_COMMENT
         out[o + 1] = 0

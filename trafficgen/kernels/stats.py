@@ -14,12 +14,16 @@ from .tcpseg import (
     P_REQ,
     P_SEGOFF,
     P_SEQ,
+    P_TRUTH,
     P_TS,
     P_TSECR,
     P_TSVAL,
     P_WIN,
     P_WLEN,
     P_WRITELEN,
+    T_AFTER,
+    T_GAP,
+    T_RETX,
 )
 
 
@@ -104,3 +108,7 @@ def fill_schedule(out, order, flow_of_conn, req_map, class_id, start_ns, sched):
         rec["win"] = r[P_WIN]
         rec["tsval"] = r[P_TSVAL]
         rec["tsecr"] = r[P_TSECR]
+        tr = r[P_TRUTH]
+        rec["retransmit"] = (tr & T_RETX) != 0
+        rec["lost"] = 1 if tr & T_AFTER else 0
+        rec["gap"] = (tr & T_GAP) != 0

@@ -6,9 +6,10 @@ event simulation per connection -- three-way handshake, segmentation at the MSS 
 spanning writes (TCP_NODELAY senders), slow start with ABC (RFC 3465, L=2) and restart after
 idle (RFC 5681), the peer's advertised receive window, delayed ACKs (every second segment or
 a 40 ms timer, piggybacked on data), and a FIN exchange -- and records every packet at the
-capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``.
-Sequence and acknowledgement numbers are those of the simulation, so they are consistent by
-construction: a side acknowledges only bytes that have arrived at it.
+capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``. On
+an impaired path (``Link.loss``) packets are lost before or after the tap and both ends recover
+as Linux does: ``kernels.recovery`` and ``kernels.sack``. Sequence and acknowledgement
+numbers are those of the simulation, so they are consistent by construction.
 
 Times are int64 ns on the model's clock (0 = capture start). Directions: 0 up (client to
 server), 1 down. A packet's capture time is when it starts on the capture side's link: its
@@ -23,11 +24,13 @@ from collections import namedtuple
 
 import numpy as np
 
-from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH, RST
+from . import recovery as rc
+from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH
 from .jit import helper, kernel
 from .rng import derive
+from .sack import put_sack, rcv_data
 from .stacks import TS_OPT_BYTES
-from .tcpseg import (
+from .tcpseg import (  # noqa: F401 (the write layout is tcp's to its callers)
     INF,
     P_ACK,
     P_ARR,
@@ -36,6 +39,7 @@ from .tcpseg import (
     P_PLEN,
     P_SEND,
     P_SEQ,
+    P_TRUTH,
     P_TSVAL,
     P_WIN,
     S_CNT,
@@ -44,12 +48,14 @@ from .tcpseg import (
     S_DONE,
     S_EMSS,
     S_FINPEND,
+    S_FINRCV,
     S_FINSENT,
     S_HEAD,
     S_HSRTT,
     S_ISN,
     S_LASTDOWN,
     S_LASTQ,
+    S_LASTSEG,
     S_LASTSEND,
     S_LEN,
     S_LINKFREE,
@@ -58,16 +64,43 @@ from .tcpseg import (
     S_PEEREDGE,
     S_QUEUED,
     S_RCV,
+    S_RTOT,
+    S_RTTSEQ,
+    S_RTTTIME,
     S_SENDW,
     S_STPHASE,
     S_STREQ,
     S_TIMER,
+    S_TLPT,
     S_TRUNC,
     S_TSRECENT,
     S_UNA,
     S_UNACKED,
+    T_LOST,
+    W_ABS,
+    W_CLOSE,
+    W_REQ,
+    W_TURN,
+    WF_BYTES,
+    WF_COLS,
+    WF_DELAY,
+    WF_DEP,
+    WF_DIR,
+    WF_FLAGS,
+    WF_LAYOUT,
+    WF_PHASE,
+    WF_REQ,
+    WO_DELIV,
+    WO_ISSUED,
+    WS_END,
+    WS_QTIME,
+    WS_START,
+    abort,
     emit,
     handshake,
+    next_w,
+    queue_write,
+    ready,
     setup,
     turnaround,
 )
@@ -75,60 +108,51 @@ from .tcpseg import (
 ATO_NS = 40_000_000  # delayed-ACK timer
 RTO_MIN_NS = 200_000_000
 IW_SEGMENTS = 10  # initial window, RFC 6928
-
-# write flags
-W_TURN = 1  # a later turn: skipped (and the connection closed) if ready at or after the end
-W_CLOSE = 2  # close_notify then FIN; ready at min(dep + delay, the run's end)
-W_REQ = 4  # a request upload: its delivery starts the prefill wait
-W_ABS = 8  # ready at the absolute time in its delay (model clock), not relative to its dep
-W_RST = 16  # the application aborts: its side sends a reset (RST|ACK) and the connection ends
-
-# write matrix columns (int64[W, WF_COLS]); dep is an index local to the connection
-WF_DIR, WF_BYTES, WF_DEP, WF_DELAY, WF_REQ, WF_PHASE, WF_FLAGS, WF_LAYOUT = range(8)
-WF_COLS = 8
-# per-write results (int64[W, 2])
-WO_DELIV, WO_ISSUED = 0, 1
-
-# per-write state of the current connection (int64[wn, 3])
-WS_START, WS_END, WS_QTIME = 0, 1, 2
+# write matrix columns (WF_*, int64[W, WF_COLS]) and per-write state (WS_*): kernels.tcpseg
 
 Conns = namedtuple("Conns", "session open_dep open_at rtt isn ipid w0 wn jitter os")
 Conns.__doc__ = """Per connection, the transport's input: session, the connection it waits for
 (-1 none), when it opens (absolute, or after that one's last response), RTT, ISNs and first IP
 ids ([C, 2] by direction), its writes (first row of ``wd``, count), clock jitter and each
 end's stack (``stacks.OS_*``, [C, 2]: client, server)."""
-Link = namedtuple("Link", "dur_end mss ns_byte_c ns_byte_s capture_side key stack_hdr")
+Link = namedtuple("Link", "dur_end mss ns_byte_c ns_byte_s capture_side key stack_hdr loss burst "
+                         "before_tap", defaults=(0.0, 1.0, 0.0))
 Link.__doc__ = """The path, per class: the run's end (ns), MSS, ns per byte on the client's and
 the server's link, the end the capture is on (0 client, 1 server), the key of the hosts'
 draws and whether header lengths follow the stacks (1) or are the fixed 66-byte SYNs and
-54-byte segments of an encoder that writes no timestamps (0). Scalars only: it goes to every
-helper call (an array in it would be reference-counted at each)."""
+54-byte segments of an encoder that writes no timestamps (0); its impairments
+(``config.impair``): loss probability per packet, mean loss burst, share of losses before the
+tap (0, 1, 0: a clean path, which never runs ``kernels.recovery``). Scalars only: it goes to
+every helper call (an array in it would be reference-counted at each)."""
 Hosts = namedtuple("Hosts", "turn app_read")
 Hosts.__doc__ = """The hosts' delays: their kernels' turnaround (float64[2, TURN_STEPS + 1],
 client and server: quantile tables, ``kernels.tcpseg.turnaround``) and the application's read
 delay (float64[DIST_LEN], a packed distribution)."""
 # Inside: a connection's constants travel as one tuple ``cx`` = (conn, w0, wend, owd, rto, ck,
-# base): its index, its writes' rows [w0, wend), the one-way delay, the retransmission timeout,
-# its key and its first row of ``out``; a segment's labels as ``seg`` = (req, phase, layout,
-# segoff, writelen).
+# base, lk, lim): its index, its writes' rows [w0, wend), the one-way delay, the timeout of a
+# restart after idle, its key, its first row of ``out``, its loss draws' key and the row it
+# stops at (impaired paths); a segment's labels as ``seg`` = (req, phase, layout, segoff,
+# writelen). The recovery's state and SACK blocks live in S too (kernels.recovery, sack).
+LOSS_BOUND = 4  # an impaired path's connection: at most this many times a clean one's packets
 
 
 @helper
-def packet_bound(wd, w0, wn, mss):
-    """Upper bound on the packets a connection with writes ``w0:w0+wn`` can produce."""
+def packet_bound(wd, w0, wn, mss, mult):
+    """Upper bound on the packets a connection with writes ``w0:w0+wn`` can produce (``mult``
+    times a clean path's: an impaired one stops its connection there)."""
     segs = 0
     m = mss - TS_OPT_BYTES  # the least a segment may carry
     for w in range(w0, w0 + wn):
         segs += (wd[w, WF_BYTES] + m - 1) // m
-    return 2 * segs + 16
+    return (2 * segs + 16) * mult
 
 
 @kernel
-def total_bound(c_w0, c_wn, wd, mss):
+def total_bound(c_w0, c_wn, wd, mss, mult):
     """Packets buffer size that fits every connection."""
     total = 0
     for c in range(c_w0.shape[0]):
-        total += packet_bound(wd, c_w0[c], c_wn[c], mss)
+        total += packet_bound(wd, c_w0[c], c_wn[c], mss, mult)
     return total
 
 
@@ -151,6 +175,7 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     wo[:, WO_DELIV] = -1
     wo[:, WO_ISSUED] = 0
     S = np.empty(S_LEN, np.int64)
+    mult = LOSS_BOUND if link.loss > 0 else 1
     c_open_dep, c_open_at = conns.open_dep, conns.open_at
     for c in range(c_open_dep.shape[0]):
         c_npk[c] = 0
@@ -165,9 +190,11 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
             t_open = prev_end + c_open_at[c]
         if t_open >= link.dur_end:
             continue
-        if cur + packet_bound(wd, conns.w0[c], conns.wn[c], link.mss) > cap:
+        bound = packet_bound(wd, conns.w0[c], conns.wn[c], link.mss, mult)
+        if cur + bound > cap:
             return -1
-        n = _conn(c, t_open, conns, wd, wo, S, link, hosts, out, cur, c_resp_end)
+        n = _conn(c, t_open, conns, wd, wo, S, link, hosts, out, cur, cur + bound - 24,
+                  c_resp_end)
         c_npk[c] = n
         c_hsrtt[c] = S[S_HSRTT]
         cur += n
@@ -175,65 +202,35 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
 
 
 @helper
-def _next_w(wd, w, end, d):
-    while w < end and wd[w, WF_DIR] != d:
-        w += 1
-    return w
-
-
-@helper
 def _ack_now(out, i, S, cx, link, s, t):
-    """Side ``s`` sends a pure ACK of everything it has received."""
+    """Side ``s`` sends a pure ACK of everything it has received (with SACK blocks, on an
+    impaired path)."""
     i = emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
+    if link.loss > 0:
+        put_sack(out, i - 1, S, 1 - s)
     S[S_UNACKED + 1 - s] = 0
     S[S_TIMER + 1 - s] = INF
     return i
 
 
 @helper
-def _ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
-    """When side ``d``'s next write is ready (INF while it waits on something not yet done).
-
-    A write waits for a write of its own side to be written, or for one of the other side's
-    to be delivered; writes of one side stay in order. A close happens at the run's end at the
-    latest (after the reply in flight, if any)."""
-    w0, wend = cx[1], cx[2]
-    dur_end = link.dur_end
-    w = S[S_NEXTW + d]
-    if w >= wend:
-        return INF
-    dep = wd[w, WF_DEP]
-    if wd[w, WF_FLAGS] & W_ABS:
-        base_t = 0
-    elif dep < 0:
-        base_t = t_est
-    elif wd[w0 + dep, WF_DIR] == d:
-        base_t = ws[dep, WS_QTIME]
-    else:
-        base_t = wo[w0 + dep, WO_DELIV]
-    t = INF
-    if base_t >= 0:
-        t = max(base_t + wd[w, WF_DELAY], S[S_LASTQ + d])
-    if wd[w, WF_FLAGS] & W_CLOSE:
-        if S[S_TRUNC]:
-            t = max(max(dur_end + jitter, S[S_LASTDOWN]), S[S_LASTQ + d])
-        elif t < INF:
-            t = min(t, max(max(dur_end + jitter, base_t), S[S_LASTQ + d]))
-    return t
-
-
-@helper
 def _send(out, i, S, wd, ws, cx, link, d, t):
-    """Side ``d`` sends what its congestion and receive windows allow, then a pending FIN."""
+    """Side ``d`` sends what its congestion and receive windows allow (on an impaired path
+    its lost bytes first), then a pending FIN."""
     w0, wend, rto = cx[1], cx[2], cx[4]
     mss = S[S_EMSS]
     if S[S_NXT + d] == S[S_UNA + d] and t - S[S_LASTSEND + d] > rto:
         S[S_CWND + d] = min(S[S_CWND + d], IW_SEGMENTS * mss)  # restart after idle
-    while S[S_NXT + d] < S[S_QUEUED + d] and S[S_NXT + d] - S[S_UNA + d] < S[S_CWND + d]:
+    flight = S[S_NXT + d] - S[S_UNA + d]
+    new = False
+    if link.loss > 0:
+        i = rc.resend(out, i, S, wd, ws, cx, link, d, t)
+        flight = rc.pipe(S, d)
+    while S[S_NXT + d] < S[S_QUEUED + d] and flight < S[S_CWND + d] and i < cx[8]:
         nxt = S[S_NXT + d]
         w = S[S_SENDW + d]
         while ws[w - w0, WS_END] <= nxt:
-            w = _next_w(wd, w + 1, wend, d)
+            w = next_w(wd, w + 1, wend, d)
         S[S_SENDW + d] = w
         w_start, w_end = ws[w - w0, WS_START], ws[w - w0, WS_END]
         seg_end = min(nxt + mss, w_end)
@@ -242,6 +239,12 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
         flags = ACK | PSH if seg_end == w_end else ACK
         i = emit(out, i, S, cx, link, d, t, flags, nxt, seg_end - nxt,
                   (wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_LAYOUT], nxt - w_start, w_end - w_start))
+        if link.loss > 0:
+            new = True
+            S[S_LASTSEG + d] = nxt
+            if S[S_RTTSEQ + d] == 0:  # time one segment at a time (Karn: never a resend)
+                S[S_RTTSEQ + d], S[S_RTTTIME + d] = seg_end, t
+        flight += seg_end - nxt
         S[S_NXT + d] = seg_end
         S[S_UNACKED + 1 - d] = 0  # the data segment carries the ACK
         S[S_TIMER + 1 - d] = INF
@@ -251,19 +254,22 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
         S[S_FINSENT + d] = 1
         S[S_UNACKED + 1 - d] = 0
         S[S_TIMER + 1 - d] = INF
+    if link.loss > 0:
+        rc.after_send(S, d, t, new)
     return i
 
 
 @helper
-def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, c_resp_end):
-    """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``;
-    returns how many."""
+def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, lim, c_resp_end):
+    """Connection ``conn`` of ``conns``, opened at ``t_open``: its packets from ``out[base]``
+    (an impaired path's stops before ``lim``); returns how many."""
     rtt, w0, wn, jitter = conns.rtt[conn], conns.w0[conn], conns.wn[conn], conns.jitter[conn]
     owd = rtt // 2
     rto = rtt + RTO_MIN_NS
     wend = w0 + wn
     ck = derive(derive(link.key, conns.isn[conn, 0]), conns.isn[conn, 1])
-    cx = (conn, w0, wend, owd, rto, ck, base)
+    impaired = link.loss > 0
+    cx = (conn, w0, wend, owd, rto, ck, base, derive(ck, 0x1055), lim if impaired else INF)
     ws = np.zeros((wn, 3), np.int64)
     ws[:, WS_QTIME] = -1
     setup(S, conns, conn, ck, link, hosts.app_read)
@@ -273,9 +279,11 @@ def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, c_resp_end):
         S[S_LINKFREE + d] = S[S_UNACKED + d] = S[S_CNT + d] = 0
         S[S_TIMER + d] = INF
         S[S_HEAD + d] = -1
-        w = _next_w(wd, w0, wend, d)
+        w = next_w(wd, w0, wend, d)
         S[S_NEXTW + d] = S[S_SENDW + d] = S[S_DELIVW + d] = w
         S[S_FINPEND + d] = S[S_FINSENT + d] = S[S_LASTQ + d] = 0
+        if impaired:
+            rc.init(S, d, rtt)
     S[S_STREQ], S[S_STPHASE] = -1, PH_HANDSHAKE
     S[S_TRUNC] = S[S_DONE] = 0
     S[S_LASTDOWN] = t_open
@@ -287,14 +295,18 @@ def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, c_resp_end):
     guard = 0
     while not S[S_DONE]:
         guard += 1
-        if guard > 64 * (wn + 64) + 8 * (i - base + 64):
+        if guard > 64 * (wn + 64) + 8 * (i - base + 64) or i >= cx[8]:
             break
         # candidate events: arrivals (FIFO per direction), delayed-ACK timers, writes
         ta0 = out[S[S_HEAD], P_ARR] if S[S_HEAD] >= 0 else INF
         ta1 = out[S[S_HEAD + 1], P_ARR] if S[S_HEAD + 1] >= 0 else INF
-        tw0 = _ready(S, wd, wo, ws, cx, link, 0, t_est, jitter)
-        tw1 = _ready(S, wd, wo, ws, cx, link, 1, t_est, jitter)
-        t = min(min(ta0, ta1), min(min(S[S_TIMER], S[S_TIMER + 1]), min(tw0, tw1)))
+        tw0 = ready(S, wd, wo, ws, cx, link, 0, t_est, jitter)
+        tw1 = ready(S, wd, wo, ws, cx, link, 1, t_est, jitter)
+        tr0 = tr1 = INF
+        if impaired:  # retransmission and tail-loss-probe timers
+            tr0, tr1 = min(S[S_RTOT], S[S_TLPT]), min(S[S_RTOT + 1], S[S_TLPT + 1])
+        t = min(min(min(ta0, ta1), min(min(S[S_TIMER], S[S_TIMER + 1]), min(tw0, tw1))),
+                min(tr0, tr1))
         if t >= INF:
             break
         if ta0 == t or ta1 == t:
@@ -303,16 +315,22 @@ def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, c_resp_end):
         elif S[S_TIMER] == t or S[S_TIMER + 1] == t:
             d = 0 if S[S_TIMER] == t else 1
             i = _ack_now(out, i, S, cx, link, 1 - d, t)
+        elif tr0 == t or tr1 == t:
+            d = 0 if tr0 == t else 1
+            i = rc.timer(out, i, S, wd, ws, cx, link, d, t)
+            i = _send(out, i, S, wd, ws, cx, link, d, t)
         else:
             d = 0 if tw0 == t else 1
-            i = put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end)
+            q = queue_write(S, wd, wo, ws, cx, link, d, t, c_resp_end)
+            i = abort(out, i, S, wd, cx, link, d, t) if q == 2 else (
+                _send(out, i, S, wd, ws, cx, link, d, t) if q else i)
     return i - base
 
 
 @helper
 def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``, whose kernel
-    reacts a turnaround later."""
+    reacts a turnaround later (a lost packet never does)."""
     w0, wend = cx[1], cx[2]
     mss = S[S_EMSS]
     p = S[S_HEAD + d]
@@ -320,12 +338,20 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     while q < i and out[q, P_DIR] != d:
         q += 1
     S[S_HEAD + d] = q if q < i else -1
+    if out[p, P_TRUTH] & T_LOST:
+        return i
     s = 1 - d
     plen = out[p, P_PLEN]
     flags = out[p, P_FLAGS]
     t_r = t + turnaround(S, cx[5], turn, s)  # when s's kernel has processed it
+    quick = 0
+    impaired = link.loss > 0
     if plen > 0:
-        S[S_RCV + d] = ((out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) + plen
+        sr = (out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF
+        if impaired:
+            quick = rcv_data(S, d, sr, sr + plen)
+        else:
+            S[S_RCV + d] = sr + plen
         S[S_UNACKED + d] += 1
         wd_ = S[S_DELIVW + d]
         while wd_ < wend and ws[wd_ - w0, WS_END] > 0 and ws[wd_ - w0, WS_END] <= S[S_RCV + d]:
@@ -335,15 +361,25 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
             if (wd[wd_, WF_FLAGS] & W_REQ and S[S_STREQ] == wd[wd_, WF_REQ]
                     and S[S_STPHASE] == PH_REQUEST):
                 S[S_STPHASE] = PH_PREFILL_WAIT
-            wd_ = _next_w(wd, wd_ + 1, wend, d)
+            wd_ = next_w(wd, wd_ + 1, wend, d)
         S[S_DELIVW + d] = wd_
     S[S_TSRECENT + s] = out[p, P_TSVAL]
     if flags & ACK:
         a = (out[p, P_ACK] - S[S_ISN + s]) & 0xFFFFFFFF
-        if a > S[S_UNA + s]:
+        if impaired:
+            rc.on_ack(out, p, S, s, a, t_r)
+        elif a > S[S_UNA + s]:
             S[S_CWND + s] += min(a - S[S_UNA + s], 2 * mss)
             S[S_UNA + s] = a
         S[S_PEEREDGE + s] = max(S[S_PEEREDGE + s], a + out[p, P_WIN])
+    if impaired:  # a FIN after a hole waits for it
+        if flags & FIN and ((out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) != S[S_RCV + d]:
+            S[S_FINRCV + d] = ((out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) + 1
+            flags = 0
+            quick = 1
+        elif S[S_FINRCV + d] and S[S_RCV + d] == S[S_FINRCV + d] - 1:
+            S[S_FINRCV + d] = 0
+            flags = FIN
     if flags & FIN:
         S[S_RCV + d] += 1
         S[S_UNACKED + d] = 0
@@ -356,44 +392,9 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
             i = emit(out, i, S, cx, link, 0, t_r, ACK, S[S_NXT], 0, (-1, PH_TEARDOWN, 0, 0, 0))
             S[S_DONE] = 1
         return i
-    if plen > 0:
-        if S[S_UNACKED + d] >= 2:
+    if plen > 0 or quick:
+        if S[S_UNACKED + d] >= 2 or quick:
             i = _ack_now(out, i, S, cx, link, s, t_r)
         elif S[S_TIMER + d] >= INF:
             S[S_TIMER + d] = t + ATO_NS
     return _send(out, i, S, wd, ws, cx, link, s, t_r)
-
-
-@helper
-def put_write(out, i, S, wd, wo, ws, cx, link, d, t, c_resp_end):
-    """Side ``d``'s application writes its next write at ``t`` (or, for a later turn after
-    the run's end, stops: the connection goes straight to its close)."""
-    conn, w0, wend = cx[0], cx[1], cx[2]
-    w = S[S_NEXTW + d]
-    if wd[w, WF_FLAGS] & W_TURN and t >= link.dur_end:
-        S[S_TRUNC] = 1
-        close = w
-        while close < wend and not wd[close, WF_FLAGS] & W_CLOSE:
-            close += 1
-        S[S_NEXTW] = close
-        S[S_NEXTW + 1] = wend
-        return i
-    ws[w - w0, WS_START] = S[S_QUEUED + d]
-    S[S_QUEUED + d] += wd[w, WF_BYTES]
-    ws[w - w0, WS_END] = S[S_QUEUED + d]
-    ws[w - w0, WS_QTIME] = t
-    S[S_LASTQ + d] = t
-    wo[w, WO_ISSUED] = 1
-    if wd[w, WF_REQ] >= 0 or wd[w, WF_PHASE] != PH_HANDSHAKE or S[S_STREQ] < 0:
-        # (a handshake write of one side, such as the server's session ticket, does not end
-        # the other's request: the ACKs stay that request's)
-        S[S_STREQ], S[S_STPHASE] = wd[w, WF_REQ], wd[w, WF_PHASE]
-    if wd[w, WF_FLAGS] & W_RST:  # (as Linux on a close with data unread: RST|ACK at snd_nxt)
-        S[S_DONE], c_resp_end[conn] = 1, t
-        return emit(out, i, S, cx, link, d, t, RST | ACK, S[S_NXT + d], 0, (wd[w, WF_REQ], wd[w, WF_PHASE], 0, 0, 0))
-    if wd[w, WF_FLAGS] & W_CLOSE:
-        S[S_FINPEND + d] = 1
-        if not S[S_TRUNC]:
-            c_resp_end[conn] = wo[w0 + wd[w, WF_DEP], WO_DELIV]
-    S[S_NEXTW + d] = _next_w(wd, w + 1, wend, d)
-    return _send(out, i, S, wd, ws, cx, link, d, t)

@@ -22,7 +22,7 @@ the side's scale. Draws: the connection's key ``ck`` (``derive(Link.key, ISNs)``
 """
 import numpy as np
 
-from .codes import ACK, PH_HANDSHAKE, SYN
+from .codes import ACK, FIN, PH_HANDSHAKE, PH_TEARDOWN, RST, SYN
 from .jit import helper, inline
 from .rng import bits, uniform
 from .sampling import sample
@@ -49,9 +49,29 @@ TURN_STEPS = 4096  # a turnaround distribution's quantile table: TURN_STEPS + 1 
 # P_WIN: the receive window the sender advertises (bytes, before its window scale); P_TSVAL,
 # P_TSECR: its TCP timestamp option (0 where the connection has no timestamps); P_ARR: when
 # its last bit reaches the receiver
+# P_TRUTH: what happened to it (T_* bits; 0 on a clean path)
 P_TS, P_CONN, P_DIR, P_SEQ, P_ACK, P_FLAGS, P_PLEN, P_REQ, P_PHASE, P_IPID, P_WLEN, \
-    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR, P_ARR = range(19)
-P_COLS = 19
+    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR, P_ARR, P_TRUTH = range(20)
+P_COLS = 20
+# P_TRUTH bits: carries bytes sent before; lost after the tap (captured, never delivered); lost
+# before it (never captured); new bytes of its direction were lost before the tap just before
+# it; (inside the transport) it carries SACK blocks (in S's ring, at slot P_TRUTH >> 8)
+T_RETX, T_AFTER, T_BEFORE, T_GAP, T_SACK = 1, 2, 4, 8, 16
+T_LOST = T_AFTER | T_BEFORE
+
+# write matrix columns (int64[W, WF_COLS]); dep is an index local to the connection
+WF_DIR, WF_BYTES, WF_DEP, WF_DELAY, WF_REQ, WF_PHASE, WF_FLAGS, WF_LAYOUT = range(8)
+WF_COLS = 8
+# per-write state of the current connection (int64[wn, 3])
+WS_START, WS_END, WS_QTIME = 0, 1, 2
+# per-write results (int64[W, 2])
+WO_DELIV, WO_ISSUED = 0, 1
+# write flags
+W_TURN = 1  # a later turn: skipped (and the connection closed) if ready at or after the end
+W_CLOSE = 2  # close_notify then FIN; ready at min(dep + delay, the run's end)
+W_REQ = 4  # a request upload: its delivery starts the prefill wait
+W_ABS = 8  # ready at the absolute time in its delay (model clock), not relative to its dep
+W_RST = 16  # the application aborts: its side sends a reset (RST|ACK) and the connection ends
 
 # connection state: per-direction (or per-side) pairs, then scalars
 S_NXT, S_UNA, S_QUEUED, S_CWND, S_LINKFREE, S_LASTSEND, S_CNT, S_RCV, S_UNACKED, S_TIMER, \
@@ -59,7 +79,25 @@ S_NXT, S_UNA, S_QUEUED, S_CWND, S_LINKFREE, S_LASTSEND, S_CNT, S_RCV, S_UNACKED,
     S_FARFREE, S_TSOFF, S_TSRECENT, S_REDGE, S_PEEREDGE, S_RDP, S_READ, S_RDELAY, S_NDRAW, \
     S_OS = range(0, 58, 2)
 S_STREQ, S_STPHASE, S_TRUNC, S_LASTDOWN, S_DONE, S_TSON, S_HDR, S_EMSS, S_HSRTT = range(58, 67)
-S_LEN = 67
+# loss recovery (kernels.recovery), per direction of data: slow-start threshold, duplicate
+# ACKs, recovery point (0: not in recovery), retransmission pointer, end of the bytes deemed
+# lost, RFC 6298 srtt/rttvar/rto and backoff, RTO and tail-loss-probe timers, the timed
+# segment's end and send time, CUBIC's W_max and epoch, the highest byte sent, the loss
+# chain's state, a gap pending for the next captured packet, recovery after an RTO, a probe
+# out, the last new segment's start, the SACK scoreboard's and out-of-order queue's block
+# counts, an out-of-order FIN's sequence + 1, the end of the bytes captured and the ACKs with
+# SACK blocks sent
+S_SSTH, S_DUP, S_RECOVER, S_RTXNXT, S_LOSTEND, S_SRTT, S_RTTVAR, S_RTO, S_BACKOFF, S_RTOT, \
+    S_TLPT, S_RTTSEQ, S_RTTTIME, S_WMAX, S_EPOCH, S_SNDMAX, S_GE, S_GAP, S_LOSSST, S_TLPOUT, \
+    S_LASTSEG, S_NB, S_NR, S_FINRCV, S_CAPMAX, S_SKN = range(67, 119, 2)
+# then the block lists (kernels.sack: 4 lists of MAXB [start, end) pairs) and, per direction of
+# data, a ring of the SACK blocks its receiver's last RING ACKs carried (6 values each: 3
+# [start, end) pairs, 0 0 none; an ACK's slot is P_TRUTH >> 8): inside S, which every helper
+# takes already (another array argument would be reference-counted at every call)
+MAXB, RING = 8, 256
+S_SB = 119
+S_RING = S_SB + 4 * MAXB * 2
+S_LEN = S_RING + 2 * RING * 6
 
 
 @inline
@@ -90,11 +128,11 @@ def window(out, i, S, base, mss, s, t):
     rcv = S[S_RCV + d]
     q = S[S_RDP + s]  # the application has read the data that arrived S_RDELAY ago
     while q < i:
-        if out[q, P_DIR] == d and out[q, P_PLEN] > 0:
+        if out[q, P_DIR] == d and out[q, P_PLEN] > 0 and not out[q, P_TRUTH] & T_LOST:
             end = ((out[q, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF) + out[q, P_PLEN]
             if end > rcv or out[q, P_ARR] + S[S_RDELAY + s] > t:
                 break
-            S[S_READ + s] = end
+            S[S_READ + s] = max(S[S_READ + s], end)
         q += 1
     S[S_RDP + s] = max(q, base)
     ws = STACKS[os_, K_WSCALE]
@@ -113,7 +151,7 @@ def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     """Record packet ``i`` sent by side ``d`` at ``t`` (later if its link is busy); it
     acknowledges what ``d`` has received. ``seg``: its labels (req, phase, layout, segoff,
     writelen). Returns ``i + 1``."""
-    conn, _, _, owd, _, _, base = cx
+    conn, owd, base = cx[0], cx[3], cx[6]
     req, phase, layout, segoff, writelen = seg
     if flags & SYN:
         opt = STACKS[S[S_OS], K_SYN_OPT_BYTES] if d == 0 else \
@@ -155,6 +193,10 @@ def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     else:
         out[i, P_TSVAL] = 0
         out[i, P_TSECR] = 0
+    if link.loss > 0:
+        truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase)
+    else:
+        out[i, P_TRUTH] = 0
     S[S_CNT + d] += 1
     if S[S_HEAD + d] < 0:
         S[S_HEAD + d] = i
@@ -204,3 +246,128 @@ def handshake(out, i, S, cx, link, turn, t_open):
     S[S_TSRECENT + 1] = out[i - 1, P_TSVAL]  # the server has it before it sends again
     S[S_PEEREDGE + 1] = max(S[S_PEEREDGE + 1], 1 + out[i - 1, P_WIN])
     return i, out[i - 1, P_SEND]
+
+
+@helper
+def truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase):
+    """Packet ``i``, side ``d``'s ``S_CNT`` th, on an impaired path: whether it carries bytes
+    sent before, and whether it is lost (after the tap, or before it: then, if it held bytes
+    never captured, a gap waits for the direction's next captured packet). Draws: the
+    connection's loss key ``cx[7]``, index 4n + d (lost) and 4n + 2 + d (before the tap).
+    Handshake, FIN and teardown packets are never lost. A Gilbert-Elliott chain
+    (``Link.burst`` > 1) loses every packet of its bad state, which lasts ``burst`` packets
+    on average and is entered so that its share is ``Link.loss``; with ``burst`` 1 each
+    packet is lost on its own draw (Bernoulli)."""
+    t_ = np.int64(0)
+    hi = S[S_SNDMAX + d]
+    if plen > 0:
+        if seq_rel < hi:
+            t_ = np.int64(T_RETX)
+        S[S_SNDMAX + d] = max(hi, seq_rel + plen)
+    n = S[S_CNT + d]
+    if not flags & (SYN | FIN) and phase != PH_TEARDOWN and n > 1 - d:
+        u = uniform(cx[7], 4 * n + d)
+        if link.burst <= 1.0:
+            bad = u < link.loss
+        elif S[S_GE + d]:
+            bad = u < 1.0 - 1.0 / link.burst
+        else:
+            bad = u < link.loss / (link.burst * (1.0 - link.loss))
+        S[S_GE + d] = 1 if bad else 0
+        if bad:
+            if uniform(cx[7], 4 * n + 2 + d) < link.before_tap:
+                t_ |= T_BEFORE
+                if plen > 0 and seq_rel + plen > S[S_CAPMAX + d]:
+                    S[S_GAP + d] = 1
+            else:
+                t_ |= T_AFTER
+    if not t_ & T_BEFORE:
+        S[S_CAPMAX + d] = max(S[S_CAPMAX + d], seq_rel + plen)
+        if S[S_GAP + d]:
+            t_ |= T_GAP
+            S[S_GAP + d] = 0
+    out[i, P_TRUTH] = t_
+
+
+@helper
+def next_w(wd, w, end, d):
+    """The first write of side ``d`` at or after ``w`` (``end`` if none)."""
+    while w < end and wd[w, WF_DIR] != d:
+        w += 1
+    return w
+
+
+@helper
+def ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
+    """When side ``d``'s next write is ready (INF while it waits on something not yet done).
+
+    A write waits for a write of its own side to be written, or for one of the other side's
+    to be delivered; writes of one side stay in order. A close happens at the run's end at the
+    latest (after the reply in flight, if any)."""
+    w0, wend = cx[1], cx[2]
+    dur_end = link.dur_end
+    w = S[S_NEXTW + d]
+    if w >= wend:
+        return INF
+    dep = wd[w, WF_DEP]
+    if wd[w, WF_FLAGS] & W_ABS:
+        base_t = 0
+    elif dep < 0:
+        base_t = t_est
+    elif wd[w0 + dep, WF_DIR] == d:
+        base_t = ws[dep, WS_QTIME]
+    else:
+        base_t = wo[w0 + dep, WO_DELIV]
+    t = INF
+    if base_t >= 0:
+        t = max(base_t + wd[w, WF_DELAY], S[S_LASTQ + d])
+    if wd[w, WF_FLAGS] & W_CLOSE:
+        if S[S_TRUNC]:
+            t = max(max(dur_end + jitter, S[S_LASTDOWN]), S[S_LASTQ + d])
+        elif t < INF:
+            t = min(t, max(max(dur_end + jitter, base_t), S[S_LASTQ + d]))
+    return t
+
+
+@helper
+def queue_write(S, wd, wo, ws, cx, link, d, t, c_resp_end):
+    """Side ``d``'s application writes its next write at ``t`` (returns 1: the side sends), or,
+    for a later turn after the run's end, stops: the connection goes straight to its close
+    (returns 0), or aborts (``W_RST``, returns 2: the caller sends the reset, ``abort``)."""
+    conn, w0, wend = cx[0], cx[1], cx[2]
+    w = S[S_NEXTW + d]
+    if wd[w, WF_FLAGS] & W_TURN and t >= link.dur_end:
+        S[S_TRUNC] = 1
+        close = w
+        while close < wend and not wd[close, WF_FLAGS] & W_CLOSE:
+            close += 1
+        S[S_NEXTW] = close
+        S[S_NEXTW + 1] = wend
+        return 0
+    ws[w - w0, WS_START] = S[S_QUEUED + d]
+    S[S_QUEUED + d] += wd[w, WF_BYTES]
+    ws[w - w0, WS_END] = S[S_QUEUED + d]
+    ws[w - w0, WS_QTIME] = t
+    S[S_LASTQ + d] = t
+    wo[w, WO_ISSUED] = 1
+    if wd[w, WF_REQ] >= 0 or wd[w, WF_PHASE] != PH_HANDSHAKE or S[S_STREQ] < 0:
+        # (a handshake write of one side, such as the server's session ticket, does not end
+        # the other's request: the ACKs stay that request's)
+        S[S_STREQ], S[S_STPHASE] = wd[w, WF_REQ], wd[w, WF_PHASE]
+    if wd[w, WF_FLAGS] & W_RST:
+        S[S_DONE], c_resp_end[conn] = 1, t
+        return 2
+    if wd[w, WF_FLAGS] & W_CLOSE:
+        S[S_FINPEND + d] = 1
+        if not S[S_TRUNC]:
+            c_resp_end[conn] = wo[w0 + wd[w, WF_DEP], WO_DELIV]
+    S[S_NEXTW + d] = next_w(wd, w + 1, wend, d)
+    return 1
+
+
+@helper
+def abort(out, i, S, wd, cx, link, d, t):
+    """Side ``d``'s application aborted at ``t`` (``W_RST``): RST|ACK at snd_nxt, as Linux
+    sends on a close with data unread. Returns ``i + 1``."""
+    w = S[S_NEXTW + d]
+    return emit(out, i, S, cx, link, d, t, RST | ACK, S[S_NXT + d], 0, (wd[w, WF_REQ], wd[w, WF_PHASE], 0, 0, 0))
