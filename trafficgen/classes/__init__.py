@@ -2,8 +2,9 @@
 
 Owns: one model per flow class (``chat``: ChatModel, also coding, reasoning and multimodal's
 image requests; ``media``; ``chain``: agentic and rag; ``kv_transfer``; ``trace``: trace-driven
-runs), their shared transport step (``common``), TLS and plaintext connections (``tlsplan``), UDP tables (``udp``), retrieval fan-out,
-the chain classes' connection pools across arrival blocks (``pooled``).
+runs), their shared transport step (``common``), TLS and plaintext connections (``tlsplan``),
+UDP tables (``udp``), retrieval fan-out, the chain classes' connection pools across arrival
+blocks (``pooled``).
 May import: ``config``, ``wire``, ``schema``, ``kernels``. Never the engine, sinks, API or CLI.
 
 A model is built per scenario and class as ``Model(scenario, cls, layout_base)`` and offers:
