@@ -28,7 +28,6 @@ XDP_PGOFF_TX_RING, XDP_UMEM_PGOFF_COMPLETION_RING = 0x80000000, 0x180000000
 PROT_RW, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANON, MAP_POPULATE = 3, 1, 2, 0x10, 0x20, 0x8000
 RING = 2048  # descriptors per TX and completion ring, and UMEM chunks per port
 PAGE = os.sysconf("SC_PAGE_SIZE")
-REFUSE_ENV = "TRAFFICGEN_XDP_REFUSE"  # tests only: a reason, as if AF_XDP had refused it
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -130,9 +129,7 @@ def use_xdp(tx, ifaces, tx_threads: int) -> tuple[str, list]:
     """Make ``tx`` (a Transmitter) send through AF_XDP on ``ifaces``: ("af_xdp", [the
     sockets], to close after the run), or print one line saying why not and return
     ("af_packet", [])."""
-    why = os.environ.get(REFUSE_ENV)
-    if not why and tx_threads > 1:
-        why = "one sending thread only (--tx-threads > 1)"
+    why = "one sending thread only (--tx-threads > 1)" if tx_threads > 1 else None
     ports = None
     if not why:
         try:
