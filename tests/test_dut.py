@@ -3,13 +3,17 @@
 Without root: the rewrite kernel (MACs, mapped and shifted addresses) leaves every checksum
 right, as tshark verifies; the sides of frames (by ground truth, client networks or SYN).
 With root: a device made of real Linux parts (``tests/dut_net.py``: a namespace routing
-between two veth pairs under an nftables stateful firewall) passes our capture whole, and its
-connection tracking counts the flow table's connections (three times as many with ``--loop 3
---unique-ip``); a capture of the real Linux stack made elsewhere, split by ``--client-net``,
-passes it too. TRAFFICGEN_DUT_ALL=1 replays every TCP scenario, not just chat.
+between two veth pairs under an nftables stateful firewall; one for the module, reset per
+test) passes our capture whole, and its connection tracking counts the flow table's
+connections (three times as many with ``--loop 3 --unique-ip``); a capture of the real Linux
+stack made elsewhere, split by ``--client-net``, passes it too. Replays run in this process
+(the lab's ports are in this namespace): a fresh process per replay cost seconds each.
+TRAFFICGEN_DUT_ALL=1 replays every TCP scenario, not just chat.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -262,17 +266,24 @@ def veth():
         yield it
 
 
+def in_process(*args) -> tuple[int, str]:
+    """``trafficgen ARGS`` in this process (kernels loaded once for the module): exit code and
+    standard output."""
+    from trafficgen.cli.main import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([str(a) for a in args])
+    return code, out.getvalue()
+
+
 def replay_through(lab, tmp_path, path, *extra, tag="r"):
     """Replay ``path`` through ``lab``; (report, IPv4 frames that arrived on port A, on B)."""
-    args = [sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
-            "--peer-iface", lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b,
-            "--json", "--count-back", *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with NsCapture(lab.tester, [lab.port_a, lab.port_b], [tmp_path / f"{tag}{p}.pcap" for p in "ab"]):
-        done = lab.run_in_tester(args, env=env)
-    assert done.returncode == 0, done.stderr
+    with NsCapture(None, [lab.port_a, lab.port_b], [tmp_path / f"{tag}{p}.pcap" for p in "ab"]):
+        code, out = in_process("replay", path, "--iface", lab.port_a, "--peer-iface", lab.port_b, "--dmac",
+                               lab.dmac_a, "--peer-dmac", lab.dmac_b, "--json", "--count-back", *extra)
+    assert code == 0
     ip = [[f for f in read_pcap(tmp_path / f"{tag}{p}.pcap")[1] if f[12:14] == b"\x08\x00"] for p in "ab"]
-    return json.loads(done.stdout), ip[0], ip[1]  # IPv4 only: not the device's ARP replies
+    return json.loads(out), ip[0], ip[1]  # IPv4 only: not the device's ARP replies
 
 
 def sides(path) -> tuple[int, int]:
@@ -336,7 +347,7 @@ def test_addresses_mapped_and_a_loop_without_unique_ip_warns(lab, tmp_path, chat
 
 def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
     """tcpdump of python's http.server and urllib in two namespaces (the real Linux stack)."""
-    c, s, path = f"{lab.tester}c", f"{lab.tester}s", tmp_path / "real.pcap"
+    c, s, path = f"{lab.tag}c", f"{lab.tag}s", tmp_path / "real.pcap"
     made = []
     try:
         for ns in (c, s):
@@ -399,16 +410,14 @@ def test_live_generate_on_two_ports_passes(lab, tmp_path, chat):
     and seed, split by the packet table's direction, pass the device whole."""
     path, flows, _ = chat
     up, down = sides(path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with NsCapture(lab.tester, [lab.port_a, lab.port_b], [tmp_path / "a.pcap", tmp_path / "b.pcap"]):
-        done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "generate", "chat", "--duration", "1s",
-                                  "--iface", lab.port_a, "--peer-iface", lab.port_b, "--dmac", lab.dmac_a,
-                                  "--peer-dmac", lab.dmac_b, "--multiplier", "10"], env=env)
-    assert done.returncode == 0, done.stderr
+    with NsCapture(None, [lab.port_a, lab.port_b], [tmp_path / "a.pcap", tmp_path / "b.pcap"]):
+        code, out = in_process("generate", "chat", "--duration", "1s", "--iface", lab.port_a, "--peer-iface",
+                               lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b, "--multiplier", "10")
+    assert code == 0
     assert (len(read_pcap(tmp_path / "b.pcap")[1]), len(read_pcap(tmp_path / "a.pcap")[1])) == (up, down)
     assert lab.nft_counters()["dropped"] == 0
     assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
-    assert "client port" in done.stdout and "server port" in done.stdout
+    assert "client port" in out and "server port" in out
 
 
 def test_threads_keep_each_flows_order(tools, tmp_path, chat):
