@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .helpers import cli
-from .replay_net import PeerCapture, VethPair, make_frames, net_admin_reason, read_pcap, write_pcap
+from .helpers import cli, ipv4_checksum, tcp_checksum
+from .replay_net import PeerCapture, VethPair, make_frames, net_admin_reason, peer_captures, read_pcap, write_pcap
 
 T0 = 1_700_000_000 * 10**9
+
+
+def tcp4(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """An Ethernet/IPv4/TCP frame, checksums right."""
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    seg = struct.pack(">HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, 0x18, 65535, 0, 0) + payload
+    seg = seg[:16] + struct.pack(">H", tcp_checksum(s, d, seg)) + seg[18:]
+    hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0, 64, 6, 0, s, d)
+    hdr = hdr[:10] + struct.pack(">H", ipv4_checksum(hdr)) + hdr[12:]
+    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + hdr + seg
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +44,6 @@ def test_xdp_sends_every_frame_byte_for_byte_on_two_ports(veths, tmp_path):
     """Two ports through AF_XDP: client frames (``--client-net``) out of one, server frames
     out of the other (source MAC: the port's own), at the file's 50 us gaps; each peer receives
     its side's frames whole and in order, and the report counts them per port."""
-    from .test_dut import tcp4
     a, b = veths
     rng = np.random.default_rng(7)
     up = [k % 3 != 0 for k in range(300)]
@@ -41,7 +52,7 @@ def test_xdp_sends_every_frame_byte_for_byte_on_two_ports(veths, tmp_path):
               for k, (u, n) in enumerate(zip(up, rng.integers(0, 1460, len(up))))]
     path = tmp_path / "in.pcap"
     write_pcap(path, frames, T0 + np.arange(len(frames), dtype=np.int64) * 50_000)
-    with PeerCapture(a.peer, tmp_path / "a.pcap"), PeerCapture(b.peer, tmp_path / "b.pcap"):
+    with peer_captures((a.peer, tmp_path / "a.pcap"), (b.peer, tmp_path / "b.pcap")):
         done = cli("replay", path, "--iface", a.name, "--peer-iface", b.name, "--client-net",
                    "10.1.0.0/24", "--xdp", "--json")
     assert done.returncode == 0, done.stderr
