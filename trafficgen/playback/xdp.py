@@ -129,7 +129,8 @@ def use_xdp(tx, ifaces, tx_threads: int) -> tuple[str, list]:
     """Make ``tx`` (a Transmitter) send through AF_XDP on ``ifaces``: ("af_xdp", [the
     sockets], to close after the run), or print one line saying why not and return
     ("af_packet", [])."""
-    why = "one sending thread only (--tx-threads > 1)" if tx_threads > 1 else None
+    lanes = tx_threads > 1 and tx.rate.mode == "topspeed"  # more threads: only at top speed
+    why = f"it sends on one thread, and --tx-threads {tx_threads} asks for more" if lanes else None
     ports = None
     if not why:
         try:
