@@ -40,11 +40,26 @@ def veths():
         yield a, b
 
 
+def xdp_reason(dev: str) -> str | None:
+    """Why this kernel or process cannot bind an AF_XDP socket to ``dev`` (None: it can)."""
+    from trafficgen.playback.xdp import XdpPorts
+    try:
+        XdpPorts([dev], 1514).close()
+    except OSError as e:
+        return f"AF_XDP is not available: {e.strerror or e}"
+    return None
+
+
 def test_xdp_sends_every_frame_byte_for_byte_on_two_ports(veths, tmp_path):
     """Two ports through AF_XDP: client frames (``--client-net``) out of one, server frames
     out of the other (source MAC: the port's own), at the file's 50 us gaps; each peer receives
     its side's frames whole and in order, and the report counts them per port."""
     a, b = veths
+    reason = xdp_reason(a.name)
+    if reason:
+        if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
+            pytest.fail(f"{reason}, and TRAFFICGEN_REQUIRE_TOOLS is set")
+        pytest.skip(reason)
     rng = np.random.default_rng(7)
     up = [k % 3 != 0 for k in range(300)]
     frames = [tcp4(f"10.1.0.{k % 200 + 1}", "10.9.0.9", 40000 + k, 80, payload=rng.bytes(int(n)))
@@ -58,7 +73,7 @@ def test_xdp_sends_every_frame_byte_for_byte_on_two_ports(veths, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "AF_XDP not used" not in done.stderr
     rep = json.loads(done.stdout)
-    assert rep["path"] == "af_xdp"
+    assert rep["path"] == "af_xdp" and rep["xdp_mode"] == "copy"  # veth: no zero-copy
     mac = {v: bytes.fromhex(Path(f"/sys/class/net/{v}/address").read_text().strip().replace(":", ""))
            for v in (a.name, b.name)}
     want_a = [f[:6] + mac[a.name] + f[12:] for f, u in zip(frames, up) if u]
@@ -79,14 +94,18 @@ def test_xdp_refused_falls_back_with_one_line(veths, tmp_path):
     frames = make_frames(200, seed=8)
     path = tmp_path / "in.pcap"
     write_pcap(path, frames, T0 + np.arange(len(frames), dtype=np.int64) * 1000)
-    holder = XdpPorts([a.name], 1514)  # this process holds queue 0 of a
+    held = xdp_reason(a.name) is None  # else AF_XDP fails anyway, at the socket
+    holder = XdpPorts([a.name], 1514) if held else None  # this process holds queue 0 of a
     try:
         with PeerCapture(a.peer, tmp_path / "a.pcap"):
             done = cli("replay", path, "--iface", a.name, "--xdp", "--topspeed", "--json")
     finally:
-        holder.close()
+        if holder is not None:
+            holder.close()
     assert done.returncode == 0, done.stderr
     lines = [ln for ln in done.stderr.splitlines() if "AF_XDP" in ln]
-    assert len(lines) == 1 and "sending through AF_PACKET" in lines[0] and "bind" in lines[0], done.stderr
-    assert json.loads(done.stdout)["path"] == "af_packet"
+    assert len(lines) == 1 and "sending through AF_PACKET" in lines[0], done.stderr
+    assert "bind to" in lines[0] or not held, lines[0]
+    rep = json.loads(done.stdout)
+    assert rep["path"] == "af_packet" and "xdp_mode" not in rep
     assert read_pcap(tmp_path / "a.pcap")[1] == frames

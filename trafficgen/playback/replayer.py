@@ -121,7 +121,7 @@ class Replay:
             raise ArgumentError(Arg("loop"), ": a live scenario is generated once; give ",
                                 Arg("duration"), " instead")
         self.progress, self.qdisc_bypass, self.realtime, self.xdp = progress, qdisc_bypass, realtime, xdp
-        self.path, self.xdp_ports = "af_packet", []  # which sends, and the AF_XDP sockets to close
+        self.sent_by, self.xdp_ports = {"path": "af_packet"}, []  # which sends; AF_XDP sockets to close
         self.state = None
         self.iface: Interface | None = None
         self.ifaces: list[Interface] = []
@@ -185,7 +185,7 @@ class Replay:
                               realtime=self.realtime,
                               duration_ns=int(self.duration * 1e9) if self.duration else None)
         if self.xdp:
-            self.path, self.xdp_ports = use_xdp(self.tx, self.ifaces, self.tx_threads)
+            self.sent_by, self.xdp_ports = use_xdp(self.tx, self.ifaces, self.tx_threads)
         if self.tx_threads > 1 and self.rate.mode == "topspeed":  # paced, lanes wake late
             self.tx.use_lanes(self.tx_threads)
 
@@ -390,7 +390,7 @@ class Replay:
                 **st, "loops": getattr(self.tx, "loops", None) if not self.live else None,
                 "stopped_by": self.tx.stopped_by, "rate_reached": self.tx.warning is None,
                 "qdisc_bypass": self.iface.qdisc_bypass, "realtime": self.tx.realtime_used, "wall_s": round(wall_s, 3),
-                "path": self.path, "warnings": warnings}
+                **self.sent_by, "warnings": warnings}
 
 
 def replay(source, iface: str, rate: Rate | None = None, **kwargs) -> dict:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import socket
 import struct
 import sys
+import time
 
 import numpy as np
 
@@ -27,6 +29,9 @@ XDP_OPTIONS, XDP_OPTIONS_ZEROCOPY = 8, 1
 XDP_PGOFF_TX_RING, XDP_UMEM_PGOFF_COMPLETION_RING = 0x80000000, 0x180000000
 PROT_RW, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANON, MAP_POPULATE = 3, 1, 2, 0x10, 0x20, 0x8000
 RING = 2048  # descriptors per TX and completion ring, and UMEM chunks per port
+# a queue stays busy for a moment after the AF_XDP socket bound to it closes (the kernel
+# releases it from a work queue): a replay right after another waits this long for it
+BUSY_WAIT_S = 0.5
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -105,9 +110,12 @@ class XdpPorts:
             got = _libc.mmap(self.base + where, length, PROT_RW, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, pgoff)
             if got != self.base + where:
                 raise _fail("ring mmap")
-        sxdp = struct.pack("=HHIII", AF_XDP, 0, socket.if_nametoindex(name), 0, 0)
-        if _libc.bind(fd, ctypes.create_string_buffer(sxdp, 16), 16) != 0:
-            raise _fail(f"bind to {name}")
+        sxdp = ctypes.create_string_buffer(struct.pack("=HHIII", AF_XDP, 0, socket.if_nametoindex(name), 0, 0), 16)
+        end = time.monotonic() + BUSY_WAIT_S
+        while _libc.bind(fd, sxdp, 16) != 0:
+            if ctypes.get_errno() != errno.EBUSY or time.monotonic() > end:
+                raise _fail(f"bind to {name}")
+            time.sleep(0.01)
         opts = ctypes.c_uint32(0)
         olen = ctypes.c_uint32(4)
         zc = (_libc.getsockopt(fd, SOL_XDP, XDP_OPTIONS, ctypes.byref(opts), ctypes.byref(olen)) == 0
@@ -125,10 +133,10 @@ class XdpPorts:
             self.base = 0
 
 
-def use_xdp(tx, ifaces, tx_threads: int) -> tuple[str, list]:
-    """Make ``tx`` (a Transmitter) send through AF_XDP on ``ifaces``: ("af_xdp", [the
-    sockets], to close after the run), or print one line saying why not and return
-    ("af_packet", [])."""
+def use_xdp(tx, ifaces, tx_threads: int) -> tuple[dict, list]:
+    """Make ``tx`` (a Transmitter) send through AF_XDP on ``ifaces``: (the report's words:
+    path af_xdp and the mode, [the sockets], to close after the run), or print one line
+    saying why not and return ({"path": "af_packet"}, [])."""
     lanes = tx_threads > 1 and tx.rate.mode == "topspeed"  # more threads: only at top speed
     why = f"it sends on one thread, and --tx-threads {tx_threads} asks for more" if lanes else None
     ports = None
@@ -139,6 +147,6 @@ def use_xdp(tx, ifaces, tx_threads: int) -> tuple[str, list]:
             why = e.strerror or str(e)
     if ports is None:
         print(f"trafficgen: AF_XDP not used ({why}): sending through AF_PACKET", file=sys.stderr)
-        return "af_packet", []
+        return {"path": "af_packet"}, []
     tx.xdp = ports.rings
-    return "af_xdp", [ports]
+    return {"path": "af_xdp", "xdp_mode": ports.mode}, [ports]
