@@ -9,6 +9,7 @@ tests and bench/bench_replay.py. Nothing here touches an interface it did not cr
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -22,7 +23,8 @@ import numpy as np
 
 from .helpers import read_pcap, write_pcap
 
-__all__ = ["PeerCapture", "VethPair", "make_frames", "net_admin_reason", "read_pcap", "write_pcap"]
+__all__ = ["PeerCapture", "VethPair", "make_frames", "net_admin_reason", "peer_captures", "read_pcap",
+           "write_pcap"]
 
 _serial = itertools.count()
 
@@ -95,8 +97,8 @@ class PeerCapture:
     second, hence the wait on exit. Ready when entered, stopped on exit; ``dropped`` is what
     tcpdump says the kernel dropped."""
 
-    def __init__(self, dev: str, path: Path, tcpdump: str = "tcpdump"):
-        self.dev, self.path, self.tcpdump = dev, Path(path), tcpdump
+    def __init__(self, dev: str, path: Path, tcpdump: str = "tcpdump", wait: float = 1.1):
+        self.dev, self.path, self.tcpdump, self.wait = dev, Path(path), tcpdump, wait
         self.proc: subprocess.Popen | None = None
         self.dropped = self.captured = None
 
@@ -113,7 +115,7 @@ class PeerCapture:
         return self
 
     def __exit__(self, *exc) -> None:
-        time.sleep(1.1)  # the last ring block retires after tcpdump's 1 s timeout
+        time.sleep(self.wait)  # the last ring block retires after tcpdump's 1 s timeout
         self.proc.send_signal(signal.SIGINT)
         try:
             rest = self.proc.communicate(timeout=10)[1]
@@ -126,6 +128,16 @@ class PeerCapture:
                 self.captured = int(words[0])
             if "dropped by kernel" in ln and words:
                 self.dropped = int(words[0])
+
+
+@contextlib.contextmanager
+def peer_captures(*pairs):
+    """``PeerCapture`` of each (dev, path), stopped after one wait for all (the first to stop
+    waits; the others' last blocks have retired by then)."""
+    with contextlib.ExitStack() as stack:
+        for k, (dev, path) in enumerate(pairs):
+            stack.enter_context(PeerCapture(dev, path, wait=1.1 if k == len(pairs) - 1 else 0))
+        yield
 
 
 # --- files to replay -------------------------------------------------------------------------

@@ -3,13 +3,17 @@
 Without root: the rewrite kernel (MACs, mapped and shifted addresses) leaves every checksum
 right, as tshark verifies; the sides of frames (by ground truth, client networks or SYN).
 With root: a device made of real Linux parts (``tests/dut_net.py``: a namespace routing
-between two veth pairs under an nftables stateful firewall) passes our capture whole, and its
-connection tracking counts the flow table's connections (three times as many with ``--loop 3
---unique-ip``); a capture of the real Linux stack made elsewhere, split by ``--client-net``,
-passes it too. TRAFFICGEN_DUT_ALL=1 replays every TCP scenario, not just chat.
+between two veth pairs under an nftables stateful firewall; one for the module, reset per
+test) passes our capture whole, and its connection tracking counts the flow table's
+connections (three times as many with ``--loop 3 --unique-ip``); a capture of the real Linux
+stack made elsewhere, split by ``--client-net``, passes it too. Replays run in this process
+(the lab's ports are in this namespace): a fresh process per replay cost seconds each.
+TRAFFICGEN_DUT_ALL=1 replays every TCP scenario, not just chat.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -236,23 +240,50 @@ def tools():
         pytest.skip(reason)
 
 
-@pytest.fixture
-def lab(tools):
+@pytest.fixture(scope="module")
+def dut_lab(tools):
     with DutLab() as it:
         yield it
 
 
+@pytest.fixture
+def lab(dut_lab):
+    """The module's device, its connection tracking and firewall counters reset."""
+    dut_lab.reset()
+    return dut_lab
+
+
+@pytest.fixture(scope="module")
+def veth():
+    """A veth pair in this namespace: two ports that are up, where nothing answers ARP."""
+    from .replay_net import VethPair, net_admin_reason
+    reason = net_admin_reason()
+    if reason:
+        if os.environ.get("TRAFFICGEN_REQUIRE_TOOLS"):
+            pytest.fail(f"{reason}, and TRAFFICGEN_REQUIRE_TOOLS is set")
+        pytest.skip(reason)
+    with VethPair() as it:
+        yield it
+
+
+def in_process(*args) -> tuple[int, str]:
+    """``trafficgen ARGS`` in this process (kernels loaded once for the module): exit code and
+    standard output."""
+    from trafficgen.cli.main import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([str(a) for a in args])
+    return code, out.getvalue()
+
+
 def replay_through(lab, tmp_path, path, *extra, tag="r"):
     """Replay ``path`` through ``lab``; (report, IPv4 frames that arrived on port A, on B)."""
-    args = [sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
-            "--peer-iface", lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b,
-            "--json", "--count-back", *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with NsCapture(lab.tester, [lab.port_a, lab.port_b], [tmp_path / f"{tag}{p}.pcap" for p in "ab"]):
-        done = lab.run_in_tester(args, env=env)
-    assert done.returncode == 0, done.stderr
+    with NsCapture(None, [lab.port_a, lab.port_b], [tmp_path / f"{tag}{p}.pcap" for p in "ab"]):
+        code, out = in_process("replay", path, "--iface", lab.port_a, "--peer-iface", lab.port_b, "--dmac",
+                               lab.dmac_a, "--peer-dmac", lab.dmac_b, "--json", "--count-back", *extra)
+    assert code == 0
     ip = [[f for f in read_pcap(tmp_path / f"{tag}{p}.pcap")[1] if f[12:14] == b"\x08\x00"] for p in "ab"]
-    return json.loads(done.stdout), ip[0], ip[1]  # IPv4 only: not the device's ARP replies
+    return json.loads(out), ip[0], ip[1]  # IPv4 only: not the device's ARP replies
 
 
 def sides(path) -> tuple[int, int]:
@@ -293,35 +324,30 @@ def test_capture_passes_a_stateful_firewall_whole(lab, tmp_path, scenario, chat)
     assert len(srcs) == 3 * len({s for s in srcs if s < min(srcs) + span})
 
 
-def test_addresses_mapped_for_the_device(lab, tmp_path, chat):
+def test_addresses_mapped_and_a_loop_without_unique_ip_warns(lab, tmp_path, chat):
     """Client and server networks mapped: what arrives carries the new addresses, checksums
-    right (tshark), and the device tracks every connection."""
+    right (tshark), and the device tracks every connection; ``--loop 2`` without
+    ``--unique-ip`` warns, and its second pass opens no new connection (Linux lets a SYN
+    reopen one in TIME_WAIT)."""
     tshark = require_tool("tshark")
     path, flows, _ = chat
     up, down = sides(path)
-    rep, at_a, at_b = replay_through(lab, tmp_path, path, "--topspeed", "--map-client", "10.20.0.0/16=10.77.0.0/16",
+    rep, at_a, at_b = replay_through(lab, tmp_path, path, "--topspeed", "--loop", "2",
+                                     "--map-client", "10.20.0.0/16=10.77.0.0/16",
                                      "--map-server", "203.0.113.0/24=10.99.0.0/24")
-    assert (len(at_b), len(at_a)) == (up, down)
+    assert (len(at_b), len(at_a)) == (2 * up, 2 * down)
     assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
     assert {f[26:28] for f in at_b} == {bytes([10, 77])} and {f[30:33] for f in at_b} == {bytes([10, 99, 0])}
     bad = run_tshark(tshark, tmp_path / "rb.pcap", *TSHARK_CHECKSUMS, "-Y",
                      'ip.checksum.status == "Bad" || tcp.checksum.status == "Bad"')
     assert bad == ""
-
-
-def test_loop_without_unique_ip_warns(lab, tmp_path, chat):
-    path, flows, _ = chat
-    rep, _, _ = replay_through(lab, tmp_path, path, "--topspeed", "--loop", "2")
     assert any("same connections" in w for w in rep["warnings"]), rep["warnings"]
     assert "unique_ip" not in rep
-    # the second pass reopened the first's connections (Linux lets a SYN reopen one in
-    # TIME_WAIT): no new connection was counted
-    assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
 
 
 def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
     """tcpdump of python's http.server and urllib in two namespaces (the real Linux stack)."""
-    c, s, path = f"{lab.tester}c", f"{lab.tester}s", tmp_path / "real.pcap"
+    c, s, path = f"{lab.tag}c", f"{lab.tag}s", tmp_path / "real.pcap"
     made = []
     try:
         for ns in (c, s):
@@ -369,16 +395,14 @@ def test_capture_made_elsewhere_passes_split_by_client_net(lab, tmp_path):
     assert rep["split"] == "client_net"
 
 
-def test_no_way_to_split_is_one_line_and_exit_2(lab, tmp_path):
+def test_no_way_to_split_is_one_line_and_exit_2(veth, tmp_path, capsys):
+    from trafficgen.cli.main import main
     path = tmp_path / "plain.pcap"
     write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
-                              "--peer-iface", lab.port_b], env=env)
-    assert done.returncode == 2, done.stderr
-    err = done.stderr.strip().splitlines()[-1]
-    assert err.startswith("error: --peer-iface") and "--client-net" in err and "Traceback" not in done.stderr
-    assert sum(1 for ln in done.stderr.splitlines() if ln.startswith("error")) == 1
+    assert main(["replay", str(path), "--iface", veth.name, "--peer-iface", veth.peer]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: --peer-iface") and "--client-net" in err
 
 
 def test_live_generate_on_two_ports_passes(lab, tmp_path, chat):
@@ -386,22 +410,21 @@ def test_live_generate_on_two_ports_passes(lab, tmp_path, chat):
     and seed, split by the packet table's direction, pass the device whole."""
     path, flows, _ = chat
     up, down = sides(path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with NsCapture(lab.tester, [lab.port_a, lab.port_b], [tmp_path / "a.pcap", tmp_path / "b.pcap"]):
-        done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "generate", "chat", "--duration", "1s",
-                                  "--iface", lab.port_a, "--peer-iface", lab.port_b, "--dmac", lab.dmac_a,
-                                  "--peer-dmac", lab.dmac_b, "--multiplier", "10"], env=env)
-    assert done.returncode == 0, done.stderr
+    with NsCapture(None, [lab.port_a, lab.port_b], [tmp_path / "a.pcap", tmp_path / "b.pcap"]):
+        code, out = in_process("generate", "chat", "--duration", "1s", "--iface", lab.port_a, "--peer-iface",
+                               lab.port_b, "--dmac", lab.dmac_a, "--peer-dmac", lab.dmac_b, "--multiplier", "10")
+    assert code == 0
     assert (len(read_pcap(tmp_path / "b.pcap")[1]), len(read_pcap(tmp_path / "a.pcap")[1])) == (up, down)
     assert lab.nft_counters()["dropped"] == 0
     assert lab.conntrack_tcp() == pq.read_table(flows).num_rows
-    assert "client port" in done.stdout and "server port" in done.stdout
+    assert "client port" in out and "server port" in out
 
 
 def test_threads_keep_each_flows_order(tools, tmp_path, chat):
     """``--topspeed --tx-threads 2``: every frame arrives, and each flow's frames (both
     directions) in the file's order."""
-    from .helpers import cli
+    import trafficgen as tg
+
     from .replay_net import PeerCapture, VethPair
     path = chat[0]
     sent = []
@@ -410,11 +433,9 @@ def test_threads_keep_each_flows_order(tools, tmp_path, chat):
     with VethPair() as veth:
         cap = tmp_path / "peer.pcap"
         with PeerCapture(veth.peer, cap):
-            done = cli("replay", path, "--iface", veth.name, "--topspeed", "--loop", "3",
-                       "--tx-threads", "2", "--json")
-        assert done.returncode == 0, done.stderr
+            rep = tg.replay(path, veth.name, tg.Rate("topspeed"), loop=3, tx_threads=2)
         got = read_pcap(cap)[1]
-    assert json.loads(done.stdout)["warnings"] == []
+    assert rep["warnings"] == [] and rep["packets"] == 3 * len(sent)
 
     def flows(frames):
         out: dict = {}
@@ -434,7 +455,7 @@ def test_streamed_and_kept_files_send_the_same_bytes(tools, tmp_path, monkeypatc
     import trafficgen as tg
     import trafficgen.playback.replayer as replayer
 
-    from .replay_net import PeerCapture, VethPair
+    from .replay_net import VethPair, peer_captures
     tshark = require_tool("tshark")
     path = chat[0]
     got = []
@@ -442,7 +463,7 @@ def test_streamed_and_kept_files_send_the_same_bytes(tools, tmp_path, monkeypatc
         for cache in (replayer.CACHE_BYTES, 0):
             monkeypatch.setattr(replayer, "CACHE_BYTES", cache)
             pa, pb = tmp_path / f"a{cache}.pcap", tmp_path / f"b{cache}.pcap"
-            with PeerCapture(a.peer, pa), PeerCapture(b.peer, pb):
+            with peer_captures((a.peer, pa), (b.peer, pb)):
                 rep = tg.replay(path, a.name, tg.Rate("topspeed"), peer_iface=b.name, loop=2,
                                 dmac="02:00:00:00:0a:01", peer_dmac="02:00:00:00:0b:01",
                                 map_server="203.0.113.0/24=10.99.0.0/24", unique_ip=True)
@@ -461,13 +482,18 @@ def test_streamed_and_kept_files_send_the_same_bytes(tools, tmp_path, monkeypatc
     assert bad == ""
 
 
-def test_arp_that_nobody_answers_is_one_line_and_exit_2(lab, tmp_path):
+def test_arp_that_nobody_answers_is_one_line_and_exit_2(veth, tmp_path, capsys, monkeypatch):
+    """``--dmac arp:IP`` where nothing answers (the peer has no address): one line naming
+    the port and the time waited (each try's wait shortened here)."""
+    import trafficgen.playback.ports as ports
+    from trafficgen.cli.main import main
+    monkeypatch.setattr(ports, "ARP_WAIT_S", 0.2)
     path = tmp_path / "plain.pcap"
     write_pcap(path, [tcp4("10.1.0.1", "10.9.0.9", 40000, 80, flags=0x02)], np.array([T0]))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = lab.run_in_tester([sys.executable, "-m", "trafficgen", "replay", path, "--iface", lab.port_a,
-                              "--peer-iface", lab.port_b, "--client-net", "10.1.0.0/24",
-                              "--dmac", "arp:10.250.1.99"], env=env)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
-        f"error: --dmac arp:10.250.1.99: nothing answered ARP for 10.250.1.99 on {lab.port_a} in 3 s"]
+    t = time.monotonic()
+    assert main(["replay", str(path), "--iface", veth.name, "--peer-iface", veth.peer, "--client-net",
+                 "10.1.0.0/24", "--dmac", "arp:10.250.1.99"]) == 2
+    out, err = capsys.readouterr()
+    assert time.monotonic() - t >= 0.6
+    assert out == "" and err.splitlines() == [
+        f"error: --dmac arp:10.250.1.99: nothing answered ARP for 10.250.1.99 on {veth.name} in 0.6 s"]

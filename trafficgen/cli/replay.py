@@ -96,6 +96,10 @@ def add_dut_options(p) -> None:
     p.add_argument("--tx-threads", type=int, default=1, metavar="N",
                    help="with --topspeed: send on N threads (cores); each flow keeps to one, so "
                         "its frames stay in order (default 1: one order for all)")
+    p.add_argument("--xdp", action="store_true",
+                   help="send through AF_XDP sockets (copy mode where the driver has no zero-copy; "
+                        "no XDP program, no libxdp) where the ports take them, else through "
+                        "AF_PACKET with one line saying why; the report's path says which sent")
     p.add_argument("--count-back", action="store_true",
                    help="count the frames arriving on each port while sending (what a device "
                         "between the ports passed)")
@@ -198,6 +202,7 @@ def format_report(rep: dict) -> str:
     pps = f"{rep['packets_per_s']:,.0f} packets/s" if rep["packets_per_s"] else "- packets/s"
     mbps = f"{rep['mbps']:,.1f} Mbit/s" if rep["mbps"] else "- Mbit/s"
     onto = rep["iface"] + (f" and {rep['peer_iface']}" if rep.get("peer_iface") else "")
+    onto += " through AF_XDP" if rep.get("path") == "af_xdp" else ""
     lines = [f"sent {rep['packets']:,} packets ({rep['bytes'] / 1e6:,.1f} MB) onto "
              f"{onto} in {rep['elapsed_s']:.3f} s: {pps}, {mbps} "
              f"(stopped by: {rep['stopped_by']})"]
@@ -235,7 +240,7 @@ def cmd_replay(args) -> int:
 def dut_kwargs(args) -> dict:
     out = {k: getattr(args, k) for k in DUT_KEYS}
     out["map_client"], out["map_server"] = out["map_client"] or (), out["map_server"] or ()
-    return {"peer_iface": args.peer_iface, "tx_threads": args.tx_threads, **out}
+    return {"peer_iface": args.peer_iface, "tx_threads": args.tx_threads, "xdp": args.xdp, **out}
 
 
 def check_rate_needs_iface(args) -> None:

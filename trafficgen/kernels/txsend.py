@@ -23,6 +23,7 @@ import numpy as np
 from numba import carray, types
 
 from .jit import inline, kernel
+from .xdptx import NO_XDP, xdp_send
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 for _name in ("clock_gettime", "clock_nanosleep", "sendmmsg", "__errno_location"):
@@ -63,12 +64,13 @@ Pacing = namedtuple("Pacing", "stop_ns slice_end_ns spin_ns timed catchup_ns")
 Pacing.__doc__ = """How ``send_paced`` paces: when to stop, when this slice ends, the spin margin
 before a deadline, whether lateness is measured, how late a frame may be and still keep half
 its gap."""
-TxState = namedtuple("TxState", "msgs iovs ts hist acc pacc addrs")
+TxState = namedtuple("TxState", "msgs iovs ts hist acc pacc addrs xdp", defaults=(NO_XDP,))
 TxState.__doc__ = """A sender's scratch and counters: sendmmsg headers and iovecs
 (``init_msgs``), a timespec, the lateness histogram per port (int64[ports, HIST_BINS]), the
 A_* counters, the P_* counters per port (int64[ports, P_SIZE]), and each port's address
 (uint8[ports, SOCKADDR_LL]: a struct sockaddr_ll naming its interface; with one port none is
-given and the socket's binding says where frames go)."""
+given and the socket's binding says where frames go), and the AF_XDP rings that send in place
+of sendmmsg (``kernels.xdptx.XdpRings``; default none)."""
 SOCKADDR_LL = 20
 # pacc[port, :] fields: the per-port share of the counters
 P_PACKETS, P_BYTES, P_ERRORS, P_SUM_ERR, P_MAX_ERR, P_FIRST_NS, P_LAST_NS, P_SIZE = 0, 1, 2, 3, 4, 5, 6, 8
@@ -125,7 +127,8 @@ def send_paced(fd, frames, i, n, pacing, state):
     ``TxState``. Returns (next index, status)."""
     buf, off, length, sched, port = frames
     stop_ns, slice_end_ns, spin_ns, timed, catchup_ns = pacing
-    msgs, iovs, ts, hist, acc, pacc, addrs = state
+    msgs, iovs, ts, hist, acc, pacc, addrs, xdp = state
+    use_xdp = xdp.q.shape[0] > 0
     batch = msgs.shape[0]
     named = addrs.shape[0] > 1
     abase = addrs.ctypes.data
@@ -158,13 +161,19 @@ def send_paced(fd, frames, i, n, pacing, state):
         while (k < batch and i + k < n and sched[i + k] <= t
                and not (spaced and sched[i + k] > sched[i + k - 1])):
             k += 1
-        for j in range(k):
+        for j in range(k if not use_xdp else 0):
             iovs[j, 0] = base + off[i + j]
             iovs[j, 1] = length[i + j]
             if named:
                 msgs[j, 0] = abase + SOCKADDR_LL * np.int64(port[i + j])
                 msgs[j, 1] = SOCKADDR_LL
-        r = _sendmmsg(fd, msgs.ctypes.data, k, 0)
+        if use_xdp:
+            r = xdp_send(xdp, buf, off, length, port, i, k)
+            if r < 0:
+                errno_ptr[0] = -r
+                r = -1
+        else:
+            r = _sendmmsg(fd, msgs.ctypes.data, k, 0)
         t_after = now_ns(ts)
         acc[A_CALLS] += 1
         if r <= 0:

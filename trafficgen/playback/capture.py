@@ -55,6 +55,11 @@ class Chunk:
     def __len__(self) -> int:
         return self.off.shape[0]
 
+    def compact(self) -> "Chunk":
+        """A compact copy (its frames only, offsets from 0)."""
+        lo, hi = int(self.off[0]), int(self.off[-1] + self.length[-1])
+        return Chunk(self.buf[lo:hi].copy(), self.off - lo, self.length.copy(), self.ts.copy(), self.index)
+
 
 class Ready:
     """A chunk ready to send: the buffer it goes from (rewritten or not) and the port of each

@@ -187,6 +187,7 @@ class Transmitter:
             self.addrs[p, :8] = np.frombuffer(struct.pack("=HHi", socket.AF_PACKET, 0, i.index), np.uint8)
         self.port0 = np.zeros(0, np.uint8)  # every frame out of port 0 (grown as needed)
         self.lanes = None  # with more than one sending thread: a playback.lanes.Lanes
+        self.xdp = kt.NO_XDP  # AF_XDP rings that send in place of sendmmsg (playback.xdp)
         self.duration_ns, self.loop_gap_ns, self.spin_ns = duration_ns, loop_gap_ns, spin_ns
         self.catchup_ns = catchup_ns
         self.on_slice = on_slice  # called after every kernel slice with the Transmitter
@@ -237,7 +238,7 @@ class Transmitter:
 
     def _state(self):
         return kt.TxState(self.msgs, self.iovs, self.tspec, self.hist, self.acc, self.pacc,
-                          self.addrs)
+                          self.addrs, self.xdp)
 
     def send(self, buf, off, length, ts, port=None) -> bool:
         """Send one chunk (arrays of equal length; ``ts`` int64 ns; ``port`` uint8, the index

@@ -25,6 +25,7 @@ from .capture import CaptureFile, Chunk, Prefetch, Ready, SlotPool
 from .dutrun import DutPlan
 from .iface import ETH_HLEN, Interface, Transmitter, check_interface, check_may_send, open_interface, oversize
 from .rate import Rate
+from .xdp import use_xdp
 
 __all__ = ["Replay", "replay", "Rate"]
 READY, RUNNING, DONE = "ready", "running", "done"
@@ -84,6 +85,9 @@ class Replay:
         Count the frames arriving on each port while sending (those a device passed).
     tx_threads : int
         Sending threads at top speed (default 1); each flow keeps to one, so its order holds.
+    xdp : bool
+        Send through AF_XDP sockets (``playback.xdp``) where the ports take them, else through
+        AF_PACKET with one line on stderr saying why; the report's ``path`` says which sent.
 
     Raises
     ------
@@ -99,7 +103,7 @@ class Replay:
     def __init__(self, source, iface: str | None, rate: Rate | None = None, *, loop: int = 1,
                  limit: int | None = None, duration: float | None = None, live: bool = False,
                  progress=None, qdisc_bypass: bool = True, realtime: bool | None = None,
-                 peer_iface: str | None = None, tx_threads: int = 1, **dut):
+                 peer_iface: str | None = None, tx_threads: int = 1, xdp: bool = False, **dut):
         self.live = live or isinstance(source, Scenario)
         self.dut = DutPlan(iface, peer_iface, **dut)
         self.tx_threads = _count(tx_threads, "tx_threads", allow_zero=False)
@@ -116,7 +120,8 @@ class Replay:
         if self.live and loop != 1:
             raise ArgumentError(Arg("loop"), ": a live scenario is generated once; give ",
                                 Arg("duration"), " instead")
-        self.progress, self.qdisc_bypass, self.realtime = progress, qdisc_bypass, realtime
+        self.progress, self.qdisc_bypass, self.realtime, self.xdp = progress, qdisc_bypass, realtime, xdp
+        self.sent_by, self.xdp_ports = {"path": "af_packet"}, []  # which sends; AF_XDP sockets to close
         self.state = None
         self.iface: Interface | None = None
         self.ifaces: list[Interface] = []
@@ -179,6 +184,8 @@ class Replay:
         self.tx = Transmitter(self.ifaces, self.rate, loop_gap_ns=gap, on_slice=self._on_slice,
                               realtime=self.realtime,
                               duration_ns=int(self.duration * 1e9) if self.duration else None)
+        if self.xdp:
+            self.sent_by, self.xdp_ports = use_xdp(self.tx, self.ifaces, self.tx_threads)
         if self.tx_threads > 1 and self.rate.mode == "topspeed":  # paced, lanes wake late
             self.tx.use_lanes(self.tx_threads)
 
@@ -208,20 +215,13 @@ class Replay:
                 last = int(ts.max()) if last is None else max(last, int(ts.max()))
             self.dut.scan(chunk, self.capture.format == "pcapng", chunk.big)
             if keep:
-                kept.append(self._keep(chunk))
+                kept.append(chunk.compact())
             packets += len(chunk)
             total += int(chunk.length.sum())
         self._cached = kept if keep else None
         return {"file": os.fspath(self.source), "format": self.capture.format,
                 "file_bytes": self.capture.size, "packets": packets, "bytes": total,
                 "span_ns": (last - first) if first is not None else 0}
-
-    @staticmethod
-    def _keep(chunk: Chunk) -> Chunk:
-        """A compact copy of a chunk (its frames only, offsets from 0)."""
-        lo, hi = int(chunk.off[0]), int(chunk.off[-1] + chunk.length[-1])
-        return Chunk(chunk.buf[lo:hi].copy(), chunk.off - lo, chunk.length.copy(),
-                     chunk.ts.copy(), chunk.index)
 
     def run(self) -> dict:
         """Send everything (blocking; any thread), after ``prepare()`` if it has not run.
@@ -276,7 +276,7 @@ class Replay:
             self.state = DONE
 
     def _close_ifaces(self) -> None:
-        for i in self.ifaces:
+        for i in self.ifaces + self.xdp_ports:
             i.close()
         self.dut.close()
 
@@ -390,7 +390,7 @@ class Replay:
                 **st, "loops": getattr(self.tx, "loops", None) if not self.live else None,
                 "stopped_by": self.tx.stopped_by, "rate_reached": self.tx.warning is None,
                 "qdisc_bypass": self.iface.qdisc_bypass, "realtime": self.tx.realtime_used, "wall_s": round(wall_s, 3),
-                "warnings": warnings}
+                **self.sent_by, "warnings": warnings}
 
 
 def replay(source, iface: str, rate: Rate | None = None, **kwargs) -> dict:
