@@ -135,8 +135,9 @@ def request_stats(cols: dict[str, np.ndarray]) -> dict:
                                "tool_calls": per_kind.get("tool", 0.0)}
             if set(kinds) - {"llm", "tool"}:
                 row["per_turn"]["calls"] = per_kind
-        if "status" in cols:
-            row["status"] = status_rates(cols["status"][sel], cols["retries"][sel])
+        if "status" in cols:  # (a table of another tool may have status without retries)
+            retries = cols["retries"][sel] if "retries" in cols else np.zeros(int(sel.sum()), np.int64)
+            row["status"] = status_rates(cols["status"][sel], retries)
         out[name] = row
     return out
 
