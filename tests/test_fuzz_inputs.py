@@ -5,7 +5,7 @@ scenario loading) in this process. The promise: exit 0, or exit 2 with exactly o
 line; never a traceback, "unexpected", exit 1 or a hang. One case per reader also runs as a
 command in a fresh process and must say the same as in this one.
 
-About 2,000 cases here (derandomized: the same ones each run); ``TRAFFICGEN_FUZZ_EXAMPLES=N``
+About 800 cases here (derandomized: the same ones each run); ``TRAFFICGEN_FUZZ_EXAMPLES=N``
 runs N per reader, randomly; ``bench/fault_campaign.py --cases 100000`` runs a campaign.
 Below them, the regressions the campaign found, each with its own input.
 """
@@ -29,8 +29,8 @@ from . import fuzzcli as fc
 from .fuzzing import HypothesisDraw, pcap_bytes
 from .helpers import cli
 
-EXAMPLES = {"inspect": 300, "replay": 300, "fit": 250, "compare": 250, "trace": 250, "override": 300,
-            "scenario": 300, "plot": 40}  # plot draws a PNG per case: ten times slower
+EXAMPLES = {"inspect": 120, "replay": 120, "fit": 100, "compare": 100, "trace": 100, "override": 120,
+            "scenario": 120, "plot": 15}  # plot draws a PNG per case: ten times slower
 CHOSEN = int(os.environ.get("TRAFFICGEN_FUZZ_EXAMPLES", "0"))
 
 

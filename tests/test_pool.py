@@ -113,10 +113,10 @@ def test_a_cut_pooled_run_is_the_start_of_the_whole(tmp_path):
     """A block's pooled slots start up to a block before it (``Engine.early_ns``): the cut and
     the merge of partitions hold their boundary back by that much, so a cut run is still the
     uncut one's start, byte for byte, with workers too."""
-    sc = tg.load_scenario("rag", ["rag.rate=40/s"], duration="150s", seed=5)
+    sc = tg.load_scenario("rag", ["rag.rate=20/s"], duration="130s", seed=5)
     whole, cut = tmp_path / "whole.pcap", tmp_path / "cut.pcap"
     tg.generate(sc, pcap=whole, window="7s")
-    tg.generate(sc, pcap=cut, stop_at="95s", workers=2)
+    tg.generate(sc, pcap=cut, stop_at="75s", workers=2)
     a, b = whole.read_bytes(), cut.read_bytes()
     for f in (whole, cut):  # (a boundary not held back: packets out of order)
         assert (np.diff(read_pcap(f)[0]) >= 0).all(), f.name
