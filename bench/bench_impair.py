@@ -36,23 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import trafficgen as tg  # noqa: E402
-
-
-def steady_goodput(g) -> float | None:
-    """An upload's goodput (bytes/s) over its second half, and after its first retransmission
-    (the Mathis relation is congestion avoidance's: slow start's overshoot takes a few loss
-    events to wear off), to its last data frame, over at least 1 MB; the bytes are the new ones
-    (sequence space) sent in that span."""
-    seq, n = g.seq.values.astype(np.int64), g.payload_len.values.astype(np.int64)
-    end = np.maximum.accumulate(seq - seq[0] + n)
-    first = np.flatnonzero(g.retransmit.values)
-    if first.shape[0] == 0:
-        return None
-    k = max(first[0], int(np.searchsorted(end, end[-1] // 2)))
-    span = end[-1] - end[k]
-    if span < 1e6:
-        return None
-    return span / ((g.ts_ns.values[-1] - g.ts_ns.values[k]) / 1e9)
+from tests.test_impair_tcp import steady_goodput  # noqa: E402 (the suite's own measure)
 
 
 def mathis(p: float, image: str, duration: str, tmp: Path) -> dict:

@@ -18,7 +18,6 @@ Access: ``scenario.network.impair`` is an :class:`Impair` of per-class tuples (i
 """
 from __future__ import annotations
 
-import math
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -26,7 +25,7 @@ from typing import Any, Callable
 from trafficgen.schema import CLASSES
 
 from .dist import Dist, parse_dist
-from .keys import Key, allows, section
+from .keys import Key, allows, float_in, per_class, section
 
 ClassImpair = namedtuple("ClassImpair", "loss burst before_tap ecn jitter reorder duplicate")
 ClassImpair.__doc__ = """One class's impairments: loss probability, mean loss burst, share of
@@ -35,21 +34,10 @@ duplicate probabilities."""
 
 
 def _prob(hi: float):
-    @allows(f"0 to {hi:g}")
-    def conv(v) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                or not 0 <= v <= hi:
-            raise ValueError(f"expected a probability from 0 to {hi:g}, got {v!r}")
-        return float(v)
-    return conv
+    return float_in(0, hi)
 
 
-@allows("1 to 1000")
-def _burst(v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or not 1 <= v <= 1000:
-        raise ValueError(f"expected a mean burst length from 1 to 1000 packets, got {v!r}")
-    return float(v)
+_burst = float_in(1, 1000)  # mean loss burst, packets
 
 
 @allows("a duration or a distribution of durations, up to 1s")
@@ -60,28 +48,8 @@ def _jitter(v) -> Dist:
     return d
 
 
-def _is_class_table(v: Any) -> bool:
-    return isinstance(v, dict) and bool(v) and all(k == "default" or k in CLASSES for k in v)
-
-
 def _per_class(item: Callable[[Any], Any], dist_like: bool = False) -> Callable[[Any], dict]:
-    """A value for every class, or a table of class name (or ``default``) -> value. Where a
-    value may itself be a table (a distribution), a table is per class only if every key is a
-    class name or ``default``."""
-    @allows(f"{item.allowed}, or a table by class name (or default)")
-    def conv(v) -> dict:
-        if not isinstance(v, dict) or (dist_like and not _is_class_table(v)):
-            return {"default": item(v)}
-        out = {}
-        for k, x in v.items():
-            if k != "default" and k not in CLASSES:
-                raise ValueError(f"unknown class {k!r} (allowed: default, {', '.join(CLASSES)})")
-            try:
-                out[k] = item(x)
-            except ValueError as e:
-                raise ValueError(f"{k}: {e}") from None
-        return out
-    return conv
+    return per_class(item, CLASSES, dist_like)
 
 
 IMPAIR_KEYS = (

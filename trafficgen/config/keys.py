@@ -333,3 +333,26 @@ def seconds(ns) -> str:
     """Nanoseconds shown as a duration in its largest exact unit (``"1ms"``, ``"30d"``), as
     ``parse_duration`` reads it back."""
     return format_duration(int(ns))
+
+
+def per_class(item: Callable[[Any], Any], classes: Iterable[str], dist_like: bool = False) -> Callable[[Any], dict]:
+    """A value for every class, or a table of class name (or ``default``) -> value. Where a
+    value may itself be a table (a distribution), a table is per class only if every key is a
+    class name or ``default``."""
+    names = tuple(classes)
+
+    @allows(f"{item.allowed}, or a table by class name (or default)")
+    def conv(v) -> dict:
+        if not isinstance(v, dict) or (dist_like and not (
+                bool(v) and all(k == "default" or k in names for k in v))):
+            return {"default": item(v)}
+        out = {}
+        for k, x in v.items():
+            if k != "default" and k not in names:
+                raise ValueError(f"unknown class {k!r} (allowed: default, {', '.join(names)})")
+            try:
+                out[k] = item(x)
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return out
+    return conv

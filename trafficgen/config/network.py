@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from trafficgen.schema import CLASSES
 
 from .impair import NO_IMPAIR, Impair, parse_impair
-from .keys import OPTIONAL, Key, allows, boolean, section
+from .keys import OPTIONAL, Key, allows, boolean, float_in, per_class, section
 
 REDACTED = "<redacted>"
 SECRET_KEYS = ("macsec_key",)
@@ -39,20 +38,7 @@ MAX_SEGMENTS = 15  # transit segments; the far headend's SID is added as the las
 
 def _per_class(item: Callable[[Any], Any]) -> Callable[[Any], dict]:
     """A value for every class, or a table of class name (or ``default``) -> value."""
-    @allows(f"{item.allowed}, or a table by class name (or default)")
-    def conv(v) -> dict:
-        if not isinstance(v, dict):
-            return {"default": item(v)}
-        out = {}
-        for k, x in v.items():
-            if k != "default" and k not in CLASSES:
-                raise ValueError(f"unknown class {k!r} (allowed: default, {', '.join(CLASSES)})")
-            try:
-                out[k] = item(x)
-            except ValueError as e:
-                raise ValueError(f"{k}: {e}") from None
-        return out
-    return conv
+    return per_class(item, CLASSES)
 
 
 def _int(lo: int, hi: int, what: str = "a whole number"):
@@ -81,12 +67,7 @@ def _ip_family(v) -> str:
     return s
 
 
-@allows("0 to 1")
-def _share(v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or not 0 <= v <= 1:
-        raise ValueError(f"expected a share from 0 to 1, got {v!r}")
-    return float(v)
+_share = float_in(0, 1)
 
 
 @allows("a VLAN id (1 to 4094), [outer, inner], [] or none")
