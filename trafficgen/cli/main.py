@@ -245,6 +245,8 @@ def cmd_generate(args) -> int:
     check_workers(workers, args.scheduler)
     from .compiling import compile_first
     compile_first(scenario, args, capture)  # a first run: "compiling kernels (first run only)"
+    import gc
+    gc.freeze()  # the interpreter, numba and the kernels: never garbage, never traversed again
     if INTERRUPTED.is_set():  # a ^C that landed in a compiler callback (and was swallowed there)
         raise KeyboardInterrupt
     progress = _Progress(min(scenario.duration_ns, stop_ns or scenario.duration_ns),

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import recovery as rc
 from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH
-from .jit import helper, kernel
+from .jit import helper, inline, kernel
 from .rng import derive
 from .sack import put_sack, rcv_data
 from .stacks import TS_OPT_BYTES
@@ -201,7 +201,7 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     return cur
 
 
-@helper
+@inline
 def _ack_now(out, i, S, cx, link, s, t):
     """Side ``s`` sends a pure ACK of everything it has received (with SACK blocks, on an
     impaired path)."""
@@ -213,7 +213,7 @@ def _ack_now(out, i, S, cx, link, s, t):
     return i
 
 
-@helper
+@inline
 def _send(out, i, S, wd, ws, cx, link, d, t):
     """Side ``d`` sends what its congestion and receive windows allow (on an impaired path
     its lost bytes first), then a pending FIN."""
@@ -327,7 +327,7 @@ def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, lim, c_resp_en
     return i - base
 
 
-@helper
+@inline
 def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     """The next in-flight packet of direction ``d`` reaches side ``s = 1 - d``, whose kernel
     reacts a turnaround later (a lost packet never does)."""

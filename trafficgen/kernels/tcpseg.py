@@ -146,7 +146,7 @@ def window(out, i, S, base, mss, s, t):
     return w
 
 
-@helper
+@inline
 def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     """Record packet ``i`` sent by side ``d`` at ``t`` (later if its link is busy); it
     acknowledges what ``d`` has received. ``seg``: its labels (req, phase, layout, segoff,
@@ -289,7 +289,7 @@ def truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase):
     out[i, P_TRUTH] = t_
 
 
-@helper
+@inline
 def next_w(wd, w, end, d):
     """The first write of side ``d`` at or after ``w`` (``end`` if none)."""
     while w < end and wd[w, WF_DIR] != d:
@@ -297,7 +297,7 @@ def next_w(wd, w, end, d):
     return w
 
 
-@helper
+@inline
 def ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
     """When side ``d``'s next write is ready (INF while it waits on something not yet done).
 
