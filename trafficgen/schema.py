@@ -169,7 +169,15 @@ SCHED_DTYPE = np.dtype(PACKET_DTYPE.descr + [
     ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4"),
     ("win", "u4"), ("tsval", "u4"), ("tsecr", "u4")])
 
-_DICTS = {name: pa.array(vocab, pa.string()) for name, vocab in VOCABULARIES.items()}
+_DICTS: dict = {}  # column -> its vocabulary as an Arrow array, made on first use: pa.array
+# imports pandas (0.2 s), which a run that writes no table never needs
+
+
+def _dictionary(name: str) -> pa.Array:
+    d = _DICTS.get(name)
+    if d is None:
+        d = _DICTS[name] = pa.array(VOCABULARIES[name], pa.string())
+    return d
 
 
 def ipv4_to_str(addrs: np.ndarray) -> pa.Array:
@@ -206,7 +214,7 @@ def to_arrow(rows: np.ndarray, table: str, ipv6_prefixes: tuple[bytes, bytes] | 
         values = rows[col.name]
         if col.vocab is not None:
             arrays.append(pa.DictionaryArray.from_arrays(
-                pa.array(values.astype(np.int8), pa.int8()), _DICTS[col.name]))
+                pa.array(values.astype(np.int8), pa.int8()), _dictionary(col.name)))
         elif col.ipv4 and v6 is not None:
             arrays.append(ip_to_str(values, v6, ipv6_prefixes[col.name == "dst_ip"]))
         elif col.ipv4:
