@@ -28,19 +28,26 @@ def duration_option(option: str, text: str) -> int:
 
 
 AUTO_WORKERS_MIN_NS = 5 * 60 * 10**9  # shorter runs: starting workers costs more than it saves
+# with fewer CPUs than this, a run stays in this process (its two generation threads): on two
+# cores the merge's framing and the workers' spool cost more than a second process gives
+# (20 minutes of chat: 0.91x the wall time of two workers, bench/RESULTS.md, issue 20)
+AUTO_WORKERS_MIN_CPUS = 3
 
 
 def auto_workers(args, scenario, stop_ns: int | None = None) -> int | None:
     """``--workers`` as given, or by itself: the machine's cores for runs of 5 minutes or more
-    up to the cut (``stop_ns``), else this process (``None``; one worker with ``--shards``)."""
+    up to the cut (``stop_ns``) on a machine of 3 CPUs or more, else this process (``None``);
+    with ``--shards``, the machine's cores (one worker on one CPU)."""
     if args.workers is not None or args.scheduler is not None:
         return args.workers
     from trafficgen.engine.parallel import default_workers
     from trafficgen.engine.pool import max_workers
     n = min(default_workers(), max_workers()[0])  # never more than the machine's memory holds
-    if n < 2 or (min(scenario.duration_ns, stop_ns or scenario.duration_ns) < AUTO_WORKERS_MIN_NS
-                 and not args.shards):
-        return None if not args.shards else 1
+    if args.shards:
+        return n if n >= 2 else 1
+    if n < AUTO_WORKERS_MIN_CPUS or min(scenario.duration_ns, stop_ns or scenario.duration_ns) \
+            < AUTO_WORKERS_MIN_NS:
+        return None
     return n
 
 
