@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import trafficgen as tg  # noqa: E402
-from tests.test_impair_tcp import steady_goodput  # noqa: E402 (the suite's own measure)
+from tests.test_impair_tcp import mathis_ratios  # noqa: E402 (the suite's own measure)
 
 
 def mathis(p: float, image: str, duration: str, tmp: Path) -> dict:
@@ -46,15 +45,7 @@ def mathis(p: float, image: str, duration: str, tmp: Path) -> dict:
         "network.impair.loss": p}, duration=duration, seed=2)
     pk, fl = tmp / f"p{p}.parquet", tmp / f"f{p}.parquet"
     tg.generate(sc, packets=pk, flows=fl)
-    t = pq.read_table(pk).to_pandas()
-    f = pq.read_table(fl).to_pandas().set_index("flow_id")
-    ratios = []
-    for fid, g in t[(t.direction == "up") & (t.payload_len > 1000)].groupby("flow_id"):
-        goodput = steady_goodput(g)
-        if goodput is None:
-            continue
-        n = g.payload_len.values
-        ratios.append(goodput / (np.median(n) / (f.rtt_ns[fid] / 1e9) * 1.22 / np.sqrt(p)))
+    ratios = mathis_ratios(pk, fl, p)
     return {"loss": p, "uploads": len(ratios), "median_ratio": float(np.median(ratios)),
             "min_ratio": float(np.min(ratios)), "max_ratio": float(np.max(ratios))}
 

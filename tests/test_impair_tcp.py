@@ -142,6 +142,22 @@ def test_the_same_bytes_for_any_window_batch_or_workers(tmp_path):
         assert again.read_bytes() == ref.read_bytes(), kw
 
 
+def mathis_ratios(packets, flows, p: float) -> list[float]:
+    """Per upload (a flow's up data segments) in the packet and flow tables at ``packets`` and
+    ``flows``: its steady goodput over MSS / RTT x 1.22 / sqrt(p) (``bench/bench_impair.py``
+    measures with it too)."""
+    t = pq.read_table(packets).to_pandas()
+    f = pq.read_table(flows).to_pandas().set_index("flow_id")
+    ratios = []
+    for fid, g in t[(t.direction == "up") & (t.payload_len > 1000)].groupby("flow_id"):
+        goodput = steady_goodput(g)
+        if goodput is None:
+            continue
+        n = g.payload_len.values
+        ratios.append(goodput / (np.median(n) / (f.rtt_ns[fid] / 1e9) * 1.22 / np.sqrt(p)))
+    return ratios
+
+
 def test_a_bulk_upload_moves_at_the_mathis_rate(tmp_path):
     """4 MB image uploads over a 40 ms path losing 2% of packets: goodput (new bytes over
     time after slow start's first loss, from the capture) within 30% of MSS / RTT x 1.22 /
@@ -152,15 +168,6 @@ def test_a_bulk_upload_moves_at_the_mathis_rate(tmp_path):
         "multimodal.images": 1, "multimodal.image_bytes": "4MB", "topology.rtt": "40ms",
         "network.impair.loss": p}, duration="12s", seed=2)
     run = generate_run(tmp_path, sc, pcap=False)
-    t = pq.read_table(run.packets).to_pandas()
-    f = pq.read_table(run.flows).to_pandas().set_index("flow_id")
-    ratios = []
-    for fid, g in t[(t.direction == "up") & (t.payload_len > 1000)].groupby("flow_id"):
-        goodput = steady_goodput(g)
-        if goodput is None:
-            continue
-        n = g.payload_len.values
-        mathis = np.median(n) / (f.rtt_ns[fid] / 1e9) * 1.22 / np.sqrt(p)
-        ratios.append(goodput / mathis)
+    ratios = mathis_ratios(run.packets, run.flows, p)
     assert len(ratios) >= 3
     assert 0.7 < np.median(ratios) < 1.3, ratios
