@@ -14,6 +14,7 @@ import pytest
 
 import trafficgen as tg
 from trafficgen.kernels import udp as ku
+from trafficgen.schema import STATUS_CODE
 
 from .helpers import icrc_of, ones_complement_sum, run_tshark
 from .kvcase import KV_OVERRIDES, digest, frames_of, icrc_v6_of, kv_scenario, table
@@ -193,10 +194,14 @@ def test_no_ecn_or_loss_no_change():
 def test_retries_exhausted_end_the_transfer():
     """Losses in long bursts: resends lost while the responder waits for them time out, and
     after RETRY_CNT timeouts at one PSN the QP is in error: the transfer stops there (its rows
-    bounded), the others go on."""
+    bounded, its request's status "error"), the others go on and complete."""
     from trafficgen.kernels.roce import RETRY_CNT
     sc = kv_scenario(**{"network.impair": {"loss": 0.3, "burst": 200}})
-    p = np.concatenate([b.packets for b in tg.batches(sc, frames=False)])
+    bs = list(tg.batches(sc, frames=False))
+    p = np.concatenate([b.packets for b in bs])
+    req = np.concatenate([b.requests for b in bs])
+    error = req["flow_id"][req["status"] == STATUS_CODE["error"]]
+    assert set(np.unique(req["status"])) <= {STATUS_CODE["error"], STATUS_CODE["completed"]}
     up, acks = p[p["direction"] == 0], p[(p["tcp_flags"] == ku.OP_ACK) & (p["segoff"] == 0)]
     ended = done = 0
     for f in np.unique(up["flow_id"]):
@@ -206,8 +211,12 @@ def test_retries_exhausted_end_the_transfer():
         acked = acks["seq"][acks["flow_id"] == f].astype(np.int64)
         if acked.size and acked.max() == psn.max():
             done += 1
+            assert f not in error  # its request completed
             continue
-        ended += 1  # never acknowledged to its end: one PSN past the last ACK tried 1 + 7 times
+        # never acknowledged to its end: one PSN past the last ACK tried 1 + 7 times, and its
+        # request ended in error
+        ended += 1
+        assert f in error
         after = psn[psn > (acked.max() if acked.size else -1)]
         assert np.bincount(after - after.min()).max() >= RETRY_CNT + 1
     assert ended >= 1 and done >= 1

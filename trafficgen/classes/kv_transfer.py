@@ -33,7 +33,7 @@ from trafficgen.kernels import kv as kk
 from trafficgen.kernels import roce
 from trafficgen.kernels.rng import key_of
 from trafficgen.kernels.udp import ROCE_PORT
-from trafficgen.schema import CLASS_CODE, KIND_CODE, SCHED_DTYPE
+from trafficgen.schema import CLASS_CODE, KIND_CODE, SCHED_DTYPE, STATUS_CODE
 
 from .common import EpochSchedule, SessionModel
 from .udp import EmptyTemplates, schedule_from_packets
@@ -106,24 +106,27 @@ class KVTransferModel(SessionModel):
         """The packets, flows and requests of transfers given their keys, start times and
         ``draws``."""
         n = keys.shape[0]
-        rows = np.empty(n, np.int64)
+        rows, failed = np.empty(n, np.int64), np.zeros(n, np.int64)
         if self.impair is None:
             total = kk.count(d["uncached"], self.transfers, rows)
         else:  # the impaired transfers run twice: their row counts, then their rows
             total = roce.simulate(keys, starts, d["uncached"], self.transfers, self.impair, rows,
-                                  np.zeros(0, SCHED_DTYPE), 0)
+                                  np.zeros(0, SCHED_DTYPE), 0, failed)
         row0 = np.zeros(n, np.int64)
         np.cumsum(rows[:-1], out=row0[1:])
         pk = np.zeros(total, SCHED_DTYPE)
         if self.impair is None:
             kk.fill(keys, starts, d["uncached"], row0, self.transfers, pk)
         else:
-            roce.simulate(keys, starts, d["uncached"], self.transfers, self.impair, row0, pk, 1)
+            roce.simulate(keys, starts, d["uncached"], self.transfers, self.impair, row0, pk, 1,
+                          failed)
         ids = np.arange(n)
         flows = {"session": ids, "src_ip": self.prefill[d["prefill"]],
                  "dst_ip": self.decode[d["decode"]], "dst_port": np.full(n, ROCE_PORT),
                  "client_id": d["prefill"]}
         requests = {"flow": ids, "session": ids, "kind": KIND_CODE["kv_transfer"],
                     "prompt_tokens": d["prompt"], "output_tokens": d["uncached"],
-                    "client_id": d["prefill"]}
+                    "client_id": d["prefill"],
+                    # a QP in error (retries exhausted) never completes its transfer
+                    "status": np.where(failed > 0, STATUS_CODE["error"], STATUS_CODE["completed"])}
         return schedule_from_packets(self.scenario.start_ns, self.class_id, pk, flows, requests, n)

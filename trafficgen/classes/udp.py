@@ -18,7 +18,7 @@ from trafficgen.schema import PROTO_UDP, empty
 from .common import EpochSchedule
 
 REQUEST_LABELS = ("prompt_tokens", "output_tokens", "reasoning_tokens", "images", "turn",
-                  "llm_call", "tool_call", "client_id")
+                  "llm_call", "tool_call", "client_id", "status")
 
 
 class EmptyTemplates:

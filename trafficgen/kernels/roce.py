@@ -181,7 +181,8 @@ def _messages(uncached, xf, m_first, m_len, m_ready):
 
 @helper
 def _transfer(out, write, r, t, key, start, uncached, xf, im):
-    """Transfer ``t``'s rows from row ``r`` (written if ``write``); returns the next row."""
+    """Transfer ``t``'s rows from row ``r`` (written if ``write``); returns the next row and
+    whether the QP ended in error (retries exhausted)."""
     e = np.empty(0, np.int64)
     nm = _messages(uncached, xf, e, e, np.empty(0, np.float64))
     m_first, m_len = np.empty(nm + 1, np.int64), np.empty(nm, np.int64)
@@ -218,7 +219,7 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
                 retries = retries + 1 if expected == retry_psn else 1
                 retry_psn = nxt = expected
                 if retries > RETRY_CNT:  # retries exhausted: the QP is in error, sends no more
-                    break
+                    return r, True
             gbn_at = to_at = INF
             _react(cc, q, qi, when, im)
             clock = max(clock, when)
@@ -299,18 +300,21 @@ def _transfer(out, write, r, t, key, start, uncached, xf, im):
         nxt += 1
         if nxt < n_tot and nxt >= m_first[msg + 1]:
             msg += 1
-    return r
+    return r, False
 
 
 @kernel
-def simulate(keys, starts, uncached, xf, im, row0, out, write):
+def simulate(keys, starts, uncached, xf, im, row0, out, write, failed):
     """Rows of each transfer t under impairments (``xf``: ``kv.Transfers``, ``im``:
     :data:`Impair`): with ``write`` 0 their counts into ``row0`` (int64[n]); with 1 the rows
-    into ``out`` (SCHED_DTYPE) from ``row0[t]``. Returns the total."""
+    into ``out`` (SCHED_DTYPE) from ``row0[t]``. ``failed[t]``: 1 if its QP ended in error
+    (retries exhausted), else 0. Returns the total."""
     total = 0
     for t in range(keys.shape[0]):
         r0 = row0[t] if write else 0
-        n = _transfer(out, write, r0, t, keys[t], starts[t], uncached[t], xf, im) - r0
+        end, err = _transfer(out, write, r0, t, keys[t], starts[t], uncached[t], xf, im)
+        failed[t] = 1 if err else 0
+        n = end - r0
         if not write:
             row0[t] = n
         total += n
