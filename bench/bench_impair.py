@@ -12,8 +12,9 @@ relation, and what impairments cost against a clean run of the same scenario.
    MSS / RTT x 1.22 / sqrt(p) (RTT: the flow's ``rtt_ns``). The median ratio per p; the issue
    asks for 0.7 to 1.3. At small p (a loss every 1000 packets) slow start's overshoot takes
    many loss events to wear off: below 0.5% the uploads are 64 MB.
-2. **Cost**: the same chat run, clean and with ``network.impair.loss`` = 1% (half before the
-   tap): the whole CLI (``python -m trafficgen generate``: wall, user and system seconds from
+2. **Cost**: the same chat run, clean; with ``network.impair.loss`` = 1% (half before the
+   tap); with the path's jitter (2 ms), reordering (1%) and duplication (0.1%); and with both:
+   the whole CLI (``python -m trafficgen generate``: wall, user and system seconds from
    ``os.wait4``) and in process (``trafficgen.generate``, best of ``--repeat``), pcap to
    ``/dev/shm``.
 """
@@ -61,10 +62,15 @@ def cli_run(args: list[str]) -> dict:
 
 def cost(duration: str, repeat: int, tmp: Path) -> dict:
     out = {}
-    for name, over in (("clean", {}), ("loss 1%", {"network.impair.loss": 0.01,
-                                                   "network.impair.before_tap": 0.5})):
+    path = {"network.impair.jitter": "2ms", "network.impair.reorder": 0.01,
+            "network.impair.duplicate": 0.001}
+    for name, over in (("clean", {}),
+                       ("loss 1%", {"network.impair.loss": 0.01, "network.impair.before_tap": 0.5}),
+                       ("path", path),
+                       ("loss 1% + path", {"network.impair.loss": 0.01,
+                                           "network.impair.before_tap": 0.5, **path})):
         sc = tg.load_scenario("chat", over, duration=duration, seed=7)
-        pcap = tmp / f"{name[:5]}.pcap"
+        pcap = tmp / f"{name.replace(' ', '_')}.pcap"
         tg.generate(sc, pcap=pcap)  # compiled and warm
         best = min(_timed(sc, pcap) for _ in range(repeat))
         packets = tg.generate(sc, pcap=pcap)["packets"]

@@ -62,11 +62,15 @@ def schedules(draw):
         writelen = int(TEMPLATES.length[layout]) + app
         plen = min(plen, writelen)
         segoff = draw(st.integers(0, writelen - plen))
+        if plen == 0 and not flags & SYN:  # a pure ACK: no SACK block (0 0) or one [segoff, writelen)
+            segoff, writelen = draw(st.just((0, 0)) | st.tuples(st.integers(0, 2**32 - 1),
+                                                                 st.integers(0, 2**32 - 1)))
+        sack = segoff != writelen and plen == 0 and not flags & SYN
         f = draw(st.integers(0, len(flows) - 1))
         d = 0 if flags == SYN else 1 if flags == SYN | ACK else draw(st.integers(0, 1))
-        rows[i] = (t, f, 0, d, 54 + tcp_options_len(flows[f]["cos"], flags) + plen, 0, 0, flags,
-                   draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
-                   False, 0, False, draw(st.integers(0, 65535)), layout, segoff, writelen,
+        rows[i] = (t, f, 0, d, 54 + tcp_options_len(flows[f]["cos"], flags, sack) + plen, 0, 0,
+                   flags, draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), plen,
+                   False, 0, False, False, False, draw(st.integers(0, 65535)), layout, segoff, writelen,
                    draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)),
                    0 if flags == SYN else draw(st.integers(0, 2**32 - 1)))
     return flows, rows, mss, draw(st.integers(0, 1)), draw(st.integers(0, 2**62 - 2**41))
@@ -82,13 +86,14 @@ WSCALE = (7, 3, 8, 6, 6)
 TS = (1, 1, 0, 1, 1)
 
 
-def tcp_options_len(cos, flags):
-    """Option bytes of a segment of a client on stack ``cos`` and a Linux server."""
+def tcp_options_len(cos, flags, sack=False):
+    """Option bytes of a segment of a client on stack ``cos`` and a Linux server (``sack``: a
+    pure ACK with a SACK block)."""
     if flags & SYN and not flags & ACK:
         return (20, 20, 12, 24, 24)[cos]
     if flags & SYN:
         return 20 if TS[cos] else 12
-    return 12 if TS[cos] else 0
+    return (12 if TS[cos] else 0) + (12 if sack else 0)
 
 
 def option_kinds(opts: bytes):
@@ -131,6 +136,8 @@ def expected_payload(flow, row) -> bytes:
     """The payload, modelled independently: pool bytes at the (flow, direction, seq) offset,
     the template where its mask says so, and a TLS record header every 16,406 app-data bytes."""
     n, seg, wl, lay = int(row["payload_len"]), int(row["segoff"]), int(row["writelen"]), int(row["layout"])
+    if n == 0:  # (a pure ACK's segoff and writelen are its SACK block)
+        return b""
     off = (flow["key"] + int(row["direction"]) * 0x9E3779B97F4A7C15 + int(row["seq"])) % 2**64
     off %= POOL.shape[0] - 65536
     out = bytearray(POOL[off:off + n].tobytes())
@@ -226,7 +233,9 @@ def test_frames_decode_to_the_schedule(case):
         assert (tcp.seq, tcp.ack, tcp.flags) == (row["seq"], row["ack"], row["tcp_flags"])
         assert tcp.urp == 0
         ts = TS[cos]
-        assert tcp.off * 4 == 20 + tcp_options_len(cos, row["tcp_flags"])
+        sack = (row["payload_len"] == 0 and not row["tcp_flags"] & SYN
+                and row["segoff"] != row["writelen"])
+        assert tcp.off * 4 == 20 + tcp_options_len(cos, row["tcp_flags"], sack)
         kinds = option_kinds(tcp.opts)
         if row["tcp_flags"] & SYN:
             if synack:
@@ -240,8 +249,11 @@ def test_frames_decode_to_the_schedule(case):
             assert opts[dpkt.tcp.TCP_OPT_WSCALE] == bytes([WSCALE[sender]])
             assert dpkt.tcp.TCP_OPT_SACKOK in opts
         else:
-            assert kinds == ((1, 1, 8) if ts else ())
+            assert kinds == ((1, 1, 8) if ts else ()) + ((1, 1, 5) if sack else ())
             assert tcp.win == min(int(row["win"]) >> WSCALE[sender], 65535)
+            if sack:  # one block: the row's [segoff, writelen)
+                opts = dict(dpkt.tcp.parse_opts(tcp.opts))
+                assert opts[dpkt.tcp.TCP_OPT_SACK] == struct.pack("!II", row["segoff"], row["writelen"])
         if ts:
             opts = dict(dpkt.tcp.parse_opts(tcp.opts))
             assert opts[dpkt.tcp.TCP_OPT_TIMESTAMP] == struct.pack("!II", row["tsval"], row["tsecr"])
@@ -265,7 +277,7 @@ def test_checksum_of_an_odd_length_payload_with_carries():
     """A payload of 0xFF bytes, odd length: the sum carries many times and pads the last byte."""
     rows = np.zeros(1, SCHED_DTYPE)
     rows[0] = (0, 0, 0, 0, 54 + 12 + 1447, 0, 0, ACK | PSH, 2**32 - 1, 2**32 - 1, 1447, False, 0,
-               False, 65535, 0, 0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1)
+               False, False, False, 65535, 0, 0, 1447, 2**32 - 1, 2**32 - 1, 2**32 - 1)
     flows = [{"cip": 0xFFFFFFFF, "sip": 0xFFFFFFFE, "cport": 65535, "sport": 65535,
               "key": 0, "hops": 0}]
     saved = POOL[:1447].copy()

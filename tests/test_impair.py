@@ -23,8 +23,9 @@ share = st.floats(0, 1)
 impair = st.fixed_dictionaries({}, optional={
     "loss": per_class(prob), "burst": per_class(st.floats(1, 50)),
     "before_tap": per_class(share), "ecn": per_class(share),
-    "jitter": per_class(st.sampled_from([0, "0ms", {"dist": "uniform", "min": 0, "max": 0}])),
-    "reorder": per_class(st.just(0)), "duplicate": per_class(st.just(0.0)),
+    "jitter": per_class(st.sampled_from([0, "0ms", "1ms", {"dist": "uniform", "min": 0, "max": 0},
+                                         {"median": "1ms", "p90": "3ms"}])),
+    "reorder": per_class(prob), "duplicate": per_class(prob),
 })
 DEFAULTS = {"loss": 0.0, "burst": 1.0, "before_tap": 0.0, "ecn": 0.0, "reorder": 0.0, "duplicate": 0.0}
 
@@ -60,11 +61,16 @@ def test_junk_is_a_one_line_config_error_naming_the_key(key, value):
         assert key != "colour" and getattr(impair_for(sc, "chat"), key) is not None
 
 
-@pytest.mark.parametrize("key,value", [("jitter", "1ms"), ("jitter", {"median": "1ms", "p90": "3ms"}),
-                                       ("reorder", {"chat": 0.01}), ("duplicate", 0.001)])
-def test_what_is_not_modelled_yet_is_refused(key, value):
-    with pytest.raises(ConfigError, match=f"{key}: not modelled yet"):
-        load_scenario("chat", {f"network.impair.{key}": value})
+def test_one_jitter_duration_is_uniform_up_to_it():
+    """``jitter = "2ms"`` adds 0 to 2 ms (uniform); a distribution is taken as written."""
+    sc = load_scenario("chat", {"network.impair.jitter": {"default": "2ms", "rag": {"median": "1ms",
+                                                                                     "p90": "3ms"}}})
+    j = impair_for(sc, "chat").jitter
+    assert (j.quantile(0.0), j.quantile(0.5), j.quantile(1.0)) == (0.0, 1e6, 2e6)
+    assert impair_for(sc, "rag").jitter.quantile(0.5) == pytest.approx(1e6)
+    assert sc.network.impair.any and not NO_IMPAIR.any
+    with pytest.raises(ConfigError, match="jitter must stay within 1s"):
+        load_scenario("chat", {"network.impair.jitter": "2s"})
 
 
 def test_absent_section_is_no_impairment():

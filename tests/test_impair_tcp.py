@@ -132,10 +132,14 @@ def test_an_impaired_capture_dissects_cleanly(lossy, tshark):
 
 
 def test_the_same_bytes_for_any_window_batch_or_workers(tmp_path):
-    sc = tg.load_scenario("chat", {**LOSSY, "network.impair.burst": 3}, duration="3s", seed=3)
+    sc = tg.load_scenario("chat", {**LOSSY, "network.impair.burst": 3, "network.impair.reorder": 0.02,
+                                   "network.impair.duplicate": 0.01, "network.impair.jitter": "1ms"},
+                          duration="3s", seed=3)
     ref, ref_p = tmp_path / "ref.pcap", tmp_path / "ref.parquet"
     tg.generate(sc, pcap=ref, packets=ref_p)
-    assert pq.read_table(ref_p).column("retransmit").to_numpy().sum() > 10
+    ref_t = pq.read_table(ref_p)
+    for col in ("retransmit", "reordered", "duplicate"):
+        assert ref_t.column(col).to_numpy().sum() > 10, col
     for i, kw in enumerate(({"window": "1s", "batch_packets": 333}, {"workers": 2})):
         again = tmp_path / f"again{i}.pcap"
         tg.generate(sc, pcap=again, **kw)

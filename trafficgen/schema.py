@@ -127,9 +127,12 @@ PACKET_COLUMNS = (
     # the path's impairments (network.impair; all false/0 on a clean path): ``retransmit``
     # the frame carries bytes its sender sent before; ``lost`` 1: the frame is lost after the
     # tap (captured, never delivered); ``gap``: new bytes of this direction were lost before
-    # the tap just before this frame (never captured: tshark's "previous segment not captured")
+    # the tap just before this frame (never captured: tshark's "previous segment not captured");
+    # ``reordered``: the path held this frame back, behind later ones of its direction;
+    # ``duplicate``: a second copy the path made (its sender sent the frame once)
     Column("retransmit", "?", pa.bool_()), Column("lost", "u1", pa.uint8()),
-    Column("gap", "?", pa.bool_()),
+    Column("gap", "?", pa.bool_()), Column("reordered", "?", pa.bool_()),
+    Column("duplicate", "?", pa.bool_()),
 )
 
 TABLES = {"flows": FLOW_COLUMNS, "requests": REQUEST_COLUMNS, "packets": PACKET_COLUMNS}
@@ -163,7 +166,8 @@ SCHEMAS = {"flows": FLOW_SCHEMA, "requests": REQUEST_SCHEMA, "packets": PACKET_S
 # message length (RETH DMA length); on Acknowledges ack = the AETH MSN, segoff its syndrome, 0
 # for the ACK's default, 0x60 a NAK; tcp_flags 0x81 a CNP). ipid is the IPv4 id; on TCP rows
 # win is the advertised receive window (bytes, before scaling), tsval/tsecr the timestamp
-# option (0 without timestamps); UDP rows leave them 0, but a RoCE row's win, if not 0, is its
+# option (0 without timestamps), and on a pure ACK segoff/writelen its SACK block's edges
+# (equal: none; kernels/tcpstate.py); UDP rows leave them 0, but a RoCE row's win, if not 0, is its
 # IPv4 TOS byte (a CE-marked WRITE, a CNP: kernels/roce.py).
 SCHED_DTYPE = np.dtype(PACKET_DTYPE.descr + [
     ("ipid", "u2"), ("layout", "u1"), ("segoff", "u4"), ("writelen", "u4"),

@@ -68,14 +68,16 @@ def _packet_stats(path: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .stats import PACKET_STATS_COLUMNS, packet_stats
-    check_columns(path, pq.read_schema(path), PACKET_STATS_COLUMNS, "packets")
+    from .stats import PACKET_STATS_COLUMNS, PATH_COLUMNS, packet_stats
+    schema = pq.read_schema(path)
+    names = PACKET_STATS_COLUMNS + tuple(k for k in PATH_COLUMNS if k in schema.names)
+    check_columns(path, schema, names, "packets")
     try:
-        t = pq.read_table(path, columns=list(PACKET_STATS_COLUMNS))
+        t = pq.read_table(path, columns=list(names))
     except (pa.ArrowException, OSError, KeyError) as e:
         raise TrafficgenError(f"{path}: unreadable packet table: {str(e).splitlines()[0]}") from None
     cols = {}
-    for name in PACKET_STATS_COLUMNS:
+    for name in names:
         col = t.column(name)
         if pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())

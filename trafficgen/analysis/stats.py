@@ -196,6 +196,7 @@ def format_request_stats(stats: dict) -> list[tuple[str, str]]:
 
 
 PACKET_STATS_COLUMNS = ("class", "payload_len", "retransmit", "lost", "gap")
+PATH_COLUMNS = ("reordered", "duplicate")  # counted where the table has them (since 2026-12)
 
 
 def packet_stats(cols: dict[str, np.ndarray]) -> dict:
@@ -214,6 +215,9 @@ def packet_stats(cols: dict[str, np.ndarray]) -> dict:
         out[name] = {"frames": int(sel.sum()), "data_frames": nd, "retransmits": retx,
                      "retransmit_rate": retx / nd if nd else None, "lost_after_tap": lost,
                      "gaps": gaps, "loss_rate": (lost + gaps) / (int(sel.sum()) + gaps)}
+        for k in PATH_COLUMNS:
+            if k in cols:
+                out[name][k] = int((sel & cols[k]).sum())
     return out
 
 
@@ -227,4 +231,7 @@ def format_packet_stats(stats: dict) -> list[tuple[str, str]]:
         rows.append((f"{name} retransmissions", f"{r['retransmits']:,} ({pct} of data frames)"))
         rows.append((f"{name} losses", f"{r['lost_after_tap']:,} after the tap, {r['gaps']:,} gaps "
                                        f"before it (loss {loss})"))
+        if "reordered" in r:
+            rows.append((f"{name} path", f"{r['reordered']:,} frames held back (reordered), "
+                                         f"{r['duplicate']:,} duplicate copies captured"))
     return rows

@@ -9,7 +9,7 @@ from pathlib import Path
 from trafficgen.errors import TrafficgenError
 
 LABELS = ("class", "kind")  # text (or dictionary of text); ``class`` may also be a code
-FLAGS = ("retransmit", "gap")  # booleans
+FLAGS = ("retransmit", "gap", "reordered", "duplicate")  # booleans
 COUNTS = ("bytes_up", "bytes_down", "packets_up", "packets_down", "prompt_tokens", "output_tokens",
           "wire_len", "reasoning_tokens", "images")  # never negative
 

@@ -10,11 +10,11 @@ import numpy as np
 
 from trafficgen.config.arrivals import BLOCK_NS, DAY_NS
 from trafficgen.config.scenario import Scenario
-from trafficgen.kernels import stacks, stats, tcp, tcpseg
+from trafficgen.kernels import stacks, stats, tcp, tcpstate
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
 from trafficgen.kernels.tcp import W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
-from trafficgen.kernels.tcpseg import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
+from trafficgen.kernels.tcpstate import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
 from trafficgen.schema import CLASSES, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 
 from .tlsplan import PlainPlan, TlsPlan, host_delays, tls_conns  # noqa: F401 (the classes' import)
@@ -110,7 +110,7 @@ STACK_HEADERS = True
 def turn_table(dist) -> np.ndarray:
     """A kernel turnaround distribution as the transport draws it: its quantiles at
     k / TURN_STEPS (the last at 1 - 1 / (4 TURN_STEPS): the tail stops near its p99.99)."""
-    n = tcpseg.TURN_STEPS
+    n = tcpstate.TURN_STEPS
     p = np.arange(n + 1) / n
     p[-1] = 1 - 1 / (4 * n)
     return np.array([dist.quantile(float(x)) for x in p], np.float64)
@@ -122,11 +122,16 @@ def host_link(sc: Scenario, topo, class_id: int, side: int) -> tuple[tcp.Link, t
     h = sc.hosts
     turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
     imp = sc.network.impair.of(CLASSES[class_id])
+    jitter = int(imp.jitter.top() > 0)
+    impaired = int(imp.loss > 0 or imp.reorder > 0 or imp.duplicate > 0 or jitter)
     link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
                     ns_byte_s=8e9 / h.fabric_bandwidth, capture_side=side,
                     key=key_of(sc.seed, class_id, 0x4057), stack_hdr=int(STACK_HEADERS),
-                    loss=float(imp.loss), burst=float(imp.burst), before_tap=float(imp.before_tap))
-    return link, tcp.Hosts(turn=turn, app_read=h.app_read.params())
+                    loss=float(imp.loss), burst=float(imp.burst), before_tap=float(imp.before_tap),
+                    reorder=float(imp.reorder), duplicate=float(imp.duplicate), jitter=jitter,
+                    impaired=impaired)
+    return link, tcp.Hosts(turn=turn, app_read=h.app_read.params(),
+                           jitter=turn_table(imp.jitter) if jitter else np.zeros(2))
 
 
 def _renumber(keep: np.ndarray) -> np.ndarray:
@@ -164,16 +169,16 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
         if n >= 0:
             break
         out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, link.mss,
-                                                   tcp.LOSS_BOUND if link.loss > 0 else 1)))
+                                                   tcp.LOSS_BOUND if link.impaired else 1)))
     else:
         raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
     out = out[:n]
-    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcpseg.P_IPID], np.int64), c_os,
+    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcpstate.P_IPID], np.int64), c_os,
                       np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
                       np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
                       np.empty(n_conn, np.int64))
-    if link.loss > 0:  # packets lost before the tap are not in the capture
-        out = out[(out[:, tcpseg.P_TRUTH] & tcpseg.T_BEFORE) == 0]
+    if link.impaired:  # packets lost before the tap, and copies made past it, are not captured
+        out = out[(out[:, tcpstate.P_TRUTH] & tcpstate.T_OFFTAP) == 0]
         n = out.shape[0]
     flow_of_conn = _renumber(c_npk > 0)
     is_req = (wd[:, WF_FLAGS] & W_REQ) != 0

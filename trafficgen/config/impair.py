@@ -4,9 +4,13 @@
 length of a loss burst (1: Bernoulli; more: a Gilbert-Elliott chain with that mean burst and
 the stationary loss ``loss``); ``before_tap`` the share of losses upstream of the capture
 point (never captured) against downstream (captured, then never delivered); ``ecn`` the
-share of RoCEv2 data marked CE (``kernels.kv``); ``jitter`` delay jitter (a duration or a
-distribution of durations); ``reorder`` and ``duplicate`` probabilities per packet. Jitter,
-reordering and duplication are not modelled yet: a value other than 0 is refused.
+share of RoCEv2 data marked CE (``kernels.kv``); ``jitter`` the path's extra delay per
+packet (a distribution of durations, or one duration J: uniform on [0, J]; the path stays
+first-in first-out, so jitter alone reorders nothing); ``reorder`` the probability that a
+segment or ACK is held back behind the next frames of its direction; ``duplicate`` the
+probability that the path delivers it twice (``kernels.path``). Loss, reordering and
+duplication apply to TCP's segments and ACKs after the handshake, and so to QUIC flows,
+which the same transport carries (RoCEv2: loss and ECN; RTP is not impaired).
 
 Per-class values are written like ``network.dscp``: ``loss = 0.01`` for every class, or
 ``loss = { default = 0, kv_transfer = 0.01 }``. Left out, the section is absent and every
@@ -24,7 +28,7 @@ from typing import Any, Callable
 
 from trafficgen.schema import CLASSES
 
-from .dist import Dist, parse_dist
+from .dist import CONSTANT, UNIFORM, Dist, parse_dist
 from .keys import Key, allows, float_in, per_class, section
 
 ClassImpair = namedtuple("ClassImpair", "loss burst before_tap ecn jitter reorder duplicate")
@@ -40,11 +44,13 @@ def _prob(hi: float):
 _burst = float_in(1, 1000)  # mean loss burst, packets
 
 
-@allows("a duration or a distribution of durations, up to 1s")
+@allows("a duration (uniform from 0 to it) or a distribution of durations, up to 1s")
 def _jitter(v) -> Dist:
     d = parse_dist(v, "duration", positive=False)
     if d.top() > 1e9:
         raise ValueError(f"jitter must stay within 1s, got {v!r}")
+    if d.kind == CONSTANT and d.a > 0:  # one duration: jitter up to it
+        d = Dist(UNIFORM, a=0.0, b=d.a, lo=0.0, hi=d.a)
     return d
 
 
@@ -60,13 +66,13 @@ IMPAIR_KEYS = (
         "share of the losses upstream of the capture point (never captured)"),
     Key("ecn", _per_class(_prob(1.0)), {"default": 0}, "share of RoCEv2 data marked CE"),
     Key("jitter", _per_class(_jitter, dist_like=True), {"default": 0},
-        "delay jitter per packet: a duration or a distribution"),
-    Key("reorder", _per_class(_prob(0.5)), {"default": 0}, "probability that a packet is reordered"),
+        "the path's extra delay per packet: a duration (uniform up to it) or a distribution"),
+    Key("reorder", _per_class(_prob(0.5)), {"default": 0},
+        "probability that a packet is held back behind the next ones of its direction"),
     Key("duplicate", _per_class(_prob(0.5)), {"default": 0},
-        "probability that a packet is duplicated"),
+        "probability that the path delivers a packet twice"),
 )
 IMPAIR = section(IMPAIR_KEYS)
-NOT_YET = ("jitter", "reorder", "duplicate")  # declared (issue 18's names), refused unless 0
 
 
 @dataclass(frozen=True)
@@ -120,12 +126,7 @@ def parse_impair(v) -> Impair:
             values[k] = IMPAIR[k].parse(x)
         except ValueError as e:
             raise ValueError(f"{k}: {e}") from None
-    out = build_impair(values)
-    for k in NOT_YET:
-        if any(d.top() > 0 for d in out.jitter) if k == "jitter" else any(getattr(out, k)):
-            raise ValueError(f"{k}: not modelled yet (the transport applies loss, burst and "
-                             f"before_tap; RoCEv2 ecn): leave it 0")
-    return out
+    return build_impair(values)
 
 
 NO_IMPAIR = build_impair({})

@@ -25,7 +25,7 @@ import numpy as np
 from .codes import DIR_DOWN, DIR_UP, PH_RESPONSE, PH_TEARDOWN
 from .jit import helper, inline, kernel
 from .rng import derive, uniform
-from .tcpseg import W_RST
+from .tcpstate import W_RST
 from .writes import put_write, token_time
 
 # request status labels (trafficgen.labels.STATUSES)

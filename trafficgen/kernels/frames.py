@@ -61,6 +61,7 @@ from .stacks import (
     syn_window,
     tcp_options,
 )
+from .tcpstate import SACK_OPT_BYTES
 from .wire import fold, pcap_record, put16, put32, sum16
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
@@ -226,6 +227,9 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
         thl = TCP_HLEN + STACKS[cos, K_SYN_OPT_BYTES]
     else:
         thl = TCP_HLEN + (TS_OPT_BYTES if tsopt else 0)
+    sack = n == 0 and segoff != writelen and not syn  # a pure ACK's SACK block (tcpstate)
+    if sack:
+        thl += SACK_OPT_BYTES
     out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
     out[ip + IP4_TOS] = 0
     put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
@@ -267,6 +271,14 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
         out[op + 3] = 10
         put32(out, op + 4, tsval)
         put32(out, op + 8, tsecr)
+    if sack:  # nop, nop, SACK (kind 5, length 10) with one block [segoff, writelen)
+        op = tp + thl - SACK_OPT_BYTES
+        out[op] = 1
+        out[op + 1] = 1
+        out[op + 2] = 5
+        out[op + 3] = 10
+        put32(out, op + 4, segoff)
+        put32(out, op + 8, writelen)
     pl = tp + thl
     if n > 0:
         _payload(out, pl, n, lay, segoff, writelen,

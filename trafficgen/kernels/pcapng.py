@@ -38,14 +38,15 @@ def _lit(text: bytes) -> np.ndarray:
 
 
 LITERALS = tuple(_lit(t) for t in (_CLASS, _FLOW, _REQ, _DIR, _PHASE))
-# the truth flags' words, by bit of ``Labels.truth``: 1 retransmit, 2 lost, 4 gap
-FLAG_WORDS = _lit(b" retransmit=1 lost=1 gap=1")
-FLAG_OFF = np.array([0, 13, 20, 26], np.int64)
+# the truth flags' words, by bit of ``Labels.truth``: 1 retransmit, 2 lost, 4 gap, 8 reordered,
+# 16 duplicate
+FLAG_WORDS = _lit(b" retransmit=1 lost=1 gap=1 reordered=1 duplicate=1")
+FLAG_OFF = np.array([0, 13, 20, 26, 38, 50], np.int64)
 
 Labels = namedtuple("Labels", "cls flow req dirs phase truth")
 Labels.__doc__ = """Per packet: the label codes and ids its comment shows (class, flow id,
 request id, direction, phase) and its truth flags (uint8 bits: 1 retransmit, 2 lost after the
-tap, 4 gap; 0 on a clean path: the comment then has none)."""
+tap, 4 gap, 8 reordered, 16 duplicate; 0 on a clean path: the comment then has none)."""
 NameTable = namedtuple("NameTable", "names name_off c_base d_base p_base lit_len")
 NameTable.__doc__ = """The label names laid end to end (``names`` uint8, name ``k`` at
 ``names[name_off[k]:name_off[k + 1]]``), where the class, direction and phase names start in it,
@@ -105,7 +106,7 @@ def comment_len(table, cls, flow, req, d, ph, truth):
     """Bytes of one packet's comment (``NameTable`` ``table``; its label codes and flags)."""
     name_off, c_base, d_base, p_base = table.name_off, table.c_base, table.d_base, table.p_base
     flags = 0
-    for b in range(3):
+    for b in range(FLAG_OFF.shape[0] - 1):
         if truth >> b & 1:
             flags += FLAG_OFF[b + 1] - FLAG_OFF[b]
     return (flags + table.lit_len + name_off[c_base + cls + 1] - name_off[c_base + cls] + _digits(flow)
@@ -165,7 +166,7 @@ def build_epbs(out, frames, offsets, wire_len, ts_ns, labels, table, literals):
         c = _put(out, c, l_phase)
         c = _put_name(out, c, names, name_off, p_base + phase[i])
         if truth[i]:
-            for b in range(3):
+            for b in range(FLAG_OFF.shape[0] - 1):
                 if truth[i] >> b & 1:
                     for k in range(FLAG_OFF[b], FLAG_OFF[b + 1]):
                         out[c] = FLAG_WORDS[k]

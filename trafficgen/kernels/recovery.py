@@ -22,30 +22,34 @@ import numpy as np
 from .codes import ACK, FIN, PSH, SYN
 from .jit import helper, inline
 from .sack import add_block, bx, past_blocks, sacked_in
-from .tcpseg import (
+from .tcpseg import emit
+from .tcpstate import (
     INF,
     P_FLAGS,
     P_PLEN,
-    P_TRUTH,
-    RING,
+    P_SEGOFF,
+    P_WRITELEN,
     S_BACKOFF,
     S_CAPMAX,
     S_CWND,
+    S_DSH,
+    S_DSL,
     S_DUP,
     S_EMSS,
     S_EPOCH,
     S_FINRCV,
     S_GAP,
     S_GE,
+    S_ISN,
     S_LASTSEG,
     S_LOSSST,
     S_LOSTEND,
     S_NB,
+    S_NH,
     S_NR,
     S_NXT,
     S_QUEUED,
     S_RECOVER,
-    S_RING,
     S_RTO,
     S_RTOT,
     S_RTTSEQ,
@@ -59,14 +63,12 @@ from .tcpseg import (
     S_TLPT,
     S_UNA,
     S_WMAX,
-    T_SACK,
     WF_DIR,
     WF_LAYOUT,
     WF_PHASE,
     WF_REQ,
     WS_END,
     WS_START,
-    emit,
 )
 
 RTO_MIN_NS = 200_000_000
@@ -88,7 +90,8 @@ def init(S, d, rtt):
     S[S_RTOT + d] = INF
     S[S_TLPT + d] = INF
     for k in (S_DUP, S_RECOVER, S_RTXNXT, S_LOSTEND, S_BACKOFF, S_RTTSEQ, S_RTTTIME, S_WMAX,
-              S_EPOCH, S_LOSSST, S_TLPOUT, S_LASTSEG, S_NB, S_NR, S_SNDMAX, S_GE, S_GAP, S_FINRCV, S_CAPMAX):
+              S_EPOCH, S_LOSSST, S_TLPOUT, S_LASTSEG, S_NB, S_NR, S_SNDMAX, S_GE, S_GAP, S_FINRCV, S_CAPMAX,
+              S_NH, S_DSL, S_DSH):
         S[k + d] = 0
 
 
@@ -164,11 +167,10 @@ def on_ack(out, p, S, s, a, t):
     k = 2 + s
     mss = S[S_EMSS]
     una = S[S_UNA + s]
-    tr = out[p, P_TRUTH]
-    b = S_RING + (s * RING + (tr >> 8)) * 6
-    for j in range(3 if tr & T_SACK else 0):
-        lo, hi = S[b + 2 * j], S[b + 2 * j + 1]
-        if hi > lo:
+    if out[p, P_PLEN] == 0 and out[p, P_SEGOFF] != out[p, P_WRITELEN]:  # its SACK block
+        lo = (out[p, P_SEGOFF] - S[S_ISN + s]) & 0xFFFFFFFF
+        hi = (out[p, P_WRITELEN] - S[S_ISN + s]) & 0xFFFFFFFF
+        if hi > lo and hi > a:  # (a D-SACK, below the ACK, reports a duplicate: no news)
             add_block(S, k, S_NB + s, lo, hi, False)
             if S[S_RECOVER + s] > 0 and not S[S_LOSSST + s]:
                 S[S_LOSTEND + s] = max(S[S_LOSTEND + s], hi)

@@ -3,11 +3,16 @@ out-of-order queue and a sender's scoreboard, each up to ``MAXB`` [start, end) b
 relative sequence numbers, most recent first (RFC 2018), in the connection's state ``S`` from
 ``S_SB``: list ``d`` the queue of direction ``d``'s data at its receiver (count
 ``S[S_NR + d]``), list ``2 + d`` direction ``d``'s sender's scoreboard (count
-``S[S_NB + d]``); block j of list k at ``S[S_SB + (k * MAXB + j) * 2]`` (start, end)."""
+``S[S_NB + d]``); block j of list k at ``S[S_SB + (k * MAXB + j) * 2]`` (start, end).
+
+An ACK carries one block (``first_block``): a pending D-SACK (RFC 2883: a duplicate segment's
+bytes, below the ACK), else the receiver's latest block. Linux adds up to two older blocks
+after it; the frame's layout has room for one (``tcpstate.SACK_OPT_BYTES``), and the sender's
+scoreboard, built from every ACK's block, is what the wire shows."""
 import numpy as np
 
 from .jit import helper, inline
-from .tcpseg import INF, MAXB, P_TRUTH, RING, S_NR, S_RCV, S_RING, S_SB, S_SKN, T_SACK
+from .tcpstate import INF, MAXB, S_DSH, S_DSL, S_NR, S_RCV, S_SB
 
 
 @inline
@@ -83,7 +88,8 @@ def rcv_data(S, d, a, b):
     if a > rcv:
         add_block(S, d, S_NR + d, a, b, True)
         return 1
-    if b <= rcv:
+    if b <= rcv:  # a duplicate: reported by a D-SACK
+        S[S_DSL + d], S[S_DSH + d] = a, b
         return 1
     rcv = b
     n = S[S_NR + d]
@@ -108,17 +114,14 @@ def rcv_data(S, d, a, b):
     return 1
 
 
-@helper
-def put_sack(out, i, S, d):
-    """Row ``i``, an ACK of direction ``d``'s data, carries the receiver's first 3 blocks (in
-    the direction's ring; the slot in its ``P_TRUTH`` from bit 8)."""
-    n = min(S[S_NR + d], 3)
-    if n == 0:
-        return
-    slot = S[S_SKN + d] % RING
-    S[S_SKN + d] += 1
-    out[i, P_TRUTH] |= T_SACK | (slot << 8)
-    b = S_RING + (d * RING + slot) * 6
-    for j in range(3):
-        S[b + 2 * j] = S[bx(d, j)] if j < n else 0
-        S[b + 2 * j + 1] = S[bx(d, j) + 1] if j < n else 0
+@inline
+def first_block(S, d):
+    """The block an ACK of direction ``d``'s data carries now ([start, end), relative; 0 0:
+    none): a pending D-SACK (then cleared), else the latest block of the receiver's queue."""
+    lo, hi = S[S_DSL + d], S[S_DSH + d]
+    if hi > lo:
+        S[S_DSL + d] = S[S_DSH + d] = 0
+        return lo, hi
+    if S[S_NR + d] > 0:
+        return S[bx(d, 0)], S[bx(d, 0) + 1]
+    return np.int64(0), np.int64(0)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .jit import kernel
-from .tcpseg import (
+from .tcpstate import (
     P_ACK,
     P_CONN,
     P_DIR,
@@ -22,7 +22,9 @@ from .tcpseg import (
     P_WLEN,
     P_WRITELEN,
     T_AFTER,
+    T_DUP,
     T_GAP,
+    T_REORD,
     T_RETX,
 )
 
@@ -112,3 +114,5 @@ def fill_schedule(out, order, flow_of_conn, req_map, class_id, start_ns, sched):
         rec["retransmit"] = (tr & T_RETX) != 0
         rec["lost"] = 1 if tr & T_AFTER else 0
         rec["gap"] = (tr & T_GAP) != 0
+        rec["reordered"] = (tr & T_REORD) != 0
+        rec["duplicate"] = (tr & T_DUP) != 0

@@ -7,8 +7,9 @@ spanning writes (TCP_NODELAY senders), slow start with ABC (RFC 3465, L=2) and r
 idle (RFC 5681), the peer's advertised receive window, delayed ACKs (every second segment or
 a 40 ms timer, piggybacked on data), and a FIN exchange -- and records every packet at the
 capture point. Segments, link timing, stacks, timestamps and windows: ``kernels.tcpseg``. On
-an impaired path (``Link.loss``) packets are lost before or after the tap and both ends recover
-as Linux does: ``kernels.recovery`` and ``kernels.sack``. Sequence and acknowledgement
+an impaired path (``Link.impaired``) packets are lost before or after the tap, delayed, held
+back or duplicated on the path (``kernels.path``), and both ends recover as Linux does:
+``kernels.recovery`` and ``kernels.sack``. Sequence and acknowledgement
 numbers are those of the simulation, so they are consistent by construction.
 
 Times are int64 ns on the model's clock (0 = capture start). Directions: 0 up (client to
@@ -20,17 +21,17 @@ Layout for speed: a connection's state is one small int64 array (``S_*`` offsets
 per direction) and writes are rows of one int64 matrix (``WF_*`` columns), so the helpers
 take a handful of arrays rather than dozens.
 """
-from collections import namedtuple
-
 import numpy as np
 
+from . import path
 from . import recovery as rc
 from .codes import ACK, FIN, PH_HANDSHAKE, PH_PREFILL_WAIT, PH_REQUEST, PH_TEARDOWN, PSH
 from .jit import helper, inline, kernel
 from .rng import derive
-from .sack import put_sack, rcv_data
+from .sack import first_block, rcv_data
 from .stacks import TS_OPT_BYTES
-from .tcpseg import (  # noqa: F401 (the write layout is tcp's to its callers)
+from .tcpseg import abort, emit, handshake, next_w, queue_write, ready, setup, turnaround
+from .tcpstate import (  # noqa: F401 (the inputs and write layout are tcp's to its callers)
     INF,
     P_ACK,
     P_ARR,
@@ -60,6 +61,7 @@ from .tcpseg import (  # noqa: F401 (the write layout is tcp's to its callers)
     S_LEN,
     S_LINKFREE,
     S_NEXTW,
+    S_NH,
     S_NXT,
     S_PEEREDGE,
     S_QUEUED,
@@ -77,6 +79,7 @@ from .tcpseg import (  # noqa: F401 (the write layout is tcp's to its callers)
     S_UNA,
     S_UNACKED,
     T_LOST,
+    T_REORD,
     W_ABS,
     W_CLOSE,
     W_REQ,
@@ -95,14 +98,9 @@ from .tcpseg import (  # noqa: F401 (the write layout is tcp's to its callers)
     WS_END,
     WS_QTIME,
     WS_START,
-    abort,
-    emit,
-    handshake,
-    next_w,
-    queue_write,
-    ready,
-    setup,
-    turnaround,
+    Conns,
+    Hosts,
+    Link,
 )
 
 ATO_NS = 40_000_000  # delayed-ACK timer
@@ -110,29 +108,12 @@ RTO_MIN_NS = 200_000_000
 IW_SEGMENTS = 10  # initial window, RFC 6928
 # write matrix columns (WF_*, int64[W, WF_COLS]) and per-write state (WS_*): kernels.tcpseg
 
-Conns = namedtuple("Conns", "session open_dep open_at rtt isn ipid w0 wn jitter os")
-Conns.__doc__ = """Per connection, the transport's input: session, the connection it waits for
-(-1 none), when it opens (absolute, or after that one's last response), RTT, ISNs and first IP
-ids ([C, 2] by direction), its writes (first row of ``wd``, count), clock jitter and each
-end's stack (``stacks.OS_*``, [C, 2]: client, server)."""
-Link = namedtuple("Link", "dur_end mss ns_byte_c ns_byte_s capture_side key stack_hdr loss burst "
-                         "before_tap", defaults=(0.0, 1.0, 0.0))
-Link.__doc__ = """The path, per class: the run's end (ns), MSS, ns per byte on the client's and
-the server's link, the end the capture is on (0 client, 1 server), the key of the hosts'
-draws and whether header lengths follow the stacks (1) or are the fixed 66-byte SYNs and
-54-byte segments of an encoder that writes no timestamps (0); its impairments
-(``config.impair``): loss probability per packet, mean loss burst, share of losses before the
-tap (0, 1, 0: a clean path, which never runs ``kernels.recovery``). Scalars only: it goes to
-every helper call (an array in it would be reference-counted at each)."""
-Hosts = namedtuple("Hosts", "turn app_read")
-Hosts.__doc__ = """The hosts' delays: their kernels' turnaround (float64[2, TURN_STEPS + 1],
-client and server: quantile tables, ``kernels.tcpseg.turnaround``) and the application's read
-delay (float64[DIST_LEN], a packed distribution)."""
 # Inside: a connection's constants travel as one tuple ``cx`` = (conn, w0, wend, owd, rto, ck,
-# base, lk, lim): its index, its writes' rows [w0, wend), the one-way delay, the timeout of a
-# restart after idle, its key, its first row of ``out``, its loss draws' key and the row it
-# stops at (impaired paths); a segment's labels as ``seg`` = (req, phase, layout, segoff,
-# writelen). The recovery's state and SACK blocks live in S too (kernels.recovery, sack).
+# base, lk, lim, pk): its index, its writes' rows [w0, wend), the one-way delay, the timeout of
+# a restart after idle, its key, its first row of ``out``, its loss draws' key, the row it
+# stops at (impaired paths) and its path draws' key (kernels.path); a segment's labels as
+# ``seg`` = (req, phase, layout, segoff, writelen). The recovery's state, SACK blocks and
+# held-back frames live in S too (kernels.recovery, sack, path).
 LOSS_BOUND = 4  # an impaired path's connection: at most this many times a clean one's packets
 
 
@@ -175,7 +156,9 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
     wo[:, WO_DELIV] = -1
     wo[:, WO_ISSUED] = 0
     S = np.empty(S_LEN, np.int64)
-    mult = LOSS_BOUND if link.loss > 0 else 1
+    if link.jitter:
+        path.set_jitter(S, hosts.jitter)
+    mult = LOSS_BOUND if link.impaired else 1
     c_open_dep, c_open_at = conns.open_dep, conns.open_at
     for c in range(c_open_dep.shape[0]):
         c_npk[c] = 0
@@ -205,9 +188,12 @@ def simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo):
 def _ack_now(out, i, S, cx, link, s, t):
     """Side ``s`` sends a pure ACK of everything it has received (with SACK blocks, on an
     impaired path)."""
-    i = emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, 0, 0))
-    if link.loss > 0:
-        put_sack(out, i - 1, S, 1 - s)
+    lo = hi = np.int64(0)
+    if link.impaired:  # its SACK block, as sequence numbers (none: 0 0)
+        lo, hi = first_block(S, 1 - s)
+        if hi > lo:
+            lo, hi = (S[S_ISN + 1 - s] + lo) & 0xFFFFFFFF, (S[S_ISN + 1 - s] + hi) & 0xFFFFFFFF
+    i = emit(out, i, S, cx, link, s, t, ACK, S[S_NXT + s], 0, (S[S_STREQ], S[S_STPHASE], 0, lo, hi))
     S[S_UNACKED + 1 - s] = 0
     S[S_TIMER + 1 - s] = INF
     return i
@@ -223,7 +209,7 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
         S[S_CWND + d] = min(S[S_CWND + d], IW_SEGMENTS * mss)  # restart after idle
     flight = S[S_NXT + d] - S[S_UNA + d]
     new = False
-    if link.loss > 0:
+    if link.impaired:
         i = rc.resend(out, i, S, wd, ws, cx, link, d, t)
         flight = rc.pipe(S, d)
     while S[S_NXT + d] < S[S_QUEUED + d] and flight < S[S_CWND + d] and i < cx[8]:
@@ -239,7 +225,7 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
         flags = ACK | PSH if seg_end == w_end else ACK
         i = emit(out, i, S, cx, link, d, t, flags, nxt, seg_end - nxt,
                   (wd[w, WF_REQ], wd[w, WF_PHASE], wd[w, WF_LAYOUT], nxt - w_start, w_end - w_start))
-        if link.loss > 0:
+        if link.impaired:
             new = True
             S[S_LASTSEG + d] = nxt
             if S[S_RTTSEQ + d] == 0:  # time one segment at a time (Karn: never a resend)
@@ -254,7 +240,7 @@ def _send(out, i, S, wd, ws, cx, link, d, t):
         S[S_FINSENT + d] = 1
         S[S_UNACKED + 1 - d] = 0
         S[S_TIMER + 1 - d] = INF
-    if link.loss > 0:
+    if link.impaired:
         rc.after_send(S, d, t, new)
     return i
 
@@ -268,8 +254,9 @@ def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, lim, c_resp_en
     rto = rtt + RTO_MIN_NS
     wend = w0 + wn
     ck = derive(derive(link.key, conns.isn[conn, 0]), conns.isn[conn, 1])
-    impaired = link.loss > 0
-    cx = (conn, w0, wend, owd, rto, ck, base, derive(ck, 0x1055), lim if impaired else INF)
+    impaired = link.impaired
+    cx = (conn, w0, wend, owd, rto, ck, base, derive(ck, 0x1055), lim if impaired else INF,
+          derive(ck, 0x9A7))
     ws = np.zeros((wn, 3), np.int64)
     ws[:, WS_QTIME] = -1
     setup(S, conns, conn, ck, link, hosts.app_read)
@@ -300,6 +287,8 @@ def _conn(conn, t_open, conns, wd, wo, S, link, hosts, out, base, lim, c_resp_en
         # candidate events: arrivals (FIFO per direction), delayed-ACK timers, writes
         ta0 = out[S[S_HEAD], P_ARR] if S[S_HEAD] >= 0 else INF
         ta1 = out[S[S_HEAD + 1], P_ARR] if S[S_HEAD + 1] >= 0 else INF
+        if impaired:  # frames held back on the path (reordered)
+            ta0, ta1 = min(ta0, path.held_next(out, S, 0)), min(ta1, path.held_next(out, S, 1))
         tw0 = ready(S, wd, wo, ws, cx, link, 0, t_est, jitter)
         tw1 = ready(S, wd, wo, ws, cx, link, 1, t_est, jitter)
         tr0 = tr1 = INF
@@ -333,11 +322,16 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     reacts a turnaround later (a lost packet never does)."""
     w0, wend = cx[1], cx[2]
     mss = S[S_EMSS]
+    impaired = link.impaired
     p = S[S_HEAD + d]
-    q = p + 1
-    while q < i and out[q, P_DIR] != d:
-        q += 1
-    S[S_HEAD + d] = q if q < i else -1
+    h = path.take_held(out, S, d, t, p) if impaired and S[S_NH + d] else -1
+    if h >= 0:
+        p = h
+    else:  # the next in first-in first-out order (a held-back frame is not)
+        q = p + 1
+        while q < i and (out[q, P_DIR] != d or out[q, P_TRUTH] & T_REORD):
+            q += 1
+        S[S_HEAD + d] = q if q < i else -1
     if out[p, P_TRUTH] & T_LOST:
         return i
     s = 1 - d
@@ -345,7 +339,6 @@ def _arrive(out, i, S, wd, wo, ws, cx, link, turn, d, t):
     flags = out[p, P_FLAGS]
     t_r = t + turnaround(S, cx[5], turn, s)  # when s's kernel has processed it
     quick = 0
-    impaired = link.loss > 0
     if plen > 0:
         sr = (out[p, P_SEQ] - S[S_ISN + d]) & 0xFFFFFFFF
         if impaired:

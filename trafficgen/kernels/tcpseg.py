@@ -22,7 +22,8 @@ the side's scale. Draws: the connection's key ``ck`` (``derive(Link.key, ISNs)``
 """
 import numpy as np
 
-from .codes import ACK, FIN, PH_HANDSHAKE, PH_TEARDOWN, RST, SYN
+from . import path
+from .codes import ACK, PH_HANDSHAKE, RST, SYN
 from .jit import helper, inline
 from .rng import bits, uniform
 from .sampling import sample
@@ -39,65 +40,89 @@ from .stacks import (
     TS_OPT_BYTES,
     syn_window,
 )
-
-INF = np.int64(2**62)
-HDR = 54  # Ethernet 14 + IPv4 20 + TCP 20
-IFG_BYTES = 24  # a frame on the wire beyond its captured bytes: FCS 4, preamble and SFD 8, gap 12
-TURN_STEPS = 4096  # a turnaround distribution's quantile table: TURN_STEPS + 1 values
-
-# per-packet output columns (int64[cap, P_COLS], narrowed by the caller)
-# P_WIN: the receive window the sender advertises (bytes, before its window scale); P_TSVAL,
-# P_TSECR: its TCP timestamp option (0 where the connection has no timestamps); P_ARR: when
-# its last bit reaches the receiver
-# P_TRUTH: what happened to it (T_* bits; 0 on a clean path)
-P_TS, P_CONN, P_DIR, P_SEQ, P_ACK, P_FLAGS, P_PLEN, P_REQ, P_PHASE, P_IPID, P_WLEN, \
-    P_LAYOUT, P_SEGOFF, P_WRITELEN, P_SEND, P_WIN, P_TSVAL, P_TSECR, P_ARR, P_TRUTH = range(20)
-P_COLS = 20
-# P_TRUTH bits: carries bytes sent before; lost after the tap (captured, never delivered); lost
-# before it (never captured); new bytes of its direction were lost before the tap just before
-# it; (inside the transport) it carries SACK blocks (in S's ring, at slot P_TRUTH >> 8)
-T_RETX, T_AFTER, T_BEFORE, T_GAP, T_SACK = 1, 2, 4, 8, 16
-T_LOST = T_AFTER | T_BEFORE
-
-# write matrix columns (int64[W, WF_COLS]); dep is an index local to the connection
-WF_DIR, WF_BYTES, WF_DEP, WF_DELAY, WF_REQ, WF_PHASE, WF_FLAGS, WF_LAYOUT = range(8)
-WF_COLS = 8
-# per-write state of the current connection (int64[wn, 3])
-WS_START, WS_END, WS_QTIME = 0, 1, 2
-# per-write results (int64[W, 2])
-WO_DELIV, WO_ISSUED = 0, 1
-# write flags
-W_TURN = 1  # a later turn: skipped (and the connection closed) if ready at or after the end
-W_CLOSE = 2  # close_notify then FIN; ready at min(dep + delay, the run's end)
-W_REQ = 4  # a request upload: its delivery starts the prefill wait
-W_ABS = 8  # ready at the absolute time in its delay (model clock), not relative to its dep
-W_RST = 16  # the application aborts: its side sends a reset (RST|ACK) and the connection ends
-
-# connection state: per-direction (or per-side) pairs, then scalars
-S_NXT, S_UNA, S_QUEUED, S_CWND, S_LINKFREE, S_LASTSEND, S_CNT, S_RCV, S_UNACKED, S_TIMER, \
-    S_HEAD, S_NEXTW, S_SENDW, S_DELIVW, S_FINPEND, S_FINSENT, S_LASTQ, S_ISN, S_IPID, \
-    S_FARFREE, S_TSOFF, S_TSRECENT, S_REDGE, S_PEEREDGE, S_RDP, S_READ, S_RDELAY, S_NDRAW, \
-    S_OS = range(0, 58, 2)
-S_STREQ, S_STPHASE, S_TRUNC, S_LASTDOWN, S_DONE, S_TSON, S_HDR, S_EMSS, S_HSRTT = range(58, 67)
-# loss recovery (kernels.recovery), per direction of data: slow-start threshold, duplicate
-# ACKs, recovery point (0: not in recovery), retransmission pointer, end of the bytes deemed
-# lost, RFC 6298 srtt/rttvar/rto and backoff, RTO and tail-loss-probe timers, the timed
-# segment's end and send time, CUBIC's W_max and epoch, the highest byte sent, the loss
-# chain's state, a gap pending for the next captured packet, recovery after an RTO, a probe
-# out, the last new segment's start, the SACK scoreboard's and out-of-order queue's block
-# counts, an out-of-order FIN's sequence + 1, the end of the bytes captured and the ACKs with
-# SACK blocks sent
-S_SSTH, S_DUP, S_RECOVER, S_RTXNXT, S_LOSTEND, S_SRTT, S_RTTVAR, S_RTO, S_BACKOFF, S_RTOT, \
-    S_TLPT, S_RTTSEQ, S_RTTTIME, S_WMAX, S_EPOCH, S_SNDMAX, S_GE, S_GAP, S_LOSSST, S_TLPOUT, \
-    S_LASTSEG, S_NB, S_NR, S_FINRCV, S_CAPMAX, S_SKN = range(67, 119, 2)
-# then the block lists (kernels.sack: 4 lists of MAXB [start, end) pairs) and, per direction of
-# data, a ring of the SACK blocks its receiver's last RING ACKs carried (6 values each: 3
-# [start, end) pairs, 0 0 none; an ACK's slot is P_TRUTH >> 8): inside S, which every helper
-# takes already (another array argument would be reference-counted at every call)
-MAXB, RING = 8, 256
-S_SB = 119
-S_RING = S_SB + 4 * MAXB * 2
-S_LEN = S_RING + 2 * RING * 6
+from .tcpstate import (  # noqa: F401 (the layout, for tcp, recovery and sack)
+    HDR,
+    IFG_BYTES,
+    INF,
+    P_ACK,
+    P_ARR,
+    P_CONN,
+    P_DIR,
+    P_FLAGS,
+    P_IPID,
+    P_LAYOUT,
+    P_PHASE,
+    P_PLEN,
+    P_REQ,
+    P_SEGOFF,
+    P_SEND,
+    P_SEQ,
+    P_TRUTH,
+    P_TS,
+    P_TSECR,
+    P_TSVAL,
+    P_WIN,
+    P_WLEN,
+    P_WRITELEN,
+    S_CAPMAX,
+    S_CNT,
+    S_DONE,
+    S_EMSS,
+    S_FARFREE,
+    S_FINPEND,
+    S_GAP,
+    S_GE,
+    S_HDR,
+    S_HEAD,
+    S_HSRTT,
+    S_IPID,
+    S_ISN,
+    S_LASTDOWN,
+    S_LASTQ,
+    S_LASTSEND,
+    S_LINKFREE,
+    S_NDRAW,
+    S_NEXTW,
+    S_NXT,
+    S_OS,
+    S_PEEREDGE,
+    S_QUEUED,
+    S_RCV,
+    S_RDELAY,
+    S_RDP,
+    S_READ,
+    S_REDGE,
+    S_SNDMAX,
+    S_STPHASE,
+    S_STREQ,
+    S_TRUNC,
+    S_TSOFF,
+    S_TSON,
+    S_TSRECENT,
+    SACK_OPT_BYTES,
+    T_AFTER,
+    T_BEFORE,
+    T_GAP,
+    T_LOST,
+    T_RETX,
+    TURN_STEPS,
+    W_ABS,
+    W_CLOSE,
+    W_RST,
+    W_TURN,
+    WF_BYTES,
+    WF_DELAY,
+    WF_DEP,
+    WF_DIR,
+    WF_FLAGS,
+    WF_PHASE,
+    WF_REQ,
+    WO_DELIV,
+    WO_ISSUED,
+    WS_END,
+    WS_QTIME,
+    WS_START,
+)
 
 
 @inline
@@ -159,10 +184,13 @@ def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
         wlen = HDR + (opt if link.stack_hdr else 12)
     else:
         wlen = S[S_HDR] + plen
+        if segoff != writelen and plen == 0:  # a pure ACK with a SACK block
+            wlen += SACK_OPT_BYTES
     near, far = (link.ns_byte_c, link.ns_byte_s) if d == 0 else (link.ns_byte_s, link.ns_byte_c)
     t_send = max(t, S[S_LINKFREE + d])
     S[S_LINKFREE + d] = t_send + ser_ns(wlen, near)
-    t_far = max(S[S_LINKFREE + d] + owd, S[S_FARFREE + d])
+    jit = path.jitter_ns(S, cx, d) if link.jitter else 0
+    t_far = max(S[S_LINKFREE + d] + owd + jit, S[S_FARFREE + d])
     s_far = ser_ns(wlen, far)
     S[S_FARFREE + d] = t_far + s_far
     out[i, P_TS] = t_send if d == link.capture_side else t_far
@@ -193,15 +221,16 @@ def emit(out, i, S, cx, link, d, t, flags, seq_rel, plen, seg):
     else:
         out[i, P_TSVAL] = 0
         out[i, P_TSECR] = 0
-    if link.loss > 0:
-        truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase)
-    else:
-        out[i, P_TRUTH] = 0
+    if plen > 0:
+        S[S_LASTSEND + d] = t
+    if link.impaired:
+        path.truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase)
+        S[S_CNT + d] += 1
+        return path.through(out, i, S, cx, link, d, flags, phase, s_far)
+    out[i, P_TRUTH] = 0
     S[S_CNT + d] += 1
     if S[S_HEAD + d] < 0:
         S[S_HEAD + d] = i
-    if plen > 0:
-        S[S_LASTSEND + d] = t
     return i + 1
 
 
@@ -246,47 +275,6 @@ def handshake(out, i, S, cx, link, turn, t_open):
     S[S_TSRECENT + 1] = out[i - 1, P_TSVAL]  # the server has it before it sends again
     S[S_PEEREDGE + 1] = max(S[S_PEEREDGE + 1], 1 + out[i - 1, P_WIN])
     return i, out[i - 1, P_SEND]
-
-
-@helper
-def truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase):
-    """Packet ``i``, side ``d``'s ``S_CNT`` th, on an impaired path: whether it carries bytes
-    sent before, and whether it is lost (after the tap, or before it: then, if it held bytes
-    never captured, a gap waits for the direction's next captured packet). Draws: the
-    connection's loss key ``cx[7]``, index 4n + d (lost) and 4n + 2 + d (before the tap).
-    Handshake, FIN and teardown packets are never lost. A Gilbert-Elliott chain
-    (``Link.burst`` > 1) loses every packet of its bad state, which lasts ``burst`` packets
-    on average and is entered so that its share is ``Link.loss``; with ``burst`` 1 each
-    packet is lost on its own draw (Bernoulli)."""
-    t_ = np.int64(0)
-    hi = S[S_SNDMAX + d]
-    if plen > 0:
-        if seq_rel < hi:
-            t_ = np.int64(T_RETX)
-        S[S_SNDMAX + d] = max(hi, seq_rel + plen)
-    n = S[S_CNT + d]
-    if not flags & (SYN | FIN) and phase != PH_TEARDOWN and n > 1 - d:
-        u = uniform(cx[7], 4 * n + d)
-        if link.burst <= 1.0:
-            bad = u < link.loss
-        elif S[S_GE + d]:
-            bad = u < 1.0 - 1.0 / link.burst
-        else:
-            bad = u < link.loss / (link.burst * (1.0 - link.loss))
-        S[S_GE + d] = 1 if bad else 0
-        if bad:
-            if uniform(cx[7], 4 * n + 2 + d) < link.before_tap:
-                t_ |= T_BEFORE
-                if plen > 0 and seq_rel + plen > S[S_CAPMAX + d]:
-                    S[S_GAP + d] = 1
-            else:
-                t_ |= T_AFTER
-    if not t_ & T_BEFORE:
-        S[S_CAPMAX + d] = max(S[S_CAPMAX + d], seq_rel + plen)
-        if S[S_GAP + d]:
-            t_ |= T_GAP
-            S[S_GAP + d] = 0
-    out[i, P_TRUTH] = t_
 
 
 @inline

@@ -85,7 +85,8 @@ class PcapngSink(PcapSink):
             raise ValueError("this batch has no frames: generate with frames=True for a capture")
         wl = p["wire_len"].astype(np.int64)
         truth = (p["retransmit"].view(np.uint8) | (np.minimum(p["lost"], 1) << 1)
-                 | (p["gap"].view(np.uint8) << 2)).astype(np.uint8)
+                 | (p["gap"].view(np.uint8) << 2) | (p["reordered"].view(np.uint8) << 3)
+                 | (p["duplicate"].view(np.uint8) << 4)).astype(np.uint8)
         labels = kn.Labels(cls=p["class"], flow=p["flow_id"], req=p["request_id"],
                            dirs=p["direction"], phase=p["phase"], truth=truth)
         table = kn.NameTable(names=NAMES, name_off=NAME_OFF, c_base=C_BASE, d_base=D_BASE,
