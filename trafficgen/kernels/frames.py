@@ -228,8 +228,7 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     else:
         thl = TCP_HLEN + (TS_OPT_BYTES if tsopt else 0)
     sack = n == 0 and segoff != writelen and not syn  # a pure ACK's SACK block (tcpstate)
-    if sack:
-        thl += SACK_OPT_BYTES
+    thl += SACK_OPT_BYTES * sack
     out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
     out[ip + IP4_TOS] = 0
     put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
