@@ -485,3 +485,21 @@ def put_row(rows: np.ndarray, i: int, values: tuple) -> None:
     other columns keep their values)."""
     for name, v in zip(ROW_FIELDS, values, strict=True):
         rows[name][i] = v
+
+
+def seen_before(t) -> np.ndarray:
+    """Per frame with bytes of a packet table ``t`` (a DataFrame in capture order): whether
+    they lie below the sequence space an earlier frame of its flow and direction reached (its
+    seq + length, a pure ACK's seq included): what a reader at the tap knows, and tshark's
+    test for a retransmission or an out-of-order segment."""
+    out = np.zeros(len(t), bool)
+    top: dict = {}
+    for i, (f, d, s, n) in enumerate(zip(t.flow_id.values, t.direction.values,
+                                         t.seq.values.astype(np.int64),
+                                         t.payload_len.values.astype(np.int64))):
+        hi = top.get((f, d))
+        out[i] = n > 0 and hi is not None and (s - hi + 2**31) % 2**32 - 2**31 < 0
+        end = (s + n) % 2**32
+        if hi is None or (end - hi + 2**31) % 2**32 - 2**31 > 0:
+            top[(f, d)] = end
+    return out

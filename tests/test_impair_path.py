@@ -20,7 +20,7 @@ from scipy import stats
 
 import trafficgen as tg
 
-from .helpers import TSHARK_CHECKSUMS, generate_run, run_tshark
+from .helpers import TSHARK_CHECKSUMS, generate_run, run_tshark, seen_before
 
 # image uploads seen at the servers' tap: the clients' bulk data has crossed the path before it
 PATHY = {"multimodal.rate": "4/s", "topology.capture": "server", "network.impair.reorder": 0.03,
@@ -54,21 +54,6 @@ def _tshark(tshark, pathy) -> pd.DataFrame:
 def _ahead(a, b):
     """Whether sequence number ``a`` is after ``b`` (mod 2**32)."""
     return (a - b + 2**31) % M32 - 2**31 > 0
-
-
-def seen_before(t: pd.DataFrame) -> np.ndarray:
-    """Per frame with bytes: whether they lie below the highest byte the tap saw earlier in its
-    flow and direction (tshark's test for a retransmission or an out-of-order segment)."""
-    out = np.zeros(len(t), bool)
-    top: dict = {}
-    for i, (f, d, s, n) in enumerate(zip(t.flow_id.values, t.d.values,
-                                         t.seq.values.astype(np.int64),
-                                         t.payload_len.values.astype(np.int64))):
-        hi = top.get((f, d))
-        out[i] = n > 0 and hi is not None and _ahead(hi, s)
-        if hi is None or _ahead((s + n) % M32, hi):
-            top[(f, d)] = (s + n) % M32
-    return out
 
 
 def test_tshark_flags_exactly_the_frames_the_path_moved(pathy, tshark):

@@ -14,7 +14,7 @@ import pytest
 
 import trafficgen as tg
 
-from .helpers import TSHARK_CHECKSUMS, generate_run, run_tshark
+from .helpers import TSHARK_CHECKSUMS, generate_run, run_tshark, seen_before
 
 LOSSY = {"chat.rate": "12/s", "network.impair.loss": 0.02, "network.impair.before_tap": 0.5}
 FIELDS = ("frame.number", "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
@@ -35,24 +35,6 @@ def tshark_flags(tshark, pcap) -> pd.DataFrame:
         args += ["-e", f]
     out = run_tshark(tshark, pcap, *args)
     return pd.read_csv(io.StringIO(out), sep="|", header=None, names=FIELDS, dtype=str)
-
-
-def seen_before(t: pd.DataFrame) -> np.ndarray:
-    """Per frame with bytes: whether they lie below the sequence space an earlier frame of its
-    flow and direction reached (its seq + length, a pure ACK's seq included: the capture
-    alone, what a reader at the tap knows)."""
-    out = np.zeros(len(t), bool)
-    top: dict = {}
-    for i, (f, d, s, n) in enumerate(zip(t.flow_id.values, t.direction.values,
-                                         t.seq.values.astype(np.int64),
-                                         t.payload_len.values.astype(np.int64))):
-        hi = top.get((f, d))
-        if n > 0 and hi is not None and (s - hi + 2**31) % 2**32 - 2**31 < 0:
-            out[i] = True
-        end = (s + n) % 2**32
-        if hi is None or (end - hi + 2**31) % 2**32 - 2**31 > 0:
-            top[(f, d)] = end
-    return out
 
 
 def steady_goodput(g) -> float | None:

@@ -262,22 +262,10 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     if syn:
         tcp_options(out, tp + TCP_OPTS, syn, synack, STACKS[cos, K_SYN_LAYOUT], tsopt, mss, ws,
                     tsval, tsecr)
-    elif tsopt:  # nop, nop, timestamps: most segments, written here rather than in a call
-        op = tp + TCP_OPTS
-        out[op] = 1
-        out[op + 1] = 1
-        out[op + 2] = 8
-        out[op + 3] = 10
-        put32(out, op + 4, tsval)
-        put32(out, op + 8, tsecr)
-    if sack:  # nop, nop, SACK (kind 5, length 10) with one block [segoff, writelen)
-        op = tp + thl - SACK_OPT_BYTES
-        out[op] = 1
-        out[op + 1] = 1
-        out[op + 2] = 5
-        out[op + 3] = 10
-        put32(out, op + 4, segoff)
-        put32(out, op + 8, writelen)
+    elif tsopt:  # nop, nop, timestamps: most segments
+        _two_words(out, tp + TCP_OPTS, 8, tsval, tsecr)
+    if sack:  # nop, nop, SACK with one block [segoff, writelen)
+        _two_words(out, tp + thl - SACK_OPT_BYTES, 5, segoff, writelen)
     pl = tp + thl
     if n > 0:
         _payload(out, pl, n, lay, segoff, writelen,
@@ -288,6 +276,18 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
         + sum16(out, tp, thl + n)
     put16(out, tp + TCP_CSUM, fold(s))
     return pl + n
+
+
+@inline
+def _two_words(out, op, kind, a, b):
+    """nop, nop, then option ``kind`` of length 10 holding two 32-bit words (timestamps: 8;
+    one SACK block: 5), at ``op``."""
+    out[op] = 1
+    out[op + 1] = 1
+    out[op + 2] = kind
+    out[op + 3] = 10
+    put32(out, op + 4, a)
+    put32(out, op + 8, b)
 
 
 @inline
