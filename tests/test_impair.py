@@ -78,3 +78,19 @@ def test_absent_section_is_no_impairment():
     assert sc.network.impair == NO_IMPAIR and not NO_IMPAIR.any
     assert "impair" not in sc.source.get("network", {})
     assert impair_for(sc, "kv_transfer").loss == 0 and impair_for(sc, "chat").burst == 1
+
+
+def test_a_site_takes_its_own_impairments():
+    """``impair`` in a site of ``[[topology.sites]]``: one value per key, over the class's."""
+    from trafficgen.config.impair import site_impair
+    site = {"name": "hq", "clients": "10.20.0.0/24", "client_count": 100, "rtt": "20ms",
+            "impair": {"loss": 0.02, "jitter": "1ms", "duplicate": 0.001}}
+    sc = load_scenario("chat", {"topology.sites": [site], "network.impair.reorder": 0.01})
+    (values,) = sc.topology_of("chat").site_impairs()
+    got = site_impair(impair_for(sc, "chat"), values)
+    assert (got.loss, got.duplicate, got.reorder, got.jitter.quantile(1.0)) == (0.02, 0.001, 0.01, 1e6)
+    for bad, word in (({"ecn": 0.1}, "unknown key 'ecn'"), ({"loss": {"chat": 0.1}}, "one value"),
+                      ({"loss": 0.9}, "loss"), ("lossy", "expected a table")):
+        with pytest.raises(ConfigError, match=word) as e:
+            load_scenario("chat", {"topology.sites": [{**site, "impair": bad}]})
+        assert "\n" not in str(e.value)

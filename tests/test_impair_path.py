@@ -166,3 +166,41 @@ def test_pcapng_comments_and_inspect_stats_carry_the_truth(tmp_path, tshark):
         assert got == [f"{k}=1" for k in flags if t[k].iat[i]], (i, line)
     r = inspect_file(pk, stats=True)["stats"]["multimodal"]
     assert (r["reordered"], r["duplicate"]) == (t.reordered.sum(), t.duplicate.sum())
+
+
+SITES = [{"name": "hq", "clients": "10.20.0.0/24", "client_count": 100, "rtt": "20ms",
+          "impair": {"loss": 0.03, "reorder": 0.02, "jitter": "1ms"}},
+         {"name": "branch", "clients": "10.30.0.0/24", "client_count": 100, "rtt": "40ms"}]
+
+
+def _site_run(tmp_path, sites, name, **kw):
+    sc = tg.load_scenario("chat", {"chat.rate": "12/s", "topology.sites": sites}, duration="4s",
+                          seed=3)
+    pcap, pk, fl = (tmp_path / f"{name}{x}" for x in (".pcap", "_p.parquet", "_f.parquet"))
+    tg.generate(sc, pcap=pcap, packets=pk, flows=fl, **kw)
+    p = pq.read_table(pk).to_pandas()
+    f = pq.read_table(fl).to_pandas()[["flow_id", "src_ip", "start_ns"]]
+    return pcap, p.merge(f, on="flow_id")
+
+
+def test_a_site_impairs_its_own_clients_paths_only(tmp_path):
+    """``impair`` in one site of ``[[topology.sites]]``: its clients' flows lose, resend and
+    reorder; the other site's flows carry the same segments as in a run without it (their
+    times move by the microseconds the tap's shared link queues them behind other flows); the
+    same bytes for any window or worker count."""
+    pcap, p = _site_run(tmp_path, SITES, "site")
+    hq = p.src_ip.astype(str).str.startswith("10.20.").values
+    assert hq.any() and (~hq).any()
+    for col in ("retransmit", "lost", "reordered"):
+        assert p[col].values[hq].sum() > 20 and not p[col].values[~hq].any(), col
+    _, p0 = _site_run(tmp_path, [SITES[0] | {"impair": {}}, SITES[1]], "clean")
+    assert not (p0.retransmit | p0.reordered | (p0.lost > 0)).any()
+    cols = ["src_ip", "start_ns", "seq", "ack", "tcp_flags", "wire_len"]
+
+    def branch(t):
+        t = t[t.src_ip.astype(str).str.startswith("10.30.")][cols]
+        return t.sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(branch(p), branch(p0))
+    for i, kw in enumerate(({"window": "1s"}, {"workers": 2})):
+        again, _ = _site_run(tmp_path, SITES, f"again{i}", **kw)
+        assert again.read_bytes() == pcap.read_bytes(), kw

@@ -35,7 +35,7 @@ def test_sites_parse_and_sum_their_clients():
     ('[{name="a", clients="10.0.0.0/30", client_count=9, rtt="10ms"}]', "do not fit"),
     ('[{name="a", clients="10.0.0.0/24", client_count=9, rtt="10ms"}, '
      '{name="a", clients="10.1.0.0/24", client_count=9, rtt="10ms"}]', "twice"),
-    ('[{name="a", clients="10.0.0.0/24", client_count=9}]', "exactly the keys"),
+    ('[{name="a", clients="10.0.0.0/24", client_count=9}]', "expected the keys"),
     ('"hq"', "expected a list"),
     ('[{name="a", clients="nope", client_count=9, rtt="10ms"}]', "site 1"),
 ])

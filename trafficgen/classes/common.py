@@ -116,12 +116,14 @@ def turn_table(dist) -> np.ndarray:
     return np.array([dist.quantile(float(x)) for x in p], np.float64)
 
 
-def host_link(sc: Scenario, topo, class_id: int, side: int) -> tuple[tcp.Link, tcp.Hosts]:
+def host_link(sc: Scenario, topo, class_id: int, side: int, imp=None) -> tuple[tcp.Link, tcp.Hosts]:
     """The transport kernel's path for a class (the run's end, the MSS, the clients' access
-    link and the servers' fabric link, the tap's side) and its hosts' delays (``[hosts]``)."""
+    link and the servers' fabric link, the tap's side, its impairments: the class's, or
+    ``imp``) and its hosts' delays (``[hosts]``)."""
     h = sc.hosts
     turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
-    imp = sc.network.impair.of(CLASSES[class_id])
+    if imp is None:
+        imp = sc.network.impair.of(CLASSES[class_id])
     jitter = int(imp.jitter.top() > 0)
     impaired = int(imp.loss > 0 or imp.reorder > 0 or imp.duplicate > 0 or jitter)
     link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
@@ -132,6 +134,27 @@ def host_link(sc: Scenario, topo, class_id: int, side: int) -> tuple[tcp.Link, t
                     impaired=impaired)
     return link, tcp.Hosts(turn=turn, app_read=h.app_read.params(),
                            jitter=turn_table(imp.jitter) if jitter else np.zeros(2))
+
+
+def simulate(conns: tcp.Conns, wd, link: tcp.Link, hosts: tcp.Hosts):
+    """``tcp.simulate`` into the thread's scratch rows: the packet rows (a view of the
+    scratch, valid until its next use) and (c_npk, c_resp_end, c_hsrtt, wo)."""
+    n_conn = conns.session.shape[0]
+    c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
+    c_hsrtt = np.empty(n_conn, np.int64)
+    wo = np.empty((wd.shape[0], 2), np.int64)
+    # the thread's scratch as it is; simulate() checks each connection's bound before it
+    # runs it and returns -1 if the buffer could overflow: then size it by the total bound
+    out = _scratch_packets(0, whole=True)
+    for _attempt in range(2):
+        n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
+        if n >= 0:
+            break
+        out = _scratch_packets(int(tcp.total_bound(conns.w0, conns.wn, wd, link.mss,
+                                                   tcp.LOSS_BOUND if link.impaired else 1)))
+    else:
+        raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
+    return out[:n], (c_npk, c_resp_end, c_hsrtt, wo)
 
 
 def _renumber(keep: np.ndarray) -> np.ndarray:
@@ -152,32 +175,26 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     if c_os is None:
         c_os = np.zeros((n_conn, 2), np.int64)
     c_os = np.ascontiguousarray(c_os, np.int64)
-    c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
-    c_hsrtt = np.empty(n_conn, np.int64)
-    wo = np.empty((wd.shape[0], 2), np.int64)
-    # the thread's scratch as it is; simulate() checks each connection's bound before it
-    # runs it and returns -1 if the buffer could overflow: then size it by the total bound
-    out = _scratch_packets(0, whole=True)
     # contiguous columns, whatever the model built them as (columns of a matrix are strided):
     # one signature of the transport kernel for every class, compiled once
     col = {k: np.ascontiguousarray(c[k]) for k in ("session", "open_dep", "open_at", "rtt", "w0",
                                                      "wn", "jitter")}
     conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid, os=np.ascontiguousarray(c_os, np.int64))
-    link, hosts = host_link(sc, topo, class_id, side)
-    for _attempt in range(2):
-        n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
-        if n >= 0:
-            break
-        out = _scratch_packets(int(tcp.total_bound(c["w0"], c["wn"], wd, link.mss,
-                                                   tcp.LOSS_BOUND if link.impaired else 1)))
+    site_imp = topo.site_impairs()
+    if any(site_imp):  # sites with paths of their own (their ``impair``)
+        from . import sitepaths  # (it runs this module's simulate per group of sites)
+        out, (c_npk, c_resp_end, c_hsrtt, wo), impaired = sitepaths.transport(
+            sc, topo, class_id, side, conns, wd, s_client, site_imp)
     else:
-        raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
-    out = out[:n]
+        link, hosts = host_link(sc, topo, class_id, side)
+        out, (c_npk, c_resp_end, c_hsrtt, wo) = simulate(conns, wd, link, hosts)
+        impaired = link.impaired
+    n = out.shape[0]
     stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcpstate.P_IPID], np.int64), c_os,
                       np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
                       np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
                       np.empty(n_conn, np.int64))
-    if link.impaired:  # packets lost before the tap, and copies made past it, are not captured
+    if impaired:  # packets lost before the tap, and copies made past it, are not captured
         out = out[(out[:, tcpstate.P_TRUTH] & tcpstate.T_OFFTAP) == 0]
         n = out.shape[0]
     flow_of_conn = _renumber(c_npk > 0)

@@ -136,3 +136,32 @@ def impair_for(scenario, cls: str) -> ClassImpair:
     """Class ``cls``'s impairments in ``scenario`` (a ``Scenario``, or its ``Network``)."""
     net = getattr(scenario, "network", scenario)
     return net.impair.of(cls)
+
+
+SITE_KEYS = ("loss", "burst", "before_tap", "jitter", "reorder", "duplicate")  # not ecn (RoCEv2)
+
+
+@allows("a table of: " + ", ".join(SITE_KEYS) + " (one value each)")
+def parse_site_impair(v) -> tuple:
+    """A site's ``impair`` table -> ((key, value), ...): each key one value for every class,
+    which replaces ``[network.impair]``'s for the paths of the site's clients."""
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a table with keys of: {', '.join(SITE_KEYS)}, got {v!r}")
+    out = []
+    for k, x in v.items():
+        if k not in SITE_KEYS:
+            raise ValueError(f"unknown key {k!r} (allowed: {', '.join(SITE_KEYS)})")
+        try:
+            parsed = IMPAIR[k].parse(x)
+        except ValueError as e:
+            raise ValueError(f"{k}: {e}") from None
+        if set(parsed) != {"default"}:
+            raise ValueError(f"{k}: a site's impairment is one value for its paths, not a table by class")
+        out.append((k, parsed["default"]))
+    return tuple(out)
+
+
+def site_impair(base: ClassImpair, site_values: tuple) -> ClassImpair:
+    """A class's impairments on the paths of a site with ``impair`` values ``site_values``."""
+    return base._replace(**dict(site_values))
+

@@ -11,6 +11,7 @@ import numpy as np
 
 from .catalog import CAPTURE_POINTS, SEEN_AT  # noqa: F401 (defined where `models` reads them)
 from .dist import Dist
+from .impair import parse_site_impair
 from .keys import OPTIONAL, Key, allows, bounded, dist, float_in, int_in, optional, text
 from .units import parse_bandwidth
 
@@ -32,6 +33,7 @@ class Site:
     clients: ipaddress.IPv4Network
     client_count: int
     rtt: Dist
+    impair: tuple = ()  # ((key, value), ...): config.impair.parse_site_impair
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,15 @@ class Topology:
         first = np.zeros(len(sites), np.int64)
         np.cumsum(counts[:-1], out=first[1:])
         return first, np.stack([x.rtt.params() for x in sites])
+
+    def site_of(self, clients: np.ndarray) -> np.ndarray:
+        """The site (index into ``sites``, or 0 without sites) of each client index."""
+        first, _ = self.rtt_table()
+        return np.searchsorted(first, clients, "right") - 1
+
+    def site_impairs(self) -> tuple[tuple, ...]:
+        """Each site's ``impair`` values (config.impair.site_impair); () where it has none."""
+        return tuple(x.impair for x in self._sites())
 
     def client_addresses(self, clients: np.ndarray) -> np.ndarray:
         """IPv4 addresses (int64) of client indexes: the k-th client of a site is the k-th
@@ -136,22 +147,25 @@ _CLIENT_COUNT = int_in(1, 1 << 24)
 _RTT = dist("duration")
 
 
-@allows("1 to 256 tables of name, clients, client_count, rtt")
+@allows("1 to 256 tables of name, clients, client_count, rtt (and impair)")
 def _sites(v) -> tuple[Site, ...]:
-    """``[{ name = "hq", clients = "10.20.0.0/17", client_count = 1500, rtt = {...} }, ...]``."""
+    """``[{ name = "hq", clients = "10.20.0.0/17", client_count = 1500, rtt = {...} }, ...]``,
+    each with an optional ``impair = { loss = 0.01, ... }`` for its clients' paths."""
     keys = {"name", "clients", "client_count", "rtt"}
     if not isinstance(v, list) or not 1 <= len(v) <= 256:
         raise ValueError("expected a list of 1 to 256 sites like { name = \"hq\", clients = "
                          "\"10.20.0.0/17\", client_count = 1500, rtt = { median = \"20ms\", p90 = \"50ms\" } }")
     out, names = [], set()
     for i, site in enumerate(v):
-        if not isinstance(site, dict) or set(site) != keys:
-            raise ValueError(f"site {i + 1}: expected exactly the keys {', '.join(sorted(keys))}, got {site!r}")
+        if not isinstance(site, dict) or not keys <= set(site) <= keys | {"impair"}:
+            raise ValueError(f"site {i + 1}: expected the keys {', '.join(sorted(keys))} (and "
+                             f"impair), got {site!r}")
         try:
             name = text(pattern=NAME)(site["name"])
             net = ipv4_network(site["clients"])
             count = _CLIENT_COUNT(site["client_count"])
             rtt = _RTT(site["rtt"])
+            imp = parse_site_impair(site.get("impair", {}))
         except ValueError as e:
             raise ValueError(f"site {i + 1}: {e}") from None
         if name in names:
@@ -159,7 +173,7 @@ def _sites(v) -> tuple[Site, ...]:
         if count > net.num_addresses:
             raise ValueError(f"site {name!r}: {count} clients do not fit in {net}")
         names.add(name)
-        out.append(Site(name, net, count, rtt))
+        out.append(Site(name, net, count, rtt, imp))
     return tuple(out)
 
 
@@ -180,8 +194,8 @@ TOPOLOGY_KEYS = (
     Key("mtu", int_in(576, 9216), OPTIONAL, "moved to network.mtu (still read here)"),
     Key("capture", text(CAPTURE_POINTS), help="where the tap is (README: capture points)"),
     Key("gateway_mac", _mac, help="the MAC address of the clients' gateway"),
-    Key("sites", _sites, OPTIONAL, "edge sites, each with its own clients and RTT (replaces "
-        "clients, client_count and rtt)"),
+    Key("sites", _sites, OPTIONAL, "edge sites, each with its own clients, RTT and path "
+        "impairments (replaces clients, client_count and rtt)"),
 )
 # Every class section but kv_transfer may name its own endpoints (else the topology's): a site
 # of its own. Left out, the topology's hold.
