@@ -2,8 +2,6 @@
 turn its output into a sorted packet schedule plus flow and request rows (local ids)."""
 from __future__ import annotations
 
-import functools
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +12,11 @@ from trafficgen.kernels import stacks, stats, tcp, tcpstate
 from trafficgen.kernels.frames import WIN_SCALED, WSCALE
 from trafficgen.kernels.rng import derive, derive_range, key_of
 from trafficgen.kernels.tcp import W_REQ, WF_FLAGS, WF_REQ, WO_ISSUED
-from trafficgen.kernels.tcpstate import P_COLS, P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
-from trafficgen.schema import CLASSES, KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
+from trafficgen.kernels.tcpstate import P_CONN, P_DIR, P_PLEN, P_REQ, P_TS, P_WLEN
+from trafficgen.schema import KIND_CODE, PROTO_TCP, SCHED_DTYPE, empty
 
 from .tlsplan import PlainPlan, TlsPlan, host_delays, tls_conns  # noqa: F401 (the classes' import)
+from .transport import STACK_HEADERS, by_site, host_link, simulate, turn_table  # noqa: F401 (tests read them here)
 
 
 @dataclass
@@ -86,77 +85,6 @@ def offsets(counts: np.ndarray) -> np.ndarray:
 RWND_BYTES = WIN_SCALED << WSCALE  # the receive window both sides advertise
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch_packets(rows: int, whole: bool = False) -> np.ndarray:
-    """The transport kernel's output buffer: one per thread, grown as needed and reused by
-    every window (a fresh one per window cost a page fault per 4 KiB, about 0.2 s of system
-    time per 5 minutes of chat). Only ``schedule_from_sim`` uses it, and copies out of it.
-    ``whole``: all of it, however large."""
-    buf = getattr(_SCRATCH, "packets", None)
-    if buf is None or buf.shape[0] < rows:
-        buf = np.empty((max(rows, 1 << 16) * 5 // 4, P_COLS), np.int64)
-        _SCRATCH.packets = buf
-    return buf if whole else buf[:rows]
-
-
-# Header lengths by stack (SYN options per OS, timestamps on every segment), as the frame
-# encoder writes them (kernels/frames.py, kernels/stacks.py).
-STACK_HEADERS = True
-
-
-@functools.lru_cache(maxsize=16)
-def turn_table(dist) -> np.ndarray:
-    """A kernel turnaround distribution as the transport draws it: its quantiles at
-    k / TURN_STEPS (the last at 1 - 1 / (4 TURN_STEPS): the tail stops near its p99.99)."""
-    n = tcpstate.TURN_STEPS
-    p = np.arange(n + 1) / n
-    p[-1] = 1 - 1 / (4 * n)
-    return np.array([dist.quantile(float(x)) for x in p], np.float64)
-
-
-def host_link(sc: Scenario, topo, class_id: int, side: int, imp=None) -> tuple[tcp.Link, tcp.Hosts]:
-    """The transport kernel's path for a class (the run's end, the MSS, the clients' access
-    link and the servers' fabric link, the tap's side, its impairments: the class's, or
-    ``imp``) and its hosts' delays (``[hosts]``)."""
-    h = sc.hosts
-    turn = np.stack([turn_table(h.client_turnaround), turn_table(h.server_turnaround)])
-    if imp is None:
-        imp = sc.network.impair.of(CLASSES[class_id])
-    jitter = int(imp.jitter.top() > 0)
-    impaired = int(imp.loss > 0 or imp.reorder > 0 or imp.duplicate > 0 or jitter)
-    link = tcp.Link(dur_end=sc.duration_ns, mss=topo.mss, ns_byte_c=8e9 / topo.bandwidth_bps,
-                    ns_byte_s=8e9 / h.fabric_bandwidth, capture_side=side,
-                    key=key_of(sc.seed, class_id, 0x4057), stack_hdr=int(STACK_HEADERS),
-                    loss=float(imp.loss), burst=float(imp.burst), before_tap=float(imp.before_tap),
-                    reorder=float(imp.reorder), duplicate=float(imp.duplicate), jitter=jitter,
-                    impaired=impaired)
-    return link, tcp.Hosts(turn=turn, app_read=h.app_read.params(),
-                           jitter=turn_table(imp.jitter) if jitter else np.zeros(2))
-
-
-def simulate(conns: tcp.Conns, wd, link: tcp.Link, hosts: tcp.Hosts):
-    """``tcp.simulate`` into the thread's scratch rows: the packet rows (a view of the
-    scratch, valid until its next use) and (c_npk, c_resp_end, c_hsrtt, wo)."""
-    n_conn = conns.session.shape[0]
-    c_npk, c_resp_end = np.empty(n_conn, np.int64), np.empty(n_conn, np.int64)
-    c_hsrtt = np.empty(n_conn, np.int64)
-    wo = np.empty((wd.shape[0], 2), np.int64)
-    # the thread's scratch as it is; simulate() checks each connection's bound before it
-    # runs it and returns -1 if the buffer could overflow: then size it by the total bound
-    out = _scratch_packets(0, whole=True)
-    for _attempt in range(2):
-        n = tcp.simulate(conns, wd, link, hosts, out, c_npk, c_resp_end, c_hsrtt, wo)
-        if n >= 0:
-            break
-        out = _scratch_packets(int(tcp.total_bound(conns.w0, conns.wn, wd, link.mss,
-                                                   tcp.LOSS_BOUND if link.impaired else 1)))
-    else:
-        raise RuntimeError("packet buffer too small: the transport kernel's bound is wrong")
-    return out[:n], (c_npk, c_resp_end, c_hsrtt, wo)
-
-
 def _renumber(keep: np.ndarray) -> np.ndarray:
     """Map old index -> new dense index among kept ones (-1 where dropped)."""
     return np.where(keep, np.cumsum(keep) - 1, -1)
@@ -182,8 +110,7 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
     conns = tcp.Conns(**col, isn=c_isn, ipid=c_ipid, os=np.ascontiguousarray(c_os, np.int64))
     site_imp = topo.site_impairs()
     if any(site_imp):  # sites with paths of their own (their ``impair``)
-        from . import sitepaths  # (it runs this module's simulate per group of sites)
-        out, (c_npk, c_resp_end, c_hsrtt, wo), impaired = sitepaths.transport(
+        out, (c_npk, c_resp_end, c_hsrtt, wo), impaired = by_site(
             sc, topo, class_id, side, conns, wd, s_client, site_imp)
     else:
         link, hosts = host_link(sc, topo, class_id, side)
