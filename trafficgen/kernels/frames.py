@@ -45,7 +45,7 @@ from .headers import (
     TCP_URG,
     TCP_WIN,
 )
-from .jit import helper, inline, kernel
+from .jit import helper, inline, ir_inline, kernel
 from .rng import mix64
 from .stacks import (
     K_DF,
@@ -297,7 +297,7 @@ def echo_offset(key, pool_span):
     return np.int64(mix64(np.uint64(key) ^ np.uint64(ECHO_SALT)) % np.uint64(pool_span))
 
 
-@helper
+@ir_inline
 def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, payloads):
     """The payload of one segment: ``n`` bytes at ``pl``, bytes ``segoff``.. of its write."""
     pool, tpl, tpl_mask, tpl_start, tpl_len = payloads
