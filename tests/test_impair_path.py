@@ -20,7 +20,7 @@ from scipy import stats
 
 import trafficgen as tg
 
-from .helpers import TSHARK_CHECKSUMS, generate_run, run_tshark, seen_before
+from .helpers import TSHARK_CHECKSUMS, generate_run, read_pcap, run_tshark, seen_before
 
 # image uploads seen at the servers' tap: the clients' bulk data has crossed the path before it
 PATHY = {"multimodal.rate": "4/s", "topology.capture": "server", "network.impair.reorder": 0.03,
@@ -204,3 +204,24 @@ def test_a_site_impairs_its_own_clients_paths_only(tmp_path):
     for i, kw in enumerate(({"window": "1s"}, {"workers": 2})):
         again, _ = _site_run(tmp_path, SITES, f"again{i}", **kw)
         assert again.read_bytes() == pcap.read_bytes(), kw
+
+
+def test_a_quic_packet_the_path_copies_is_the_same_packet_twice(tmp_path):
+    """QUIC flows ride the transport and are re-cut into QUIC packets: a path's copy keeps its
+    original's packet number, so the servers' tap captures the same frame twice."""
+    sc = tg.load_scenario("chat", {"chat.rate": "8/s", "network.quic": 1,
+                                   "network.impair.duplicate": 0.05, "topology.capture": "server"},
+                          duration="3s", seed=3)
+    pcap, pk = tmp_path / "q.pcap", tmp_path / "q.parquet"
+    tg.generate(sc, pcap=pcap, packets=pk)
+    t = pq.read_table(pk).to_pandas()
+    _, frames = read_pcap(pcap)
+    quic_dups = np.flatnonzero(t.duplicate.values & (t.tcp_flags.values == 0))
+    assert quic_dups.shape[0] > 20
+    for i in quic_dups:
+        same = t.iloc[:i]
+        same = same[(same.flow_id == t.flow_id.iat[i]) & (same.direction == t.direction.iat[i])
+                    & ~same.duplicate]
+        j = same.index[-1]  # the copy follows its original on the receiver's link
+        assert (t.seq.iat[j], t.wire_len.iat[j]) == (t.seq.iat[i], t.wire_len.iat[i]), i
+        assert frames[j] == frames[i], i

@@ -258,7 +258,7 @@ class NetPlan:
         fr = sched["flow_id"] - f0
         kind, qlen, pn = np.empty(n, np.uint8), np.zeros(n, np.int64), np.zeros(n, np.int64)
         kq.plan(fr, quic, sched["direction"], sched["tcp_flags"], sched["payload_len"],
-                sched["phase"], kind, qlen, pn)
+                sched["phase"], sched["duplicate"], kind, qlen, pn)
         q = kind != 255
         sched["payload_len"][q] = qlen[q]
         sched["wire_len"][q] = 42 + qlen[q]

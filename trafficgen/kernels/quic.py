@@ -35,10 +35,11 @@ CID_CLIENT_DCID, CID_CLIENT, CID_SERVER = 1, 2, 3
 
 
 @kernel
-def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
+def plan(flow_row, is_quic, dirs, flags, plen, phase, dup, kind, qlen, pn):
     """Per packet (in capture order) of ``n``: ``kind`` (uint8: Q_* or 255 for a packet of a
     TCP flow), ``qlen`` (int64: the QUIC packet's bytes, the UDP payload) and ``pn`` (int64:
-    its packet number). ``flow_row`` indexes ``is_quic`` (bool) of the window's flows."""
+    its packet number). ``flow_row`` indexes ``is_quic`` (bool) of the window's flows. A
+    path's copy (``dup``: it follows its original) repeats the original's packet number."""
     st = np.zeros((is_quic.shape[0], F_COLS), np.int64)
     for i in range(flow_row.shape[0]):
         f = flow_row[i]
@@ -77,8 +78,11 @@ def plan(flow_row, is_quic, dirs, flags, plen, phase, kind, qlen, pn):
         qlen[i] = ln
         if k != Q_DROP:
             space = F_PN + 3 * d + k - 1
-            pn[i] = st[f, space]
-            st[f, space] += 1
+            if dup[i] and st[f, space] > 0:
+                pn[i] = st[f, space] - 1
+            else:
+                pn[i] = st[f, space]
+                st[f, space] += 1
     return 0
 
 
