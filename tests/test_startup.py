@@ -82,6 +82,23 @@ print(sorted(m for m in {HEAVY!r} if m in sys.modules))
     assert second == str(sorted(HEAVY))  # the check above can see them
 
 
+def test_the_command_line_loads_numba_without_scipys_blas():
+    """numba's BLAS probe imports scipy.linalg (0.2 s of every run's start-up where SciPy is
+    installed): the command line skips it, and the module still imports afterwards."""
+    pytest.importorskip("scipy")
+    done = python("""
+import sys
+from trafficgen.cli.compiling import import_numba
+import_numba()
+import numba.np.arraymath as am
+print(am._HAVE_BLAS, "scipy.linalg" in sys.modules, "numba" in sys.modules)
+import scipy.linalg.cython_blas
+print("scipy.linalg" in sys.modules)
+""", env=base_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "True", "True"]
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["models"]], ids=" ".join)
 def test_quick_commands_take_under_half_a_second(argv):
     env = base_env()

@@ -80,3 +80,23 @@ def warnings_on_one_line() -> None:
 
     one_line.one_line = True
     warnings.showwarning = one_line
+
+
+BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
+def import_numba() -> None:
+    """Import numba without its BLAS probe: on import, numba looks for BLAS by importing
+    ``scipy.linalg.cython_blas`` where SciPy is installed, 0.2 s of every command's start-up
+    (half of numba's import). No kernel of ours calls BLAS (``np.dot``, ``np.linalg``), so the
+    command line's own process hides that module while numba loads; numba then reports no
+    BLAS, and the module imports as usual afterwards. A library user's process is left alone:
+    only the command line calls this, before anything else has imported numba."""
+    if "numba" in sys.modules or BLAS_PROBE in sys.modules:
+        return
+    sys.modules[BLAS_PROBE] = None  # an import of it raises ImportError at once
+    try:
+        import numba.np.arraymath  # noqa: F401 - where the probe is (numba loads it with the kernels)
+    finally:
+        if sys.modules.get(BLAS_PROBE, 0) is None:
+            del sys.modules[BLAS_PROBE]

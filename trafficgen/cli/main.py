@@ -342,6 +342,10 @@ def cmd_models(args) -> int:
     return 0
 
 
+# the commands that load kernels at start-up: numba imported first, without its BLAS probe
+NUMBA_COMMANDS = ("generate", "inspect", "replay")
+
+
 def main(argv: list[str] | None = None) -> int:
     usable_stderr()
     with handled():  # from the start: a ^C while the modules load is one line too
@@ -351,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        from .compiling import warnings_on_one_line
+        from .compiling import import_numba, warnings_on_one_line
         warnings_on_one_line()
+        if args.command in NUMBA_COMMANDS:
+            import_numba()
         from .replay import cmd_replay
         handler = {"generate": cmd_generate, "inspect": cmd_inspect, "models": cmd_models,
                    "replay": cmd_replay, "fit": cmd_fit, "compare": cmd_compare,
