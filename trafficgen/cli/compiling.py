@@ -3,6 +3,7 @@ only)" on stderr, with a count of the functions done on a terminal (``-q``: noth
 the kernel cache's warning as one ``warning: ...`` line."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -90,8 +91,12 @@ def import_numba() -> None:
     ``scipy.linalg.cython_blas`` where SciPy is installed, 0.2 s of every command's start-up
     (half of numba's import). No kernel of ours calls BLAS (``np.dot``, ``np.linalg``), so the
     command line's own process hides that module while numba loads; numba then reports no
-    BLAS, and the module imports as usual afterwards. A library user's process is left alone:
-    only the command line calls this, before anything else has imported numba."""
+    BLAS, and the module imports as usual afterwards. For the same reason NumPy's OpenBLAS
+    starts no thread pool (``OPENBLAS_NUM_THREADS=1`` unless set): its threads spin for about
+    0.1 s of CPU after they start, which a run on two cores pays. A library user's process is
+    left alone: only the command line calls this, before anything else has imported numba."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if "numba" in sys.modules or BLAS_PROBE in sys.modules:
         return
     sys.modules[BLAS_PROBE] = None  # an import of it raises ImportError at once
