@@ -20,6 +20,7 @@ import pytest
 import trafficgen as tg
 from trafficgen.cli.main import main
 from trafficgen.engine import backend as par_backend
+from trafficgen.engine import merge as par_merge
 from trafficgen.engine import phases as par_phases
 from trafficgen.engine import pool as par_pool
 from trafficgen.engine import spool as par_spool
@@ -89,6 +90,24 @@ def test_more_workers_than_cores_few_partitions_ahead(tmp_path, reference, monke
     monkeypatch.setattr(par_backend, "AHEAD", 1)  # the merge holds the workers back at once
     got, report = _run(tmp_path / "w3", "chat", workers=3)
     assert got == reference["chat"][0] and report["workers"] == 3
+
+
+@pytest.mark.parametrize("case", ["chat", "network"])
+def test_the_merge_in_small_pieces_gives_the_same_bytes(tmp_path, reference, monkeypatch, case):
+    """The merge hands a partition on in pieces (``PIECE_ROWS``): cut into pieces of 997
+    rows, each ending where the time changes, the tap's link, the MACsec packet numbers and
+    every table come out the same."""
+    monkeypatch.setattr(par_merge, "PIECE_ROWS", 997)
+    got, report = _run(tmp_path / "pieces", case, workers=2)
+    assert got == reference[case][0] and report["packets"] > 20 * 997
+
+
+def test_piece_cuts_never_split_a_time():
+    ts = np.array([1, 1, 2, 2, 2, 3, 4, 4, 4, 4, 5], np.int64)
+    assert par_merge.piece_cuts(ts, 3) == [0, 5, 10, 11]
+    assert par_merge.piece_cuts(ts, 100) == [0, 11]
+    assert par_merge.piece_cuts(np.full(7, 9, np.int64), 2) == [0, 7]
+    assert par_merge.piece_cuts(ts[:0], 3) == [0, 0]
 
 
 def _shards(folder, case, **kw):

@@ -97,7 +97,11 @@ class Merger:
         s.flows = s.reqs = None  # the merge has them now
 
     def emit(self, bound: int | None) -> Iterator[Batch]:
-        """Every batch of packets before ``bound`` (ns since the epoch; ``None``: all)."""
+        """Every batch of packets before ``bound`` (ns since the epoch; ``None``: all), merged
+        and handed on in pieces of about ``PIECE_ROWS`` rows (a partition's minute would be one
+        array of tens of MiB, mapped and zeroed afresh by the kernel each time: a second of
+        system time per 20 minutes of chat). A piece ends where the time changes, and its
+        bound is the next piece's first time: the batches are those of one array."""
         t = time.perf_counter()
         limit = np.iinfo(np.int64).max if bound is None else bound
         parts = []
@@ -106,35 +110,36 @@ class Merger:
             if hi > s.pos:
                 parts.append((s, s.pos, hi))
                 s.pos = hi
-        if len(parts) == 1:
-            s, lo, hi = parts[0]
-            ready = np.ascontiguousarray(s.rows[lo:hi])
-        elif parts:
+        if len(parts) > 1:
             ts = np.concatenate([s.ts[lo:hi] for s, lo, hi in parts])
             order = np.argsort(ts, kind="stable")  # ties: the earlier partition, lower flow ids
             where = np.empty(order.shape[0], np.int64)
             where[order] = np.arange(order.shape[0])  # each part's rows: their merged places
-            ready = np.empty(order.shape[0], SCHED_DTYPE)
-            a = 0
-            for s, lo, hi in parts:  # one copy of each row, straight from its stream
-                scatter_rows(s.rows[lo:hi].view(np.uint8), SCHED_DTYPE.itemsize,
-                             where[a:a + hi - lo], ready.view(np.uint8))
-                a += hi - lo
+            ts = ts[order]
         else:
-            ready = np.empty(0, SCHED_DTYPE)
+            ts = parts[0][0].ts[parts[0][1]:parts[0][2]] if parts else np.empty(0, np.int64)
+            where = None
+        cuts = piece_cuts(ts, PIECE_ROWS)
+        flows = concat_rows(self.flows) if self.flows else np.empty(0, FLOW_DTYPE)
+        reqs = concat_rows(self.reqs) if self.reqs else np.empty(0, REQUEST_DTYPE)
+        self.flows, self.reqs = [], []
+        self.merge_s += time.perf_counter() - t
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            t = time.perf_counter()
+            ready = _piece(parts, where, a, b)
+            last = b == ts.shape[0]
+            upto = bound if last else int(ts[b])
+            self.merge_s += time.perf_counter() - t
+            progress = self.duration_ns if upto is None else max(0, min(upto - self.start_ns,
+                                                                        self.duration_ns))
+            yield from self.engine.batches_of(ready, self.attrs, flows, reqs, progress, upto)
+            flows, reqs = flows[:0], reqs[:0]
         for s in self.open:
             if s.pos >= s.n:
                 s.release()
             else:
                 s.compact()
         self.open = [s for s in self.open if s.pos < s.n]
-        flows = concat_rows(self.flows) if self.flows else np.empty(0, FLOW_DTYPE)
-        reqs = concat_rows(self.reqs) if self.reqs else np.empty(0, REQUEST_DTYPE)
-        self.flows, self.reqs = [], []
-        self.merge_s += time.perf_counter() - t
-        progress = self.duration_ns if bound is None else max(0, min(bound - self.start_ns,
-                                                                     self.duration_ns))
-        yield from self.engine.batches_of(ready, self.attrs, flows, reqs, progress, bound)
 
     def close(self) -> None:
         for s in self.open:
@@ -188,3 +193,42 @@ def _merged(scenario, parts, backend, merger: Merger, stats) -> Iterator[Batch]:
         if stats is not None:
             stats.update(partitions=len(parts), workers=backend.workers,
                          merge_s=round(merger.merge_s, 3))
+
+
+PIECE_ROWS = 1 << 16  # rows a piece of the merge holds (4.5 MiB: below the mmap threshold)
+
+
+def piece_cuts(ts: np.ndarray, rows: int) -> list[int]:
+    """Where pieces of about ``rows`` rows of the time-sorted ``ts`` end: each cut moved on to
+    where the time changes, so no time is split between pieces (``[0, ..., len]``; ``[0, 0]``
+    for nothing, which still hands on the flows and requests)."""
+    n = ts.shape[0]
+    cuts = [0]
+    while n - cuts[-1] > rows:
+        c = cuts[-1] + rows
+        c = int(np.searchsorted(ts, ts[c - 1], "right"))  # past every row at that time
+        if c >= n:
+            break
+        cuts.append(c)
+    cuts.append(n)
+    return cuts
+
+
+def _piece(parts: list, where: np.ndarray | None, a: int, b: int) -> np.ndarray:
+    """Rows ``a`` to ``b`` of the merge of ``parts`` ((stream, lo, hi) each; ``where``: each
+    part's rows' merged places, in part order; None: one part)."""
+    if not parts:
+        return np.empty(0, SCHED_DTYPE)
+    if where is None:
+        s, lo, _ = parts[0]
+        return np.ascontiguousarray(s.rows[lo + a:lo + b])
+    ready = np.empty(b - a, SCHED_DTYPE)
+    o = 0
+    for s, lo, hi in parts:
+        w = where[o:o + hi - lo]  # increasing: a part's rows keep their order in the merge
+        o += hi - lo
+        i, j = int(np.searchsorted(w, a)), int(np.searchsorted(w, b))
+        if j > i:  # one copy of each row, straight from its stream
+            scatter_rows(s.rows[lo + i:lo + j].view(np.uint8), SCHED_DTYPE.itemsize, w[i:j] - a,
+                         ready.view(np.uint8))
+    return ready
