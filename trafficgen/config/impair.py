@@ -164,4 +164,3 @@ def parse_site_impair(v) -> tuple:
 def site_impair(base: ClassImpair, site_values: tuple) -> ClassImpair:
     """A class's impairments on the paths of a site with ``impair`` values ``site_values``."""
     return base._replace(**dict(site_values))
-

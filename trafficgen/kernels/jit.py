@@ -128,4 +128,3 @@ def ir_inline(fn):
     data packet: 9% of ``encode_tcp``). Never compiled on its own, so neither cached nor
     recorded: its callers' compiles include it."""
     return njit(inline="always", no_cpython_wrapper=True, no_cfunc_wrapper=True)(fn)
-

@@ -26,8 +26,9 @@ Draws: the connection's path key ``cx[9]``, index 8n + d (jitter), 8n + 2 + d (h
 import numpy as np
 
 from .codes import FIN, PH_TEARDOWN, RST, SYN
-from .jit import helper, inline
+from .jit import helper, inline, ir_inline
 from .rng import uniform
+from .sampling import table_at
 from .tcpstate import (
     HELD,
     INF,
@@ -58,6 +59,13 @@ from .tcpstate import (
 )
 
 
+@ir_inline
+def steady(flags, phase, n, d):
+    """Whether the path may lose, hold back or copy a packet with these ``flags``, in this
+    ``phase``, direction ``d``'s ``n`` th: never the handshake, a FIN or the teardown."""
+    return not flags & (SYN | FIN) and phase != PH_TEARDOWN and n > 1 - d
+
+
 @helper
 def truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase):
     """Packet ``i``, side ``d``'s ``S_CNT`` th, on an impaired path: whether it carries bytes
@@ -75,7 +83,7 @@ def truth(out, i, S, cx, link, d, flags, seq_rel, plen, phase):
             t_ = np.int64(T_RETX)
         S[S_SNDMAX + d] = max(hi, seq_rel + plen)
     n = S[S_CNT + d]
-    if link.loss > 0 and not flags & (SYN | FIN) and phase != PH_TEARDOWN and n > 1 - d:
+    if link.loss > 0 and steady(flags, phase, n, d):
         u = uniform(cx[7], 4 * n + d)
         if link.burst <= 1.0:
             bad = u < link.loss
@@ -109,9 +117,7 @@ def set_jitter(S, table):
 @inline
 def jitter_ns(S, cx, d):
     """The path's extra delay (ns) for direction ``d``'s next packet (its ``S_CNT`` th)."""
-    x = uniform(cx[9], 8 * S[S_CNT + d] + d) * TURN_STEPS
-    k = int(x)
-    return np.int64(S[S_JIT + k] + (x - k) * (S[S_JIT + k + 1] - S[S_JIT + k]))
+    return np.int64(table_at(S, S_JIT, uniform(cx[9], 8 * S[S_CNT + d] + d) * TURN_STEPS))
 
 
 @helper
@@ -120,8 +126,7 @@ def through(out, i, S, cx, link, d, flags, phase, s_far):
     the receiver's link) on the path: held back or not, and a copy of it or not (row ``i +
     1``). Keeps the direction's first-in first-out head. Returns the next free row."""
     n = S[S_CNT + d] - 1
-    ok = (not flags & (SYN | FIN | RST) and phase != PH_TEARDOWN and n > 1 - d
-          and not out[i, P_TRUTH] & T_LOST)
+    ok = steady(flags, phase, n, d) and not flags & RST and not out[i, P_TRUTH] & T_LOST
     mine = d == link.capture_side  # the tap is on the sender's link: before the path
     if (ok and link.reorder > 0 and S[S_NH + d] < HELD
             and uniform(cx[9], 8 * n + 2 + d) < link.reorder):

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .jit import kernel
+from .jit import ir_inline, kernel
 from .rng import uniform
 
 # distribution kinds (the packed vector's first value; ``config.dist`` builds them)
@@ -24,6 +24,14 @@ _B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
 _C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
       -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00)
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+
+
+@ir_inline
+def table_at(q, o, x):
+    """The value at fractional index ``x`` of the table ``q[o:]``, linear between entries: a
+    draw from a quantile table of n + 1 values is ``table_at(q, o, u * n)`` (no logarithm)."""
+    k = int(x)
+    return q[o + k] + (x - k) * (q[o + k + 1] - q[o + k])
 
 
 @kernel

@@ -26,7 +26,7 @@ from . import path
 from .codes import ACK, PH_HANDSHAKE, RST, SYN
 from .jit import helper, inline
 from .rng import bits, uniform
-from .sampling import sample
+from .sampling import sample, table_at
 from .stacks import (
     K_RCVBUF_MAX,
     K_SYN_OPT_BYTES,
@@ -138,10 +138,7 @@ def turnaround(S, ck, turn, s):
     logarithm, a few every packet would)."""
     n = S[S_NDRAW + s]
     S[S_NDRAW + s] = n + 1
-    x = uniform(ck, 2 * n + s) * TURN_STEPS
-    k = int(x)
-    q = turn[s]
-    return max(np.int64(1), np.int64(q[k] + (x - k) * (q[k + 1] - q[k])))
+    return max(np.int64(1), np.int64(table_at(turn[s], 0, uniform(ck, 2 * n + s) * TURN_STEPS)))
 
 
 @inline
