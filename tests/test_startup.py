@@ -262,12 +262,14 @@ print(json.dumps(missing))
         "\n".join(missing)
 
 
-@pytest.mark.slow
-def test_two_processes_compile_each_function_once(tmp_path):
-    """Run from a folder holding another ``trafficgen`` (a checkout, say): the helper process
-    still imports this one."""
-    log = tmp_path / "log"
-    decoy = tmp_path / "elsewhere"
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Chat's compile plan compiled into a fresh cache folder, once for the tests below, from a
+    folder holding another ``trafficgen`` (a checkout, say): the helper process must still
+    import this one. Returns the folder, the run's outcome and its compile log."""
+    tmp = tmp_path_factory.mktemp("compiled")
+    log = tmp / "log"
+    decoy = tmp / "elsewhere"
     (decoy / "trafficgen").mkdir(parents=True)
     (decoy / "trafficgen" / "__init__.py").write_text("")
     done = python(f"""
@@ -281,38 +283,62 @@ first = compile_plan(plan, progress=lambda d, t: calls.append((d, t)))
 cached = all(e.cached() for e in plan if e.top)
 again = compile_plan(plan, progress=lambda d, t: calls.append("again"))
 print(json.dumps([first["compiled"], calls[-1], cached, again["compiled"], "again" in calls]))
-""", env=base_env(NUMBA_CACHE_DIR=tmp_path / "cache", TRAFFICGEN_COMPILE_LOG=log), cwd=decoy)
+""", env=base_env(NUMBA_CACHE_DIR=tmp / "cache", TRAFFICGEN_COMPILE_LOG=log), cwd=decoy)
+    return tmp / "cache", done, log
+
+
+def one_kernel_short(compiled, tmp: Path, kernel: str = "encode_tcp") -> Path:
+    """A copy of ``compiled``'s cache without ``kernel``'s files: the next run compiles it."""
+    cache = tmp / "cache"
+    shutil.copytree(compiled[0], cache)
+    gone = [f for f in cache.rglob(f"*.{kernel}-*") if f.is_file()]
+    assert gone, f"no cached {kernel} in {sorted(p.name for p in cache.rglob('*.nbi'))}"
+    for f in gone:
+        f.unlink()
+    return cache
+
+
+@pytest.mark.slow
+def test_two_processes_compile_each_function_once(compiled):
+    _, done, log = compiled
     assert done.returncode == 0, done.stderr
     n, last, cached, again, called_again = json.loads(done.stdout.splitlines()[-1])
     assert n > 30 and last[0] == last[1] >= n and cached and again == 0 and not called_again
     events = [line.split() for line in log.read_text().splitlines()]
-    compiled = [e[4] for e in events if e[2] == "compile"]
-    assert len(compiled) == len(set(compiled)) == n  # each function once, by one process or the other
+    compiled_names = [e[4] for e in events if e[2] == "compile"]
+    assert len(compiled_names) == len(set(compiled_names)) == n  # each once, by one process or the other
     assert len({e[1] for e in events}) == (2 if (os.cpu_count() or 1) > 1 else 1)
 
 
 @pytest.mark.slow
-def test_a_first_run_says_it_is_compiling_and_the_next_does_not(tmp_path):
-    env = base_env(NUMBA_CACHE_DIR=tmp_path / "cache")
+def test_a_first_run_says_it_is_compiling_and_the_next_does_not(compiled, tmp_path):
+    """One kernel missing from the cache is a first run; the plan's cache, then, is all a
+    ``generate`` needs."""
+    cache = one_kernel_short(compiled, tmp_path)
+    env = base_env(NUMBA_CACHE_DIR=cache)
     out = tmp_path / "c.pcap"
     first = trafficgen("generate", "chat", "--duration", "2s", "-o", out, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("compiling kernels (first run only) ...") == 1
     assert "Traceback" not in first.stderr and out.stat().st_size > 1000
+    assert list(cache.rglob("*.encode_tcp-*.nbi"))
     again = trafficgen("generate", "chat", "--duration", "2s", "-o", out, env=env)
     assert again.returncode == 0 and "compiling" not in again.stderr, again.stderr
 
 
 @pytest.mark.slow
-def test_the_library_compiles_without_a_word(tmp_path):
-    """A library user gets nothing printed (here with no cache at all: every kernel compiles)."""
+def test_the_library_compiles_without_a_word(compiled, tmp_path):
+    """A library user gets nothing printed, though a kernel compiles (the CLI's run with no
+    cache at all, below, shows that compiling every kernel warns of nothing)."""
+    cache = one_kernel_short(compiled, tmp_path)
     done = python(f"""
 import trafficgen as tg
 tg.generate(tg.load_scenario("chat", duration="2s"), pcap={str(tmp_path / "c.pcap")!r})
-""", env=base_env(TRAFFICGEN_NO_KERNEL_CACHE=1))
+""", env=base_env(NUMBA_CACHE_DIR=cache))
     assert done.returncode == 0, done.stderr
     assert done.stdout == done.stderr == ""
     assert (tmp_path / "c.pcap").stat().st_size > 1000
+    assert list(cache.rglob("*.encode_tcp-*.nbi"))
 
 
 # --- where compiled kernels are cached --------------------------------------------------------
