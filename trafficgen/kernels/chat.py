@@ -228,13 +228,13 @@ def client_rank(u, n, skew):
 
 
 @inline
-def site_rtt(site_first, rtt_sites, client):
-    """The RTT distribution of ``client``'s site: the last site whose first client index is at
-    or before it (``Topology.rtt_table``)."""
+def site_of(site_first, client):
+    """``client``'s site: the last site whose first client index is at or before it
+    (``Topology.rtt_table``: its row of the RTT distributions)."""
     k = 0
     while k + 1 < site_first.shape[0] and site_first[k + 1] <= client:
         k += 1
-    return rtt_sites[k]
+    return k
 
 
 @inline
@@ -243,7 +243,7 @@ def session_path(k_s, paths):
     n_servers = paths.n_servers
     client = client_rank(uniform(k_s, 0), paths.n_clients, paths.client_skew)
     server = min(int(uniform(k_s, 1) * n_servers), n_servers - 1)
-    rtt = np.int64(sample(site_rtt(paths.site_first, paths.rtt_sites, client),
+    rtt = np.int64(sample(paths.rtt_sites[site_of(paths.site_first, client)],
                           uniform(derive(paths.paths_key, client * n_servers + server), 0)))
     return client, server, rtt
 

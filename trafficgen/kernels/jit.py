@@ -9,10 +9,11 @@
     its own, without the Python entry point numba would build for it (a third of a small
     function's compile time).
 ``inline``
-    A small function called only from other kernels (byte stores, the checksum loop: what the
-    hot loops are made of): a helper that LLVM inlines into its callers. Not numba's
-    ``inline="always"``, which copies the body into every call site before typing and
-    multiplies compile time, not speed.
+    A small function called only from other kernels (byte stores, the checksum loop, a TCP
+    event: what the hot loops are made of): a helper that LLVM inlines into its callers. Not
+    numba's ``inline="always"``, which copies the body into every call site before typing and
+    multiplies compile time, not speed. It *borrows* the arrays it is handed: compiled without
+    numba's reference counts (:func:`inline`), so it may not make an array or return one.
 
 A helper or inline function has no Python entry point: called from Python it would crash the
 interpreter (``tests/test_startup.py`` checks that nothing outside the kernels refers to one).
@@ -109,16 +110,58 @@ def plain_calls(dispatcher):
 
 
 def kernel(fn):
-    return plain_calls(njit(cache=_CACHE, nogil=True, no_cfunc_wrapper=True)(fn))
+    # _nrt=True said, not left to numba: a function that does not say inherits the setting of
+    # the compile it is first typed in, and an inline caller's is off
+    return plain_calls(njit(cache=_CACHE, nogil=True, no_cfunc_wrapper=True, _nrt=True)(fn))
 
 
 def helper(fn):
-    return plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True, no_cfunc_wrapper=True)(fn))
+    return plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                            _nrt=True)(fn))
 
 
 def inline(fn):
-    return plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True, no_cfunc_wrapper=True,
-                            forceinline=True)(fn))
+    """Compiled without numba's reference counts (``_nrt=False``). With them, every call
+    increfs and decrefs each array it is handed (an atomic add each), and where the body
+    branches or loops LLVM cannot remove the pairs once it has inlined it: 45% of the TCP
+    simulation's time went to them (an event loop of such calls). The caller holds the arrays
+    for the call, so the function may borrow them; numba refuses to make one without counts,
+    and :func:`borrows_only` refuses the rest (returning an array, or taking one from a call)."""
+    return borrows_only(plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True,
+                                         no_cfunc_wrapper=True, forceinline=True, _nrt=False)(fn)))
+
+
+def borrows_only(dispatcher):
+    """Check each compile of ``dispatcher`` (built without reference counts): it returns no
+    reference-counted value (the caller would release what was never taken) and calls no
+    function that returns one (nobody would release it). A ``TypeError`` names the culprit."""
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        entry = compile_(sig)
+        for cres in dispatcher.overloads.values():
+            _check_borrows(dispatcher, cres)
+        return entry
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def _check_borrows(dispatcher, cres) -> None:
+    models = dispatcher.targetctx.data_model_manager
+    name = dispatcher.py_func.__qualname__
+    if models[cres.signature.return_type].contains_nrt_meminfo():
+        raise TypeError(f"inline function {name} returns {cres.signature.return_type}: it may "
+                        "only borrow arrays (return an index, or make it a helper)")
+    annotation = getattr(cres, "type_annotation", None)  # its name only, when from the cache
+    if not hasattr(annotation, "calltypes"):
+        return
+    for expr, sig in annotation.calltypes.items():
+        if getattr(expr, "op", None) == "call" and sig is not None and \
+                isinstance(annotation.typemap.get(expr.func.name), types.Dispatcher) and \
+                models[sig.return_type].contains_nrt_meminfo():
+            raise TypeError(f"inline function {name} takes {sig.return_type} from a call (line "
+                            f"{expr.loc.line}): nothing would release it (make it a helper)")
 
 
 def ir_inline(fn):
