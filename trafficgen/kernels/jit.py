@@ -38,7 +38,7 @@ os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 os.environ.setdefault("NUMBA_OPT", "1")
 
 from numba import njit  # noqa: E402
-from numba.core import targetconfig, types  # noqa: E402
+from numba.core import cpu, targetconfig, types  # noqa: E402
 
 
 def _quicker_flag_values() -> None:
@@ -109,15 +109,20 @@ def plain_calls(dispatcher):
     return dispatcher
 
 
+# numba's (private) option for reference counts, said by every decorator: a function that
+# does not say inherits the setting of the compile it is first typed in, and an inline
+# caller's is off. A numba without it counts everywhere: slower, the same results.
+_COUNTED, _BORROWING = ({"_nrt": True}, {"_nrt": False}) \
+    if hasattr(cpu.CPUTargetOptions, "_nrt") else ({}, {})
+
+
 def kernel(fn):
-    # _nrt=True said, not left to numba: a function that does not say inherits the setting of
-    # the compile it is first typed in, and an inline caller's is off
-    return plain_calls(njit(cache=_CACHE, nogil=True, no_cfunc_wrapper=True, _nrt=True)(fn))
+    return plain_calls(njit(cache=_CACHE, nogil=True, no_cfunc_wrapper=True, **_COUNTED)(fn))
 
 
 def helper(fn):
     return plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True, no_cfunc_wrapper=True,
-                            _nrt=True)(fn))
+                            **_COUNTED)(fn))
 
 
 def inline(fn):
@@ -128,7 +133,7 @@ def inline(fn):
     for the call, so the function may borrow them; numba refuses to make one without counts,
     and :func:`borrows_only` refuses the rest (returning an array, or taking one from a call)."""
     return borrows_only(plain_calls(njit(cache=_CACHE, no_cpython_wrapper=True,
-                                         no_cfunc_wrapper=True, forceinline=True, _nrt=False)(fn)))
+                                         no_cfunc_wrapper=True, forceinline=True, **_BORROWING)(fn)))
 
 
 def borrows_only(dispatcher):

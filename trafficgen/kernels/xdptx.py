@@ -21,7 +21,7 @@ import llvmlite.binding as _llvm
 import numpy as np
 from numba import carray, types
 
-from .jit import inline
+from .jit import helper
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 for _name in ("sendto", "__errno_location"):
@@ -45,7 +45,7 @@ NO_XDP = XdpRings(np.zeros((0, Q_WORDS), np.int64), np.zeros(0, np.uint8),
                   np.zeros(0, np.uint32), np.zeros(0, np.uint64))
 
 
-@inline
+@helper  # reads errno through carray, an array: not an inline function (jit.inline)
 def xdp_send(x, buf, off, length, port, i, k):
     """Queue frames ``i..i+k-1`` on the TX rings of their ports (stopping at the first whose
     ring is full), kick, and wait until the kernel has taken them. Returns how many were
