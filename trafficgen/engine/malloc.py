@@ -8,22 +8,27 @@ zeroed by the kernel on first touch and unmapped when freed: about a sixth of a 
 to those faults (20 minutes of chat to /dev/shm: 3.1 s of system time, one process). At 8 MiB
 the per-window and per-batch arrays (a window's packet rows, a batch's columns) come back from
 the heap; the largest (the frame buffers, the transport scratch) are mapped and reused
-(``sinks.buffers.BufferPool``, ``classes/common.py``), and a merged partition's rows (tens of
-MiB, once a minute of traffic) are mapped afresh. Measured in bench/RESULTS.md: 11% less time,
-4% more peak memory after an hour. The CLI calls this; a library user may call it for their own
-process.
+(``sinks.buffers.BufferPool``, ``classes/common.py``). Measured in bench/RESULTS.md: 11% less
+time, 4% more peak memory after an hour. The CLI calls this; a library user may call it for
+their own process. A local worker process sets its own (``worker=True``), always.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 
-M_MMAP_THRESHOLD = -3  # <malloc.h>
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MMAP_THRESHOLD = 8 << 20
+# a local worker process (engine.pool) builds one partition at a time, a minute of traffic:
+# its arrays (tens of MiB, the same sizes partition after partition) come from its heap and
+# stay there for the next, instead of being mapped, zeroed and unmapped for each partition
+WORKER_MMAP_THRESHOLD = 32 << 20
+WORKER_TRIM_THRESHOLD = 64 << 20
 
 
-def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold; ``False`` (and nothing changed) on other C libraries."""
+def tune_malloc(worker: bool = False) -> bool:
+    """Fix glibc's mmap threshold (``worker``: a local worker's, and the free heap it keeps);
+    ``False`` (and nothing changed) on other C libraries."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
         mallopt = libc.mallopt
@@ -31,4 +36,7 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    if not worker:
+        return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    return mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD) == 1 and \
+        mallopt(M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD) == 1

@@ -22,6 +22,7 @@ from trafficgen.errors import TrafficgenError
 
 from . import phases, spool
 from .lifeline import close_fds, die_with_parent
+from .malloc import tune_malloc
 
 
 def default_workers() -> int:
@@ -59,6 +60,7 @@ def _child(conn, token: str, scenario, opts: phases.Options, coordinator: int = 
     close_fds(inherited)
     if coordinator:
         die_with_parent(coordinator)
+    tune_malloc(worker=True)
     try:
         while True:
             job = conn.recv()
