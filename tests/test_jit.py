@@ -3,11 +3,13 @@ numba's reference counts, so it may only borrow the arrays it is handed."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_CACHE = "TRAFFICGEN_NO_KERNEL_CACHE"
 
 SETUP = """
 import numpy as np
@@ -81,7 +83,7 @@ run(np.zeros(3))
 def run_case(name: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", SETUP + CASES[name]], capture_output=True,
                           text=True, cwd=ROOT, timeout=300, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "TRAFFICGEN_NO_KERNEL_CACHE": "1"})
+                          env={**os.environ, NO_CACHE: "1"})
 
 
 def test_an_inline_function_borrows_what_it_is_handed():
@@ -96,3 +98,29 @@ def test_an_inline_function_may_not_hand_out_or_take_an_array():
         done = run_case(name)
         assert done.returncode != 0
         assert "inline function" in done.stderr and says in done.stderr, (name, done.stderr[-2000:])
+
+
+def test_editing_any_kernel_file_compiles_every_kernel_again(tmp_path):
+    """A kernel holds other files' inline functions compiled into it: a cached kernel is
+    stale once any file of the folder changes, not only its own (numba's check)."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "trafficgen" / "kernels", site / "trafficgen" / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "trafficgen" / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(site), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop(NO_CACHE, None)
+    code = ("from trafficgen.kernels import rng\nrng.derive(1, 2)\ns = rng.derive.stats\n"
+            "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))")
+
+    def hits_misses() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=site, env=env, timeout=300, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert hits_misses() == ["0", "1"]  # compiled, then cached
+    assert hits_misses() == ["1", "0"]
+    with open(site / "trafficgen" / "kernels" / "codes.py", "a") as f:  # not rng.py
+        f.write("\n# edited\n")
+    assert hits_misses() == ["0", "1"]
+    assert hits_misses() == ["1", "0"]

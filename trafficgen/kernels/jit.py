@@ -21,6 +21,7 @@ Every jitted function of ``trafficgen.kernels`` uses one of these three. Calls b
 are typed with plain types (:func:`plain_calls`), so each compiles once per signature.
 Compiled code is cached where ``trafficgen.kernels.cache_dir`` decided, or not at all.
 """
+import hashlib
 import os
 
 from . import cache_dir
@@ -69,6 +70,40 @@ def _quicker_flag_values() -> None:
 
 
 _quicker_flag_values()
+
+
+def _one_stamp_for_all_kernels() -> None:
+    """numba checks a cached function against its own source file only, but a kernel holds
+    the inline functions of other files compiled into it: edit ``tcpseg.py`` and ``tcp.py``'s
+    cached simulation would still run the old ``tcpseg.emit`` (a checkout updated in place
+    then writes stale bytes). Here a function of this folder is stamped with the digest of all
+    its files, so any change to one compiles them all again. Read once a process (under a
+    millisecond); other functions keep numba's own stamp."""
+    try:
+        from numba.core import caching
+        mixin = caching._SourceFileBackedLocatorMixin
+        original = mixin.get_source_stamp
+    except (ImportError, AttributeError):  # another numba: its own stamps
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest: list = []
+
+    def get_source_stamp(self):
+        path = getattr(self, "_py_file", None)
+        if path is None or os.path.dirname(os.path.abspath(path)) != here:
+            return original(self)
+        if not digest:
+            h = hashlib.sha256()
+            for name in sorted(f for f in os.listdir(here) if f.endswith(".py")):
+                with open(os.path.join(here, name), "rb") as f:
+                    h.update(name.encode() + b"\0" + f.read())
+            digest.append(h.digest())
+        return digest[0]
+
+    mixin.get_source_stamp = get_source_stamp
+
+
+_one_stamp_for_all_kernels()
 
 _hook: list = []  # [the compile hook] while one is set
 
