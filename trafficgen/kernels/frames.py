@@ -45,7 +45,7 @@ from .headers import (
     TCP_URG,
     TCP_WIN,
 )
-from .jit import helper, inline, ir_inline, kernel
+from .jit import inline, ir_inline, kernel
 from .rng import mix64
 from .stacks import (
     K_DF,
@@ -353,7 +353,7 @@ def _payload(out, pl, n, lay, segoff, writelen, pool_off, echo_off, payloads):
         r += 1
 
 
-@helper
+@inline
 def _field(tpl, tpl_mask, t0, k, writelen):
     """Byte ``k`` of a length field (mask DEC or HEX): the write's length less the field's
     first two template bytes, decimal right-padded with spaces or hex zero-padded."""
@@ -377,7 +377,7 @@ def _field(tpl, tpl_mask, t0, k, writelen):
     return 48 + (v // 10 ** (nd - 1 - j)) % 10
 
 
-@helper
+@inline
 def _plain(out, pl, n, segoff, writelen, po, payloads, t0, plen_t):
     """A plaintext HTTP write: the template's prefix (with its length fields), filler text
     from the pool, the template's suffix at the write's end."""
