@@ -178,9 +178,11 @@ def borrows_only(dispatcher):
     compile_ = dispatcher.compile
 
     def compile(sig):
+        before = set(dispatcher.overloads)
         entry = compile_(sig)
-        for cres in dispatcher.overloads.values():
-            _check_borrows(dispatcher, cres)
+        for key, cres in list(dispatcher.overloads.items()):
+            if key not in before:  # each overload checked once, when it is made or loaded
+                _check_borrows(dispatcher, cres)
         return entry
 
     dispatcher.compile = compile
