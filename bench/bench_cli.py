@@ -8,12 +8,15 @@ Two parts, each a fresh process per run (start-up, imports and kernel loading in
 ``/dev/shm`` by default so the disk is out of the picture:
 
 1. **modes**: ``--workers 1``, ``--workers 2`` and the default (no ``--workers``), one after
-   another in each round; wall, user and system seconds (the children's ``getrusage``) as
-   medians, and each ratio the median of the rounds' own ratios. Every capture is the same file.
+   another in each round, each round starting with the next mode (a run's system time depends
+   on what ran just before it, on a VM by up to a second); wall, user and system seconds (the
+   children's ``getrusage``) as medians, and each ratio the median of the rounds' own ratios.
+   Every capture is the same file, removed after its run.
 2. **marginal rate**: the default command for the full duration against one a fifth as long
-   (same seed), in turn; the difference in bytes over the difference in wall time is what
-   each further minute costs, start-up excluded. Beside it, in the same round, a raw write of
-   the same number of bytes (8 MiB chunks from one buffer) to the same folder.
+   (same seed), in turn, each first in every other round; the difference in bytes over the
+   difference in wall time is what each further minute costs, start-up excluded. Beside it, in
+   the same round, a raw write of the same number of bytes (8 MiB chunks from one buffer) to the
+   same folder.
 
 The machine's load average is printed before and after each part: on a shared machine the
 figures move with it, the ratios much less. The in-process figures are ``bench_parallel.py``'s
@@ -87,9 +90,12 @@ def median(rows: list[dict], key: str) -> float:
 def modes_part(duration: str, rounds: int, folder: Path) -> dict:
     runs: dict[str, list[dict]] = {m: [] for m in MODES}
     before = load()
-    for _ in range(rounds):
+    for r in range(rounds):
         digests = set()
-        for m, extra in MODES.items():
+        # each round starts with the next mode: on a VM a run's system time depends on what ran
+        # just before it, so over the rounds each mode takes each place in turn
+        order = list(MODES.items())
+        for m, extra in order[r % len(order):] + order[:r % len(order)]:
             out = folder / "modes.pcap"
             runs[m].append(timed(command(duration, out, extra), folder))
             digests.add(digest(out))
@@ -111,9 +117,10 @@ def marginal_part(duration_s: int, rounds: int, folder: Path) -> dict:
     short_s = max(1, duration_s // 5)
     rows = []
     before = load()
-    for _ in range(rounds):
+    for r in range(rounds):
         got = {}
-        for name, secs in (("long", duration_s), ("short", short_s)):
+        runs = (("long", duration_s), ("short", short_s))
+        for name, secs in runs if r % 2 == 0 else runs[::-1]:  # each first in turn
             out = folder / f"{name}.pcap"
             got[name] = timed(command(f"{secs}s", out, []), folder)
             got[name]["bytes"] = out.stat().st_size
