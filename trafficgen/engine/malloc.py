@@ -15,8 +15,8 @@ their own process. A local worker process sets its own (``worker=True``), always
 Both keep up to ``TRIM_THRESHOLD`` of free heap instead of glibc's 128 KiB (which fixing the
 mmap threshold leaves in force): a window's or a partition's arrays are freed together, and
 trimmed at 128 KiB the heap gave them back to the kernel only to fault them in, zeroed, for
-the next. Peak RSS is the same (the heap's high-water mark is what it was); page faults, 20
-minutes of chat: one process 137k -> 78k, ``--workers 2`` 217k -> 107k (bench/RESULTS.md).
+the next. Peak RSS stays within 2% (the heap's high-water mark is what it was); page faults,
+20 minutes of chat: one process 137k -> 78k, ``--workers 2`` 217k -> 107k (bench/RESULTS.md).
 """
 from __future__ import annotations
 
