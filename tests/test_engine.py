@@ -146,6 +146,31 @@ def test_buffer_pool_reuses_released_buffers():
     assert np.shares_memory(a, b) and b.shape == (900,)
     c = pool.get(900)  # none free: a new one
     assert not np.shares_memory(b, c)
-    for buf in (b, c, pool.get(10)):
+    small = pool.get(10)
+    for buf in (b, c, small):
         pool.release(buf)
-    assert len(pool._free) == 2  # keeps at most `keep` spares
+    assert len(pool._free) == 2  # keeps at most `keep` spares: the larger ones
+    assert not any(np.shares_memory(small, f) for f in pool._free)
+    big = pool.get(2000)
+    pool.release(big)  # full: the smallest spare goes, not the larger one handed back
+    assert any(np.shares_memory(big, f) for f in pool._free) and len(pool._free) == 2
+    d = pool.get(100)  # the smallest spare that fits, not the largest
+    assert d.base.shape[0] < 2000
+
+
+def test_buffer_pool_in_a_pipeline_stops_allocating():
+    """A capture's pipeline (one batch encoded, two queued, one written) of batches whose sizes
+    vary, the first one small (a run's first window): after the first few, every buffer is one
+    handed back. The pool before (two spares, the first that fits, the buffer handed back
+    dropped when full) kept the first, small buffer for good and made a new one for every batch
+    larger than its other spare: a seventh of a chat run's batches (27 of 182)."""
+    from collections import deque
+
+    from trafficgen.sinks.buffers import PIPELINE_BUFFERS, BufferPool
+    rng = np.random.default_rng(5)
+    pool, flight = BufferPool(), deque()
+    for size in [9_700, *rng.integers(13_800, 19_400, 400)]:
+        flight.append(pool.get(int(size)))
+        if len(flight) == PIPELINE_BUFFERS:
+            pool.release(flight.popleft())
+    assert pool.allocated <= 8, pool.allocated
