@@ -314,7 +314,7 @@ def ready(S, wd, wo, ws, cx, link, d, t_est, jitter):
     return t
 
 
-@helper
+@inline
 def queue_write(S, wd, wo, ws, cx, link, d, t, c_resp_end):
     """Side ``d``'s application writes its next write at ``t`` (returns 1: the side sends), or,
     for a later turn after the run's end, stops: the connection goes straight to its close

@@ -9,7 +9,7 @@ from .sampling import sample
 from .tcp import WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
 
 
-@helper
+@inline
 def token_time(k_t, idx, itl_p, stall_prob, stall_p):
     """Gap before token ``idx`` (>= 1) of a turn: an inter-token gap, or now and then a stall."""
     if uniform(k_t, 3 * idx + 1) < stall_prob:
