@@ -65,7 +65,7 @@ class _Stream:
                 self.trimmed = done
             return
         if self.pos and 2 * (self.n - self.pos) < self.n:
-            self.rows = np.ascontiguousarray(self.rows[self.pos:]).copy()
+            self.rows = concat_rows([self.rows[self.pos:]])  # as bytes: numpy copies rows one by one
             self.ts = self.ts[self.pos:].copy()
             self.n -= self.pos
             self.pos = 0
