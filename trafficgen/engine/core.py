@@ -25,6 +25,7 @@ from trafficgen.config.scenario import Scenario
 from trafficgen.kernels import frames as kf
 from trafficgen.kernels import stacks as ks
 from trafficgen.kernels.rng import derive_range, fill_bytes, key_of
+from trafficgen.kernels.stats import shift_ids
 from trafficgen.schema import CLASSES, FLOW_DTYPE, REQUEST_DTYPE, SCHED_DTYPE, concat_rows, take_rows
 from trafficgen.wire.tls import CombinedTemplates
 
@@ -296,8 +297,9 @@ class Engine:
     def _globalise(self, ep, next_id):
         """Local ids of one window's schedule -> global ids; ports follow the global flow id."""
         f0, s0, r0 = next_id["flow"], next_id["session"], next_id["request"]
-        ep.sched["flow_id"] += f0
-        ep.sched["request_id"] = np.where(ep.sched["request_id"] >= 0, ep.sched["request_id"] + r0, -1)
+        if ep.sched.shape[0]:
+            ep.sched = np.ascontiguousarray(ep.sched)  # (a schedule's own rows: no copy)
+            shift_ids(ep.sched, np.int64(f0), np.int64(r0))
         ep.flows["flow_id"] += f0
         ep.flows["session_id"] += s0
         ep.flows["src_port"] = self.ports(ep.flows["flow_id"])

@@ -84,6 +84,18 @@ def gather_rows(src, order, dst):
 
 
 @kernel
+def shift_ids(sched, f0, r0):
+    """A window's local ids made global, in place: ``flow_id + f0``, and ``request_id + r0``
+    where there is one (-1: none). One pass over the rows (numpy's field arithmetic makes a
+    strided pass and a temporary per operation)."""
+    for i in range(sched.shape[0]):
+        rec = sched[i]
+        rec["flow_id"] += f0
+        if rec["request_id"] >= 0:
+            rec["request_id"] += r0
+
+
+@kernel
 def fill_schedule(out, order, flow_of_conn, req_map, class_id, start_ns, sched):
     """Sorted schedule rows from the transport kernel's int64[n, P_COLS] output.
 
