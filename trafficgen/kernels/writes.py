@@ -3,7 +3,7 @@
 earlier session (``classes.chat.ClientHistory``)."""
 import numpy as np
 
-from .jit import helper, inline, kernel
+from .jit import inline, kernel
 from .rng import uniform
 from .sampling import sample
 from .tcp import WF_BYTES, WF_DELAY, WF_DEP, WF_DIR, WF_FLAGS, WF_LAYOUT, WF_PHASE, WF_REQ
