@@ -105,13 +105,16 @@ def host_ipids(out, cols, c_os, c_ipid, host_key, c_addr, c_first):
         c = out[i, c_col]
         if c_first[c] < 0 or out[i, t_col] < c_first[c]:
             c_first[c] = out[i, t_col]
+    last, start = np.int64(-1), np.int64(0)
     for i in range(out.shape[0]):
         c = out[i, c_col]
         if out[i, d_col] != 0 or STACKS[c_os[c, 0], K_IPID] != IPID_GLOBAL:
             continue
+        if c != last:  # a connection's rows come together: its host's start drawn once for them
+            base = np.int64(mix64(derive(host_key, c_addr[c])) & np.uint64(0xFFFF))
+            start, last = base + max(c_first[c], 0) // IPID_TICK_NS, c
         k = (out[i, id_col] - c_ipid[c, 0]) & 0xFFFF  # the packet's place in its connection
-        base = np.int64(mix64(derive(host_key, c_addr[c])) & np.uint64(0xFFFF))
-        out[i, id_col] = (base + max(c_first[c], 0) // IPID_TICK_NS + k) & 0xFFFF
+        out[i, id_col] = (start + k) & 0xFFFF
 
 
 @kernel
