@@ -62,7 +62,7 @@ from .stacks import (
     tcp_options,
 )
 from .tcpstate import SACK_OPT_BYTES
-from .wire import fold, pcap_record, put16, put32, sum16
+from .wire import fold, pcap_record, put16, put32, sum16, sum_words
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
@@ -229,22 +229,29 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
         thl = TCP_HLEN + (TS_OPT_BYTES if tsopt else 0)
     sack = n == 0 and segoff != writelen and not syn  # a pure ACK's SACK block (tcpstate)
     thl += SACK_OPT_BYTES * sack
+    # the checksums are summed from the values written, not read back: a wide load of bytes
+    # just stored one by one stalls (their sums are the same, ``wire.sum16``'s)
+    length = np.int64(IP4_HLEN + thl + n) & 0xFFFF
+    ident = np.int64(ip_id(so, ipid, key, d, synack)) & 0xFFFF
+    df = IP4_DF if STACKS[so, K_DF] else 0
+    src, dst = np.int64(cip if up else sip), np.int64(sip if up else cip)
     out[ip + IP4_VER_IHL] = IP4_VER_IHL_20
     out[ip + IP4_TOS] = 0
-    put16(out, ip + IP4_LEN, IP4_HLEN + thl + n)
-    put16(out, ip + IP4_ID, ip_id(so, ipid, key, d, synack))
-    out[ip + IP4_FRAG] = IP4_DF if STACKS[so, K_DF] else 0
+    put16(out, ip + IP4_LEN, length)
+    put16(out, ip + IP4_ID, ident)
+    out[ip + IP4_FRAG] = df
     out[ip + IP4_FRAG + 1] = 0
     out[ip + IP4_TTL] = ttl
     out[ip + IP4_PROTO] = PROTO_TCP
-    out[ip + IP4_CSUM] = 0
-    out[ip + IP4_CSUM + 1] = 0
-    put32(out, ip + IP4_SRC, cip if up else sip)
-    put32(out, ip + IP4_DST, sip if up else cip)
-    put16(out, ip + IP4_CSUM, fold(sum16(out, ip, IP4_HLEN)))
+    put32(out, ip + IP4_SRC, src)
+    put32(out, ip + IP4_DST, dst)
+    addrs = _words32(src) + _words32(dst)
+    put16(out, ip + IP4_CSUM, fold(np.uint64((IP4_VER_IHL_20 << 8) + length + ident + (df << 8)
+                                             + ((np.int64(ttl) & 0xFF) << 8) + PROTO_TCP + addrs)))
     tp = ip + IP4_HLEN
-    put16(out, tp + TCP_SPORT, cport if up else sport)
-    put16(out, tp + TCP_DPORT, sport if up else cport)
+    ports = (np.int64(cport if up else sport), np.int64(sport if up else cport))
+    put16(out, tp + TCP_SPORT, ports[0])
+    put16(out, tp + TCP_DPORT, ports[1])
     put32(out, tp + TCP_SEQ, seq)
     put32(out, tp + TCP_ACK, ack)
     out[tp + TCP_OFF] = (thl // 4) << 4
@@ -262,32 +269,44 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     if syn:
         tcp_options(out, tp + TCP_OPTS, syn, synack, STACKS[cos, K_SYN_LAYOUT], tsopt, mss, ws,
                     tsval, tsecr)
-    elif tsopt:  # nop, nop, timestamps: most segments
-        _two_words(out, tp + TCP_OPTS, 8, tsval, tsecr)
+        head = sum16(out, tp, thl)  # a SYN's options, as its stack lays them out
+    else:
+        head = np.uint64(ports[0] + ports[1] + _words32(seq) + _words32(ack)
+                         + ((((thl // 4) << 4) << 8) | (np.int64(fl) & 0xFF)) + (w & 0xFFFF))
+        if tsopt:  # nop, nop, timestamps: most segments
+            head += _two_words(out, tp + TCP_OPTS, 8, tsval, tsecr)
     if sack:  # nop, nop, SACK with one block [segoff, writelen)
-        _two_words(out, tp + thl - SACK_OPT_BYTES, 5, segoff, writelen)
+        head += _two_words(out, tp + thl - SACK_OPT_BYTES, 5, segoff, writelen)
     pl = tp + thl
     if n > 0:
         _payload(out, pl, n, lay, segoff, writelen,
                  (key + np.uint64(d) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seq))
                  % np.uint64(pool_span), echo_offset(key, pool_span), payloads)
+        head += sum_words(out, pl, n)
     # pseudo-header + TCP header + payload
-    s = sum16(out, ip + IP4_SRC, 8) + np.uint64(PROTO_TCP) + np.uint64(thl + n) \
-        + sum16(out, tp, thl + n)
+    s = np.uint64(addrs + PROTO_TCP + thl + n) + head
     put16(out, tp + TCP_CSUM, fold(s))
     return pl + n
 
 
 @inline
+def _words32(v):
+    """The sum of the two big-endian 16-bit words ``put32`` stores for ``v``."""
+    v = np.int64(v) & 0xFFFFFFFF
+    return (v >> 16) + (v & 0xFFFF)
+
+
+@inline
 def _two_words(out, op, kind, a, b):
     """nop, nop, then option ``kind`` of length 10 holding two 32-bit words (timestamps: 8;
-    one SACK block: 5), at ``op``."""
+    one SACK block: 5), at ``op``. Returns the option's sum as big-endian 16-bit words."""
     out[op] = 1
     out[op + 1] = 1
     out[op + 2] = kind
     out[op + 3] = 10
     put32(out, op + 4, a)
     put32(out, op + 8, b)
+    return np.uint64(0x0101 + (kind << 8) + 10 + _words32(a) + _words32(b))
 
 
 @inline
