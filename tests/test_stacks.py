@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 import dpkt
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trafficgen as tg
 from trafficgen.labels import OSES
@@ -120,3 +122,58 @@ def test_ttl_per_server_and_ipv4_ids_per_stack(run):
     later = [(b[1] - a[1]) % 65536 < 32768 for o, h in host_syns.items() if o[0] == "windows"
              for a, b in zip(sorted(h), sorted(h)[1:])]
     assert later and all(later), later
+
+
+def splitmix64_finaliser(z: int) -> int:  # (kernels.rng.mix64)
+    m = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def _host_ipids_reference(out, c_os, c_ipid, host_key, c_addr):
+    """``kernels.stacks.host_ipids`` as first written: two passes over the rows, in Python."""
+    from trafficgen.kernels import stacks as ks
+    from trafficgen.kernels.rng import derive
+    first: dict = {}
+    for t, c, _, _ in out:
+        if first.get(c, -1) < 0 or t < first[c]:
+            first[c] = t
+    ids = out[:, 3].copy()
+    for i, (_, c, d, ident) in enumerate(out):
+        if d == 0 and ks.STACKS[c_os[c, 0], ks.K_IPID] == ks.IPID_GLOBAL:
+            start = splitmix64_finaliser(int(derive(np.uint64(host_key), np.int64(c_addr[c])))) & 0xFFFF
+            start += max(first[c], 0) // ks.IPID_TICK_NS
+            ids[i] = (start + ((ident - c_ipid[c, 0]) & 0xFFFF)) & 0xFFFF
+    return ids
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.lists(st.tuples(
+    st.integers(-3_000_000, 50_000_000), st.integers(0, 1), st.integers(0, 70_000)),
+    min_size=1, max_size=12)), min_size=1, max_size=10), st.randoms(use_true_random=False))
+def test_host_ipids_in_one_pass_are_the_two_pass_ids(conns, rnd):
+    """Each connection's rows together (as the simulation writes them), in any connection
+    order: the one-pass kernel gives the ids of the two-pass rule, warm-up times (< 0)
+    included; a connection whose rows are split is reported."""
+    from trafficgen.kernels import stacks as ks
+    order = list(range(len(conns)))
+    rnd.shuffle(order)
+    rows = [(t, c, d, ident) for c in order for t, d, ident in conns[c][1]]
+    out = np.array(rows, np.int64).reshape(-1, 4)
+    c_os = np.array([[os_, 0] for os_, _ in conns], np.int64)
+    c_ipid = np.array([[rnd.randrange(65536), 0] for _ in conns], np.int64)
+    c_addr = np.array([0x0A000000 + rnd.randrange(1 << 16) for _ in conns], np.int64)
+    want = _host_ipids_reference(out, c_os, c_ipid, 0x1234, c_addr)
+    cols = np.arange(4, dtype=np.int64)
+    got = out.copy()
+    assert ks.host_ipids(got, cols, c_os, c_ipid, np.uint64(0x1234), c_addr,
+                         np.empty(len(conns), np.int64)) == 0
+    assert (got[:, 3] == want).all()
+    assert (got[:, :3] == out[:, :3]).all()
+    if out.shape[0] > 2 and len(set(out[:, 1])) > 1:  # one connection's rows around another's
+        c = int(out[0, 1])
+        split = np.concatenate([out[:1], out[out[:, 1] != c], out[1:][out[1:, 1] == c]])
+        if (split[-1, 1] == c) and (split[1, 1] != c):
+            assert ks.host_ipids(split, cols, c_os, c_ipid, np.uint64(0x1234), c_addr,
+                                 np.empty(len(conns), np.int64)) == 1

@@ -117,10 +117,13 @@ def schedule_from_sim(sc: Scenario, topo, class_id: int, side: int, s_client, s_
         out, (c_npk, c_resp_end, c_hsrtt, wo) = simulate(conns, wd, link, hosts)
         impaired = link.impaired
     n = out.shape[0]
-    stacks.host_ipids(out, np.array([P_TS, P_CONN, P_DIR, tcpstate.P_IPID], np.int64), c_os,
-                      np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
-                      np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
-                      np.empty(n_conn, np.int64))
+    apart = stacks.host_ipids(
+        out, np.array([P_TS, P_CONN, P_DIR, tcpstate.P_IPID], np.int64), c_os,
+        np.ascontiguousarray(c_ipid, np.int64), key_of(sc.seed, stacks.HOST_SALT),
+        np.ascontiguousarray(topo.client_addresses(s_client[c["session"]]), np.int64),
+        np.empty(n_conn, np.int64))
+    if apart:
+        raise RuntimeError(f"{apart} connections' packet rows are not together (simulate)")
     if impaired:  # packets lost before the tap, and copies made past it, are not captured
         out = out[(out[:, tcpstate.P_TRUTH] & tcpstate.T_OFFTAP) == 0]
         n = out.shape[0]

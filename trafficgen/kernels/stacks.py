@@ -68,6 +68,7 @@ STACKS = np.array([
 # without (a Windows client) ``mss,nop,nop,sok,nop,ws``. Servers run Linux.
 SYNACK_OPT_BYTES_TS, SYNACK_OPT_BYTES_NOTS = 20, 12
 SYNACK_WIN_SEGS = 10  # the Linux server's SYN/ACK window, in segments (see the docstring)
+UNSEEN = np.int64(-(1 << 62))  # host_ipids: a connection none of whose rows is read yet
 IPID_TICK_NS = 1_000_000  # a Windows host's id counter: one more per ms for its other traffic
 HOST_SALT = 0x40570  # hosts' keys: derive(key_of(seed, HOST_SALT), IPv4 address)
 
@@ -92,29 +93,43 @@ def host_ipids(out, cols, c_os, c_ipid, host_key, c_addr, c_first):
     Windows keeps. Across windows and processes the host's other packets are unknown, so its
     counter when a connection opens is approximated as a per-host start (drawn from
     derive(``host_key``, the client's IPv4 address ``c_addr[c]``)) plus one per
-    ``IPID_TICK_NS`` since the capture start, and each packet of the connection then takes the
-    next id: a host's ids grow with time across its connections.
+    ``IPID_TICK_NS`` since the capture start (the connection's first packet), and each packet
+    of the connection then takes the next id: a host's ids grow with time across its
+    connections.
 
-    ``out``: the transport's packet rows (int64[n, cols]); ``cols``: the indexes of their time,
+    ``out``: the transport's packet rows (int64[n, cols]), each connection's together (the
+    simulation writes a connection's rows at once); ``cols``: the indexes of their time,
     connection, direction and id columns; ``c_ipid[c, 0]``: the client's per-connection start
-    the rows' ids count from; ``c_first``: scratch, int64[C]."""
+    the rows' ids count from; ``c_first``: scratch, int64[C]. One pass: a connection's first
+    time is found over its rows, which are then still in cache for its ids. Returns how many
+    connections' rows were not together (0; else some of their ids are wrong)."""
     t_col, c_col, d_col, id_col = cols[0], cols[1], cols[2], cols[3]
     for c in range(c_first.shape[0]):
-        c_first[c] = -1
-    for i in range(out.shape[0]):
-        c = out[i, c_col]
-        if c_first[c] < 0 or out[i, t_col] < c_first[c]:
-            c_first[c] = out[i, t_col]
-    last, start = np.int64(-1), np.int64(0)
-    for i in range(out.shape[0]):
-        c = out[i, c_col]
-        if out[i, d_col] != 0 or STACKS[c_os[c, 0], K_IPID] != IPID_GLOBAL:
-            continue
-        if c != last:  # a connection's rows come together: its host's start drawn once for them
-            base = np.int64(mix64(derive(host_key, c_addr[c])) & np.uint64(0xFFFF))
-            start, last = base + max(c_first[c], 0) // IPID_TICK_NS, c
-        k = (out[i, id_col] - c_ipid[c, 0]) & 0xFFFF  # the packet's place in its connection
-        out[i, id_col] = (start + k) & 0xFFFF
+        c_first[c] = UNSEEN
+    apart = 0
+    n = out.shape[0]
+    a = 0
+    while a < n:
+        c = out[a, c_col]
+        if c_first[c] != UNSEEN:
+            apart += 1
+        # its first time: the earliest, unless one before 0 (warm-up) is followed by another
+        first = np.int64(-1)
+        b = a
+        while b < n and out[b, c_col] == c:
+            if first < 0 or out[b, t_col] < first:
+                first = out[b, t_col]
+            b += 1
+        c_first[c] = first
+        if STACKS[c_os[c, 0], K_IPID] == IPID_GLOBAL:
+            start = np.int64(mix64(derive(host_key, c_addr[c])) & np.uint64(0xFFFF)) \
+                + max(first, 0) // IPID_TICK_NS
+            for i in range(a, b):
+                if out[i, d_col] == 0:
+                    k = (out[i, id_col] - c_ipid[c, 0]) & 0xFFFF  # its place in its connection
+                    out[i, id_col] = (start + k) & 0xFFFF
+        a = b
+    return apart
 
 
 @kernel
