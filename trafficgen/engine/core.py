@@ -255,10 +255,11 @@ class Engine:
             attrs.add(self.flow_attrs(flows), self.keep_flows_from(runs[0][0] if runs else first_flow))
             last = t1 >= final_t1
             boundary = self.sc.start_ns + t1 - self.early_ns
-            heads, tails = [], []
+            heads, head_ts, tails = [], [], []
             for run_first, run, run_ts in runs:
                 cut = run.shape[0] if last else int(np.searchsorted(run_ts, boundary, "left"))
                 heads.append(run[:cut])
+                head_ts.append(run_ts[:cut])
                 if cut < run.shape[0]:
                     tail, tail_ts = run[cut:], run_ts[cut:]
                     # a view pins its whole base until the run's last flow ends: copy once the
@@ -269,7 +270,7 @@ class Engine:
                         tail, tail_ts = concat_rows([tail]), tail_ts.copy()
                     tails.append((run_first, tail, tail_ts))
             runs = tails
-            ready = _merge_sorted(heads)
+            ready = _merge_sorted(heads, head_ts)
             yield from self.batches_of(ready, attrs, flows, reqs, max(t1, 0), None if last else boundary)
 
     def batches_of(self, ready, attrs, flows, reqs, progress, bound) -> Iterator[Batch]:
@@ -378,14 +379,17 @@ def cut(ready: np.ndarray, flows: np.ndarray, reqs: np.ndarray, at_ns: int):
     return ready, out[0], out[1]
 
 
-def _merge_sorted(runs: list) -> np.ndarray:
+def _merge_sorted(runs: list, times: list | None = None) -> np.ndarray:
     """Merge ts-sorted runs, given in flow-id order, into one run sorted by (ts, flow_id,
-    packet order): a stable sort of the concatenation (timsort merges the runs in linear time
-    per level) keeps earlier runs first on equal timestamps."""
-    runs = [r for r in runs if r.shape[0]]
-    if not runs:
+    packet order): a stable sort of their times (timsort merges the runs in linear time per
+    level) keeps earlier runs first on equal timestamps. ``times``: the runs' ``ts_ns``,
+    contiguous, if the caller has them (numpy copies a structured field out to sort it)."""
+    keep = [k for k, r in enumerate(runs) if r.shape[0]]
+    if not keep:
         return np.empty(0, SCHED_DTYPE)
-    if len(runs) == 1:
-        return runs[0]
-    cat = concat_rows(runs)
-    return take_rows(cat, np.argsort(cat["ts_ns"], kind="stable"))
+    if len(keep) == 1:
+        return runs[keep[0]]
+    ts = np.concatenate([runs[k]["ts_ns"] if times is None else times[k] for k in keep])
+    # concatenated, then gathered in order: scattered straight from each run to its place,
+    # a row's bytes go to lines not in cache (30 against 26 ns a row, 20 minutes of chat)
+    return take_rows(concat_rows([runs[k] for k in keep]), np.argsort(ts, kind="stable"))
