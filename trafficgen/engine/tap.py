@@ -67,15 +67,17 @@ class TapLink:
         rows = concat_rows([self.carry, ready]) if n_c else \
             (ready if ready.flags.writeable else concat_rows([ready, ready[:0]]))
         n = rows.shape[0]
-        status, dep, seq = (np.zeros(n, np.int64) for _ in range(3))
+        status = np.zeros(n, np.int64)  # (a new row's dep and seq are set when it is queued)
+        dep, seq = np.empty(n, np.int64), np.empty(n, np.int64)
         status[:n_c], dep[:n_c], seq[:n_c] = self.c_status, self.c_dep, self.c_seq
         a = attrs.cols
         last_new = np.stack((a["tq_new0"], a["tq_new1"]), axis=1)
         last_orig = np.stack((a["tq_orig0"], a["tq_orig1"]), axis=1)
         out = np.empty(n, np.int64)
-        k = kt.tap_queue(rows, np.int64(attrs.base), np.ascontiguousarray(a["side"]),
-                         float(self.ns_per_byte), status, dep, seq, np.int64(0 if final else bound),
-                         final, last_new, last_orig, self.busy, self.frac, self.counter, out)
+        k, in_order = kt.tap_queue(
+            rows, np.int64(attrs.base), np.ascontiguousarray(a["side"]), float(self.ns_per_byte),
+            status, dep, seq, np.int64(0 if final else bound), final, last_new, last_orig,
+            self.busy, self.frac, self.counter, out)
         for col, d in (("tq_new", last_new), ("tq_orig", last_orig)):
             a[f"{col}0"][:] = d[:, 0]
             a[f"{col}1"][:] = d[:, 1]
@@ -87,10 +89,5 @@ class TapLink:
         else:
             self.carry = rows[:0].copy()
             self.c_status = self.c_dep = self.c_seq = np.empty(0, np.int64)
-        if k and order[0] == 0 and order[-1] == k - 1 and np.all(np.diff(order) == 1):
-            done = rows[:k]  # out in the stream's order (no wait reordered it)
-            done["ts_ns"] = dep[:k]
-        else:
-            done = take_rows(rows, order)
-            done["ts_ns"] = dep[order]
-        return done
+        # (the pass has set the times of the rows out to the link's)
+        return rows[:k] if in_order else take_rows(rows, order)  # (in order: no wait reordered)

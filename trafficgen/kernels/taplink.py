@@ -92,7 +92,9 @@ def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, las
     ``busy`` + ``frac``: when the link is next free per tap direction (0: sent by the
     capture's host), whole ns and a fraction; ``counter``: the next ``seq``. Packets come out
     into ``out`` in order while nothing not yet queued can precede them (every row before
-    ``bound`` is queued, or all when ``final``); returns how many.
+    ``bound`` is queued, or all when ``final``), their ``ts_ns`` set to their time at the tap
+    (a carried row keeps its original time); returns how many, and whether they are the
+    stream's first rows in its order.
 
     The stream's next packet is the next to queue unless its flow is held back (a packet of
     it came later than it was sent: the flow's packets then wait in the flow's own queue, its
@@ -189,22 +191,30 @@ def tap_queue(rows, base, side, ns_per_byte, status, dep, seq, bound, final, las
         if final and s >= n and n1 == 0:
             horizon = np.int64(2**62)
         if n2 == 0 and t < horizon:
-            out[k] = i
-            status[i] = 2
-            k += 1
+            k = _out(rows, i, dep, status, out, k)
             continue
         n2 = _push(h2, n2, i, dep, fid, seq)
         while n2 > 0 and dep[h2[0]] < horizon:
-            out[k] = h2[0]
-            status[h2[0]] = 2
-            k += 1
+            k = _out(rows, h2[0], dep, status, out, k)
             n2 = _pop(h2, n2, dep, fid, seq)
     horizon = bound if s >= n else orig[s]
     if n1 > 0:
         horizon = min(horizon, ekey[h1[0]])
     while n2 > 0 and (final or dep[h2[0]] < horizon):
-        out[k] = h2[0]
-        status[h2[0]] = 2
-        k += 1
+        k = _out(rows, h2[0], dep, status, out, k)
         n2 = _pop(h2, n2, dep, fid, seq)
-    return k
+    in_order = True  # out[:k] is rows 0 .. k - 1: the caller's rows[:k] are the answer
+    for j in range(k):
+        if out[j] != j:
+            in_order = False
+            break
+    return k, in_order
+
+
+@inline
+def _out(rows, i, dep, status, out, k):
+    """Row ``i`` comes out ``k``-th, at its time at the tap; returns k + 1."""
+    out[k] = i
+    status[i] = 2
+    rows[i]["ts_ns"] = dep[i]
+    return k + 1
