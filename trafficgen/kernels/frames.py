@@ -60,9 +60,10 @@ from .stacks import (
     ip_id,
     syn_window,
     tcp_options,
+    two_words,
 )
 from .tcpstate import SACK_OPT_BYTES
-from .wire import fold, pcap_record, put16, put32, sum16, sum_words
+from .wire import fold, pcap_record, put16, put32, sum16, sum_words, words32
 
 REC_SPAN = 16384 + 22  # one full TLS 1.3 record on the wire
 PLAIN, DEC, HEX = 0x80, 2, 3  # plaintext HTTP templates' mask codes (trafficgen/plaintext.py)
@@ -245,7 +246,7 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     out[ip + IP4_PROTO] = PROTO_TCP
     put32(out, ip + IP4_SRC, src)
     put32(out, ip + IP4_DST, dst)
-    addrs = _words32(src) + _words32(dst)
+    addrs = words32(src) + words32(dst)
     put16(out, ip + IP4_CSUM, fold(np.uint64((IP4_VER_IHL_20 << 8) + length + ident + (df << 8)
                                              + ((np.int64(ttl) & 0xFF) << 8) + PROTO_TCP + addrs)))
     tp = ip + IP4_HLEN
@@ -271,12 +272,12 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
                     tsval, tsecr)
         head = sum16(out, tp, thl)  # a SYN's options, as its stack lays them out
     else:
-        head = np.uint64(ports[0] + ports[1] + _words32(seq) + _words32(ack)
+        head = np.uint64(ports[0] + ports[1] + words32(seq) + words32(ack)
                          + ((((thl // 4) << 4) << 8) | (np.int64(fl) & 0xFF)) + (w & 0xFFFF))
         if tsopt:  # nop, nop, timestamps: most segments
-            head += _two_words(out, tp + TCP_OPTS, 8, tsval, tsecr)
+            head += two_words(out, tp + TCP_OPTS, 8, tsval, tsecr)
     if sack:  # nop, nop, SACK with one block [segoff, writelen)
-        head += _two_words(out, tp + thl - SACK_OPT_BYTES, 5, segoff, writelen)
+        head += two_words(out, tp + thl - SACK_OPT_BYTES, 5, segoff, writelen)
     pl = tp + thl
     if n > 0:
         _payload(out, pl, n, lay, segoff, writelen,
@@ -287,26 +288,6 @@ def _tcp(out, ip, d, ttl, fl, n, ipid, seq, ack, lay, segoff, writelen, cip, sip
     s = np.uint64(addrs + PROTO_TCP + thl + n) + head
     put16(out, tp + TCP_CSUM, fold(s))
     return pl + n
-
-
-@inline
-def _words32(v):
-    """The sum of the two big-endian 16-bit words ``put32`` stores for ``v``."""
-    v = np.int64(v) & 0xFFFFFFFF
-    return (v >> 16) + (v & 0xFFFF)
-
-
-@inline
-def _two_words(out, op, kind, a, b):
-    """nop, nop, then option ``kind`` of length 10 holding two 32-bit words (timestamps: 8;
-    one SACK block: 5), at ``op``. Returns the option's sum as big-endian 16-bit words."""
-    out[op] = 1
-    out[op + 1] = 1
-    out[op + 2] = kind
-    out[op + 3] = 10
-    put32(out, op + 4, a)
-    put32(out, op + 8, b)
-    return np.uint64(0x0101 + (kind << 8) + 10 + _words32(a) + _words32(b))
 
 
 @inline

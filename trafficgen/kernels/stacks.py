@@ -36,7 +36,7 @@ import numpy as np
 
 from .jit import helper, inline, kernel
 from .rng import derive, mix64, uniform
-from .wire import put16, put32
+from .wire import put16, put32, words32
 
 # OS codes (schema: the flow table's ``client_os`` and ``server_os``); append only
 OS_LINUX, OS_ANDROID, OS_WINDOWS, OS_MACOS, OS_IOS = range(5)
@@ -181,6 +181,20 @@ def _nops(out, o, k):
     for j in range(k):
         out[o + j] = 1
     return o + k
+
+
+@inline
+def two_words(out, op, kind, a, b):
+    """nop, nop, then option ``kind`` of length 10 holding two 32-bit words (timestamps: 8;
+    one SACK block: 5), at ``op``. Returns the option's sum as big-endian 16-bit words (the
+    segment's checksum adds it)."""
+    out[op] = 1
+    out[op + 1] = 1
+    out[op + 2] = kind
+    out[op + 3] = 10
+    put32(out, op + 4, a)
+    put32(out, op + 8, b)
+    return np.uint64(0x0101 + (kind << 8) + 10 + words32(a) + words32(b))
 
 
 @helper

@@ -95,6 +95,13 @@ def sum_words(buf, o, n):
 
 
 @inline
+def words32(v):
+    """The sum of the two big-endian 16-bit words :func:`put32` stores for ``v``."""
+    v = np.int64(v) & 0xFFFFFFFF
+    return (v >> 16) + (v & 0xFFFF)
+
+
+@inline
 def fold(s):
     while s >> np.uint64(16):
         s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
