@@ -83,6 +83,14 @@ def batch_tables(sc, *names: str) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(parts[name]) for name in names)
 
 
+def splitmix64_finaliser(z: int) -> int:
+    """splitmix64's finaliser, the textbook way (``kernels.rng.mix64``: payload offsets, ids)."""
+    m = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
 def packet_rows(sched: np.ndarray) -> kf.PacketRows:
     """The frame encoder's ``PacketRows`` of schedule rows (``SCHED_DTYPE``), each row's flow
     at row ``flow_id`` of the ``FlowAttrs`` passed beside them."""

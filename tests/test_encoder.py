@@ -22,7 +22,7 @@ from trafficgen.kernels.rng import fill_bytes
 from trafficgen.schema import ACK, FIN, PROTO_TCP, PSH, RST, SCHED_DTYPE, SYN
 from trafficgen.wire.tls import Templates, Variant
 
-from .helpers import packet_rows
+from .helpers import packet_rows, splitmix64_finaliser
 from .netwalk import csum as rfc1071  # the Internet checksum, the textbook way
 
 POOL = np.empty((1 << 18) + 65536, np.uint8)
@@ -123,13 +123,6 @@ def encode(flows, rows, mss, side, start_ns, pcap=True):
                     offsets)
     assert end == buf.shape[0]
     return bytes(buf), offsets
-
-
-def splitmix64_finaliser(z: int) -> int:
-    m = 2**64 - 1
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return z ^ (z >> 31)
 
 
 def expected_payload(flow, row) -> bytes:

@@ -19,7 +19,7 @@ import trafficgen as tg
 from trafficgen.labels import OSES
 from trafficgen.wire.profiles import PROFILE_OS
 
-from .helpers import batch_tables, require_tool
+from .helpers import batch_tables, require_tool, splitmix64_finaliser
 
 PROFILES = {"chrome": 0.4, "okhttp": 0.2, "python": 0.2, "curl": 0.2}
 # the profiles' ClientHellos told apart by their cipher suites' bytes (wire.profiles)
@@ -122,13 +122,6 @@ def test_ttl_per_server_and_ipv4_ids_per_stack(run):
     later = [(b[1] - a[1]) % 65536 < 32768 for o, h in host_syns.items() if o[0] == "windows"
              for a, b in zip(sorted(h), sorted(h)[1:])]
     assert later and all(later), later
-
-
-def splitmix64_finaliser(z: int) -> int:  # (kernels.rng.mix64)
-    m = 2**64 - 1
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return z ^ (z >> 31)
 
 
 def _host_ipids_reference(out, c_os, c_ipid, host_key, c_addr):
